@@ -1,0 +1,49 @@
+// Package fanout runs a job against thousands to millions of hosts: a sweep
+// is (targets, job, options), and every target has an index in one canonical
+// order, so shuffling, sharding, resume and distribution are arithmetic.
+package fanout
+
+import (
+	"context"
+
+	"github.com/fanout/fanout/engine"
+	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/target"
+)
+
+type (
+	// Job runs one attempt against one target; see job.Job.
+	Job = job.Job
+	// Result is the envelope every job kind fills; see job.Result.
+	Result = job.Result
+	// Target is one entry of a target Set.
+	Target = target.Target
+	// Set is an indexable, lazy list of targets.
+	Set = target.Set
+)
+
+// Options of a Sweep.
+type Options struct {
+	engine.Options
+	// Order is the visiting order; nil visits targets in canonical order.
+	Order target.Order
+	// Counters, when set, are updated as the sweep runs (progress bars).
+	Counters *engine.Counters
+	// OnResult is called once per finished target, from one goroutine.
+	OnResult func(Result)
+}
+
+// Sweep runs j against every target of targets (in opts.Order) and calls
+// opts.OnResult with each Result. It returns ctx.Err() when interrupted, after
+// every finished Result has been delivered.
+func Sweep(ctx context.Context, targets Set, j Job, opts Options) error {
+	order := opts.Order
+	if order == nil {
+		order = target.Identity(targets.Len())
+	}
+	emit := opts.OnResult
+	if emit == nil {
+		emit = func(Result) {}
+	}
+	return engine.Run(ctx, targets, order, j, opts.Options, opts.Counters, emit)
+}
