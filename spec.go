@@ -1,0 +1,70 @@
+package fanout
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/fanout/fanout/engine"
+	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/target"
+)
+
+// Spec is a whole sweep in serializable form: what the CLI builds from its
+// flags, what the store records (and resume rebuilds the sweep from), and what
+// a cluster submitter hands to workers. Same Spec, same targets in the same
+// order, same job.
+//
+// Targets must not contain "-" or "@FILE" once a Spec is stored or submitted:
+// the CLI inlines those lists first (Inline), so the Spec stands alone.
+type Spec struct {
+	Job        string          `json:"job"`
+	JobOptions json.RawMessage `json:"job_options,omitempty"`
+
+	Targets    []string `json:"targets"`
+	Excludes   []string `json:"excludes,omitempty"`
+	MaxTargets uint64   `json:"max_targets,omitempty"`
+	AllowHuge  bool     `json:"allow_huge,omitempty"`
+
+	Shuffle bool   `json:"shuffle,omitempty"`
+	Seed    uint64 `json:"seed,omitempty"`
+	ShardI  uint64 `json:"shard_i,omitempty"` // 1-based; 0 with ShardN 0 means no sharding
+	ShardN  uint64 `json:"shard_n,omitempty"`
+
+	Concurrency int           `json:"concurrency,omitempty"`
+	Rate        float64       `json:"rate,omitempty"`
+	Timeout     time.Duration `json:"timeout_ns,omitempty"`
+	Retries     int           `json:"retries,omitempty"`
+}
+
+// Set parses the Spec's targets into a Set. stdin is read for "-" (nil when
+// there is none).
+func (s Spec) Set(stdin io.Reader) (target.Set, error) {
+	return target.Parse(s.Targets, target.ParseOptions{
+		Excludes: s.Excludes, MaxTargets: s.MaxTargets, AllowHuge: s.AllowHuge, Stdin: stdin,
+	})
+}
+
+// Order is the visiting order of a Set of n targets under this Spec.
+func (s Spec) Order(n uint64) (target.Order, error) {
+	var o target.Order = target.Identity(n)
+	if s.Shuffle {
+		o = target.Shuffle(n, s.Seed)
+	}
+	if s.ShardN > 0 {
+		if s.ShardI < 1 || s.ShardI > s.ShardN {
+			return nil, fmt.Errorf("shard %d/%d: want i/n with 1 <= i <= n", s.ShardI, s.ShardN)
+		}
+		o = target.Shard(o, s.ShardI-1, s.ShardN)
+	}
+	return o, nil
+}
+
+// NewJob rebuilds the Spec's job from the registry.
+func (s Spec) NewJob() (Job, error) { return job.New(s.Job, s.JobOptions) }
+
+// EngineOptions are the Spec's engine bounds.
+func (s Spec) EngineOptions() engine.Options {
+	return engine.Options{Concurrency: s.Concurrency, Rate: s.Rate, Timeout: s.Timeout, Retries: s.Retries}
+}
