@@ -1,0 +1,143 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestMain(m *testing.M) { Main(m) }
+
+// TestLabNamespace proves the process really runs in the namespace Main made.
+func TestLabNamespace(t *testing.T) {
+	Require(t)
+	out, err := exec.Command("ip", "netns", "identify", strconv.Itoa(os.Getpid())).Output()
+	if err != nil {
+		t.Fatalf("ip netns identify: %v", err)
+	}
+	if got := strings.TrimSpace(string(out)); got != Name() {
+		t.Fatalf("running in namespace %q, FANOUT_LAB says %q", got, Name())
+	}
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ping_group_range")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := strings.Fields(string(b)); len(f) != 2 || f[0] != "0" || f[1] != "2147483647" {
+		t.Fatalf("ping_group_range = %q, want 0 2147483647", b)
+	}
+}
+
+func TestLabTCP(t *testing.T) {
+	Require(t)
+	t.Parallel()
+	// Listening on every address: each live 127.x answers, as the design says.
+	ln, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() }) // not defer: parallel subtests run after return
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	tests := []struct {
+		addr string
+		want string // "up", "refused", "timeout"
+	}{
+		{"127.0.5.6:" + port, "up"},
+		{"127.0.2.3:1", "refused"},
+		{"127.1.2.3:80", "timeout"},
+		{"127.1.255.254:" + port, "timeout"}, // dead even where something listens
+	}
+	for _, tc := range tests {
+		t.Run(tc.addr, func(t *testing.T) {
+			t.Parallel()
+			d := net.Dialer{Timeout: 500 * time.Millisecond}
+			c, err := d.DialContext(context.Background(), "tcp4", tc.addr)
+			got := "up"
+			var ne net.Error
+			switch {
+			case err == nil:
+				c.Close()
+			case errors.Is(err, syscall.ECONNREFUSED):
+				got = "refused"
+			case errors.As(err, &ne) && ne.Timeout():
+				got = "timeout"
+			default:
+				got = err.Error()
+			}
+			if got != tc.want {
+				t.Fatalf("dial %s: got %s, want %s", tc.addr, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestLabPing(t *testing.T) {
+	Require(t)
+	if _, err := exec.LookPath("ping"); err != nil {
+		t.Skip("ping not installed (apt-get install -y iputils-ping)")
+	}
+	t.Parallel()
+	tests := []struct {
+		addr  string
+		alive bool
+	}{
+		{"127.0.0.9", true},
+		{"127.0.200.1", true},
+		{"127.1.0.1", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.addr, func(t *testing.T) {
+			t.Parallel()
+			out, err := exec.Command("ping", "-n", "-c1", "-W1", tc.addr).CombinedOutput()
+			if alive := err == nil; alive != tc.alive {
+				t.Fatalf("ping %s: alive=%v, want %v\n%s", tc.addr, alive, tc.alive, out)
+			}
+			// A dead host is silent, not an error of ours (input hook, no EPERM).
+			if strings.Contains(string(out), "not permitted") {
+				t.Fatalf("ping %s saw a local error:\n%s", tc.addr, out)
+			}
+		})
+	}
+}
+
+// TestCreateExecDestroy builds a second namespace by hand: exit codes come
+// back through execIn, and Destroy leaves nothing behind.
+func TestCreateExecDestroy(t *testing.T) {
+	if ok, why := Available(); !ok {
+		t.Skip(skipReason + ": " + why)
+	}
+	name := NamePrefix + "t" + strconv.Itoa(os.Getpid())
+	if err := Create(name); err != nil {
+		_ = Destroy(name)
+		t.Fatalf("Create: %v", err)
+	}
+	t.Cleanup(func() { _ = Destroy(name) })
+	if code := execIn(name, "/bin/sh", []string{"-c", `test "$FANOUT_LAB" = ` + name + ` && exit 7`}); code != 7 {
+		t.Fatalf("execIn exit code = %d, want 7", code)
+	}
+	if code := execIn(name, "/bin/sh", []string{"-c", "kill -TERM $$"}); code != 128+int(syscall.SIGTERM) {
+		t.Fatalf("execIn killed child: code = %d, want %d", code, 128+int(syscall.SIGTERM))
+	}
+	if err := Destroy(name); err != nil {
+		t.Fatalf("Destroy: %v", err)
+	}
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	if strings.Contains(string(out), name) {
+		t.Fatalf("namespace %s still listed after Destroy:\n%s", name, out)
+	}
+}
