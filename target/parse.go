@@ -1,8 +1,16 @@
 package target
 
 import (
+	"bufio"
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
+	"math/big"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
 )
 
 // ParseOptions tune Parse.
@@ -13,19 +21,541 @@ type ParseOptions struct {
 	Stdin      io.Reader // read for the spec "-"
 }
 
-// Parse turns target specs into a Set. Stub: the target owner replaces it.
+// Errors Parse wraps, for callers that want to tell them apart.
+var (
+	ErrNoTargets = errors.New("no targets")
+	ErrTooMany   = errors.New("too many targets")
+)
+
+// Accepted is the one-line summary of the spec forms, for usage errors.
+const Accepted = "want an address (10.0.0.1, ::1, [::1]), a CIDR (10.0.0.0/24, fd00::/120), " +
+	"a range (10.0.0.1-10.0.0.50, 10.0.0.1-50, fd00::1-ff), a node-set (web[01-20].example.com), " +
+	"a hostname (letters, digits, '-', '.', '_'), @FILE or -"
+
+// Parse turns target specs into a Set.
+//
+// A spec is one of:
+//
+//	10.0.0.1, ::1, [::1]           an address
+//	10.0.0.0/24, fd00::/120        a CIDR (host bits are masked off)
+//	10.0.0.1-10.0.0.50, 10.0.0.1-50, fd00::1-fd00::ff, fd00::1-ff
+//	                               an inclusive range; the short end replaces
+//	                               the last octet (IPv4) or hextet (IPv6)
+//	web[01-20].example.com         a node-set: each [a-b,c,...] group expands to
+//	db[1-3,7].dc[1-2]              its numbers, keeping a's zero padding; several
+//	                               groups expand to their cartesian product with
+//	                               the rightmost group varying fastest
+//	                               (db1.dc1, db1.dc2, db2.dc1, ...); every
+//	                               expansion is then read as a spec of its own,
+//	                               so 10.0.0.[1-5] is five addresses
+//	host.example.com               a hostname, resolved later by the job
+//	@FILE                          the specs in FILE, one a line; '#' starts a
+//	                               comment, blank lines are skipped
+//	-                              the same, read from opts.Stdin (once)
+//
+// The Set's canonical order is: IPv4 addresses ascending, then IPv6 addresses
+// ascending, then names in first-seen order. Addresses given several times
+// (overlapping CIDRs and ranges) count once; names given several times (ASCII
+// case-insensitively, ignoring a trailing dot) count once, spelt as first seen.
+// opts.Excludes, in the same syntax, are removed.
+//
+// Address ranges stay intervals: a /8 costs a few bytes, and a set over
+// opts.MaxTargets is refused by arithmetic, never materialized. IPv6 prefixes
+// of /64 and shorter are refused unless opts.AllowHuge. Names (hostnames and
+// node-set expansions that are not addresses) are held in memory, as they
+// have to be deduplicated.
 func Parse(specs []string, opts ParseOptions) (Set, error) {
-	return nil, errors.New("target.Parse: not implemented")
+	limit := opts.MaxTargets
+	if limit == 0 {
+		limit = DefaultMaxTargets
+	}
+	in := &stdinOnce{r: opts.Stdin}
+	inc := &builder{limit: limit, allowHuge: opts.AllowHuge, keys: map[string]struct{}{}}
+	if err := eachSpec(specs, in, inc.add); err != nil {
+		return nil, err
+	}
+	ex := &builder{limit: limit, allowHuge: true, keys: map[string]struct{}{}, exclude: true}
+	if err := eachSpec(opts.Excludes, in, ex.add); err != nil {
+		return nil, fmt.Errorf("exclude: %w", err)
+	}
+
+	s := &set{
+		v4: subtract(merge(inc.v4), merge(ex.v4)),
+		v6: subtract(merge(inc.v6), merge(ex.v6)),
+	}
+	for _, name := range inc.names {
+		if _, gone := ex.keys[nameKey(name)]; !gone {
+			s.names = append(s.names, name)
+		}
+	}
+
+	var ok4, ok6 bool
+	s.s4, s.n4, ok4 = starts(s.v4, limit)
+	s.s6, s.n6, ok6 = starts(s.v6, limit)
+	if !ok4 || !ok6 || s.n4+s.n6 > limit || uint64(len(s.names)) > limit-s.n4-s.n6 {
+		return nil, tooMany(total(s.v4, s.v6, len(s.names)), limit)
+	}
+	if s.Len() == 0 {
+		if len(opts.Excludes) > 0 && (len(inc.v4)+len(inc.v6)+len(inc.names)) > 0 {
+			return nil, fmt.Errorf("%w: the excludes remove every target", ErrNoTargets)
+		}
+		return nil, fmt.Errorf("%w: give addresses, CIDRs, ranges, node-sets, hostnames, @FILE or -", ErrNoTargets)
+	}
+	return s, nil
 }
 
-// Shuffle is a pseudo-random full-cycle permutation of [0, n), reproducible
-// from seed, in O(1) memory. Stub: the target owner replaces it.
-func Shuffle(n, seed uint64) Order { return Identity(n) }
+func tooMany(n string, limit uint64) error {
+	return fmt.Errorf("%w: %s targets is more than the limit of %d; raise it with --max-targets N", ErrTooMany, n, limit)
+}
 
-// Shard is the i-th (0-based) of n disjoint contiguous slices of o; the
-// slices cover o exactly.
-func Shard(o Order, i, n uint64) Order {
-	lo := o.Len() * i / n
-	hi := o.Len() * (i + 1) / n
-	return Slice(o, lo, hi)
+// total counts the targets exactly, for the error message of a set too large
+// for a uint64 (an IPv6 /0 has 2^128 addresses).
+func total(v4, v6 []interval, names int) string {
+	t := big.NewInt(int64(names))
+	for _, ivs := range [][]interval{v4, v6} {
+		for _, iv := range ivs {
+			d := iv.hi.sub(iv.lo)
+			n := new(big.Int).Lsh(new(big.Int).SetUint64(d.hi), 64)
+			n.Add(n, new(big.Int).SetUint64(d.lo))
+			n.Add(n, big.NewInt(1))
+			t.Add(t, n)
+		}
+	}
+	return t.String()
+}
+
+// stdinOnce hands out standard input to the first "-" only.
+type stdinOnce struct {
+	r    io.Reader
+	used bool
+}
+
+func (s *stdinOnce) take() (io.Reader, error) {
+	switch {
+	case s.r == nil:
+		return nil, errors.New(`"-": no standard input to read targets from`)
+	case s.used:
+		return nil, errors.New(`"-": standard input was already read by an earlier "-"`)
+	}
+	s.used = true
+	return s.r, nil
+}
+
+// builder collects the addresses and names of specs.
+type builder struct {
+	limit     uint64
+	allowHuge bool
+	exclude   bool // excludes may name huge IPv6 prefixes
+	v4, v6    []interval
+	names     []string
+	keys      map[string]struct{}
+}
+
+// eachSpec calls fn with every spec of specs, reading "-" and @FILE entries
+// one level deep, and puts the file and line in fn's errors.
+func eachSpec(specs []string, in *stdinOnce, fn func(spec string) error) error {
+	lines := func(r io.Reader, name string) error {
+		return eachLine(r, name, func(line int, spec string) error {
+			if spec == "-" || strings.HasPrefix(spec, "@") {
+				return fmt.Errorf("%s:%d: parse %q: %s inside a file is not supported (one level only)", name, line, spec, spec[:1])
+			}
+			if err := fn(spec); err != nil {
+				return fmt.Errorf("%s:%d: %w", name, line, err)
+			}
+			return nil
+		})
+	}
+	for _, spec := range specs {
+		var err error
+		switch {
+		case spec == "-":
+			var r io.Reader
+			if r, err = in.take(); err == nil {
+				err = lines(r, "stdin")
+			}
+		case strings.HasPrefix(spec, "@"):
+			err = eachFileSpec(spec[1:], lines)
+		default:
+			err = fn(spec)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func eachFileSpec(path string, lines func(io.Reader, string) error) error {
+	if path == "" {
+		return fmt.Errorf(`parse "@": want @FILE, a file of specs one a line`)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("@%s: open: %v", path, pathErr(err))
+	}
+	defer f.Close()
+	return lines(f, path)
+}
+
+// pathErr drops the path an *fs.PathError repeats.
+func pathErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// eachLine calls fn with each spec of r: '#' starts a comment, blank lines
+// are skipped, surrounding space is trimmed.
+func eachLine(r io.Reader, name string, fn func(line int, spec string) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		text := sc.Text()
+		if i := strings.IndexByte(text, '#'); i >= 0 {
+			text = text[:i]
+		}
+		text = strings.TrimSpace(text)
+		if text == "" {
+			continue
+		}
+		if err := fn(line, text); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("%s:%d: read: %v", name, line+1, pathErr(err))
+	}
+	return nil
+}
+
+// bracketed6 reports whether s is an IPv6 literal in brackets, [::1], rather
+// than a node-set, and returns what is inside.
+func bracketed6(s string) (string, bool) {
+	if len(s) < 2 || s[0] != '[' || s[len(s)-1] != ']' {
+		return "", false
+	}
+	inner := s[1 : len(s)-1]
+	return inner, strings.Contains(inner, ":") && !strings.ContainsAny(inner, "[]")
+}
+
+// splitTop splits s at the commas outside brackets.
+func splitTop(s string) []string {
+	var parts []string
+	depth, start := 0, 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '[':
+			depth++
+		case ']':
+			depth--
+		case ',':
+			if depth == 0 {
+				parts = append(parts, s[start:i])
+				start = i + 1
+			}
+		}
+	}
+	return append(parts, s[start:])
+}
+
+func parseErr(spec string, err error) error { return fmt.Errorf("parse %q: %w", spec, err) }
+
+// add adds one spec proper (no "-" or @FILE): a comma-separated list of
+// specs, as Fold writes them.
+func (b *builder) add(spec string) error {
+	if spec == "" {
+		return parseErr(spec, errors.New("empty target; "+Accepted))
+	}
+	if parts := splitTop(spec); len(parts) > 1 {
+		for _, p := range parts {
+			if p == "" {
+				return parseErr(spec, errors.New("empty item in a comma-separated list"))
+			}
+			if err := b.add(p); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if strings.ContainsAny(spec, "[]") {
+		if inner, ok := bracketed6(spec); ok {
+			if strings.Contains(inner, "/") {
+				return parseErr(spec, errors.New("want an IPv6 address inside [ ], as in [::1]"))
+			}
+			if err := b.addPlain(inner); err != nil {
+				return parseErr(spec, err)
+			}
+			return nil
+		}
+		if err := b.addNodeSet(spec); err != nil {
+			return parseErr(spec, err)
+		}
+		return nil
+	}
+	if err := b.addPlain(spec); err != nil {
+		return parseErr(spec, err)
+	}
+	return nil
+}
+
+// addPlain adds a spec without brackets: address, CIDR, range or hostname.
+func (b *builder) addPlain(s string) error {
+	switch {
+	case strings.Contains(s, "/"):
+		return b.addCIDR(s)
+	case strings.Contains(s, ":"):
+		if lo, hi, ok := strings.Cut(s, "-"); ok {
+			return b.addRange6(lo, hi)
+		}
+		a, err := parseIPv6(s)
+		if err != nil {
+			return err
+		}
+		v := u128From16(a.As16())
+		b.v6 = appendInterval(b.v6, interval{v, v})
+		return nil
+	case onlyDigitsDotsDash(s):
+		if lo, hi, ok := strings.Cut(s, "-"); ok {
+			return b.addRange4(lo, hi)
+		}
+		v, err := parseIPv4(s)
+		if err != nil {
+			return err
+		}
+		b.v4 = appendInterval(b.v4, interval{u128{0, uint64(v)}, u128{0, uint64(v)}})
+		return nil
+	}
+	if err := checkHostname(s); err != nil {
+		return err
+	}
+	key := nameKey(s)
+	if _, dup := b.keys[key]; dup {
+		return nil
+	}
+	if uint64(len(b.keys)) >= b.limit {
+		return tooMany(fmt.Sprintf("more than %d", b.limit), b.limit)
+	}
+	b.keys[key] = struct{}{}
+	if !b.exclude {
+		b.names = append(b.names, s)
+	}
+	return nil
+}
+
+// nameKey is what makes two names the same host.
+func nameKey(s string) string { return strings.ToLower(strings.TrimSuffix(s, ".")) }
+
+func onlyDigitsDotsDash(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && c != '.' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+// parseIPv4 reads a.b.c.d strictly, with errors that name the bad octet.
+func parseIPv4(s string) (uint32, error) {
+	parts := strings.Split(s, ".")
+	if len(parts) != 4 {
+		return 0, fmt.Errorf("%q is not an IPv4 address (want 4 octets, a.b.c.d)", s)
+	}
+	var v uint32
+	for _, p := range parts {
+		o, err := parseOctet(p)
+		if err != nil {
+			return 0, err
+		}
+		v = v<<8 | uint32(o)
+	}
+	return v, nil
+}
+
+func parseOctet(p string) (uint8, error) {
+	if p == "" {
+		return 0, errors.New("empty octet (want a.b.c.d)")
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] < '0' || p[i] > '9' {
+			return 0, fmt.Errorf("octet %q is not a number", p)
+		}
+	}
+	if len(p) > 3 {
+		return 0, fmt.Errorf("octet %s out of range", p)
+	}
+	n, _ := strconv.Atoi(p)
+	if n > 255 {
+		return 0, fmt.Errorf("octet %d out of range", n)
+	}
+	if len(p) > 1 && p[0] == '0' {
+		return 0, fmt.Errorf("octet %q has a leading zero (ambiguous: octal or decimal?)", p)
+	}
+	return uint8(n), nil
+}
+
+func parseIPv6(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		msg := err.Error()
+		if i := strings.Index(msg, "): "); i >= 0 {
+			msg = msg[i+3:]
+		}
+		return netip.Addr{}, fmt.Errorf("%q is not an IPv6 address: %s", s, msg)
+	}
+	if !a.Is6() {
+		return netip.Addr{}, fmt.Errorf("%q is not an IPv6 address", s)
+	}
+	if a.Zone() != "" {
+		return netip.Addr{}, fmt.Errorf("IPv6 zones (%%%s) are not supported", a.Zone())
+	}
+	return a, nil
+}
+
+func (b *builder) hugeErr(what string) error {
+	return fmt.Errorf("%s has 2^64 or more addresses; pass --allow-huge to accept IPv6 prefixes of /64 and shorter", what)
+}
+
+func (b *builder) addCIDR(s string) error {
+	addr, ps, _ := strings.Cut(s, "/")
+	v6 := strings.Contains(addr, ":")
+	maxBits := 32
+	if v6 {
+		maxBits = 128
+	}
+	if ps == "" || len(ps) > 3 || !onlyDigitsDotsDash(ps) || strings.ContainsAny(ps, ".-") {
+		return fmt.Errorf("prefix length %q is not a number (want 0-%d)", ps, maxBits)
+	}
+	bitsN, _ := strconv.Atoi(ps)
+	if bitsN > maxBits {
+		return fmt.Errorf("prefix length %d out of range (want 0-%d)", bitsN, maxBits)
+	}
+	if !v6 {
+		if !onlyDigitsDotsDash(addr) || strings.Contains(addr, "-") {
+			return fmt.Errorf("%q is not an address (want a CIDR such as 10.0.0.0/24 or fd00::/120)", addr)
+		}
+		v, err := parseIPv4(addr)
+		if err != nil {
+			return err
+		}
+		mask := uint32(0)
+		if bitsN > 0 {
+			mask = ^uint32(0) << (32 - bitsN)
+		}
+		lo := v & mask
+		hi := lo | ^mask
+		b.v4 = appendInterval(b.v4, interval{u128{0, uint64(lo)}, u128{0, uint64(hi)}})
+		return nil
+	}
+	a, err := parseIPv6(addr)
+	if err != nil {
+		return err
+	}
+	if bitsN <= 64 && !b.allowHuge {
+		return b.hugeErr(fmt.Sprintf("an IPv6 /%d", bitsN))
+	}
+	p := netip.PrefixFrom(a, bitsN).Masked()
+	lo := u128From16(p.Addr().As16())
+	hostMask := u128{}
+	switch {
+	case bitsN == 0:
+		hostMask = maxU128
+	case bitsN < 64:
+		hostMask = u128{^uint64(0) >> bitsN, ^uint64(0)}
+	case bitsN < 128:
+		hostMask = u128{0, ^uint64(0) >> (bitsN - 64)}
+	}
+	hi := u128{lo.hi | hostMask.hi, lo.lo | hostMask.lo}
+	b.v6 = appendInterval(b.v6, interval{lo, hi})
+	return nil
+}
+
+func (b *builder) addRange4(los, his string) error {
+	lo, err := parseIPv4(los)
+	if err != nil {
+		return err
+	}
+	var hi uint32
+	switch {
+	case strings.Contains(his, "-"):
+		return errors.New("want one '-' in a range (10.0.0.1-10.0.0.50 or 10.0.0.1-50)")
+	case strings.Contains(his, "."):
+		if hi, err = parseIPv4(his); err != nil {
+			return err
+		}
+	default:
+		o, err := parseOctet(his)
+		if err != nil {
+			return fmt.Errorf("range end: %w", err)
+		}
+		hi = lo&^0xff | uint32(o)
+	}
+	if hi < lo {
+		return errors.New("range end before start")
+	}
+	b.v4 = appendInterval(b.v4, interval{u128{0, uint64(lo)}, u128{0, uint64(hi)}})
+	return nil
+}
+
+func (b *builder) addRange6(los, his string) error {
+	a, err := parseIPv6(los)
+	if err != nil {
+		return err
+	}
+	lo := u128From16(a.As16())
+	var hi u128
+	if strings.Contains(his, ":") {
+		e, err := parseIPv6(his)
+		if err != nil {
+			return err
+		}
+		hi = u128From16(e.As16())
+	} else {
+		if his == "" || len(his) > 4 {
+			return fmt.Errorf("range end %q: want an IPv6 address or a last hextet (1 to 4 hex digits)", his)
+		}
+		x, err := strconv.ParseUint(his, 16, 16)
+		if err != nil {
+			return fmt.Errorf("range end %q: want an IPv6 address or a last hextet (1 to 4 hex digits)", his)
+		}
+		hi = u128{lo.hi, lo.lo&^0xffff | x}
+	}
+	if hi.cmp(lo) < 0 {
+		return errors.New("range end before start")
+	}
+	if _, sat := (interval{lo, hi}).size(); sat && !b.allowHuge {
+		return b.hugeErr("the range")
+	}
+	b.v6 = appendInterval(b.v6, interval{lo, hi})
+	return nil
+}
+
+// checkHostname accepts letters, digits, '-', '.', '_' in dot-separated
+// labels of 1 to 63 characters that do not start with '-'.
+func checkHostname(s string) error {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
+			r := []rune(s[i:])[0]
+			return fmt.Errorf("%q is not allowed in a hostname; %s", r, Accepted)
+		}
+	}
+	if len(strings.TrimSuffix(s, ".")) > 253 {
+		return errors.New("hostname longer than 253 characters")
+	}
+	labels := strings.Split(strings.TrimSuffix(s, "."), ".")
+	for _, l := range labels {
+		switch {
+		case l == "":
+			return errors.New("empty label in hostname (want name.example.com)")
+		case len(l) > 63:
+			return fmt.Errorf("hostname label %q longer than 63 characters", l)
+		case l[0] == '-':
+			return fmt.Errorf("hostname label %q starts with '-'", l)
+		}
+	}
+	return nil
 }

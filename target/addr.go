@@ -1,0 +1,198 @@
+package target
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/bits"
+	"net/netip"
+	"sort"
+)
+
+// u128 is an address as a 128-bit number; IPv4 addresses use lo only.
+type u128 struct{ hi, lo uint64 }
+
+var maxU128 = u128{math.MaxUint64, math.MaxUint64}
+
+func (a u128) cmp(b u128) int {
+	switch {
+	case a.hi < b.hi:
+		return -1
+	case a.hi > b.hi:
+		return 1
+	case a.lo < b.lo:
+		return -1
+	case a.lo > b.lo:
+		return 1
+	}
+	return 0
+}
+
+func (a u128) add(x uint64) u128 {
+	lo, c := bits.Add64(a.lo, x, 0)
+	return u128{a.hi + c, lo}
+}
+
+func (a u128) sub(b u128) u128 {
+	lo, br := bits.Sub64(a.lo, b.lo, 0)
+	return u128{a.hi - b.hi - br, lo}
+}
+
+func u128From16(b [16]byte) u128 {
+	return u128{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
+}
+
+func (a u128) addr6() netip.Addr {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], a.hi)
+	binary.BigEndian.PutUint64(b[8:], a.lo)
+	return netip.AddrFrom16(b)
+}
+
+func addr4(v uint64) netip.Addr {
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// interval is an inclusive range of addresses of one family.
+type interval struct{ lo, hi u128 }
+
+// size is the number of addresses in iv, saturated at MaxUint64 (an IPv6
+// range can hold up to 2^128 addresses).
+func (iv interval) size() (n uint64, saturated bool) {
+	d := iv.hi.sub(iv.lo)
+	if d.hi != 0 || d.lo == math.MaxUint64 {
+		return math.MaxUint64, true
+	}
+	return d.lo + 1, false
+}
+
+// appendInterval adds iv to ivs, extending the last interval when iv
+// continues it: node-sets such as 10.0.[0-255].[0-255] then stay one interval.
+func appendInterval(ivs []interval, iv interval) []interval {
+	if n := len(ivs); n > 0 {
+		last := &ivs[n-1]
+		if iv.lo.cmp(last.lo) >= 0 && (last.hi == maxU128 || iv.lo.cmp(last.hi.add(1)) <= 0) {
+			if iv.hi.cmp(last.hi) > 0 {
+				last.hi = iv.hi
+			}
+			return ivs
+		}
+	}
+	return append(ivs, iv)
+}
+
+// merge sorts ivs and joins overlapping and adjacent intervals, so that an
+// address given twice counts once.
+func merge(ivs []interval) []interval {
+	if len(ivs) < 2 {
+		return ivs
+	}
+	sort.Slice(ivs, func(i, j int) bool { return ivs[i].lo.cmp(ivs[j].lo) < 0 })
+	out := ivs[:1]
+	for _, iv := range ivs[1:] {
+		last := &out[len(out)-1]
+		if last.hi == maxU128 || iv.lo.cmp(last.hi.add(1)) <= 0 {
+			if iv.hi.cmp(last.hi) > 0 {
+				last.hi = iv.hi
+			}
+			continue
+		}
+		out = append(out, iv)
+	}
+	return out
+}
+
+// subtract removes ex from ivs; both are sorted and merged.
+func subtract(ivs, ex []interval) []interval {
+	if len(ex) == 0 {
+		return ivs
+	}
+	var out []interval
+	j := 0
+	for _, iv := range ivs {
+		cur := iv
+		alive := true
+		for j < len(ex) && ex[j].hi.cmp(cur.lo) < 0 {
+			j++
+		}
+		for k := j; k < len(ex) && ex[k].lo.cmp(cur.hi) <= 0; k++ {
+			e := ex[k]
+			if e.lo.cmp(cur.lo) > 0 {
+				out = append(out, interval{cur.lo, e.lo.sub(u128{0, 1})})
+			}
+			if e.hi.cmp(cur.hi) >= 0 {
+				alive = false
+				break
+			}
+			cur.lo = e.hi.add(1)
+		}
+		if alive {
+			out = append(out, cur)
+		}
+	}
+	return out
+}
+
+// set is the Set Parse returns. Canonical order: IPv4 addresses ascending,
+// then IPv6 addresses ascending, then names in first-seen order.
+type set struct {
+	v4, v6 []interval
+	s4, s6 []uint64 // index of each interval's first address within its family
+	n4, n6 uint64
+	names  []string
+}
+
+var _ Set = (*set)(nil)
+
+func (s *set) Len() uint64 { return s.n4 + s.n6 + uint64(len(s.names)) }
+
+// At is O(log #intervals) and does not allocate.
+func (s *set) At(i uint64) Target {
+	if i < s.n4 {
+		j := search(s.s4, i)
+		return Target{Index: i, Addr: addr4(s.v4[j].lo.lo + (i - s.s4[j]))}
+	}
+	k := i - s.n4
+	if k < s.n6 {
+		j := search(s.s6, k)
+		return Target{Index: i, Addr: s.v6[j].lo.add(k - s.s6[j]).addr6()}
+	}
+	k -= s.n6
+	if k < uint64(len(s.names)) {
+		return Target{Index: i, Host: s.names[k]}
+	}
+	panic(fmt.Sprintf("target: index %d out of range [0,%d)", i, s.Len()))
+}
+
+// Counts reports how many IPv4 addresses, IPv6 addresses and names s holds,
+// in that (canonical) order.
+func (s *set) Counts() (v4, v6, names uint64) { return s.n4, s.n6, uint64(len(s.names)) }
+
+// search is the largest j with starts[j] <= i; starts[0] is 0.
+func search(starts []uint64, i uint64) int {
+	lo, hi := 0, len(starts)
+	for hi-lo > 1 {
+		m := int(uint(lo+hi) >> 1)
+		if starts[m] <= i {
+			lo = m
+		} else {
+			hi = m
+		}
+	}
+	return lo
+}
+
+// starts are the cumulative first indexes of ivs and their total; ok is false
+// when the total does not fit in limit.
+func starts(ivs []interval, limit uint64) (st []uint64, total uint64, ok bool) {
+	st = make([]uint64, len(ivs))
+	for j, iv := range ivs {
+		st[j] = total
+		n, sat := iv.size()
+		if sat || n > limit-total {
+			return nil, 0, false
+		}
+		total += n
+	}
+	return st, total, true
+}
