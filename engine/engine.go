@@ -22,6 +22,8 @@ type Options struct {
 	// Skip, when set, is asked for every index before it is started; true
 	// means the target already has a Result (resume) and is not run.
 	Skip func(index uint64) bool
+	// NoBatch runs a job.Batcher through its per-target Run instead.
+	NoBatch bool
 }
 
 // Counters are the sweep's progress, safe to read from any goroutine while it
@@ -35,7 +37,10 @@ type Counters struct {
 	Errors   atomic.Int64
 	InFlight atomic.Int64
 	Skipped  atomic.Int64
-	Began    atomic.Int64 // unix nanoseconds when the sweep started
+	// Interrupted counts targets cancelled before they had a trustworthy
+	// Result: they were not emitted, and a resume runs them again.
+	Interrupted atomic.Int64
+	Began       atomic.Int64 // unix nanoseconds when the sweep started
 }
 
 // Rate is the average completion rate since the sweep began, per second.
@@ -55,6 +60,22 @@ func (c *Counters) Rate() float64 {
 // target from a single goroutine (sinks need no locks). It returns ctx.Err()
 // when interrupted, after emitting every Result that had finished; no
 // goroutine it started outlives it. c may be nil.
+//
+// At most opts.Concurrency targets are in flight (a Result waiting for emit
+// counts as in flight), and targets start at no more than opts.Rate per
+// second. Each attempt gets its own ctx with opts.Timeout; an attempt whose
+// Class is retryable (timeout, refused) is retried up to opts.Retries times
+// after a doubling, jittered backoff. The engine sets Result.Index and
+// Attempts, and Start/End, Host, Addr, Port and Job where the job left them
+// empty.
+//
+// Cancellation: no new target starts; in-flight attempts see their ctx done.
+// A target whose Result is not up when ctx is done is NOT emitted (counted
+// in Counters.Interrupted): a cancelled probe would look like a dead host,
+// so every target is either emitted with a real outcome or left for resume.
+//
+// When j implements job.Batcher (and opts.NoBatch is false) Run feeds it the
+// targets instead; retries are then the job's, per job.BatchConfig.
 func Run(ctx context.Context, set target.Set, order target.Order, j job.Job, opts Options, c *Counters, emit func(job.Result)) error {
 	return run(ctx, set, order, j, opts, c, emit)
 }

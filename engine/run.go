@@ -2,55 +2,373 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/fanout/fanout/job"
 	"github.com/fanout/fanout/target"
 )
 
-// run is a first, plain implementation (no rate, no batch, no retries) so
-// that everything builds; the engine owner replaces it.
+const (
+	// DefaultConcurrency is used when Options.Concurrency <= 0.
+	DefaultConcurrency = 1000
+	// DefaultBackoff is used when Options.Backoff <= 0.
+	DefaultBackoff = 100 * time.Millisecond
+	// MaxBackoff caps the doubling so a long retry chain stays responsive.
+	MaxBackoff = 30 * time.Second
+)
+
+// sweep is one Run's shared state.
+type sweep struct {
+	set   target.Set
+	order target.Order
+	opts  Options
+	c     *Counters
+	lim   *rate.Limiter // nil: unlimited
+	sem   chan struct{} // a token per target in flight
+}
+
 func run(ctx context.Context, set target.Set, order target.Order, j job.Job, opts Options, c *Counters, emit func(job.Result)) error {
 	if c == nil {
 		c = new(Counters)
 	}
-	n := opts.Concurrency
-	if n <= 0 {
-		n = 1000
+	if emit == nil {
+		emit = func(job.Result) {}
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = DefaultConcurrency
+	}
+	if opts.Backoff <= 0 {
+		opts.Backoff = DefaultBackoff
+	}
+	s := &sweep{set: set, order: order, opts: opts, c: c, sem: make(chan struct{}, opts.Concurrency)}
+	if opts.Rate > 0 {
+		s.lim = rate.NewLimiter(rate.Limit(opts.Rate), burst(opts.Rate))
 	}
 	c.Total.Store(int64(order.Len()))
 	c.Began.Store(time.Now().UnixNano())
-	results := make(chan job.Result, n)
-	sem := make(chan struct{}, n)
-	var wg sync.WaitGroup
+	if b, ok := j.(job.Batcher); ok && !opts.NoBatch {
+		return s.runBatch(ctx, j.Kind(), b, emit)
+	}
+	return s.runEach(ctx, j, emit)
+}
+
+// burst is the limiter's bucket: 10 ms worth of targets, at least 1, so the
+// rate holds from the first second yet high rates are not bound by timer
+// resolution (one sleep per target cannot pace 100k/s).
+func burst(r float64) int {
+	b := int(r / 100)
+	if b < 1 {
+		return 1
+	}
+	return b
+}
+
+// next walks the order from position *k, skipping (and counting) indexes
+// that opts.Skip says are done; ok is false at the end.
+func (s *sweep) next(k *uint64) (target.Target, bool) {
+	for ; *k < s.order.Len(); *k++ {
+		i := s.order.At(*k)
+		if s.opts.Skip != nil && s.opts.Skip(i) {
+			s.c.Skipped.Add(1)
+			s.c.Total.Add(-1)
+			continue
+		}
+		*k++
+		return s.set.At(i), true
+	}
+	return target.Target{}, false
+}
+
+// acquire takes a concurrency slot, then a rate token, so a target waiting
+// for a slot does not hoard a token. It fails only when ctx is done.
+func (s *sweep) acquire(ctx context.Context) error {
+	select {
+	case s.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if s.lim != nil {
+		// Reserve+sleep, not Wait: Wait fails at once when ctx has a
+		// deadline nearer than the token, which would end the sweep early.
+		res := s.lim.Reserve()
+		if d := res.Delay(); d > 0 && !sleep(ctx, d) {
+			res.Cancel()
+			<-s.sem
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func (s *sweep) release() { <-s.sem }
+
+// count updates the outcome counters for a Result about to be emitted.
+func (s *sweep) count(r *job.Result) {
+	switch r.Status {
+	case job.Up:
+		s.c.Up.Add(1)
+	case job.Down:
+		s.c.Down.Add(1)
+	default:
+		s.c.Errors.Add(1)
+	}
+	s.c.Done.Add(1)
+}
+
+// interrupted reports whether r must not be emitted because ctx was cancelled
+// while it ran: a cancelled probe looks like a dead host, and recording it as
+// down would make a resume skip a target that was never really tried. An up
+// Result cannot be an artefact of cancellation, so it is kept.
+func interrupted(ctx context.Context, r *job.Result) bool {
+	return ctx.Err() != nil && r.Status != job.Up
+}
+
+// fill completes what the engine knows better than the job.
+func fill(r *job.Result, t target.Target, kind string) {
+	r.Index = t.Index
+	if r.Host == "" {
+		r.Host = t.Name()
+	}
+	if r.Addr == "" && t.Addr.IsValid() {
+		r.Addr = t.Addr.String()
+	}
+	if r.Port == 0 && t.Port != 0 {
+		r.Port = int(t.Port)
+	}
+	if r.Job == "" {
+		r.Job = kind
+	}
+	if r.Status == "" {
+		r.Status, r.Class = job.Error, job.ClassLocal
+		if r.Error == "" {
+			r.Error = kind + " job returned no status"
+		}
+	}
+}
+
+// runEach drives j.Run: a goroutine per target in flight (bounded by the
+// semaphore), results funnelled to this goroutine, which alone calls emit.
+func (s *sweep) runEach(ctx context.Context, j job.Job, emit func(job.Result)) error {
+	results := make(chan job.Result, cap(s.sem))
+	kind := j.Kind()
 	go func() {
+		var wg sync.WaitGroup
 		defer close(results)
-		for k := uint64(0); k < order.Len(); k++ {
+		defer wg.Wait()
+		for k := uint64(0); ; {
 			if ctx.Err() != nil {
-				break
+				return
 			}
-			t := set.At(order.At(k))
-			sem <- struct{}{}
+			t, ok := s.next(&k)
+			if !ok {
+				return
+			}
+			if s.acquire(ctx) != nil {
+				return
+			}
+			s.c.Started.Add(1)
+			s.c.InFlight.Add(1)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer func() { <-sem }()
-				actx, cancel := ctx, context.CancelFunc(func() {})
-				if opts.Timeout > 0 {
-					actx, cancel = context.WithTimeout(ctx, opts.Timeout)
+				defer s.release() // after the send: results queued count as in flight
+				r, ok := s.attempts(ctx, j, kind, t)
+				s.c.InFlight.Add(-1)
+				if ok {
+					results <- r
+				} else {
+					s.c.Interrupted.Add(1)
 				}
-				r := j.Run(actx, t)
-				cancel()
-				r.Attempts = 1
-				results <- r
 			}()
 		}
-		wg.Wait()
 	}()
 	for r := range results {
-		c.Done.Add(1)
+		s.count(&r)
 		emit(r)
 	}
 	return ctx.Err()
+}
+
+// attempts runs up to 1+Retries attempts at t, retrying only retryable
+// classes after a jittered, doubling backoff. ok is false when ctx ended the
+// target before it had a trustworthy Result.
+func (s *sweep) attempts(ctx context.Context, j job.Job, kind string, t target.Target) (job.Result, bool) {
+	var r job.Result
+	start := time.Now()
+	for n := 1; ; n++ {
+		r = s.attempt(ctx, j, t)
+		r.Attempts = n
+		if interrupted(ctx, &r) {
+			return r, false
+		}
+		if n > s.opts.Retries || !r.Class.Retryable() {
+			break
+		}
+		if !sleep(ctx, backoff(s.opts.Backoff, n)) {
+			return r, false
+		}
+	}
+	fill(&r, t, kind)
+	if r.Start.IsZero() {
+		r.Start = start
+	}
+	if r.End.IsZero() {
+		r.End = time.Now()
+	}
+	return r, true
+}
+
+// attempt is one j.Run under the per-attempt timeout. A job that gave up at
+// the deadline without saying why is classed timeout.
+func (s *sweep) attempt(ctx context.Context, j job.Job, t target.Target) job.Result {
+	if s.opts.Timeout <= 0 {
+		return j.Run(ctx, t)
+	}
+	actx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	r := j.Run(actx, t)
+	if r.Status != job.Up && ctx.Err() == nil && errors.Is(actx.Err(), context.DeadlineExceeded) &&
+		(r.Class == job.ClassNone || r.Class == job.ClassCanceled) {
+		if r.Error == "" || r.Class == job.ClassCanceled {
+			r.Error = fmt.Sprintf("no answer within %v", s.opts.Timeout)
+		}
+		r.Status, r.Class = job.Down, job.ClassTimeout
+	}
+	return r
+}
+
+// backoff is the wait before retry n (1-based): base doubled n-1 times, capped,
+// then jittered uniformly in [d/2, 3d/2) so retries of many targets spread out.
+func backoff(base time.Duration, n int) time.Duration {
+	d := base
+	for i := 1; i < n && d < MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, MaxBackoff)
+	return d/2 + rand.N(d)
+}
+
+// sleep waits d or until ctx is done; false means ctx ended it.
+func sleep(ctx context.Context, d time.Duration) bool {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// runBatch drives a Batcher: a feeder goroutine sends targets (each after a
+// slot and a rate token), the job runs in another, and emitted Results come
+// back to this goroutine, which frees their slots and alone calls emit. No
+// goroutine per target.
+func (s *sweep) runBatch(ctx context.Context, kind string, b job.Batcher, emit func(job.Result)) error {
+	in := make(chan target.Target)
+	results := make(chan job.Result, cap(s.sem))
+	stop := make(chan struct{}) // closed once emitted Results are no longer read
+	jobEmit := func(r job.Result) {
+		// A job that emits after RunBatch returned must not block or panic.
+		select {
+		case results <- r:
+		case <-stop:
+		}
+	}
+	cfg := job.BatchConfig{Timeout: s.opts.Timeout, Retries: s.opts.Retries, Concurrency: cap(s.sem), Rate: s.opts.Rate}
+	batchDone := make(chan error, 1)
+	go func() { batchDone <- b.RunBatch(ctx, in, cfg, jobEmit) }()
+
+	// feedCtx also ends when the job returns early, so the feeder never
+	// waits on a reader that is gone.
+	feedCtx, stopFeed := context.WithCancel(ctx)
+	defer stopFeed()
+	fed := make(chan struct{})
+	go func() {
+		defer close(fed)
+		defer close(in)
+		for k := uint64(0); feedCtx.Err() == nil; {
+			t, ok := s.next(&k)
+			if !ok || s.acquire(feedCtx) != nil {
+				return
+			}
+			s.c.Started.Add(1)
+			s.c.InFlight.Add(1) // before the send: the Result may come back first
+			select {
+			case in <- t:
+			case <-feedCtx.Done():
+				s.c.Started.Add(-1)
+				s.c.InFlight.Add(-1)
+				s.release()
+				return
+			}
+		}
+	}()
+
+	var batchErr error
+	for running := true; running; {
+		select {
+		case r := <-results:
+			s.batchResult(ctx, &r, kind, emit)
+		case batchErr = <-batchDone:
+			running = false
+		}
+	}
+	stopFeed()
+	<-fed
+	// Emits made before RunBatch returned are queued: deliver them.
+	for drained := false; !drained; {
+		select {
+		case r := <-results:
+			s.batchResult(ctx, &r, kind, emit)
+		default:
+			drained = true
+		}
+	}
+	close(stop)
+	// Targets the job received but never emitted were interrupted.
+	if n := s.c.InFlight.Swap(0); n > 0 {
+		s.c.Interrupted.Add(n)
+	}
+	if batchErr != nil && ctx.Err() == nil {
+		return fmt.Errorf("%s batch: %w", kind, batchErr)
+	}
+	return ctx.Err()
+}
+
+// batchResult frees r's slot, then emits it unless cancellation made it
+// untrustworthy (see interrupted).
+func (s *sweep) batchResult(ctx context.Context, r *job.Result, kind string, emit func(job.Result)) {
+	s.release()
+	s.c.InFlight.Add(-1)
+	if interrupted(ctx, r) {
+		s.c.Interrupted.Add(1)
+		return
+	}
+	if r.Job == "" {
+		r.Job = kind
+	}
+	if r.Status == "" {
+		r.Status, r.Class = job.Error, job.ClassLocal
+		if r.Error == "" {
+			r.Error = kind + " job returned no status"
+		}
+	}
+	if r.Attempts == 0 {
+		r.Attempts = 1
+	}
+	if r.End.IsZero() {
+		r.End = time.Now()
+	}
+	if r.Start.IsZero() {
+		r.Start = r.End // the job did not say; the batch path keeps no per-target clock
+	}
+	s.count(r)
+	emit(*r)
 }
