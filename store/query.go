@@ -1,0 +1,137 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+	"time"
+
+	"github.com/fanout/fanout/job"
+)
+
+// Query selects stored Results of one sweep. Empty fields select all.
+type Query struct {
+	Status []job.Status // any of these statuses
+	Class  []job.Class  // any of these error classes
+}
+
+func (q Query) where() (string, []any) {
+	var (
+		clauses []string
+		args    []any
+	)
+	if len(q.Status) > 0 {
+		clauses = append(clauses, "status IN ("+placeholders(len(q.Status))+")")
+		for _, s := range q.Status {
+			args = append(args, string(s))
+		}
+	}
+	if len(q.Class) > 0 {
+		clauses = append(clauses, "class IN ("+placeholders(len(q.Class))+")")
+		for _, c := range q.Class {
+			args = append(args, string(c))
+		}
+	}
+	if len(clauses) == 0 {
+		return "", nil
+	}
+	return " AND " + strings.Join(clauses, " AND "), args
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
+}
+
+const resultCols = `idx, host, addr, port, status, class, error, rtt_ns, sent, recv,
+	rtt_min_ns, rtt_avg_ns, rtt_max_ns, exit_code, stdout, stderr, truncated, attempts,
+	start_ns, end_ns, worker`
+
+// Results calls fn with sweep id's Results that match q, in index order,
+// streaming (a /8 is never held in memory). fn's error stops the scan.
+func (s *Store) Results(ctx context.Context, id int64, q Query, fn func(job.Result) error) error {
+	sw, err := s.Sweep(id)
+	if err != nil {
+		return err
+	}
+	where, args := q.where()
+	return s.scan(ctx, sw.Spec.Job, `SELECT `+resultCols+` FROM results WHERE sweep=?`+where+` ORDER BY idx`,
+		append([]any{id}, args...), fn)
+}
+
+// ResultsByTarget calls fn with sweep id's Results ordered by target (host,
+// then port, then index): what diff merges two sweeps on.
+func (s *Store) ResultsByTarget(ctx context.Context, id int64, fn func(job.Result) error) error {
+	sw, err := s.Sweep(id)
+	if err != nil {
+		return err
+	}
+	return s.scan(ctx, sw.Spec.Job, `SELECT `+resultCols+` FROM results WHERE sweep=? ORDER BY host, port, idx`,
+		[]any{id}, fn)
+}
+
+// Slowest returns up to n of sweep id's up Results with the longest RTT.
+func (s *Store) Slowest(ctx context.Context, id int64, n int) ([]job.Result, error) {
+	return s.collect(ctx, id, `SELECT `+resultCols+` FROM results WHERE sweep=? AND status='up' AND rtt_ns>0
+		ORDER BY rtt_ns DESC, idx LIMIT ?`, n)
+}
+
+// Failing returns up to n of sweep id's Results that are not up, in index order.
+func (s *Store) Failing(ctx context.Context, id int64, n int) ([]job.Result, error) {
+	return s.collect(ctx, id, `SELECT `+resultCols+` FROM results WHERE sweep=? AND status<>'up'
+		ORDER BY idx LIMIT ?`, n)
+}
+
+func (s *Store) collect(ctx context.Context, id int64, q string, n int) ([]job.Result, error) {
+	sw, err := s.Sweep(id)
+	if err != nil {
+		return nil, err
+	}
+	var out []job.Result
+	err = s.scan(ctx, sw.Spec.Job, q, []any{id, n}, func(r job.Result) error {
+		out = append(out, r)
+		return nil
+	})
+	return out, err
+}
+
+func (s *Store) scan(ctx context.Context, kind, q string, args []any, fn func(job.Result) error) error {
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return s.describe("read results from", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			r                                  job.Result
+			idx, rtt, rmin, ravg, rmax, st, en int64
+			status, class                      string
+			exit                               sql.NullInt64
+			trunc                              int
+		)
+		if err := rows.Scan(&idx, &r.Host, &r.Addr, &r.Port, &status, &class, &r.Error, &rtt, &r.Sent, &r.Recv,
+			&rmin, &ravg, &rmax, &exit, &r.Stdout, &r.Stderr, &trunc, &r.Attempts, &st, &en, &r.Worker); err != nil {
+			return s.describe("read results from", err)
+		}
+		r.Index, r.Job = uint64(idx), kind
+		r.Status, r.Class = job.Status(status), job.Class(class)
+		r.RTT, r.RTTMin, r.RTTAvg, r.RTTMax = time.Duration(rtt), time.Duration(rmin), time.Duration(ravg), time.Duration(rmax)
+		if exit.Valid {
+			e := int(exit.Int64)
+			r.ExitCode = &e
+		}
+		r.Truncated = trunc != 0
+		if st != 0 {
+			r.Start = time.Unix(0, st)
+		}
+		if en != 0 {
+			r.End = time.Unix(0, en)
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return s.describe("read results from", err)
+	}
+	return nil
+}

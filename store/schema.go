@@ -1,0 +1,152 @@
+package store
+
+import (
+	"database/sql"
+	"fmt"
+	"strconv"
+)
+
+// applicationID marks a SQLite file as fanout's ("fnou"), so that a file
+// from another program is told apart from an empty one.
+const applicationID = 0x666e6f75
+
+// migrations[i] brings a database from schema version i to i+1. Append only:
+// a released step is never edited, a change is a new step.
+var migrations = []string{
+	// 1: sweeps and their results.
+	`CREATE TABLE fanout_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+	CREATE TABLE sweeps(
+		id         INTEGER PRIMARY KEY,
+		job        TEXT NOT NULL,
+		spec       TEXT NOT NULL,           -- fanout.Spec as JSON: what resume rebuilds the sweep from
+		total      INTEGER NOT NULL,        -- targets the sweep visits
+		state      TEXT NOT NULL,           -- running | finished | interrupted
+		reason     TEXT NOT NULL DEFAULT '',
+		created_ns INTEGER NOT NULL
+	);
+	-- rowid order is commit order (cheap appends even for shuffled sweeps);
+	-- the unique index makes (sweep, idx) the key, so a duplicate is ignored.
+	CREATE TABLE results(
+		sweep      INTEGER NOT NULL,
+		idx        INTEGER NOT NULL,
+		host       TEXT NOT NULL,
+		addr       TEXT NOT NULL DEFAULT '',
+		port       INTEGER NOT NULL DEFAULT 0,
+		status     TEXT NOT NULL,
+		class      TEXT NOT NULL DEFAULT '',
+		error      TEXT NOT NULL DEFAULT '',
+		rtt_ns     INTEGER NOT NULL DEFAULT 0,
+		sent       INTEGER NOT NULL DEFAULT 0,
+		recv       INTEGER NOT NULL DEFAULT 0,
+		rtt_min_ns INTEGER NOT NULL DEFAULT 0,
+		rtt_avg_ns INTEGER NOT NULL DEFAULT 0,
+		rtt_max_ns INTEGER NOT NULL DEFAULT 0,
+		exit_code  INTEGER,
+		stdout     BLOB,
+		stderr     BLOB,
+		truncated  INTEGER NOT NULL DEFAULT 0,
+		attempts   INTEGER NOT NULL DEFAULT 0,
+		start_ns   INTEGER NOT NULL DEFAULT 0,
+		end_ns     INTEGER NOT NULL DEFAULT 0,
+		worker     TEXT NOT NULL DEFAULT ''
+	);
+	CREATE UNIQUE INDEX results_key ON results(sweep, idx);`,
+
+	// 2: runs (a sweep resumed n times has n+1), for durations and history;
+	// an index for --status/--class queries.
+	`CREATE TABLE runs(
+		sweep    INTEGER NOT NULL,
+		run      INTEGER NOT NULL,
+		version  TEXT NOT NULL DEFAULT '',
+		start_ns INTEGER NOT NULL,
+		last_ns  INTEGER NOT NULL,          -- last commit: the end of a run that was killed
+		end_ns   INTEGER,
+		state    TEXT NOT NULL,
+		reason   TEXT NOT NULL DEFAULT '',
+		PRIMARY KEY(sweep, run)
+	);
+	INSERT INTO runs(sweep, run, start_ns, last_ns, end_ns, state, reason)
+		SELECT id, 1, created_ns,
+			COALESCE((SELECT MAX(end_ns) FROM results r WHERE r.sweep=sweeps.id), created_ns),
+			CASE WHEN state='running' THEN NULL ELSE COALESCE((SELECT MAX(end_ns) FROM results r WHERE r.sweep=sweeps.id), created_ns) END,
+			state, reason FROM sweeps;
+	CREATE INDEX results_status ON results(sweep, status, class);`,
+}
+
+// SchemaVersion is the schema this fanout writes.
+const SchemaVersion = 2
+
+func currentVersion() int { return len(migrations) }
+
+// migrate identifies the file and brings its schema to version target.
+func (s *Store) migrate(target int) error {
+	conn, err := s.db.Conn(ctxBG())
+	if err != nil {
+		return s.describe("open", err)
+	}
+	defer conn.Close()
+	var appID int64
+	if err := conn.QueryRowContext(ctxBG(), `PRAGMA application_id`).Scan(&appID); err != nil {
+		return s.describe("open", err)
+	}
+	var tables int
+	if err := conn.QueryRowContext(ctxBG(), `SELECT COUNT(*) FROM sqlite_schema WHERE type='table'`).Scan(&tables); err != nil {
+		return s.describe("open", err)
+	}
+	version := 0
+	switch {
+	case appID == applicationID:
+		var v string
+		err := conn.QueryRowContext(ctxBG(), `SELECT value FROM fanout_meta WHERE key='schema_version'`).Scan(&v)
+		if err != nil {
+			return fmt.Errorf("%s: fanout database without a schema version (damaged?): %v", s.path, err)
+		}
+		if version, err = strconv.Atoi(v); err != nil {
+			return fmt.Errorf("%s: fanout database with schema version %q (damaged?)", s.path, v)
+		}
+	case tables == 0 && appID == 0:
+		// A new or empty file: ours to initialize.
+	default:
+		return fmt.Errorf("%s is not a fanout database (an SQLite file of another program, application_id %#x, %d tables)", s.path, appID, tables)
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("%s has schema version %d, newer than this fanout understands (%d): use a newer fanout to read it", s.path, version, len(migrations))
+	}
+	for version < target {
+		tx, err := conn.BeginTx(ctxBG(), nil)
+		if err != nil {
+			return s.describe("migrate", err)
+		}
+		if _, err := tx.Exec(migrations[version]); err != nil {
+			tx.Rollback()
+			return s.describe(fmt.Sprintf("migrate to schema version %d:", version+1), err)
+		}
+		version++
+		if err := setVersion(tx, version); err != nil {
+			tx.Rollback()
+			return s.describe("migrate", err)
+		}
+		if err := tx.Commit(); err != nil {
+			return s.describe("migrate", err)
+		}
+	}
+	return nil
+}
+
+func setVersion(tx *sql.Tx, v int) error {
+	if _, err := tx.Exec(fmt.Sprintf(`PRAGMA application_id = %d`, applicationID)); err != nil {
+		return err
+	}
+	_, err := tx.Exec(`INSERT INTO fanout_meta(key, value) VALUES('schema_version', ?)
+		ON CONFLICT(key) DO UPDATE SET value=excluded.value`, strconv.Itoa(v))
+	return err
+}
+
+// Schema reports the file's schema version.
+func (s *Store) Schema() (int, error) {
+	var v string
+	if err := s.db.QueryRow(`SELECT value FROM fanout_meta WHERE key='schema_version'`).Scan(&v); err != nil {
+		return 0, s.describe("read schema version of", err)
+	}
+	return strconv.Atoi(v)
+}

@@ -1,0 +1,558 @@
+// Package store keeps sweeps and their Results in one SQLite file (pure Go,
+// modernc.org/sqlite, so fanout stays cgo-free): the sweep's Spec, one row
+// per target Result, and which runs wrote them. The database is the
+// checkpoint of a sweep: a Result is either committed or will be redone by
+// resume, never half there.
+//
+// Durability: WAL with synchronous=NORMAL. A committed batch survives a
+// kill -9 of fanout; a power cut may roll back the last batches (never
+// corrupt the file), and resume redoes what they held.
+package store
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	sqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/fanout/fanout"
+)
+
+// ErrNoSweep is returned (wrapped) for a sweep id that is not in the file.
+var ErrNoSweep = errors.New("no such sweep")
+
+// State is where a sweep stands.
+type State string
+
+const (
+	// Running: a run is writing, or was killed before it could say otherwise.
+	Running State = "running"
+	// Finished: every target of the sweep has a Result.
+	Finished State = "finished"
+	// Interrupted: stopped by the user (Ctrl-C) or a failure; resumable.
+	Interrupted State = "interrupted"
+)
+
+// Store is one open fanout database.
+type Store struct {
+	db   *sql.DB
+	path string
+}
+
+// Meta is what CreateSweep records beside the Spec.
+type Meta struct {
+	Total   uint64    // targets the sweep visits (its Order's length)
+	Version string    // fanout version that runs it
+	Start   time.Time // zero means now
+}
+
+// Sweep is a recorded sweep.
+type Sweep struct {
+	ID      int64
+	Spec    fanout.Spec
+	Total   uint64 // targets the sweep visits
+	State   State
+	Reason  string // why it stopped, when Interrupted
+	Version string // fanout version of the last run
+	Start   time.Time
+	End     time.Time     // end (or last commit) of the last run
+	Elapsed time.Duration // summed over runs: time spent sweeping
+	Runs    int           // 1 + times resumed
+}
+
+// Counts are a sweep's stored Results by status and error class.
+type Counts struct {
+	Done    uint64
+	Up      uint64
+	Down    uint64
+	Errors  uint64
+	Classes map[string]uint64 // class -> count, for non-up Results
+}
+
+// Open opens the fanout database at path, creating it (mode 0600) when it does
+// not exist and migrating an older schema. It refuses, without writing, a file
+// that is not a fanout database and one from a newer fanout.
+func Open(path string) (*Store, error) {
+	return open(path, openOptions{create: true, schema: currentVersion()})
+}
+
+// OpenExisting is Open for readers: a missing file is an error, not a new
+// database.
+func OpenExisting(path string) (*Store, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, unwrapPathError(err))
+	}
+	return open(path, openOptions{schema: currentVersion()})
+}
+
+// sqliteMagic starts every SQLite 3 database file.
+var sqliteMagic = []byte("SQLite format 3\x00")
+
+type openOptions struct {
+	create   bool // create the file when missing
+	readOnly bool // SQLite's mode=ro (tests: root ignores file modes)
+	schema   int  // migrate up to this version
+}
+
+func open(path string, o openOptions) (*Store, error) {
+	if err := checkFile(path, o.create); err != nil {
+		return nil, err
+	}
+	// One connection per *sql.DB would serialize readers behind the writer;
+	// WAL lets them run side by side, and busy_timeout waits out the writer lock.
+	dsn := "file:" + path + "?_busy_timeout=10000&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate"
+	if o.readOnly {
+		dsn += "&mode=ro"
+	}
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	s := &Store{db: db, path: path}
+	if err := db.Ping(); err != nil {
+		db.Close()
+		return nil, s.describe("open", err)
+	}
+	if err := s.migrate(o.schema); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// checkFile creates path with mode 0600 when asked to, and refuses a file
+// that is not SQLite before SQLite can touch it.
+func checkFile(path string, create bool) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) && create {
+		// SQLite gives its -wal and -shm files the main file's mode.
+		nf, cerr := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if cerr != nil {
+			return fmt.Errorf("create %s: %w", path, unwrapPathError(cerr))
+		}
+		return nf.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, unwrapPathError(err))
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, unwrapPathError(err))
+	}
+	if st.IsDir() {
+		return fmt.Errorf("open %s: is a directory, want a fanout database file", path)
+	}
+	head := make([]byte, len(sqliteMagic))
+	n, _ := io.ReadFull(f, head)
+	if n == 0 {
+		return nil // empty: a database not yet written
+	}
+	if !bytes.Equal(head[:n], sqliteMagic) {
+		return fmt.Errorf("%s is not a fanout database (not an SQLite file)", path)
+	}
+	return nil
+}
+
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// describe turns SQLite's result codes into messages that say what to do.
+func (s *Store) describe(op string, err error) error {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_FULL:
+			return fmt.Errorf("%s %s: disk full (SQLITE_FULL): free some space, then `fanout resume %s` continues: %w", op, s.path, s.path, ErrDiskFull)
+		case sqlite3.SQLITE_READONLY:
+			return fmt.Errorf("%s %s: database is read-only (check the file's and its directory's permissions)", op, s.path)
+		case sqlite3.SQLITE_NOTADB:
+			return fmt.Errorf("%s is not a fanout database (not an SQLite file)", s.path)
+		case sqlite3.SQLITE_CANTOPEN:
+			return fmt.Errorf("%s %s: cannot open the database file (check its directory exists and is writable)", op, s.path)
+		case sqlite3.SQLITE_IOERR:
+			if isENOSPC(err) {
+				return fmt.Errorf("%s %s: disk full: free some space, then `fanout resume %s` continues: %w", op, s.path, s.path, ErrDiskFull)
+			}
+		case sqlite3.SQLITE_BUSY:
+			return fmt.Errorf("%s %s: database is locked by another process: %v", op, s.path, err)
+		}
+	}
+	return fmt.Errorf("%s %s: %w", op, s.path, err)
+}
+
+// ErrDiskFull is wrapped by errors caused by a full disk (or file size limit).
+var ErrDiskFull = errors.New("disk full")
+
+func isENOSPC(err error) bool {
+	m := err.Error()
+	return strings.Contains(m, "no space left") || strings.Contains(m, "file too large") ||
+		strings.Contains(m, "SQLITE_FULL")
+}
+
+// Path is the database file's path.
+func (s *Store) Path() string { return s.path }
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// secretKeys are option names whose values are never written to a database.
+var secretKeys = []string{"password", "passphrase", "secret", "token", "credential", "private_key"}
+
+func isSecretKey(k string) bool {
+	k = strings.ToLower(k)
+	for _, s := range secretKeys {
+		if strings.Contains(k, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// redact blanks every value under a secret-looking key, at any depth. Job
+// configs carry no secrets by design (ssh takes them from the agent, a key
+// file or the environment at run time); this guards against one slipping in.
+func redact(raw json.RawMessage) (json.RawMessage, error) {
+	if len(raw) == 0 {
+		return raw, nil
+	}
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("job options: %w", err)
+	}
+	changed := false
+	var walk func(any) any
+	walk = func(x any) any {
+		switch t := x.(type) {
+		case map[string]any:
+			for k, e := range t {
+				if isSecretKey(k) {
+					if e != nil && e != "" {
+						t[k] = nil
+						changed = true
+					}
+					continue
+				}
+				t[k] = walk(e)
+			}
+		case []any:
+			for i, e := range t {
+				t[i] = walk(e)
+			}
+		}
+		return x
+	}
+	v = walk(v)
+	if !changed {
+		return raw, nil
+	}
+	return json.Marshal(v)
+}
+
+// CreateSweep records a new sweep and its first run, and returns its id.
+// The Spec must stand alone: no "-" or "@FILE" target (inline them first).
+func (s *Store) CreateSweep(spec fanout.Spec, meta Meta) (int64, error) {
+	for _, t := range append(append([]string(nil), spec.Targets...), spec.Excludes...) {
+		if t == "-" || strings.HasPrefix(t, "@") {
+			return 0, fmt.Errorf("record sweep: target %q must be inlined before it is stored", t)
+		}
+	}
+	opts, err := redact(spec.JobOptions)
+	if err != nil {
+		return 0, err
+	}
+	spec.JobOptions = opts
+	js, err := json.Marshal(spec)
+	if err != nil {
+		return 0, fmt.Errorf("record sweep: %w", err)
+	}
+	start := meta.Start
+	if start.IsZero() {
+		start = time.Now()
+	}
+	tx, err := s.db.Begin()
+	if err != nil {
+		return 0, s.describe("record sweep in", err)
+	}
+	defer tx.Rollback()
+	res, err := tx.Exec(`INSERT INTO sweeps(job, spec, total, state, reason, created_ns) VALUES(?,?,?,?,?,?)`,
+		spec.Job, string(js), int64(meta.Total), string(Running), "", start.UnixNano())
+	if err != nil {
+		return 0, s.describe("record sweep in", err)
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, s.describe("record sweep in", err)
+	}
+	if _, err := tx.Exec(`INSERT INTO runs(sweep, run, version, start_ns, last_ns, state) VALUES(?,1,?,?,?,?)`,
+		id, meta.Version, start.UnixNano(), start.UnixNano(), string(Running)); err != nil {
+		return 0, s.describe("record sweep in", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, s.describe("record sweep in", err)
+	}
+	return id, nil
+}
+
+// ResumeSweep starts a new run of sweep id (resume appends to the same sweep).
+func (s *Store) ResumeSweep(id int64, version string) error {
+	if _, err := s.Sweep(id); err != nil {
+		return err
+	}
+	now := time.Now().UnixNano()
+	tx, err := s.db.Begin()
+	if err != nil {
+		return s.describe("resume sweep in", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec(`INSERT INTO runs(sweep, run, version, start_ns, last_ns, state)
+		VALUES(?, (SELECT COALESCE(MAX(run),0)+1 FROM runs WHERE sweep=?), ?, ?, ?, ?)`,
+		id, id, version, now, now, string(Running)); err != nil {
+		return s.describe("resume sweep in", err)
+	}
+	if _, err := tx.Exec(`UPDATE sweeps SET state=?, reason='' WHERE id=?`, string(Running), id); err != nil {
+		return s.describe("resume sweep in", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return s.describe("resume sweep in", err)
+	}
+	return nil
+}
+
+// FinishSweep ends the current run of sweep id with state and reason.
+func (s *Store) FinishSweep(id int64, state State, reason string) error {
+	now := time.Now().UnixNano()
+	tx, err := s.db.Begin()
+	if err != nil {
+		return s.describe("finish sweep in", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec(`UPDATE runs SET end_ns=?, last_ns=?, state=?, reason=?
+		WHERE sweep=? AND run=(SELECT MAX(run) FROM runs WHERE sweep=?)`,
+		now, now, string(state), reason, id, id); err != nil {
+		return s.describe("finish sweep in", err)
+	}
+	if _, err := tx.Exec(`UPDATE sweeps SET state=?, reason=? WHERE id=?`, string(state), reason, id); err != nil {
+		return s.describe("finish sweep in", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return s.describe("finish sweep in", err)
+	}
+	return nil
+}
+
+// Sweep returns the sweep with id, or an error wrapping ErrNoSweep.
+func (s *Store) Sweep(id int64) (Sweep, error) {
+	sw, err := s.sweeps(`WHERE s.id=?`, id)
+	if err != nil {
+		return Sweep{}, err
+	}
+	if len(sw) == 0 {
+		return Sweep{}, s.noSweep(id)
+	}
+	return sw[0], nil
+}
+
+func (s *Store) noSweep(id int64) error {
+	ids, _ := s.ids()
+	known := "the file has no sweep yet"
+	if len(ids) > 0 {
+		known = "known: " + joinIDs(ids) + "; see `fanout sweeps " + s.path + "`"
+	}
+	return fmt.Errorf("sweep %d in %s: %w (%s)", id, s.path, ErrNoSweep, known)
+}
+
+func joinIDs(ids []int64) string {
+	if len(ids) > 12 {
+		return joinIDs(ids[:5]) + ", ..., " + joinIDs(ids[len(ids)-5:])
+	}
+	p := make([]string, len(ids))
+	for i, id := range ids {
+		p[i] = strconv.FormatInt(id, 10)
+	}
+	return strings.Join(p, ", ")
+}
+
+func (s *Store) ids() ([]int64, error) {
+	rows, err := s.db.Query(`SELECT id FROM sweeps ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// Sweeps lists every sweep in the file, oldest first.
+func (s *Store) Sweeps() ([]Sweep, error) { return s.sweeps("") }
+
+// Last is the newest sweep.
+func (s *Store) Last() (Sweep, error) {
+	sw, err := s.sweeps(`ORDER BY s.id DESC LIMIT 1`)
+	if err != nil {
+		return Sweep{}, err
+	}
+	if len(sw) == 0 {
+		return Sweep{}, fmt.Errorf("%s: %w (the file has no sweep yet)", s.path, ErrNoSweep)
+	}
+	return sw[0], nil
+}
+
+// LastUnfinished is the newest sweep that is not finished: the one resume
+// continues by default.
+func (s *Store) LastUnfinished() (Sweep, error) {
+	sw, err := s.sweeps(`WHERE s.state<>? ORDER BY s.id DESC LIMIT 1`, string(Finished))
+	if err != nil {
+		return Sweep{}, err
+	}
+	if len(sw) == 0 {
+		return Sweep{}, fmt.Errorf("%s: %w to resume: every sweep in it is finished (see `fanout sweeps %s`)", s.path, ErrNoSweep, s.path)
+	}
+	return sw[0], nil
+}
+
+func (s *Store) sweeps(where string, args ...any) ([]Sweep, error) {
+	q := `SELECT s.id, s.spec, s.total, s.state, s.reason, s.created_ns,
+		COALESCE((SELECT version FROM runs r WHERE r.sweep=s.id ORDER BY run DESC LIMIT 1), ''),
+		COALESCE((SELECT MAX(COALESCE(end_ns, last_ns)) FROM runs r WHERE r.sweep=s.id), 0),
+		COALESCE((SELECT SUM(COALESCE(end_ns, last_ns) - start_ns) FROM runs r WHERE r.sweep=s.id), 0),
+		(SELECT COUNT(*) FROM runs r WHERE r.sweep=s.id)
+		FROM sweeps s ` + where
+	if !strings.Contains(where, "ORDER BY") {
+		q += ` ORDER BY s.id`
+	}
+	rows, err := s.db.Query(q, args...)
+	if err != nil {
+		return nil, s.describe("read sweeps from", err)
+	}
+	defer rows.Close()
+	var out []Sweep
+	for rows.Next() {
+		var (
+			sw                      Sweep
+			spec, state             string
+			total, created, end, el int64
+		)
+		if err := rows.Scan(&sw.ID, &spec, &total, &state, &sw.Reason, &created, &sw.Version, &end, &el, &sw.Runs); err != nil {
+			return nil, s.describe("read sweeps from", err)
+		}
+		if err := json.Unmarshal([]byte(spec), &sw.Spec); err != nil {
+			return nil, fmt.Errorf("sweep %d in %s: stored spec: %w", sw.ID, s.path, err)
+		}
+		sw.Total, sw.State = uint64(total), State(state)
+		sw.Start = time.Unix(0, created)
+		if end > 0 {
+			sw.End = time.Unix(0, end)
+		}
+		sw.Elapsed = time.Duration(el)
+		out = append(out, sw)
+	}
+	return out, rows.Err()
+}
+
+// Counts tallies sweep id's stored Results.
+func (s *Store) Counts(id int64) (Counts, error) {
+	c := Counts{Classes: map[string]uint64{}}
+	rows, err := s.db.Query(`SELECT status, class, COUNT(*) FROM results WHERE sweep=? GROUP BY status, class`, id)
+	if err != nil {
+		return c, s.describe("count results in", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var st, cl string
+		var n int64
+		if err := rows.Scan(&st, &cl, &n); err != nil {
+			return c, s.describe("count results in", err)
+		}
+		c.Done += uint64(n)
+		switch st {
+		case "up":
+			c.Up += uint64(n)
+		case "down":
+			c.Down += uint64(n)
+		default:
+			c.Errors += uint64(n)
+		}
+		if cl != "" {
+			c.Classes[cl] += uint64(n)
+		}
+	}
+	return c, rows.Err()
+}
+
+// Done returns the set of indexes of sweep id that already have a Result,
+// as a bitmap over [0, n): a /8 costs 2 MB.
+func (s *Store) Done(id int64, n uint64) (*Bitmap, error) {
+	b := NewBitmap(n)
+	rows, err := s.db.Query(`SELECT idx FROM results WHERE sweep=?`, id)
+	if err != nil {
+		return nil, s.describe("read done targets from", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var i int64
+		if err := rows.Scan(&i); err != nil {
+			return nil, s.describe("read done targets from", err)
+		}
+		if uint64(i) >= n {
+			return nil, fmt.Errorf("sweep %d in %s: result index %d beyond the sweep's %d targets (did the target list change?)", id, s.path, i, n)
+		}
+		b.Set(uint64(i))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.describe("read done targets from", err)
+	}
+	return b, nil
+}
+
+// Bitmap is a fixed-size set of indexes.
+type Bitmap struct {
+	w []uint64
+	n uint64
+}
+
+// NewBitmap holds indexes [0, n).
+func NewBitmap(n uint64) *Bitmap { return &Bitmap{w: make([]uint64, (n+63)/64), n: n} }
+
+// Set adds i.
+func (b *Bitmap) Set(i uint64) { b.w[i/64] |= 1 << (i % 64) }
+
+// Has reports whether i was added; false beyond the bitmap's size.
+func (b *Bitmap) Has(i uint64) bool { return i < b.n && b.w[i/64]&(1<<(i%64)) != 0 }
+
+// Count is how many indexes were added.
+func (b *Bitmap) Count() uint64 {
+	var c uint64
+	for _, w := range b.w {
+		for ; w != 0; w &= w - 1 {
+			c++
+		}
+	}
+	return c
+}
+
+func ctxBG() context.Context { return context.Background() }

@@ -1,0 +1,387 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fanout/fanout"
+	"github.com/fanout/fanout/job"
+)
+
+func tmpDB(t *testing.T) string {
+	t.Helper()
+	return filepath.Join(t.TempDir(), "sweeps.db")
+}
+
+func testSpec() fanout.Spec {
+	return fanout.Spec{Job: "tcp", JobOptions: json.RawMessage(`{"ports":[22]}`),
+		Targets: []string{"127.0.0.0/24"}, Shuffle: true, Seed: 7, Concurrency: 100, Timeout: time.Second}
+}
+
+func result(i uint64, st job.Status, cl job.Class) job.Result {
+	code := int(i % 3)
+	now := time.Unix(1700000000, int64(i)*1000)
+	return job.Result{Index: i, Host: fmt.Sprintf("127.0.0.%d", i), Addr: fmt.Sprintf("127.0.0.%d", i), Port: 22,
+		Job: "tcp", Status: st, Class: cl, RTT: time.Duration(i+1) * time.Microsecond,
+		ExitCode: &code, Stdout: []byte(fmt.Sprintf("out %d", i)), Attempts: 1, Start: now, End: now.Add(time.Millisecond)}
+}
+
+func mustOpen(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestRoundTrip(t *testing.T) {
+	t.Parallel()
+	path := tmpDB(t)
+	s := mustOpen(t, path)
+	spec := testSpec()
+	id, err := s.CreateSweep(spec, Meta{Total: 256, Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.NewWriter(id, WriterOptions{Batch: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []job.Result
+	for i := uint64(0); i < 100; i++ {
+		r := result(i, job.Up, "")
+		if i%4 == 0 {
+			r = result(i, job.Down, job.ClassTimeout)
+			r.Stdout = nil
+			r.ExitCode = nil
+		}
+		want = append(want, r)
+		if err := w.Write(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A duplicate (redelivered cluster task) is ignored, not an error.
+	if err := w.Write(result(5, job.Down, job.ClassRefused)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if w.Written() != 100 {
+		t.Errorf("written %d, want 100 (duplicate must be dropped)", w.Written())
+	}
+	if err := s.FinishSweep(id, Interrupted, "interrupted by signal"); err != nil {
+		t.Fatal(err)
+	}
+
+	var got []job.Result
+	if err := s.Results(context.Background(), id, Query{}, func(r job.Result) error {
+		got = append(got, r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d results, want %d", len(got), len(want))
+	}
+	for i := range want {
+		a, _ := json.Marshal(want[i])
+		b, _ := json.Marshal(got[i])
+		if string(a) != string(b) {
+			t.Errorf("result %d:\n got %s\nwant %s", i, b, a)
+		}
+	}
+
+	sw, err := s.Sweep(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sw.State != Interrupted || sw.Reason != "interrupted by signal" || sw.Total != 256 || sw.Version != "test" || sw.Runs != 1 {
+		t.Errorf("sweep = %+v", sw)
+	}
+	if sw.Spec.Seed != 7 || !sw.Spec.Shuffle || sw.Spec.Targets[0] != "127.0.0.0/24" || sw.Spec.Timeout != time.Second ||
+		string(sw.Spec.JobOptions) != `{"ports":[22]}` {
+		t.Errorf("spec did not round-trip: %+v", sw.Spec)
+	}
+	c, err := s.Counts(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Done != 100 || c.Up != 75 || c.Down != 25 || c.Classes["timeout"] != 25 {
+		t.Errorf("counts = %+v", c)
+	}
+	var down int
+	if err := s.Results(context.Background(), id, Query{Class: []job.Class{job.ClassTimeout}}, func(r job.Result) error {
+		down++
+		return nil
+	}); err != nil || down != 25 {
+		t.Errorf("class query: %d results, %v", down, err)
+	}
+
+	done, err := s.Done(id, 256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if done.Count() != 100 || !done.Has(99) || done.Has(100) || done.Has(1000) {
+		t.Errorf("done bitmap count %d", done.Count())
+	}
+
+	// Resume appends a run; the default sweep to resume is this one.
+	if u, err := s.LastUnfinished(); err != nil || u.ID != id {
+		t.Fatalf("last unfinished = %v, %v", u.ID, err)
+	}
+	if err := s.ResumeSweep(id, "test2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FinishSweep(id, Finished, ""); err != nil {
+		t.Fatal(err)
+	}
+	sw, _ = s.Sweep(id)
+	if sw.Runs != 2 || sw.State != Finished || sw.Version != "test2" {
+		t.Errorf("after resume: %+v", sw)
+	}
+	if _, err := s.LastUnfinished(); !errors.Is(err, ErrNoSweep) {
+		t.Errorf("every sweep finished: got %v", err)
+	}
+
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("database mode %v, want 0600", st.Mode().Perm())
+	}
+	if st, err := os.Stat(path + "-wal"); err == nil && st.Mode().Perm() != 0o600 {
+		t.Errorf("wal mode %v, want 0600", st.Mode().Perm())
+	}
+}
+
+func TestSeveralSweeps(t *testing.T) {
+	t.Parallel()
+	s := mustOpen(t, tmpDB(t))
+	var ids []int64
+	for k := 0; k < 3; k++ {
+		id, err := s.CreateSweep(testSpec(), Meta{Total: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+		w, _ := s.NewWriter(id, WriterOptions{})
+		for i := uint64(0); i < uint64(k+1); i++ {
+			w.Write(result(i, job.Up, ""))
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sw, err := s.Sweeps()
+	if err != nil || len(sw) != 3 {
+		t.Fatalf("sweeps: %d, %v", len(sw), err)
+	}
+	for k, id := range ids {
+		c, _ := s.Counts(id)
+		if c.Done != uint64(k+1) {
+			t.Errorf("sweep %d: %d results, want %d", id, c.Done, k+1)
+		}
+	}
+	if last, _ := s.Last(); last.ID != ids[2] {
+		t.Errorf("last = %d", last.ID)
+	}
+	_, err = s.Sweep(99)
+	if !errors.Is(err, ErrNoSweep) || !strings.Contains(err.Error(), "sweep 99") || !strings.Contains(err.Error(), "known: 1, 2, 3") {
+		t.Errorf("unknown sweep: %v", err)
+	}
+}
+
+func TestSecretsNeverStored(t *testing.T) {
+	t.Parallel()
+	path := tmpDB(t)
+	s := mustOpen(t, path)
+	spec := testSpec()
+	spec.Job = "ssh"
+	spec.JobOptions = json.RawMessage(`{"user":"ops","password":"hunter2","auth":{"Passphrase":"s3cret-pp","api_token":"tok-123"},"command":["uptime"]}`)
+	id, err := s.CreateSweep(spec, Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw, _ := s.Sweep(id)
+	var opts map[string]any
+	json.Unmarshal(sw.Spec.JobOptions, &opts)
+	if opts["user"] != "ops" || opts["command"] == nil {
+		t.Errorf("non-secret options lost: %s", sw.Spec.JobOptions)
+	}
+	s.Close()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wal, _ := os.ReadFile(path + "-wal")
+	for _, secret := range []string{"hunter2", "s3cret-pp", "tok-123"} {
+		if strings.Contains(string(raw)+string(wal), secret) {
+			t.Errorf("secret %q written to the database file", secret)
+		}
+	}
+}
+
+func TestInlinedTargetsOnly(t *testing.T) {
+	t.Parallel()
+	s := mustOpen(t, tmpDB(t))
+	for _, tg := range []string{"-", "@hosts.txt"} {
+		spec := testSpec()
+		spec.Targets = []string{tg}
+		if _, err := s.CreateSweep(spec, Meta{}); err == nil || !strings.Contains(err.Error(), tg) {
+			t.Errorf("target %q: err = %v", tg, err)
+		}
+	}
+}
+
+func TestBadFiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	text := filepath.Join(dir, "notes.txt")
+	os.WriteFile(text, []byte("hello, not a database\n"), 0o644)
+
+	// An SQLite file from another program.
+	other := filepath.Join(dir, "other.db")
+	db, err := sql.Open("sqlite", other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE customers(id INTEGER)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	// A fanout database written by a newer fanout.
+	newer := filepath.Join(dir, "newer.db")
+	s, err := Open(newer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.db.Exec(`UPDATE fanout_meta SET value='99' WHERE key='schema_version'`)
+	s.Close()
+
+	readonlyDir := filepath.Join(dir, "ro")
+	os.Mkdir(readonlyDir, 0o555)
+
+	cases := []struct {
+		name, path, want string
+	}{
+		{"text file", text, "is not a fanout database (not an SQLite file)"},
+		{"other sqlite", other, "is not a fanout database (an SQLite file of another program"},
+		{"newer schema", newer, "has schema version 99, newer than this fanout understands (2)"},
+		{"directory", dir, "is a directory"},
+	}
+	if os.Geteuid() != 0 { // root writes anywhere
+		cases = append(cases, struct{ name, path, want string }{"read-only dir", filepath.Join(readonlyDir, "x.db"), "permission denied"})
+	}
+	for _, c := range cases {
+		_, err := Open(c.path)
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), c.path) {
+			t.Errorf("%s: err = %v, want it to name %s and say %q", c.name, err, c.path, c.want)
+		}
+	}
+	// Refusing must not have touched the text file.
+	if b, _ := os.ReadFile(text); string(b) != "hello, not a database\n" {
+		t.Errorf("text file changed: %q", b)
+	}
+	if _, err := OpenExisting(filepath.Join(dir, "missing.db")); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestReadOnlyFileForNewSweep(t *testing.T) {
+	t.Parallel()
+	path := tmpDB(t)
+	s := mustOpen(t, path)
+	s.Close()
+	// Root ignores file modes: read-only through SQLite's own flag then.
+	ro, err := open(path, openOptions{readOnly: true, schema: currentVersion()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	_, err = ro.CreateSweep(testSpec(), Meta{})
+	if err == nil || !strings.Contains(err.Error(), "read-only") {
+		t.Errorf("new sweep in a read-only database: %v", err)
+	}
+}
+
+// TestMigrations builds a version-1 database the way an old fanout did, with
+// a sweep in it, and checks that Open migrates it and keeps the data.
+func TestMigrations(t *testing.T) {
+	t.Parallel()
+	path := tmpDB(t)
+	old, err := open(path, openOptions{create: true, schema: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, _ := json.Marshal(testSpec())
+	if _, err := old.db.Exec(`INSERT INTO sweeps(id, job, spec, total, state, reason, created_ns) VALUES(1,'tcp',?,3,'interrupted','signal',?)`,
+		string(spec), time.Unix(1700000000, 0).UnixNano()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.db.Exec(`INSERT INTO results(sweep, idx, host, status, end_ns) VALUES(1,0,'a','up',?),(1,2,'c','down',?)`,
+		time.Unix(1700000010, 0).UnixNano(), time.Unix(1700000020, 0).UnixNano()); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := old.Schema(); v != 1 {
+		t.Fatalf("old schema = %d", v)
+	}
+	old.Close()
+
+	s := mustOpen(t, path)
+	if v, _ := s.Schema(); v != SchemaVersion {
+		t.Fatalf("schema after migration = %d, want %d", v, SchemaVersion)
+	}
+	sw, err := s.Sweep(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sw.Runs != 1 || sw.State != Interrupted || sw.Elapsed != 20*time.Second {
+		t.Errorf("migrated sweep: runs %d state %s elapsed %v", sw.Runs, sw.State, sw.Elapsed)
+	}
+	if done, _ := s.Done(1, 3); done.Count() != 2 || !done.Has(2) {
+		t.Errorf("migrated results lost")
+	}
+	// Opening again is a no-op.
+	s2, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2.Close()
+}
+
+func TestWriterThroughput(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	s := mustOpen(t, tmpDB(t))
+	id, _ := s.CreateSweep(testSpec(), Meta{Total: 200000})
+	w, _ := s.NewWriter(id, WriterOptions{})
+	const n = 200000
+	t0 := time.Now()
+	for i := uint64(0); i < n; i++ {
+		r := result(i, job.Up, "")
+		r.Stdout, r.ExitCode = nil, nil
+		w.Write(r)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	el := time.Since(t0)
+	t.Logf("%d results in %v: %.0f results/s", n, el, n/el.Seconds())
+	if c, _ := s.Counts(id); c.Done != n {
+		t.Fatalf("stored %d", c.Done)
+	}
+}

@@ -1,0 +1,274 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fanout/fanout/job"
+)
+
+// WriterOptions tune how Results are batched into transactions.
+type WriterOptions struct {
+	Batch     int           // Results per transaction at most; 0 means 8192
+	Interval  time.Duration // commit at least this often; 0 means 150ms
+	MaxOutput int           // bytes of stdout and of stderr kept per Result; 0 means 1 MiB
+	// OnError is called once, from the writer's goroutine, when a commit
+	// fails (disk full, read-only): the caller stops the sweep. The failed
+	// batch is not in the database and resume redoes it.
+	OnError func(error)
+}
+
+// Writer streams one sweep's Results into the store from a goroutine of its
+// own, committing in big transactions, so that a sweep never waits on the
+// disk unless the disk falls behind by several batches. It is the store's
+// output sink (it satisfies output.Writer). Write and Close are called from
+// one goroutine.
+type Writer struct {
+	s     *Store
+	sweep int64
+	run   int64
+	o     WriterOptions
+
+	mu  sync.Mutex
+	cur []job.Result
+
+	batches chan []job.Result // full batches to commit; its capacity is the backpressure
+	free    chan []job.Result // committed batches' slices, reused
+	done    chan struct{}
+	err     atomic.Pointer[error]
+
+	conn *sql.Conn
+	ins  *sql.Stmt
+	beat *sql.Stmt
+
+	written atomic.Uint64 // rows inserted (duplicates excluded)
+	commits atomic.Uint64
+}
+
+// insertSQL ignores a Result whose (sweep, idx) is already stored: a
+// redelivered cluster task or a race between runs adds nothing.
+const insertSQL = `INSERT OR IGNORE INTO results(sweep, idx, host, addr, port, status, class, error,
+	rtt_ns, sent, recv, rtt_min_ns, rtt_avg_ns, rtt_max_ns, exit_code, stdout, stderr, truncated,
+	attempts, start_ns, end_ns, worker) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+
+// NewWriter starts a Writer appending Results to sweep id's current run.
+func (s *Store) NewWriter(id int64, o WriterOptions) (*Writer, error) {
+	if o.Batch <= 0 {
+		o.Batch = 8192
+	}
+	if o.Interval <= 0 {
+		o.Interval = 150 * time.Millisecond
+	}
+	if o.MaxOutput <= 0 {
+		o.MaxOutput = 1 << 20
+	}
+	if _, err := s.Sweep(id); err != nil {
+		return nil, err
+	}
+	ctx := context.Background()
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return nil, s.describe("write results to", err)
+	}
+	w := &Writer{s: s, sweep: id, o: o, conn: conn,
+		batches: make(chan []job.Result, 4), free: make(chan []job.Result, 6), done: make(chan struct{})}
+	if err := conn.QueryRowContext(ctx, `SELECT COALESCE(MAX(run),0) FROM runs WHERE sweep=?`, id).Scan(&w.run); err != nil {
+		conn.Close()
+		return nil, s.describe("write results to", err)
+	}
+	if w.ins, err = conn.PrepareContext(ctx, insertSQL); err != nil {
+		conn.Close()
+		return nil, s.describe("write results to", err)
+	}
+	if w.beat, err = conn.PrepareContext(ctx, `UPDATE runs SET last_ns=? WHERE sweep=? AND run=?`); err != nil {
+		w.ins.Close()
+		conn.Close()
+		return nil, s.describe("write results to", err)
+	}
+	go w.loop()
+	return w, nil
+}
+
+// Write queues r for the next commit. It returns the error that stopped the
+// writer, if any (the Result is then dropped: resume redoes it).
+func (w *Writer) Write(r job.Result) error {
+	if e := w.err.Load(); e != nil {
+		return *e
+	}
+	w.mu.Lock()
+	if w.cur == nil {
+		w.cur = w.slice()
+	}
+	w.cur = append(w.cur, r)
+	var full []job.Result
+	if len(w.cur) >= w.o.Batch {
+		full, w.cur = w.cur, nil
+	}
+	w.mu.Unlock()
+	if full != nil {
+		w.batches <- full
+	}
+	return nil
+}
+
+func (w *Writer) slice() []job.Result {
+	select {
+	case b := <-w.free:
+		return b[:0]
+	default:
+		return make([]job.Result, 0, w.o.Batch)
+	}
+}
+
+// Close commits what is queued and stops the writer. It returns the error
+// that stopped the writer early, if any.
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	last := w.cur
+	w.cur = nil
+	w.mu.Unlock()
+	if len(last) > 0 {
+		w.batches <- last
+	}
+	close(w.batches)
+	<-w.done
+	w.ins.Close()
+	w.beat.Close()
+	w.conn.Close()
+	if e := w.err.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+// Err is the error that stopped the writer, or nil.
+func (w *Writer) Err() error {
+	if e := w.err.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+// Written is the number of Results inserted so far (duplicates not counted).
+func (w *Writer) Written() uint64 { return w.written.Load() }
+
+func (w *Writer) loop() {
+	defer close(w.done)
+	tick := time.NewTicker(w.o.Interval)
+	defer tick.Stop()
+	for {
+		select {
+		case b, ok := <-w.batches:
+			if !ok {
+				return
+			}
+			w.commit(b)
+		case <-tick.C:
+			w.mu.Lock()
+			b := w.cur
+			w.cur = nil
+			w.mu.Unlock()
+			if len(b) > 0 {
+				w.commit(b)
+			}
+		}
+	}
+}
+
+// commit writes b in one transaction. After a failure it drops batches (they
+// stay undone, and resume redoes them) so that Write never blocks.
+func (w *Writer) commit(b []job.Result) {
+	defer func() {
+		select {
+		case w.free <- b:
+		default:
+		}
+	}()
+	if w.err.Load() != nil {
+		return
+	}
+	n, err := w.insert(b)
+	if err != nil {
+		err = w.s.describe("write results to", err)
+		w.err.Store(&err)
+		if w.o.OnError != nil {
+			w.o.OnError(err)
+		}
+		return
+	}
+	w.written.Add(n)
+	w.commits.Add(1)
+}
+
+func (w *Writer) insert(b []job.Result) (uint64, error) {
+	ctx := context.Background()
+	tx, err := w.conn.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	ins := tx.StmtContext(ctx, w.ins)
+	var n uint64
+	for i := range b {
+		r := &b[i]
+		var exit any
+		if r.ExitCode != nil {
+			exit = int64(*r.ExitCode)
+		}
+		stdout, t1 := bound(r.Stdout, w.o.MaxOutput)
+		stderr, t2 := bound(r.Stderr, w.o.MaxOutput)
+		res, err := ins.ExecContext(ctx, w.sweep, int64(r.Index), r.Host, r.Addr, r.Port,
+			string(r.Status), string(r.Class), r.Error,
+			int64(r.RTT), r.Sent, r.Recv, int64(r.RTTMin), int64(r.RTTAvg), int64(r.RTTMax),
+			exit, stdout, stderr, boolInt(r.Truncated || t1 || t2),
+			r.Attempts, unixNano(r.Start), unixNano(r.End), r.Worker)
+		if err != nil {
+			tx.Rollback()
+			return 0, fmt.Errorf("index %d: %w", r.Index, err)
+		}
+		if k, err := res.RowsAffected(); err == nil {
+			n += uint64(k)
+		}
+	}
+	if _, err := tx.StmtContext(ctx, w.beat).ExecContext(ctx, time.Now().UnixNano(), w.sweep, w.run); err != nil {
+		tx.Rollback()
+		return 0, err
+	}
+	if err := tx.Commit(); err != nil {
+		tx.Rollback()
+		return 0, err
+	}
+	return n, nil
+}
+
+// bound keeps b as a blob (nil stays NULL) cut at max bytes.
+func bound(b []byte, max int) (any, bool) {
+	if b == nil {
+		return nil, false
+	}
+	if len(b) > max {
+		return b[:max], true
+	}
+	return b, false
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// IsDiskFull reports whether err was caused by a full disk or file size limit.
+func IsDiskFull(err error) bool { return errors.Is(err, ErrDiskFull) }
