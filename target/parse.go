@@ -232,14 +232,22 @@ func eachLine(r io.Reader, name string, fn func(line int, spec string) error) er
 	return nil
 }
 
-// bracketed6 reports whether s is an IPv6 literal in brackets, [::1], rather
-// than a node-set, and returns what is inside.
-func bracketed6(s string) (string, bool) {
-	if len(s) < 2 || s[0] != '[' || s[len(s)-1] != ']' {
-		return "", false
+// bracketed6 reports whether s is an IPv6 literal in brackets, [::1] or
+// [fd00::]/120, rather than a node-set, and returns the parts around ']'.
+func bracketed6(s string) (inner, prefix string, ok bool) {
+	if len(s) < 2 || s[0] != '[' {
+		return "", "", false
 	}
-	inner := s[1 : len(s)-1]
-	return inner, strings.Contains(inner, ":") && !strings.ContainsAny(inner, "[]")
+	end := strings.IndexByte(s, ']')
+	if end < 0 {
+		return "", "", false
+	}
+	inner, prefix = s[1:end], s[end+1:]
+	if !strings.Contains(inner, ":") || strings.Contains(inner, "[") || strings.ContainsAny(prefix, "[]") ||
+		(prefix != "" && prefix[0] != '/') {
+		return "", "", false
+	}
+	return inner, prefix, true
 }
 
 // splitTop splits s at the commas outside brackets.
@@ -282,11 +290,11 @@ func (b *builder) add(spec string) error {
 		return nil
 	}
 	if strings.ContainsAny(spec, "[]") {
-		if inner, ok := bracketed6(spec); ok {
+		if inner, prefix, ok := bracketed6(spec); ok {
 			if strings.Contains(inner, "/") {
-				return parseErr(spec, errors.New("want an IPv6 address inside [ ], as in [::1]"))
+				return parseErr(spec, errors.New("want an IPv6 address inside [ ], as in [::1] or [fd00::]/120"))
 			}
-			if err := b.addPlain(inner); err != nil {
+			if err := b.addPlain(inner + prefix); err != nil {
 				return parseErr(spec, err)
 			}
 			return nil
