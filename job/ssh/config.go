@@ -1,0 +1,154 @@
+package ssh
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Host key policies, as OpenSSH's StrictHostKeyChecking yes / accept-new / no.
+const (
+	HostKeyStrict    = "strict"
+	HostKeyAcceptNew = "accept-new"
+	HostKeyOff       = "off"
+)
+
+// Defaults.
+const (
+	DefaultMaxHandshakes    = 128
+	DefaultConnectTimeout   = 10 * time.Second
+	DefaultMaxOutput        = 1 << 20
+	DefaultHandshakeRetries = 3
+)
+
+// DefaultKex is fanout's key-exchange preference. curve25519-sha256 comes
+// first: it is what every OpenSSH since 6.5 speaks, it costs the client the
+// least CPU per handshake (the figure that decides how many hosts one machine
+// drives), and it keeps the first kex packet small. The post-quantum
+// mlkem768x25519-sha256 follows, so `-o KexAlgorithms=mlkem768x25519-sha256`
+// (or a server that offers nothing else) gets it.
+var DefaultKex = []string{
+	"curve25519-sha256", "curve25519-sha256@libssh.org", "mlkem768x25519-sha256",
+	"ecdh-sha2-nistp256", "ecdh-sha2-nistp384", "ecdh-sha2-nistp521",
+	"diffie-hellman-group14-sha256",
+}
+
+// Config is the ssh job's options: what the CLI builds from its flags, what
+// the store records and what a cluster worker rebuilds the job from. It never
+// holds a secret: passphrases are asked on the terminal of the process that
+// builds the job, keys stay in their files or in the agent.
+type Config struct {
+	Command string `json:"command"`
+	User    string `json:"user,omitempty"` // -l; else ssh config, else the local user
+	Port    int    `json:"port,omitempty"` // -p; else ssh config, else 22
+
+	Identities          []string `json:"identities,omitempty"`            // -i files, tried after the agent
+	NoAgent             bool     `json:"no_agent,omitempty"`              // ignore SSH_AUTH_SOCK
+	NoDefaultIdentities bool     `json:"no_default_identities,omitempty"` // skip ~/.ssh/id_*
+
+	// SSHConfig is the ssh_config file; "" means ~/.ssh/config when it
+	// exists, "none" means no file.
+	SSHConfig string `json:"ssh_config,omitempty"`
+	// Options are -o Key=Value settings; they win over the config file.
+	Options map[string]string `json:"options,omitempty"`
+
+	HostKey    string   `json:"host_key,omitempty"`    // strict (default), accept-new, off
+	KnownHosts []string `json:"known_hosts,omitempty"` // default ~/.ssh/known_hosts
+
+	ConnectTimeout   time.Duration `json:"connect_timeout_ns,omitempty"` // TCP connect + handshake + auth
+	CommandTimeout   time.Duration `json:"command_timeout_ns,omitempty"` // from session start; 0 = ctx only
+	MaxHandshakes    int           `json:"max_handshakes,omitempty"`     // handshakes in flight, across the job
+	HandshakeRetries int           `json:"handshake_retries,omitempty"`  // resets / banner timeouts retried; -1 none
+
+	ProxyJump string `json:"proxy_jump,omitempty"` // [user@]host[:port], one bastion
+
+	Stdin     []byte `json:"stdin,omitempty"`      // the same bytes to every host; nil = no stdin
+	MaxOutput int    `json:"max_output,omitempty"` // per stream, bytes; default 1 MiB
+
+	Kex []string `json:"kex,omitempty"` // key exchange preference; default DefaultKex
+}
+
+// setOption applies one -o Key=Value to c (OpenSSH spelling, case-insensitive
+// key). Options the job does not know are an error naming them.
+func (c *Config) validate() error {
+	if strings.TrimSpace(c.Command) == "" {
+		return fmt.Errorf("ssh: no command given (fanout ssh TARGETS... -- COMMAND)")
+	}
+	switch c.HostKey {
+	case "", HostKeyStrict, HostKeyAcceptNew, HostKeyOff:
+	default:
+		return fmt.Errorf("ssh: host key policy %q: want strict, accept-new or off", c.HostKey)
+	}
+	if c.Port < 0 || c.Port > 65535 {
+		return fmt.Errorf("ssh: port %d out of range 1-65535", c.Port)
+	}
+	for k, v := range c.Options {
+		if err := checkOption(k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// knownOptions are the -o keys fanout honours (lower case).
+var knownOptions = []string{
+	"user", "port", "hostname", "identityfile", "identitiesonly", "proxyjump",
+	"connecttimeout", "stricthostkeychecking", "userknownhostsfile", "kexalgorithms",
+	"batchmode", "loglevel",
+}
+
+func checkOption(k, v string) error {
+	lk := strings.ToLower(k)
+	known := false
+	for _, o := range knownOptions {
+		if o == lk {
+			known = true
+		}
+	}
+	if !known {
+		return fmt.Errorf("ssh: option %q not supported (supported: User, Port, HostName, IdentityFile, IdentitiesOnly, ProxyJump, ConnectTimeout, StrictHostKeyChecking, UserKnownHostsFile, KexAlgorithms, BatchMode, LogLevel)", k)
+	}
+	switch lk {
+	case "port":
+		if p, err := strconv.Atoi(v); err != nil || p < 1 || p > 65535 {
+			return fmt.Errorf("ssh: option Port=%q: want a port 1-65535", v)
+		}
+	case "connecttimeout":
+		if s, err := strconv.Atoi(v); err != nil || s < 0 {
+			return fmt.Errorf("ssh: option ConnectTimeout=%q: want seconds", v)
+		}
+	case "stricthostkeychecking":
+		if _, err := policyFromOpenSSH(v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// policyFromOpenSSH maps StrictHostKeyChecking values to fanout's policies.
+func policyFromOpenSSH(v string) (string, error) {
+	switch strings.ToLower(v) {
+	case "yes", "ask":
+		return HostKeyStrict, nil
+	case "accept-new":
+		return HostKeyAcceptNew, nil
+	case "no", "off":
+		return HostKeyOff, nil
+	}
+	return "", fmt.Errorf("ssh: StrictHostKeyChecking=%q: want yes, accept-new or no", v)
+}
+
+// ParseOption splits a -o argument ("Key=Value" or "Key Value").
+func ParseOption(s string) (key, value string, err error) {
+	s = strings.TrimSpace(s)
+	i := strings.IndexAny(s, "= \t")
+	if i <= 0 {
+		return "", "", fmt.Errorf("ssh: option %q: want Key=Value", s)
+	}
+	key, value = s[:i], strings.TrimSpace(strings.TrimLeft(s[i:], "= \t"))
+	if value == "" {
+		return "", "", fmt.Errorf("ssh: option %q: want Key=Value", s)
+	}
+	return key, value, checkOption(key, value)
+}

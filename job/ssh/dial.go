@@ -1,0 +1,300 @@
+package ssh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/fanout/fanout/job"
+)
+
+// clientVersion is what fanout says it is in the SSH banner.
+const clientVersion = "SSH-2.0-fanout"
+
+// connect dials hs and completes the SSH handshake and authentication,
+// holding one of the job's handshake slots meanwhile. A connection reset or
+// closed before the server's banner (sshd's MaxStartups, a full accept queue)
+// is retried after a short, jittered pause.
+func (j *Job) connect(ctx context.Context, hs hostSettings) (*ssh.Client, net.Conn, error) {
+	select {
+	case j.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, nil, ctxErr(ctx, "waiting for a handshake slot")
+	}
+	defer func() { <-j.sem }()
+
+	cc := &ssh.ClientConfig{
+		User:              hs.user,
+		Auth:              j.keys.authFor(&hs),
+		HostKeyCallback:   j.hostKeys.check,
+		HostKeyAlgorithms: j.hostKeys.algorithms(hs.addr()),
+		ClientVersion:     clientVersion,
+	}
+	cc.KeyExchanges = j.kex
+	backoff := 50 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		client, conn, err := j.handshake(ctx, hs, cc)
+		if err == nil {
+			return client, conn, nil
+		}
+		var be *bannerError
+		if !errors.As(err, &be) || attempt >= j.cfg.HandshakeRetries || ctx.Err() != nil {
+			return nil, nil, err
+		}
+		d := backoff/2 + rand.N(backoff)
+		backoff *= 2
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return nil, nil, err
+		}
+	}
+}
+
+// bannerError is a connection lost before the server said anything: a
+// server shedding load, worth another try.
+type bannerError struct{ err error }
+
+func (e *bannerError) Error() string {
+	return "connection lost before the SSH banner: " + e.err.Error()
+}
+func (e *bannerError) Unwrap() error { return e.err }
+
+// handshake makes one attempt: TCP connect (direct or through the bastion),
+// SSH handshake, authentication, all within hs.connect.
+func (j *Job) handshake(ctx context.Context, hs hostSettings, cc *ssh.ClientConfig) (*ssh.Client, net.Conn, error) {
+	hctx, cancel := context.WithTimeout(ctx, hs.connect)
+	defer cancel()
+	addr := hs.addr()
+	conn, err := j.dial(hctx, hs, addr)
+	if err != nil {
+		if hctx.Err() != nil && ctx.Err() == nil {
+			return nil, nil, &timeoutError{what: "connect", after: hs.connect}
+		}
+		return nil, nil, err
+	}
+	cr := &countingConn{Conn: conn}
+	deadline, _ := hctx.Deadline()
+	_ = conn.SetDeadline(deadline)
+	// The context also cuts the handshake: Ctrl-C must not wait for it.
+	stop := context.AfterFunc(hctx, func() { conn.Close() })
+	c, chans, reqs, err := ssh.NewClientConn(cr, addr, cc)
+	stopped := stop()
+	if err != nil {
+		conn.Close()
+		if ctx.Err() != nil {
+			return nil, nil, ctxErr(ctx, "handshake")
+		}
+		if isTimeout(err) || (!stopped && hctx.Err() != nil) {
+			if cr.read.Load() == 0 {
+				return nil, nil, &bannerError{&timeoutError{what: "SSH banner", after: hs.connect}}
+			}
+			return nil, nil, &timeoutError{what: "handshake", after: hs.connect}
+		}
+		if cr.read.Load() == 0 && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
+			return nil, nil, &bannerError{err}
+		}
+		return nil, nil, err
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return ssh.NewClient(c, chans, reqs), conn, nil
+}
+
+// dial opens the TCP connection, through the ProxyJump bastion if any.
+func (j *Job) dial(ctx context.Context, hs hostSettings, addr string) (net.Conn, error) {
+	if hs.proxyJump != "" {
+		b, err := j.bastion(ctx, hs.proxyJump)
+		if err != nil {
+			return nil, &jumpError{hs.proxyJump, err}
+		}
+		conn, err := b.client.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) {
+				j.dropBastion(hs.proxyJump, b)
+			}
+			return nil, fmt.Errorf("through %s: %w", hs.proxyJump, err)
+		}
+		return conn, nil
+	}
+	if j.env.Dial != nil {
+		return j.env.Dial(ctx, "tcp", addr)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", addr)
+}
+
+// jumpError is a failure to reach or log into the bastion.
+type jumpError struct {
+	jump string
+	err  error
+}
+
+func (e *jumpError) Error() string { return "ProxyJump " + e.jump + ": " + e.err.Error() }
+func (e *jumpError) Unwrap() error { return e.err }
+
+// bastion is one SSH connection to a ProxyJump host, shared by every target
+// behind it: its direct-tcpip channels multiplex on one connection, so the
+// bastion does one handshake per sweep instead of one per target.
+type bastion struct {
+	once   sync.Once
+	client *ssh.Client
+	err    error
+}
+
+func (b *bastion) close() {
+	if b.client != nil {
+		b.client.Close()
+	}
+}
+
+func (j *Job) bastion(ctx context.Context, spec string) (*bastion, error) {
+	j.bastionMu.Lock()
+	b, ok := j.bastions[spec]
+	if !ok {
+		b = &bastion{}
+		j.bastions[spec] = b
+	}
+	j.bastionMu.Unlock()
+	b.once.Do(func() {
+		user, host, port := parseJump(spec)
+		hs := j.settings(targetNamed(host))
+		if port > 0 {
+			hs.port = port
+		}
+		if user != "" {
+			hs.user = user
+		}
+		hs.proxyJump = "" // one bastion, not a chain
+		cc := &ssh.ClientConfig{
+			User: hs.user, Auth: j.keys.authFor(&hs), HostKeyCallback: j.hostKeys.check,
+			HostKeyAlgorithms: j.hostKeys.algorithms(hs.addr()), ClientVersion: clientVersion,
+		}
+		cc.KeyExchanges = j.kex
+		// Not under ctx: the bastion serves the whole sweep, not this target.
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), hs.connect)
+		defer cancel()
+		b.client, _, b.err = j.handshake(bctx, hs, cc)
+	})
+	if b.err != nil {
+		j.dropBastion(spec, b)
+	}
+	return b, b.err
+}
+
+// dropBastion forgets a failed or closed bastion so the next target redials.
+func (j *Job) dropBastion(spec string, b *bastion) {
+	j.bastionMu.Lock()
+	if j.bastions[spec] == b {
+		delete(j.bastions, spec)
+	}
+	j.bastionMu.Unlock()
+}
+
+// parseJump splits [user@]host[:port].
+func parseJump(s string) (user, host string, port int) {
+	if i := strings.LastIndex(s, "@"); i >= 0 {
+		user, s = s[:i], s[i+1:]
+	}
+	host = s
+	if h, p, err := net.SplitHostPort(s); err == nil {
+		host = h
+		port, _ = strconv.Atoi(p)
+	}
+	return
+}
+
+// countingConn counts the bytes read, to tell a connection dropped before
+// the banner (load shedding) from one dropped later.
+type countingConn struct {
+	net.Conn
+	read atomic.Int64
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.read.Add(int64(n))
+	return n, err
+}
+
+// timeoutError is a phase that did not finish in time.
+type timeoutError struct {
+	what  string
+	after time.Duration
+}
+
+func (e *timeoutError) Error() string {
+	return fmt.Sprintf("%s timed out after %v", e.what, e.after.Round(time.Millisecond))
+}
+
+func ctxErr(ctx context.Context, what string) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return &timeoutError{what: what, after: 0}
+	}
+	return fmt.Errorf("%s: %w", what, ctx.Err())
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||
+		(errors.As(err, &ne) && ne.Timeout())
+}
+
+// fail fills r from a failure.
+func fail(r job.Result, err error) job.Result {
+	r.Class = classify(err)
+	r.Error = err.Error()
+	switch r.Class {
+	case job.ClassTimeout, job.ClassRefused, job.ClassUnreachable, job.ClassExit:
+		r.Status = job.Down
+	case job.ClassCanceled:
+		r.Status = job.Error
+	default:
+		r.Status = job.Error
+	}
+	return r
+}
+
+// classify maps an error to the Result's class.
+func classify(err error) job.Class {
+	var hk *hostKeyError
+	var te *timeoutError
+	var dns *net.DNSError
+	var be *bannerError
+	switch {
+	case errors.As(err, &hk):
+		return job.ClassHostKey
+	case errors.Is(err, context.Canceled):
+		return job.ClassCanceled
+	case errors.As(err, &dns):
+		return job.ClassResolve
+	case errors.As(err, &te), isTimeout(err):
+		return job.ClassTimeout
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return job.ClassRefused
+	case errors.As(err, &be), errors.Is(err, syscall.ECONNRESET):
+		return job.ClassRefused // shed by the server: a connection-level failure, retryable
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return job.ClassUnreachable
+	case strings.Contains(err.Error(), "unable to authenticate"):
+		return job.ClassAuth
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+		return job.ClassLocal
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return job.ClassUnreachable
+	}
+	return job.ClassProto
+}

@@ -1,0 +1,295 @@
+// Package ssh is the "ssh" job kind: it runs one command on every target
+// over SSH (golang.org/x/crypto/ssh) and reports its exit status, its output
+// (bounded) and the connect and total times.
+//
+// Authentication follows OpenSSH: the agent (SSH_AUTH_SOCK), identity files
+// (-i, the config's IdentityFile, else ~/.ssh/id_ed25519, id_ecdsa, id_rsa),
+// ~/.ssh/config (Host patterns, HostName, User, Port, IdentityFile,
+// ProxyJump, ConnectTimeout). Keys, the agent's signers, the config and the
+// known_hosts files are read once, when the job is built, never per host.
+//
+// Handshakes in flight are bounded across the whole job (MaxHandshakes),
+// apart from the sessions in flight (the engine's concurrency): thousands of
+// simultaneous dials overflow accept backlogs and sshd's MaxStartups.
+package ssh
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/target"
+)
+
+// Kind is the registered name of the job.
+const Kind = "ssh"
+
+func init() {
+	job.Register(Kind, func(options json.RawMessage) (job.Job, error) {
+		var c Config
+		if len(options) > 0 {
+			if err := json.Unmarshal(options, &c); err != nil {
+				return nil, fmt.Errorf("ssh: options: %v", err)
+			}
+		}
+		return New(c, DefaultEnv())
+	})
+}
+
+// Env is what the job takes from the process that builds it, apart from its
+// Config: tests give their own.
+type Env struct {
+	Home     string                                                            // for ~ and the default files
+	User     string                                                            // the local user (default remote user)
+	AuthSock string                                                            // SSH_AUTH_SOCK; "" = no agent
+	Prompt   func(file string) ([]byte, error)                                 // asks a key's passphrase; nil = no terminal
+	Warn     io.Writer                                                         // warnings (host-key off, skipped keys); nil = discard
+	Dial     func(ctx context.Context, network, addr string) (net.Conn, error) // nil = net.Dialer
+}
+
+// DefaultEnv is the environment of this process, with the passphrase asked
+// on /dev/tty.
+func DefaultEnv() Env {
+	home, _ := os.UserHomeDir()
+	u := os.Getenv("USER")
+	if u == "" {
+		u = os.Getenv("LOGNAME")
+	}
+	if u == "" {
+		u = "root"
+	}
+	return Env{Home: home, User: u, AuthSock: os.Getenv("SSH_AUTH_SOCK"), Prompt: ttyPrompt, Warn: os.Stderr}
+}
+
+// Job runs a command over SSH. Build it with New (or job.New("ssh", ...)).
+type Job struct {
+	cfg      Config
+	env      Env
+	conf     *sshConfig
+	keys     *keyring
+	hostKeys *hostKeys
+	sem      chan struct{} // handshakes in flight
+	kex      []string
+
+	bastionMu sync.Mutex
+	bastions  map[string]*bastion
+}
+
+var _ job.Job = (*Job)(nil)
+
+// New checks c and reads everything the sweep needs once: the ssh config,
+// keys (asking passphrases through env.Prompt), the agent's keys and the
+// known_hosts files. Bad input is an error naming the file and line.
+func New(c Config, env Env) (*Job, error) {
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	if env.Warn == nil {
+		env.Warn = io.Discard
+	}
+	j := &Job{cfg: c, env: env, bastions: map[string]*bastion{}}
+	if j.cfg.MaxHandshakes <= 0 {
+		j.cfg.MaxHandshakes = DefaultMaxHandshakes
+	}
+	if j.cfg.MaxOutput <= 0 {
+		j.cfg.MaxOutput = DefaultMaxOutput
+	}
+	if j.cfg.HandshakeRetries == 0 {
+		j.cfg.HandshakeRetries = DefaultHandshakeRetries
+	} else if j.cfg.HandshakeRetries < 0 {
+		j.cfg.HandshakeRetries = 0
+	}
+	j.sem = make(chan struct{}, j.cfg.MaxHandshakes)
+	var err error
+	if j.conf, err = loadSSHConfig(&j.cfg, env); err != nil {
+		return nil, err
+	}
+	j.kex = DefaultKex
+	if len(c.Kex) > 0 {
+		j.kex = c.Kex
+	}
+	if v := j.conf.option("kexalgorithms"); v != "" {
+		j.kex = splitList(v)
+	}
+	policy := c.HostKey
+	if v := j.conf.option("stricthostkeychecking"); v != "" {
+		policy, _ = policyFromOpenSSH(v)
+	}
+	if policy == "" {
+		policy = HostKeyStrict
+	}
+	files := c.KnownHosts
+	if v := j.conf.option("userknownhostsfile"); v != "" {
+		files = splitList(v)
+	}
+	if len(files) == 0 {
+		files = []string{env.Home + "/.ssh/known_hosts"}
+	}
+	for i := range files {
+		files[i] = expandTilde(files[i], env.Home)
+	}
+	if j.hostKeys, err = newHostKeys(policy, files, env.Warn); err != nil {
+		return nil, err
+	}
+	if j.keys, err = loadKeyring(&j.cfg, j.conf, env); err != nil {
+		j.hostKeys.close()
+		return nil, err
+	}
+	return j, nil
+}
+
+// Kind is "ssh".
+func (j *Job) Kind() string { return Kind }
+
+// Config is the job's configuration, with defaults filled in.
+func (j *Job) Config() Config { return j.cfg }
+
+// Close releases what the job holds for the sweep: the agent connection,
+// bastion connections, the known_hosts file. Run must not be called after.
+func (j *Job) Close() error {
+	j.bastionMu.Lock()
+	for k, b := range j.bastions {
+		b.close()
+		delete(j.bastions, k)
+	}
+	j.bastionMu.Unlock()
+	j.keys.close()
+	j.hostKeys.close()
+	return nil
+}
+
+// Run connects to t, runs the command and returns its Result.
+func (j *Job) Run(ctx context.Context, t target.Target) job.Result {
+	r := job.For(t, Kind)
+	r.Start = time.Now()
+	r = j.run(ctx, t, r)
+	r.End = time.Now()
+	return r
+}
+
+func (j *Job) run(ctx context.Context, t target.Target, r job.Result) job.Result {
+	hs := j.settings(t)
+	r.Port = hs.port
+	if t.Addr.IsValid() && hs.hostname == t.Name() {
+		r.Addr = t.Addr.String()
+	}
+	client, conn, err := j.connect(ctx, hs)
+	if err != nil {
+		return fail(r, err)
+	}
+	defer client.Close()
+	if ra, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
+		r.Addr = ra.IP.String()
+	}
+	r.RTT = time.Since(r.Start)
+	return j.exec(ctx, client, r)
+}
+
+// exec runs the command in a session of client.
+func (j *Job) exec(ctx context.Context, client *ssh.Client, r job.Result) job.Result {
+	sess, err := client.NewSession()
+	if err != nil {
+		return fail(r, fmt.Errorf("open session: %w", err))
+	}
+	defer sess.Close()
+	stdout := &bounded{max: j.cfg.MaxOutput}
+	stderr := &bounded{max: j.cfg.MaxOutput}
+	sess.Stdout, sess.Stderr = stdout, stderr
+	if j.cfg.Stdin != nil {
+		sess.Stdin = bytes.NewReader(j.cfg.Stdin)
+	}
+	if err := sess.Start(j.cfg.Command); err != nil {
+		return fail(r, fmt.Errorf("start command: %w", err))
+	}
+	done := make(chan error, 1)
+	go func() { done <- sess.Wait() }()
+	var timer <-chan time.Time
+	if j.cfg.CommandTimeout > 0 {
+		tm := time.NewTimer(j.cfg.CommandTimeout)
+		defer tm.Stop()
+		timer = tm.C
+	}
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		client.Close() // cuts the session; Wait returns
+		<-done
+		err = ctx.Err()
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = &timeoutError{what: "command", after: time.Since(r.Start)}
+		}
+	case <-timer:
+		client.Close()
+		<-done
+		err = &timeoutError{what: "command", after: j.cfg.CommandTimeout}
+	}
+	r.Stdout, r.Stderr = stdout.bytes(), stderr.bytes()
+	r.Truncated = stdout.truncated || stderr.truncated
+	var ee *ssh.ExitError
+	switch {
+	case err == nil:
+		code := 0
+		r.ExitCode = &code
+		r.Status = job.Up
+	case errors.As(err, &ee):
+		code := ee.ExitStatus()
+		r.ExitCode = &code
+		r.Status, r.Class = job.Down, job.ClassExit
+		if ee.Signal() != "" {
+			r.Error = "killed by signal " + ee.Signal()
+		} else {
+			r.Error = "exit status " + strconv.Itoa(code)
+		}
+	default:
+		r = fail(r, err)
+	}
+	return r
+}
+
+// bounded keeps the first max bytes written to it and counts the rest.
+type bounded struct {
+	buf       []byte
+	max       int
+	truncated bool
+}
+
+func (b *bounded) Write(p []byte) (int, error) {
+	if room := b.max - len(b.buf); room > 0 {
+		if len(p) > room {
+			b.buf = append(b.buf, p[:room]...)
+			b.truncated = true
+		} else {
+			b.buf = append(b.buf, p...)
+		}
+	} else if len(p) > 0 {
+		b.truncated = true
+	}
+	return len(p), nil // keep draining: a blocked remote would hang the session
+}
+
+func (b *bounded) bytes() []byte {
+	if b.buf == nil {
+		return []byte{}
+	}
+	return b.buf
+}
+
+// targetNamed is a target for a host given as text (the bastion).
+func targetNamed(host string) target.Target {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return target.Target{Addr: a}
+	}
+	return target.Target{Host: host}
+}
