@@ -282,27 +282,34 @@ func foldRanges(nums []foldNum) string {
 		}
 		return nums[a].text < nums[b].text
 	})
+	used := make([]bool, len(nums))
 	var sb strings.Builder
-	for k := 0; k < len(nums); {
-		first := nums[k]
+	for k := range nums {
+		if used[k] {
+			continue
+		}
+		used[k] = true
+		first, last := nums[k], nums[k]
 		w := 0
 		if len(first.text) > 1 && first.text[0] == '0' {
 			w = len(first.text)
 		}
-		end := k
-		for end+1 < len(nums) && nums[end+1].v == nums[end].v+1 &&
-			nums[end+1].text == string(appendPadded(nil, nums[end+1].v, w)) {
-			end++
+		// Extend with last+1 written in the same padding; nums is sorted, so
+		// it is among the next few entries.
+		for j := k + 1; j < len(nums) && nums[j].v <= last.v+1; j++ {
+			if !used[j] && nums[j].v == last.v+1 && nums[j].text == string(appendPadded(nil, nums[j].v, w)) {
+				used[j] = true
+				last = nums[j]
+			}
 		}
 		if sb.Len() > 0 {
 			sb.WriteByte(',')
 		}
 		sb.WriteString(first.text)
-		if end > k {
+		if last.text != first.text {
 			sb.WriteByte('-')
-			sb.WriteString(nums[end].text)
+			sb.WriteString(last.text)
 		}
-		k = end + 1
 	}
 	return sb.String()
 }

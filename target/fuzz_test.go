@@ -1,0 +1,137 @@
+package target
+
+import (
+	"strings"
+	"testing"
+)
+
+// checkSet verifies the Set invariants: Len agrees with At, every
+// At(i).Index == i, addresses ascend within a family before names, names are
+// distinct, and every target's Name parses back to itself.
+func checkSet(t *testing.T, s Set) {
+	t.Helper()
+	n := s.Len()
+	if n == 0 {
+		t.Fatal("Parse returned an empty Set without an error")
+	}
+	idx := func(yield func(uint64) bool) {
+		for i := uint64(0); i < n; i++ {
+			if n > 2048 && i == 1024 {
+				i = n - 1024
+			}
+			if !yield(i) {
+				return
+			}
+		}
+	}
+	var prev Target
+	seen := map[string]bool{}
+	for i := range idx {
+		tg := s.At(i)
+		if tg.Index != i {
+			t.Fatalf("At(%d).Index = %d", i, tg.Index)
+		}
+		if (tg.Host == "") != tg.Addr.IsValid() {
+			t.Fatalf("At(%d) = %+v: want a host or an address", i, tg)
+		}
+		if i > 0 && prev.Index == i-1 {
+			switch {
+			case prev.Host != "" && tg.Host == "":
+				t.Fatalf("At(%d) = %s: an address after the names", i, tg.Name())
+			case prev.Host == "" && tg.Host == "" && prev.Addr.Is4() == tg.Addr.Is4() && prev.Addr.Compare(tg.Addr) >= 0:
+				t.Fatalf("At(%d) = %s after %s: not ascending", i, tg.Name(), prev.Name())
+			case prev.Addr.Is6() && tg.Addr.Is4():
+				t.Fatalf("At(%d) = %s after %s: IPv4 after IPv6", i, tg.Name(), prev.Name())
+			}
+		}
+		prev = tg
+		if k := nameKey(tg.Name()); seen[k] {
+			t.Fatalf("At(%d) = %s: duplicate", i, tg.Name())
+		} else {
+			seen[k] = true
+		}
+		r, err := Parse([]string{tg.Name()}, ParseOptions{})
+		if err != nil {
+			t.Fatalf("At(%d).Name() = %q does not parse: %v", i, tg.Name(), err)
+		}
+		if r.Len() != 1 || r.At(0) != (Target{Host: tg.Host, Addr: tg.Addr}) {
+			t.Fatalf("Parse(%q) = %d targets, first %+v", tg.Name(), r.Len(), r.At(0))
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatalf("At(Len=%d) did not panic", n)
+		}
+	}()
+	s.At(n)
+}
+
+func FuzzParse(f *testing.F) {
+	for _, seed := range []struct{ spec, exclude string }{
+		{"10.0.0.0/24", ""},
+		{"10.0.0.1-10.0.0.50", "10.0.0.7"},
+		{"10.0.0.1-50", ""},
+		{"web[01-20].example.com", "web[05-06].example.com"},
+		{"db[1-3,7].dc[1-2]", ""},
+		{"fd00::/120", "fd00::10-20"},
+		{"[::1]", ""},
+		{"[fd00::]/126", ""},
+		{"host.example.com", ""},
+		{"10.0.0.300/24", ""},
+		{"10.0.0.9-3", ""},
+		{"a,b,10.0.[0-1].[1-2]", "b"},
+		{"127.0.0.[1-5]", ""},
+		{"fd00::ffff:ffff:ffff:ffff-fd00:0:0:1::1", ""},
+	} {
+		f.Add(seed.spec, seed.exclude)
+	}
+	f.Fuzz(func(t *testing.T, spec, exclude string) {
+		if strings.HasPrefix(spec, "@") || strings.HasPrefix(exclude, "@") || strings.Contains(spec+exclude, ",@") {
+			t.Skip("@FILE would read the fuzzer's choice of file")
+		}
+		opts := ParseOptions{MaxTargets: 1 << 16}
+		if exclude != "" {
+			opts.Excludes = []string{exclude}
+		}
+		s, err := Parse([]string{spec}, opts)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error")
+			}
+			return
+		}
+		checkSet(t, s)
+		// The same spec as a one-line file gives the same Set.
+		if !strings.ContainsAny(spec, "#\r\n") && strings.TrimSpace(spec) == spec {
+			opts.Stdin = strings.NewReader("# file\n\n" + spec + "\n")
+			if exclude == "-" {
+				opts.Excludes = nil
+			}
+			f, err := Parse([]string{"-"}, opts)
+			if err != nil || f.Len() != s.Len() || f.At(0) != s.At(0) || f.At(s.Len()-1) != s.At(s.Len()-1) {
+				t.Fatalf("as a file: %v", err)
+			}
+		}
+		// Names fold back into specs that parse to the same names.
+		if s.Len() <= 512 {
+			want := sortedNames(t, s)
+			folded := Fold(want)
+			r, err := Parse([]string{folded}, ParseOptions{MaxTargets: 1 << 16})
+			if err != nil {
+				t.Fatalf("Parse(Fold(%q) = %q): %v", want, folded, err)
+			}
+			if got := sortedNames(t, r); strings.Join(got, ",") != strings.Join(want, ",") {
+				t.Fatalf("Parse(Fold(x)) != x\n   x: %q\nfold: %q\n got: %q", want, folded, got)
+			}
+		}
+	})
+}
+
+func FuzzShuffle(f *testing.F) {
+	for _, n := range []uint16{0, 1, 2, 3, 255, 256, 257, 4096, 65535} {
+		f.Add(n, uint64(n)*7919)
+	}
+	f.Fuzz(func(t *testing.T, n uint16, seed uint64) {
+		checkPermutation(t, Shuffle(uint64(n), seed), uint64(n))
+	})
+}
