@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/fanout/fanout/engine"
@@ -36,6 +37,24 @@ type Spec struct {
 	Rate        float64       `json:"rate,omitempty"`
 	Timeout     time.Duration `json:"timeout_ns,omitempty"`
 	Retries     int           `json:"retries,omitempty"`
+	Backoff     time.Duration `json:"backoff_ns,omitempty"`
+}
+
+// Inline returns the Spec with "-" and @FILE entries of Targets and Excludes
+// replaced by the specs they hold (stdin is read for "-"), ready to store or
+// submit. Only one of the two lists may read stdin.
+func (s Spec) Inline(stdin io.Reader) (Spec, error) {
+	if slices.Contains(s.Targets, "-") && slices.Contains(s.Excludes, "-") {
+		return s, fmt.Errorf(`"-" given as a target and as an exclude: standard input can be read once`)
+	}
+	var err error
+	if s.Targets, err = target.Inline(s.Targets, stdin); err != nil {
+		return s, err
+	}
+	if s.Excludes, err = target.Inline(s.Excludes, stdin); err != nil {
+		return s, fmt.Errorf("exclude: %w", err)
+	}
+	return s, nil
 }
 
 // Set parses the Spec's targets into a Set. stdin is read for "-" (nil when
@@ -52,7 +71,7 @@ func (s Spec) Order(n uint64) (target.Order, error) {
 	if s.Shuffle {
 		o = target.Shuffle(n, s.Seed)
 	}
-	if s.ShardN > 0 {
+	if s.ShardN > 0 || s.ShardI > 0 {
 		if s.ShardI < 1 || s.ShardI > s.ShardN {
 			return nil, fmt.Errorf("shard %d/%d: want i/n with 1 <= i <= n", s.ShardI, s.ShardN)
 		}
@@ -66,5 +85,5 @@ func (s Spec) NewJob() (Job, error) { return job.New(s.Job, s.JobOptions) }
 
 // EngineOptions are the Spec's engine bounds.
 func (s Spec) EngineOptions() engine.Options {
-	return engine.Options{Concurrency: s.Concurrency, Rate: s.Rate, Timeout: s.Timeout, Retries: s.Retries}
+	return engine.Options{Concurrency: s.Concurrency, Rate: s.Rate, Timeout: s.Timeout, Retries: s.Retries, Backoff: s.Backoff}
 }
