@@ -1,0 +1,793 @@
+package icmp
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/time/rate"
+
+	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/target"
+)
+
+const (
+	batchMax  = 64 // messages per sendmmsg / recvmmsg
+	resolvers = 32 // concurrent name lookups
+)
+
+// slot is the state of one target in flight. Slots are reused; gen tells a
+// queued timeout or resend of a previous occupant from the current one.
+type slot struct {
+	t       target.Target
+	addr    netip.Addr
+	gen     uint32
+	live    bool
+	sent    int32
+	recv    int32
+	pending int32 // sent, neither answered nor timed out nor failed
+	startNs int64
+	rttSum  time.Duration
+	rttMin  time.Duration
+	rttMax  time.Duration
+	unreach string // first ICMP error quoting our request
+	sendErr error  // first local send failure
+	fails   int32  // requests that failed to leave
+}
+
+// timeout is a request's deadline, queued in send order: every request waits
+// the same Timeout, so the queue is sorted and reaping is O(1) per probe.
+type timeout struct {
+	slot     uint32
+	gen      uint32
+	num      uint16
+	deadline int64
+}
+
+// resend is a target's next request, also due in send order.
+type resend struct {
+	slot uint32
+	gen  uint32
+	due  int64
+}
+
+// outgoing is a request on its way into a sendmmsg batch.
+type outgoing struct {
+	slot uint32
+	p    probe
+	seq  uint16
+	addr netip.Addr
+}
+
+type sweep struct {
+	j        *Job
+	count    int
+	interval int64
+	timeout  int64
+	payload  int
+	key      key
+	id       uint16
+	epoch    time.Time
+	emit     func(job.Result)
+	stats    *counters
+	limiter  *rate.Limiter
+	maxBatch int
+
+	conns   [2]*conn // [0] IPv4, [1] IPv6: opened on first use, by the sender
+	connErr [2]error
+
+	mu       sync.Mutex
+	closed   bool // sockets closed: open no more
+	slots    []slot
+	bits     []uint64 // per slot: words of "resolved" bits, then words of "answered" bits
+	words    int      // words per bitset
+	free     []uint32
+	timeouts ring[timeout]
+	resends  ring[resend] // pushed and popped by the sender only, under mu
+	seq      uint16
+
+	kick       chan struct{} // wakes the reaper when its queue was empty
+	inflight   atomic.Int64  // targets received and not yet emitted
+	senderDone atomic.Bool
+	done       chan struct{}
+	doneOnce   sync.Once
+	wg         sync.WaitGroup
+}
+
+// RunBatch pings every target received on in (Count requests each) and
+// emits one Result per target. See job.Batcher.
+func (j *Job) RunBatch(ctx context.Context, in <-chan target.Target, cfg job.BatchConfig, emit func(job.Result)) error {
+	s := &sweep{
+		j:        j,
+		count:    j.cfg.Count,
+		interval: int64(j.cfg.Interval),
+		timeout:  int64(DefaultTimeout),
+		payload:  j.cfg.PayloadSize,
+		epoch:    time.Now(),
+		emit:     emit,
+		stats:    &j.stats,
+		maxBatch: batchMax,
+		kick:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+	}
+	switch {
+	case j.cfg.Timeout > 0:
+		s.timeout = int64(j.cfg.Timeout)
+	case cfg.Timeout > 0:
+		s.timeout = int64(cfg.Timeout)
+	}
+	if j.cfg.Rate > 0 {
+		burst := min(batchMax, max(1, int(j.cfg.Rate/100)))
+		s.limiter = rate.NewLimiter(rate.Limit(j.cfg.Rate), burst)
+		s.maxBatch = burst
+	}
+	s.words = (s.count + 63) / 64
+	var kb [18]byte
+	_, _ = rand.Read(kb[:])
+	s.key = key{binary.LittleEndian.Uint64(kb[0:]), binary.LittleEndian.Uint64(kb[8:])}
+	s.id = binary.LittleEndian.Uint16(kb[16:])
+
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	s.wg.Add(2)
+	go s.reaper(sctx)
+	go s.sender(sctx, in)
+
+	var err error
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	stop()
+	s.mu.Lock()
+	s.closed = true
+	for _, c := range s.conns {
+		if c != nil {
+			c.close() // ends the receivers' reads and any blocked write
+		}
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return err
+}
+
+func (s *sweep) now() int64 { return int64(time.Since(s.epoch)) }
+
+// finish is called when the sender has nothing left to send and whenever
+// Results were emitted: the sweep is over when both hold.
+func (s *sweep) checkDone() {
+	if s.senderDone.Load() && s.inflight.Load() == 0 {
+		s.doneOnce.Do(func() { close(s.done) })
+	}
+}
+
+// deliver emits finished Results outside the lock.
+func (s *sweep) deliver(out []job.Result) []job.Result {
+	if len(out) == 0 {
+		return out
+	}
+	for _, r := range out {
+		s.emit(r)
+	}
+	s.inflight.Add(-int64(len(out)))
+	s.checkDone()
+	return out[:0]
+}
+
+// sender takes new targets (engine-gated) and due resends, and writes their
+// echo requests in batches. It never blocks on anything but its inputs, the
+// rate limiter and the socket.
+func (s *sweep) sender(ctx context.Context, in <-chan target.Target) {
+	defer s.wg.Done()
+	var (
+		news     []target.Target
+		out      []job.Result
+		batch    = make([]outgoing, 0, batchMax)
+		sendBufs = newSendBufs(s.payload)
+		timer    = time.NewTimer(time.Hour)
+		resolved = make(chan resolvedTarget, resolvers)
+		lookupMu = make(chan struct{}, resolvers) // bounds concurrent lookups
+		lookups  int                              // names being resolved
+		lwg      sync.WaitGroup
+	)
+	timer.Stop()
+	defer func() {
+		lwg.Wait() // lookups end with ctx, or have all been taken
+		s.senderDone.Store(true)
+		s.checkDone()
+	}()
+
+	accept := func(t target.Target) {
+		s.inflight.Add(1)
+		if t.Addr.IsValid() {
+			t.Addr = t.Addr.Unmap()
+			news = append(news, t)
+			return
+		}
+		lookups++
+		lwg.Add(1)
+		go s.resolve(ctx, t, lookupMu, resolved, &lwg)
+	}
+	take := func(rt resolvedTarget) {
+		lookups--
+		if rt.err != nil {
+			out = append(out, job.ResolveFailed(ctx, rt.t, Kind, rt.start, rt.err))
+			return
+		}
+		news = append(news, rt.t)
+	}
+
+	for ctx.Err() == nil {
+		// Gather whatever the engine and the resolvers have ready, without
+		// blocking; schedule adds the resends that are due.
+	gather:
+		for len(news) < s.maxBatch {
+			select {
+			case t, ok := <-in:
+				if !ok {
+					in = nil
+					continue
+				}
+				accept(t)
+			case rt := <-resolved:
+				take(rt)
+			default:
+				break gather
+			}
+		}
+		batch, out = s.schedule(news, batch[:0], out)
+		news = news[:0]
+		out = s.deliver(out)
+		if len(batch) > 0 {
+			s.send(ctx, batch, sendBufs)
+			continue
+		}
+
+		// Nothing to send now: wait for a target, a name, or the next resend.
+		s.mu.Lock()
+		next := int64(-1)
+		if s.resends.len() > 0 {
+			next = s.resends.front().due
+		}
+		s.mu.Unlock()
+		if in == nil && lookups == 0 && next < 0 {
+			return
+		}
+		var tc <-chan time.Time
+		if next >= 0 {
+			timer.Reset(time.Duration(next - s.now()))
+			tc = timer.C
+		}
+		select {
+		case t, ok := <-in:
+			if !ok {
+				in = nil
+			} else {
+				accept(t)
+			}
+		case rt := <-resolved:
+			take(rt)
+		case <-tc:
+		case <-ctx.Done():
+		}
+		timer.Stop()
+	}
+}
+
+type resolvedTarget struct {
+	t     target.Target
+	start time.Time
+	err   error
+}
+
+// resolve looks t's name up and hands it back to the sender.
+func (s *sweep) resolve(ctx context.Context, t target.Target, sem chan struct{}, out chan<- resolvedTarget, wg *sync.WaitGroup) {
+	defer wg.Done()
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	start := time.Now()
+	a, err := job.Resolve(ctx, t)
+	<-sem
+	t.Addr = a.Unmap()
+	select {
+	case out <- resolvedTarget{t, start, err}:
+	case <-ctx.Done():
+	}
+}
+
+// schedule registers the requests to send now: first requests of news, then
+// resends that are due, up to a batch. State is in place before the packet
+// leaves, since a loopback reply can arrive before sendmmsg returns.
+func (s *sweep) schedule(news []target.Target, batch []outgoing, out []job.Result) ([]outgoing, []job.Result) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	for _, t := range news {
+		fam := 0
+		if t.Addr.Is6() {
+			fam = 1
+		}
+		if s.closed {
+			break
+		}
+		if s.conns[fam] == nil && s.connErr[fam] == nil {
+			s.conns[fam], s.connErr[fam] = listen(fam == 1, s.j.cfg.Socket)
+			if s.connErr[fam] == nil {
+				s.wg.Add(1)
+				go s.receiver(s.conns[fam])
+			}
+		}
+		if err := s.connErr[fam]; err != nil {
+			r := job.For(t, Kind)
+			r.Start, r.End, r.Attempts = s.epoch.Add(time.Duration(now)), time.Now(), 1
+			r.Status, r.Class, r.Error = job.Error, job.ClassLocal, err.Error()
+			out = append(out, r)
+			continue
+		}
+		i := s.alloc()
+		sl := &s.slots[i]
+		*sl = slot{t: t, addr: t.Addr, gen: sl.gen, live: true, startNs: now}
+		batch = s.request(i, now, batch)
+	}
+	for len(batch) < s.maxBatch && s.resends.len() > 0 && s.resends.front().due <= now {
+		rs := s.resends.pop()
+		if sl := &s.slots[rs.slot]; sl.live && sl.gen == rs.gen {
+			batch = s.request(rs.slot, now, batch)
+		}
+	}
+	return batch, out
+}
+
+// alloc takes a free slot, growing the table when none is (the engine's
+// concurrency bounds how far).
+func (s *sweep) alloc() uint32 {
+	if n := len(s.free); n > 0 {
+		i := s.free[n-1]
+		s.free = s.free[:n-1]
+		clear(s.bits[int(i)*2*s.words : int(i+1)*2*s.words])
+		return i
+	}
+	s.slots = append(s.slots, slot{})
+	s.bits = append(s.bits, make([]uint64, 2*s.words)...)
+	return uint32(len(s.slots) - 1)
+}
+
+// request registers the next echo request of slot i; mu is held.
+func (s *sweep) request(i uint32, now int64, batch []outgoing) []outgoing {
+	sl := &s.slots[i]
+	num := uint16(sl.sent)
+	sl.sent++
+	sl.pending++
+	seq := s.seq
+	s.seq++
+	if s.timeouts.len() == 0 {
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
+	s.timeouts.push(timeout{slot: i, gen: sl.gen, num: num, deadline: now + s.timeout})
+	if int(sl.sent) < s.count {
+		s.resends.push(resend{slot: i, gen: sl.gen, due: sl.startNs + int64(sl.sent)*s.interval})
+	}
+	return append(batch, outgoing{slot: i, p: probe{index: sl.t.Index, slot: i, num: num, sent: now}, seq: seq, addr: sl.addr})
+}
+
+// resolved and answered are the per-slot bitsets; mu is held.
+func (s *sweep) resolvedBits(i uint32) []uint64 {
+	b := int(i) * 2 * s.words
+	return s.bits[b : b+s.words]
+}
+
+func (s *sweep) answeredBits(i uint32) []uint64 {
+	b := int(i)*2*s.words + s.words
+	return s.bits[b : b+s.words]
+}
+
+func testSet(b []uint64, n uint16) bool {
+	w, m := n/64, uint64(1)<<(n%64)
+	was := b[w]&m != 0
+	b[w] |= m
+	return was
+}
+
+// settle records that a request of slot i is resolved (answered, timed out,
+// failed); when the target has nothing left it is finished. mu is held.
+func (s *sweep) settle(i uint32, out []job.Result) []job.Result {
+	sl := &s.slots[i]
+	sl.pending--
+	if sl.pending > 0 || int(sl.sent) < s.count {
+		return out
+	}
+	out = append(out, s.result(sl))
+	sl.live = false
+	sl.gen++
+	sl.t = target.Target{}
+	s.free = append(s.free, i)
+	return out
+}
+
+func (s *sweep) result(sl *slot) job.Result {
+	r := job.For(sl.t, Kind)
+	r.Addr = sl.addr.String()
+	r.Attempts = 1
+	r.Sent, r.Recv = int(sl.sent), int(sl.recv)
+	r.Start, r.End = s.epoch.Add(time.Duration(sl.startNs)), time.Now()
+	switch {
+	case sl.recv > 0:
+		r.Status = job.Up
+		r.RTTMin, r.RTTMax = sl.rttMin, sl.rttMax
+		r.RTTAvg = sl.rttSum / time.Duration(sl.recv)
+		r.RTT = r.RTTAvg
+	case sl.unreach != "":
+		r.Status, r.Class, r.Error = job.Down, job.ClassUnreachable, sl.unreach
+	case sl.sendErr != nil && int(sl.sent) == s.count && errorsOnly(sl):
+		r.Status, r.Class, r.Error = classifySendErr(sl.sendErr)
+	default:
+		r.Status, r.Class = job.Down, job.ClassTimeout
+		r.Error = fmt.Sprintf("no reply to %d echo request(s) within %v", sl.sent, time.Duration(s.timeout))
+	}
+	return r
+}
+
+// errorsOnly: every request failed to leave.
+func errorsOnly(sl *slot) bool { return sl.fails == sl.sent }
+
+// send writes batch with sendmmsg, one socket per family.
+func (s *sweep) send(ctx context.Context, batch []outgoing, bufs *sendBufs) {
+	if s.limiter != nil {
+		if err := s.limiter.WaitN(ctx, len(batch)); err != nil {
+			return
+		}
+	}
+	for fam := range 2 {
+		c := s.conns[fam]
+		if c == nil {
+			continue
+		}
+		ms := bufs.msgs[:0]
+		idx := bufs.idx[:0]
+		for k, o := range batch {
+			if o.addr.Is6() != (fam == 1) {
+				continue
+			}
+			n := len(ms)
+			b := s.key.marshal(bufs.pkts[n], c.v6, s.id, o.seq, o.p, o.addr)
+			m := &bufs.msgs[:n+1][n]
+			m.Buffers = bufs.vec[n : n+1]
+			m.Buffers[0] = b
+			if c.raw {
+				a := &bufs.ipAddrs[n]
+				a.IP = setIP(a.IP, o.addr)
+				m.Addr = a
+			} else {
+				a := &bufs.udpAddrs[n]
+				a.IP = setIP(a.IP, o.addr)
+				m.Addr = a
+			}
+			ms = bufs.msgs[:n+1]
+			idx = append(idx, k)
+		}
+		for off := 0; off < len(ms); {
+			n, err := c.b.WriteBatch(ms[off:], 0)
+			s.stats.sent.Add(uint64(n))
+			off += n
+			if err == nil {
+				continue
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.EAGAIN) {
+				time.Sleep(time.Millisecond) // the queue drains; try again
+				continue
+			}
+			// This request cannot leave: record it and go on with the rest.
+			s.stats.sendErrors.Add(1)
+			o := batch[idx[off]]
+			var out []job.Result
+			s.mu.Lock()
+			if sl := &s.slots[o.slot]; sl.live && sl.t.Index == o.p.index && !testSet(s.resolvedBits(o.slot), o.p.num) {
+				if sl.sendErr == nil {
+					sl.sendErr = err
+				}
+				sl.fails++
+				out = s.settle(o.slot, out)
+			}
+			s.mu.Unlock()
+			s.deliver(out)
+			off++
+		}
+	}
+}
+
+// sendBufs are the sender's reusable packet and message buffers.
+type sendBufs struct {
+	pkts     [batchMax][]byte
+	vec      [batchMax][]byte
+	msgs     [batchMax]ipv4.Message
+	idx      []int
+	ipAddrs  [batchMax]net.IPAddr
+	udpAddrs [batchMax]net.UDPAddr
+}
+
+func newSendBufs(payload int) *sendBufs {
+	b := &sendBufs{idx: make([]int, 0, batchMax)}
+	for i := range b.pkts {
+		p := make([]byte, icmpHeaderLen+payload)
+		for k := icmpHeaderLen + minPayload; k < len(p); k++ {
+			p[k] = byte(k)
+		}
+		b.pkts[i] = p
+	}
+	return b
+}
+
+func setIP(ip net.IP, a netip.Addr) net.IP {
+	if a.Is4() {
+		v := a.As4()
+		return append(ip[:0], v[:]...)
+	}
+	v := a.As16()
+	return append(ip[:0], v[:]...)
+}
+
+func classifySendErr(err error) (job.Status, job.Class, string) {
+	switch {
+	case errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.EHOSTUNREACH),
+		errors.Is(err, syscall.EADDRNOTAVAIL), errors.Is(err, syscall.ENETDOWN):
+		return job.Down, job.ClassUnreachable, err.Error()
+	}
+	return job.Error, job.ClassLocal, err.Error()
+}
+
+// reaper times requests out in send order.
+func (s *sweep) reaper(ctx context.Context) {
+	defer s.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var out []job.Result
+	for {
+		s.mu.Lock()
+		now := s.now()
+		next := int64(-1)
+		for s.timeouts.len() > 0 {
+			if d := s.timeouts.front().deadline; d > now {
+				next = d
+				break
+			}
+			to := s.timeouts.pop()
+			sl := &s.slots[to.slot]
+			if !sl.live || sl.gen != to.gen || testSet(s.resolvedBits(to.slot), to.num) {
+				continue
+			}
+			out = s.settle(to.slot, out)
+		}
+		s.mu.Unlock()
+		out = s.deliver(out)
+		if next < 0 {
+			select {
+			case <-s.kick:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		timer.Reset(time.Duration(next - now))
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// event is a received ICMP message that verified, ready to apply under mu.
+type event struct {
+	e       echo
+	src     netip.Addr
+	unreach string // empty for an echo reply
+	wrong   bool   // verified only against the slot's address, not the source
+	rtt     time.Duration
+}
+
+// receiver reads c in batches until c is closed.
+func (s *sweep) receiver(c *conn) {
+	defer s.wg.Done()
+	bufSize := max(512, icmpHeaderLen+s.payload+128)
+	ms := make([]ipv4.Message, batchMax)
+	for i := range ms {
+		ms[i].Buffers = [][]byte{make([]byte, bufSize)}
+	}
+	var (
+		evs []event
+		out []job.Result
+	)
+	for {
+		n, err := c.b.ReadBatch(ms, 0)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(time.Millisecond) // a transient error must not spin
+			continue
+		}
+		now := s.now()
+		evs = evs[:0]
+		for i := range ms[:n] {
+			if ev, ok := s.parse(c, &ms[i], now); ok {
+				evs = append(evs, ev)
+			}
+		}
+		if len(evs) == 0 {
+			continue
+		}
+		s.mu.Lock()
+		for _, ev := range evs {
+			out = s.apply(ev, out)
+		}
+		s.mu.Unlock()
+		out = s.deliver(out)
+	}
+}
+
+// parse reads one message: an echo reply or an ICMP error quoting one of
+// our requests. Anything else is counted as foreign and dropped.
+func (s *sweep) parse(c *conn, m *ipv4.Message, now int64) (event, bool) {
+	b := m.Buffers[0][:m.N]
+	var src netip.Addr
+	if c.raw && !c.v6 {
+		if len(b) < 20 || b[0]>>4 != 4 {
+			s.stats.foreign.Add(1)
+			return event{}, false
+		}
+		src = netip.AddrFrom4([4]byte(b[12:16]))
+		b = b[int(b[0]&0x0f)*4:]
+	} else {
+		src = addrOf(m.Addr)
+	}
+	if len(b) < icmpHeaderLen {
+		s.stats.foreign.Add(1)
+		return event{}, false
+	}
+	typ := b[0]
+	switch {
+	case (!c.v6 && typ == v4EchoReply) || (c.v6 && typ == v6EchoReply):
+		if c.raw && binary.BigEndian.Uint16(b[4:]) != s.id {
+			s.stats.foreign.Add(1)
+			return event{}, false
+		}
+		e, ok := parseEcho(b)
+		if !ok {
+			break
+		}
+		ev := event{e: e, src: src, rtt: time.Duration(now - e.p.sent)}
+		// When it does not verify against its source it may still be ours,
+		// answered from another address: apply decides, knowing what we probed.
+		ev.wrong = !s.key.valid(e, src)
+		return ev, true
+	case !c.v6 && (typ == v4Unreachable || typ == v4TimeExceed):
+		q := b[icmpHeaderLen:]
+		if len(q) < 20 || q[0]>>4 != 4 || q[9] != 1 {
+			break
+		}
+		dst := netip.AddrFrom4([4]byte(q[16:20]))
+		q = q[int(q[0]&0x0f)*4:]
+		if len(q) < icmpHeaderLen || q[0] != v4EchoRequest {
+			break
+		}
+		if e, ok := parseEcho(q); ok && s.key.valid(e, dst) {
+			return event{e: e, src: dst, unreach: icmpError(false, typ, b[1], src)}, true
+		}
+	case c.v6 && (typ == v6Unreachable || typ == v6TimeExceed):
+		q := b[icmpHeaderLen:]
+		if len(q) < 40 || q[0]>>4 != 6 || q[6] != 58 {
+			break
+		}
+		dst := netip.AddrFrom16([16]byte(q[24:40]))
+		q = q[40:]
+		if len(q) < icmpHeaderLen || q[0] != v6EchoRequest {
+			break
+		}
+		if e, ok := parseEcho(q); ok && s.key.valid(e, dst) {
+			return event{e: e, src: dst, unreach: icmpError(true, typ, b[1], src)}, true
+		}
+	}
+	s.stats.foreign.Add(1)
+	return event{}, false
+}
+
+func addrOf(a net.Addr) netip.Addr {
+	var ip net.IP
+	switch a := a.(type) {
+	case *net.IPAddr:
+		ip = a.IP
+	case *net.UDPAddr:
+		ip = a.IP
+	}
+	v, _ := netip.AddrFromSlice(ip)
+	return v.Unmap()
+}
+
+// apply counts a verified message toward its target; mu is held.
+func (s *sweep) apply(ev event, out []job.Result) []job.Result {
+	p := ev.e.p
+	i := p.slot
+	if int(i) >= len(s.slots) {
+		s.stats.foreign.Add(1)
+		return out
+	}
+	sl := &s.slots[i]
+	if ev.wrong {
+		// Valid only if it verifies against the address we probed.
+		if !sl.live || sl.t.Index != p.index || int(p.num) >= int(sl.sent) ||
+			!s.key.valid(ev.e, sl.addr) {
+			s.stats.foreign.Add(1)
+			return out
+		}
+		s.stats.wrongSource.Add(1)
+		return out
+	}
+	if !sl.live || sl.t.Index != p.index || sl.addr != ev.src || int(p.num) >= int(sl.sent) {
+		s.stats.late.Add(1) // its target has finished; the slot may hold another
+		return out
+	}
+	if ev.unreach != "" {
+		s.stats.unreachable.Add(1)
+		if testSet(s.resolvedBits(i), p.num) {
+			return out
+		}
+		if sl.unreach == "" {
+			sl.unreach = ev.unreach
+		}
+		return s.settle(i, out)
+	}
+	if testSet(s.answeredBits(i), p.num) {
+		s.stats.duplicate.Add(1)
+		return out
+	}
+	if testSet(s.resolvedBits(i), p.num) {
+		s.stats.late.Add(1) // timed out (or failed) before it came
+		return out
+	}
+	s.stats.replies.Add(1)
+	sl.recv++
+	sl.rttSum += ev.rtt
+	if sl.recv == 1 || ev.rtt < sl.rttMin {
+		sl.rttMin = ev.rtt
+	}
+	if ev.rtt > sl.rttMax {
+		sl.rttMax = ev.rtt
+	}
+	return s.settle(i, out)
+}
+
+func icmpError(v6 bool, typ, code byte, from netip.Addr) string {
+	var what string
+	switch {
+	case !v6 && typ == v4TimeExceed, v6 && typ == v6TimeExceed:
+		what = "time exceeded"
+	case !v6 && code == 0, v6 && code == 0:
+		what = "network unreachable"
+	case !v6 && code == 1, v6 && code == 3:
+		what = "host unreachable"
+	case !v6 && code == 13, v6 && code == 1:
+		what = "administratively prohibited"
+	default:
+		what = fmt.Sprintf("destination unreachable (code %d)", code)
+	}
+	return fmt.Sprintf("%s from %s", what, from)
+}

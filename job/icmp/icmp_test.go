@@ -1,0 +1,515 @@
+package icmp
+
+import (
+	"context"
+	"encoding/binary"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fanout/fanout/internal/lab"
+	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/target"
+)
+
+func TestMain(m *testing.M) { lab.Main(m) }
+
+// cidr4 lists the addresses of an IPv4 prefix as targets, indexed from base.
+func cidr4(t testing.TB, prefix string, base uint64) []target.Target {
+	t.Helper()
+	p := netip.MustParsePrefix(prefix)
+	a4 := p.Addr().As4()
+	first := binary.BigEndian.Uint32(a4[:])
+	n := uint64(1) << (32 - p.Bits())
+	ts := make([]target.Target, n)
+	for i := range n {
+		var b [4]byte
+		binary.BigEndian.PutUint32(b[:], first+uint32(i))
+		ts[i] = target.Target{Index: base + i, Addr: netip.AddrFrom4(b)}
+	}
+	return ts
+}
+
+// sweepResult is what a batch returned, checked for the Batcher contract.
+type sweepResult struct {
+	byIndex map[uint64]job.Result
+	wall    time.Duration
+	up      int
+	down    int
+	errs    int
+}
+
+// runSweep feeds ts to j.RunBatch as the engine does (a target is sent only
+// once a concurrency slot is free, the slot is freed when its Result comes)
+// and checks that every target got exactly one Result.
+func runSweep(t testing.TB, j *Job, ts []target.Target, concurrency int) sweepResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	in := make(chan target.Target)
+	sem := make(chan struct{}, concurrency)
+	var (
+		mu  sync.Mutex
+		res = sweepResult{byIndex: make(map[uint64]job.Result, len(ts))}
+	)
+	go func() {
+		defer close(in)
+		for _, tg := range ts {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case in <- tg:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	start := time.Now()
+	err := j.RunBatch(ctx, in, job.BatchConfig{Concurrency: concurrency}, func(r job.Result) {
+		mu.Lock()
+		defer mu.Unlock()
+		if _, dup := res.byIndex[r.Index]; dup {
+			t.Errorf("index %d emitted twice", r.Index)
+		}
+		res.byIndex[r.Index] = r
+		switch r.Status {
+		case job.Up:
+			res.up++
+		case job.Down:
+			res.down++
+		default:
+			res.errs++
+		}
+		<-sem
+	})
+	res.wall = time.Since(start)
+	if err != nil {
+		t.Fatalf("RunBatch: %v", err)
+	}
+	if len(res.byIndex) != len(ts) {
+		t.Fatalf("got %d results for %d targets", len(res.byIndex), len(ts))
+	}
+	return res
+}
+
+func newJob(t testing.TB, c Config) *Job {
+	t.Helper()
+	j, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+func TestSipHashVectors(t *testing.T) {
+	t.Parallel()
+	// Reference vectors of SipHash-2-4, key 00..0f, message 00 01 02 ...
+	const k0, k1 = 0x0706050403020100, 0x0f0e0d0c0b0a0908
+	cases := []struct {
+		m    []uint64
+		want uint64
+	}{
+		{nil, 0x726fdb47dd0e0e31},
+		{[]uint64{0x0706050403020100}, 0x93f5f5799a932462},
+		{[]uint64{0x0706050403020100, 0x0f0e0d0c0b0a0908}, 0x3f2acc7f57c29bdb},
+	}
+	for _, c := range cases {
+		if got := siphash24(k0, k1, c.m, 8*len(c.m)); got != c.want {
+			t.Errorf("siphash of %d bytes = %#x, want %#x", 8*len(c.m), got, c.want)
+		}
+	}
+}
+
+func TestEchoCheckValue(t *testing.T) {
+	t.Parallel()
+	k := key{1, 2}
+	dst := netip.MustParseAddr("127.0.0.9")
+	p := probe{index: 1 << 40, slot: 7, num: 2, sent: 12345}
+	buf := k.marshal(make([]byte, icmpHeaderLen+minPayload), false, 99, 65535, p, dst)
+	if checksum(buf) != 0 {
+		t.Errorf("checksum does not verify")
+	}
+	e, ok := parseEcho(buf)
+	if !ok || e.p != p || e.seq != 65535 || !k.valid(e, dst) {
+		t.Fatalf("round trip: %+v ok=%v", e, ok)
+	}
+	tamper := []struct {
+		name string
+		edit func(b []byte)
+		dst  netip.Addr
+		k    key
+	}{
+		{"other address", func([]byte) {}, netip.MustParseAddr("127.0.0.10"), k},
+		{"other key", func([]byte) {}, dst, key{1, 3}},
+		{"index", func(b []byte) { b[8+7] ^= 1 }, dst, k},
+		{"slot", func(b []byte) { b[8+11] ^= 1 }, dst, k},
+		{"probe number", func(b []byte) { b[8+13] ^= 1 }, dst, k},
+		{"send time", func(b []byte) { b[8+23] ^= 1 }, dst, k},
+		{"sequence", func(b []byte) { b[7] ^= 1 }, dst, k},
+		{"check value", func(b []byte) { b[8+31] ^= 1 }, dst, k},
+	}
+	for _, c := range tamper {
+		b := append([]byte(nil), buf...)
+		c.edit(b)
+		if e, ok := parseEcho(b); ok && c.k.valid(e, c.dst) {
+			t.Errorf("%s tampered: still verifies", c.name)
+		}
+	}
+	if _, ok := parseEcho(buf[:icmpHeaderLen+minPayload-1]); ok {
+		t.Errorf("short message parsed")
+	}
+}
+
+func TestRing(t *testing.T) {
+	t.Parallel()
+	var r ring[int]
+	next, want := 0, 0
+	for round := range 50 {
+		for range round * 7 {
+			r.push(next)
+			next++
+		}
+		for range round * 5 {
+			if got := r.pop(); got != want {
+				t.Fatalf("pop = %d, want %d", got, want)
+			}
+			want++
+		}
+	}
+	if r.len() != next-want {
+		t.Fatalf("len = %d, want %d", r.len(), next-want)
+	}
+}
+
+func TestConfig(t *testing.T) {
+	t.Parallel()
+	bad := []Config{
+		{Count: -1}, {Count: MaxCount + 1}, {Interval: -1}, {Timeout: -1}, {Rate: -1},
+		{PayloadSize: 8}, {Socket: "packet"},
+	}
+	for _, c := range bad {
+		if _, err := New(c); err == nil {
+			t.Errorf("New(%+v) accepted", c)
+		}
+	}
+	j, err := job.New(Kind, []byte(`{"count":3,"interval_ns":200000000}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := j.(*Job).Config()
+	if c.Count != 3 || c.Interval != 200*time.Millisecond || c.PayloadSize != minPayload {
+		t.Errorf("registry rebuilt %+v", c)
+	}
+	if _, err := job.New(Kind, []byte(`{"count":"x"}`)); err == nil || !strings.Contains(err.Error(), `"x"`) {
+		t.Errorf("bad JSON error %v does not name the input", err)
+	}
+}
+
+// Live /16: every host up, exactly, with more than 65,535 requests in flight
+// (sequence numbers wrap).
+func TestLiveSlash16(t *testing.T) {
+	lab.Require(t)
+	j := newJob(t, Config{})
+	ts := cidr4(t, "127.0.0.0/16", 0)
+	res := runSweep(t, j, ts, 1<<17)
+	if res.up != 65536 || res.down != 0 || res.errs != 0 {
+		t.Fatalf("up %d down %d errors %d, want 65536 up", res.up, res.down, res.errs)
+	}
+	st := j.Stats()
+	if st.Sent != 65536 || st.Replies != 65536 {
+		t.Errorf("stats %+v: want 65536 sent and replies", st)
+	}
+	for _, r := range res.byIndex {
+		if r.Sent != 1 || r.Recv != 1 || r.RTT <= 0 || r.Addr != ts[r.Index].Addr.String() || r.Job != Kind {
+			t.Fatalf("result %+v", r)
+		}
+	}
+	t.Logf("/16 live in %v, stats %+v", res.wall, st)
+}
+
+// Dead /20: every host down after about one timeout, not hosts x timeout.
+func TestDeadSlash20(t *testing.T) {
+	lab.Require(t)
+	t.Parallel()
+	j := newJob(t, Config{Timeout: time.Second})
+	res := runSweep(t, j, cidr4(t, "127.1.0.0/20", 0), 1<<16)
+	if res.down != 4096 || res.up != 0 || res.errs != 0 {
+		t.Fatalf("up %d down %d errors %d, want 4096 down", res.up, res.down, res.errs)
+	}
+	for _, r := range res.byIndex {
+		if r.Class != job.ClassTimeout || r.Sent != 1 || r.Recv != 0 || r.Loss() != 1 {
+			t.Fatalf("result %+v", r)
+		}
+	}
+	if res.wall < time.Second || res.wall > 2500*time.Millisecond {
+		t.Errorf("wall %v, want about the 1s timeout", res.wall)
+	}
+}
+
+// A mixed list: live and dead addresses, IPv6, names that resolve and one
+// that does not. The split must be exact.
+func TestMixedList(t *testing.T) {
+	lab.Require(t)
+	t.Parallel()
+	var ts []target.Target
+	ts = append(ts, cidr4(t, "127.0.3.0/24", 0)...)   // 256 up
+	ts = append(ts, cidr4(t, "127.1.3.0/25", 256)...) // 128 down
+	n := uint64(len(ts))
+	ts = append(ts,
+		target.Target{Index: n, Addr: netip.MustParseAddr("::1")},
+		target.Target{Index: n + 1, Host: "localhost"},
+		target.Target{Index: n + 2, Host: "no-such-host.invalid"},
+		target.Target{Index: n + 3, Addr: netip.MustParseAddr("::ffff:127.0.0.7")},
+	)
+	j := newJob(t, Config{Timeout: 500 * time.Millisecond})
+	res := runSweep(t, j, ts, 1000)
+	if res.up != 256+3 || res.down != 128 || res.errs != 1 {
+		t.Fatalf("up %d down %d errors %d, want 259/128/1", res.up, res.down, res.errs)
+	}
+	if r := res.byIndex[n+2]; r.Class != job.ClassResolve || r.Host != "no-such-host.invalid" {
+		t.Errorf("unresolvable name: %+v", r)
+	}
+	if r := res.byIndex[n+1]; r.Host != "localhost" || !strings.HasPrefix(r.Addr, "127.") && r.Addr != "::1" {
+		t.Errorf("localhost: %+v", r)
+	}
+	if r := res.byIndex[n]; r.Status != job.Up || r.Addr != "::1" {
+		t.Errorf("::1: %+v", r)
+	}
+	if r := res.byIndex[n+3]; r.Status != job.Up || r.Addr != "127.0.0.7" {
+		t.Errorf("mapped address: %+v", r)
+	}
+}
+
+// --count 3 on live targets: 3/3 received, 0% loss; on a dead one 0/3.
+func TestCount(t *testing.T) {
+	lab.Require(t)
+	t.Parallel()
+	ts := cidr4(t, "127.0.9.0/26", 0)
+	ts = append(ts, target.Target{Index: 64, Addr: netip.MustParseAddr("127.1.9.9")})
+	j := newJob(t, Config{Count: 3, Interval: 200 * time.Millisecond, Timeout: 300 * time.Millisecond})
+	res := runSweep(t, j, ts, 1000)
+	for i, r := range res.byIndex {
+		if i == 64 {
+			if r.Status != job.Down || r.Sent != 3 || r.Recv != 0 || r.Class != job.ClassTimeout {
+				t.Errorf("dead: %+v", r)
+			}
+			continue
+		}
+		if r.Status != job.Up || r.Sent != 3 || r.Recv != 3 || r.Loss() != 0 ||
+			r.RTTMin <= 0 || r.RTTMin > r.RTTAvg || r.RTTAvg > r.RTTMax {
+			t.Errorf("live: %+v", r)
+		}
+	}
+	// Requests at 0, 200, 400 ms; the dead one's last waits 300 ms more.
+	if res.wall < 700*time.Millisecond || res.wall > 1500*time.Millisecond {
+		t.Errorf("wall %v, want about 0.7s", res.wall)
+	}
+}
+
+// Two sweeps and a flood ping at once over the same hosts: each counts only
+// its own replies, exactly.
+func TestConcurrentSweepsDoNotMix(t *testing.T) {
+	lab.Require(t)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	flood := exec.CommandContext(ctx, "ping", "-q", "-i", "0.002", "-c", "1000", "127.0.5.1")
+	if err := flood.Start(); err != nil {
+		t.Skipf("ping: %v", err)
+	}
+	defer flood.Wait()
+	ts := cidr4(t, "127.0.5.0/24", 0)
+	ts = append(ts, cidr4(t, "127.1.5.0/28", 256)...)
+	cfg := Config{Count: 4, Interval: 100 * time.Millisecond, Timeout: 300 * time.Millisecond}
+	var wg sync.WaitGroup
+	jobs := []*Job{newJob(t, cfg), newJob(t, cfg)}
+	results := make([]sweepResult, 2)
+	for k := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[k] = runSweep(t, jobs[k], ts, 1000)
+		}()
+	}
+	wg.Wait()
+	for k, res := range results {
+		if res.up != 256 || res.down != 16 {
+			t.Errorf("sweep %d: up %d down %d, want 256/16", k, res.up, res.down)
+		}
+		for i, r := range res.byIndex {
+			want := 4
+			if i >= 256 {
+				want = 0
+			}
+			if r.Sent != 4 || r.Recv != want {
+				t.Errorf("sweep %d: %s sent %d recv %d, want 4/%d", k, r.Addr, r.Sent, r.Recv, want)
+			}
+		}
+		st := jobs[k].Stats()
+		if st.Sent != 272*4 || st.Replies != 256*4 || st.Duplicate != 0 || st.Late != 0 {
+			t.Errorf("sweep %d stats %+v", k, st)
+		}
+		// Raw sockets see everyone's replies: the other sweep's and ping's
+		// must have reached us and been refused.
+		if raw := Check(SocketRaw) == nil; raw && st.Foreign == 0 {
+			t.Errorf("sweep %d saw no foreign replies: %+v", k, st)
+		}
+	}
+}
+
+// ICMP errors quoting our request make the target down, class unreachable.
+func TestUnreachable(t *testing.T) {
+	lab.Require(t)
+	// Sequential: it adds a rule to this test binary's own lab namespace.
+	rules := `table inet fanouticmptest {
+	chain input {
+		type filter hook input priority -10; policy accept;
+		ip daddr 127.2.0.0/28 icmp type echo-request reject with icmp type host-unreachable
+	}
+}
+`
+	cmd := exec.Command("nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Skipf("nft: %v: %s", err, out)
+	}
+	defer exec.Command("nft", "delete", "table", "inet", "fanouticmptest").Run()
+	j := newJob(t, Config{Socket: SocketRaw, Timeout: 2 * time.Second})
+	res := runSweep(t, j, cidr4(t, "127.2.0.0/28", 0), 100)
+	if res.down != 16 {
+		t.Fatalf("down %d, want 16", res.down)
+	}
+	for _, r := range res.byIndex {
+		if r.Class != job.ClassUnreachable || !strings.Contains(r.Error, "host unreachable") {
+			t.Errorf("result %+v", r)
+		}
+	}
+	if res.wall > time.Second {
+		t.Errorf("wall %v: unreachable targets should not wait for the timeout", res.wall)
+	}
+	if st := j.Stats(); st.Unreachable != 16 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// Unprivileged ICMP datagram sockets, forced while root.
+func TestDgramSocket(t *testing.T) {
+	lab.Require(t)
+	t.Parallel()
+	if err := Check(SocketDgram); err != nil {
+		t.Skipf("datagram ICMP sockets unavailable: %v", err)
+	}
+	j := newJob(t, Config{Socket: SocketDgram, Count: 2, Interval: 100 * time.Millisecond, Timeout: 500 * time.Millisecond})
+	ts := cidr4(t, "127.0.7.0/24", 0)
+	ts = append(ts, cidr4(t, "127.1.7.0/28", 256)...)
+	ts = append(ts, target.Target{Index: 272, Addr: netip.MustParseAddr("::1")})
+	res := runSweep(t, j, ts, 1000)
+	if res.up != 257 || res.down != 16 {
+		t.Fatalf("up %d down %d, want 257/16", res.up, res.down)
+	}
+	if st := j.Stats(); st.Replies != 257*2 || st.Sent != 273*2 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+const childEnv = "FANOUT_ICMP_TEST_CHILD"
+
+// The same sweep as user nobody: raw sockets refused, datagram sockets used.
+func TestUnprivilegedUser(t *testing.T) {
+	lab.Require(t)
+	t.Parallel()
+	if os.Getenv(childEnv) != "" {
+		t.Skip("in the child")
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("setpriv not found")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The test binary lives in a private temp dir; nobody must reach it.
+	dir := t.TempDir()
+	bin := dir + "/icmp.test"
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
+		bin, "-test.run=^TestUnprivilegedChild$", "-test.v")
+	cmd.Env = append(os.Environ(), childEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestUnprivilegedChild") {
+		t.Fatalf("child as nobody: %v\n%s", err, out)
+	}
+}
+
+func TestUnprivilegedChild(t *testing.T) {
+	if os.Getenv(childEnv) == "" {
+		t.Skip("run by TestUnprivilegedUser as user nobody")
+	}
+	if os.Geteuid() == 0 {
+		t.Fatal("child runs as root")
+	}
+	err := Check(SocketRaw)
+	if err == nil || !strings.Contains(err.Error(), "CAP_NET_RAW") || !strings.Contains(err.Error(), "setcap cap_net_raw+ep") {
+		t.Fatalf("raw socket as nobody: %v", err)
+	}
+	if err := Check(SocketAuto); err != nil {
+		t.Fatalf("automatic socket as nobody: %v", err)
+	}
+	j := newJob(t, Config{Timeout: 500 * time.Millisecond})
+	ts := append(cidr4(t, "127.0.8.0/24", 0), cidr4(t, "127.1.8.0/28", 256)...)
+	res := runSweep(t, j, ts, 1000)
+	if res.up != 256 || res.down != 16 {
+		t.Fatalf("up %d down %d, want 256/16", res.up, res.down)
+	}
+}
+
+// With ping_group_range closed and no privilege, one error says what to do.
+func TestNoSocketError(t *testing.T) {
+	t.Parallel()
+	e := &SocketError{Family: "IPv4", Raw: os.ErrPermission, Dgram: os.ErrPermission, GID: 1000, PingLow: 1, PingHigh: 0}
+	msg := e.Error()
+	for _, want := range []string{"root", "setcap cap_net_raw+ep", "net.ipv4.ping_group_range", `"1 0"`, "group 1000"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q lacks %q", msg, want)
+		}
+	}
+}
+
+// Run (one target) goes through the same machinery.
+func TestRun(t *testing.T) {
+	lab.Require(t)
+	t.Parallel()
+	j := newJob(t, Config{Timeout: 300 * time.Millisecond})
+	ctx := context.Background()
+	if r := j.Run(ctx, target.Target{Index: 5, Addr: netip.MustParseAddr("127.0.0.1")}); r.Status != job.Up || r.Index != 5 || r.Recv != 1 {
+		t.Errorf("live: %+v", r)
+	}
+	if r := j.Run(ctx, target.Target{Index: 6, Addr: netip.MustParseAddr("127.1.0.1")}); r.Status != job.Down || r.Class != job.ClassTimeout {
+		t.Errorf("dead: %+v", r)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if r := j.Run(cctx, target.Target{Index: 7, Addr: netip.MustParseAddr("127.1.0.1")}); r.Status == job.Up {
+		t.Errorf("canceled: %+v", r)
+	}
+}
