@@ -35,6 +35,9 @@ type SSHFleetOptions struct {
 	// WrongHostKey, when set and true for a host, makes it present
 	// Fleet.WrongKey instead of Fleet.HostKey.
 	WrongHostKey func(host netip.Addr) bool
+	// Rewrite, when set, replaces the command a host runs (so that one
+	// command line gives each test host its own behaviour).
+	Rewrite func(host netip.Addr, cmd string) string
 }
 
 // Fleet is an in-process SSH server that plays one host per loopback
@@ -45,6 +48,7 @@ type SSHFleetOptions struct {
 //	exit N         exits with status N
 //	sleep S        sleeps S seconds (fractions allowed), then exits 0
 //	bytes N        prints N bytes ('x', a newline every 64)
+//	noise N        prints N bytes on stdout and N on stderr
 //	stderr ARGS... prints ARGS to stderr
 //	cat            copies stdin to stdout
 //
@@ -303,6 +307,9 @@ func (f *Fleet) session(ch ssh.Channel, reqs <-chan *ssh.Request, host netip.Add
 
 // run executes one lab command; -1 means the session was cut.
 func (f *Fleet) run(ch ssh.Channel, cmd string, host netip.Addr, connDone <-chan struct{}) int {
+	if f.opts.Rewrite != nil {
+		cmd = f.opts.Rewrite(host, cmd)
+	}
 	fields := strings.Fields(cmd)
 	if len(fields) == 0 {
 		fmt.Fprintln(ch.Stderr(), "lab: empty command")
@@ -338,19 +345,17 @@ func (f *Fleet) run(ch ssh.Channel, cmd string, host netip.Addr, connDone <-chan
 		case <-f.done:
 			return -1
 		}
-	case "bytes":
+	case "bytes", "noise":
 		n, err := strconv.Atoi(arg())
 		if err != nil || n < 0 {
-			fmt.Fprintf(ch.Stderr(), "lab: bytes %q: not a count\n", arg())
+			fmt.Fprintf(ch.Stderr(), "lab: %s %q: not a count\n", fields[0], arg())
 			return 2
 		}
-		line := []byte(strings.Repeat("x", 63) + "\n")
-		for n > 0 {
-			k := min(n, len(line))
-			if _, err := ch.Write(line[len(line)-k:]); err != nil {
-				return -1
-			}
-			n -= k
+		if writeN(ch, n) != nil {
+			return -1
+		}
+		if fields[0] == "noise" && writeN(ch.Stderr(), n) != nil {
+			return -1
 		}
 	case "cat":
 		if _, err := io.Copy(ch, ch); err != nil {
@@ -368,4 +373,24 @@ func unquote(s string) string {
 		return s[1 : len(s)-1]
 	}
 	return s
+}
+
+// writeN writes n bytes of 'x', a newline every 64.
+func writeN(w io.Writer, n int) error {
+	line := []byte(strings.Repeat("x", 63) + "\n")
+	for n > 0 {
+		k := min(n, len(line))
+		if _, err := w.Write(line[len(line)-k:]); err != nil {
+			return err
+		}
+		n -= k
+	}
+	return nil
+}
+
+// Active is the number of connections open now.
+func (f *Fleet) Active() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.conns)
 }

@@ -80,8 +80,13 @@ func (j *Job) handshake(ctx context.Context, hs hostSettings, cc *ssh.ClientConf
 	addr := hs.addr()
 	conn, err := j.dial(hctx, hs, addr)
 	if err != nil {
-		if hctx.Err() != nil && ctx.Err() == nil {
+		switch {
+		case ctx.Err() != nil:
+			return nil, nil, ctxErr(ctx, "connect")
+		case hctx.Err() != nil:
 			return nil, nil, &timeoutError{what: "connect", after: hs.connect}
+		case errors.Is(err, syscall.ECONNRESET):
+			return nil, nil, &bannerError{err} // reset as it was accepted: shed
 		}
 		return nil, nil, err
 	}

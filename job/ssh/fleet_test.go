@@ -1,0 +1,449 @@
+package ssh
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/fanout/fanout/internal/lab"
+	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/job/jobtest"
+	"github.com/fanout/fanout/target"
+)
+
+// host is 127.2.x.y for i = x*256+y: distinct loopback "hosts" that are live
+// in and out of the lab namespace.
+func host(i int) netip.Addr { return netip.AddrFrom4([4]byte{127, 2, byte(i >> 8), byte(i)}) }
+
+// testHome is a HOME with a fresh ed25519 key in ~/.ssh/id_ed25519 and, when
+// knownHosts is set, that text in ~/.ssh/known_hosts.
+type testHome struct {
+	dir string
+	pub ssh.PublicKey
+	key ed25519.PrivateKey
+}
+
+func newHome(t testing.TB, knownHosts string) *testHome {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, ".ssh"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeKey(t, filepath.Join(dir, ".ssh", "id_ed25519"), priv, "")
+	sp, _ := ssh.NewPublicKey(pub)
+	if knownHosts != "" {
+		if err := os.WriteFile(filepath.Join(dir, ".ssh", "known_hosts"), []byte(knownHosts), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &testHome{dir: dir, pub: sp, key: priv}
+}
+
+// writeKey writes priv in OpenSSH format, encrypted when pass is set.
+func writeKey(t testing.TB, path string, priv ed25519.PrivateKey, pass string) {
+	t.Helper()
+	var blk *pem.Block
+	var err error
+	if pass == "" {
+		blk, err = ssh.MarshalPrivateKey(priv, "test")
+	} else {
+		blk, err = ssh.MarshalPrivateKeyWithPassphrase(priv, "test", []byte(pass))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(blk), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := ssh.NewPublicKey(priv.Public())
+	if err := os.WriteFile(path+".pub", ssh.MarshalAuthorizedKey(pub), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (h *testHome) env() Env { return Env{Home: h.dir, User: "tester"} }
+
+func newJob(t testing.TB, c Config, env Env) *Job {
+	t.Helper()
+	j, err := New(c, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j.Close() })
+	return j
+}
+
+func at(i int, port int) target.Target {
+	return target.Target{Index: uint64(i), Addr: host(i), Port: uint16(port)}
+}
+
+// closedPort is a loopback port nothing listens on.
+func closedPort(t testing.TB) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	return p
+}
+
+func TestConformance(t *testing.T) {
+	const (
+		slow    = 10
+		noisy   = 11
+		authBad = 12
+		keyBad  = 13
+		exit3   = 14
+	)
+	fleet := lab.StartSSHFleetT(t, lab.SSHFleetOptions{
+		AuthFail:     func(h netip.Addr) bool { return h == host(authBad) },
+		WrongHostKey: func(h netip.Addr) bool { return h == host(keyBad) },
+		Rewrite: func(h netip.Addr, cmd string) string {
+			switch h {
+			case host(noisy):
+				return "noise 5000"
+			case host(slow):
+				return "sleep 3600"
+			case host(exit3):
+				return "exit 3"
+			}
+			return cmd
+		},
+	})
+	home := newHome(t, fleet.KnownHostsLine())
+	j := newJob(t, Config{Command: "hostname", MaxOutput: 1000}, home.env())
+	jobtest.Run(t, jobtest.Suite{
+		Job:       j,
+		Up:        at(1, fleet.Port),
+		Slow:      at(slow, fleet.Port),
+		Noisy:     at(noisy, fleet.Port),
+		MaxOutput: 1000,
+		Failures: []jobtest.Expect{
+			{Name: "refused", Target: target.Target{Addr: host(2), Port: uint16(closedPort(t))}, Status: job.Down, Class: job.ClassRefused},
+			{Name: "auth", Target: at(authBad, fleet.Port), Status: job.Error, Class: job.ClassAuth},
+			{Name: "hostkey", Target: at(keyBad, fleet.Port), Status: job.Error, Class: job.ClassHostKey},
+			{Name: "exit", Target: at(exit3, fleet.Port), Status: job.Down, Class: job.ClassExit},
+			{Name: "resolve", Target: target.Target{Host: "no-such-host.invalid", Port: uint16(fleet.Port)}, Status: job.Error, Class: job.ClassResolve},
+		},
+	})
+}
+
+// run runs j over targets with n at a time and returns the Results by index.
+func run(t testing.TB, j job.Job, targets []target.Target, n int, d time.Duration) []job.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	out := make([]job.Result, len(targets))
+	sem := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	for i, tg := range targets {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			out[i] = j.Run(ctx, tg)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func TestFleetThousandsOfHosts(t *testing.T) {
+	n := 2000
+	if testing.Short() {
+		n = 300
+	}
+	fleet := lab.StartSSHFleetT(t, lab.SSHFleetOptions{})
+	home := newHome(t, fleet.KnownHostsLine())
+	j := newJob(t, Config{Command: "hostname"}, home.env())
+	targets := make([]target.Target, n)
+	for i := range targets {
+		targets[i] = at(i, fleet.Port)
+	}
+	begin := time.Now()
+	rs := run(t, j, targets, n, 2*time.Minute)
+	bad := 0
+	for i, r := range rs {
+		if r.Status != job.Up || string(r.Stdout) != host(i).String()+"\n" {
+			if bad++; bad <= 5 {
+				t.Errorf("host %s: %s/%s %q stdout %q", host(i), r.Status, r.Class, r.Error, r.Stdout)
+			}
+		}
+	}
+	if bad > 0 {
+		t.Fatalf("%d of %d hosts failed", bad, n)
+	}
+	if got := fleet.Sessions.Load(); got != int64(n) {
+		t.Errorf("fleet ran %d commands, want %d", got, n)
+	}
+	t.Logf("%d hosts in %v", n, time.Since(begin))
+}
+
+func TestFleetFaultsClassified(t *testing.T) {
+	t.Parallel()
+	fleet := lab.StartSSHFleetT(t, lab.SSHFleetOptions{
+		HandshakeDelay: func(h netip.Addr) time.Duration {
+			if h == host(1) {
+				return 3 * time.Second
+			}
+			return 0
+		},
+		AuthFail:     func(h netip.Addr) bool { return h == host(2) },
+		WrongHostKey: func(h netip.Addr) bool { return h == host(3) },
+		Rewrite: func(h netip.Addr, cmd string) string {
+			if h == host(4) {
+				return "exit 42"
+			}
+			return cmd
+		},
+	})
+	home := newHome(t, fleet.KnownHostsLine())
+	j := newJob(t, Config{Command: "echo ok", ConnectTimeout: 500 * time.Millisecond}, home.env())
+	rs := run(t, j, []target.Target{at(0, fleet.Port), at(1, fleet.Port), at(2, fleet.Port), at(3, fleet.Port), at(4, fleet.Port)}, 5, 20*time.Second)
+	want := []struct {
+		status job.Status
+		class  job.Class
+		msg    string
+	}{
+		{job.Up, job.ClassNone, ""},
+		{job.Down, job.ClassTimeout, "banner timed out"},
+		{job.Error, job.ClassAuth, "unable to authenticate"},
+		{job.Error, job.ClassHostKey, "CHANGED"},
+		{job.Down, job.ClassExit, "exit status 42"},
+	}
+	for i, w := range want {
+		r := rs[i]
+		if r.Status != w.status || r.Class != w.class || !strings.Contains(r.Error, w.msg) {
+			t.Errorf("host %s: %s/%s %q, want %s/%s containing %q", host(i), r.Status, r.Class, r.Error, w.status, w.class, w.msg)
+		}
+	}
+	if rs[4].ExitCode == nil || *rs[4].ExitCode != 42 {
+		t.Errorf("exit code %v, want 42", rs[4].ExitCode)
+	}
+	if rs[0].RTT <= 0 || rs[0].RTT > rs[0].End.Sub(rs[0].Start) {
+		t.Errorf("connect time %v not within the total %v", rs[0].RTT, rs[0].End.Sub(rs[0].Start))
+	}
+	if string(rs[0].Stdout) != "ok\n" {
+		t.Errorf("stdout %q, want %q", rs[0].Stdout, "ok\n")
+	}
+}
+
+func TestCommandTimeoutCutsSession(t *testing.T) {
+	t.Parallel()
+	fleet := lab.StartSSHFleetT(t, lab.SSHFleetOptions{})
+	home := newHome(t, fleet.KnownHostsLine())
+	j := newJob(t, Config{Command: "sleep 30", CommandTimeout: 300 * time.Millisecond}, home.env())
+	begin := time.Now()
+	r := j.Run(context.Background(), at(1, fleet.Port))
+	if el := time.Since(begin); el > 3*time.Second {
+		t.Errorf("took %v, want ~300ms", el)
+	}
+	if r.Status != job.Down || r.Class != job.ClassTimeout || !strings.Contains(r.Error, "command timed out") {
+		t.Errorf("got %s/%s %q, want down/timeout", r.Status, r.Class, r.Error)
+	}
+	// The fleet's session ends with the connection, well before 30s.
+	deadline := time.Now().Add(3 * time.Second)
+	for fleet.Active() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if a := fleet.Active(); a != 0 {
+		t.Errorf("fleet still has %d connections open after the timeout", a)
+	}
+}
+
+func TestStdinSentToEveryHost(t *testing.T) {
+	t.Parallel()
+	fleet := lab.StartSSHFleetT(t, lab.SSHFleetOptions{})
+	home := newHome(t, fleet.KnownHostsLine())
+	j := newJob(t, Config{Command: "cat", Stdin: []byte("same bytes\n")}, home.env())
+	rs := run(t, j, []target.Target{at(1, fleet.Port), at(2, fleet.Port), at(3, fleet.Port)}, 3, 10*time.Second)
+	for _, r := range rs {
+		if r.Status != job.Up || string(r.Stdout) != "same bytes\n" {
+			t.Errorf("%s: %s/%s %q stdout %q", r.Host, r.Status, r.Class, r.Error, r.Stdout)
+		}
+	}
+}
+
+func TestMaxHandshakesBoundsHandshakes(t *testing.T) {
+	t.Parallel()
+	var inHandshake, peak atomic.Int64
+	fleet := lab.StartSSHFleetT(t, lab.SSHFleetOptions{
+		HandshakeDelay: func(netip.Addr) time.Duration {
+			n := inHandshake.Add(1)
+			for {
+				p := peak.Load()
+				if n <= p || peak.CompareAndSwap(p, n) {
+					break
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+			inHandshake.Add(-1)
+			return 0
+		},
+	})
+	home := newHome(t, fleet.KnownHostsLine())
+	j := newJob(t, Config{Command: "echo hi", MaxHandshakes: 4}, home.env())
+	targets := make([]target.Target, 24)
+	for i := range targets {
+		targets[i] = at(i, fleet.Port)
+	}
+	for _, r := range run(t, j, targets, 24, 20*time.Second) {
+		if r.Status != job.Up {
+			t.Errorf("%s: %s/%s %q", r.Host, r.Status, r.Class, r.Error)
+		}
+	}
+	if p := peak.Load(); p > 4 || p < 2 {
+		t.Errorf("peak handshakes in flight %d, want 2..4 (MaxHandshakes 4)", p)
+	}
+}
+
+// flakyListener resets the first conns connections to each host before the
+// banner, then forwards to the fleet: sshd shedding load under MaxStartups.
+func flakyListener(t testing.TB, fleetPort, drops int) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var mu sync.Mutex
+	seen := map[string]int{}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			local := c.LocalAddr().(*net.TCPAddr).IP.String()
+			mu.Lock()
+			seen[local]++
+			n := seen[local]
+			mu.Unlock()
+			if n <= drops {
+				c.(*net.TCPConn).SetLinger(0) // RST, as an overloaded sshd does
+				c.Close()
+				continue
+			}
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("tcp", net.JoinHostPort(local, fmt.Sprint(fleetPort)))
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go io.Copy(up, c)
+				io.Copy(c, up)
+			}()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func TestHandshakeResetIsRetried(t *testing.T) {
+	t.Parallel()
+	fleet := lab.StartSSHFleetT(t, lab.SSHFleetOptions{})
+	port := flakyListener(t, fleet.Port, 2)
+	known := fmt.Sprintf("[*]:%d %s", port, ssh.MarshalAuthorizedKey(fleet.HostKey))
+	home := newHome(t, known)
+	j := newJob(t, Config{Command: "hostname"}, home.env())
+	r := j.Run(context.Background(), at(7, port))
+	if r.Status != job.Up || string(r.Stdout) != host(7).String()+"\n" {
+		t.Fatalf("after two resets: %s/%s %q stdout %q, want up", r.Status, r.Class, r.Error, r.Stdout)
+	}
+	j2 := newJob(t, Config{Command: "hostname", HandshakeRetries: -1}, home.env())
+	r = j2.Run(context.Background(), at(8, port))
+	if r.Status != job.Down || r.Class != job.ClassRefused {
+		t.Fatalf("without retries: %s/%s %q, want down/refused", r.Status, r.Class, r.Error)
+	}
+}
+
+func TestAcceptNewAddsUnknownNeverReplacesChanged(t *testing.T) {
+	t.Parallel()
+	fleet := lab.StartSSHFleetT(t, lab.SSHFleetOptions{
+		WrongHostKey: func(h netip.Addr) bool { return h == host(3) },
+	})
+	home := newHome(t, "")
+	kh := filepath.Join(home.dir, ".ssh", "known_hosts")
+	targets := []target.Target{at(1, fleet.Port), at(2, fleet.Port)}
+
+	// Strict (default): unknown hosts fail, nothing is written.
+	strict := newJob(t, Config{Command: "echo hi"}, home.env())
+	for _, r := range run(t, strict, targets, 2, 10*time.Second) {
+		if r.Class != job.ClassHostKey || !strings.Contains(r.Error, "unknown") {
+			t.Errorf("strict, unknown host: %s/%s %q", r.Status, r.Class, r.Error)
+		}
+	}
+	if _, err := os.Stat(kh); !os.IsNotExist(err) {
+		t.Errorf("strict mode created %s", kh)
+	}
+
+	accept := newJob(t, Config{Command: "echo hi", HostKey: HostKeyAcceptNew}, home.env())
+	for _, r := range run(t, accept, targets, 2, 10*time.Second) {
+		if r.Status != job.Up {
+			t.Errorf("accept-new: %s: %s/%s %q", r.Host, r.Status, r.Class, r.Error)
+		}
+	}
+	data, _ := os.ReadFile(kh)
+	if got := strings.Count(string(data), "\n"); got != 2 {
+		t.Fatalf("known_hosts has %d lines after accept-new, want 2:\n%s", got, data)
+	}
+	// The keys written are accepted strictly, by a later sweep.
+	strict2 := newJob(t, Config{Command: "echo hi"}, home.env())
+	for _, r := range run(t, strict2, targets, 2, 10*time.Second) {
+		if r.Status != job.Up {
+			t.Errorf("strict after accept-new: %s: %s/%s %q", r.Host, r.Status, r.Class, r.Error)
+		}
+	}
+	// A changed key stays an error with accept-new, and the file is untouched.
+	line := fmt.Sprintf("[%s]:%d %s", host(3), fleet.Port, ssh.MarshalAuthorizedKey(fleet.HostKey))
+	if err := os.WriteFile(kh, append(data, line...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(kh)
+	accept2 := newJob(t, Config{Command: "echo hi", HostKey: HostKeyAcceptNew}, home.env())
+	r := accept2.Run(context.Background(), at(3, fleet.Port))
+	if r.Class != job.ClassHostKey || !strings.Contains(r.Error, "CHANGED") || !strings.Contains(r.Error, "known_hosts:3") {
+		t.Errorf("changed key with accept-new: %s/%s %q, want hostkey CHANGED naming known_hosts:3", r.Status, r.Class, r.Error)
+	}
+	after, _ := os.ReadFile(kh)
+	if string(after) != string(before) {
+		t.Errorf("accept-new rewrote known_hosts on a changed key")
+	}
+}
+
+func TestHashedKnownHosts(t *testing.T) {
+	t.Parallel()
+	fleet := lab.StartSSHFleetT(t, lab.SSHFleetOptions{})
+	addr := fmt.Sprintf("[%s]:%d", host(5), fleet.Port)
+	home := newHome(t, fmt.Sprintf("%s %s", hashHost(addr), ssh.MarshalAuthorizedKey(fleet.HostKey)))
+	j := newJob(t, Config{Command: "echo hi"}, home.env())
+	if r := j.Run(context.Background(), at(5, fleet.Port)); r.Status != job.Up {
+		t.Errorf("hashed entry: %s/%s %q, want up", r.Status, r.Class, r.Error)
+	}
+	if r := j.Run(context.Background(), at(6, fleet.Port)); r.Class != job.ClassHostKey {
+		t.Errorf("host without entry: %s/%s %q, want hostkey", r.Status, r.Class, r.Error)
+	}
+}
+
+func hashHost(h string) string { return knownhosts.HashHostname(h) }
