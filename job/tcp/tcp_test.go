@@ -1,0 +1,321 @@
+package tcp_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fanout/fanout/internal/lab"
+	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/job/jobtest"
+	"github.com/fanout/fanout/job/tcp"
+	"github.com/fanout/fanout/target"
+)
+
+func TestMain(m *testing.M) { lab.Main(m) }
+
+var lo = netip.MustParseAddr("127.0.0.1")
+
+// listen returns the port of a listener on 127.0.0.1 that accepts and closes.
+func listen(t *testing.T) uint16 {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return uint16(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// closedPort returns a port on 127.0.0.1 where nothing listens.
+func closedPort(t *testing.T) uint16 {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := uint16(ln.Addr().(*net.TCPAddr).Port)
+	ln.Close()
+	return p
+}
+
+// blackhole returns a port on 127.0.0.1 whose SYNs go unanswered: a listener
+// that never accepts, its accept queue filled, drops further SYNs (as a
+// firewalled host does), so connects there time out without root.
+func blackhole(t *testing.T) uint16 {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := uint16(sa.(*unix.SockaddrInet4).Port)
+	// Fill the queue: connects succeed until it is full, then hang.
+	addr := netip.AddrPortFrom(lo, port).String()
+	for i := 0; i < 8; i++ {
+		c, err := net.DialTimeout("tcp4", addr, 200*time.Millisecond)
+		if err != nil {
+			return port
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	t.Fatalf("blackhole on port %d still accepts connections", port)
+	return 0
+}
+
+func TestConformance(t *testing.T) {
+	j, err := tcp.New(tcp.Config{Ports: []int{1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobtest.Run(t, jobtest.Suite{
+		Job:  j,
+		Up:   target.Target{Index: 3, Addr: lo, Port: listen(t)},
+		Slow: target.Target{Index: 4, Addr: lo, Port: blackhole(t)},
+		Failures: []jobtest.Expect{
+			{Name: "refused", Target: target.Target{Index: 5, Addr: lo, Port: closedPort(t)}, Status: job.Down, Class: job.ClassRefused},
+			{Name: "resolve", Target: target.Target{Index: 6, Host: "nosuch.invalid", Port: 80}, Status: job.Error, Class: job.ClassResolve},
+			{Name: "refused-v6", Target: target.Target{Index: 7, Addr: netip.MustParseAddr("::1"), Port: closedPort(t)}, Status: job.Down, Class: job.ClassRefused},
+		},
+	})
+}
+
+func TestUpAndRTT(t *testing.T) {
+	t.Parallel()
+	j, _ := tcp.New(tcp.Config{Ports: []int{1}})
+	p := listen(t)
+	for _, tg := range []target.Target{
+		{Index: 1, Addr: lo, Port: p},
+		{Index: 2, Host: "localhost", Port: p},
+		{Index: 3, Addr: netip.MustParseAddr("127.0.0.1")}, // no port: the job's first
+	} {
+		if tg.Port == 0 {
+			j, _ = tcp.New(tcp.Config{Ports: []int{int(p)}})
+		}
+		r := j.Run(context.Background(), tg)
+		if r.Status != job.Up || r.RTT <= 0 || r.RTT > time.Second || r.Port != int(p) {
+			t.Errorf("Run(%+v) = %s/%s rtt %v port %d (%s)", tg, r.Status, r.Class, r.RTT, r.Port, r.Error)
+		}
+		if tg.Host == "localhost" && r.Addr != "127.0.0.1" && r.Addr != "::1" {
+			t.Errorf("localhost probed at %q", r.Addr)
+		}
+	}
+}
+
+// TestUnreachable dials loopback from a fresh network namespace whose lo is
+// down: the kernel answers ENETUNREACH without sending anything.
+func TestUnreachable(t *testing.T) {
+	if ok, why := lab.Available(); !ok {
+		t.Skip("needs a network namespace: " + why)
+	}
+	j, _ := tcp.New(tcp.Config{Ports: []int{80}})
+	done := make(chan job.Result)
+	go func() {
+		// The thread enters the namespace and dies with the goroutine, so no
+		// other goroutine ever runs in it.
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			done <- job.Result{Error: "unshare: " + err.Error()}
+			return
+		}
+		done <- j.Run(context.Background(), target.Target{Addr: lo, Port: 80})
+	}()
+	r := <-done
+	if strings.HasPrefix(r.Error, "unshare") {
+		t.Skip(r.Error)
+	}
+	if r.Status != job.Down || r.Class != job.ClassUnreachable {
+		t.Errorf("lo down: %s/%s (%s), want down/unreachable", r.Status, r.Class, r.Error)
+	}
+}
+
+// TestLab checks the classes against the lab's live and dead ranges.
+func TestLab(t *testing.T) {
+	lab.Require(t)
+	t.Parallel()
+	ln, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	open := uint16(ln.Addr().(*net.TCPAddr).Port)
+	j, _ := tcp.New(tcp.Config{Ports: []int{int(open)}})
+	tests := []struct {
+		addr   string
+		port   uint16
+		status job.Status
+		class  job.Class
+	}{
+		{"127.0.9.9", open, job.Up, job.ClassNone},
+		{"127.0.9.9", 1, job.Down, job.ClassRefused},
+		{"127.1.9.9", open, job.Down, job.ClassTimeout},
+	}
+	for _, tt := range tests {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		r := j.Run(ctx, target.Target{Addr: netip.MustParseAddr(tt.addr), Port: tt.port})
+		cancel()
+		if r.Status != tt.status || r.Class != tt.class {
+			t.Errorf("%s:%d = %s/%s (%s), want %s/%s", tt.addr, tt.port, r.Status, r.Class, r.Error, tt.status, tt.class)
+		}
+	}
+}
+
+func TestParsePorts(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in      string
+		want    []uint16
+		wantErr string
+	}{
+		{"22", []uint16{22}, ""},
+		{"22,80,443,8000-8003", []uint16{22, 80, 443, 8000, 8001, 8002, 8003}, ""},
+		{" 80 , 22,80", []uint16{80, 22}, ""},
+		{"65535", []uint16{65535}, ""},
+		{"65534-65535", []uint16{65534, 65535}, ""},
+		{"70000", nil, `ports "70000": port 70000 out of range 1-65535`},
+		{"22,0", nil, `ports "22,0": port 0 out of range 1-65535`},
+		{"10-5", nil, `ports "10-5": range 10-5 is backwards`},
+		{"ssh", nil, `ports "ssh": "ssh" is not a port number`},
+		{"22,,80", nil, `ports "22,,80": empty item`},
+		{"", nil, `ports "": empty item`},
+		{"1-2-3", nil, `"2-3" is not a port number`},
+		{"-5", nil, `"" is not a port number`},
+	}
+	for _, tt := range tests {
+		got, err := tcp.ParsePorts(tt.in)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("ParsePorts(%q) = %v, %v; want error %q", tt.in, got, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || len(got) != len(tt.want) {
+			t.Errorf("ParsePorts(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+			continue
+		}
+		for i := range got {
+			if got[i] != tt.want[i] {
+				t.Errorf("ParsePorts(%q) = %v, want %v", tt.in, got, tt.want)
+				break
+			}
+		}
+	}
+	if ps, err := tcp.ParsePorts("1-65535"); err != nil || len(ps) != 65535 {
+		t.Errorf("ParsePorts(1-65535): %d ports, %v", len(ps), err)
+	}
+}
+
+type hosts []target.Target
+
+func (h hosts) Len() uint64               { return uint64(len(h)) }
+func (h hosts) At(i uint64) target.Target { return h[i] }
+
+func TestExpand(t *testing.T) {
+	t.Parallel()
+	set := hosts{
+		{Index: 0, Addr: netip.MustParseAddr("127.0.0.1")},
+		{Index: 1, Host: "localhost"},
+		{Index: 2, Addr: netip.MustParseAddr("::1")},
+	}
+	ports := []uint16{22, 80}
+	e := tcp.Expand(set, ports)
+	if e.Len() != 6 {
+		t.Fatalf("Len = %d, want 6", e.Len())
+	}
+	for i := uint64(0); i < e.Len(); i++ {
+		got := e.At(i)
+		h := set[i/2]
+		if got.Index != i || got.Port != ports[i%2] || got.Host != h.Host || got.Addr != h.Addr {
+			t.Errorf("At(%d) = %+v, want host %+v port %d", i, got, h, ports[i%2])
+		}
+	}
+	if tcp.Expand(set, nil) == nil || tcp.Expand(set, nil).Len() != 3 {
+		t.Error("Expand with no ports changed the set")
+	}
+}
+
+func TestNewAndRegistry(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		opts, wantErr string
+	}{
+		{`{"ports":[22,80]}`, ""},
+		{`{"ports":[]}`, "tcp: no port given"},
+		{`{"ports":[70000]}`, "tcp: port 70000 out of range 1-65535"},
+		{`{"ports":[22],"x":1}`, "unknown field"},
+	} {
+		j, err := job.New("tcp", json.RawMessage(tt.opts))
+		if tt.wantErr == "" {
+			if err != nil || j.Kind() != "tcp" {
+				t.Errorf("job.New(tcp, %s) = %v, %v", tt.opts, j, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("job.New(tcp, %s) = %v, want %q", tt.opts, err, tt.wantErr)
+		}
+	}
+}
+
+// TestNoTimeWait: a sweep must not leave a TIME_WAIT socket per probe.
+func TestNoTimeWait(t *testing.T) {
+	t.Parallel()
+	p := listen(t)
+	j, _ := tcp.New(tcp.Config{Ports: []int{int(p)}})
+	for i := 0; i < 50; i++ {
+		if r := j.Run(context.Background(), target.Target{Addr: lo, Port: p}); r.Status != job.Up {
+			t.Fatalf("attempt %d: %s/%s %s", i, r.Status, r.Class, r.Error)
+		}
+	}
+	// ss is the honest witness; count sockets in TIME_WAIT towards our port.
+	out, err := runSS(p)
+	if err != nil {
+		t.Skip("ss unavailable: ", err)
+	}
+	if n := strings.Count(out, "\n"); n > 5 {
+		t.Errorf("%d TIME_WAIT sockets to port %d after 50 probes:\n%s", n, p, out)
+	}
+}
+
+func runSS(port uint16) (string, error) {
+	f := fmt.Sprintf("( sport = :%d or dport = :%d )", port, port)
+	out, err := exec.Command("ss", "-Htan", "state", "time-wait", f).Output()
+	return string(out), err
+}
