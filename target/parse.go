@@ -92,7 +92,7 @@ func Parse(specs []string, opts ParseOptions) (Set, error) {
 	var ok4, ok6 bool
 	s.s4, s.n4, ok4 = starts(s.v4, limit)
 	s.s6, s.n6, ok6 = starts(s.v6, limit)
-	if !ok4 || !ok6 || s.n4+s.n6 > limit || uint64(len(s.names)) > limit-s.n4-s.n6 {
+	if !ok4 || !ok6 || s.n6 > limit-s.n4 || uint64(len(s.names)) > limit-s.n4-s.n6 {
 		return nil, tooMany(total(s.v4, s.v6, len(s.names)), limit)
 	}
 	if s.Len() == 0 {
