@@ -1,14 +1,169 @@
 // Package cli is the fanout command line: one file per subcommand, flags to
 // options to a library call.
+//
+// A subcommand file registers its constructor from init:
+//
+//	func init() { register(newPingCmd) }
+//
+// so adding a command never means editing root.go. Commands return errors
+// made with usageErrorf (exit 2) or exitCode (any code); any other error
+// returned from a command's RunE prints "fanout: <message>" and exits 1.
 package cli
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
+
+	"github.com/spf13/cobra"
 )
+
+// Exit codes, as in the design.
+const (
+	ExitOK          = 0   // every target up
+	ExitSomeNotUp   = 1   // at least one target down or in error (or a runtime failure)
+	ExitUsage       = 2   // bad flags, bad targets, unknown job: nothing was sent
+	ExitInterrupted = 130 // SIGINT or SIGTERM; finished results were flushed
+)
+
+// commands are the constructors registered by the subcommand files.
+var commands []func() *cobra.Command
+
+// register adds a subcommand; call it from the subcommand file's init.
+func register(newCmd func() *cobra.Command) { commands = append(commands, newCmd) }
+
+// exitError carries the process exit code up to Main. An exitError without a
+// message (err nil) prints nothing: the command already said what it had to.
+type exitError struct {
+	code int
+	err  error
+	hint string // printed after the message for usage errors
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+// usageErrorf is a usage error: exit 2, "fanout: <message>" and a hint.
+func usageErrorf(format string, args ...any) error {
+	return &exitError{code: ExitUsage, err: fmt.Errorf(format, args...)}
+}
+
+// usageError wraps err as a usage error (exit 2).
+func usageError(err error) error { return &exitError{code: ExitUsage, err: err} }
+
+// exitCode ends the command with code and no further message.
+func exitCode(code int) error { return &exitError{code: code} }
+
+// newRoot builds the command tree. Each call builds a fresh tree, so tests
+// and repeated Main calls never share flag state.
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "fanout JOB [flags] TARGETS... [-- COMMAND...]",
+		Short: "Run a job against thousands to millions of hosts",
+		Long: `fanout runs one job (ping, tcp connect, a local command, ssh) against any
+number of hosts, at high concurrency, in bounded memory, and never loses a
+result: every finished target is written even when the sweep is interrupted.
+
+Results go to stdout (or --output-file); progress and the summary to stderr.
+Exit status: 0 every target up, 1 some not up, 2 usage error, 130 interrupted.`,
+		Example: `  fanout tcp -p 22,80 127.0.0.0/24
+  fanout exec 192.168.2.0/24 -- ping -c 3 -W 1 {}
+  fanout tcp -p 443 -o jsonl --alive @hosts.txt`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		// With no job given: the usage, and exit 2.
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cmd.SetOut(cmd.ErrOrStderr())
+			_ = cmd.Usage()
+			return exitCode(ExitUsage)
+		},
+	}
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &exitError{code: ExitUsage, err: err, hint: hintFor(c)}
+	})
+	for _, newCmd := range commands {
+		root.AddCommand(newCmd())
+	}
+	return root
+}
+
+// hintFor is the line printed under a usage error.
+func hintFor(c *cobra.Command) string {
+	return fmt.Sprintf("Run '%s --help' for usage.", c.CommandPath())
+}
 
 // Main runs the command line and returns the process exit code.
 func Main(args []string) int {
-	fmt.Fprintln(os.Stderr, "fanout: not built yet")
-	return 2
+	return run(context.Background(), args, os.Stdin, os.Stdout, os.Stderr)
+}
+
+// run is Main with its streams and context given (tests call it in-process).
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	root := newRoot()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	ran := markRun(root)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	var ee *exitError
+	if !errors.As(err, &ee) {
+		// Cobra's own errors (unknown command, bad args) come before any
+		// RunE: those are usage errors. Errors from a RunE are failures.
+		code := ExitSomeNotUp
+		if !*ran {
+			code = ExitUsage
+		}
+		ee = &exitError{code: code, err: err}
+		if code == ExitUsage {
+			ee.hint = hintFor(cmd)
+		}
+	}
+	if ee.err != nil {
+		fmt.Fprintf(stderr, "fanout: %v\n", ee.err)
+		if ee.code == ExitUsage {
+			if ee.hint == "" {
+				ee.hint = hintFor(cmd)
+			}
+			fmt.Fprintln(stderr, ee.hint)
+		}
+	}
+	return ee.code
+}
+
+// markRun wraps every RunE in the tree so that Main can tell errors cobra
+// raised while parsing (usage) from errors a command returned (failures).
+func markRun(root *cobra.Command) *bool {
+	ran := new(bool)
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if f := c.RunE; f != nil {
+			c.RunE = func(cmd *cobra.Command, args []string) error {
+				*ran = true
+				return f(cmd, args)
+			}
+		} else if f := c.Run; f != nil {
+			c.Run = func(cmd *cobra.Command, args []string) {
+				*ran = true
+				f(cmd, args)
+			}
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+	return ran
 }
