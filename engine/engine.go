@@ -27,9 +27,13 @@ type Options struct {
 }
 
 // Counters are the sweep's progress, safe to read from any goroutine while it
-// runs (the progress bar, metrics). Updated lock-free.
+// runs (the progress bar, metrics). Updated lock-free. Counters may be shared
+// by several Runs (a cluster worker's chunks): every field accumulates, and
+// Began is set by the first.
 type Counters struct {
-	Total    atomic.Int64 // targets the sweep will visit (after Skip, as known at start)
+	// Total is the targets the sweep will visit: the order's length, less
+	// each index Skip passes over (resume), as the sweep reaches it.
+	Total    atomic.Int64
 	Started  atomic.Int64
 	Done     atomic.Int64
 	Up       atomic.Int64

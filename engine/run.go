@@ -48,21 +48,26 @@ func run(ctx context.Context, set target.Set, order target.Order, j job.Job, opt
 	}
 	s := &sweep{set: set, order: order, opts: opts, c: c, sem: make(chan struct{}, opts.Concurrency)}
 	if opts.Rate > 0 {
-		s.lim = rate.NewLimiter(rate.Limit(opts.Rate), burst(opts.Rate))
+		b := burst(opts.Rate)
+		s.lim = rate.NewLimiter(rate.Limit(opts.Rate), b)
+		// Start with one token, not a full bucket: the rate holds from the
+		// first second, and the bucket only absorbs oversleeps later.
+		s.lim.AllowN(time.Now(), b-1)
 	}
-	c.Total.Store(int64(order.Len()))
-	c.Began.Store(time.Now().UnixNano())
+	c.Total.Add(int64(order.Len()))
+	c.Began.CompareAndSwap(0, time.Now().UnixNano())
 	if b, ok := j.(job.Batcher); ok && !opts.NoBatch {
 		return s.runBatch(ctx, j.Kind(), b, emit)
 	}
 	return s.runEach(ctx, j, emit)
 }
 
-// burst is the limiter's bucket: 10 ms worth of targets, at least 1, so the
-// rate holds from the first second yet high rates are not bound by timer
-// resolution (one sleep per target cannot pace 100k/s).
+// burst is the limiter's bucket: 50 ms worth of targets, at least 1, so a
+// late timer on a loaded machine is caught up rather than lost, and high
+// rates are not bound by timer resolution (a sleep per target cannot pace
+// 100k/s). Over any window T at most burst + Rate*T targets start.
 func burst(r float64) int {
-	b := int(r / 100)
+	b := int(r / 20)
 	if b < 1 {
 		return 1
 	}
