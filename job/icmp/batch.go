@@ -95,6 +95,7 @@ type sweep struct {
 	resends  ring[resend] // pushed and popped by the sender only, under mu
 	seq      uint16
 
+	in         intake
 	kick       chan struct{} // wakes the reaper when its queue was empty
 	inflight   atomic.Int64  // targets received and not yet emitted
 	senderDone atomic.Bool
@@ -117,6 +118,7 @@ func (j *Job) RunBatch(ctx context.Context, in <-chan target.Target, cfg job.Bat
 		stats:    &j.stats,
 		maxBatch: batchMax,
 		kick:     make(chan struct{}, 1),
+		in:       intake{wake: make(chan struct{}, 1)},
 		done:     make(chan struct{}),
 	}
 	switch {
@@ -138,9 +140,10 @@ func (j *Job) RunBatch(ctx context.Context, in <-chan target.Target, cfg job.Bat
 
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.reaper(sctx)
-	go s.sender(sctx, in)
+	go s.receive(sctx, in)
+	go s.sender(sctx)
 
 	var err error
 	select {
@@ -184,72 +187,127 @@ func (s *sweep) deliver(out []job.Result) []job.Result {
 	return out[:0]
 }
 
-// sender takes new targets (engine-gated) and due resends, and writes their
-// echo requests in batches. It never blocks on anything but its inputs, the
-// rate limiter and the socket.
-func (s *sweep) sender(ctx context.Context, in <-chan target.Target) {
+// item is a target on its way to the sender: from the engine, or back from
+// a name lookup.
+type item struct {
+	t      target.Target
+	looked bool // came back from a lookup
+	err    error
+	start  time.Time
+}
+
+// intake queues what the sender has to start. The engine hands targets over
+// one at a time on an unbuffered channel: a goroutine that only receives
+// them keeps that handoff cheap, and the sender takes them in batches.
+type intake struct {
+	mu     sync.Mutex
+	q      []item
+	closed bool          // the engine closed in
+	wake   chan struct{} // cap 1: the sender may have work
+}
+
+func (q *intake) push(it item) {
+	q.mu.Lock()
+	q.q = append(q.q, it)
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *intake) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take swaps the queue for buf (emptied) and returns what was queued.
+func (q *intake) take(buf []item) (items []item, closed bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	items, q.q = q.q, buf[:0]
+	return items, q.closed
+}
+
+// receive moves targets from in to the intake queue until in is closed.
+func (s *sweep) receive(ctx context.Context, in <-chan target.Target) {
+	defer s.wg.Done()
+	for {
+		select {
+		case t, ok := <-in:
+			if !ok {
+				s.in.mu.Lock()
+				s.in.closed = true
+				s.in.mu.Unlock()
+				s.in.signal()
+				return
+			}
+			s.inflight.Add(1)
+			s.in.push(item{t: t})
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// sender starts queued targets and sends due resends, in sendmmsg batches.
+// It never blocks on anything but its queue, the rate limiter and the socket.
+func (s *sweep) sender(ctx context.Context) {
 	defer s.wg.Done()
 	var (
+		items    []item // taken from the intake, being started
+		spare    []item
 		news     []target.Target
 		out      []job.Result
 		batch    = make([]outgoing, 0, batchMax)
 		sendBufs = newSendBufs(s.payload)
 		timer    = time.NewTimer(time.Hour)
-		resolved = make(chan resolvedTarget, resolvers)
 		lookupMu = make(chan struct{}, resolvers) // bounds concurrent lookups
 		lookups  int                              // names being resolved
+		closed   bool
 		lwg      sync.WaitGroup
 	)
 	timer.Stop()
 	defer func() {
-		lwg.Wait() // lookups end with ctx, or have all been taken
+		lwg.Wait() // lookups end with ctx, or have all come back
 		s.senderDone.Store(true)
 		s.checkDone()
 	}()
 
-	accept := func(t target.Target) {
-		s.inflight.Add(1)
-		if t.Addr.IsValid() {
-			t.Addr = t.Addr.Unmap()
-			news = append(news, t)
-			return
-		}
-		lookups++
-		lwg.Add(1)
-		go s.resolve(ctx, t, lookupMu, resolved, &lwg)
-	}
-	take := func(rt resolvedTarget) {
-		lookups--
-		if rt.err != nil {
-			out = append(out, job.ResolveFailed(ctx, rt.t, Kind, rt.start, rt.err))
-			return
-		}
-		news = append(news, rt.t)
-	}
-
 	for ctx.Err() == nil {
-		// Gather whatever the engine and the resolvers have ready, without
-		// blocking; schedule adds the resends that are due.
-	gather:
-		for len(news) < s.maxBatch {
-			select {
-			case t, ok := <-in:
-				if !ok {
-					in = nil
+		if len(items) == 0 {
+			spare = items[:0]
+			items, closed = s.in.take(spare)
+		}
+		// Up to a batch of new targets, then the resends that are due.
+		n := 0
+		for ; n < len(items) && len(news) < s.maxBatch; n++ {
+			it := items[n]
+			switch {
+			case it.looked:
+				lookups--
+				if it.err != nil {
+					out = append(out, job.ResolveFailed(ctx, it.t, Kind, it.start, it.err))
 					continue
 				}
-				accept(t)
-			case rt := <-resolved:
-				take(rt)
+				news = append(news, it.t)
+			case !it.t.Addr.IsValid():
+				lookups++
+				lwg.Add(1)
+				go s.resolve(ctx, it.t, lookupMu, &lwg)
 			default:
-				break gather
+				it.t.Addr = it.t.Addr.Unmap()
+				news = append(news, it.t)
 			}
 		}
+		items = items[n:]
 		batch, out = s.schedule(news, batch[:0], out)
 		news = news[:0]
 		out = s.deliver(out)
 		if len(batch) > 0 {
 			s.send(ctx, batch, sendBufs)
+			continue
+		}
+		if len(items) > 0 {
 			continue
 		}
 
@@ -260,7 +318,8 @@ func (s *sweep) sender(ctx context.Context, in <-chan target.Target) {
 			next = s.resends.front().due
 		}
 		s.mu.Unlock()
-		if in == nil && lookups == 0 && next < 0 {
+		if closed && lookups == 0 && next < 0 {
+			// closed was read with the queue, which was empty: the end.
 			return
 		}
 		var tc <-chan time.Time
@@ -269,14 +328,7 @@ func (s *sweep) sender(ctx context.Context, in <-chan target.Target) {
 			tc = timer.C
 		}
 		select {
-		case t, ok := <-in:
-			if !ok {
-				in = nil
-			} else {
-				accept(t)
-			}
-		case rt := <-resolved:
-			take(rt)
+		case <-s.in.wake:
 		case <-tc:
 		case <-ctx.Done():
 		}
@@ -284,14 +336,8 @@ func (s *sweep) sender(ctx context.Context, in <-chan target.Target) {
 	}
 }
 
-type resolvedTarget struct {
-	t     target.Target
-	start time.Time
-	err   error
-}
-
-// resolve looks t's name up and hands it back to the sender.
-func (s *sweep) resolve(ctx context.Context, t target.Target, sem chan struct{}, out chan<- resolvedTarget, wg *sync.WaitGroup) {
+// resolve looks t's name up and queues it back for the sender.
+func (s *sweep) resolve(ctx context.Context, t target.Target, sem chan struct{}, wg *sync.WaitGroup) {
 	defer wg.Done()
 	select {
 	case sem <- struct{}{}:
@@ -302,10 +348,7 @@ func (s *sweep) resolve(ctx context.Context, t target.Target, sem chan struct{},
 	a, err := job.Resolve(ctx, t)
 	<-sem
 	t.Addr = a.Unmap()
-	select {
-	case out <- resolvedTarget{t, start, err}:
-	case <-ctx.Done():
-	}
+	s.in.push(item{t: t, looked: true, err: err, start: start})
 }
 
 // schedule registers the requests to send now: first requests of news, then
@@ -492,6 +535,7 @@ func (s *sweep) send(ctx context.Context, batch []outgoing, bufs *sendBufs) {
 				return
 			}
 			if errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.EAGAIN) {
+				dbgSleeps.Add(1)
 				time.Sleep(time.Millisecond) // the queue drains; try again
 				continue
 			}
@@ -791,3 +835,5 @@ func icmpError(v6 bool, typ, code byte, from netip.Addr) string {
 	}
 	return fmt.Sprintf("%s from %s", what, from)
 }
+
+var dbgSleeps atomic.Int64

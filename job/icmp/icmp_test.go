@@ -51,7 +51,7 @@ func runSweep(t testing.TB, j *Job, ts []target.Target, concurrency int) sweepRe
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	in := make(chan target.Target)
+	in := make(chan target.Target, inBuf)
 	sem := make(chan struct{}, concurrency)
 	var (
 		mu  sync.Mutex
@@ -99,6 +99,8 @@ func runSweep(t testing.TB, j *Job, ts []target.Target, concurrency int) sweepRe
 	}
 	return res
 }
+
+var inBuf = 0
 
 func newJob(t testing.TB, c Config) *Job {
 	t.Helper()
@@ -217,6 +219,9 @@ func TestConfig(t *testing.T) {
 // (sequence numbers wrap).
 func TestLiveSlash16(t *testing.T) {
 	lab.Require(t)
+	if os.Getenv("INBUF") != "" {
+		inBuf = 1 << 16
+	}
 	j := newJob(t, Config{})
 	ts := cidr4(t, "127.0.0.0/16", 0)
 	res := runSweep(t, j, ts, 1<<17)
@@ -232,7 +237,7 @@ func TestLiveSlash16(t *testing.T) {
 			t.Fatalf("result %+v", r)
 		}
 	}
-	t.Logf("/16 live in %v, stats %+v", res.wall, st)
+	t.Logf("/16 live in %v, stats %+v sleeps %d", res.wall, st, dbgSleeps.Load())
 }
 
 // Dead /20: every host down after about one timeout, not hosts x timeout.
