@@ -549,6 +549,51 @@ func TestBatchError(t *testing.T) {
 	}
 }
 
+// quitBatch reads quota targets, emits emitN of them, and returns nil.
+type quitBatch struct{ quota, emitN int }
+
+func (*quitBatch) Kind() string { return "quit" }
+func (*quitBatch) Run(ctx context.Context, t target.Target) job.Result {
+	return up(t)
+}
+func (b *quitBatch) RunBatch(ctx context.Context, in <-chan target.Target, cfg job.BatchConfig, emit func(job.Result)) error {
+	for i := 0; i < b.quota; i++ {
+		t, ok := <-in
+		if !ok {
+			return nil
+		}
+		if i < b.emitN {
+			emit(up(t))
+		}
+	}
+	return nil
+}
+
+// TestBatchBroken: a batch job that stops early or forgets Results is an
+// error, not a silently short sweep.
+func TestBatchBroken(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	tests := []struct {
+		b    *quitBatch
+		n    uint64
+		want string
+	}{
+		{&quitBatch{quota: 5, emitN: 5}, 100, "quit batch: returned before reading every target"},
+		{&quitBatch{quota: 10, emitN: 7}, 10, "quit batch: returned without a Result for 3 targets"},
+		{&quitBatch{quota: 11, emitN: 11}, 10, ""},
+	}
+	for _, tc := range tests {
+		var c Counters
+		got, err := collect(t, context.Background(), tc.n, tc.b, Options{Concurrency: 4}, &c)
+		if (err == nil && tc.want != "") || (err != nil && err.Error() != tc.want) {
+			t.Errorf("%+v over %d: err %v, want %q", *tc.b, tc.n, err, tc.want)
+		}
+		if int64(len(got)) != c.Done.Load() || c.Started.Load() != c.Done.Load()+c.Interrupted.Load() {
+			t.Errorf("%+v: %d Results, counters started=%d done=%d interrupted=%d", *tc.b, len(got), c.Started.Load(), c.Done.Load(), c.Interrupted.Load())
+		}
+	}
+}
+
 // TestNoBatch: a Batcher is driven through Run when asked.
 func TestNoBatch(t *testing.T) {
 	t.Parallel()

@@ -295,12 +295,19 @@ func (s *sweep) runBatch(ctx context.Context, kind string, b job.Batcher, emit f
 	feedCtx, stopFeed := context.WithCancel(ctx)
 	defer stopFeed()
 	fed := make(chan struct{})
+	exhausted := false // every target was handed over; read after <-fed
 	go func() {
 		defer close(fed)
 		defer close(in)
-		for k := uint64(0); feedCtx.Err() == nil; {
+		for k := uint64(0); ; {
+			// next before the ctx check: a job that stops once it has read
+			// the last target has still been handed every target.
 			t, ok := s.next(&k)
-			if !ok || s.acquire(feedCtx) != nil {
+			if !ok {
+				exhausted = true
+				return
+			}
+			if feedCtx.Err() != nil || s.acquire(feedCtx) != nil {
 				return
 			}
 			s.c.Started.Add(1)
@@ -338,13 +345,19 @@ func (s *sweep) runBatch(ctx context.Context, kind string, b job.Batcher, emit f
 	}
 	close(stop)
 	// Targets the job received but never emitted were interrupted.
-	if n := s.c.InFlight.Swap(0); n > 0 {
-		s.c.Interrupted.Add(n)
-	}
-	if batchErr != nil && ctx.Err() == nil {
+	lost := s.c.InFlight.Swap(0)
+	s.c.Interrupted.Add(lost)
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case batchErr != nil:
 		return fmt.Errorf("%s batch: %w", kind, batchErr)
+	case !exhausted:
+		return fmt.Errorf("%s batch: returned before reading every target", kind)
+	case lost > 0:
+		return fmt.Errorf("%s batch: returned without a Result for %d targets", kind, lost)
 	}
-	return ctx.Err()
+	return nil
 }
 
 // batchResult frees r's slot, then emits it unless cancellation made it
