@@ -1,0 +1,308 @@
+package ssh
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/target"
+)
+
+// sshd is a real OpenSSH server started for one test, with its own config,
+// host key and authorized_keys, on a loopback port.
+type sshd struct {
+	port    int
+	hostKey ssh.PublicKey
+	dir     string
+}
+
+const sshdPath = "/usr/sbin/sshd"
+
+func needSSHD(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("interop with OpenSSH needs root (sshd checks its own files and users); CI runs as root")
+	}
+	if _, err := os.Stat(sshdPath); err != nil {
+		t.Skip("no " + sshdPath + " (apt-get install openssh-server)")
+	}
+}
+
+func freePort(t testing.TB) int { return closedPort(t) }
+
+// startSSHD runs sshd -D -e with a config trusting keys; extra lines are
+// appended to its config.
+func startSSHD(t *testing.T, keys []ssh.PublicKey, extra ...string) *sshd {
+	t.Helper()
+	needSSHD(t)
+	if err := os.MkdirAll("/run/sshd", 0o755); err != nil { // privilege separation dir
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	writeKey(t, filepath.Join(dir, "host_ed25519"), priv, "")
+	hostPub, _ := ssh.NewPublicKey(priv.Public())
+	var ak bytes.Buffer
+	for _, k := range keys {
+		ak.Write(ssh.MarshalAuthorizedKey(k))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), ak.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	conf := fmt.Sprintf(`Port %d
+ListenAddress 127.0.0.1
+HostKey %s/host_ed25519
+PidFile %s/sshd.pid
+AuthorizedKeysFile %s/authorized_keys
+StrictModes no
+UsePAM no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+PermitRootLogin prohibit-password
+AllowTcpForwarding yes
+MaxStartups 200
+MaxSessions 100
+LogLevel ERROR
+%s
+`, port, dir, dir, dir, strings.Join(extra, "\n"))
+	cf := filepath.Join(dir, "sshd_config")
+	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	cmd := exec.Command(sshdPath, "-D", "-e", "-f", cf)
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("sshd log:\n%s", log.String())
+		}
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sshd did not listen on %d: %v\n%s", port, err, log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return &sshd{port: port, hostKey: hostPub, dir: dir}
+}
+
+func (s *sshd) knownHosts() string {
+	return fmt.Sprintf("[127.0.0.1]:%d %s", s.port, ssh.MarshalAuthorizedKey(s.hostKey))
+}
+
+func lo(port int) target.Target {
+	return target.Target{Host: "127.0.0.1", Port: uint16(port)}
+}
+
+func rootEnv(h *testHome) Env {
+	e := h.env()
+	e.User = "root"
+	return e
+}
+
+func TestOpenSSHKeyAuthExitCodesOutput(t *testing.T) {
+	t.Parallel()
+	home := newHome(t, "")
+	d := startSSHD(t, []ssh.PublicKey{home.pub})
+	os.WriteFile(filepath.Join(home.dir, ".ssh", "known_hosts"), []byte(d.knownHosts()), 0o600)
+	tests := []struct {
+		name, cmd string
+		max       int
+		status    job.Status
+		class     job.Class
+		code      int
+		stdout    string
+		trunc     bool
+	}{
+		{"echo", "echo hello world", 0, job.Up, job.ClassNone, 0, "hello world\n", false},
+		{"exit 7", "echo partial; exit 7", 0, job.Down, job.ClassExit, 7, "partial\n", false},
+		{"stderr", "echo oops >&2", 0, job.Up, job.ClassNone, 0, "", false},
+		{"large output", "head -c 3000000 /dev/zero | tr '\\0' x", 1 << 20, job.Up, job.ClassNone, 0, strings.Repeat("x", 1<<20), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := newJob(t, Config{Command: tt.cmd, MaxOutput: tt.max}, rootEnv(home))
+			r := j.Run(context.Background(), lo(d.port))
+			if r.Status != tt.status || r.Class != tt.class {
+				t.Fatalf("%s/%s %q, want %s/%s", r.Status, r.Class, r.Error, tt.status, tt.class)
+			}
+			if r.ExitCode == nil || *r.ExitCode != tt.code {
+				t.Errorf("exit code %v, want %d", r.ExitCode, tt.code)
+			}
+			if string(r.Stdout) != tt.stdout {
+				t.Errorf("stdout %d bytes %.40q, want %d bytes %.40q", len(r.Stdout), r.Stdout, len(tt.stdout), tt.stdout)
+			}
+			if r.Truncated != tt.trunc {
+				t.Errorf("truncated %v, want %v", r.Truncated, tt.trunc)
+			}
+			if tt.name == "stderr" && string(r.Stderr) != "oops\n" {
+				t.Errorf("stderr %q, want %q", r.Stderr, "oops\n")
+			}
+		})
+	}
+}
+
+func TestOpenSSHCommandTimeout(t *testing.T) {
+	t.Parallel()
+	home := newHome(t, "")
+	d := startSSHD(t, []ssh.PublicKey{home.pub})
+	os.WriteFile(filepath.Join(home.dir, ".ssh", "known_hosts"), []byte(d.knownHosts()), 0o600)
+	j := newJob(t, Config{Command: "sleep 30", CommandTimeout: 500 * time.Millisecond}, rootEnv(home))
+	begin := time.Now()
+	r := j.Run(context.Background(), lo(d.port))
+	if el := time.Since(begin); el > 5*time.Second {
+		t.Errorf("returned after %v, want about 500ms", el)
+	}
+	if r.Status != job.Down || r.Class != job.ClassTimeout {
+		t.Errorf("%s/%s %q, want down/timeout", r.Status, r.Class, r.Error)
+	}
+	// The same through the engine's deadline (ctx).
+	j2 := newJob(t, Config{Command: "sleep 30"}, rootEnv(home))
+	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	defer cancel()
+	if r := j2.Run(ctx, lo(d.port)); r.Class != job.ClassTimeout {
+		t.Errorf("ctx deadline: %s/%s %q, want timeout", r.Status, r.Class, r.Error)
+	}
+}
+
+func TestOpenSSHAgentAuth(t *testing.T) {
+	t.Parallel()
+	needSSHD(t)
+	if _, err := exec.LookPath("ssh-agent"); err != nil {
+		t.Skip("no ssh-agent (apt-get install openssh-client)")
+	}
+	keyHome := newHome(t, "")
+	d := startSSHD(t, []ssh.PublicKey{keyHome.pub})
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	agentCmd := exec.Command("ssh-agent", "-D", "-a", sock)
+	if err := agentCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { agentCmd.Process.Kill(); agentCmd.Wait() })
+	for i := 0; i < 100; i++ {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	add := exec.Command("ssh-add", filepath.Join(keyHome.dir, ".ssh", "id_ed25519"))
+	add.Env = append(os.Environ(), "SSH_AUTH_SOCK="+sock)
+	if out, err := add.CombinedOutput(); err != nil {
+		t.Fatalf("ssh-add: %v: %s", err, out)
+	}
+	// A home without any key: only the agent can authenticate.
+	empty := t.TempDir()
+	os.MkdirAll(filepath.Join(empty, ".ssh"), 0o700)
+	os.WriteFile(filepath.Join(empty, ".ssh", "known_hosts"), []byte(d.knownHosts()), 0o600)
+	env := Env{Home: empty, User: "root", AuthSock: sock}
+	j := newJob(t, Config{Command: "echo via agent"}, env)
+	if r := j.Run(context.Background(), lo(d.port)); r.Status != job.Up || string(r.Stdout) != "via agent\n" {
+		t.Fatalf("agent auth: %s/%s %q stdout %q", r.Status, r.Class, r.Error, r.Stdout)
+	}
+	// Without the agent there is no key at all: refused before the sweep.
+	if _, err := New(Config{Command: "true", NoAgent: true}, env); err == nil || !strings.Contains(err.Error(), "no authentication method") {
+		t.Errorf("no agent, no key: err %v, want no authentication method", err)
+	}
+	// A key the server does not trust: auth.
+	other := newHome(t, d.knownHosts())
+	j2 := newJob(t, Config{Command: "true"}, rootEnv(other))
+	if r := j2.Run(context.Background(), lo(d.port)); r.Status != job.Error || r.Class != job.ClassAuth {
+		t.Errorf("untrusted key: %s/%s %q, want error/auth", r.Status, r.Class, r.Error)
+	}
+}
+
+func TestOpenSSHKnownHosts(t *testing.T) {
+	t.Parallel()
+	home := newHome(t, "")
+	d := startSSHD(t, []ssh.PublicKey{home.pub})
+	kh := filepath.Join(home.dir, ".ssh", "known_hosts")
+
+	strict := newJob(t, Config{Command: "true"}, rootEnv(home))
+	if r := strict.Run(context.Background(), lo(d.port)); r.Class != job.ClassHostKey {
+		t.Fatalf("strict, unknown: %s/%s %q, want hostkey", r.Status, r.Class, r.Error)
+	}
+	accept := newJob(t, Config{Command: "true", HostKey: HostKeyAcceptNew}, rootEnv(home))
+	if r := accept.Run(context.Background(), lo(d.port)); r.Status != job.Up {
+		t.Fatalf("accept-new: %s/%s %q, want up", r.Status, r.Class, r.Error)
+	}
+	data, _ := os.ReadFile(kh)
+	if !strings.Contains(string(data), strings.TrimSpace(string(ssh.MarshalAuthorizedKey(d.hostKey)))) {
+		t.Fatalf("accept-new did not record the key:\n%s", data)
+	}
+	// OpenSSH's own client accepts what fanout wrote.
+	if _, err := exec.LookPath("ssh"); err == nil {
+		out, err := exec.Command("ssh", "-F", "none", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+			"-o", "UserKnownHostsFile="+kh, "-i", filepath.Join(home.dir, ".ssh", "id_ed25519"),
+			"-p", fmt.Sprint(d.port), "root@127.0.0.1", "echo ok").CombinedOutput()
+		if err != nil || string(out) != "ok\n" {
+			t.Errorf("ssh with the known_hosts fanout wrote: %v: %s", err, out)
+		}
+	}
+	strict2 := newJob(t, Config{Command: "true"}, rootEnv(home))
+	if r := strict2.Run(context.Background(), lo(d.port)); r.Status != job.Up {
+		t.Fatalf("strict after accept-new: %s/%s %q", r.Status, r.Class, r.Error)
+	}
+	// Another server key on the same address: changed, whatever the policy.
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	otherPub, _ := ssh.NewPublicKey(other.Public())
+	os.WriteFile(kh, []byte(fmt.Sprintf("[127.0.0.1]:%d %s", d.port, ssh.MarshalAuthorizedKey(otherPub))), 0o600)
+	for _, policy := range []string{HostKeyStrict, HostKeyAcceptNew} {
+		j := newJob(t, Config{Command: "true", HostKey: policy}, rootEnv(home))
+		if r := j.Run(context.Background(), lo(d.port)); r.Class != job.ClassHostKey || !strings.Contains(r.Error, "CHANGED") {
+			t.Errorf("%s, changed key: %s/%s %q, want hostkey CHANGED", policy, r.Status, r.Class, r.Error)
+		}
+	}
+	off := newJob(t, Config{Command: "true", HostKey: HostKeyOff}, rootEnv(home))
+	if r := off.Run(context.Background(), lo(d.port)); r.Status != job.Up {
+		t.Errorf("off, changed key: %s/%s %q, want up", r.Status, r.Class, r.Error)
+	}
+}
+
+func TestOpenSSHProxyJump(t *testing.T) {
+	t.Parallel()
+	home := newHome(t, "")
+	bastion := startSSHD(t, []ssh.PublicKey{home.pub})
+	inner := startSSHD(t, []ssh.PublicKey{home.pub})
+	os.WriteFile(filepath.Join(home.dir, ".ssh", "known_hosts"), []byte(bastion.knownHosts()+inner.knownHosts()), 0o600)
+	// The jump comes from the ssh config, as users write it.
+	conf := fmt.Sprintf("Host inner\n  HostName 127.0.0.1\n  Port %d\n  ProxyJump root@127.0.0.1:%d\n", inner.port, bastion.port)
+	os.WriteFile(filepath.Join(home.dir, ".ssh", "config"), []byte(conf), 0o600)
+	j := newJob(t, Config{Command: "echo $SSH_CONNECTION"}, rootEnv(home))
+	targets := []target.Target{{Index: 0, Host: "inner"}, {Index: 1, Host: "inner"}, {Index: 2, Host: "inner"}}
+	for _, r := range run(t, j, targets, 3, 20*time.Second) {
+		if r.Status != job.Up || !strings.HasSuffix(strings.TrimSpace(string(r.Stdout)), fmt.Sprint(inner.port)) {
+			t.Errorf("through the bastion: %s/%s %q stdout %q", r.Status, r.Class, r.Error, r.Stdout)
+		}
+	}
+	// A dead bastion fails the target, naming the jump.
+	dead := newJob(t, Config{Command: "true", ProxyJump: fmt.Sprintf("root@127.0.0.1:%d", closedPort(t))}, rootEnv(home))
+	r := dead.Run(context.Background(), target.Target{Host: "inner"})
+	if r.Status == job.Up || !strings.Contains(r.Error, "ProxyJump") {
+		t.Errorf("dead bastion: %s/%s %q, want a failure naming ProxyJump", r.Status, r.Class, r.Error)
+	}
+}
