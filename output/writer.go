@@ -1,0 +1,182 @@
+package output
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/csv"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/fanout/fanout/job"
+)
+
+// Formats are the accepted result formats, in the order help lists them.
+var Formats = []string{"text", "jsonl", "csv"}
+
+// Filter selects the Results a Writer prints, like fping's -a and -u. The
+// zero Filter (or both set) prints everything.
+type Filter struct {
+	Alive bool // print targets that are up
+	Dead  bool // print targets that are not (down or error)
+}
+
+// Keep reports whether f prints r.
+func (f Filter) Keep(r *job.Result) bool {
+	if f.Alive == f.Dead {
+		return true
+	}
+	return (r.Status == job.Up) == f.Alive
+}
+
+// New returns a Writer of the named format on w: "text" (one line per
+// target, see Text), "jsonl" (one JSON object per line, see SCHEMA.md) or
+// "csv" (a header row, then one row per target, see CSVHeader). Output is
+// buffered; Close flushes it.
+func New(format string, w io.Writer, f Filter) (Writer, error) {
+	switch format {
+	case "text":
+		return newLineWriter(w, f, appendText), nil
+	case "jsonl":
+		return newLineWriter(w, f, appendJSON), nil
+	case "csv":
+		bw := bufio.NewWriterSize(w, 64<<10)
+		return &csvWriter{w: csv.NewWriter(bw), bw: bw, f: f}, nil
+	}
+	return nil, fmt.Errorf("output format %q: want one of text, jsonl, csv", format)
+}
+
+// lineWriter writes one line per Result, buffered. On a terminal every line
+// is flushed as it is written; elsewhere at most every flushEvery, so a slow
+// sweep piped into another program still streams.
+type lineWriter struct {
+	w         *bufio.Writer
+	f         Filter
+	line      func([]byte, *job.Result) []byte
+	buf       []byte
+	tty       bool
+	lastFlush time.Time
+}
+
+const flushEvery = 200 * time.Millisecond
+
+func newLineWriter(w io.Writer, f Filter, line func([]byte, *job.Result) []byte) *lineWriter {
+	l := &lineWriter{w: bufio.NewWriterSize(w, 64<<10), f: f, line: line, lastFlush: time.Now()}
+	if file, ok := w.(*os.File); ok {
+		l.tty = IsTerminal(file)
+	}
+	return l
+}
+
+func (l *lineWriter) Write(r job.Result) error {
+	if !l.f.Keep(&r) {
+		return nil
+	}
+	l.buf = append(l.line(l.buf[:0], &r), '\n')
+	if _, err := l.w.Write(l.buf); err != nil {
+		return err
+	}
+	if l.tty {
+		return l.w.Flush()
+	}
+	if now := time.Now(); now.Sub(l.lastFlush) >= flushEvery {
+		l.lastFlush = now
+		return l.w.Flush()
+	}
+	return nil
+}
+
+func (l *lineWriter) Close() error { return l.w.Flush() }
+
+// Flush writes out what is buffered (a text sink on a terminal flushes
+// after each batch so lines appear as targets complete).
+func (l *lineWriter) Flush() error { return l.w.Flush() }
+
+// CSVHeader is the CSV format's first row; the column order is stable and
+// documented in SCHEMA.md (columns are appended, never reordered).
+var CSVHeader = []string{
+	"index", "host", "addr", "port", "job", "status", "class", "error",
+	"rtt_ms", "sent", "recv", "loss", "rtt_min_ms", "rtt_avg_ms", "rtt_max_ms",
+	"exit_code", "stdout", "stderr", "truncated", "attempts", "start", "end", "worker",
+}
+
+type csvWriter struct {
+	w      *csv.Writer
+	bw     *bufio.Writer
+	f      Filter
+	header bool
+	row    []string
+}
+
+func (c *csvWriter) Write(r job.Result) error {
+	if !c.header {
+		c.header = true
+		if err := c.w.Write(CSVHeader); err != nil {
+			return err
+		}
+	}
+	if !c.f.Keep(&r) {
+		return nil
+	}
+	c.row = csvRow(c.row[:0], &r)
+	return c.w.Write(c.row)
+}
+
+func (c *csvWriter) Close() error {
+	if !c.header { // an empty sweep still gets its header
+		c.header = true
+		if err := c.w.Write(CSVHeader); err != nil {
+			return err
+		}
+	}
+	c.w.Flush()
+	if err := c.w.Error(); err != nil {
+		return err
+	}
+	return c.bw.Flush()
+}
+
+func csvRow(row []string, r *job.Result) []string {
+	ms := func(d time.Duration) string {
+		if d == 0 {
+			return ""
+		}
+		return string(appendFloat(nil, float64(d.Microseconds())/1e3))
+	}
+	num := func(n int) string {
+		if n == 0 {
+			return ""
+		}
+		return strconv.Itoa(n)
+	}
+	port, exit, loss, trunc := "", "", "", ""
+	if r.Port != 0 {
+		port = strconv.Itoa(r.Port)
+	}
+	if r.ExitCode != nil {
+		exit = strconv.Itoa(*r.ExitCode)
+	}
+	if r.Sent > 0 {
+		loss = strconv.FormatFloat(r.Loss(), 'f', -1, 64)
+	}
+	if r.Truncated {
+		trunc = "true"
+	}
+	return append(row,
+		strconv.FormatUint(r.Index, 10), r.Host, r.Addr, port, r.Job, string(r.Status), string(r.Class), r.Error,
+		ms(r.RTT), num(r.Sent), num(r.Recv), loss, ms(r.RTTMin), ms(r.RTTAvg), ms(r.RTTMax),
+		exit, printable(r.Stdout), printable(r.Stderr), trunc, strconv.Itoa(r.Attempts),
+		r.Start.UTC().Format(time.RFC3339Nano), r.End.UTC().Format(time.RFC3339Nano), r.Worker,
+	)
+}
+
+// printable is b as a string, invalid UTF-8 replaced so a CSV stays text.
+func printable(b []byte) string {
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	return string(bytes.ToValidUTF8(b, []byte("\uFFFD")))
+}
