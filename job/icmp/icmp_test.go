@@ -14,6 +14,7 @@ import (
 
 	"github.com/fanout/fanout/internal/lab"
 	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/job/jobtest"
 	"github.com/fanout/fanout/target"
 )
 
@@ -373,20 +374,7 @@ func TestConcurrentSweepsDoNotMix(t *testing.T) {
 // ICMP errors quoting our request make the target down, class unreachable.
 func TestUnreachable(t *testing.T) {
 	lab.Require(t)
-	// Sequential: it adds a rule to this test binary's own lab namespace.
-	rules := `table inet fanouticmptest {
-	chain input {
-		type filter hook input priority -10; policy accept;
-		ip daddr 127.2.0.0/28 icmp type echo-request reject with icmp type host-unreachable
-	}
-}
-`
-	cmd := exec.Command("nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(rules)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Skipf("nft: %v: %s", err, out)
-	}
-	defer exec.Command("nft", "delete", "table", "inet", "fanouticmptest").Run()
+	withRejectRules(t) // sequential: it changes this binary's lab namespace
 	j := newJob(t, Config{Socket: SocketRaw, Timeout: 2 * time.Second})
 	res := runSweep(t, j, cidr4(t, "127.2.0.0/28", 0), 100)
 	if res.down != 16 {
@@ -517,4 +505,43 @@ func TestRun(t *testing.T) {
 	if r := j.Run(cctx, target.Target{Index: 7, Addr: netip.MustParseAddr("127.1.0.1")}); r.Status == job.Up {
 		t.Errorf("canceled: %+v", r)
 	}
+}
+
+// rejectRules make 127.2.0.0/28 answer echo requests with host unreachable.
+const rejectRules = `table inet fanouticmptest {
+	chain input {
+		type filter hook input priority -10; policy accept;
+		ip daddr 127.2.0.0/28 icmp type echo-request reject with icmp type host-unreachable
+	}
+}
+`
+
+// withRejectRules loads rejectRules into this test binary's own lab
+// namespace for the duration of the (sequential) test.
+func withRejectRules(t *testing.T) {
+	t.Helper()
+	cmd := exec.Command("nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rejectRules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Skipf("nft: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("nft", "delete", "table", "inet", "fanouticmptest").Run() })
+}
+
+func TestConformance(t *testing.T) {
+	lab.Require(t)
+	withRejectRules(t)
+	j := newJob(t, Config{Count: 2, Interval: 50 * time.Millisecond})
+	jobtest.Run(t, jobtest.Suite{
+		Job:     j,
+		Up:      target.Target{Index: 1, Addr: netip.MustParseAddr("127.0.0.1")},
+		Slow:    target.Target{Index: 2, Addr: netip.MustParseAddr("127.1.0.1")},
+		Timeout: time.Second,
+		Failures: []jobtest.Expect{
+			{Name: "dead", Target: target.Target{Index: 3, Addr: netip.MustParseAddr("127.1.0.2")}, Status: job.Down, Class: job.ClassTimeout},
+			{Name: "unreachable", Target: target.Target{Index: 4, Addr: netip.MustParseAddr("127.2.0.1")}, Status: job.Down, Class: job.ClassUnreachable},
+			{Name: "resolve", Target: target.Target{Index: 5, Host: "no-such-host.invalid"}, Status: job.Error, Class: job.ClassResolve},
+			{Name: "ipv6", Target: target.Target{Index: 6, Addr: netip.MustParseAddr("::1")}, Status: job.Up},
+		},
+	})
 }

@@ -1,0 +1,97 @@
+package cli
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fanout/fanout"
+	"github.com/fanout/fanout/job/icmp"
+)
+
+func init() { register(newPingCmd) }
+
+// pingConcurrency is ping's default -c: a request in flight costs a few
+// hundred bytes and no file, so a whole /16 of silent hosts can wait at once.
+const pingConcurrency = 1 << 16
+
+func newPingCmd() *cobra.Command {
+	var (
+		count    int
+		interval time.Duration
+		socket   string
+		payload  int
+		f        *sweepFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "ping [flags] TARGETS...",
+		Short: "Send ICMP echo requests natively (IPv4 and IPv6)",
+		Long: `Send --count ICMP echo requests to each target, --interval apart, each
+waiting --timeout for its reply, like ping -c N -i I -W T per host, all hosts
+at once from one socket per address family. A target is up when at least one
+reply came (fping's rule); results carry sent, received, loss and RTT
+min/avg/max.
+
+Replies are counted only when a keyed check value in their payload verifies:
+another process's replies, late or duplicate replies and replies from another
+address than the one probed are never counted. ICMP errors (unreachable, time
+exceeded) quoting a request make the target down, class unreachable.
+
+Raw ICMP sockets are used as root or with CAP_NET_RAW, else unprivileged ICMP
+datagram sockets where net.ipv4.ping_group_range allows them; when neither
+is possible fanout says which of root, setcap or sysctl would fix it, before
+sending anything.
+
+--alive prints the live targets one per line (fping -a); --dead the others
+(fping -u). -c bounds targets in flight; --rate bounds echo requests per
+second.`,
+		Example: `  fanout ping 192.168.2.0/24
+  fanout ping --alive -q 10.0.0.0/16 | wc -l
+  fanout ping --count 3 --interval 1s --timeout 1s @hosts.txt
+  fanout ping --rate 10000 --shuffle -o jsonl 10.0.0.0/8`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if count < 1 {
+				return usageErrorf("--count %d: want 1 or more", count)
+			}
+			if interval <= 0 {
+				return usageErrorf("--interval %v: want more than 0, as in --interval 1s", interval)
+			}
+			if f.retries != 0 {
+				return usageErrorf("--retries %d: ping sends --count echo requests per target; use --count", f.retries)
+			}
+			if f.timeout <= 0 {
+				return usageErrorf("--timeout %v: ping needs a timeout per echo request, as in --timeout 1s", f.timeout)
+			}
+			cfg := icmp.Config{Count: count, Interval: interval, Timeout: f.timeout, Rate: f.rate, PayloadSize: payload, Socket: socket}
+			j, err := icmp.New(cfg)
+			if err != nil {
+				return usageError(err)
+			}
+			// Socket permission is known before any traffic: say what fixes it.
+			if err := j.Check(); err != nil {
+				return usageError(err)
+			}
+			// --rate counts echo requests, which the job paces itself.
+			f.rate = 0
+			return runSweep(cmd, f, fanout.Spec{
+				Job:        icmp.Kind,
+				JobOptions: jobOptions(cfg),
+				Targets:    args,
+			})
+		},
+	}
+	fl := cmd.Flags()
+	fl.IntVar(&count, "count", icmp.DefaultCount, "echo requests per target (ping -c)")
+	fl.DurationVar(&interval, "interval", icmp.DefaultInterval, "between a target's echo requests (ping -i)")
+	f = addSweepFlags(cmd, sweepDefaults{Timeout: icmp.DefaultTimeout})
+	fl.StringVar(&socket, "socket", "", "ICMP socket: raw, dgram, or empty to pick (raw when permitted)")
+	fl.IntVar(&payload, "payload-size", 0, "echo data bytes (minimum and default 32)")
+	fl.Lookup("timeout").Usage = "how long each echo request waits for its reply (ping -W)"
+	fl.Lookup("rate").Usage = "echo requests per second (0 = unlimited)"
+	c := fl.Lookup("concurrency")
+	c.Usage = "targets in flight at most"
+	c.DefValue = strconv.Itoa(pingConcurrency)
+	f.concurrency = pingConcurrency
+	return cmd
+}
