@@ -1,0 +1,120 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// SweepStatus is one sweep as `fanout status` shows it.
+type SweepStatus struct {
+	Record
+	ChunksDone   uint64   // tasks whose results are stored
+	TasksQueued  uint64   // tasks still in the work queue (waiting or running)
+	DoneApprox   uint64   // targets with results (chunks done x task size)
+	Workers      []string // workers holding its tasks now
+	Rate         float64  // targets per second since submission (until done)
+	Complete     bool
+	LastActivity time.Time
+}
+
+// Status is the cluster's state: sweeps, newest first, and live workers.
+type Status struct {
+	Sweeps  []SweepStatus
+	Workers []Heartbeat
+}
+
+// Status reads the sweeps and workers buckets and the streams' per-subject
+// counts. It never blocks a sweep.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	wl, err := c.s.workers.ListKeys(ctx)
+	if err != nil {
+		return st, err
+	}
+	for k := range wl.Keys() {
+		e, err := c.s.workers.Get(ctx, k)
+		if err != nil {
+			continue
+		}
+		var h Heartbeat
+		if json.Unmarshal(e.Value(), &h) == nil {
+			st.Workers = append(st.Workers, h)
+		}
+	}
+	sort.Slice(st.Workers, func(a, b int) bool { return st.Workers[a].Name < st.Workers[b].Name })
+
+	sl, err := c.s.sweeps.ListKeys(ctx)
+	if err != nil {
+		return st, err
+	}
+	for id := range sl.Keys() {
+		rec, err := getRecord(ctx, c.s, id)
+		if err != nil {
+			continue
+		}
+		ss := SweepStatus{Record: rec}
+		if n, last, err := subjectCount(ctx, c.s.results, resultsPrefix+id+".*.0"); err == nil {
+			ss.ChunksDone, ss.LastActivity = n, last
+		}
+		if n, _, err := subjectCount(ctx, c.s.tasks, tasksPrefix+id+".*"); err == nil {
+			ss.TasksQueued = n
+		}
+		ss.DoneApprox = min(ss.ChunksDone*rec.TaskSize, rec.Total)
+		ss.Complete = rec.Published && ss.ChunksDone >= rec.Tasks
+		end := time.Now()
+		if ss.Complete && !ss.LastActivity.IsZero() {
+			end = ss.LastActivity
+		}
+		if el := end.Sub(rec.Submitted).Seconds(); el > 0 {
+			ss.Rate = float64(ss.DoneApprox) / el
+		}
+		for _, w := range st.Workers {
+			if w.Sweeps[id] > 0 {
+				ss.Workers = append(ss.Workers, w.Name)
+			}
+		}
+		st.Sweeps = append(st.Sweeps, ss)
+	}
+	sort.Slice(st.Sweeps, func(a, b int) bool { return st.Sweeps[a].Submitted.After(st.Sweeps[b].Submitted) })
+	return st, nil
+}
+
+// subjectCount is how many distinct subjects match filter in stream s, and
+// when the newest of them was stored.
+func subjectCount(ctx context.Context, s jetstream.Stream, filter string) (uint64, time.Time, error) {
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	n := uint64(len(info.State.Subjects))
+	var last time.Time
+	if n > 0 {
+		m, err := s.GetLastMsgForSubject(ctx, filter)
+		if err == nil {
+			last = m.Time
+		} else if !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return n, last, nil
+		}
+	}
+	return n, last, nil
+}
+
+// Delete removes a sweep: its record, queued tasks and stored results.
+func (c *Client) Delete(ctx context.Context, id string) error {
+	if _, err := c.Lookup(ctx, id); err != nil {
+		return err
+	}
+	if err := c.s.tasks.Purge(ctx, jetstream.WithPurgeSubject(tasksPrefix+id+".>")); err != nil {
+		return err
+	}
+	if err := c.s.results.Purge(ctx, jetstream.WithPurgeSubject(resultsPrefix+strings.TrimSpace(id)+".>")); err != nil {
+		return err
+	}
+	return c.s.sweeps.Delete(ctx, id)
+}

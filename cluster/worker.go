@@ -1,0 +1,526 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/fanout/fanout/engine"
+	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/target"
+)
+
+// task is what a tasks message carries: positions [Lo, Hi) of the sweep's
+// order. Job is repeated so a worker can refuse a kind without the Spec.
+type task struct {
+	Sweep string `json:"sweep"`
+	Chunk uint64 `json:"chunk"`
+	Lo    uint64 `json:"lo"`
+	Hi    uint64 `json:"hi"`
+	Job   string `json:"job"`
+}
+
+// DefaultAllow is every registered job kind but exec: exec runs arbitrary
+// local commands on the worker, so a worker must opt in to it.
+func DefaultAllow() []string {
+	var out []string
+	for _, k := range job.Kinds() {
+		if k != "exec" {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// WorkerOptions configure a worker.
+type WorkerOptions struct {
+	Name        string        // shown in status and in each Result's Worker; default host-pid
+	Concurrency int           // targets in flight at most, across all tasks; default 1000
+	Allow       []string      // job kinds this worker runs; nil: DefaultAllow()
+	AckWait     time.Duration // for the shared consumer when this worker creates it
+	Logf        func(format string, args ...any)
+}
+
+// Worker pulls tasks and runs them with the local engine.
+type Worker struct {
+	opts  WorkerOptions
+	nc    *nats.Conn
+	s     *setup
+	cons  jetstream.Consumer
+	gate  *gate
+	allow map[string]bool
+
+	mu      sync.Mutex
+	sweeps  map[string]*sweepRun // cache of rebuilt sweeps, by id
+	active  map[string]int       // sweep -> tasks held
+	refused map[string]time.Time // sweep -> last time a refusal was logged
+
+	outstanding atomic.Int64 // targets of held tasks without a Result yet
+	tasksDone   atomic.Int64
+	resultsDone atomic.Int64
+	inFlight    atomic.Int64
+	started     time.Time
+}
+
+// sweepRun is a sweep rebuilt from its Spec, cached per worker.
+type sweepRun struct {
+	rec   Record
+	set   target.Set
+	order target.Order
+	job   job.Job
+	used  time.Time
+}
+
+// NewWorker prepares a worker on nc (streams and the shared consumer are
+// created when missing).
+func NewWorker(ctx context.Context, nc *nats.Conn, o WorkerOptions) (*Worker, error) {
+	if o.Concurrency <= 0 {
+		o.Concurrency = 1000
+	}
+	if o.Name == "" {
+		h, _ := os.Hostname()
+		o.Name = fmt.Sprintf("%s-%d", h, os.Getpid())
+	}
+	if o.Allow == nil {
+		o.Allow = DefaultAllow()
+	}
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	allow := map[string]bool{}
+	for _, k := range o.Allow {
+		allow[k] = true
+	}
+	s, err := ensure(ctx, nc)
+	if err != nil {
+		return nil, err
+	}
+	cons, err := s.taskConsumer(ctx, o.AckWait)
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s/%s: %w", TasksStream, WorkerConsumer, err)
+	}
+	return &Worker{
+		opts: o, nc: nc, s: s, cons: cons, gate: newGate(o.Concurrency), allow: allow,
+		sweeps: map[string]*sweepRun{}, active: map[string]int{}, refused: map[string]time.Time{},
+		started: time.Now(),
+	}, nil
+}
+
+// Heartbeat is what a worker publishes in the workers bucket.
+type Heartbeat struct {
+	Name        string         `json:"name"`
+	Host        string         `json:"host"`
+	PID         int            `json:"pid"`
+	Allow       []string       `json:"allow"`
+	Concurrency int            `json:"concurrency"`
+	InFlight    int64          `json:"in_flight"`   // targets running now
+	Outstanding int64          `json:"outstanding"` // targets of held tasks not finished
+	Sweeps      map[string]int `json:"sweeps"`      // tasks held, per sweep
+	TasksDone   int64          `json:"tasks_done"`
+	ResultsDone int64          `json:"results_done"`
+	Started     time.Time      `json:"started"`
+	Seen        time.Time      `json:"seen"`
+}
+
+func (w *Worker) heartbeat(ctx context.Context) {
+	h, _ := os.Hostname()
+	w.mu.Lock()
+	sw := make(map[string]int, len(w.active))
+	for k, v := range w.active {
+		sw[k] = v
+	}
+	w.mu.Unlock()
+	b, _ := json.Marshal(Heartbeat{
+		Name: w.opts.Name, Host: h, PID: os.Getpid(), Allow: w.opts.Allow,
+		Concurrency: w.opts.Concurrency, InFlight: w.inFlight.Load(), Outstanding: w.outstanding.Load(),
+		Sweeps: sw, TasksDone: w.tasksDone.Load(), ResultsDone: w.resultsDone.Load(),
+		Started: w.started, Seen: time.Now(),
+	})
+	hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := w.s.workers.Put(hctx, keySafe(w.opts.Name), b); err != nil && ctx.Err() == nil {
+		w.opts.Logf("heartbeat: %v", err)
+	}
+}
+
+// Run pulls and runs tasks until ctx is done. Tasks still running then are
+// handed back (nak) so other workers take them at once.
+func (w *Worker) Run(ctx context.Context) error {
+	w.opts.Logf("worker %s: pulling tasks (-c %d, allow %s)", w.opts.Name, w.opts.Concurrency, strings.Join(w.opts.Allow, ","))
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(heartbeatEvery)
+		defer t.Stop()
+		for {
+			w.heartbeat(ctx)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	// Hold only what the worker can start soon: fetch another task while
+	// fewer targets than 1.5x the concurrency are outstanding, so the next
+	// task's targets fill the slots the current one's tail frees, and no
+	// task waits long enough to expire.
+	limit := int64(w.opts.Concurrency + w.opts.Concurrency/2)
+	for ctx.Err() == nil {
+		if w.outstanding.Load() >= limit {
+			select {
+			case <-ctx.Done():
+			case <-time.After(5 * time.Millisecond):
+			}
+			continue
+		}
+		fctx, cancel := context.WithTimeout(ctx, time.Second)
+		batch, err := w.cons.Fetch(1, jetstream.FetchContext(fctx))
+		if err != nil {
+			cancel()
+			if ctx.Err() != nil {
+				break
+			}
+			w.opts.Logf("fetch: %v", err)
+			sleepCtx(ctx, time.Second)
+			continue
+		}
+		for msg := range batch.Messages() {
+			var t task
+			if err := json.Unmarshal(msg.Data(), &t); err != nil || t.Hi < t.Lo {
+				w.opts.Logf("task %s: malformed (%v), dropped", msg.Subject(), err)
+				_ = msg.TermWithReason("malformed task")
+				continue
+			}
+			if !w.allow[t.Job] {
+				w.refuse(t, msg)
+				continue
+			}
+			w.outstanding.Add(int64(t.Hi - t.Lo))
+			w.hold(t.Sweep, 1)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer w.hold(t.Sweep, -1)
+				n := w.runTask(ctx, t, msg)
+				w.outstanding.Add(-int64(t.Hi-t.Lo) + n)
+			}()
+		}
+		cancel()
+		if err := batch.Error(); err != nil && ctx.Err() == nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+			w.opts.Logf("fetch: %v", err)
+		}
+	}
+	return nil
+}
+
+func (w *Worker) hold(sweep string, d int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.active[sweep] += d
+	if w.active[sweep] <= 0 {
+		delete(w.active, sweep)
+	}
+}
+
+// refuse leaves a task of a kind this worker does not run for the others.
+func (w *Worker) refuse(t task, msg jetstream.Msg) {
+	w.mu.Lock()
+	last := w.refused[t.Sweep]
+	logIt := time.Since(last) > 10*time.Second
+	if logIt {
+		w.refused[t.Sweep] = time.Now()
+	}
+	w.mu.Unlock()
+	if logIt {
+		w.opts.Logf("worker %s: sweep %s is job kind %q, not allowed here (--allow %s): leaving its tasks to other workers",
+			w.opts.Name, t.Sweep, t.Job, strings.Join(w.opts.Allow, ","))
+	}
+	_ = msg.NakWithDelay(2 * time.Second)
+}
+
+// runTask runs one task, publishes its results, then acks it. It returns
+// how many Results it emitted (each already taken off w.outstanding).
+func (w *Worker) runTask(ctx context.Context, t task, msg jetstream.Msg) int64 {
+	sr, err := w.sweep(ctx, t.Sweep)
+	if err != nil {
+		w.opts.Logf("task %s/%d: %v; left for other workers", t.Sweep, t.Chunk, err)
+		_ = msg.NakWithDelay(5 * time.Second)
+		return 0
+	}
+	// Tell the server the task is alive while it runs (AckWait/3).
+	tctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		every := w.ackWait() / 3
+		tk := time.NewTicker(every)
+		defer tk.Stop()
+		for {
+			select {
+			case <-tctx.Done():
+				return
+			case <-tk.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	spec := sr.rec.Spec
+	opts := spec.EngineOptions()
+	opts.Concurrency = w.opts.Concurrency
+	if spec.Concurrency > 0 && spec.Concurrency < opts.Concurrency {
+		opts.Concurrency = spec.Concurrency
+	}
+	j := gated(sr.job, w.gate, spec.Timeout)
+	if _, batch := j.(job.Batcher); !batch {
+		opts.Timeout = 0 // the gate applies it once the attempt has a slot
+	}
+	results := make([]job.Result, 0, t.Hi-t.Lo)
+	var c engine.Counters
+	stopInflight := w.trackInflight(tctx, &c)
+	err = engine.Run(tctx, sr.set, target.Slice(sr.order, t.Lo, t.Hi), j, opts, &c, func(r job.Result) {
+		r.Worker = w.opts.Name
+		results = append(results, r)
+		w.outstanding.Add(-1)
+	})
+	stopInflight()
+	got := int64(len(results))
+	if err != nil || ctx.Err() != nil || uint64(len(results)) != t.Hi-t.Lo {
+		// Interrupted (worker stopping): hand the task back whole; what ran
+		// will run again and its duplicates be refused.
+		_ = msg.Nak()
+		return got
+	}
+	if err := w.publish(ctx, t, results); err != nil {
+		w.opts.Logf("task %s/%d: publish results: %v; the task will be redelivered", t.Sweep, t.Chunk, err)
+		_ = msg.Nak()
+		return got
+	}
+	stop()
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := msg.DoubleAck(actx); err != nil {
+		// The results are stored; a redelivery only repeats refused work.
+		w.opts.Logf("task %s/%d: ack: %v", t.Sweep, t.Chunk, err)
+	}
+	w.tasksDone.Add(1)
+	w.resultsDone.Add(got)
+	return got
+}
+
+// trackInflight adds a task's in-flight count to the worker's, for status.
+func (w *Worker) trackInflight(ctx context.Context, c *engine.Counters) func() {
+	done := make(chan struct{})
+	var last int64
+	go func() {
+		tk := time.NewTicker(500 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+			case <-done:
+			case <-tk.C:
+				n := c.InFlight.Load()
+				w.inFlight.Add(n - last)
+				last = n
+				continue
+			}
+			w.inFlight.Add(-last)
+			return
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done) }) }
+}
+
+func (w *Worker) ackWait() time.Duration {
+	if ci := w.cons.CachedInfo(); ci != nil && ci.Config.AckWait > 0 {
+		return ci.Config.AckWait
+	}
+	return DefaultAckWait
+}
+
+// sweep returns the rebuilt sweep id, from the cache or the sweeps bucket.
+func (w *Worker) sweep(ctx context.Context, id string) (*sweepRun, error) {
+	w.mu.Lock()
+	if sr, ok := w.sweeps[id]; ok {
+		sr.used = time.Now()
+		w.mu.Unlock()
+		return sr, nil
+	}
+	w.mu.Unlock()
+	rec, err := getRecord(ctx, w.s, id)
+	if err != nil {
+		return nil, err
+	}
+	sr, err := rebuild(rec)
+	if err != nil {
+		return nil, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.sweeps) >= 16 { // forget the least recently used sweep
+		var oldest string
+		for k, v := range w.sweeps {
+			if oldest == "" || v.used.Before(w.sweeps[oldest].used) {
+				oldest = k
+			}
+		}
+		delete(w.sweeps, oldest)
+	}
+	sr.used = time.Now()
+	w.sweeps[id] = sr
+	return sr, nil
+}
+
+func rebuild(rec Record) (*sweepRun, error) {
+	set, err := rec.Spec.Set(nil)
+	if err != nil {
+		return nil, fmt.Errorf("sweep %s: targets: %w", rec.ID, err)
+	}
+	order, err := rec.Spec.Order(set.Len())
+	if err != nil {
+		return nil, fmt.Errorf("sweep %s: %w", rec.ID, err)
+	}
+	if order.Len() != rec.Total {
+		return nil, fmt.Errorf("sweep %s: %d targets here, %d at the submitter (different fanout versions?)", rec.ID, order.Len(), rec.Total)
+	}
+	j, err := rec.Spec.NewJob()
+	if err != nil {
+		return nil, fmt.Errorf("sweep %s: job: %w", rec.ID, err)
+	}
+	return &sweepRun{rec: rec, set: set, order: order, job: j}, nil
+}
+
+// publish stores a task's results, sorted by index, in batches under the
+// server's message size limit, each on its own subject with the message id
+// sweep.chunk.batch. A batch subject that already holds a message (a
+// redelivered task whose first run got that far) refuses ours: then the
+// stored batches are read back and only the indexes they lack are
+// published, under the next free batch numbers. So every index ends up
+// stored exactly once per chunk whatever runs race or die.
+func (w *Worker) publish(ctx context.Context, t task, results []job.Result) error {
+	sort.Slice(results, func(a, b int) bool { return results[a].Index < results[b].Index })
+	max := int(w.nc.MaxPayload()) - 16<<10
+	pending := results
+	for b := 0; len(pending) > 0; b++ {
+		data, n, err := encodeBatch(pending, max)
+		if err != nil {
+			return err
+		}
+		subj := resultSubject(t.Sweep, t.Chunk, b)
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		ack, err := w.s.js.PublishMsg(pctx, &nats.Msg{
+			Subject: subj, Data: data,
+			Header: nats.Header{"Nats-Msg-Id": []string{subj[len(resultsPrefix):]}},
+		}, jetstream.WithRetryAttempts(20), jetstream.WithRetryWait(250*time.Millisecond))
+		cancel()
+		if err == nil && !ack.Duplicate {
+			pending = pending[n:]
+			continue
+		}
+		var apiErr *jetstream.APIError
+		if err != nil && !errors.As(err, &apiErr) {
+			return err
+		}
+		// Refused or duplicate: someone stored this batch first.
+		have, err := w.storedIndexes(ctx, subj)
+		if err != nil {
+			return fmt.Errorf("%s: read back: %w", subj, err)
+		}
+		keep := pending[:0:0]
+		for _, r := range pending {
+			if !have[r.Index] {
+				keep = append(keep, r)
+			}
+		}
+		pending = keep
+	}
+	return nil
+}
+
+func (w *Worker) storedIndexes(ctx context.Context, subj string) (map[uint64]bool, error) {
+	gctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	m, err := w.s.results.GetLastMsgForSubject(gctx, subj)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := decodeBatch(m.Data)
+	if err != nil {
+		return nil, err
+	}
+	have := make(map[uint64]bool, len(rs))
+	for _, r := range rs {
+		have[r.Index] = true
+	}
+	return have, nil
+}
+
+// encodeBatch writes results as JSON lines until max bytes, at least one.
+func encodeBatch(rs []job.Result, max int) ([]byte, int, error) {
+	var buf []byte
+	n := 0
+	for _, r := range rs {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return nil, 0, fmt.Errorf("result %d: %w", r.Index, err)
+		}
+		if n > 0 && len(buf)+len(b)+1 > max {
+			break
+		}
+		if len(b)+1 > max {
+			// One Result over the limit (huge outputs): drop the outputs.
+			r.Stdout, r.Stderr, r.Truncated = nil, nil, true
+			if b, err = json.Marshal(r); err != nil {
+				return nil, 0, err
+			}
+		}
+		buf = append(append(buf, b...), '\n')
+		n++
+	}
+	return buf, n, nil
+}
+
+func decodeBatch(data []byte) ([]job.Result, error) {
+	var out []job.Result
+	for len(data) > 0 {
+		i := 0
+		for i < len(data) && data[i] != '\n' {
+			i++
+		}
+		line := data[:i]
+		if i < len(data) {
+			i++
+		}
+		data = data[i:]
+		if len(line) == 0 {
+			continue
+		}
+		var r job.Result
+		if err := json.Unmarshal(line, &r); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
