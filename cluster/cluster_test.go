@@ -151,7 +151,12 @@ func startProc(t *testing.T, env ...string) *proc {
 		}
 	}()
 	go func() { _ = cmd.Wait(); w.Close() }()
-	t.Cleanup(func() { p.kill(); if t.Failed() { t.Logf("child %v:\n%s", env, p.output()) } })
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("child %v:\n%s", env, p.output())
+		}
+	})
 	return p
 }
 

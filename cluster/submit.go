@@ -279,6 +279,6 @@ func (c *Client) Collect(ctx context.Context, id string, o CollectOptions) error
 // bitmap marks indexes seen, one bit each (a /8 costs 2 MiB).
 type bitmap []uint64
 
-func newBitmap(n uint64) bitmap     { return make(bitmap, (n+63)/64) }
+func newBitmap(n uint64) bitmap    { return make(bitmap, (n+63)/64) }
 func (b bitmap) get(i uint64) bool { return b[i/64]&(1<<(i%64)) != 0 }
 func (b bitmap) set(i uint64)      { b[i/64] |= 1 << (i % 64) }
