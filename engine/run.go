@@ -157,40 +157,56 @@ func fill(r *job.Result, t target.Target, kind string) {
 	}
 }
 
-// runEach drives j.Run: a goroutine per target in flight (bounded by the
-// semaphore), results funnelled to this goroutine, which alone calls emit.
+// runEach drives j.Run with a pool of workers that grows on demand up to
+// the concurrency bound (a 10-target sweep starts 10 goroutines, not 1000);
+// results are funnelled to this goroutine, which alone calls emit.
 func (s *sweep) runEach(ctx context.Context, j job.Job, emit func(job.Result)) error {
 	results := make(chan job.Result, cap(s.sem))
+	work := make(chan target.Target)
 	kind := j.Kind()
+	var wg sync.WaitGroup
+	worker := func(t target.Target) {
+		defer wg.Done()
+		for {
+			r, ok := s.attempts(ctx, j, kind, t)
+			s.c.InFlight.Add(-1)
+			if ok {
+				results <- r
+			} else {
+				s.c.Interrupted.Add(1)
+			}
+			s.release() // after the send: results queued count as in flight
+			if t, ok = <-work; !ok {
+				return
+			}
+		}
+	}
 	go func() {
-		var wg sync.WaitGroup
 		defer close(results)
 		defer wg.Wait()
-		for k := uint64(0); ; {
-			if ctx.Err() != nil {
-				return
-			}
+		defer close(work)
+		workers := 0
+		for k := uint64(0); ctx.Err() == nil; {
 			t, ok := s.next(&k)
-			if !ok {
-				return
-			}
-			if s.acquire(ctx) != nil {
+			if !ok || s.acquire(ctx) != nil {
 				return
 			}
 			s.c.Started.Add(1)
 			s.c.InFlight.Add(1)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer s.release() // after the send: results queued count as in flight
-				r, ok := s.attempts(ctx, j, kind, t)
-				s.c.InFlight.Add(-1)
-				if ok {
-					results <- r
-				} else {
-					s.c.Interrupted.Add(1)
-				}
-			}()
+			select {
+			case work <- t: // an idle worker took it
+				continue
+			default:
+			}
+			if workers < cap(s.sem) {
+				workers++
+				wg.Add(1)
+				go worker(t)
+				continue
+			}
+			// Every worker exists; holding a slot means one is about to be
+			// free, so this wait is short.
+			work <- t
 		}
 	}()
 	for r := range results {
