@@ -51,6 +51,17 @@ func newHostKeys(policy string, files []string, warn io.Writer) (*hostKeys, erro
 		fmt.Fprintln(warn, "fanout: WARNING: host key checking is off (--host-key off): any server, or anyone in between, is accepted")
 		return h, nil
 	}
+	if policy == HostKeyAcceptNew {
+		f := files[0]
+		if err := os.MkdirAll(filepath.Dir(f), 0o700); err != nil {
+			return nil, fmt.Errorf("known_hosts %s: cannot be written for --host-key accept-new: %v", f, err)
+		}
+		out, err := os.OpenFile(f, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("known_hosts %s: cannot be written for --host-key accept-new: %v", f, err)
+		}
+		h.out, h.lock = out, flock.New(f)
+	}
 	var existing []string
 	markers := false
 	for _, f := range files {
@@ -59,6 +70,7 @@ func newHostKeys(policy string, files []string, warn io.Writer) (*hostKeys, erro
 			if os.IsNotExist(err) {
 				continue
 			}
+			h.close()
 			return nil, fmt.Errorf("known_hosts %s: %v", f, err)
 		}
 		existing = append(existing, f)
@@ -72,20 +84,10 @@ func newHostKeys(policy string, files []string, warn io.Writer) (*hostKeys, erro
 	if len(existing) > 0 {
 		cb, err := knownhosts.New(existing...)
 		if err != nil {
+			h.close()
 			return nil, err
 		}
 		h.cb = cb
-	}
-	if policy == HostKeyAcceptNew {
-		f := files[0]
-		if err := os.MkdirAll(filepath.Dir(f), 0o700); err != nil {
-			return nil, fmt.Errorf("known_hosts %s: cannot be written for --host-key accept-new: %v", f, err)
-		}
-		out, err := os.OpenFile(f, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("known_hosts %s: cannot be written for --host-key accept-new: %v", f, err)
-		}
-		h.out, h.lock = out, flock.New(f)
 	}
 	return h, nil
 }
