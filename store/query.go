@@ -135,3 +135,41 @@ func (s *Store) scan(ctx context.Context, kind, q string, args []any, fn func(jo
 	}
 	return nil
 }
+
+// Point is the light form of a Result that reports and maps need.
+type Point struct {
+	Index  uint64
+	Host   string
+	Addr   string
+	Status job.Status
+	Class  job.Class
+	RTT    time.Duration
+}
+
+// Points calls fn with every Result of sweep id in its light form, in storage
+// order: a full scan that reads a fraction of each row.
+func (s *Store) Points(ctx context.Context, id int64, fn func(Point) error) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT idx, host, addr, status, class, rtt_ns FROM results WHERE sweep=?`, id)
+	if err != nil {
+		return s.describe("read results from", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			p             Point
+			idx, rtt      int64
+			status, class string
+		)
+		if err := rows.Scan(&idx, &p.Host, &p.Addr, &status, &class, &rtt); err != nil {
+			return s.describe("read results from", err)
+		}
+		p.Index, p.Status, p.Class, p.RTT = uint64(idx), job.Status(status), job.Class(class), time.Duration(rtt)
+		if err := fn(p); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return s.describe("read results from", err)
+	}
+	return nil
+}

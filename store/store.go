@@ -178,7 +178,7 @@ func (s *Store) describe(op string, err error) error {
 	if errors.As(err, &se) {
 		switch se.Code() & 0xff {
 		case sqlite3.SQLITE_FULL:
-			return fmt.Errorf("%s %s: disk full (SQLITE_FULL): free some space, then `fanout resume %s` continues: %w", op, s.path, s.path, ErrDiskFull)
+			return s.diskFull(op)
 		case sqlite3.SQLITE_READONLY:
 			return fmt.Errorf("%s %s: database is read-only (check the file's and its directory's permissions)", op, s.path)
 		case sqlite3.SQLITE_NOTADB:
@@ -187,7 +187,7 @@ func (s *Store) describe(op string, err error) error {
 			return fmt.Errorf("%s %s: cannot open the database file (check its directory exists and is writable)", op, s.path)
 		case sqlite3.SQLITE_IOERR:
 			if isENOSPC(err) {
-				return fmt.Errorf("%s %s: disk full: free some space, then `fanout resume %s` continues: %w", op, s.path, s.path, ErrDiskFull)
+				return s.diskFull(op)
 			}
 		case sqlite3.SQLITE_BUSY:
 			return fmt.Errorf("%s %s: database is locked by another process: %v", op, s.path, err)
@@ -196,8 +196,18 @@ func (s *Store) describe(op string, err error) error {
 	return fmt.Errorf("%s %s: %w", op, s.path, err)
 }
 
-// ErrDiskFull is wrapped by errors caused by a full disk (or file size limit).
+// ErrDiskFull is matched (errors.Is) by errors caused by a full disk or a
+// file size limit.
 var ErrDiskFull = errors.New("disk full")
+
+type diskFullError struct{ msg string }
+
+func (e diskFullError) Error() string        { return e.msg }
+func (e diskFullError) Is(target error) bool { return target == ErrDiskFull }
+
+func (s *Store) diskFull(op string) error {
+	return diskFullError{fmt.Sprintf("%s %s: disk full: free some space, then `fanout resume %s` continues", op, s.path, s.path)}
+}
 
 func isENOSPC(err error) bool {
 	m := err.Error()

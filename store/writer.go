@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,7 +50,14 @@ type Writer struct {
 
 	written atomic.Uint64 // rows inserted (duplicates excluded)
 	commits atomic.Uint64
+
+	crashIn int64 // fault injection for the kill tests; see crashEnv
 }
+
+// crashEnv, when set to N in the environment, makes the process SIGKILL
+// itself in the middle of its N-th transaction (rows inserted, not yet
+// committed): the resume test's "killed during a commit", made certain.
+const crashEnv = "FANOUT_TEST_CRASH_IN_COMMIT"
 
 // insertSQL ignores a Result whose (sweep, idx) is already stored: a
 // redelivered cluster task or a race between runs adds nothing.
@@ -89,6 +98,9 @@ func (s *Store) NewWriter(id int64, o WriterOptions) (*Writer, error) {
 		w.ins.Close()
 		conn.Close()
 		return nil, s.describe("write results to", err)
+	}
+	if v, err := strconv.ParseInt(os.Getenv(crashEnv), 10, 64); err == nil {
+		w.crashIn = v
 	}
 	go w.loop()
 	return w, nil
@@ -232,6 +244,12 @@ func (w *Writer) insert(b []job.Result) (uint64, error) {
 		}
 		if k, err := res.RowsAffected(); err == nil {
 			n += uint64(k)
+		}
+		if w.crashIn > 0 && int64(w.commits.Load())+1 == w.crashIn && i == len(b)/2 {
+			if p, err := os.FindProcess(os.Getpid()); err == nil {
+				p.Kill() // SIGKILL: no deferred function, no rollback, no close
+			}
+			select {}
 		}
 	}
 	if _, err := tx.StmtContext(ctx, w.beat).ExecContext(ctx, time.Now().UnixNano(), w.sweep, w.run); err != nil {
