@@ -69,9 +69,9 @@ func (c *Counters) Rate() float64 {
 // counts as in flight), and targets start at no more than opts.Rate per
 // second. Each attempt gets its own ctx with opts.Timeout; an attempt whose
 // Class is retryable (timeout, refused) is retried up to opts.Retries times
-// after a doubling, jittered backoff. The engine sets Result.Index and
-// Attempts, and Start/End, Host, Addr, Port and Job where the job left them
-// empty.
+// after a doubling, jittered backoff, keeping its slot meanwhile. The engine
+// sets Result.Index and Attempts, and Start/End, Host, Addr, Port and Job
+// where the job left them empty.
 //
 // Cancellation: no new target starts; in-flight attempts see their ctx done.
 // A target whose Result is not up when ctx is done is NOT emitted (counted
@@ -79,7 +79,9 @@ func (c *Counters) Rate() float64 {
 // so every target is either emitted with a real outcome or left for resume.
 //
 // When j implements job.Batcher (and opts.NoBatch is false) Run feeds it the
-// targets instead; retries are then the job's, per job.BatchConfig.
+// targets instead; retries are then the job's, per job.BatchConfig. A batch
+// job that fails, stops before reading every target, or leaves received
+// targets without a Result makes Run return an error naming the job kind.
 func Run(ctx context.Context, set target.Set, order target.Order, j job.Job, opts Options, c *Counters, emit func(job.Result)) error {
 	return run(ctx, set, order, j, opts, c, emit)
 }

@@ -113,6 +113,10 @@ func (s *sweep) acquire(ctx context.Context) error {
 
 func (s *sweep) release() { <-s.sem }
 
+// resultBuf sizes the channel of finished Results: one per slot, but a
+// Result is a few hundred bytes, so -c 1000000 must not preallocate them all.
+func (s *sweep) resultBuf() int { return min(cap(s.sem), 8192) }
+
 // count updates the outcome counters for a Result about to be emitted.
 func (s *sweep) count(r *job.Result) {
 	switch r.Status {
@@ -161,7 +165,7 @@ func fill(r *job.Result, t target.Target, kind string) {
 // the concurrency bound (a 10-target sweep starts 10 goroutines, not 1000);
 // results are funnelled to this goroutine, which alone calls emit.
 func (s *sweep) runEach(ctx context.Context, j job.Job, emit func(job.Result)) error {
-	results := make(chan job.Result, cap(s.sem))
+	results := make(chan job.Result, s.resultBuf())
 	work := make(chan target.Target)
 	kind := j.Kind()
 	var wg sync.WaitGroup
@@ -293,7 +297,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // goroutine per target.
 func (s *sweep) runBatch(ctx context.Context, kind string, b job.Batcher, emit func(job.Result)) error {
 	in := make(chan target.Target)
-	results := make(chan job.Result, cap(s.sem))
+	results := make(chan job.Result, s.resultBuf())
 	stop := make(chan struct{}) // closed once emitted Results are no longer read
 	jobEmit := func(r job.Result) {
 		// A job that emits after RunBatch returned must not block or panic.
