@@ -39,9 +39,9 @@ func (f Filter) Keep(r *job.Result) bool {
 func New(format string, w io.Writer, f Filter) (Writer, error) {
 	switch format {
 	case "text":
-		return newLineWriter(w, f, appendText), nil
+		return newLineWriter(w, f, false), nil
 	case "jsonl":
-		return newLineWriter(w, f, appendJSON), nil
+		return newLineWriter(w, f, true), nil
 	case "csv":
 		bw := bufio.NewWriterSize(w, 64<<10)
 		return &csvWriter{w: csv.NewWriter(bw), bw: bw, f: f}, nil
@@ -55,7 +55,7 @@ func New(format string, w io.Writer, f Filter) (Writer, error) {
 type lineWriter struct {
 	w         *bufio.Writer
 	f         Filter
-	line      func([]byte, *job.Result) []byte
+	json      bool // else text; a direct call keeps r on the stack
 	buf       []byte
 	tty       bool
 	lastFlush time.Time
@@ -63,8 +63,8 @@ type lineWriter struct {
 
 const flushEvery = 200 * time.Millisecond
 
-func newLineWriter(w io.Writer, f Filter, line func([]byte, *job.Result) []byte) *lineWriter {
-	l := &lineWriter{w: bufio.NewWriterSize(w, 64<<10), f: f, line: line, lastFlush: time.Now()}
+func newLineWriter(w io.Writer, f Filter, json bool) *lineWriter {
+	l := &lineWriter{w: bufio.NewWriterSize(w, 64<<10), f: f, json: json, lastFlush: time.Now()}
 	if file, ok := w.(*os.File); ok {
 		l.tty = IsTerminal(file)
 	}
@@ -75,7 +75,12 @@ func (l *lineWriter) Write(r job.Result) error {
 	if !l.f.Keep(&r) {
 		return nil
 	}
-	l.buf = append(l.line(l.buf[:0], &r), '\n')
+	if l.json {
+		l.buf = appendJSON(l.buf[:0], &r)
+	} else {
+		l.buf = appendText(l.buf[:0], &r)
+	}
+	l.buf = append(l.buf, '\n')
 	if _, err := l.w.Write(l.buf); err != nil {
 		return err
 	}
