@@ -74,15 +74,8 @@ type SubmitOptions struct {
 // must stand alone (no "-" or "@FILE" left: see fanout.Spec). It returns the
 // sweep's record; results are read with Collect.
 func (c *Client) Submit(ctx context.Context, spec fanout.Spec, o SubmitOptions) (Record, error) {
-	set, err := spec.Set(nil)
+	_, order, _, err := build(spec)
 	if err != nil {
-		return Record{}, err
-	}
-	order, err := spec.Order(set.Len())
-	if err != nil {
-		return Record{}, err
-	}
-	if _, err := spec.NewJob(); err != nil {
 		return Record{}, err
 	}
 	n := order.Len()

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	fanout "github.com/fanout/fanout"
 	"github.com/fanout/fanout/engine"
 	"github.com/fanout/fanout/job"
 	"github.com/fanout/fanout/target"
@@ -385,22 +386,40 @@ func (w *Worker) sweep(ctx context.Context, id string) (*sweepRun, error) {
 }
 
 func rebuild(rec Record) (*sweepRun, error) {
-	set, err := rec.Spec.Set(nil)
-	if err != nil {
-		return nil, fmt.Errorf("sweep %s: targets: %w", rec.ID, err)
-	}
-	order, err := rec.Spec.Order(set.Len())
+	set, order, j, err := build(rec.Spec)
 	if err != nil {
 		return nil, fmt.Errorf("sweep %s: %w", rec.ID, err)
 	}
 	if order.Len() != rec.Total {
 		return nil, fmt.Errorf("sweep %s: %d targets here, %d at the submitter (different fanout versions?)", rec.ID, order.Len(), rec.Total)
 	}
-	j, err := rec.Spec.NewJob()
-	if err != nil {
-		return nil, fmt.Errorf("sweep %s: job: %w", rec.ID, err)
-	}
 	return &sweepRun{rec: rec, set: set, order: order, job: j}, nil
+}
+
+// expander is a job that visits several targets per host (tcp: one per
+// port); the CLI expands the set the same way, so indexes agree.
+type expander interface {
+	Expand(target.Set) target.Set
+}
+
+// build turns a Spec into its set (expanded by the job), order and job.
+func build(spec fanout.Spec) (target.Set, target.Order, job.Job, error) {
+	set, err := spec.Set(nil)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("targets: %w", err)
+	}
+	j, err := spec.NewJob()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("job: %w", err)
+	}
+	if x, ok := j.(expander); ok {
+		set = x.Expand(set)
+	}
+	order, err := spec.Order(set.Len())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return set, order, j, nil
 }
 
 // publish stores a task's results, sorted by index, in batches under the

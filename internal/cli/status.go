@@ -1,0 +1,98 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fanout/fanout/cluster"
+)
+
+func init() { register(newStatusCmd) }
+
+func newStatusCmd() *cobra.Command {
+	var server, format string
+	var creds cluster.Credentials
+	cmd := &cobra.Command{
+		Use:   "status [--server URL]",
+		Short: "Show a cluster's sweeps and workers",
+		Long: `List the sweeps submitted to the cluster (progress, workers on them, rate) and
+the live workers (last heartbeat, targets in flight, tasks held).`,
+		Example: `  fanout status
+  fanout status --server nats://10.0.0.1:4222 -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if format != "text" && format != "json" {
+				return usageErrorf("--output %q: want text or json", format)
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+			defer cancel()
+			url := serverURL(server)
+			client, closeConn, err := dialCluster(ctx, url, creds, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer closeConn()
+			st, err := client.Status(ctx)
+			if err != nil {
+				return fmt.Errorf("status %s: %w", url, err)
+			}
+			out := cmd.OutOrStdout()
+			if format == "json" {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+			fmt.Fprintf(tw, "SWEEP\tJOB\tTARGETS\tDONE\tPROGRESS\tRATE/s\tTASKS LEFT\tWORKERS\tSTATE\tSUBMITTED\n")
+			for _, s := range st.Sweeps {
+				state := "running"
+				switch {
+				case s.Complete:
+					state = "complete"
+				case !s.Published:
+					state = "submitting"
+				case len(s.Workers) == 0:
+					state = "waiting for workers"
+				}
+				pct := 100.0
+				if s.Total > 0 {
+					pct = 100 * float64(s.DoneApprox) / float64(s.Total)
+				}
+				ws := strings.Join(s.Workers, ",")
+				if ws == "" {
+					ws = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.1f%%\t%.0f\t%d\t%s\t%s\t%s\n", s.ID, s.Spec.Job, s.Total, s.DoneApprox,
+					pct, s.Rate, s.TasksQueued, ws, state, s.Submitted.Local().Format("2006-01-02 15:04:05"))
+			}
+			if len(st.Sweeps) == 0 {
+				fmt.Fprintf(tw, "(no sweeps)\n")
+			}
+			fmt.Fprintf(tw, "\nWORKER\tHOST\tLAST SEEN\tIN FLIGHT\tCONCURRENCY\tTASKS HELD\tTASKS DONE\tRESULTS\tALLOW\n")
+			for _, w := range st.Workers {
+				held := 0
+				for _, n := range w.Sweeps {
+					held += n
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s ago\t%d\t%d\t%d\t%d\t%d\t%s\n", w.Name, w.Host,
+					time.Since(w.Seen).Round(100*time.Millisecond), w.InFlight, w.Concurrency, held,
+					w.TasksDone, w.ResultsDone, strings.Join(w.Allow, ","))
+			}
+			if len(st.Workers) == 0 {
+				fmt.Fprintf(tw, "(no live workers)\n")
+			}
+			return tw.Flush()
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&server, "server", "", "cluster URL nats://HOST:PORT (or env FANOUT_SERVER; default "+cluster.DefaultURL+")")
+	fl.StringVarP(&format, "output", "o", "text", "text or json")
+	addCredFlags(fl, &creds)
+	return cmd
+}
