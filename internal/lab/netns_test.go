@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -140,4 +141,93 @@ func TestCreateExecDestroy(t *testing.T) {
 	if strings.Contains(string(out), name) {
 		t.Fatalf("namespace %s still listed after Destroy:\n%s", name, out)
 	}
+}
+
+// TestHelperProcess is the test binary run by TestMainLifecycle, not a test.
+func TestHelperProcess(t *testing.T) {
+	switch os.Getenv("LAB_HELPER") {
+	case "":
+		t.Skip("helper for TestMainLifecycle")
+	case "pass":
+		Require(t)
+	case "fail":
+		t.Fatal("failing on purpose")
+	case "hang":
+		time.Sleep(30 * time.Second)
+	}
+}
+
+// TestMainLifecycle runs this test binary through Main from outside the lab:
+// the exit code comes back and the namespace is gone afterwards, whether the
+// tests pass, fail or the run is killed.
+func TestMainLifecycle(t *testing.T) {
+	if ok, why := Available(); !ok {
+		t.Skip(skipReason + ": " + why)
+	}
+	t.Parallel()
+	tests := []struct {
+		mode string
+		want int // exit code; -1: any non-zero
+	}{
+		{"pass", 0},
+		{"fail", 1},
+		{"hang", -1}, // SIGTERM to the outer process
+	}
+	for _, tc := range tests {
+		t.Run(tc.mode, func(t *testing.T) {
+			t.Parallel()
+			cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.v")
+			var env []string
+			for _, e := range os.Environ() {
+				if !strings.HasPrefix(e, EnvVar+"=") {
+					env = append(env, e) // from outside the lab, as a fresh go test
+				}
+			}
+			cmd.Env = append(env, "LAB_HELPER="+tc.mode)
+			out := new(syncBuffer)
+			cmd.Stdout, cmd.Stderr = out, out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			name := NamePrefix + strconv.Itoa(cmd.Process.Pid)
+			if tc.mode == "hang" {
+				// Wait until the child is inside the lab, then stop the run.
+				deadline := time.Now().Add(10 * time.Second)
+				for !strings.Contains(out.String(), "=== RUN") && time.Now().Before(deadline) {
+					time.Sleep(20 * time.Millisecond)
+				}
+				_ = cmd.Process.Signal(syscall.SIGTERM)
+			}
+			err := cmd.Wait()
+			code := cmd.ProcessState.ExitCode()
+			if tc.want >= 0 && code != tc.want || tc.want < 0 && err == nil {
+				t.Fatalf("exit code %d (%v), want %d\n%s", code, err, tc.want, out.String())
+			}
+			if tc.mode == "pass" && !strings.Contains(out.String(), "--- PASS: TestHelperProcess") {
+				t.Fatalf("helper did not run inside the lab:\n%s", out.String())
+			}
+			list, _ := exec.Command("ip", "netns", "list").Output()
+			if strings.Contains(string(list), name) {
+				t.Fatalf("namespace %s left behind:\n%s", name, list)
+			}
+		})
+	}
+}
+
+// syncBuffer is written by exec's copying goroutine while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
