@@ -187,9 +187,103 @@ func Run(t *testing.T, s Suite) {
 			}
 		})
 	}
+	if b, ok := s.Job.(job.Batcher); ok {
+		t.Run("batch", func(t *testing.T) { runBatch(t, s, b) })
+	}
 	t.Run("no-leaks", func(t *testing.T) {
 		goleak.VerifyNone(t, leaks)
 	})
+}
+
+// runBatch checks a Batcher against the engine's contract: one emit per
+// target received, each with the outcome its single Run would have, and a
+// prompt return on cancel.
+func runBatch(t *testing.T, s Suite, b job.Batcher) {
+	zero := target.Target{}
+	var tgs []target.Target
+	want := map[uint64]Expect{}
+	if s.Up != zero {
+		for i := 0; i < 5; i++ {
+			tg := s.Up
+			tg.Index = uint64(2000 + i)
+			tgs = append(tgs, tg)
+			want[tg.Index] = Expect{Name: "up", Target: tg, Status: job.Up}
+		}
+	}
+	for i, e := range s.Failures {
+		tg := e.Target
+		tg.Index = uint64(3000 + i)
+		e.Target = tg
+		tgs = append(tgs, tg)
+		want[tg.Index] = e
+	}
+	if len(tgs) > 0 {
+		t.Run("outcomes", func(t *testing.T) {
+			in := make(chan target.Target, len(tgs))
+			for _, tg := range tgs {
+				in <- tg
+			}
+			close(in)
+			var mu sync.Mutex
+			got := map[uint64][]job.Result{}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*s.Timeout)
+			defer cancel()
+			cfg := job.BatchConfig{Timeout: s.Timeout, Concurrency: len(tgs)}
+			if err := b.RunBatch(ctx, in, cfg, func(r job.Result) {
+				mu.Lock()
+				got[r.Index] = append(got[r.Index], r)
+				mu.Unlock()
+			}); err != nil {
+				t.Errorf("RunBatch: %v", err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for idx, e := range want {
+				rs := got[idx]
+				if len(rs) != 1 {
+					t.Errorf("%s (index %d): %d Results, want exactly 1", e.Name, idx, len(rs))
+					continue
+				}
+				CheckEnvelope(t, s.Job.Kind(), e.Target, rs[0])
+				if rs[0].Status != e.Status || rs[0].Class != e.Class {
+					t.Errorf("%s (index %d) = %s/%s (%s), want %s/%s", e.Name, idx, rs[0].Status, rs[0].Class, rs[0].Error, e.Status, e.Class)
+				}
+			}
+			for idx := range got {
+				if _, ok := want[idx]; !ok {
+					t.Errorf("Result for index %d, which was never sent", idx)
+				}
+			}
+		})
+	}
+	if s.Slow != zero {
+		t.Run("cancel", func(t *testing.T) {
+			in := make(chan target.Target, 1)
+			in <- s.Slow
+			ctx, cancel := context.WithCancel(context.Background())
+			const after = 200 * time.Millisecond
+			tm := time.AfterFunc(after, cancel)
+			defer tm.Stop()
+			begin := time.Now()
+			done := make(chan struct{})
+			go func() {
+				// in stays open, as when the engine still has targets: only
+				// the cancel may end the batch.
+				_ = b.RunBatch(ctx, in, job.BatchConfig{Timeout: time.Minute, Concurrency: 1}, func(job.Result) {})
+				close(done)
+			}()
+			select {
+			case <-done:
+				if el := time.Since(begin); el < after {
+					t.Errorf("RunBatch returned after %v, before the cancel and with its input open", el)
+				}
+			case <-time.After(after + s.Slack):
+				t.Errorf("RunBatch still running %v after cancel", s.Slack)
+				<-done
+			}
+			close(in)
+		})
+	}
 }
 
 // attempt runs one attempt with a deadline and checks its envelope.
