@@ -13,8 +13,8 @@ import (
 func init() { register(newPingCmd) }
 
 // pingConcurrency is ping's default -c: a request in flight costs a few
-// hundred bytes and no file, so a whole /16 of silent hosts can wait at once.
-const pingConcurrency = 1 << 16
+// hundred bytes and no file, so a /18 of silent hosts can wait at once.
+const pingConcurrency = 1 << 14
 
 func newPingCmd() *cobra.Command {
 	var (
