@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
 	"strconv"
@@ -78,59 +79,79 @@ const SchemaVersion = 2
 
 func currentVersion() int { return len(migrations) }
 
-// migrate identifies the file and brings its schema to version target.
+// migrate identifies the file and brings its schema to version target, in
+// one immediate transaction: two processes opening a new file at once do not
+// both create it.
 func (s *Store) migrate(target int) error {
-	conn, err := s.db.Conn(ctxBG())
+	ctx := ctxBG()
+	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return s.describe("open", err)
 	}
 	defer conn.Close()
+	version, err := s.identify(conn)
+	if err != nil || version >= target {
+		return err
+	}
+	tx, err := conn.BeginTx(ctx, nil) // BEGIN IMMEDIATE (the DSN's _txlock)
+	if err != nil {
+		return s.describe("migrate", err)
+	}
+	defer tx.Rollback()
+	// Again under the write lock: another process may have migrated meanwhile.
+	if version, err = s.identify(tx); err != nil || version >= target {
+		return err
+	}
+	for ; version < target; version++ {
+		if _, err := tx.Exec(migrations[version]); err != nil {
+			return s.describe(fmt.Sprintf("migrate to schema version %d:", version+1), err)
+		}
+	}
+	if err := setVersion(tx, version); err != nil {
+		return s.describe("migrate", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return s.describe("migrate", err)
+	}
+	return nil
+}
+
+type queryer interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// identify returns the file's schema version (0 for a new, empty file) or
+// an error for a file that is not fanout's or is newer than this fanout.
+func (s *Store) identify(q queryer) (int, error) {
+	ctx := ctxBG()
 	var appID int64
-	if err := conn.QueryRowContext(ctxBG(), `PRAGMA application_id`).Scan(&appID); err != nil {
-		return s.describe("open", err)
+	if err := q.QueryRowContext(ctx, `PRAGMA application_id`).Scan(&appID); err != nil {
+		return 0, s.describe("open", err)
 	}
 	var tables int
-	if err := conn.QueryRowContext(ctxBG(), `SELECT COUNT(*) FROM sqlite_schema WHERE type='table'`).Scan(&tables); err != nil {
-		return s.describe("open", err)
+	if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_schema WHERE type='table'`).Scan(&tables); err != nil {
+		return 0, s.describe("open", err)
 	}
 	version := 0
 	switch {
 	case appID == applicationID:
 		var v string
-		err := conn.QueryRowContext(ctxBG(), `SELECT value FROM fanout_meta WHERE key='schema_version'`).Scan(&v)
+		err := q.QueryRowContext(ctx, `SELECT value FROM fanout_meta WHERE key='schema_version'`).Scan(&v)
 		if err != nil {
-			return fmt.Errorf("%s: fanout database without a schema version (damaged?): %v", s.path, err)
+			return 0, fmt.Errorf("%s: fanout database without a schema version (damaged?): %v", s.path, err)
 		}
 		if version, err = strconv.Atoi(v); err != nil {
-			return fmt.Errorf("%s: fanout database with schema version %q (damaged?)", s.path, v)
+			return 0, fmt.Errorf("%s: fanout database with schema version %q (damaged?)", s.path, v)
 		}
 	case tables == 0 && appID == 0:
 		// A new or empty file: ours to initialize.
 	default:
-		return fmt.Errorf("%s is not a fanout database (an SQLite file of another program, application_id %#x, %d tables)", s.path, appID, tables)
+		return 0, fmt.Errorf("%s is not a fanout database (an SQLite file of another program, application_id %#x, %d tables)", s.path, appID, tables)
 	}
 	if version > len(migrations) {
-		return fmt.Errorf("%s has schema version %d, newer than this fanout understands (%d): use a newer fanout to read it", s.path, version, len(migrations))
+		return 0, fmt.Errorf("%s has schema version %d, newer than this fanout understands (%d): use a newer fanout to read it", s.path, version, len(migrations))
 	}
-	for version < target {
-		tx, err := conn.BeginTx(ctxBG(), nil)
-		if err != nil {
-			return s.describe("migrate", err)
-		}
-		if _, err := tx.Exec(migrations[version]); err != nil {
-			tx.Rollback()
-			return s.describe(fmt.Sprintf("migrate to schema version %d:", version+1), err)
-		}
-		version++
-		if err := setVersion(tx, version); err != nil {
-			tx.Rollback()
-			return s.describe("migrate", err)
-		}
-		if err := tx.Commit(); err != nil {
-			return s.describe("migrate", err)
-		}
-	}
-	return nil
+	return version, nil
 }
 
 func setVersion(tx *sql.Tx, v int) error {

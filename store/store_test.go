@@ -385,3 +385,27 @@ func TestWriterThroughput(t *testing.T) {
 		t.Fatalf("stored %d", c.Done)
 	}
 }
+
+// TestConcurrentCreate: two openers of one new file (a sweep and a reader
+// polling it) both succeed; the schema is created once.
+func TestConcurrentCreate(t *testing.T) {
+	t.Parallel()
+	for round := 0; round < 5; round++ {
+		path := tmpDB(t)
+		errs := make(chan error, 4)
+		for k := 0; k < 4; k++ {
+			go func() {
+				s, err := Open(path)
+				if err == nil {
+					s.Close()
+				}
+				errs <- err
+			}()
+		}
+		for k := 0; k < 4; k++ {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+	}
+}
