@@ -179,7 +179,13 @@ func (w *Worker) Run(ctx context.Context) error {
 	// task's targets fill the slots the current one's tail frees, and no
 	// task waits long enough to expire.
 	limit := int64(w.opts.Concurrency + w.opts.Concurrency/2)
+	// After refusing a task, wait before the next fetch (doubling up to 1s)
+	// so a worker that can run nothing queued does not churn the queue.
+	var backoff time.Duration
 	for ctx.Err() == nil {
+		if backoff > 0 {
+			sleepCtx(ctx, backoff)
+		}
 		if w.outstanding.Load() >= limit {
 			select {
 			case <-ctx.Done():
@@ -207,8 +213,10 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			if !w.allow[t.Job] {
 				w.refuse(t, msg)
+				backoff = min(max(2*backoff, 50*time.Millisecond), time.Second)
 				continue
 			}
+			backoff = 0
 			w.outstanding.Add(int64(t.Hi - t.Lo))
 			w.hold(t.Sweep, 1)
 			wg.Add(1)
