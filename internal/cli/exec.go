@@ -1,0 +1,52 @@
+package cli
+
+import (
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fanout/fanout"
+	jobexec "github.com/fanout/fanout/job/exec"
+)
+
+func init() { register(newExecCmd) }
+
+func newExecCmd() *cobra.Command {
+	var maxOutput int
+	var f *sweepFlags
+	cmd := &cobra.Command{
+		Use:   "exec [flags] TARGETS... -- COMMAND [ARGS...]",
+		Short: "Run a local command once per target",
+		Long: `Run COMMAND once per target, with the target substituted into ARGS:
+
+  {} or {host}  the target as given (name or address)
+  {addr}        its address (a name is resolved first)
+  {port}        its port, empty when it has none
+  {index}       its index in the sweep's canonical order
+
+There is no shell: write sh -c '...' to get one. A target is up when the
+command exits 0. Exit code, stdout and stderr are kept (each bounded by
+--max-output). On timeout or Ctrl-C the command's whole process group is
+killed.`,
+		Example: `  fanout exec 192.168.2.0/24 -- ping -c 3 -W 1 {}
+  fanout exec --timeout 10s -o jsonl @hosts.txt -- ssh -o BatchMode=yes {} uptime
+  fanout exec web[01-20].example.com -- sh -c 'curl -fsS http://{}/health'`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dash := cmd.ArgsLenAtDash()
+			if dash < 0 || dash == len(args) {
+				return usageErrorf("no command given: want exec TARGETS... -- COMMAND [ARGS...]")
+			}
+			targets, argv := args[:dash], args[dash:]
+			return runSweep(cmd, f, fanout.Spec{
+				Job:        jobexec.Kind,
+				JobOptions: jobOptions(jobexec.Config{Argv: argv, MaxOutput: maxOutput}),
+				Targets:    targets,
+			})
+		},
+	}
+	// A command is a process plus three pipes (six descriptors until the
+	// child has them), so budget generously.
+	f = addSweepFlags(cmd, sweepDefaults{Timeout: 0 * time.Second, FDsPerTarget: 8})
+	cmd.Flags().IntVar(&maxOutput, "max-output", jobexec.DefaultMaxOutput, "bytes of stdout and of stderr kept per target (the rest is counted as truncated)")
+	return cmd
+}

@@ -1,0 +1,445 @@
+package cli
+
+// The machinery every job command shares: the sweep flags, and runSweep,
+// which turns a fanout.Spec into a checked plan (targets, order, job), runs
+// it, feeds the Results to the sinks, and maps the outcome to an exit code.
+//
+// Extension points, for the owners of later features:
+//   - a sink: add it to plan.sinks in openSinks (a store appends its own
+//     output.Writer there, and sets plan.opts.Skip for resume);
+//   - how the spec is run: plan.execute defaults to runLocal (a cluster
+//     submitter sets its own func in runSweep, step 4).
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fanout/fanout"
+	"github.com/fanout/fanout/engine"
+	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/output"
+	"github.com/fanout/fanout/target"
+)
+
+// sweepFlags are the flags bound to every job command.
+type sweepFlags struct {
+	concurrency int
+	rate        float64
+	timeout     time.Duration
+	retries     int
+	shuffle     bool
+	seed        uint64
+	shard       string
+	excludes    []string
+	maxTargets  uint64
+	allowHuge   bool
+
+	output     string
+	outputFile string
+	alive      bool
+	dead       bool
+	progress   string
+	quiet      bool
+
+	cluster *clusterFlags // --server, --detach and credentials (submit.go)
+
+	// Not flags: what the command tells runSweep about its job.
+	fdsPerTarget int // open files one target in flight needs, to fit -c under ulimit -n
+	// results, when set, builds the writer of the text format (ssh: output
+	// lines prefixed by host, or gathered); a nil Writer keeps the default.
+	results func(w, stderr io.Writer) (output.Writer, error)
+	// extraSinks are further writers every Result goes to (ssh --outdir).
+	extraSinks []func() (output.Writer, error)
+}
+
+// sweepDefaults are the per-command defaults of the sweep flags.
+type sweepDefaults struct {
+	Timeout      time.Duration // per attempt; 0 = none
+	FDsPerTarget int
+}
+
+// addSweepFlags binds the shared flags to cmd.
+func addSweepFlags(cmd *cobra.Command, d sweepDefaults) *sweepFlags {
+	f := &sweepFlags{fdsPerTarget: d.FDsPerTarget}
+	fl := cmd.Flags()
+	fl.SortFlags = false
+	fl.IntVarP(&f.concurrency, "concurrency", "c", engine.DefaultConcurrency, "targets in flight at most")
+	fl.Float64Var(&f.rate, "rate", 0, "targets started per second (0 = unlimited)")
+	fl.DurationVar(&f.timeout, "timeout", d.Timeout, "per attempt (0 = no limit)")
+	fl.IntVar(&f.retries, "retries", 0, "extra attempts after a timeout or refusal, with backoff")
+	fl.BoolVar(&f.shuffle, "shuffle", false, "visit targets in a pseudo-random order (spreads load over subnets)")
+	fl.Uint64Var(&f.seed, "seed", 0, "seed of --shuffle (same seed, same order)")
+	fl.StringVar(&f.shard, "shard", "", "run only the i-th of n disjoint slices, as i/n (1/3 .. 3/3)")
+	fl.StringArrayVar(&f.excludes, "exclude", nil, "remove targets (same syntax as TARGETS; repeatable)")
+	fl.Uint64Var(&f.maxTargets, "max-targets", target.DefaultMaxTargets, "refuse target sets larger than this")
+	fl.BoolVar(&f.allowHuge, "allow-huge", false, "accept IPv6 prefixes of /64 and larger")
+	fl.StringVarP(&f.output, "output", "o", "text", "result format: text, jsonl or csv")
+	fl.StringVar(&f.outputFile, "output-file", "", "write results to FILE instead of stdout")
+	fl.BoolVar(&f.alive, "alive", false, "show only targets that are up")
+	fl.BoolVar(&f.dead, "dead", false, "show only targets that are not up")
+	fl.StringVar(&f.progress, "progress", "auto", "progress bar on stderr: auto (when a terminal), always, never")
+	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no summary on stderr")
+	f.cluster = addClusterFlags(cmd)
+	return f
+}
+
+// fill completes spec with the sweep flags' engine and target options. Bad
+// values are usage errors.
+func (f *sweepFlags) fill(spec *fanout.Spec) error {
+	if f.concurrency < 1 {
+		return usageErrorf("--concurrency %d: want 1 or more", f.concurrency)
+	}
+	if f.rate < 0 {
+		return usageErrorf("--rate %g: want 0 (unlimited) or more", f.rate)
+	}
+	if f.timeout < 0 {
+		return usageErrorf("--timeout %v: want 0 (no limit) or more", f.timeout)
+	}
+	if f.retries < 0 {
+		return usageErrorf("--retries %d: want 0 or more", f.retries)
+	}
+	if f.maxTargets < 1 {
+		return usageErrorf("--max-targets %d: want 1 or more", f.maxTargets)
+	}
+	if !slices.Contains(output.Formats, f.output) {
+		return usageErrorf("--output %q: want one of %s", f.output, strings.Join(output.Formats, ", "))
+	}
+	switch f.progress {
+	case "auto", "always", "never":
+	default:
+		return usageErrorf("--progress %q: want auto, always or never", f.progress)
+	}
+	if f.shard != "" {
+		i, n, err := target.ParseShard(f.shard)
+		if err != nil {
+			return usageError(fmt.Errorf("--shard: %w", err))
+		}
+		spec.ShardI, spec.ShardN = i, n
+	}
+	spec.Excludes = append(spec.Excludes, f.excludes...)
+	spec.MaxTargets = f.maxTargets
+	spec.AllowHuge = f.allowHuge
+	spec.Shuffle, spec.Seed = f.shuffle, f.seed
+	spec.Concurrency, spec.Rate, spec.Timeout, spec.Retries = f.concurrency, f.rate, f.timeout, f.retries
+	return nil
+}
+
+// jobOptions encodes a kind's Config for Spec.JobOptions.
+func jobOptions(cfg any) json.RawMessage {
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		panic(fmt.Sprintf("encode job options %T: %v", cfg, err)) // a Config is plain data
+	}
+	return b
+}
+
+// plan is one sweep, checked and ready: nothing has been sent yet.
+type plan struct {
+	spec  fanout.Spec
+	set   target.Set
+	order target.Order
+	job   fanout.Job
+	opts  engine.Options
+
+	// sinks receive every finished Result, in order (under sinkMu: a
+	// ticker flushes them).
+	sinks  []output.Writer
+	sinkMu sync.Mutex
+	// closers run after the sinks are closed (output files).
+	closers []func() error
+
+	// execute runs the sweep and calls emit once per finished Result.
+	execute func(ctx context.Context, p *plan, c *engine.Counters, emit func(job.Result)) error
+}
+
+// runLocal runs the plan in this process.
+func runLocal(ctx context.Context, p *plan, c *engine.Counters, emit func(job.Result)) error {
+	return fanout.Sweep(ctx, p.set, p.job, fanout.Options{Options: p.opts, Order: p.order, Counters: c, OnResult: emit})
+}
+
+// runSweep runs spec (Job, JobOptions and Targets filled in by the command)
+// with the shared flags f. It returns nil when every target is up, and an
+// exitError otherwise (1 some not up, 2 usage, 130 interrupted).
+func runSweep(cmd *cobra.Command, f *sweepFlags, spec fanout.Spec) error {
+	stderr := cmd.ErrOrStderr()
+
+	// 1. Everything the user typed is checked before any traffic.
+	if err := f.fill(&spec); err != nil {
+		return err
+	}
+	p, err := newPlan(cmd.InOrStdin(), spec)
+	if err != nil {
+		return err
+	}
+	p.opts.Concurrency = fitConcurrency(stderr, p.opts.Concurrency, f.fdsPerTarget)
+
+	// 2. Sinks. Opened before the sweep: an unwritable --output-file is a
+	// usage error, not a lost sweep.
+	if err := openSinks(cmd, f, p); err != nil {
+		return err
+	}
+
+	// 3. Ctrl-C / SIGTERM: stop starting, cancel in flight, flush, exit 130.
+	// A second signal kills the process the default way.
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() { <-ctx.Done(); stop() }()
+
+	// 4. How the spec is run: on a cluster with --server (which may just
+	// submit and detach), else here.
+	detached, err := f.cluster.apply(ctx, cmd, p)
+	if err != nil || detached {
+		return err
+	}
+	if p.execute == nil {
+		p.execute = runLocal
+	}
+	return p.run(ctx, cmd.Context(), f, stderr)
+}
+
+// newPlan inlines "-" and @FILE, parses targets and order and builds the job.
+// Every error is a usage error naming the input.
+func newPlan(stdin io.Reader, spec fanout.Spec) (*plan, error) {
+	var err error
+	if spec, err = spec.Inline(stdin); err != nil {
+		return nil, usageError(err)
+	}
+	if len(spec.Targets) == 0 {
+		return nil, usageErrorf("no targets given (%s)", target.Accepted)
+	}
+	p := &plan{spec: spec}
+	if p.set, err = spec.Set(nil); err != nil {
+		return nil, usageError(err)
+	}
+	if p.job, err = spec.NewJob(); err != nil {
+		return nil, usageError(err)
+	}
+	if p.set, err = expand(p.set, p.job, spec.MaxTargets); err != nil {
+		return nil, usageError(err)
+	}
+	if p.order, err = spec.Order(p.set.Len()); err != nil {
+		return nil, usageError(err)
+	}
+	p.opts = spec.EngineOptions()
+	return p, nil
+}
+
+// expander is a job that visits several targets per host (tcp: one per
+// port); its product set is checked against the limit like any other.
+type expander interface {
+	Expand(target.Set) target.Set
+}
+
+func expand(set target.Set, j fanout.Job, max uint64) (target.Set, error) {
+	x, ok := j.(expander)
+	if !ok {
+		return set, nil
+	}
+	hosts := set.Len()
+	set = x.Expand(set)
+	if max == 0 {
+		max = target.DefaultMaxTargets
+	}
+	if n := set.Len(); n < hosts || n > max {
+		return nil, fmt.Errorf("%w: %d hosts make %d %s targets, more than the limit of %d; raise it with --max-targets N",
+			target.ErrTooMany, hosts, n, j.Kind(), max)
+	}
+	return set, nil
+}
+
+// fitConcurrency raises the open-file limit and lowers c to fit it, warning.
+func fitConcurrency(stderr io.Writer, c, fdsPerTarget int) int {
+	if _, err := engine.RaiseFileLimit(); err != nil {
+		fmt.Fprintf(stderr, "fanout: warning: %v\n", err)
+	}
+	c, warn := engine.FitConcurrency(c, fdsPerTarget)
+	if warn != "" {
+		fmt.Fprintf(stderr, "fanout: warning: %s\n", warn)
+	}
+	return c
+}
+
+// openSinks sets up the result writers: the chosen format on stdout or
+// --output-file. Later sinks (a store) are appended here.
+func openSinks(cmd *cobra.Command, f *sweepFlags, p *plan) error {
+	var w io.Writer = cmd.OutOrStdout()
+	if f.outputFile != "" {
+		file, err := os.Create(f.outputFile)
+		if err != nil {
+			return usageError(fmt.Errorf("--output-file: %w", err))
+		}
+		p.closers = append(p.closers, file.Close)
+		w = file
+	}
+	var rw output.Writer
+	var err error
+	if f.results != nil && f.output == "text" {
+		if rw, err = f.results(w, cmd.ErrOrStderr()); err != nil {
+			return usageError(err)
+		}
+	}
+	if rw == nil {
+		if rw, err = output.New(f.output, w, output.Filter{Alive: f.alive, Dead: f.dead}); err != nil {
+			return usageError(fmt.Errorf("--output: %w", err))
+		}
+	}
+	p.sinks = append(p.sinks, rw)
+	for _, open := range f.extraSinks {
+		s, err := open()
+		if err != nil {
+			p.closeSinks()
+			return usageError(err)
+		}
+		p.sinks = append(p.sinks, s)
+	}
+	return nil
+}
+
+// run executes the plan, delivering Results to the sinks, the progress bar
+// and the summary, and maps the outcome to an exit code. parent is the
+// context without the signal handler: a write failure cancels the sweep
+// through its own cancel, and is told apart from an interrupt.
+func (p *plan) run(sigCtx, parent context.Context, f *sweepFlags, stderr io.Writer) error {
+	ctx, cancel := context.WithCancel(sigCtx)
+	defer cancel()
+
+	var c engine.Counters
+	sum := output.NewSummary()
+	var notUp int64
+	var writeErr error
+
+	stopProgress := startProgress(stderr, f.progress, p.order.Len(), &c)
+	stopFlush := p.flushEvery(flushEvery)
+	began := time.Now()
+	err := p.execute(ctx, p, &c, func(r job.Result) {
+		sum.Add(r)
+		if r.Status != job.Up {
+			notUp++
+		}
+		if writeErr != nil {
+			return
+		}
+		if werr := p.write(r); werr != nil {
+			writeErr = fmt.Errorf("write result: %w", werr)
+			cancel() // results are no longer kept: stop sending
+		}
+	})
+	elapsed := time.Since(began)
+	stopFlush()
+	stopProgress()
+
+	if cerr := p.closeSinks(); cerr != nil && writeErr == nil {
+		writeErr = fmt.Errorf("write result: %w", cerr)
+	}
+
+	interrupted := sigCtx.Err() != nil && parent.Err() == nil
+	if !f.quiet {
+		_ = sum.Print(stderr, elapsed, interrupted, c.Interrupted.Load())
+	}
+	switch {
+	case writeErr != nil:
+		return &exitError{code: ExitSomeNotUp, err: writeErr}
+	case interrupted:
+		return exitCode(ExitInterrupted)
+	case err != nil && !errors.Is(err, context.Canceled):
+		return &exitError{code: ExitSomeNotUp, err: err}
+	case notUp > 0:
+		return exitCode(ExitSomeNotUp)
+	}
+	return nil
+}
+
+// flushEvery is how often buffered results are pushed out, so a slow sweep
+// piped into another program (or watched in a file) still streams.
+const flushEvery = 200 * time.Millisecond
+
+// flusher is a sink that buffers and can be flushed (output's line writers).
+type flusher interface{ Flush() error }
+
+// write hands r to every sink.
+func (p *plan) write(r job.Result) error {
+	p.sinkMu.Lock()
+	defer p.sinkMu.Unlock()
+	for _, s := range p.sinks {
+		if err := s.Write(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// flushEvery flushes the sinks every d until stop is called (sinks are
+// written from the engine's goroutine, hence the lock).
+func (p *plan) flushEvery(d time.Duration) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				p.sinkMu.Lock()
+				for _, s := range p.sinks {
+					if fl, ok := s.(flusher); ok {
+						_ = fl.Flush() // a failing sink fails its next Write
+					}
+				}
+				p.sinkMu.Unlock()
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// closeSinks flushes every sink, then closes the files under them, and
+// returns the first error.
+func (p *plan) closeSinks() error {
+	var first error
+	for _, s := range p.sinks {
+		if err := s.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	for _, c := range p.closers {
+		if err := c(); err != nil && first == nil {
+			first = err
+		}
+	}
+	p.sinks, p.closers = nil, nil
+	return first
+}
+
+// startProgress shows the progress bar on stderr per --progress, and returns
+// the function that removes it.
+func startProgress(stderr io.Writer, mode string, total uint64, c *engine.Counters) (stop func()) {
+	file, ok := stderr.(*os.File)
+	if !ok || mode == "never" || (mode == "auto" && !output.IsTerminal(file)) {
+		return func() {}
+	}
+	snap := func() output.Progress {
+		return output.Progress{
+			Done: c.Done.Load(), Total: c.Total.Load(), Up: c.Up.Load(), Down: c.Down.Load(),
+			Errors: c.Errors.Load(), InFlight: c.InFlight.Load(), Rate: c.Rate(),
+		}
+	}
+	var once sync.Once
+	stopBar := output.StartProgress(file, int64(total), snap)
+	return func() { once.Do(stopBar) }
+}

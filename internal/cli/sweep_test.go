@@ -1,0 +1,327 @@
+package cli_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/csv"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fanout/fanout/job"
+)
+
+// downIf2 is an exec command that fails for 127.0.0.2 only.
+var downIf2 = []string{"--", "sh", "-c", `test "$1" != 127.0.0.2`, "sh", "{}"}
+
+func TestExitCodes(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"all up", []string{"exec", "127.0.0.1-3", "--", "true"}, 0},
+		{"all down", []string{"exec", "127.0.0.1-3", "--", "false"}, 1},
+		{"some down", append([]string{"exec", "127.0.0.1-3"}, downIf2...), 1},
+		{"down one excluded", append([]string{"exec", "127.0.0.1-3", "--exclude", "127.0.0.2"}, downIf2...), 0},
+		{"timeout", []string{"exec", "--timeout", "100ms", "127.0.0.1", "--", "sleep", "5"}, 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := fanout(t, "", tc.args...)
+			if r.code != tc.code {
+				t.Fatalf("fanout %q: exit %d, want %d\nstdout: %s\nstderr: %s", tc.args, r.code, tc.code, r.stdout, r.stderr)
+			}
+		})
+	}
+}
+
+func TestJSONL(t *testing.T) {
+	t.Parallel()
+	r := fanout(t, "", append([]string{"exec", "-o", "jsonl", "-q", "127.0.0.1-3"}, downIf2...)...)
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1; stderr: %s", r.code, r.stderr)
+	}
+	if r.stderr != "" {
+		t.Errorf("-q: stderr not empty:\n%s", r.stderr)
+	}
+	got := byHost(results(t, r.stdout))
+	if len(got) != 3 {
+		t.Fatalf("got %d results, want 3:\n%s", len(got), r.stdout)
+	}
+	for host, want := range map[string]job.Status{"127.0.0.1": job.Up, "127.0.0.2": job.Down, "127.0.0.3": job.Up} {
+		if got[host].Status != want {
+			t.Errorf("%s: status %q, want %q", host, got[host].Status, want)
+		}
+		if got[host].Job != "exec" || got[host].Attempts != 1 || got[host].Start.IsZero() {
+			t.Errorf("%s: envelope not filled: %+v", host, got[host])
+		}
+	}
+	if d := got["127.0.0.2"]; d.Class != job.ClassExit || d.ExitCode == nil || *d.ExitCode != 1 {
+		t.Errorf("127.0.0.2: class %q exit %v, want exit 1", d.Class, d.ExitCode)
+	}
+	if got["127.0.0.3"].Index != 2 {
+		t.Errorf("127.0.0.3: index %d, want 2", got["127.0.0.3"].Index)
+	}
+}
+
+func TestCSV(t *testing.T) {
+	t.Parallel()
+	r := fanout(t, "", append([]string{"exec", "-o", "csv", "127.0.0.1-3"}, downIf2...)...)
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1; stderr: %s", r.code, r.stderr)
+	}
+	recs, err := csv.NewReader(strings.NewReader(r.stdout)).ReadAll()
+	if err != nil {
+		t.Fatalf("csv: %v\n%s", err, r.stdout)
+	}
+	if len(recs) != 4 {
+		t.Fatalf("got %d records, want a header and 3 rows:\n%s", len(recs), r.stdout)
+	}
+	col := map[string]int{}
+	for i, name := range recs[0] {
+		col[name] = i
+	}
+	for _, name := range []string{"index", "host", "status"} {
+		if _, ok := col[name]; !ok {
+			t.Fatalf("header %q lacks %q", recs[0], name)
+		}
+	}
+	status := map[string]string{}
+	for _, rec := range recs[1:] {
+		status[rec[col["host"]]] = rec[col["status"]]
+	}
+	want := map[string]string{"127.0.0.1": "up", "127.0.0.2": "down", "127.0.0.3": "up"}
+	for h, s := range want {
+		if status[h] != s {
+			t.Errorf("%s: status %q, want %q (all: %v)", h, status[h], s, status)
+		}
+	}
+}
+
+// TestFilters: --alive / --dead choose the lines printed, in every format,
+// and the exit code still counts every target.
+func TestFilters(t *testing.T) {
+	t.Parallel()
+	for _, format := range []string{"text", "jsonl", "csv"} {
+		for flag, want := range map[string]string{"--alive": "127.0.0.3", "--dead": "127.0.0.2"} {
+			r := fanout(t, "", append([]string{"exec", "-o", format, flag, "127.0.0.2-3"}, downIf2...)...)
+			if r.code != 1 {
+				t.Errorf("%s %s: exit %d, want 1", format, flag, r.code)
+			}
+			other := "127.0.0.2"
+			if want == other {
+				other = "127.0.0.3"
+			}
+			if !strings.Contains(r.stdout, want) || strings.Contains(r.stdout, other) {
+				t.Errorf("-o %s %s: want %s only, got:\n%s", format, flag, want, r.stdout)
+			}
+		}
+	}
+}
+
+func TestTextAndSummary(t *testing.T) {
+	t.Parallel()
+	r := fanout(t, "", append([]string{"exec", "127.0.0.1-3"}, downIf2...)...)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("want 3 lines of text, got:\n%s", r.stdout)
+	}
+	for _, l := range lines {
+		if !strings.Contains(l, "127.0.0.") {
+			t.Errorf("line %q names no target", l)
+		}
+	}
+	// The summary counts by status; no progress bar on a pipe.
+	if !strings.Contains(r.stderr, "2") || !strings.Contains(r.stderr, "1") || !strings.Contains(strings.ToLower(r.stderr), "up") {
+		t.Errorf("summary on stderr lacks the counts:\n%s", r.stderr)
+	}
+	if strings.Contains(r.stderr, "\r") {
+		t.Errorf("progress bar drawn on a pipe with --progress auto:\n%q", r.stderr)
+	}
+}
+
+func TestOutputFile(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "out.jsonl")
+	r := fanout(t, "", "exec", "-o", "jsonl", "--output-file", file, "127.0.0.1-4", "--", "true")
+	if r.code != 0 || r.stdout != "" {
+		t.Fatalf("exit %d, stdout %q; stderr: %s", r.code, r.stdout, r.stderr)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(results(t, string(b))); n != 4 {
+		t.Errorf("%d results in the file, want 4", n)
+	}
+	r = fanout(t, "", "exec", "--output-file", filepath.Join(file, "sub"), "127.0.0.1", "--", "true")
+	if r.code != 2 || !strings.Contains(r.stderr, "sub") {
+		t.Errorf("unwritable --output-file: exit %d, stderr %s", r.code, r.stderr)
+	}
+}
+
+// TestTargetSources: @FILE (comments, blank lines), "-", excludes, node-sets.
+func TestTargetSources(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "hosts")
+	if err := os.WriteFile(file, []byte("# lab hosts\n127.0.0.1\n\n127.0.0.[2-3] # a node-set\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := fanout(t, "127.0.0.9\n127.0.0.10\n", "exec", "-o", "jsonl", "@"+file, "-", "--exclude", "127.0.0.2", "--", "true")
+	if r.code != 0 {
+		t.Fatalf("exit %d; stderr: %s", r.code, r.stderr)
+	}
+	var hosts []string
+	for _, res := range results(t, r.stdout) {
+		hosts = append(hosts, res.Host)
+	}
+	slices.Sort(hosts)
+	want := []string{"127.0.0.1", "127.0.0.10", "127.0.0.3", "127.0.0.9"}
+	if !slices.Equal(hosts, want) {
+		t.Errorf("targets %v, want %v", hosts, want)
+	}
+}
+
+// TestOrder: --shard takes a contiguous slice of the canonical order,
+// --shuffle with a seed is reproducible and a permutation.
+func TestOrder(t *testing.T) {
+	t.Parallel()
+	indexes := func(args ...string) []uint64 {
+		t.Helper()
+		r := fanout(t, "", append([]string{"exec", "-c", "1", "-o", "jsonl", "-q"}, append(args, "--", "true")...)...)
+		if r.code != 0 {
+			t.Fatalf("fanout %q: exit %d; stderr: %s", args, r.code, r.stderr)
+		}
+		var ix []uint64
+		for _, res := range results(t, r.stdout) {
+			ix = append(ix, res.Index)
+		}
+		return ix
+	}
+	if got := indexes("--shard", "2/3", "127.0.0.1-9"); !slices.Equal(got, []uint64{3, 4, 5}) {
+		t.Errorf("--shard 2/3 of 9: indexes %v, want [3 4 5]", got)
+	}
+	a := indexes("--shuffle", "--seed", "7", "127.0.0.0/27")
+	b := indexes("--shuffle", "--seed", "7", "127.0.0.0/27")
+	if !slices.Equal(a, b) {
+		t.Errorf("--shuffle --seed 7 twice: %v then %v", a, b)
+	}
+	sorted := slices.Clone(a)
+	slices.Sort(sorted)
+	if len(a) != 32 || sorted[0] != 0 || sorted[31] != 31 || slices.Equal(a, sorted) {
+		t.Errorf("--shuffle of 32: %v is not a shuffled permutation", a)
+	}
+}
+
+// TestInterrupt: SIGINT or SIGTERM stops the sweep, the finished Result is flushed, the
+// summary is printed, the exit code is 130, and no command survives.
+func TestInterrupt(t *testing.T) {
+	t.Parallel()
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			t.Parallel()
+			testInterrupt(t, sig)
+		})
+	}
+}
+
+func testInterrupt(t *testing.T, sig syscall.Signal) {
+	dir := t.TempDir()
+	// A sleep under a name of its own, to find survivors in /proc.
+	sleep := filepath.Join(dir, "sleep-fanout-test")
+	path, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep command")
+	}
+	if err := os.Symlink(path, sleep); err != nil {
+		t.Fatal(err)
+	}
+	script := `case "$1" in 127.0.0.1) echo quick;; *) "$2" 30;; esac`
+	cmd := exec.Command(fanoutBin(t), "exec", "-o", "jsonl", "127.0.0.1-5", "--", "sh", "-c", script, "sh", "{}", sleep)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+
+	// Wait for the quick target's Result, then for the sleeps to be running.
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var out []string
+	select {
+	case l := <-lines:
+		out = append(out, l)
+	case <-time.After(20 * time.Second):
+		t.Fatal("no result within 20s")
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(survivors(t, sleep)) < 4; {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d sleeps running", len(survivors(t, sleep)))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	start := time.Now()
+	if err := cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	for l := range lines {
+		out = append(out, l)
+	}
+	err = cmd.Wait()
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("exit took %v after %v", took, sig)
+	}
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+		t.Errorf("exit: %v, want code 130; stderr:\n%s", err, stderr.String())
+	}
+	rs := results(t, strings.Join(out, "\n"))
+	if len(rs) != 1 || rs[0].Host != "127.0.0.1" || rs[0].Status != job.Up || string(rs[0].Stdout) != "quick\n" {
+		t.Errorf("want the one finished result (127.0.0.1 up), got %+v", rs)
+	}
+	if !strings.Contains(strings.ToLower(stderr.String()), "interrupt") {
+		t.Errorf("summary does not say the sweep was interrupted:\n%s", stderr.String())
+	}
+	if s := survivors(t, sleep); len(s) != 0 {
+		t.Errorf("%d commands survived the sweep: pids %v", len(s), s)
+	}
+}
+
+// survivors are the pids whose command line runs name.
+func survivors(t *testing.T, name string) []string {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Skip("no /proc")
+	}
+	var pids []string
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		if argv0, _, _ := strings.Cut(string(b), "\x00"); argv0 == name {
+			pids = append(pids, e.Name())
+		}
+	}
+	return pids
+}
