@@ -110,7 +110,7 @@ func open(path string, o openOptions) (*Store, error) {
 	}
 	// One connection per *sql.DB would serialize readers behind the writer;
 	// WAL lets them run side by side, and busy_timeout waits out the writer lock.
-	dsn := "file:" + path + "?_busy_timeout=10000&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate"
+	dsn := "file:" + path + "?_busy_timeout=10000&_synchronous=NORMAL&_txlock=immediate"
 	if o.readOnly {
 		dsn += "&mode=ro"
 	}
@@ -123,11 +123,35 @@ func open(path string, o openOptions) (*Store, error) {
 		db.Close()
 		return nil, s.describe("open", err)
 	}
+	if !o.readOnly {
+		if err := s.walMode(); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	if err := s.migrate(o.schema); err != nil {
 		db.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// walMode switches the file to WAL (persistent: once per file). The switch
+// does not wait on SQLite's busy handler, so a concurrent opener retries.
+func (s *Store) walMode() error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var mode string
+		err := s.db.QueryRow(`PRAGMA journal_mode=WAL`).Scan(&mode)
+		if err == nil {
+			return nil
+		}
+		var se *sqlite.Error
+		if !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return s.describe("open", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // checkFile creates path with mode 0600 when asked to, and refuses a file
@@ -137,10 +161,13 @@ func checkFile(path string, create bool) error {
 	if errors.Is(err, os.ErrNotExist) && create {
 		// SQLite gives its -wal and -shm files the main file's mode.
 		nf, cerr := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-		if cerr != nil {
+		if cerr == nil {
+			return nf.Close()
+		}
+		if !errors.Is(cerr, os.ErrExist) { // else: another process created it just now
 			return fmt.Errorf("create %s: %w", path, unwrapPathError(cerr))
 		}
-		return nf.Close()
+		f, err = os.Open(path)
 	}
 	if err != nil {
 		return fmt.Errorf("open %s: %w", path, unwrapPathError(err))
