@@ -7,8 +7,10 @@ package cli
 // Extension points, for the owners of later features:
 //   - a sink: add it to plan.sinks in openSinks (a store appends its own
 //     output.Writer there, and sets plan.opts.Skip for resume);
-//   - how the spec is run: plan.execute defaults to runLocal (a cluster
-//     submitter sets its own func in runSweep, step 4).
+//   - a writer of the command's own (ssh: inline or gathered output):
+//     sweepFlags.results and sweepFlags.extraSinks;
+//   - how the spec is run: plan.execute defaults to runLocal; --server sets
+//     a cluster submitter instead (clusterFlags.apply, runSweep step 4).
 
 import (
 	"context"
@@ -200,7 +202,11 @@ func runSweep(cmd *cobra.Command, f *sweepFlags, spec fanout.Spec) error {
 	// 4. How the spec is run: on a cluster with --server (which may just
 	// submit and detach), else here.
 	detached, err := f.cluster.apply(ctx, cmd, p)
-	if err != nil || detached {
+	if detached {
+		return err // apply closed the sinks
+	}
+	if err != nil {
+		_ = p.closeSinks()
 		return err
 	}
 	if p.execute == nil {
