@@ -24,6 +24,7 @@ trap 'rm -rf "$work"' EXIT
 # FANOUT_BIN names a prebuilt binary; by default this tree is built.
 FANOUT=${FANOUT_BIN:-$work/fanout}
 [ -n "${FANOUT_BIN:-}" ] || go build -o "$FANOUT" ./cmd/fanout || exit 1
+go build -o "$work/ping_floor" ./bench/ping_floor || exit 1
 
 echo "== bench/ping.sh $(date -u +%FT%TZ) on $(nproc) cores, lab namespace $FANOUT_LAB"
 echo "uptime at start: $(uptime)"
@@ -71,6 +72,8 @@ run "fanout ping -q --alive 127.0.0.0/16" 65536 "$FANOUT" ping -q --alive 127.0.
 fanout_wall=$WALL
 fanout16_rss=$RSS
 echo "  fanout is $(ratio "$fping_wall" "$fanout_wall")x faster than fping (want >= 1.3x, and exactly 65536 found)"
+run "floor: bare Go loop, one raw socket, sendto" 65536 "$work/ping_floor"
+echo "  fanout takes $(ratio "$fanout_wall" "$WALL")x the floor's time on this machine now"
 if command -v zmap >/dev/null; then
 	sysctl -qw net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.lo.route_localnet=1 2>/dev/null
 	run "zmap -M icmp_echoscan -i lo -r 0 -c 1" 65536 bash -c 'zmap_alive "$@"' _ 127.0.0.0/16

@@ -23,6 +23,7 @@ import (
 const (
 	batchMax  = 64 // messages per sendmmsg / recvmmsg
 	resolvers = 32 // concurrent name lookups
+	reapTick  = 5 * time.Millisecond
 )
 
 // slot is the state of one target in flight. Slots are reused; gen tells a
@@ -465,7 +466,11 @@ func (s *sweep) settle(i uint32, out []job.Result) []job.Result {
 
 func (s *sweep) result(sl *slot) job.Result {
 	r := job.For(sl.t, Kind)
-	r.Addr = sl.addr.String()
+	if sl.t.Host == "" {
+		r.Addr = r.Host // the address, already formatted
+	} else {
+		r.Addr = sl.addr.String()
+	}
 	r.Attempts = 1
 	r.Sent, r.Recv = int(sl.sent), int(sl.recv)
 	r.Start, r.End = s.epoch.Add(time.Duration(sl.startNs)), time.Now()
@@ -630,7 +635,9 @@ func (s *sweep) reaper(ctx context.Context) {
 				return
 			}
 		}
-		timer.Reset(time.Duration(next - now))
+		// Wake at most every reapTick: timeouts are reaped a little late
+		// rather than costing a wakeup per request.
+		timer.Reset(max(time.Duration(next-now), reapTick))
 		select {
 		case <-timer.C:
 		case <-ctx.Done():
