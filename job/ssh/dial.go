@@ -27,11 +27,11 @@ const clientVersion = "SSH-2.0-fanout"
 // holding one of the job's handshake slots meanwhile. A connection reset or
 // closed before the server's banner (sshd's MaxStartups, a full accept queue)
 // is retried after a short, jittered pause.
-func (j *Job) connect(ctx context.Context, hs hostSettings) (*ssh.Client, net.Conn, error) {
+func (j *Job) connect(ctx context.Context, hs hostSettings) (*link, error) {
 	select {
 	case j.sem <- struct{}{}:
 	case <-ctx.Done():
-		return nil, nil, ctxErr(ctx, "waiting for a handshake slot")
+		return nil, ctxErr(ctx, "waiting for a handshake slot")
 	}
 	defer func() { <-j.sem }()
 
@@ -45,22 +45,41 @@ func (j *Job) connect(ctx context.Context, hs hostSettings) (*ssh.Client, net.Co
 	cc.KeyExchanges = j.kex
 	backoff := 50 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		client, conn, err := j.handshake(ctx, hs, cc)
+		// The handshake's crypto grows a goroutine's stack to tens of KB;
+		// run on a short-lived goroutine, that stack goes back to the
+		// runtime's cache for the next handshake, instead of staying with
+		// this session while its command runs.
+		var l *link
+		var err error
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			l, err = j.handshake(ctx, hs, cc)
+		}()
+		<-done
 		if err == nil {
-			return client, conn, nil
+			return l, nil
 		}
 		var be *bannerError
 		if !errors.As(err, &be) || attempt >= j.cfg.HandshakeRetries || ctx.Err() != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		d := backoff/2 + rand.N(backoff)
 		backoff *= 2
 		select {
 		case <-time.After(d):
 		case <-ctx.Done():
-			return nil, nil, err
+			return nil, err
 		}
 	}
+}
+
+// link is an authenticated SSH connection, before any channel.
+type link struct {
+	conn  ssh.Conn
+	chans <-chan ssh.NewChannel
+	reqs  <-chan *ssh.Request
+	raw   net.Conn
 }
 
 // bannerError is a connection lost before the server said anything: a
@@ -74,7 +93,7 @@ func (e *bannerError) Unwrap() error { return e.err }
 
 // handshake makes one attempt: TCP connect (direct or through the bastion),
 // SSH handshake, authentication, all within hs.connect.
-func (j *Job) handshake(ctx context.Context, hs hostSettings, cc *ssh.ClientConfig) (*ssh.Client, net.Conn, error) {
+func (j *Job) handshake(ctx context.Context, hs hostSettings, cc *ssh.ClientConfig) (*link, error) {
 	hctx, cancel := context.WithTimeout(ctx, hs.connect)
 	defer cancel()
 	addr := hs.addr()
@@ -82,13 +101,13 @@ func (j *Job) handshake(ctx context.Context, hs hostSettings, cc *ssh.ClientConf
 	if err != nil {
 		switch {
 		case ctx.Err() != nil:
-			return nil, nil, ctxErr(ctx, "connect")
+			return nil, ctxErr(ctx, "connect")
 		case hctx.Err() != nil:
-			return nil, nil, &timeoutError{what: "connect", after: hs.connect}
+			return nil, &timeoutError{what: "connect", after: hs.connect}
 		case errors.Is(err, syscall.ECONNRESET):
-			return nil, nil, &bannerError{err} // reset as it was accepted: shed
+			return nil, &bannerError{err} // reset as it was accepted: shed
 		}
-		return nil, nil, err
+		return nil, err
 	}
 	cr := &countingConn{Conn: conn}
 	deadline, _ := hctx.Deadline()
@@ -100,21 +119,21 @@ func (j *Job) handshake(ctx context.Context, hs hostSettings, cc *ssh.ClientConf
 	if err != nil {
 		conn.Close()
 		if ctx.Err() != nil {
-			return nil, nil, ctxErr(ctx, "handshake")
+			return nil, ctxErr(ctx, "handshake")
 		}
 		if isTimeout(err) || (!stopped && hctx.Err() != nil) {
 			if cr.read.Load() == 0 {
-				return nil, nil, &bannerError{&timeoutError{what: "SSH banner", after: hs.connect}}
+				return nil, &bannerError{&timeoutError{what: "SSH banner", after: hs.connect}}
 			}
-			return nil, nil, &timeoutError{what: "handshake", after: hs.connect}
+			return nil, &timeoutError{what: "handshake", after: hs.connect}
 		}
 		if cr.read.Load() == 0 && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
-			return nil, nil, &bannerError{err}
+			return nil, &bannerError{err}
 		}
-		return nil, nil, err
+		return nil, err
 	}
 	_ = conn.SetDeadline(time.Time{})
-	return ssh.NewClient(c, chans, reqs), conn, nil
+	return &link{conn: c, chans: chans, reqs: reqs, raw: conn}, nil
 }
 
 // dial opens the TCP connection, through the ProxyJump bastion if any.
@@ -190,7 +209,10 @@ func (j *Job) bastion(ctx context.Context, spec string) (*bastion, error) {
 		// Not under ctx: the bastion serves the whole sweep, not this target.
 		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), hs.connect)
 		defer cancel()
-		b.client, _, b.err = j.handshake(bctx, hs, cc)
+		var l *link
+		if l, b.err = j.handshake(bctx, hs, cc); b.err == nil {
+			b.client = ssh.NewClient(l.conn, l.chans, l.reqs)
+		}
 	})
 	if b.err != nil {
 		j.dropBastion(spec, b)

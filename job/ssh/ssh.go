@@ -14,20 +14,15 @@
 package ssh
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
-	"strconv"
 	"sync"
 	"time"
-
-	"golang.org/x/crypto/ssh"
 
 	"github.com/fanout/fanout/job"
 	"github.com/fanout/fanout/target"
@@ -185,105 +180,16 @@ func (j *Job) run(ctx context.Context, t target.Target, r job.Result) job.Result
 	if t.Addr.IsValid() && hs.hostname == t.Name() {
 		r.Addr = t.Addr.String()
 	}
-	client, conn, err := j.connect(ctx, hs)
+	l, err := j.connect(ctx, hs)
 	if err != nil {
 		return fail(r, err)
 	}
-	defer client.Close()
-	if ra, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
+	defer l.conn.Close()
+	if ra, ok := l.raw.RemoteAddr().(*net.TCPAddr); ok {
 		r.Addr = ra.IP.String()
 	}
 	r.RTT = time.Since(r.Start)
-	return j.exec(ctx, client, r)
-}
-
-// exec runs the command in a session of client.
-func (j *Job) exec(ctx context.Context, client *ssh.Client, r job.Result) job.Result {
-	sess, err := client.NewSession()
-	if err != nil {
-		return fail(r, fmt.Errorf("open session: %w", err))
-	}
-	defer sess.Close()
-	stdout := &bounded{max: j.cfg.MaxOutput}
-	stderr := &bounded{max: j.cfg.MaxOutput}
-	sess.Stdout, sess.Stderr = stdout, stderr
-	if j.cfg.Stdin != nil {
-		sess.Stdin = bytes.NewReader(j.cfg.Stdin)
-	}
-	if err := sess.Start(j.cfg.Command); err != nil {
-		return fail(r, fmt.Errorf("start command: %w", err))
-	}
-	done := make(chan error, 1)
-	go func() { done <- sess.Wait() }()
-	var timer <-chan time.Time
-	if j.cfg.CommandTimeout > 0 {
-		tm := time.NewTimer(j.cfg.CommandTimeout)
-		defer tm.Stop()
-		timer = tm.C
-	}
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		client.Close() // cuts the session; Wait returns
-		<-done
-		err = ctx.Err()
-		if errors.Is(err, context.DeadlineExceeded) {
-			err = &timeoutError{what: "command", after: time.Since(r.Start)}
-		}
-	case <-timer:
-		client.Close()
-		<-done
-		err = &timeoutError{what: "command", after: j.cfg.CommandTimeout}
-	}
-	r.Stdout, r.Stderr = stdout.bytes(), stderr.bytes()
-	r.Truncated = stdout.truncated || stderr.truncated
-	var ee *ssh.ExitError
-	switch {
-	case err == nil:
-		code := 0
-		r.ExitCode = &code
-		r.Status = job.Up
-	case errors.As(err, &ee):
-		code := ee.ExitStatus()
-		r.ExitCode = &code
-		r.Status, r.Class = job.Down, job.ClassExit
-		if ee.Signal() != "" {
-			r.Error = "killed by signal " + ee.Signal()
-		} else {
-			r.Error = "exit status " + strconv.Itoa(code)
-		}
-	default:
-		r = fail(r, err)
-	}
-	return r
-}
-
-// bounded keeps the first max bytes written to it and counts the rest.
-type bounded struct {
-	buf       []byte
-	max       int
-	truncated bool
-}
-
-func (b *bounded) Write(p []byte) (int, error) {
-	if room := b.max - len(b.buf); room > 0 {
-		if len(p) > room {
-			b.buf = append(b.buf, p[:room]...)
-			b.truncated = true
-		} else {
-			b.buf = append(b.buf, p...)
-		}
-	} else if len(p) > 0 {
-		b.truncated = true
-	}
-	return len(p), nil // keep draining: a blocked remote would hang the session
-}
-
-func (b *bounded) bytes() []byte {
-	if b.buf == nil {
-		return []byte{}
-	}
-	return b.buf
+	return j.exec(ctx, l, r)
 }
 
 // targetNamed is a target for a host given as text (the bastion).
