@@ -78,7 +78,7 @@ func TestPingDeadSlash20(t *testing.T) {
 	if wall > 4*time.Second {
 		t.Errorf("took %v, want about the 1s timeout", wall)
 	}
-	r = fanout(t, "", "ping", "-q", "--dead", "--timeout", "300ms", "127.1.0.0/24", "127.0.0.0/24")
+	r = fanout(t, "", "ping", "-q", "--dead", "--timeout", "1s", "127.1.0.0/24", "127.0.0.0/24")
 	if n := strings.Count(r.stdout, " is unreachable (timeout"); n != 256 || strings.Count(r.stdout, "\n") != 256 {
 		t.Errorf("--dead printed %d unreachable lines:\n%s", n, r.stdout)
 	}
@@ -88,7 +88,7 @@ func TestPingDeadSlash20(t *testing.T) {
 func TestPingMixed(t *testing.T) {
 	lab.Require(t)
 	t.Parallel()
-	r := fanout(t, "", "ping", "--timeout", "500ms", "-o", "jsonl",
+	r := fanout(t, "", "ping", "--timeout", "1s", "-o", "jsonl",
 		"127.0.2.0/24", "127.1.2.0/25", "::1", "localhost", "127.0.3.1-10", "--exclude", "127.0.3.5")
 	rs := results(t, r.stdout)
 	var up, down int
@@ -119,7 +119,7 @@ func TestPingCount(t *testing.T) {
 	lab.Require(t)
 	t.Parallel()
 	begin := time.Now()
-	r := fanout(t, "", "ping", "--count", "3", "--interval", "200ms", "--timeout", "500ms", "-o", "jsonl", "127.0.4.1-20")
+	r := fanout(t, "", "ping", "--count", "3", "--interval", "200ms", "--timeout", "1s", "-o", "jsonl", "127.0.4.1-20")
 	wall := time.Since(begin)
 	if r.code != 0 {
 		t.Fatalf("exit %d; stderr %s", r.code, r.stderr)
@@ -136,7 +136,7 @@ func TestPingCount(t *testing.T) {
 	if wall < 400*time.Millisecond {
 		t.Errorf("3 requests 200ms apart took %v", wall)
 	}
-	r = fanout(t, "", "ping", "-q", "--count", "2", "--interval", "100ms", "--timeout", "300ms", "127.0.4.1", "127.1.4.1")
+	r = fanout(t, "", "ping", "-q", "--count", "2", "--interval", "100ms", "--timeout", "1s", "127.0.4.1", "127.1.4.1")
 	if !strings.Contains(r.stdout, "127.0.4.1 is alive (") || !strings.Contains(r.stdout, "2/2 received)") ||
 		!strings.Contains(r.stdout, "127.1.4.1 is unreachable (timeout, 0/2 received)") {
 		t.Errorf("text:\n%s", r.stdout)
@@ -163,7 +163,7 @@ func TestPingConcurrentProcesses(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			out, _ := exec.CommandContext(ctx, bin, "ping", "--count", "4", "--interval", "100ms",
-				"--timeout", "400ms", "-o", "jsonl", "127.0.6.0/24", "127.1.6.0/28").Output()
+				"--timeout", "1s", "-o", "jsonl", "127.0.6.0/24", "127.1.6.0/28").Output()
 			outs[k] = string(out)
 		}()
 	}
@@ -242,7 +242,7 @@ func asNobody(t *testing.T, args ...string) *exec.Cmd {
 func TestPingUnprivileged(t *testing.T) {
 	lab.Require(t)
 	t.Parallel()
-	out, err := asNobody(t, "ping", "--timeout", "500ms", "-o", "jsonl", "127.0.7.0/24", "127.1.7.0/28", "::1").Output()
+	out, err := asNobody(t, "ping", "--timeout", "1s", "-o", "jsonl", "127.0.7.0/24", "127.1.7.0/28", "::1").Output()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Fatalf("as nobody: %v (want exit 1): %s", err, out)
 	}

@@ -8,12 +8,15 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
 	"golang.org/x/time/rate"
 
 	"github.com/fanout/fanout/job"
@@ -85,6 +88,7 @@ type sweep struct {
 
 	conns   [2]*conn // [0] IPv4, [1] IPv6: opened on first use, by the sender
 	connErr [2]error
+	drained [2]int64 // under mu: every reply that arrived before it was applied
 
 	mu       sync.Mutex
 	closed   bool // sockets closed: open no more
@@ -370,6 +374,7 @@ func (s *sweep) schedule(news []target.Target, batch []outgoing, out []job.Resul
 		if s.conns[fam] == nil && s.connErr[fam] == nil {
 			s.conns[fam], s.connErr[fam] = listen(fam == 1, s.j.cfg.Socket)
 			if s.connErr[fam] == nil {
+				s.drained[fam] = now
 				s.wg.Add(1)
 				go s.receiver(s.conns[fam])
 			}
@@ -612,9 +617,18 @@ func (s *sweep) reaper(ctx context.Context) {
 	for {
 		s.mu.Lock()
 		now := s.now()
+		// A request times out once its deadline has passed and every
+		// receiver has since found its socket empty: a reply that came in
+		// time is never reaped while it waits to be read.
+		limit := now
+		for fam, c := range s.conns {
+			if c != nil {
+				limit = min(limit, s.drained[fam])
+			}
+		}
 		next := int64(-1)
 		for s.timeouts.len() > 0 {
-			if d := s.timeouts.front().deadline; d > now {
+			if d := s.timeouts.front().deadline; d > limit {
 				next = d
 				break
 			}
@@ -652,52 +666,96 @@ type event struct {
 	src     netip.Addr
 	unreach string // empty for an echo reply
 	wrong   bool   // verified only against the slot's address, not the source
-	rtt     time.Duration
+	at      int64  // arrival on the sweep's clock
 }
 
 // receiver reads c in batches until c is closed.
 func (s *sweep) receiver(c *conn) {
 	defer s.wg.Done()
+	fam := 0
+	if c.v6 {
+		fam = 1
+	}
 	bufSize := max(512, icmpHeaderLen+s.payload+128)
 	ms := make([]ipv4.Message, batchMax)
 	for i := range ms {
 		ms[i].Buffers = [][]byte{make([]byte, bufSize)}
+		ms[i].OOB = make([]byte, oobSize)
 	}
 	var (
 		evs []event
 		out []job.Result
 	)
 	for {
+		// The deadline wakes an idle receiver every reapTick to say the
+		// socket was empty: the reaper waits for that before timing out.
+		t0 := s.now()
+		_ = c.pc.SetReadDeadline(s.epoch.Add(time.Duration(t0) + reapTick))
 		n, err := c.b.ReadBatch(ms, 0)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			switch {
+			case errors.Is(err, net.ErrClosed):
 				return
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				s.mu.Lock()
+				s.drained[fam] = t0
+				s.mu.Unlock()
+			default:
+				time.Sleep(time.Millisecond) // a transient error must not spin
 			}
-			time.Sleep(time.Millisecond) // a transient error must not spin
 			continue
 		}
-		now := s.now()
+		wall, mono := time.Now().UnixNano(), s.now()
 		evs = evs[:0]
 		for i := range ms[:n] {
-			if ev, ok := s.parse(c, &ms[i], now); ok {
+			if ev, ok := s.parse(c, &ms[i], arrival(&ms[i], wall, mono)); ok {
 				evs = append(evs, ev)
 			}
-		}
-		if len(evs) == 0 {
-			continue
 		}
 		s.mu.Lock()
 		for _, ev := range evs {
 			out = s.apply(ev, out)
+		}
+		if n < len(ms) {
+			// The read took all there was: every reply that arrived
+			// before t0 has been applied.
+			s.drained[fam] = t0
 		}
 		s.mu.Unlock()
 		out = s.deliver(out)
 	}
 }
 
+// oobSize holds one SCM_TIMESTAMPNS control message.
+var oobSize = unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{})))
+
+// arrival is when the kernel received m (SO_TIMESTAMPNS), on the sweep's
+// clock; mono (read at wall) when the kernel gave no timestamp. RTTs and
+// timeouts are judged by arrival, not by when a busy receiver got to it.
+func arrival(m *ipv4.Message, wall, mono int64) int64 {
+	oob := m.OOB[:m.NN]
+	const hdr = unix.SizeofCmsghdr
+	for len(oob) >= hdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		l := int(h.Len)
+		if l < hdr || l > len(oob) {
+			break
+		}
+		if h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_TIMESTAMPNS && l >= unix.CmsgLen(int(unsafe.Sizeof(unix.Timespec{}))) {
+			ts := (*unix.Timespec)(unsafe.Pointer(&oob[unix.CmsgLen(0)]))
+			if age := wall - ts.Nano(); age >= 0 && age < int64(time.Minute) {
+				return mono - age
+			}
+			break
+		}
+		oob = oob[min(len(oob), unix.CmsgSpace(l-unix.CmsgLen(0))):]
+	}
+	return mono
+}
+
 // parse reads one message: an echo reply or an ICMP error quoting one of
 // our requests. Anything else is counted as foreign and dropped.
-func (s *sweep) parse(c *conn, m *ipv4.Message, now int64) (event, bool) {
+func (s *sweep) parse(c *conn, m *ipv4.Message, at int64) (event, bool) {
 	b := m.Buffers[0][:m.N]
 	var src netip.Addr
 	if c.raw && !c.v6 {
@@ -725,7 +783,7 @@ func (s *sweep) parse(c *conn, m *ipv4.Message, now int64) (event, bool) {
 		if !ok {
 			break
 		}
-		ev := event{e: e, src: src, rtt: time.Duration(now - e.p.sent)}
+		ev := event{e: e, src: src, at: at}
 		// When it does not verify against its source it may still be ours,
 		// answered from another address: apply decides, knowing what we probed.
 		ev.wrong = !s.key.valid(e, src)
@@ -806,22 +864,24 @@ func (s *sweep) apply(ev event, out []job.Result) []job.Result {
 		}
 		return s.settle(i, out)
 	}
-	if testSet(s.answeredBits(i), p.num) {
+	if w, m := p.num/64, uint64(1)<<(p.num%64); s.answeredBits(i)[w]&m != 0 {
 		s.stats.duplicate.Add(1)
 		return out
-	}
-	if testSet(s.resolvedBits(i), p.num) {
-		s.stats.late.Add(1) // timed out (or failed) before it came
+	} else if s.resolvedBits(i)[w]&m != 0 || ev.at > p.sent+s.timeout {
+		s.stats.late.Add(1) // came after its timeout, reaped or not yet
 		return out
 	}
+	testSet(s.answeredBits(i), p.num)
+	testSet(s.resolvedBits(i), p.num)
+	rtt := max(time.Duration(ev.at-p.sent), time.Microsecond/10)
 	s.stats.replies.Add(1)
 	sl.recv++
-	sl.rttSum += ev.rtt
-	if sl.recv == 1 || ev.rtt < sl.rttMin {
-		sl.rttMin = ev.rtt
+	sl.rttSum += rtt
+	if sl.recv == 1 || rtt < sl.rttMin {
+		sl.rttMin = rtt
 	}
-	if ev.rtt > sl.rttMax {
-		sl.rttMax = ev.rtt
+	if rtt > sl.rttMax {
+		sl.rttMax = rtt
 	}
 	return s.settle(i, out)
 }

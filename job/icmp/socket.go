@@ -202,7 +202,19 @@ func wrap(pc net.PacketConn, v6, raw bool) *conn {
 		c.b = ipv4.NewPacketConn(pc)
 	}
 	setBuffers(pc)
+	setTimestamps(pc)
 	return c
+}
+
+// setTimestamps asks the kernel to stamp each datagram's arrival.
+func setTimestamps(pc net.PacketConn) {
+	if sc, ok := pc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			_ = rc.Control(func(fd uintptr) {
+				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+			})
+		}
+	}
 }
 
 // setBuffers enlarges the socket buffers: past net.core.rmem_max with
