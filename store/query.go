@@ -42,9 +42,9 @@ func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
 }
 
-const resultCols = `idx, host, addr, port, status, class, error, rtt_ns, sent, recv,
-	rtt_min_ns, rtt_avg_ns, rtt_max_ns, exit_code, stdout, stderr, truncated, attempts,
-	start_ns, end_ns, worker`
+const resultCols = `sweep_idx & 1099511627775, host, COALESCE(addr, host), port, status, COALESCE(class, ''),
+	COALESCE(error, ''), rtt_ns, sent, recv, rtt_min_ns, rtt_avg_ns, rtt_max_ns, exit_code, stdout, stderr,
+	truncated, attempts, start_ns, end_ns, COALESCE(worker, '')`
 
 // Results calls fn with sweep id's Results that match q, in index order,
 // streaming (a /8 is never held in memory). fn's error stops the scan.
@@ -54,8 +54,8 @@ func (s *Store) Results(ctx context.Context, id int64, q Query, fn func(job.Resu
 		return err
 	}
 	where, args := q.where()
-	return s.scan(ctx, sw.Spec.Job, `SELECT `+resultCols+` FROM results WHERE sweep=?`+where+` ORDER BY idx`,
-		append([]any{id}, args...), fn)
+	return s.scan(ctx, sw.Spec.Job, `SELECT `+resultCols+` FROM results WHERE `+inSweep(id)+where+` ORDER BY sweep_idx`,
+		args, fn)
 }
 
 // ResultsByTarget calls fn with sweep id's Results ordered by target (host,
@@ -65,20 +65,20 @@ func (s *Store) ResultsByTarget(ctx context.Context, id int64, fn func(job.Resul
 	if err != nil {
 		return err
 	}
-	return s.scan(ctx, sw.Spec.Job, `SELECT `+resultCols+` FROM results WHERE sweep=? ORDER BY host, port, idx`,
-		[]any{id}, fn)
+	return s.scan(ctx, sw.Spec.Job, `SELECT `+resultCols+` FROM results WHERE `+inSweep(id)+` ORDER BY host, port, sweep_idx`,
+		nil, fn)
 }
 
 // Slowest returns up to n of sweep id's up Results with the longest RTT.
 func (s *Store) Slowest(ctx context.Context, id int64, n int) ([]job.Result, error) {
-	return s.collect(ctx, id, `SELECT `+resultCols+` FROM results WHERE sweep=? AND status='up' AND rtt_ns>0
-		ORDER BY rtt_ns DESC, idx LIMIT ?`, n)
+	return s.collect(ctx, id, `SELECT `+resultCols+` FROM results WHERE `+inSweep(id)+` AND status='up' AND rtt_ns>0
+		ORDER BY rtt_ns DESC, sweep_idx LIMIT ?`, n)
 }
 
 // Failing returns up to n of sweep id's Results that are not up, in index order.
 func (s *Store) Failing(ctx context.Context, id int64, n int) ([]job.Result, error) {
-	return s.collect(ctx, id, `SELECT `+resultCols+` FROM results WHERE sweep=? AND status<>'up'
-		ORDER BY idx LIMIT ?`, n)
+	return s.collect(ctx, id, `SELECT `+resultCols+` FROM results WHERE `+inSweep(id)+` AND status<>'up'
+		ORDER BY sweep_idx LIMIT ?`, n)
 }
 
 func (s *Store) collect(ctx context.Context, id int64, q string, n int) ([]job.Result, error) {
@@ -87,7 +87,7 @@ func (s *Store) collect(ctx context.Context, id int64, q string, n int) ([]job.R
 		return nil, err
 	}
 	var out []job.Result
-	err = s.scan(ctx, sw.Spec.Job, q, []any{id, n}, func(r job.Result) error {
+	err = s.scan(ctx, sw.Spec.Job, q, []any{n}, func(r job.Result) error {
 		out = append(out, r)
 		return nil
 	})
@@ -149,7 +149,7 @@ type Point struct {
 // Points calls fn with every Result of sweep id in its light form, in storage
 // order: a full scan that reads a fraction of each row.
 func (s *Store) Points(ctx context.Context, id int64, fn func(Point) error) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT idx, host, addr, status, class, rtt_ns FROM results WHERE sweep=?`, id)
+	rows, err := s.db.QueryContext(ctx, `SELECT sweep_idx & 1099511627775, host, COALESCE(addr, host), status, COALESCE(class, ''), rtt_ns FROM results WHERE `+inSweep(id))
 	if err != nil {
 		return s.describe("read results from", err)
 	}

@@ -25,17 +25,17 @@ var migrations = []string{
 		reason     TEXT NOT NULL DEFAULT '',
 		created_ns INTEGER NOT NULL
 	);
-	-- rowid order is commit order (cheap appends even for shuffled sweeps);
-	-- the unique index makes (sweep, idx) the key, so a duplicate is ignored.
+	-- One B-tree, keyed by sweep<<40 | idx: no second index to maintain per
+	-- insert, a duplicate (sweep, idx) is ignored, and a sweep's results are
+	-- one contiguous range in index order. The view result_rows spells the key out.
 	CREATE TABLE results(
-		sweep      INTEGER NOT NULL,
-		idx        INTEGER NOT NULL,
+		sweep_idx  INTEGER PRIMARY KEY,
 		host       TEXT NOT NULL,
-		addr       TEXT NOT NULL DEFAULT '',
+		addr       TEXT,                    -- NULL: same as host (binding NULL is cheaper than a string)
 		port       INTEGER NOT NULL DEFAULT 0,
 		status     TEXT NOT NULL,
-		class      TEXT NOT NULL DEFAULT '',
-		error      TEXT NOT NULL DEFAULT '',
+		class      TEXT,                    -- NULL when up
+		error      TEXT,
 		rtt_ns     INTEGER NOT NULL DEFAULT 0,
 		sent       INTEGER NOT NULL DEFAULT 0,
 		recv       INTEGER NOT NULL DEFAULT 0,
@@ -49,12 +49,11 @@ var migrations = []string{
 		attempts   INTEGER NOT NULL DEFAULT 0,
 		start_ns   INTEGER NOT NULL DEFAULT 0,
 		end_ns     INTEGER NOT NULL DEFAULT 0,
-		worker     TEXT NOT NULL DEFAULT ''
-	);
-	CREATE UNIQUE INDEX results_key ON results(sweep, idx);`,
+		worker     TEXT                     -- NULL locally
+	);`,
 
 	// 2: runs (a sweep resumed n times has n+1), for durations and history;
-	// an index for --status/--class queries.
+	// a view for people who query the file with sqlite3.
 	`CREATE TABLE runs(
 		sweep    INTEGER NOT NULL,
 		run      INTEGER NOT NULL,
@@ -68,16 +67,28 @@ var migrations = []string{
 	);
 	INSERT INTO runs(sweep, run, start_ns, last_ns, end_ns, state, reason)
 		SELECT id, 1, created_ns,
-			COALESCE((SELECT MAX(end_ns) FROM results r WHERE r.sweep=sweeps.id), created_ns),
-			CASE WHEN state='running' THEN NULL ELSE COALESCE((SELECT MAX(end_ns) FROM results r WHERE r.sweep=sweeps.id), created_ns) END,
+			COALESCE((SELECT MAX(end_ns) FROM results r WHERE r.sweep_idx BETWEEN sweeps.id<<40 AND (sweeps.id<<40)+1099511627775), created_ns),
+			CASE WHEN state='running' THEN NULL ELSE COALESCE((SELECT MAX(end_ns) FROM results r
+				WHERE r.sweep_idx BETWEEN sweeps.id<<40 AND (sweeps.id<<40)+1099511627775), created_ns) END,
 			state, reason FROM sweeps;
-	CREATE INDEX results_status ON results(sweep, status, class);`,
+	CREATE VIEW result_rows AS SELECT sweep_idx>>40 AS sweep, sweep_idx&1099511627775 AS idx, * FROM results;`,
 }
 
 // SchemaVersion is the schema this fanout writes.
 const SchemaVersion = 2
 
 func currentVersion() int { return len(migrations) }
+
+// idxBits is the width of a target index in a results key (sweep<<40 | idx):
+// a trillion targets per sweep, 2^23 sweeps per file.
+const idxBits = 40
+
+const maxIdx = 1<<idxBits - 1
+
+// inSweep is the SQL condition selecting sweep id's results, in index order.
+func inSweep(id int64) string {
+	return fmt.Sprintf("sweep_idx BETWEEN %d AND %d", id<<idxBits, id<<idxBits|maxIdx)
+}
 
 // migrate identifies the file and brings its schema to version target, in
 // one immediate transaction: two processes opening a new file at once do not

@@ -338,6 +338,9 @@ func (s *Store) CreateSweep(spec fanout.Spec, meta Meta) (int64, error) {
 	if err != nil {
 		return 0, s.describe("record sweep in", err)
 	}
+	if id >= 1<<(63-idxBits) {
+		return 0, fmt.Errorf("record sweep in %s: the file holds %d sweeps, its limit: start a new file", s.path, id-1)
+	}
 	if _, err := tx.Exec(`INSERT INTO runs(sweep, run, version, start_ns, last_ns, state) VALUES(?,1,?,?,?,?)`,
 		id, meta.Version, start.UnixNano(), start.UnixNano(), string(Running)); err != nil {
 		return 0, s.describe("record sweep in", err)
@@ -514,7 +517,7 @@ func (s *Store) sweeps(where string, args ...any) ([]Sweep, error) {
 // Counts tallies sweep id's stored Results.
 func (s *Store) Counts(id int64) (Counts, error) {
 	c := Counts{Classes: map[string]uint64{}}
-	rows, err := s.db.Query(`SELECT status, class, COUNT(*) FROM results WHERE sweep=? GROUP BY status, class`, id)
+	rows, err := s.db.Query(`SELECT status, COALESCE(class, ''), COUNT(*) FROM results WHERE ` + inSweep(id) + ` GROUP BY 1, 2`)
 	if err != nil {
 		return c, s.describe("count results in", err)
 	}
@@ -545,7 +548,7 @@ func (s *Store) Counts(id int64) (Counts, error) {
 // as a bitmap over [0, n): a /8 costs 2 MB.
 func (s *Store) Done(id int64, n uint64) (*Bitmap, error) {
 	b := NewBitmap(n)
-	rows, err := s.db.Query(`SELECT idx FROM results WHERE sweep=?`, id)
+	rows, err := s.db.Query(`SELECT sweep_idx & 1099511627775 FROM results WHERE ` + inSweep(id))
 	if err != nil {
 		return nil, s.describe("read done targets from", err)
 	}

@@ -331,7 +331,7 @@ func TestMigrations(t *testing.T) {
 		string(spec), time.Unix(1700000000, 0).UnixNano()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := old.db.Exec(`INSERT INTO results(sweep, idx, host, status, end_ns) VALUES(1,0,'a','up',?),(1,2,'c','down',?)`,
+	if _, err := old.db.Exec(`INSERT INTO results(sweep_idx, host, status, end_ns) VALUES(1<<40,'a','up',?),((1<<40)+2,'c','down',?)`,
 		time.Unix(1700000010, 0).UnixNano(), time.Unix(1700000020, 0).UnixNano()); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,7 +18,7 @@ import (
 // WriterOptions tune how Results are batched into transactions.
 type WriterOptions struct {
 	Batch     int           // Results per transaction at most; 0 means 8192
-	Interval  time.Duration // commit at least this often; 0 means 150ms
+	Interval  time.Duration // commit at least this often; 0 means 100ms
 	MaxOutput int           // bytes of stdout and of stderr kept per Result; 0 means 1 MiB
 	// OnError is called once, from the writer's goroutine, when a commit
 	// fails (disk full, read-only): the caller stops the sweep. The failed
@@ -45,8 +46,10 @@ type Writer struct {
 	err     atomic.Pointer[error]
 
 	conn *sql.Conn
-	ins  *sql.Stmt
+	ins  *sql.Stmt // multi rows
+	ins1 *sql.Stmt // one row
 	beat *sql.Stmt
+	args []any
 
 	written atomic.Uint64 // rows inserted (duplicates excluded)
 	commits atomic.Uint64
@@ -59,11 +62,22 @@ type Writer struct {
 // committed): the resume test's "killed during a commit", made certain.
 const crashEnv = "FANOUT_TEST_CRASH_IN_COMMIT"
 
-// insertSQL ignores a Result whose (sweep, idx) is already stored: a
-// redelivered cluster task or a race between runs adds nothing.
-const insertSQL = `INSERT OR IGNORE INTO results(sweep, idx, host, addr, port, status, class, error,
+// insertSQL inserts rows Results, ignoring one whose (sweep, idx) is already
+// stored: a redelivered cluster task or a race between runs adds nothing.
+// Many rows per statement: the per-statement cost dominates small rows.
+func insertSQL(rows int) string {
+	const row = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+	return `INSERT OR IGNORE INTO results(sweep_idx, host, addr, port, status, class, error,
 	rtt_ns, sent, recv, rtt_min_ns, rtt_avg_ns, rtt_max_ns, exit_code, stdout, stderr, truncated,
-	attempts, start_ns, end_ns, worker) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+	attempts, start_ns, end_ns, worker) VALUES` + strings.TrimSuffix(strings.Repeat(row+",", rows), ",")
+}
+
+// cols is the number of values per row of insertSQL; multi the rows per
+// multi-row statement (SQLite allows 32766 variables per statement).
+const (
+	cols  = 21
+	multi = 64
+)
 
 // NewWriter starts a Writer appending Results to sweep id's current run.
 func (s *Store) NewWriter(id int64, o WriterOptions) (*Writer, error) {
@@ -71,7 +85,7 @@ func (s *Store) NewWriter(id int64, o WriterOptions) (*Writer, error) {
 		o.Batch = 8192
 	}
 	if o.Interval <= 0 {
-		o.Interval = 150 * time.Millisecond
+		o.Interval = 100 * time.Millisecond
 	}
 	if o.MaxOutput <= 0 {
 		o.MaxOutput = 1 << 20
@@ -90,15 +104,25 @@ func (s *Store) NewWriter(id int64, o WriterOptions) (*Writer, error) {
 		conn.Close()
 		return nil, s.describe("write results to", err)
 	}
-	if w.ins, err = conn.PrepareContext(ctx, insertSQL); err != nil {
+	// A big page cache keeps the B-tree's inner pages in memory for shuffled
+	// sweeps of millions of targets (inserts land anywhere in the key range).
+	if _, err := conn.ExecContext(ctx, `PRAGMA cache_size=-65536`); err != nil {
 		conn.Close()
 		return nil, s.describe("write results to", err)
 	}
-	if w.beat, err = conn.PrepareContext(ctx, `UPDATE runs SET last_ns=? WHERE sweep=? AND run=?`); err != nil {
-		w.ins.Close()
+	w.ins, err = conn.PrepareContext(ctx, insertSQL(multi))
+	if err == nil {
+		w.ins1, err = conn.PrepareContext(ctx, insertSQL(1))
+	}
+	if err == nil {
+		w.beat, err = conn.PrepareContext(ctx, `UPDATE runs SET last_ns=? WHERE sweep=? AND run=?`)
+	}
+	if err != nil {
+		w.closeStmts()
 		conn.Close()
 		return nil, s.describe("write results to", err)
 	}
+	w.args = make([]any, 0, cols*multi)
 	if v, err := strconv.ParseInt(os.Getenv(crashEnv), 10, 64); err == nil {
 		w.crashIn = v
 	}
@@ -149,13 +173,20 @@ func (w *Writer) Close() error {
 	}
 	close(w.batches)
 	<-w.done
-	w.ins.Close()
-	w.beat.Close()
+	w.closeStmts()
 	w.conn.Close()
 	if e := w.err.Load(); e != nil {
 		return *e
 	}
 	return nil
+}
+
+func (w *Writer) closeStmts() {
+	for _, st := range []*sql.Stmt{w.ins, w.ins1, w.beat} {
+		if st != nil {
+			st.Close()
+		}
+	}
 }
 
 // Err is the error that stopped the writer, or nil.
@@ -223,44 +254,69 @@ func (w *Writer) insert(b []job.Result) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	ins := tx.StmtContext(ctx, w.ins)
+	defer tx.Rollback()
+	ins, ins1 := tx.StmtContext(ctx, w.ins), tx.StmtContext(ctx, w.ins1)
 	var n uint64
-	for i := range b {
-		r := &b[i]
-		var exit any
-		if r.ExitCode != nil {
-			exit = int64(*r.ExitCode)
+	for lo := 0; lo < len(b); {
+		st, hi := ins, lo+multi
+		if hi > len(b) {
+			st, hi = ins1, lo+1
 		}
-		stdout, t1 := bound(r.Stdout, w.o.MaxOutput)
-		stderr, t2 := bound(r.Stderr, w.o.MaxOutput)
-		res, err := ins.ExecContext(ctx, w.sweep, int64(r.Index), r.Host, r.Addr, r.Port,
-			string(r.Status), string(r.Class), r.Error,
-			int64(r.RTT), r.Sent, r.Recv, int64(r.RTTMin), int64(r.RTTAvg), int64(r.RTTMax),
-			exit, stdout, stderr, boolInt(r.Truncated || t1 || t2),
-			r.Attempts, unixNano(r.Start), unixNano(r.End), r.Worker)
-		if err != nil {
-			tx.Rollback()
-			return 0, fmt.Errorf("index %d: %w", r.Index, err)
+		w.args = w.args[:0]
+		for i := lo; i < hi; i++ {
+			if b[i].Index > maxIdx {
+				return 0, fmt.Errorf("index %d: beyond the store's limit of %d targets per sweep", b[i].Index, uint64(maxIdx)+1)
+			}
+			w.args = w.appendRow(w.args, &b[i])
 		}
-		if k, err := res.RowsAffected(); err == nil {
-			n += uint64(k)
-		}
-		if w.crashIn > 0 && int64(w.commits.Load())+1 == w.crashIn && i == len(b)/2 {
+		if w.crashIn > 0 && int64(w.commits.Load())+1 == w.crashIn && lo >= len(b)/2 {
 			if p, err := os.FindProcess(os.Getpid()); err == nil {
 				p.Kill() // SIGKILL: no deferred function, no rollback, no close
 			}
 			select {}
 		}
+		res, err := st.ExecContext(ctx, w.args...)
+		if err != nil {
+			return 0, fmt.Errorf("index %d: %w", b[lo].Index, err)
+		}
+		if k, err := res.RowsAffected(); err == nil {
+			n += uint64(k)
+		}
+		lo = hi
 	}
 	if _, err := tx.StmtContext(ctx, w.beat).ExecContext(ctx, time.Now().UnixNano(), w.sweep, w.run); err != nil {
-		tx.Rollback()
 		return 0, err
 	}
 	if err := tx.Commit(); err != nil {
-		tx.Rollback()
 		return 0, err
 	}
 	return n, nil
+}
+
+func (w *Writer) appendRow(args []any, r *job.Result) []any {
+	var exit any
+	if r.ExitCode != nil {
+		exit = int64(*r.ExitCode)
+	}
+	stdout, t1 := bound(r.Stdout, w.o.MaxOutput)
+	stderr, t2 := bound(r.Stderr, w.o.MaxOutput)
+	var addr any = r.Addr
+	if r.Addr == r.Host {
+		addr = nil // read back as host
+	}
+	return append(args, w.sweep<<idxBits|int64(r.Index), r.Host, addr, int64(r.Port),
+		string(r.Status), nullIfEmpty(string(r.Class)), nullIfEmpty(r.Error),
+		int64(r.RTT), int64(r.Sent), int64(r.Recv), int64(r.RTTMin), int64(r.RTTAvg), int64(r.RTTMax),
+		exit, stdout, stderr, int64(boolInt(r.Truncated || t1 || t2)),
+		int64(r.Attempts), unixNano(r.Start), unixNano(r.End), nullIfEmpty(r.Worker))
+}
+
+// nullIfEmpty binds "" as NULL: no string to copy into SQLite.
+func nullIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }
 
 // bound keeps b as a blob (nil stays NULL) cut at max bytes.

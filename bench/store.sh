@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# bench/store.sh: what --db costs a sweep. 65,536 loopback ICMP targets with
+# and without --db, alternating, in one run; prints every run, the medians
+# and their ratio (the goal: with --db at most 1.10x without). Run by hand,
+# as root, inside the lab:
+#
+#   bench/lab.sh up && bench/lab.sh exec bash bench/store.sh; bench/lab.sh down
+#
+# ROUNDS (default 5) pairs of runs; TARGETS (default 127.0.0.0/16).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -z "${FANOUT_LAB:-}" ]; then
+	echo "store.sh: run inside the lab: bench/lab.sh exec bash bench/store.sh" >&2
+	exit 2
+fi
+[ -x /usr/bin/time ] || apt-get install -y time >/dev/null
+
+ROUNDS=${ROUNDS:-5}
+TARGETS=${TARGETS:-127.0.0.0/16}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+FANOUT=${FANOUT_BIN:-$work/fanout}
+[ -n "${FANOUT_BIN:-}" ] || go build -o "$FANOUT" ./cmd/fanout || exit 1
+
+echo "== bench/store.sh $(date -u +%FT%TZ) on $(nproc) cores, lab namespace $FANOUT_LAB"
+echo "uptime at start: $(uptime)"
+echo "sweep: fanout ping -q -o jsonl --output-file /dev/null $TARGETS (x$ROUNDS each, alternating)"
+
+# one NAME ARGS...: runs fanout ping with ARGS, prints wall/cpu/rss and the
+# results stored (for --db), appends the wall time to $work/NAME.
+one() {
+	local name=$1
+	shift
+	/usr/bin/time -f "%e %U %S %M" -o "$work/time" "$FANOUT" ping -q -o jsonl --output-file /dev/null "$@" "$TARGETS" 2>"$work/err"
+	local code=$?
+	read -r wall user sys rss < <(tail -1 "$work/time")
+	echo "$wall" >>"$work/$name"
+	local stored=""
+	if [ "$name" = db ]; then
+		stored=$("$FANOUT" sweeps -o jsonl "$work/bench.db" | tail -1 | sed -E 's/.*"done":([0-9]+).*"up":([0-9]+).*/\1 stored, \2 up/')
+	fi
+	printf '  %-8s %6.2f s wall %6.2f s cpu %7.1f MB peak  exit %s  %s\n' \
+		"$name" "$wall" "$(echo "$user + $sys" | bc)" "$(echo "scale=1; $rss / 1024" | bc)" "$code" "$stored"
+	grep -v '^ *$' "$work/err" | grep -v '^sweep ' | head -2 | sed 's/^/           stderr: /'
+}
+
+median() { sort -n "$1" | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+one warmup >/dev/null # page cache, ARP-free loopback, binary in memory
+for i in $(seq "$ROUNDS"); do
+	rm -f "$work"/bench.db*
+	if [ $((i % 2)) = 1 ]; then
+		one plain
+		one db --db "$work/bench.db"
+	else
+		one db --db "$work/bench.db"
+		one plain
+	fi
+done
+plain=$(median "$work/plain")
+db=$(median "$work/db")
+echo "median without --db: ${plain} s"
+echo "median with    --db: ${db} s"
+echo "ratio (with/without): $(echo "scale=3; $db / $plain" | bc)  (goal <= 1.10)"
+echo "uptime at end: $(uptime)"
