@@ -2,6 +2,7 @@ package ssh
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -69,8 +70,8 @@ type Config struct {
 	Kex []string `json:"kex,omitempty"` // key exchange preference; default DefaultKex
 }
 
-// setOption applies one -o Key=Value to c (OpenSSH spelling, case-insensitive
-// key). Options the job does not know are an error naming them.
+// validate checks c before anything is read. Options the job does not
+// know are an error naming them.
 func (c *Config) validate() error {
 	if strings.TrimSpace(c.Command) == "" {
 		return fmt.Errorf("ssh: no command given (fanout ssh TARGETS... -- COMMAND)")
@@ -122,6 +123,10 @@ func checkOption(k, v string) error {
 		if _, err := policyFromOpenSSH(v); err != nil {
 			return err
 		}
+	case "kexalgorithms":
+		if _, err := kexList(v); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -151,4 +156,37 @@ func ParseOption(s string) (key, value string, err error) {
 		return "", "", fmt.Errorf("ssh: option %q: want Key=Value", s)
 	}
 	return key, value, checkOption(key, value)
+}
+
+// supportedKex are the key exchanges x/crypto/ssh implements.
+var supportedKex = []string{
+	"curve25519-sha256", "curve25519-sha256@libssh.org", "mlkem768x25519-sha256",
+	"ecdh-sha2-nistp256", "ecdh-sha2-nistp384", "ecdh-sha2-nistp521",
+	"diffie-hellman-group14-sha256", "diffie-hellman-group16-sha512",
+	"diffie-hellman-group-exchange-sha256", "diffie-hellman-group14-sha1",
+}
+
+// kexList reads an OpenSSH KexAlgorithms value: a list, or +list (append
+// to the default), -list (remove), ^list (put first).
+func kexList(v string) ([]string, error) {
+	op := byte(0)
+	if v != "" && strings.ContainsRune("+-^", rune(v[0])) {
+		op, v = v[0], v[1:]
+	}
+	names := splitList(v)
+	for _, n := range names {
+		if !slices.Contains(supportedKex, n) {
+			return nil, fmt.Errorf("ssh: KexAlgorithms %q: not supported (supported: %s)", n, strings.Join(supportedKex, ","))
+		}
+	}
+	switch op {
+	case '+':
+		return append(slices.Clone(DefaultKex), names...), nil
+	case '-':
+		return slices.DeleteFunc(slices.Clone(DefaultKex), func(k string) bool { return slices.Contains(names, k) }), nil
+	case '^':
+		rest := slices.DeleteFunc(slices.Clone(DefaultKex), func(k string) bool { return slices.Contains(names, k) })
+		return append(names, rest...), nil
+	}
+	return names, nil
 }

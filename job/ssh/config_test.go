@@ -234,3 +234,43 @@ func TestParseOption(t *testing.T) {
 		}
 	}
 }
+
+func TestKexList(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in    string
+		first string
+		n     int
+		err   bool
+	}{
+		{"mlkem768x25519-sha256", "mlkem768x25519-sha256", 1, false},
+		{"curve25519-sha256,ecdh-sha2-nistp256", "curve25519-sha256", 2, false},
+		{"^mlkem768x25519-sha256", "mlkem768x25519-sha256", len(DefaultKex), false},
+		{"-mlkem768x25519-sha256", "curve25519-sha256", len(DefaultKex) - 1, false},
+		{"+diffie-hellman-group16-sha512", "curve25519-sha256", len(DefaultKex) + 1, false},
+		{"sntrup761x25519-sha512@openssh.com", "", 0, true},
+	}
+	for _, tt := range tests {
+		got, err := kexList(tt.in)
+		if (err != nil) != tt.err || (!tt.err && (got[0] != tt.first || len(got) != tt.n)) {
+			t.Errorf("kexList(%q) = %v, %v", tt.in, got, err)
+		}
+	}
+}
+
+func TestConfigFileSweepSettings(t *testing.T) {
+	t.Parallel()
+	fleet := lab.StartSSHFleetT(t, lab.SSHFleetOptions{})
+	h := newHome(t, "")
+	kh := filepath.Join(h.dir, "fleet_known_hosts")
+	os.WriteFile(kh, []byte(fleet.KnownHostsLine()), 0o600)
+	conf := fmt.Sprintf("Host *\n  UserKnownHostsFile %s\n  KexAlgorithms mlkem768x25519-sha256\n", kh)
+	os.WriteFile(filepath.Join(h.dir, ".ssh", "config"), []byte(conf), 0o600)
+	j := newJob(t, Config{Command: "echo hi"}, h.env())
+	if len(j.kex) != 1 || j.kex[0] != "mlkem768x25519-sha256" {
+		t.Errorf("kex %v, want the config's", j.kex)
+	}
+	if r := j.Run(context.Background(), at(1, fleet.Port)); r.Status != job.Up {
+		t.Errorf("with the config's known_hosts: %s/%s %q", r.Status, r.Class, r.Error)
+	}
+}

@@ -112,21 +112,26 @@ func New(c Config, env Env) (*Job, error) {
 		return nil, err
 	}
 	j.kex = DefaultKex
+	// These apply to the whole sweep: the Config, else -o, else the
+	// config file's "Host *" value.
 	if len(c.Kex) > 0 {
 		j.kex = c.Kex
-	}
-	if v := j.conf.option("kexalgorithms"); v != "" {
-		j.kex = splitList(v)
+	} else if v := j.conf.global("KexAlgorithms"); v != "" {
+		if j.kex, err = kexList(v); err != nil {
+			return nil, err
+		}
 	}
 	policy := c.HostKey
-	if v := j.conf.option("stricthostkeychecking"); v != "" {
-		policy, _ = policyFromOpenSSH(v)
+	if v := j.conf.global("StrictHostKeyChecking"); v != "" && policy == "" {
+		if policy, err = policyFromOpenSSH(v); err != nil {
+			return nil, fmt.Errorf("%v (%s)", err, j.conf.path)
+		}
 	}
 	if policy == "" {
 		policy = HostKeyStrict
 	}
 	files := c.KnownHosts
-	if v := j.conf.option("userknownhostsfile"); v != "" {
+	if v := j.conf.global("UserKnownHostsFile"); v != "" && len(files) == 0 {
 		files = splitList(v)
 	}
 	if len(files) == 0 {

@@ -74,8 +74,9 @@ func decodeConfig(data []byte) (f *ssh_config.Config, err error) {
 	return f, nil
 }
 
-// option is a -o value (key lower-case), or "".
-func (sc *sshConfig) option(key string) string { return sc.opts[key] }
+// global is a sweep-wide setting: -o, else the file's value for any host
+// ("Host *"), else "".
+func (sc *sshConfig) global(key string) string { return sc.get("*", key) }
 
 // get is the first value of key for host alias: -o first, then the file.
 func (sc *sshConfig) get(alias, key string) string {

@@ -1,0 +1,188 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/fanout/fanout"
+	jobssh "github.com/fanout/fanout/job/ssh"
+	"github.com/fanout/fanout/output"
+)
+
+func init() { register(newSSHCmd) }
+
+// sshFlags are the ssh command's own flags.
+type sshFlags struct {
+	cfg        jobssh.Config
+	options    []string
+	stdinFile  string
+	gather     bool
+	outdir     string
+	noDefaults bool
+}
+
+func newSSHCmd() *cobra.Command {
+	s := &sshFlags{}
+	var f *sweepFlags
+	cmd := &cobra.Command{
+		Use:   "ssh [flags] TARGETS... -- COMMAND",
+		Short: "Run a command on every target over SSH",
+		Long: `Run COMMAND on every target over SSH and gather what it prints.
+
+Authentication is OpenSSH's: the ssh-agent (SSH_AUTH_SOCK), identity files
+(-i, IdentityFile in ~/.ssh/config, else ~/.ssh/id_ed25519, id_ecdsa, id_rsa;
+an encrypted key's passphrase is asked once, on the terminal), and
+~/.ssh/config (Host patterns, HostName, User, Port, IdentityFile, ProxyJump,
+ConnectTimeout). Host keys are checked against ~/.ssh/known_hosts and an
+unknown or changed key fails that host (--host-key strict); accept-new adds
+unknown keys, off checks nothing.
+
+A target is up when the command exits 0. Output, by default, is every line
+prefixed with its host (like pdsh); --gather prints each distinct output once
+under its hosts (like clush -b); --outdir writes DIR/HOST.stdout and
+DIR/HOST.stderr (like pssh -o/-e); -o jsonl and -o csv give the full Result.
+
+-c bounds the sessions in flight, --max-handshakes the SSH handshakes in
+flight (the costly part for the remote sshd). --timeout bounds the command,
+from the moment the session starts; --connect-timeout the TCP connection,
+handshake and authentication. --retries retries connection failures.
+-o Key=Value sets an ssh_config option (User, Port, IdentityFile, ProxyJump,
+ConnectTimeout, StrictHostKeyChecking, UserKnownHostsFile, KexAlgorithms, ...),
+while -o text|jsonl|csv chooses the result format.`,
+		Example: `  fanout ssh web[01-40].example.com -- uptime
+  fanout ssh --gather -l root 10.1.0.0/24 -- cat /etc/debian_version
+  fanout ssh -c 5000 --max-handshakes 256 -o jsonl @hosts.txt -- 'df -h /'
+  fanout ssh --outdir out/ --timeout 30s @hosts.txt -- journalctl -n 50
+  fanout ssh -J admin@bastion -o StrictHostKeyChecking=accept-new db[1-3] -- hostname`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dash := cmd.ArgsLenAtDash()
+			if dash < 0 || dash == len(args) {
+				return usageErrorf("no command given: want ssh TARGETS... -- COMMAND")
+			}
+			targets := args[:dash]
+			s.cfg.Command = strings.Join(args[dash:], " ")
+			if err := s.finish(cmd, f); err != nil {
+				return err
+			}
+			// The command's deadline is the job's, from session start:
+			// waiting for a handshake slot must not eat into it.
+			s.cfg.CommandTimeout, f.timeout = f.timeout, 0
+			if s.gather && s.outdir != "" {
+				return usageErrorf("--gather and --outdir: choose one")
+			}
+			f.results = s.resultWriter
+			if s.outdir != "" {
+				dir := s.outdir
+				f.extraSinks = append(f.extraSinks, func() (output.Writer, error) { return output.NewOutDir(dir) })
+			}
+			return runSweep(cmd, f, fanout.Spec{
+				Job:        jobssh.Kind,
+				JobOptions: jobOptions(s.cfg),
+				Targets:    targets,
+			})
+		},
+	}
+	// One socket per target in flight, plus the handshake's transient ones.
+	f = addSweepFlags(cmd, sweepDefaults{Timeout: 0, FDsPerTarget: 2})
+	fl := cmd.Flags()
+	fl.StringVarP(&s.cfg.User, "user", "l", "", "remote user (default: ssh config, else the local user)")
+	fl.IntVarP(&s.cfg.Port, "port", "p", 0, "remote port (default: ssh config, else 22)")
+	fl.StringArrayVarP(&s.cfg.Identities, "identity", "i", nil, "identity file (repeatable), tried after the agent's keys")
+	fl.StringVarP(&s.cfg.SSHConfig, "ssh-config", "F", "", `ssh config file ("none" for none; default ~/.ssh/config)`)
+	fl.StringArrayVarP(&s.options, "ssh-option", "O", nil, "ssh_config option Key=Value (repeatable); -o Key=Value too")
+	fl.StringVarP(&s.cfg.ProxyJump, "jump", "J", "", "reach every target through this bastion, [user@]host[:port]")
+	fl.StringVar(&s.cfg.HostKey, "host-key", "", "host key policy: strict, accept-new or off (default: StrictHostKeyChecking of the ssh config, else strict)")
+	fl.StringArrayVar(&s.cfg.KnownHosts, "known-hosts", nil, "known_hosts file (repeatable; default ~/.ssh/known_hosts)")
+	fl.DurationVar(&s.cfg.ConnectTimeout, "connect-timeout", 0, "TCP connect + SSH handshake + auth (default: ssh config, else 10s)")
+	fl.IntVar(&s.cfg.MaxHandshakes, "max-handshakes", jobssh.DefaultMaxHandshakes, "SSH handshakes in flight at most")
+	fl.StringVar(&s.stdinFile, "stdin", "", "send FILE's bytes to every host's command (default: no stdin)")
+	fl.IntVar(&s.cfg.MaxOutput, "max-output", jobssh.DefaultMaxOutput, "bytes of stdout and of stderr kept per host")
+	fl.BoolVarP(&s.gather, "gather", "b", false, "print each distinct output once, under its hosts in node-set form")
+	fl.StringVar(&s.outdir, "outdir", "", "write DIR/HOST.stdout and DIR/HOST.stderr per host")
+	fl.BoolVar(&s.cfg.NoAgent, "no-agent", false, "do not use the ssh-agent")
+	// -o is both fanout's result format and OpenSSH's option flag: a value
+	// with "=" (or a space) is an ssh option.
+	out := fl.Lookup("output")
+	out.Value = &formatOrOption{format: out.Value, options: &s.options}
+	out.Usage = "result format text, jsonl or csv; or an ssh option Key=Value"
+	return cmd
+}
+
+// finish checks and completes the ssh flags.
+func (s *sshFlags) finish(cmd *cobra.Command, f *sweepFlags) error {
+	for _, o := range s.options {
+		k, v, err := jobssh.ParseOption(o)
+		if err != nil {
+			return usageError(err)
+		}
+		if s.cfg.Options == nil {
+			s.cfg.Options = map[string]string{}
+		}
+		if _, dup := s.cfg.Options[k]; !dup { // OpenSSH: the first value wins
+			s.cfg.Options[k] = v
+		}
+	}
+	switch s.cfg.HostKey {
+	case "", jobssh.HostKeyStrict, jobssh.HostKeyAcceptNew, jobssh.HostKeyOff:
+	default:
+		return usageErrorf("--host-key %q: want strict, accept-new or off", s.cfg.HostKey)
+	}
+	if s.cfg.MaxHandshakes < 1 {
+		return usageErrorf("--max-handshakes %d: want 1 or more", s.cfg.MaxHandshakes)
+	}
+	if s.cfg.MaxOutput < 1 {
+		return usageErrorf("--max-output %d: want 1 or more", s.cfg.MaxOutput)
+	}
+	if s.cfg.ConnectTimeout < 0 {
+		return usageErrorf("--connect-timeout %v: want more than 0", s.cfg.ConnectTimeout)
+	}
+	if s.stdinFile != "" {
+		var data []byte
+		var err error
+		if s.stdinFile == "-" {
+			data, err = io.ReadAll(cmd.InOrStdin())
+		} else {
+			data, err = os.ReadFile(s.stdinFile)
+		}
+		if err != nil {
+			return usageError(fmt.Errorf("--stdin: %w", err))
+		}
+		if data == nil {
+			data = []byte{}
+		}
+		s.cfg.Stdin = data
+	}
+	return nil
+}
+
+// resultWriter is the text-mode writer: inline lines, or gathered groups.
+func (s *sshFlags) resultWriter(w, stderr io.Writer) (output.Writer, error) {
+	switch {
+	case s.gather:
+		return output.NewGather(w), nil
+	case s.outdir != "":
+		return nil, nil // the core's one line per host; the output is in the files
+	}
+	return output.NewInline(w, stderr), nil
+}
+
+// formatOrOption is the value of -o: a result format, or an ssh option.
+type formatOrOption struct {
+	format  pflag.Value
+	options *[]string
+}
+
+func (v *formatOrOption) Set(s string) error {
+	if strings.ContainsAny(s, "= \t") {
+		*v.options = append(*v.options, s)
+		return nil
+	}
+	return v.format.Set(s)
+}
+func (v *formatOrOption) String() string { return v.format.String() }
+func (v *formatOrOption) Type() string   { return "format|Key=Value" }
