@@ -74,7 +74,7 @@ type Job struct {
 	args     [][]seg // argv[1:] as literal and placeholder segments
 	needAddr bool
 	max      int
-	env      []string // nil: inherit
+	env      []string // os.Environ() at New, plus Config.Env
 }
 
 var _ job.Job = (*Job)(nil)
@@ -126,14 +126,13 @@ func New(cfg Config) (*Job, error) {
 		}
 		j.args = append(j.args, s)
 	}
-	if len(cfg.Env) > 0 {
-		for _, kv := range cfg.Env {
-			if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
-				return nil, fmt.Errorf("exec: env %q: want KEY=VALUE", kv)
-			}
+	for _, kv := range cfg.Env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return nil, fmt.Errorf("exec: env %q: want KEY=VALUE", kv)
 		}
-		j.env = append(os.Environ(), cfg.Env...)
 	}
+	// Snapshot the environment once: every command gets the same one.
+	j.env = append(os.Environ(), cfg.Env...)
 	return j, nil
 }
 
@@ -175,36 +174,13 @@ func (j *Job) Run(ctx context.Context, t target.Target) job.Result {
 }
 
 func (j *Job) run(ctx context.Context, t target.Target, r *job.Result) {
-	local := func(err error) {
+	c, err := start(j.path, j.Argv(t), j.env)
+	if err != nil {
 		r.Status, r.Class, r.Error = job.Error, job.ClassLocal, err.Error()
-	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		local(err)
 		return
 	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		local(err)
-		return
-	}
-	cmd := &osexec.Cmd{
-		Path: j.path, Args: j.Argv(t), Env: j.env,
-		Stdout: outW, Stderr: errW,
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
-	}
-	err = cmd.Start()
-	outW.Close()
-	errW.Close()
-	if err != nil {
-		outR.Close()
-		errR.Close()
-		local(err)
-		return
-	}
-	pid := cmd.Process.Pid
+	defer c.close()
+	pid := c.pid
 
 	// The leader is reaped only under mu, after which its pid (the group id)
 	// may be reused: a late kill must then not fire.
@@ -224,43 +200,44 @@ func (j *Job) run(ctx context.Context, t target.Target, r *job.Result) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		errOut = readBounded(errR, j.max)
+		errOut = readBounded(c.errp, j.max)
 	}()
 	outc := make(chan capture, 1)
-	go func() { outc <- readBounded(outR, j.max) }()
+	go func() { outc <- readBounded(c.stdout, j.max) }()
 
-	waitExit(pid) // the leader is a zombie now, still holding the group id
+	waitExit(c) // the leader is a zombie now, still holding the group id
 	stop()
+	var ws syscall.WaitStatus
 	mu.Lock()
 	_ = syscall.Kill(-pid, syscall.SIGKILL) // leftovers in its group
 	reaped = true
-	werr := cmd.Wait()
+	_, werr := syscall.Wait4(pid, &ws, 0, nil)
+	for werr == syscall.EINTR {
+		_, werr = syscall.Wait4(pid, &ws, 0, nil)
+	}
 	mu.Unlock()
 
 	// Every writer in the group is dead, so all output is in the pipes:
 	// EOF within drainGrace is usual, but a sibling fork that has not yet
-	// exec'd holds a copy of the write ends, so do not wait for it long.
+	// exec'd may hold a copy of the write ends, so do not wait for it long.
 	deadline := time.Now().Add(drainGrace)
-	outR.SetReadDeadline(deadline)
-	errR.SetReadDeadline(deadline)
+	c.stdout.SetReadDeadline(deadline)
+	c.errp.SetReadDeadline(deadline)
 	out := <-outc
 	wg.Wait()
-	outR.Close()
-	errR.Close()
 
 	r.Stdout, r.Stderr = out.buf, errOut.buf
 	r.Truncated = out.truncated || errOut.truncated
 
-	st, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
 	switch {
-	case cmd.ProcessState == nil:
-		local(werr)
-	case st.Exited() && st.ExitStatus() == 0:
+	case werr != nil:
+		r.Status, r.Class, r.Error = job.Error, job.ClassLocal, "wait: "+werr.Error()
+	case ws.Exited() && ws.ExitStatus() == 0:
 		r.Status = job.Up
 		code := 0
 		r.ExitCode = &code
-	case st.Exited():
-		code := st.ExitStatus()
+	case ws.Exited():
+		code := ws.ExitStatus()
 		r.Status, r.Class, r.ExitCode = job.Down, job.ClassExit, &code
 		r.Error = "exit status " + strconv.Itoa(code)
 	default: // killed by a signal
@@ -269,36 +246,31 @@ func (j *Job) run(ctx context.Context, t target.Target, r *job.Result) {
 			r.Error = "killed: " + ctx.Err().Error()
 			return
 		}
-		code := 128 + int(st.Signal())
+		code := 128 + int(ws.Signal())
 		r.Status, r.Class, r.ExitCode = job.Down, job.ClassExit, &code
-		r.Error = "signal: " + st.Signal().String()
+		r.Error = "signal: " + ws.Signal().String()
 	}
 }
 
-// waitExit blocks until pid has exited, without reaping it.
-func waitExit(pid int) {
-	if pidfdWait(pid) {
+// waitExit blocks until c's process has exited, without reaping it: on its
+// pidfd in the runtime's poller (no OS thread blocked per command), else in
+// waitid.
+func waitExit(c *child) {
+	if c.pidfd != nil && pidfdWait(c.pidfd) {
 		return
 	}
 	var info unix.Siginfo
 	for {
-		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		err := unix.Waitid(unix.P_PID, c.pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
 		if err != unix.EINTR {
 			return
 		}
 	}
 }
 
-// pidfdWait parks the goroutine on a pidfd in the runtime's poller rather
-// than blocking an OS thread in waitid: a wide sweep has thousands of
-// children at once. It reports false when pidfds are unavailable.
-func pidfdWait(pid int) bool {
-	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
-	if err != nil {
-		return false
-	}
-	f := os.NewFile(uintptr(fd), "pidfd")
-	defer f.Close()
+// pidfdWait parks until the pidfd's process has exited; false when the
+// poller cannot wait on it.
+func pidfdWait(f *os.File) bool {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return false
@@ -312,7 +284,7 @@ func pidfdWait(pid int) bool {
 				continue
 			}
 			if err != nil {
-				return true // not ours to wait for after all: let the caller fall back
+				return true // not waitable here: let the caller fall back
 			}
 			break
 		}

@@ -1,0 +1,158 @@
+package exec
+
+import (
+	"context"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/target"
+)
+
+// openFds counts this process's (shared table's) descriptors.
+func openFds(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	if testing.Verbose() {
+		var l []string
+		for _, e := range ents {
+			link, _ := os.Readlink("/proc/self/fd/" + e.Name())
+			l = append(l, e.Name()+"="+link)
+		}
+		t.Log(l)
+	}
+	return len(ents)
+}
+
+// waitSpawnerGone waits for the idle spawner thread to exit.
+func waitSpawnerGone(t *testing.T) {
+	t.Helper()
+	for i := 0; i < 100; i++ {
+		spawner.mu.Lock()
+		running := spawner.running
+		spawner.mu.Unlock()
+		if !running {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("spawner still running long after its idle timeout")
+}
+
+// TestSpawnerNoLeaks: commands leave no descriptor behind, and the idle
+// spawner takes its socket with it.
+func TestSpawnerNoLeaks(t *testing.T) {
+	j, err := New(Config{Argv: []string{"sh", "-c", "echo out; echo err >&2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitSpawnerGone(t)
+	before := openFds(t)
+	for i := 0; i < 50; i++ {
+		r := j.Run(context.Background(), target.Target{Host: "x"})
+		if r.Status != job.Up || string(r.Stdout) != "out\n" || string(r.Stderr) != "err\n" {
+			t.Fatalf("run %d: %s/%s %q %q (%s)", i, r.Status, r.Class, r.Stdout, r.Stderr, r.Error)
+		}
+	}
+	if spawner.broken {
+		t.Error("spawner fell back to forking in place")
+	}
+	waitSpawnerGone(t)
+	if after := openFds(t); after != before {
+		t.Errorf("%d descriptors before, %d after 50 commands", before, after)
+	}
+}
+
+// TestSpawnerTrimsTable: a descriptor open when the spawner started is not
+// kept alive by the spawner's copy of the table: a closed listener's port
+// refuses connections.
+func TestSpawnerTrimsTable(t *testing.T) {
+	waitSpawnerGone(t)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	j, _ := New(Config{Argv: []string{"true"}})
+	if r := j.Run(context.Background(), target.Target{Host: "x"}); r.Status != job.Up {
+		t.Fatalf("%s/%s %s", r.Status, r.Class, r.Error)
+	}
+	ln.Close()
+	c, err := net.DialTimeout("tcp4", addr, time.Second)
+	if err == nil {
+		c.Close()
+		t.Fatal("listener still accepts after Close: the spawner holds a copy")
+	}
+	if !strings.Contains(err.Error(), "refused") {
+		t.Errorf("dial closed listener: %v", err)
+	}
+}
+
+// TestStartHere: the in-place fallback runs commands the same way.
+func TestStartHere(t *testing.T) {
+	t.Parallel()
+	c, err := startHere("/bin/sh", []string{"sh", "-c", "echo out; echo err >&2; exit 4"}, os.Environ())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	out := readBounded(c.stdout, 100)
+	errOut := readBounded(c.errp, 100)
+	waitExit(c)
+	var ws syscall.WaitStatus
+	if _, err := syscall.Wait4(c.pid, &ws, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if string(out.buf) != "out\n" || string(errOut.buf) != "err\n" || ws.ExitStatus() != 4 {
+		t.Errorf("stdout %q stderr %q exit %d", out.buf, errOut.buf, ws.ExitStatus())
+	}
+	if _, err := startHere("/nonexistent", []string{"x"}, nil); err == nil {
+		t.Error("startHere of a missing file succeeded")
+	}
+}
+
+// TestForkCostFlat: with many descriptors open (a wide sweep's pipes), a
+// command still starts quickly, because forks happen from the spawner's
+// small table. Without it, 8,000 descriptors make each fork ~4x slower.
+func TestForkCostFlat(t *testing.T) {
+	if testing.Short() {
+		t.Skip("timing test")
+	}
+	j, _ := New(Config{Argv: []string{"true"}})
+	run := func(n int) time.Duration {
+		begin := time.Now()
+		for i := 0; i < n; i++ {
+			if r := j.Run(context.Background(), target.Target{Host: "x"}); r.Status != job.Up {
+				t.Fatalf("%s/%s %s", r.Status, r.Class, r.Error)
+			}
+		}
+		return time.Since(begin)
+	}
+	run(20) // warm up
+	base := run(100)
+	var files []*os.File
+	for i := 0; i < 4000; i++ {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Skip("cannot open 8000 descriptors: ", err)
+		}
+		files = append(files, r, w)
+	}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	loaded := run(100)
+	t.Logf("100 commands: %v with few descriptors, %v with 8000 open", base, loaded)
+	if loaded > 2*base+200*time.Millisecond {
+		t.Errorf("forks slow down with open descriptors: %v -> %v", base, loaded)
+	}
+}
