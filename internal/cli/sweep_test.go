@@ -325,3 +325,17 @@ func survivors(t *testing.T, name string) []string {
 	}
 	return pids
 }
+
+// TestProgress: the bar is drawn on stderr only when asked for off a terminal.
+func TestProgress(t *testing.T) {
+	t.Parallel()
+	for mode, want := range map[string]bool{"auto": false, "never": false, "always": true} {
+		r := fanout(t, "", "exec", "--progress", mode, "127.0.0.1", "--", "sleep", "0.6")
+		if r.code != 0 {
+			t.Fatalf("--progress %s: exit %d; stderr: %s", mode, r.code, r.stderr)
+		}
+		if got := strings.Contains(r.stderr, "\r"); got != want {
+			t.Errorf("--progress %s on a pipe: bar drawn %v, want %v; stderr %q", mode, got, want, r.stderr)
+		}
+	}
+}

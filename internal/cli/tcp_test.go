@@ -91,31 +91,34 @@ func TestTCPLab(t *testing.T) {
 		{closed, 0, 256, 256},
 	}
 	for _, tc := range cases {
-		r := fanout(t, "", "tcp", "-p", strconv.Itoa(tc.port), "--timeout", "300ms", "-o", "jsonl",
-			"127.0.0.0/24", "127.1.0.0/24")
-		if r.code != 1 {
-			t.Errorf("port %d: exit %d, want 1; stderr: %s", tc.port, r.code, r.stderr)
-		}
-		var up, refused, timeout, other int
-		for _, res := range results(t, r.stdout) {
-			live := strings.HasPrefix(res.Host, "127.0.0.")
-			switch {
-			case res.Status == job.Up && live:
-				up++
-			case res.Status == job.Down && res.Class == job.ClassRefused && live:
-				refused++
-			case res.Status == job.Down && res.Class == job.ClassTimeout && !live:
-				timeout++
-			default:
-				other++
-				if other < 5 {
-					t.Errorf("port %d: unexpected %s %s %s %q", tc.port, res.Host, res.Status, res.Class, res.Error)
+		t.Run(strconv.Itoa(tc.port), func(t *testing.T) {
+			t.Parallel()
+			r := fanout(t, "", "tcp", "-p", strconv.Itoa(tc.port), "--timeout", "1s", "-o", "jsonl",
+				"127.0.0.0/24", "127.1.0.0/24")
+			if r.code != 1 {
+				t.Errorf("port %d: exit %d, want 1; stderr: %s", tc.port, r.code, r.stderr)
+			}
+			var up, refused, timeout, other int
+			for _, res := range results(t, r.stdout) {
+				live := strings.HasPrefix(res.Host, "127.0.0.")
+				switch {
+				case res.Status == job.Up && live:
+					up++
+				case res.Status == job.Down && res.Class == job.ClassRefused && live:
+					refused++
+				case res.Status == job.Down && res.Class == job.ClassTimeout && !live:
+					timeout++
+				default:
+					other++
+					if other < 5 {
+						t.Errorf("port %d: unexpected %s %s %s %q", tc.port, res.Host, res.Status, res.Class, res.Error)
+					}
 				}
 			}
-		}
-		if up != tc.up || refused != tc.refused || timeout != tc.timout || other != 0 {
-			t.Errorf("port %d: up %d refused %d timeout %d other %d; want %d %d %d 0",
-				tc.port, up, refused, timeout, other, tc.up, tc.refused, tc.timout)
-		}
+			if up != tc.up || refused != tc.refused || timeout != tc.timout || other != 0 {
+				t.Errorf("port %d: up %d refused %d timeout %d other %d; want %d %d %d 0",
+					tc.port, up, refused, timeout, other, tc.up, tc.refused, tc.timout)
+			}
+		})
 	}
 }

@@ -128,18 +128,21 @@ func TestHelpAndVersion(t *testing.T) {
 		{[]string{"version"}, 0, "fanout ", ""},
 	}
 	for _, tc := range cases {
-		r := fanout(t, "", tc.args...)
-		if r.code != tc.code {
-			t.Errorf("fanout %q: exit %d, want %d\nstderr: %s", tc.args, r.code, tc.code, r.stderr)
-		}
-		if tc.stdout == "" && r.stdout != "" {
-			t.Errorf("fanout %q: stdout not empty:\n%s", tc.args, r.stdout)
-		}
-		if !strings.Contains(r.stdout, tc.stdout) {
-			t.Errorf("fanout %q: stdout lacks %q:\n%s", tc.args, tc.stdout, r.stdout)
-		}
-		if !strings.Contains(r.stderr, tc.stderr) {
-			t.Errorf("fanout %q: stderr lacks %q:\n%s", tc.args, tc.stderr, r.stderr)
-		}
+		t.Run(strings.Join(append([]string{"fanout"}, tc.args...), " "), func(t *testing.T) {
+			t.Parallel()
+			r := fanout(t, "", tc.args...)
+			if r.code != tc.code {
+				t.Errorf("exit %d, want %d\nstderr: %s", r.code, tc.code, r.stderr)
+			}
+			if tc.stdout == "" && r.stdout != "" {
+				t.Errorf("stdout not empty:\n%s", r.stdout)
+			}
+			if !strings.Contains(r.stdout, tc.stdout) {
+				t.Errorf("stdout lacks %q:\n%s", tc.stdout, r.stdout)
+			}
+			if !strings.Contains(r.stderr, tc.stderr) {
+				t.Errorf("stderr lacks %q:\n%s", tc.stderr, r.stderr)
+			}
+		})
 	}
 }
