@@ -596,3 +596,12 @@ func (b *Bitmap) Count() uint64 {
 }
 
 func ctxBG() context.Context { return context.Background() }
+
+// Count is the number of Results stored for sweep id (cheaper than Counts).
+func (s *Store) Count(id int64) (uint64, error) {
+	var n int64
+	if err := s.db.QueryRow(`SELECT COUNT(*) FROM results WHERE ` + inSweep(id)).Scan(&n); err != nil {
+		return 0, s.describe("count results in", err)
+	}
+	return uint64(n), nil
+}
