@@ -55,6 +55,9 @@ type sweepFlags struct {
 	progress   string
 	quiet      bool
 
+	db          string // --db FILE: record the sweep and its Results (db.go)
+	resumeSweep int64  // not a flag: resume sets it to append to that sweep of db
+
 	cluster *clusterFlags // --server, --detach and credentials (submit.go)
 
 	// Not flags: what the command tells runSweep about its job.
@@ -93,6 +96,7 @@ func addSweepFlags(cmd *cobra.Command, d sweepDefaults) *sweepFlags {
 	fl.BoolVar(&f.dead, "dead", false, "show only targets that are not up")
 	fl.StringVar(&f.progress, "progress", "auto", "progress bar on stderr: auto (when a terminal), always, never")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no summary on stderr")
+	fl.StringVar(&f.db, "db", "", "record the sweep and its results in this SQLite file (fanout resume/results/report read it)")
 	f.cluster = addClusterFlags(cmd)
 	return f
 }
@@ -310,7 +314,7 @@ func openSinks(cmd *cobra.Command, f *sweepFlags, p *plan) error {
 		}
 		p.sinks = append(p.sinks, s)
 	}
-	return nil
+	return openStore(cmd, f, p)
 }
 
 // run executes the plan, delivering Results to the sinks, the progress bar

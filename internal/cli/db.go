@@ -1,0 +1,111 @@
+package cli
+
+// The --db sink that every job command has: the sweep and its Results go
+// into a fanout database (package store), which resume continues from.
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fanout/fanout/store"
+)
+
+// openStore records the plan's sweep in --db and appends the store's writer
+// to the sinks; for resume (f.resumeSweep set) it appends to that sweep and
+// skips every index that already has a Result. Errors are usage errors: no
+// traffic has been sent.
+func openStore(cmd *cobra.Command, f *sweepFlags, p *plan) error {
+	if f.db == "" {
+		return nil
+	}
+	st, err := store.Open(f.db)
+	if err != nil {
+		return usageError(fmt.Errorf("--db: %w", err))
+	}
+	id := f.resumeSweep
+	if id != 0 {
+		done, err := st.Done(id, p.set.Len())
+		if err != nil {
+			st.Close()
+			return usageError(err)
+		}
+		p.opts.Skip = done.Has
+		if err := st.ResumeSweep(id, version()); err != nil {
+			st.Close()
+			return usageError(err)
+		}
+	} else if id, err = st.CreateSweep(p.spec, store.Meta{Total: p.order.Len(), Version: version()}); err != nil {
+		st.Close()
+		return usageError(err)
+	}
+	// A failed commit (disk full) comes back from the writer's next Write,
+	// which makes runSweep stop the sweep and say why.
+	w, err := st.NewWriter(id, store.WriterOptions{})
+	if err != nil {
+		st.Close()
+		return usageError(err)
+	}
+	p.sinks = append(p.sinks, w)
+	total := p.order.Len()
+	stderr := cmd.ErrOrStderr()
+	p.closers = append(p.closers, func() error {
+		defer st.Close()
+		// The sinks are closed: every Result the writer took is committed.
+		c, err := st.Counts(id)
+		if err != nil {
+			return err
+		}
+		state, reason := store.Finished, ""
+		if c.Done < total {
+			state, reason = store.Interrupted, fmt.Sprintf("stopped with %d of %d targets done", c.Done, total)
+		}
+		if werr := w.Err(); werr != nil {
+			reason = werr.Error()
+		}
+		if err := st.FinishSweep(id, state, reason); err != nil {
+			return err
+		}
+		// The way back in is printed even with -q: it is not a summary.
+		switch {
+		case state != store.Finished:
+			fmt.Fprintf(stderr, "sweep %d in %s: %d of %d targets have a result; continue with: fanout resume %s %d\n",
+				id, f.db, c.Done, total, f.db, id)
+		case !f.quiet:
+			fmt.Fprintf(stderr, "sweep %d in %s: %d of %d targets have a result\n", id, f.db, c.Done, total)
+		}
+		return nil
+	})
+	return nil
+}
+
+// openDB opens an existing fanout database for reading commands; errors are
+// usage errors.
+func openDB(path string) (*store.Store, error) {
+	st, err := store.OpenExisting(path)
+	if err != nil {
+		return nil, usageError(err)
+	}
+	return st, nil
+}
+
+// pickSweep is the sweep named by arg ("" means the file's last sweep).
+func pickSweep(st *store.Store, arg string) (store.Sweep, error) {
+	if arg == "" {
+		sw, err := st.Last()
+		if err != nil {
+			return sw, usageError(err)
+		}
+		return sw, nil
+	}
+	id, err := strconv.ParseInt(arg, 10, 64)
+	if err != nil || id < 1 {
+		return store.Sweep{}, usageErrorf("sweep %q: want a sweep id (a number, see `fanout sweeps %s`)", arg, st.Path())
+	}
+	sw, err := st.Sweep(id)
+	if err != nil {
+		return sw, usageError(err)
+	}
+	return sw, nil
+}

@@ -1,0 +1,89 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fanout/fanout/report"
+)
+
+func init() { register(newSweepsCmd) }
+
+// sweepRow is one sweep in `fanout sweeps -o jsonl`.
+type sweepRow struct {
+	ID        int64    `json:"id"`
+	Job       string   `json:"job"`
+	Targets   []string `json:"targets"`
+	State     string   `json:"state"`
+	Reason    string   `json:"reason,omitempty"`
+	Total     uint64   `json:"total"`
+	Done      uint64   `json:"done"`
+	Up        uint64   `json:"up"`
+	Down      uint64   `json:"down"`
+	Errors    uint64   `json:"errors"`
+	Start     string   `json:"start"`
+	ElapsedMs int64    `json:"elapsed_ms"`
+	Runs      int      `json:"runs"`
+	Version   string   `json:"version,omitempty"`
+}
+
+func newSweepsCmd() *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "sweeps FILE",
+		Short: "List the sweeps in a fanout database, with their counts and durations",
+		Example: `  fanout sweeps scan.db
+  fanout sweeps -o jsonl scan.db`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if format != "text" && format != "jsonl" {
+				return usageErrorf("--output %q: want text or jsonl", format)
+			}
+			st, err := openDB(args[0])
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			sws, err := st.Sweeps()
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+			if format == "text" {
+				if len(sws) == 0 {
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s has no sweep yet\n", args[0])
+					return nil
+				}
+				fmt.Fprintln(tw, "ID\tJOB\tSTATE\tDONE/TOTAL\tUP\tDOWN\tERROR\tSTARTED\tDURATION\tRUNS\tTARGETS")
+			}
+			enc := json.NewEncoder(out)
+			for _, sw := range sws {
+				c, err := st.Counts(sw.ID)
+				if err != nil {
+					return err
+				}
+				if format == "jsonl" {
+					if err := enc.Encode(sweepRow{ID: sw.ID, Job: sw.Spec.Job, Targets: sw.Spec.Targets, State: string(sw.State),
+						Reason: sw.Reason, Total: sw.Total, Done: c.Done, Up: c.Up, Down: c.Down, Errors: c.Errors,
+						Start: sw.Start.UTC().Format(time.RFC3339Nano), ElapsedMs: sw.Elapsed.Milliseconds(),
+						Runs: sw.Runs, Version: sw.Version}); err != nil {
+						return err
+					}
+					continue
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d\t%d\t%d\t%d\t%s\t%s\t%d\t%s\n", sw.ID, sw.Spec.Job, sw.State,
+					c.Done, sw.Total, c.Up, c.Down, c.Errors, sw.Start.Local().Format("2006-01-02 15:04:05"),
+					report.Short(sw.Elapsed), sw.Runs, abbrev(strings.Join(sw.Spec.Targets, " "), 40))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVarP(&format, "output", "o", "text", "text or jsonl")
+	return cmd
+}
