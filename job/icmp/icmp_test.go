@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/ipv4"
+
 	"github.com/fanout/fanout/internal/lab"
 	"github.com/fanout/fanout/job"
 	"github.com/fanout/fanout/job/jobtest"
@@ -546,4 +548,168 @@ func TestConformance(t *testing.T) {
 			{Name: "ipv6", Target: target.Target{Index: 6, Addr: netip.MustParseAddr("::1")}, Status: job.Up},
 		},
 	})
+}
+
+// More than 65,535 requests in flight: a dead /16 waits out its timeout
+// while a live /17 reuses every echo sequence number it holds. Payload
+// validation, not the sequence, tells them apart: the split is exact.
+func TestSequenceWrap(t *testing.T) {
+	lab.Require(t)
+	t.Parallel()
+	ts := append(cidr4(t, "127.1.0.0/16", 0), cidr4(t, "127.0.128.0/17", 1<<16)...)
+	j := newJob(t, Config{Timeout: 3 * time.Second})
+	res := runSweep(t, j, ts, 1<<18)
+	if res.down != 65536 || res.up != 32768 {
+		t.Fatalf("up %d down %d, want 32768 up and 65536 down", res.up, res.down)
+	}
+	for i, r := range res.byIndex {
+		if (i >= 1<<16) != (r.Status == job.Up) {
+			t.Fatalf("index %d (%s): %s", i, r.Addr, r.Status)
+		}
+	}
+	if st := j.Stats(); st.Sent != 98304 || st.Replies != 32768 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// testSweep is a sweep with one target in flight, for classifying messages
+// without sockets.
+func testSweep(t *testing.T, count int, addr netip.Addr) (*sweep, *[]job.Result) {
+	t.Helper()
+	j := newJob(t, Config{Count: count})
+	var emitted []job.Result
+	s := &sweep{j: j, count: count, interval: int64(time.Second), timeout: int64(time.Second),
+		payload: minPayload, key: key{7, 9}, id: 4242, epoch: time.Now(), stats: &j.stats,
+		words: 1, kick: make(chan struct{}, 1), done: make(chan struct{}),
+		emit: func(r job.Result) { emitted = append(emitted, r) }}
+	s.in.wake = make(chan struct{}, 1)
+	i := s.alloc()
+	s.slots[i] = slot{t: target.Target{Index: 77, Addr: addr}, addr: addr, live: true}
+	return s, &emitted
+}
+
+// ipv4Packet wraps an ICMP message in an IPv4 header from src to dst.
+func ipv4Packet(src, dst netip.Addr, icmpMsg []byte) []byte {
+	h := make([]byte, 20, 20+len(icmpMsg))
+	h[0], h[8], h[9] = 0x45, 64, 1
+	binary.BigEndian.PutUint16(h[2:], uint16(20+len(icmpMsg)))
+	s4, d4 := src.As4(), dst.As4()
+	copy(h[12:], s4[:])
+	copy(h[16:], d4[:])
+	return append(h, icmpMsg...)
+}
+
+// Every kind of message is classified, and only the first valid reply to
+// each request in time counts.
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	probed := netip.MustParseAddr("127.0.0.5")
+	other := netip.MustParseAddr("127.0.0.6")
+	s, emitted := testSweep(t, 2, probed)
+	raw := &conn{raw: true}
+	batch := s.request(0, 1000, nil)
+	batch = s.request(0, 2000, batch)
+	reply := func(o outgoing, k key) []byte {
+		b := k.marshal(make([]byte, icmpHeaderLen+minPayload), false, s.id, o.seq, o.p, o.addr)
+		b[0] = v4EchoReply
+		return b
+	}
+	feed := func(src netip.Addr, pkt []byte, at int64) {
+		t.Helper()
+		m := ipv4.Message{Buffers: [][]byte{pkt}, N: len(pkt)}
+		ev, ok := s.parse(raw, &m, at)
+		if ok {
+			*emitted = append(*emitted, s.apply(ev, nil)...)
+		}
+	}
+	r0, r1 := reply(batch[0], s.key), reply(batch[1], s.key)
+	steps := []struct {
+		name string
+		src  netip.Addr
+		pkt  []byte
+		at   int64
+		want Stats
+	}{
+		{"forged with another key", probed, reply(batch[0], key{1, 1}), 5000, Stats{Foreign: 1}},
+		{"from another address", other, r0, 5000, Stats{Foreign: 1, WrongSource: 1}},
+		{"valid", probed, r0, 5000, Stats{Foreign: 1, WrongSource: 1, Replies: 1}},
+		{"duplicate", probed, r0, 6000, Stats{Foreign: 1, WrongSource: 1, Replies: 1, Duplicate: 1}},
+		{"after its timeout", probed, r1, 2000 + int64(time.Second) + 1, Stats{Foreign: 1, WrongSource: 1, Replies: 1, Duplicate: 1, Late: 1}},
+		{"another id", probed, func() []byte { b := append([]byte(nil), r1...); b[4] ^= 1; return b }(), 3000,
+			Stats{Foreign: 2, WrongSource: 1, Replies: 1, Duplicate: 1, Late: 1}},
+	}
+	for _, st := range steps {
+		feed(st.src, ipv4Packet(st.src, probed, st.pkt), st.at)
+		if got := s.j.Stats(); got != st.want {
+			t.Fatalf("%s: stats %+v, want %+v", st.name, got, st.want)
+		}
+	}
+	if len(*emitted) != 0 {
+		t.Fatalf("target finished early: %+v", *emitted)
+	}
+	// The reaper times the second request out: 1 of 2 received, up.
+	s.mu.Lock()
+	s.timeouts.pop() // the first request's, answered
+	to := s.timeouts.pop()
+	testSet(s.resolvedBits(to.slot), to.num)
+	*emitted = append(*emitted, s.settle(to.slot, nil)...)
+	s.mu.Unlock()
+	if len(*emitted) != 1 {
+		t.Fatalf("emitted %d results", len(*emitted))
+	}
+	r := (*emitted)[0]
+	if r.Status != job.Up || r.Sent != 2 || r.Recv != 1 || r.Index != 77 || r.RTT != 4000 {
+		t.Errorf("result %+v", r)
+	}
+	// The slot is free: a reply to the finished target is late, not counted.
+	feed(probed, ipv4Packet(probed, probed, r1), 3000)
+	if got := s.j.Stats(); got.Late != 2 || got.Replies != 1 {
+		t.Errorf("after the target finished: %+v", got)
+	}
+}
+
+// An ICMP error quoting our request makes its target down, unreachable.
+func TestClassifyUnreachable(t *testing.T) {
+	t.Parallel()
+	probed := netip.MustParseAddr("127.0.0.5")
+	router := netip.MustParseAddr("127.0.0.1")
+	s, _ := testSweep(t, 1, probed)
+	batch := s.request(0, 1000, nil)
+	o := batch[0]
+	req := s.key.marshal(make([]byte, icmpHeaderLen+minPayload), false, s.id, o.seq, o.p, o.addr)
+	quoted := ipv4Packet(router, probed, req)
+	errMsg := append([]byte{v4Unreachable, 1, 0, 0, 0, 0, 0, 0}, quoted...)
+	m := ipv4.Message{Buffers: [][]byte{ipv4Packet(router, router, errMsg)}}
+	m.N = len(m.Buffers[0])
+	ev, ok := s.parse(&conn{raw: true}, &m, 3000)
+	if !ok {
+		t.Fatal("error message not recognized")
+	}
+	out := s.apply(ev, nil)
+	if len(out) != 1 || out[0].Status != job.Down || out[0].Class != job.ClassUnreachable ||
+		out[0].Error != "host unreachable from 127.0.0.1" {
+		t.Fatalf("results %+v", out)
+	}
+	// A forged error (quoting a request we did not send) is foreign.
+	bad := append([]byte(nil), errMsg...)
+	bad[8+20+8+5] ^= 1
+	m.Buffers[0] = ipv4Packet(router, router, bad)
+	if _, ok := s.parse(&conn{raw: true}, &m, 3000); ok {
+		t.Error("forged error recognized")
+	}
+}
+
+// Rate bounds echo requests per second.
+func TestRate(t *testing.T) {
+	lab.Require(t)
+	t.Parallel()
+	j := newJob(t, Config{Rate: 2000, Count: 2, Interval: 10 * time.Millisecond, Timeout: time.Second})
+	res := runSweep(t, j, cidr4(t, "127.0.10.0/24", 0), 1000)
+	if res.up != 256 {
+		t.Fatalf("up %d, want 256", res.up)
+	}
+	// 512 requests at 2000/s, after a burst of 20: about 0.25s.
+	if res.wall < 220*time.Millisecond || res.wall > 1500*time.Millisecond {
+		t.Errorf("512 requests at 2000/s took %v", res.wall)
+	}
 }
