@@ -1,0 +1,223 @@
+#!/usr/bin/env bash
+# fanout ssh against parallel-ssh (pssh), pdsh -R ssh, clush and an asyncio +
+# asyncssh script, all running `echo hello world` on N hosts played by one
+# real OpenSSH sshd (port 2222 on 0.0.0.0, so every 127.0.x.y is a host),
+# in one run; then fanout alone against the in-process lab fleet, 10,000
+# hosts with -c 10000. Issue #4's targets:
+#   N = 1,000 and 5,000: every host answers; fanout's wall <= best peer / 1.25
+#   fanout's own CPU per host (user+sys of its process / N) <= 2 ms
+#   fleet: 10,000 hosts, -c 10000, no failure; hosts/s, CPU/host, peak memory
+#          (goal < 50 KB per concurrent session)
+# Every tool uses curve25519-sha256, the client key ed25519, the same
+# known_hosts (one wildcard line) and strict host key checking.
+#
+# By hand, as root, inside the lab namespace (sshd listens on 0.0.0.0):
+#   bench/lab.sh up && bench/lab.sh exec bash bench/ssh.sh [N...]
+# Environment: TUNE=1 first tries each tool's fan-outs at N=TUNE_N (500) and
+# keeps the best; otherwise the fan-outs below (found that way) are used.
+# FLEET=0 skips the fleet part; PEERS="pssh pdsh clush asyncssh" to choose.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+die() { echo "bench/ssh.sh: $*" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || die "needs root (sshd, mount namespace for a plain .bashrc)"
+[ -n "${FANOUT_LAB:-}" ] || [ -n "${FORCE:-}" ] ||
+	die "run inside the lab namespace (sshd listens on 0.0.0.0): bench/lab.sh up && bench/lab.sh exec bash bench/ssh.sh"
+command -v /usr/bin/time >/dev/null || die "needs GNU time: apt-get install -y time"
+for t in parallel-ssh pdsh clush unshare; do command -v $t >/dev/null || die "needs $t"; done
+/usr/bin/python3 -c 'import asyncssh' 2>/dev/null || die "needs python3-asyncssh (apt-get install -y python3-asyncssh)"
+
+SIZES=${*:-1000 5000}
+PEERS=${PEERS:-pssh pdsh clush asyncssh}
+PORT=2222
+# Best fan-outs found by TUNE=1 on this 2-core machine (see README "ssh").
+declare -A FAN=([fanout]=64 [pssh]=128 [pdsh]=128 [clush]=128 [asyncssh]=256)
+declare -A TRY=([fanout]="32 64 128" [pssh]="64 128 256" [pdsh]="64 128 256" [clush]="64 128 256" [asyncssh]="128 256 1000")
+
+tmp=$(mktemp -d)
+SSHD_PID= FLEET_PID=
+cleanup() {
+	[ -n "$SSHD_PID" ] && kill "$SSHD_PID" 2>/dev/null && wait "$SSHD_PID" 2>/dev/null
+	[ -n "$FLEET_PID" ] && kill "$FLEET_PID" 2>/dev/null && wait "$FLEET_PID" 2>/dev/null
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+go build -o "$tmp/fanout" ./cmd/fanout
+go build -o "$tmp/sshfleet" ./internal/lab/cmd/sshfleet
+
+# Keys, sshd config, known_hosts, an ssh_config for the OpenSSH-based peers.
+ssh-keygen -q -t ed25519 -N '' -C bench -f "$tmp/id"
+ssh-keygen -q -t ed25519 -N '' -C benchhost -f "$tmp/host"
+cp "$tmp/id.pub" "$tmp/authorized_keys"
+echo "[127.*]:$PORT $(cut -d' ' -f1,2 "$tmp/host.pub")" >"$tmp/known_hosts"
+mkdir -p /run/sshd
+cat >"$tmp/sshd_config" <<EOF
+Port $PORT
+ListenAddress 0.0.0.0
+HostKey $tmp/host
+PidFile $tmp/sshd.pid
+AuthorizedKeysFile $tmp/authorized_keys
+StrictModes no
+UsePAM no
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+MaxStartups 10000
+MaxSessions 100
+PerSourceMaxStartups none
+UseDNS no
+PrintMotd no
+PrintLastLog no
+X11Forwarding no
+LogLevel ERROR
+EOF
+cat >"$tmp/ssh_config" <<EOF
+Host *
+  Port $PORT
+  User root
+  IdentityFile $tmp/id
+  IdentitiesOnly yes
+  IdentityAgent none
+  UserKnownHostsFile $tmp/known_hosts
+  GlobalKnownHostsFile /dev/null
+  StrictHostKeyChecking yes
+  KexAlgorithms curve25519-sha256
+  BatchMode yes
+  ConnectTimeout 60
+  ControlMaster no
+  LogLevel ERROR
+EOF
+# A plain .bashrc for root, seen by sshd's children only: a private mount
+# namespace bind-mounts it over /root/.bashrc (whose pyenv init would cost
+# every tool the same 100+ ms per host and drown the figures).
+printf '# plain .bashrc for the ssh bench\n' >"$tmp/bashrc"
+unshare --mount --propagation private sh -c \
+	"mount --bind '$tmp/bashrc' /root/.bashrc && exec /usr/sbin/sshd -D -e -f '$tmp/sshd_config'" \
+	2>"$tmp/sshd.log" &
+SSHD_PID=$!
+for _ in $(seq 50); do
+	ssh -F "$tmp/ssh_config" 127.0.0.1 true 2>/dev/null && break
+	sleep 0.1
+done
+ssh -F "$tmp/ssh_config" 127.0.0.1 'echo sshd up: $(cat ~/.bashrc)' || { cat "$tmp/sshd.log"; die "sshd did not answer"; }
+SSHD_MAIN=$(cat "$tmp/sshd.pid")
+
+# hosts N: 127.0.1.0 onwards (live in the lab), one per line.
+hosts() { awk -v n="$1" 'BEGIN{for(i=0;i<n;i++) printf "127.0.%d.%d\n", 1+int(i/256), i%256}' >"$tmp/h$1"; }
+
+# sshd's CPU so far (itself and its reaped children), in seconds.
+sshd_cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15+$16+$17)/hz}' "/proc/$SSHD_MAIN/stat"; }
+
+declare -A WALL CPU RSS OK
+# measure NAME N CMD...: run under GNU time; count "hello world" lines.
+measure() {
+	local name=$1 n=$2; shift 2
+	LAST=$name
+	local s0; s0=$(sshd_cpu)
+	/usr/bin/time -f "%e %U %S %M" -o "$tmp/time" "$@" >"$tmp/out" 2>"$tmp/err" || true
+	local s1; s1=$(sshd_cpu)
+	read -r w u s m <"$tmp/time" || { cat "$tmp/time" "$tmp/err" >&2; return 1; }
+	WALL[$name]=$w
+	CPU[$name]=$(awk -v u="$u" -v s="$s" 'BEGIN{printf "%.2f", u+s}')
+	RSS[$name]=$(awk -v m="$m" 'BEGIN{printf "%.1f", m/1024}')
+	OK[$name]=$(grep -c 'hello world$' "$tmp/out" || true)
+	printf "  %-34s wall %7.2fs  client cpu %7.2fs (%6.2f ms/host)  peak rss %7.1f MB  sshd cpu %5.1f ms/host  hello worlds %d/%d\n" \
+		"$name" "$w" "${CPU[$name]}" "$(awk -v c="${CPU[$name]}" -v n="$n" 'BEGIN{print 1000*c/n}')" "${RSS[$name]}" \
+		"$(awk -v a="$s0" -v b="$s1" -v n="$n" 'BEGIN{print 1000*(b-a)/n}')" "${OK[$name]}" "$n"
+	if [ "${OK[$name]}" != "$n" ]; then echo "    (first errors:)"; head -3 "$tmp/err" | sed 's/^/    /'; fi
+}
+
+# run TOOL N FAN: one tool, one size, one fan-out.
+run() {
+	local tool=$1 n=$2 f=$3 h="$tmp/h$2"
+	case $tool in
+	fanout) measure "fanout -c $n --max-handshakes $f" "$n" \
+		"$tmp/fanout" ssh -q -c "$n" --max-handshakes "$f" -F "$tmp/ssh_config" --no-agent "@$h" -- echo hello world ;;
+	pssh) measure "parallel-ssh -p $f" "$n" \
+		parallel-ssh -h "$h" -p "$f" -t 0 -i -x "-F $tmp/ssh_config" -O KexAlgorithms=curve25519-sha256 echo hello world ;;
+	pdsh) PDSH_SSH_ARGS="-F $tmp/ssh_config -x -a -l%u %h" measure "pdsh -R ssh -f $f" "$n" \
+		pdsh -R ssh -l root -f "$f" -w "^$h" echo hello world ;;
+	clush) measure "clush -f $f" "$n" \
+		clush -f "$f" --hostfile="$h" -l root -o "-F $tmp/ssh_config" echo hello world ;;
+	asyncssh) measure "asyncssh (python3) c=$f" "$n" \
+		/usr/bin/python3 bench/ssh_asyncssh.py "$f" "$h" "$PORT" root "$tmp/id" "$tmp/known_hosts" echo hello world ;;
+	esac
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b == 0) print "inf"; else printf "%.2f", a/b }'; }
+check() { # check LABEL VALUE OP LIMIT
+	local ok; ok=$(awk -v v="$2" -v l="$4" -v op="$3" 'BEGIN{print ((op == "<=" && v <= l) || (op == ">=" && v >= l)) ? "ok" : "MISSED"}')
+	printf "  %-52s %8s  (target %s %s)  %s\n" "$1" "$2" "$3" "$4" "$ok"
+}
+
+echo "uptime: $(uptime)"
+echo "cores: $(nproc); $(ssh -V 2>&1); $(/usr/sbin/sshd -V 2>&1 | head -1 || true)"
+echo "pssh $(parallel-ssh --version 2>&1 | head -1); $(pdsh -V 2>&1 | head -1); clush $(clush --version 2>&1 | awk '{print $2}'); asyncssh $(/usr/bin/python3 -c 'import warnings; warnings.filterwarnings("ignore"); import asyncssh; print(asyncssh.__version__)')"
+
+if [ -n "${TUNE:-}" ]; then
+	n=${TUNE_N:-500}
+	hosts "$n"
+	echo
+	echo "tuning fan-outs at N=$n:"
+	for tool in fanout $PEERS; do
+		best= bestw=
+		for f in ${TRY[$tool]}; do
+			run "$tool" "$n" "$f"
+			w=${WALL[$LAST]}
+			if [ "${OK[$LAST]}" = "$n" ] &&
+				{ [ -z "$bestw" ] || awk -v a="$w" -v b="$bestw" 'BEGIN{exit !(a < b)}'; }; then
+				best=$f bestw=$w
+			fi
+		done
+		[ -n "$best" ] && FAN[$tool]=$best
+		echo "  -> $tool: ${FAN[$tool]}"
+	done
+fi
+
+for n in $SIZES; do
+	hosts "$n"
+	echo
+	echo "N = $n hosts (127.0.1.0 onwards, one sshd on :$PORT), echo hello world:  [$(uptime | sed 's/.*load/load/')]"
+	run fanout "$n" "${FAN[fanout]}"
+	fan="fanout -c $n --max-handshakes ${FAN[fanout]}"
+	best= bestw=
+	for tool in $PEERS; do
+		run "$tool" "$n" "${FAN[$tool]}"
+	done
+	for k in "${!WALL[@]}"; do
+		case $k in fanout*) continue ;; esac
+		[ "${OK[$k]}" = "$n" ] || continue
+		if [ -z "$bestw" ] || awk -v a="${WALL[$k]}" -v b="$bestw" 'BEGIN{exit !(a < b)}'; then best=$k bestw=${WALL[$k]}; fi
+	done
+	echo "  best peer: ${best:-none completed} (${bestw:-?} s)"
+	check "every host answered (fanout)" "${OK[$fan]}" ">=" "$n"
+	[ -n "$best" ] && check "best peer wall / fanout wall" "$(ratio "$bestw" "${WALL[$fan]}")" ">=" 1.25
+	check "fanout cpu per host (ms)" "$(awk -v c="${CPU[$fan]}" -v n="$n" 'BEGIN{printf "%.3f", 1000*c/n}')" "<=" 2
+	echo "  fanout peak rss: ${RSS[$fan]} MB"
+	unset WALL CPU RSS OK
+	declare -A WALL CPU RSS OK
+done
+
+if [ "${FLEET:-1}" != 0 ]; then
+	echo
+	"$tmp/sshfleet" -listen 0.0.0.0:2200 -known-hosts "$tmp/fleet_known_hosts" -authorized-keys "$tmp/id.pub" -for 10m >"$tmp/fleet.log" 2>&1 &
+	FLEET_PID=$!
+	for _ in $(seq 50); do [ -s "$tmp/fleet_known_hosts" ] && break; sleep 0.1; done
+	n=10000
+	awk -v n="$n" 'BEGIN{for(i=0;i<n;i++) printf "127.0.%d.%d\n", 100+int(i/256), i%256}' >"$tmp/fleet_hosts"
+	ff=(-F none --no-agent -i "$tmp/id" --known-hosts "$tmp/fleet_known_hosts" -p 2200 -c "$n")
+	echo "in-process fleet (one Go process on :2200), $n hosts, -c $n:  [$(uptime | sed 's/.*load/load/')]"
+	measure "fanout echo hello world" "$n" "$tmp/fanout" ssh -q "${ff[@]}" "@$tmp/fleet_hosts" -- echo hello world
+	k="fanout echo hello world"
+	echo "  hosts/s: $(awk -v n="$n" -v w="${WALL[$k]}" 'BEGIN{printf "%.0f", n/w}')"
+	check "fleet: hosts answered" "${OK[$k]}" ">=" "$n"
+	check "fleet: fanout cpu per host (ms)" "$(awk -v c="${CPU[$k]}" -v n="$n" 'BEGIN{printf "%.3f", 1000*c/n}')" "<=" 2
+	# Memory per concurrent session: every session held open by a sleep
+	# longer than the time it takes to open them all.
+	measure "fanout sleep 20 (held sessions)" "$n" "$tmp/fanout" ssh -q -o jsonl "${ff[@]}" "@$tmp/fleet_hosts" -- sleep 20
+	k="fanout sleep 20 (held sessions)"
+	ups=$(grep -c '"status":"up"' "$tmp/out" || true)
+	echo "  sessions up: $ups/$n; peak rss ${RSS[$k]} MB"
+	check "fleet: peak rss per concurrent session (KB)" "$(awk -v m="${RSS[$k]}" -v n="$n" 'BEGIN{printf "%.1f", m*1024/n}')" "<=" 50
+	kill "$FLEET_PID" && wait "$FLEET_PID" 2>/dev/null || true
+	FLEET_PID=
+	tail -1 "$tmp/fleet.log"
+fi
