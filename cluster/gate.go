@@ -2,8 +2,6 @@ package cluster
 
 import (
 	"context"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/fanout/fanout/job"
@@ -30,15 +28,11 @@ func (g *gate) acquire(ctx context.Context) bool {
 
 func (g *gate) release() { <-g.sem }
 
-// gated wraps j so that each attempt first takes a slot of g. The attempt's
+// gated wraps a (non-batch) job so that each attempt first takes a slot of g. The attempt's
 // timeout starts once it has the slot (the engine runs gated jobs with no
 // timeout of its own, or waiting for a slot would eat it).
 func gated(j job.Job, g *gate, timeout time.Duration) job.Job {
-	gj := &gatedJob{j: j, g: g, timeout: timeout}
-	if b, ok := j.(job.Batcher); ok {
-		return &gatedBatcher{gatedJob: gj, b: b}
-	}
-	return gj
+	return &gatedJob{j: j, g: g, timeout: timeout}
 }
 
 type gatedJob struct {
@@ -64,58 +58,4 @@ func (gj *gatedJob) Run(ctx context.Context, t target.Target) job.Result {
 		defer cancel()
 	}
 	return gj.j.Run(ctx, t)
-}
-
-// gatedBatcher feeds a batch job only the targets that have a slot; a slot
-// is freed when the job emits that target's Result.
-type gatedBatcher struct {
-	*gatedJob
-	b job.Batcher
-}
-
-func (gb *gatedBatcher) RunBatch(ctx context.Context, in <-chan target.Target, cfg job.BatchConfig, emit func(job.Result)) error {
-	lctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var held atomic.Int64 // slots taken for targets not yet emitted
-	inner := make(chan target.Target)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer close(inner)
-		for {
-			var t target.Target
-			select {
-			case tt, ok := <-in:
-				if !ok {
-					return
-				}
-				t = tt
-			case <-lctx.Done():
-				return
-			}
-			if !gb.g.acquire(lctx) {
-				return
-			}
-			held.Add(1)
-			select {
-			case inner <- t:
-			case <-lctx.Done():
-				held.Add(-1)
-				gb.g.release()
-				return
-			}
-		}
-	}()
-	err := gb.b.RunBatch(lctx, inner, cfg, func(r job.Result) {
-		held.Add(-1)
-		gb.g.release()
-		emit(r)
-	})
-	cancel()
-	wg.Wait()
-	for n := held.Load(); n > 0; n-- {
-		gb.g.release()
-	}
-	return err
 }

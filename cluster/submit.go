@@ -28,25 +28,25 @@ type Record struct {
 	Published bool        `json:"published"` // every task is in the tasks stream
 }
 
-// taskBase is how many targets one task carries per job kind: many cheap
-// ICMP or TCP probes, few slow SSH sessions or local commands.
-var taskBase = map[string]uint64{"ping": 4096, "tcp": 1024, "exec": 64, "ssh": 16}
+// taskSizes bound how many targets one task carries, per job kind: many
+// cheap ICMP or TCP probes, few slow SSH sessions or local commands. A task
+// has a fixed cost (a fetch, a batch socket, a results message, an ack), so
+// ICMP tasks stay large even when that leaves few of them.
+var taskSizes = map[string]struct{ min, max uint64 }{
+	"ping": {4096, 4096},
+	"tcp":  {128, 1024},
+	"exec": {4, 64},
+	"ssh":  {1, 16},
+}
 
-// TaskSize is the task size for a sweep of n targets of kind: the kind's
-// base, smaller when that would leave fewer than 64 tasks to share.
+// TaskSize is the task size for a sweep of n targets of kind: enough tasks
+// (64) for many workers to share, within the kind's bounds.
 func TaskSize(kind string, n uint64) uint64 {
-	base, ok := taskBase[kind]
+	b, ok := taskSizes[kind]
 	if !ok {
-		base = 256
+		b.min, b.max = 16, 256
 	}
-	share := (n + 63) / 64
-	if share < base {
-		base = share
-	}
-	if base < 1 {
-		base = 1
-	}
-	return base
+	return max(1, min(b.max, max(b.min, (n+63)/64), n))
 }
 
 // Client talks to a cluster as a submitter or for status.

@@ -49,6 +49,7 @@ type WorkerOptions struct {
 	Concurrency int           // targets in flight at most, across all tasks; default 1000
 	Allow       []string      // job kinds this worker runs; nil: DefaultAllow()
 	AckWait     time.Duration // for the shared consumer when this worker creates it
+	Verbose     bool          // log every task's timing
 	Logf        func(format string, args ...any)
 }
 
@@ -60,6 +61,10 @@ type Worker struct {
 	cons  jetstream.Consumer
 	gate  *gate
 	allow map[string]bool
+	// batchMu runs one batch task at a time: a raw ICMP socket receives
+	// every reply on the host, so two batches at once would each read both
+	// tasks' replies. The next task still overlaps the last one's publish.
+	batchMu sync.Mutex
 
 	mu      sync.Mutex
 	sweeps  map[string]*sweepRun // cache of rebuilt sweeps, by id
@@ -291,10 +296,23 @@ func (w *Worker) runTask(ctx context.Context, t task, msg jetstream.Msg) int64 {
 	if spec.Concurrency > 0 && spec.Concurrency < opts.Concurrency {
 		opts.Concurrency = spec.Concurrency
 	}
-	j := gated(sr.job, w.gate, spec.Timeout)
-	if _, batch := j.(job.Batcher); !batch {
+	j := sr.job
+	_, batch := j.(job.Batcher)
+	taken := 0
+	if batch {
+		// A batch task takes its slots of the gate in bulk, once: cheaper
+		// than one gate hop per target, and only one batch runs at a time.
+		w.batchMu.Lock()
+		opts.Concurrency = int(min(uint64(opts.Concurrency), t.Hi-t.Lo))
+		for taken < opts.Concurrency && w.gate.acquire(tctx) {
+			taken++
+		}
+		opts.Concurrency = max(taken, 1)
+	} else {
+		j = gated(j, w.gate, spec.Timeout)
 		opts.Timeout = 0 // the gate applies it once the attempt has a slot
 	}
+	t0 := time.Now()
 	results := make([]job.Result, 0, t.Hi-t.Lo)
 	var c engine.Counters
 	stopInflight := w.trackInflight(tctx, &c)
@@ -304,6 +322,12 @@ func (w *Worker) runTask(ctx context.Context, t task, msg jetstream.Msg) int64 {
 		w.outstanding.Add(-1)
 	})
 	stopInflight()
+	if batch {
+		for ; taken > 0; taken-- {
+			w.gate.release()
+		}
+		w.batchMu.Unlock()
+	}
 	got := int64(len(results))
 	if err != nil || ctx.Err() != nil || uint64(len(results)) != t.Hi-t.Lo {
 		// Interrupted (worker stopping): hand the task back whole; what ran
@@ -311,6 +335,7 @@ func (w *Worker) runTask(ctx context.Context, t task, msg jetstream.Msg) int64 {
 		_ = msg.Nak()
 		return got
 	}
+	t1 := time.Now()
 	if err := w.publish(ctx, t, results); err != nil {
 		w.opts.Logf("task %s/%d: publish results: %v; the task will be redelivered", t.Sweep, t.Chunk, err)
 		_ = msg.Nak()
@@ -325,6 +350,10 @@ func (w *Worker) runTask(ctx context.Context, t task, msg jetstream.Msg) int64 {
 	}
 	w.tasksDone.Add(1)
 	w.resultsDone.Add(got)
+	if w.opts.Verbose {
+		w.opts.Logf("task %s/%d: %d targets run in %v, results published and task acked in %v",
+			t.Sweep, t.Chunk, got, t1.Sub(t0).Round(time.Millisecond), time.Since(t1).Round(time.Millisecond))
+	}
 	return got
 }
 
@@ -493,55 +522,6 @@ func (w *Worker) storedIndexes(ctx context.Context, subj string) (map[uint64]boo
 		have[r.Index] = true
 	}
 	return have, nil
-}
-
-// encodeBatch writes results as JSON lines until max bytes, at least one.
-func encodeBatch(rs []job.Result, max int) ([]byte, int, error) {
-	var buf []byte
-	n := 0
-	for _, r := range rs {
-		b, err := json.Marshal(r)
-		if err != nil {
-			return nil, 0, fmt.Errorf("result %d: %w", r.Index, err)
-		}
-		if n > 0 && len(buf)+len(b)+1 > max {
-			break
-		}
-		if len(b)+1 > max {
-			// One Result over the limit (huge outputs): drop the outputs.
-			r.Stdout, r.Stderr, r.Truncated = nil, nil, true
-			if b, err = json.Marshal(r); err != nil {
-				return nil, 0, err
-			}
-		}
-		buf = append(append(buf, b...), '\n')
-		n++
-	}
-	return buf, n, nil
-}
-
-func decodeBatch(data []byte) ([]job.Result, error) {
-	var out []job.Result
-	for len(data) > 0 {
-		i := 0
-		for i < len(data) && data[i] != '\n' {
-			i++
-		}
-		line := data[:i]
-		if i < len(data) {
-			i++
-		}
-		data = data[i:]
-		if len(line) == 0 {
-			continue
-		}
-		var r job.Result
-		if err := json.Unmarshal(line, &r); err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {

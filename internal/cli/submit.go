@@ -98,12 +98,7 @@ func (cf *clusterFlags) apply(ctx context.Context, cmd *cobra.Command, p *plan) 
 	if cf.detach {
 		defer closeConn()
 		rec, err := submit(ctx)
-		for _, s := range p.sinks {
-			_ = s.Close()
-		}
-		for _, c := range p.closers {
-			_ = c()
-		}
+		_ = p.closeSinks() // nothing will be written here
 		if err != nil {
 			return true, &exitError{code: ExitSomeNotUp, err: err}
 		}

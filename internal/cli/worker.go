@@ -94,6 +94,7 @@ arbitrary local commands here. Tasks of other kinds are left to other workers.`,
 	fl.StringVar(&allow, "allow", "", "job kinds this worker runs, comma-separated (default: all but exec)")
 	fl.DurationVar(&ackWait, "ack-wait", cluster.DefaultAckWait, "how long a task of a dead worker waits before redelivery (when this worker creates the shared consumer)")
 	_ = fl.MarkHidden("ack-wait")
+	fl.BoolVarP(&o.Verbose, "verbose", "v", false, "log each task: targets, run and publish times")
 	addCredFlags(fl, &creds)
 	return cmd
 }

@@ -1,0 +1,62 @@
+package cluster
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fanout/fanout/job"
+)
+
+// The wire form must give back every Result exactly as its JSON contract
+// shows it, including the values gob alone would drop (exit code 0, empty
+// output), and split batches under the size limit without losing one.
+func TestWireRoundTrip(t *testing.T) {
+	t.Parallel()
+	zero, three := 0, 3
+	start := time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC)
+	in := []job.Result{
+		{Index: 0, Host: "127.0.0.1", Addr: "127.0.0.1", Job: "exec", Status: job.Up, ExitCode: &zero, Stdout: []byte{}, Stderr: []byte{}, Attempts: 1, Start: start, End: start.Add(time.Millisecond), Worker: "w1"},
+		{Index: 1, Host: "h1", Job: "exec", Status: job.Down, Class: job.ClassExit, Error: "exit 3", ExitCode: &three, Stdout: []byte("out\n"), Attempts: 2, Start: start, End: start},
+		{Index: 2, Host: "127.0.0.2", Addr: "127.0.0.2", Port: 22, Job: "tcp", Status: job.Down, Class: job.ClassTimeout, Error: "timeout", RTT: 1500 * time.Microsecond, Attempts: 1, Start: start, End: start},
+		{Index: 3, Host: "127.0.0.3", Job: "ping", Status: job.Up, Sent: 3, Recv: 2, RTTMin: time.Millisecond, RTTAvg: 2 * time.Millisecond, RTTMax: 3 * time.Millisecond, Start: start, End: start},
+		{Index: 4, Host: "big", Job: "ssh", Status: job.Up, Stdout: []byte(strings.Repeat("x", 5000)), Start: start, End: start},
+	}
+	for _, max := range []int{1 << 20, 6000, 10} {
+		var out []job.Result
+		for rest := in; len(rest) > 0; {
+			b, n, err := encodeBatch(rest, max)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n < 1 || (n > 1 && len(b) > max) {
+				t.Fatalf("max %d: batch of %d results, %d bytes", max, n, len(b))
+			}
+			rs, err := decodeBatch(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rs) != n {
+				t.Fatalf("max %d: decoded %d results, encoded %d", max, len(rs), n)
+			}
+			out = append(out, rs...)
+			rest = rest[n:]
+		}
+		if len(out) != len(in) {
+			t.Fatalf("max %d: %d results back, want %d", max, len(out), len(in))
+		}
+		for i := range in {
+			w := in[i]
+			if max == 10 {
+				// Alone over the limit: sent without its outputs, marked truncated.
+				w.Stdout, w.Stderr, w.Truncated = nil, nil, true
+			}
+			want, _ := json.Marshal(w)
+			got, _ := json.Marshal(out[i])
+			if string(got) != string(want) {
+				t.Errorf("max %d: result %d\n got %s\nwant %s", max, i, got, want)
+			}
+		}
+	}
+}
