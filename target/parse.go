@@ -368,17 +368,18 @@ func onlyDigitsDotsDash(s string) bool {
 
 // parseIPv4 reads a.b.c.d strictly, with errors that name the bad octet.
 func parseIPv4(s string) (uint32, error) {
-	parts := strings.Split(s, ".")
-	if len(parts) != 4 {
+	if strings.Count(s, ".") != 3 {
 		return 0, fmt.Errorf("%q is not an IPv4 address (want 4 octets, a.b.c.d)", s)
 	}
 	var v uint32
-	for _, p := range parts {
+	for range 4 {
+		p, rest, _ := strings.Cut(s, ".")
 		o, err := parseOctet(p)
 		if err != nil {
 			return 0, err
 		}
 		v = v<<8 | uint32(o)
+		s = rest
 	}
 	return v, nil
 }
