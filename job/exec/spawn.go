@@ -1,6 +1,8 @@
 package exec
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -45,59 +47,71 @@ func (c *child) close() {
 }
 
 type spawnReq struct {
+	id        uint64
 	path      string
 	argv, env []string
-	reply     chan spawnReply
 }
 
 type spawnReply struct {
 	pid int
+	fds [3]int
 	err error
+}
+
+// spawnGen is one life of the spawner thread: its queue, its socket and
+// the requests waiting for their descriptors.
+type spawnGen struct {
+	req     chan spawnReq
+	pending map[uint64]chan spawnReply // under spawner.mu
 }
 
 // spawner is the process's one spawner thread, started on demand.
 var spawner struct {
-	mu      sync.Mutex // one exchange at a time; held by the thread to stop
-	running bool
-	broken  bool // unshare or socketpair failed once: fork in place
-	req     chan spawnReq
-	sock    int // our end of the socketpair, in the shared table
+	mu     sync.Mutex
+	cur    *spawnGen // nil when no spawner runs
+	broken bool      // the spawner could not start once: fork in place
+	nextID uint64
 }
 
+var errSpawnerGone = errors.New("spawner: thread ended before replying")
+
 // start runs path with argv and env in a new process group, stdin on
-// /dev/null, stdout and stderr on fresh pipes.
+// /dev/null, stdout and stderr on fresh pipes. Requests queue up, so the
+// spawner thread forks back to back while other threads take the replies.
 func start(path string, argv, env []string) (*child, error) {
+	reply := make(chan spawnReply, 1)
 	spawner.mu.Lock()
-	if !spawner.running && !spawner.broken {
-		if err := startSpawner(); err != nil {
+	if spawner.cur == nil && !spawner.broken {
+		g, err := startSpawner()
+		if err != nil {
 			spawner.broken = true
 		}
+		spawner.cur = g
 	}
 	if spawner.broken {
 		spawner.mu.Unlock()
 		return startHere(path, argv, env)
 	}
-	reply := make(chan spawnReply, 1)
-	spawner.req <- spawnReq{path: path, argv: argv, env: env, reply: reply}
+	g := spawner.cur
+	spawner.nextID++
+	id := spawner.nextID
+	g.pending[id] = reply // the spawner does not exit while a request is pending
+	spawner.mu.Unlock()
+	g.req <- spawnReq{id: id, path: path, argv: argv, env: env}
 	rep := <-reply
+	var errno syscall.Errno
+	if errors.As(rep.err, &errno) {
+		return nil, &os.PathError{Op: "fork/exec", Path: path, Err: errno}
+	}
 	if rep.err != nil {
-		spawner.mu.Unlock()
 		return nil, rep.err
 	}
-	fds, err := recvFds(spawner.sock)
-	spawner.mu.Unlock()
-	if err != nil {
-		// The command runs but we lost its pipes: kill it rather than leak it.
-		_ = syscall.Kill(-rep.pid, syscall.SIGKILL)
-		var ws syscall.WaitStatus
-		_, _ = syscall.Wait4(rep.pid, &ws, 0, nil)
-		return nil, fmt.Errorf("spawner: %w", err)
-	}
-	return newChild(rep.pid, fds)
+	return newChild(rep.pid, rep.fds)
 }
 
-// startSpawner starts the spawner thread; called with spawner.mu held.
-func startSpawner() error {
+// startSpawner starts a spawner thread and its receiver; called with
+// spawner.mu held.
+func startSpawner() (*spawnGen, error) {
 	// The runtime creates its epoll descriptor on first use: make sure that
 	// happens here, in the shared table, not on the spawner thread.
 	if r, w, err := os.Pipe(); err == nil {
@@ -106,43 +120,45 @@ func startSpawner() error {
 	}
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	g := &spawnGen{req: make(chan spawnReq, 4096), pending: make(map[uint64]chan spawnReply)}
 	ready := make(chan error, 1)
-	req := make(chan spawnReq)
-	go spawnLoop(pair, req, ready)
+	go spawnLoop(pair, g, ready)
 	if err := <-ready; err != nil {
 		unix.Close(pair[0])
 		unix.Close(pair[1])
-		return err
+		return nil, err
 	}
 	unix.Close(pair[1]) // the spawner's end lives on in its own table
-	spawner.running, spawner.req, spawner.sock = true, req, pair[0]
-	return nil
+	_ = unix.SetNonblock(pair[0], true)
+	go receive(g, os.NewFile(uintptr(pair[0]), "spawner"))
+	return g, nil
 }
 
 // spawnLoop runs the spawner thread on a thread other than the main one:
 // the main thread cannot exit, so a table it unshared would outlive us (and
 // /proc/self/fd would show it).
-func spawnLoop(pair [2]int, req chan spawnReq, ready chan<- error) {
+func spawnLoop(pair [2]int, g *spawnGen, ready chan<- error) {
 	runtime.LockOSThread()
 	if unix.Gettid() != unix.Getpid() {
-		spawnThread(pair, req, ready)
+		spawnThread(pair, g, ready)
 		return
 	}
 	locked := make(chan struct{})
 	go func() {
 		runtime.LockOSThread() // not the main thread: we hold it
 		close(locked)
-		spawnThread(pair, req, ready)
+		spawnThread(pair, g, ready)
 	}()
 	<-locked
 	runtime.UnlockOSThread()
 }
 
 // spawnThread is the spawner. pair[1] is its end of the socketpair. It
-// returns (and its locked thread exits) after spawnIdle without requests.
-func spawnThread(pair [2]int, req chan spawnReq, ready chan<- error) {
+// returns (and its locked thread exits, closing its end, which ends the
+// receiver) after spawnIdle with no request pending.
+func spawnThread(pair [2]int, g *spawnGen, ready chan<- error) {
 	// Never unlocked: the thread exits with us, private table and all.
 	if err := unix.Unshare(unix.CLONE_FILES); err != nil {
 		ready <- err
@@ -161,34 +177,139 @@ func spawnThread(pair [2]int, req chan spawnReq, ready chan<- error) {
 	defer idle.Stop()
 	for {
 		select {
-		case r := <-req:
+		case r := <-g.req:
 			pid, fds, err := forkChild(r.path, r.argv, r.env, devnull)
-			if err == nil {
-				if err = sendFds(sock, fds); err != nil {
+			if serr := sendReply(sock, r.id, pid, fds, err); serr != nil {
+				if err == nil {
 					_ = syscall.Kill(-pid, syscall.SIGKILL)
 					var ws syscall.WaitStatus
 					_, _ = syscall.Wait4(pid, &ws, 0, nil)
-					err = fmt.Errorf("spawner: %w", err)
 				}
+				// The receiver fails what is pending when our end closes.
+				spawner.mu.Lock()
+				spawner.cur, spawner.broken = nil, true
+				spawner.mu.Unlock()
+				return
 			}
-			r.reply <- spawnReply{pid: pid, err: err}
 			idle.Reset(spawnIdle)
 		case <-idle.C:
-			if !spawner.mu.TryLock() {
-				idle.Reset(spawnIdle) // a request is on its way
+			spawner.mu.Lock()
+			if len(g.pending) > 0 || len(g.req) > 0 {
+				spawner.mu.Unlock()
+				idle.Reset(spawnIdle)
 				continue
 			}
-			spawner.running = false
-			mainSock := spawner.sock
-			// Close our end's peer in the shared table from a thread that
-			// uses it (any goroutine but this locked one).
-			done := make(chan struct{})
-			go func() { unix.Close(mainSock); close(done) }()
-			<-done
+			spawner.cur = nil
 			spawner.mu.Unlock()
 			return // the thread and its table die here
 		}
 	}
+}
+
+// A reply on the socket: request id, pid, errno (0 on success), whether a
+// pidfd follows; the descriptors ride along as SCM_RIGHTS on success.
+const replySize = 8 + 4 + 4 + 1
+
+func sendReply(sock int, id uint64, pid int, fds [3]int, err error) error {
+	var b [replySize]byte
+	binary.LittleEndian.PutUint64(b[0:], id)
+	binary.LittleEndian.PutUint32(b[8:], uint32(pid))
+	if err != nil {
+		errno := syscall.EIO
+		errors.As(err, &errno)
+		binary.LittleEndian.PutUint32(b[12:], uint32(errno))
+		return unix.Sendmsg(sock, b[:], nil, nil, 0)
+	}
+	list := fds[:]
+	if fds[2] >= 0 {
+		b[16] = 1
+	} else {
+		list = fds[:2]
+	}
+	serr := unix.Sendmsg(sock, b[:], unix.UnixRights(list...), nil, 0)
+	for _, fd := range list {
+		unix.Close(fd)
+	}
+	return serr
+}
+
+// receive takes the spawner's replies into the shared table and hands each
+// to its requester, until the spawner's end closes; then fails whatever is
+// still pending.
+func receive(g *spawnGen, sock *os.File) {
+	defer sock.Close()
+	rc, err := sock.SyscallConn()
+	if err != nil {
+		failPending(g)
+		return
+	}
+	buf := make([]byte, replySize)
+	oob := make([]byte, unix.CmsgSpace(3*4))
+	for {
+		var n, oobn int
+		var rerr error
+		err := rc.Read(func(fd uintptr) bool {
+			n, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_CMSG_CLOEXEC)
+			return rerr != unix.EAGAIN
+		})
+		if err == nil {
+			err = rerr
+		}
+		if err != nil || n == 0 { // EOF: the spawner thread is gone
+			failPending(g)
+			return
+		}
+		id := binary.LittleEndian.Uint64(buf[0:])
+		rep := spawnReply{pid: int(binary.LittleEndian.Uint32(buf[8:])), fds: [3]int{-1, -1, -1}}
+		if errno := syscall.Errno(binary.LittleEndian.Uint32(buf[12:])); errno != 0 {
+			rep.err = errno
+		} else {
+			rep.fds, rep.err = parseRights(oob[:oobn], 2+int(buf[16]))
+			if rep.err != nil {
+				_ = syscall.Kill(-rep.pid, syscall.SIGKILL)
+				var ws syscall.WaitStatus
+				_, _ = syscall.Wait4(rep.pid, &ws, 0, nil)
+			}
+		}
+		spawner.mu.Lock()
+		ch := g.pending[id]
+		delete(g.pending, id)
+		spawner.mu.Unlock()
+		if ch != nil {
+			ch <- rep
+		}
+	}
+}
+
+func failPending(g *spawnGen) {
+	spawner.mu.Lock()
+	defer spawner.mu.Unlock()
+	for id, ch := range g.pending {
+		ch <- spawnReply{err: errSpawnerGone}
+		delete(g.pending, id)
+	}
+	if spawner.cur == g {
+		spawner.cur = nil
+	}
+}
+
+// parseRights extracts want descriptors from a control message: stdout,
+// stderr and the pidfd (-1 when want is 2).
+func parseRights(oob []byte, want int) ([3]int, error) {
+	r := [3]int{-1, -1, -1}
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil || len(msgs) != 1 {
+		return r, fmt.Errorf("spawner: bad control message (%d, %v)", len(msgs), err)
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != want {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return r, fmt.Errorf("spawner: want %d descriptors, got %d (%v)", want, len(fds), err)
+	}
+	copy(r[:], fds)
+	return r, nil
 }
 
 // trimTable closes every descriptor of this thread's table except keep,
@@ -286,39 +407,6 @@ func startHere(path string, argv, env []string) (*child, error) {
 		return nil, err
 	}
 	return newChild(pid, fds)
-}
-
-// recvFds receives one spawn's descriptors from sock: stdout, stderr and
-// the pidfd (-1 when the spawner had none).
-func recvFds(sock int) ([3]int, error) {
-	buf := make([]byte, 1)
-	oob := make([]byte, unix.CmsgSpace(3*4))
-	for {
-		_, oobn, _, _, err := unix.Recvmsg(sock, buf, oob, unix.MSG_CMSG_CLOEXEC)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return [3]int{}, err
-		}
-		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-		if err != nil || len(msgs) != 1 {
-			return [3]int{}, fmt.Errorf("bad control message (%d, %v)", len(msgs), err)
-		}
-		fds, err := unix.ParseUnixRights(&msgs[0])
-		want := 2 + int(buf[0])
-		if err != nil || len(fds) != want {
-			for _, fd := range fds {
-				unix.Close(fd)
-			}
-			return [3]int{}, fmt.Errorf("want %d descriptors, got %d (%v)", want, len(fds), err)
-		}
-		r := [3]int{fds[0], fds[1], -1}
-		if want == 3 {
-			r[2] = fds[2]
-		}
-		return r, nil
-	}
 }
 
 // newChild wraps the parent's descriptors as pollable files (non-blocking

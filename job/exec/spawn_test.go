@@ -36,7 +36,7 @@ func waitSpawnerGone(t *testing.T) {
 	t.Helper()
 	for i := 0; i < 100; i++ {
 		spawner.mu.Lock()
-		running := spawner.running
+		running := spawner.cur != nil
 		spawner.mu.Unlock()
 		if !running {
 			return
