@@ -87,8 +87,8 @@ while -o text|jsonl|csv chooses the result format.`,
 			})
 		},
 	}
-	// One socket per target in flight, plus the handshake's transient ones.
-	f = addSweepFlags(cmd, sweepDefaults{Timeout: 0, FDsPerTarget: 2})
+	// One socket per target in flight.
+	f = addSweepFlags(cmd, sweepDefaults{Timeout: 0, FDsPerTarget: 1})
 	fl := cmd.Flags()
 	fl.StringVarP(&s.cfg.User, "user", "l", "", "remote user (default: ssh config, else the local user)")
 	fl.IntVarP(&s.cfg.Port, "port", "p", 0, "remote port (default: ssh config, else 22)")

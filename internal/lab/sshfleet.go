@@ -62,6 +62,7 @@ type Fleet struct {
 	Accepted   atomic.Int64
 	Handshakes atomic.Int64 // completed (authenticated)
 	Sessions   atomic.Int64 // commands run
+	PeakActive atomic.Int64 // most connections open at once
 
 	opts           SSHFleetOptions
 	ln             net.Listener
@@ -209,6 +210,9 @@ func (f *Fleet) accept() {
 		default:
 		}
 		f.conns[c] = struct{}{}
+		if n := int64(len(f.conns)); n > f.PeakActive.Load() {
+			f.PeakActive.Store(n) // under f.mu: no lost update
+		}
 		f.wg.Add(1)
 		f.mu.Unlock()
 		go f.serve(c)

@@ -59,9 +59,21 @@ func main() {
 		}
 	}
 	fmt.Printf("sshfleet: listening on port %d\n", f.Port)
-	<-ctx.Done()
+	// SIGUSR1 prints the counters and resets the peak (benches read it per run).
+	usr := make(chan os.Signal, 1)
+	signal.Notify(usr, syscall.SIGUSR1)
+	for {
+		select {
+		case <-usr:
+			fmt.Printf("sshfleet: peak open connections %d\n", f.PeakActive.Swap(0))
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
 	f.Close()
-	fmt.Printf("sshfleet: accepted %d, handshakes %d, sessions %d\n", f.Accepted.Load(), f.Handshakes.Load(), f.Sessions.Load())
+	fmt.Printf("sshfleet: accepted %d, handshakes %d, sessions %d, peak open connections %d\n",
+		f.Accepted.Load(), f.Handshakes.Load(), f.Sessions.Load(), f.PeakActive.Load())
 }
 
 func fatal(err error) {
