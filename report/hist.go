@@ -158,7 +158,7 @@ func (h *Histogram) WriteText(w io.Writer, width int) {
 			lw = n
 		}
 	}
-	fmt.Fprintf(w, "rtt: min %s  p50 %s  p90 %s  p99 %s  max %s  (%d replies)\n",
+	fmt.Fprintf(w, "rtt: min %s  p50 %s  p90 %s  p99 %s  max %s  (%d with an RTT)\n",
 		Short(h.Min), Short(h.Quantile(0.5)), Short(h.Quantile(0.9)), Short(h.Quantile(0.99)), Short(h.Max), h.N)
 	for _, b := range bs {
 		pad := strings.Repeat(" ", lw-len([]rune(b.Label)))

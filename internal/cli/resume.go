@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -34,6 +35,12 @@ SWEEP defaults to the last sweep in FILE that is not finished. Output flags
   fanout resume scan.db 3 -c 200`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			fl := cmd.Flags()
+			for _, name := range []string{"timeout", "retries", "shuffle", "seed", "shard", "exclude", "max-targets", "allow-huge", "db"} {
+				if fl.Changed(name) {
+					return usageErrorf("--%s: a resumed sweep keeps the options it was started with", name)
+				}
+			}
 			st, err := openDB(args[0])
 			if err != nil {
 				return err
@@ -42,6 +49,11 @@ SWEEP defaults to the last sweep in FILE that is not finished. Output flags
 			if len(args) == 2 {
 				sw, err = pickSweep(st, args[1])
 			} else if sw, err = st.LastUnfinished(); err != nil {
+				if all, _ := st.Sweeps(); len(all) > 0 && errors.Is(err, store.ErrNoSweep) {
+					st.Close()
+					fmt.Fprintf(cmd.ErrOrStderr(), "fanout: every sweep in %s is finished: nothing to resume\n", args[0])
+					return nil
+				}
 				err = usageError(err)
 			}
 			st.Close()
@@ -51,12 +63,6 @@ SWEEP defaults to the last sweep in FILE that is not finished. Output flags
 			if sw.State == store.Finished {
 				fmt.Fprintf(cmd.ErrOrStderr(), "fanout: sweep %d in %s is finished: nothing to resume\n", sw.ID, args[0])
 				return nil
-			}
-			fl := cmd.Flags()
-			for _, name := range []string{"timeout", "retries", "shuffle", "seed", "shard", "exclude", "max-targets", "allow-huge", "db"} {
-				if fl.Changed(name) {
-					return usageErrorf("--%s: a resumed sweep keeps the options it was started with", name)
-				}
 			}
 			spec := sw.Spec
 			if !fl.Changed("concurrency") && spec.Concurrency > 0 {
