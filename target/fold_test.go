@@ -28,6 +28,7 @@ func TestFold(t *testing.T) {
 		{[]string{"rack1-node1", "rack1-node2", "rack2-node1", "rack2-node2", "login"}, "login,rack[1-2]-node[1-2]"},
 		{[]string{"h12345678901234567890", "h12345678901234567891"}, "h12345678901234567890,h12345678901234567891"},
 		{[]string{"fd00::1", "fd00::2", "::1"}, "::1,fd00::[1-2]"},
+		{[]string{"1::1", "1::2", "2::1", "2::2"}, "[1-2]::[1-2]"}, // a node-set, not the literal [1-2]
 	}
 	for _, tt := range tests {
 		if got := Fold(tt.in); got != tt.want {
@@ -62,6 +63,7 @@ func checkFoldRoundTrip(t testing.TB, in []string) {
 
 func TestFoldRoundTrip(t *testing.T) {
 	t.Parallel()
+	checkFoldRoundTrip(t, []string{"1::1", "1::2", "2::1", "2::2"})
 	checkFoldRoundTrip(t, []string{"web[01-20].example.com", "db[1-3,7].dc[1-2]", "10.0.0.0/28", "fd00::[8-17]", "login"})
 	rng := rand.New(rand.NewPCG(1, 2))
 	words := []string{"web", "db", "n", "rack", "x-", "a.b", "10.0.", "fd00::", "h_"}
