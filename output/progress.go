@@ -61,8 +61,8 @@ func StartProgress(w *os.File, total int64, snap func() Progress) (stop func()) 
 				if p.Total > 0 && p.Total != bar.GetMax64() {
 					bar.ChangeMax64(p.Total)
 				}
-				bar.Describe(describe(p))
 				_ = bar.Set64(p.Done)
+				bar.Describe(describe(p)) // redraws: after Set64, so both agree
 			}
 		}
 	}()
