@@ -161,8 +161,9 @@ type plan struct {
 
 	// sinks receive every finished Result, in order (under sinkMu: a
 	// ticker flushes them).
-	sinks  []output.Writer
-	sinkMu sync.Mutex
+	sinks   []output.Writer
+	sinkErr []error // per sink, its first write error
+	sinkMu  sync.Mutex
 	// closers run after the sinks are closed (output files).
 	closers []func() error
 
@@ -202,6 +203,11 @@ func runSweep(cmd *cobra.Command, f *sweepFlags, spec fanout.Spec) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() { <-ctx.Done(); stop() }()
+	// A closed stdout (| head) must not kill fanout outright: its commands
+	// would outlive it. Noticed, a write fails with EPIPE and the sweep stops.
+	sigpipe := make(chan os.Signal, 1)
+	signal.Notify(sigpipe, syscall.SIGPIPE)
+	defer signal.Stop(sigpipe)
 
 	// 4. How the spec is run: on a cluster with --server (which may just
 	// submit and detach), else here.
@@ -338,12 +344,9 @@ func (p *plan) run(sigCtx, parent context.Context, f *sweepFlags, stderr io.Writ
 		if r.Status != job.Up {
 			notUp++
 		}
-		if writeErr != nil {
-			return
-		}
-		if werr := p.write(r); werr != nil {
+		if werr := p.write(r); werr != nil && writeErr == nil {
 			writeErr = fmt.Errorf("write result: %w", werr)
-			cancel() // results are no longer kept: stop sending
+			cancel() // results are no longer all kept: stop sending
 		}
 	})
 	elapsed := time.Since(began)
@@ -359,6 +362,8 @@ func (p *plan) run(sigCtx, parent context.Context, f *sweepFlags, stderr io.Writ
 		_ = sum.Print(stderr, elapsed, interrupted, c.Interrupted.Load())
 	}
 	switch {
+	case errors.Is(writeErr, syscall.EPIPE):
+		return exitCode(ExitSomeNotUp) // the reader went away (| head): no news to the user
 	case writeErr != nil:
 		return &exitError{code: ExitSomeNotUp, err: writeErr}
 	case interrupted:
@@ -379,15 +384,28 @@ const flushEvery = 200 * time.Millisecond
 type flusher interface{ Flush() error }
 
 // write hands r to every sink.
+// A sink that failed is skipped from then on; the others still get every
+// Result (a store keeps recording when stdout is gone). It returns the first
+// error of this call.
 func (p *plan) write(r job.Result) error {
 	p.sinkMu.Lock()
 	defer p.sinkMu.Unlock()
-	for _, s := range p.sinks {
+	if p.sinkErr == nil {
+		p.sinkErr = make([]error, len(p.sinks))
+	}
+	var first error
+	for i, s := range p.sinks {
+		if p.sinkErr[i] != nil {
+			continue
+		}
 		if err := s.Write(r); err != nil {
-			return err
+			p.sinkErr[i] = err
+			if first == nil {
+				first = err
+			}
 		}
 	}
-	return nil
+	return first
 }
 
 // flushEvery flushes the sinks every d until stop is called (sinks are

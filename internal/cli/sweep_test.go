@@ -339,3 +339,52 @@ func TestProgress(t *testing.T) {
 		}
 	}
 }
+
+// TestClosedStdout: when the reader of stdout goes away (| head -1), fanout
+// does not die of SIGPIPE leaving its commands behind: the next write fails,
+// the sweep stops, the commands are killed, and it exits 1 without noise.
+func TestClosedStdout(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	sleep := filepath.Join(dir, "sleep-fanout-pipe")
+	path, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep command")
+	}
+	if err := os.Symlink(path, sleep); err != nil {
+		t.Fatal(err)
+	}
+	script := `case "$1" in 127.0.0.1) echo first;; 127.0.0.2) "$2" 1;; *) "$2" 30;; esac`
+	cmd := exec.Command(fanoutBin(t), "exec", "127.0.0.1-5", "--", "sh", "-c", script, "sh", "{}", sleep)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || !strings.Contains(line, "127.0.0.1") {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	stdout.Close() // like head -1
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("still running 15s after its stdout closed; stderr:\n%s", stderr.String())
+	}
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Errorf("exit: %v, want code 1; stderr:\n%s", err, stderr.String())
+	}
+	if strings.Contains(stderr.String(), "fanout:") {
+		t.Errorf("a closed stdout made noise:\n%s", stderr.String())
+	}
+	if s := survivors(t, sleep); len(s) != 0 {
+		t.Errorf("%d commands survived: pids %v", len(s), s)
+	}
+}
