@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/signal"
@@ -13,6 +14,7 @@ import (
 	"github.com/fanout/fanout/cluster"
 	"github.com/fanout/fanout/engine"
 	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/store"
 )
 
 func init() { register(newAttachCmd) }
@@ -20,14 +22,16 @@ func init() { register(newAttachCmd) }
 func newAttachCmd() *cobra.Command {
 	f := &sweepFlags{}
 	var creds cluster.Credentials
+	var dbSweep int64
 	cmd := &cobra.Command{
 		Use:   "attach URL SWEEP [flags]",
 		Short: "Stream the results of a sweep submitted to a cluster",
 		Long: `Re-attach to a sweep submitted with --server (and --detach, or whose submitter
 stopped): stream its results, each target once, with the same outputs,
 progress bar, summary and exit status as the job command would have had.
-Results already delivered before are delivered again unless a store that holds
-them is given.`,
+Results already delivered before are delivered again, except with --db: the
+submitter's record of the sweep in that file is continued and what it holds is
+skipped.`,
 		Example: `  id=$(fanout ping 10.0.0.0/16 --server nats://127.0.0.1:4222 --detach)
   fanout attach nats://127.0.0.1:4222 "$id" -o jsonl --output-file results.jsonl`,
 		Args: cobra.ExactArgs(2),
@@ -56,6 +60,16 @@ them is given.`,
 			if err != nil {
 				return fmt.Errorf("sweep %s: %w", id, err)
 			}
+			if f.db != "" {
+				// Continue the store's record of this sweep (the submitter's
+				// --db), skipping what it already holds.
+				if f.resumeSweep = dbSweep; f.resumeSweep == 0 {
+					f.resumeSweep = storeSweepOf(f.db, rec)
+				}
+				if f.resumeSweep != 0 {
+					fmt.Fprintf(stderr, "fanout: continuing sweep %d of %s\n", f.resumeSweep, f.db)
+				}
+			}
 			if err := openSinks(cmd, f, p); err != nil {
 				return err
 			}
@@ -73,8 +87,37 @@ them is given.`,
 	fl.BoolVar(&f.dead, "dead", false, "show only targets that are not up")
 	fl.StringVar(&f.progress, "progress", "auto", "progress bar on stderr: auto (when a terminal), always, never")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no summary on stderr")
+	fl.StringVar(&f.db, "db", "", "record the results in this SQLite file; continues the submitter's record of the sweep there, skipping what it holds")
+	fl.Int64Var(&dbSweep, "db-sweep", 0, "with --db: the sweep id in the file to continue (default: the newest unfinished one with the same targets and job)")
 	addCredFlags(fl, &creds)
 	// Only the output flags are bound; the others keep values fill accepts.
 	f.concurrency, f.maxTargets = 1, 1
 	return cmd
+}
+
+// storeSweepOf finds the sweep of the fanout database at path that recorded
+// rec when it was submitted: the newest unfinished one with the same job,
+// targets, order and size. 0 when there is none (a new one is created).
+func storeSweepOf(path string, rec cluster.Record) int64 {
+	st, err := store.OpenExisting(path)
+	if err != nil {
+		return 0
+	}
+	defer st.Close()
+	sws, err := st.Sweeps()
+	if err != nil {
+		return 0
+	}
+	key := func(s fanout.Spec) string {
+		b, _ := json.Marshal([]any{s.Job, s.Targets, s.Excludes, s.Shuffle, s.Seed, s.ShardI, s.ShardN})
+		return string(b)
+	}
+	want := key(rec.Spec)
+	var best int64
+	for _, sw := range sws {
+		if sw.State != store.Finished && sw.Total == rec.Total && key(sw.Spec) == want && sw.ID > best {
+			best = sw.ID
+		}
+	}
+	return best
 }

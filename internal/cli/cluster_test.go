@@ -162,8 +162,9 @@ func TestClusterKillWorkerMidSweep(t *testing.T) {
 	w1 := testWorker(t, url, "w1", "-c", "50")
 	testWorker(t, url, "w2", "-c", "50")
 	testWorker(t, url, "w3", "-c", "50")
-	out := filepath.Join(t.TempDir(), "out.jsonl")
-	sub := startFanout(t, nil, append(refusedSweep(n, "600"), "--server", url, "-o", "jsonl", "--output-file", out)...)
+	dir := t.TempDir()
+	out, db := filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "sweeps.db")
+	sub := startFanout(t, nil, append(refusedSweep(n, "600"), "--server", url, "--db", db, "-o", "jsonl", "--output-file", out)...)
 	waitFor(t, "a quarter of the results", 60*time.Second, func() bool { return countLines(out) >= n/4 })
 	w1.kill()
 	if code := sub.wait(t, 90*time.Second); code != 1 {
@@ -174,6 +175,11 @@ func TestClusterKillWorkerMidSweep(t *testing.T) {
 	if len(workers) < 2 {
 		t.Errorf("results per worker %v: want several", workers)
 	}
+	stored := fanout(t, "", "results", db, "-o", "jsonl")
+	if stored.code != 0 {
+		t.Fatalf("results: exit %d:\n%s", stored.code, stored.stderr)
+	}
+	checkOnce(t, stored.stdout, n) // the submitter's store: every target once
 	if !strings.Contains(sub.errText(), fmt.Sprintf("%d targets: 0 up, %d down", n, n)) {
 		t.Errorf("summary missing or wrong:\n%s", sub.errText())
 	}
@@ -185,8 +191,9 @@ func TestClusterSubmitterKilledThenAttach(t *testing.T) {
 	url, _ := testServer(t)
 	testWorker(t, url, "w1", "-c", "50")
 	testWorker(t, url, "w2", "-c", "50")
-	out := filepath.Join(t.TempDir(), "out.jsonl")
-	sub := startFanout(t, nil, append(refusedSweep(n, "800"), "--server", url, "-o", "jsonl", "--output-file", out)...)
+	dir := t.TempDir()
+	out, db := filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "sweeps.db")
+	sub := startFanout(t, nil, append(refusedSweep(n, "800"), "--server", url, "--db", db, "-o", "jsonl", "--output-file", out)...)
 	waitFor(t, "a third of the results", 60*time.Second, func() bool { return countLines(out) >= n/3 })
 	sub.kill()
 	var id string
@@ -199,12 +206,27 @@ func TestClusterSubmitterKilledThenAttach(t *testing.T) {
 	if id == "" {
 		t.Fatalf("no sweep id in the submitter's stderr:\n%s", sub.errText())
 	}
-	// The sweep went on without its submitter; attach streams all of it.
-	r := fanout(t, "", "attach", url, id, "-o", "jsonl", "--progress", "never")
+	// The sweep went on without its submitter. Attaching with the same
+	// store continues its record there and streams only what it lacks.
+	r := fanout(t, "", "attach", url, id, "--db", db, "-o", "jsonl", "--progress", "never")
 	if r.code != 1 {
 		t.Fatalf("attach: exit %d, want 1; stderr:\n%s", r.code, r.stderr)
 	}
-	checkOnce(t, r.stdout, n)
+	if !strings.Contains(r.stderr, "continuing sweep 1 of "+db) {
+		t.Errorf("attach did not continue the submitter's sweep in the store:\n%s", r.stderr)
+	}
+	if got := len(results(t, r.stdout)); got == 0 || got >= n {
+		t.Errorf("attach streamed %d results, want only those the store lacked (0 < k < %d)", got, n)
+	}
+	stored := fanout(t, "", "results", db, "-o", "jsonl")
+	if stored.code != 0 {
+		t.Fatalf("results: exit %d:\n%s", stored.code, stored.stderr)
+	}
+	checkOnce(t, stored.stdout, n)
+
+	// Without a store, attach replays the whole sweep, each target once.
+	all := fanout(t, "", "attach", url, id, "-o", "jsonl", "--progress", "never")
+	checkOnce(t, all.stdout, n)
 }
 
 func TestClusterDetachStatusAndAllow(t *testing.T) {
