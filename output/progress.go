@@ -41,7 +41,6 @@ func StartProgress(w *os.File, total int64, snap func() Progress) (stop func()) 
 		progressbar.OptionSetWidth(30),
 		progressbar.OptionShowCount(),
 		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionThrottle(progressEvery/2),
 		progressbar.OptionClearOnFinish(),
 		progressbar.OptionSetDescription("sweep"),
 	)
@@ -61,8 +60,9 @@ func StartProgress(w *os.File, total int64, snap func() Progress) (stop func()) 
 				if p.Total > 0 && p.Total != bar.GetMax64() {
 					bar.ChangeMax64(p.Total)
 				}
+				// Describe then Set64, unthrottled: the last draw has both.
+				bar.Describe(describe(p))
 				_ = bar.Set64(p.Done)
-				bar.Describe(describe(p)) // redraws: after Set64, so both agree
 			}
 		}
 	}()
