@@ -87,9 +87,15 @@ type run struct {
 // fanout runs the binary with args (and stdin when not empty), bounded in time.
 func fanout(t *testing.T, stdin string, args ...string) run {
 	t.Helper()
+	return command(t, stdin, fanoutBin(t), args...)
+}
+
+// command runs name with args (and stdin when not empty), bounded in time.
+func command(t *testing.T, stdin, name string, args ...string) run {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, fanoutBin(t), args...)
+	cmd := exec.CommandContext(ctx, name, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if stdin != "" {
@@ -100,10 +106,10 @@ func fanout(t *testing.T, stdin string, args ...string) run {
 	if ee, ok := err.(*exec.ExitError); ok {
 		r.code = ee.ExitCode()
 	} else if err != nil {
-		t.Fatalf("fanout %q: %v", args, err)
+		t.Fatalf("%s %q: %v", name, args, err)
 	}
 	if ctx.Err() != nil {
-		t.Fatalf("fanout %q: still running after 60s; stderr:\n%s", args, r.stderr)
+		t.Fatalf("%s %q: still running after 60s; stderr:\n%s", name, args, r.stderr)
 	}
 	return r
 }

@@ -388,3 +388,45 @@ func TestClosedStdout(t *testing.T) {
 		t.Errorf("%d commands survived: pids %v", len(s), s)
 	}
 }
+
+// TestEngineFlags: --rate, --timeout and --retries reach the engine.
+func TestEngineFlags(t *testing.T) {
+	t.Parallel()
+	t.Run("rate", func(t *testing.T) {
+		t.Parallel()
+		start := time.Now()
+		r := fanout(t, "", "exec", "-q", "--rate", "10", "127.0.0.1-6", "--", "true")
+		// 6 starts at 10/s: the last one no sooner than 0.5s after the first.
+		if took := time.Since(start); r.code != 0 || took < 450*time.Millisecond {
+			t.Errorf("--rate 10 over 6 targets: exit %d in %v, want 0 in 0.5s or more", r.code, took)
+		}
+	})
+	t.Run("timeout and retries", func(t *testing.T) {
+		t.Parallel()
+		r := fanout(t, "", "exec", "-o", "jsonl", "--timeout", "50ms", "--retries", "2", "127.0.0.1", "--", "sleep", "5")
+		rs := results(t, r.stdout)
+		if r.code != 1 || len(rs) != 1 || rs[0].Class != job.ClassTimeout || rs[0].Attempts != 3 {
+			t.Errorf("exit %d, results %+v; want 1 result, class timeout after 3 attempts", r.code, rs)
+		}
+	})
+	t.Run("no retry of a non-retryable failure", func(t *testing.T) {
+		t.Parallel()
+		r := fanout(t, "", "exec", "-o", "jsonl", "--retries", "2", "127.0.0.1", "--", "false")
+		rs := results(t, r.stdout)
+		if r.code != 1 || len(rs) != 1 || rs[0].Class != job.ClassExit || rs[0].Attempts != 1 {
+			t.Errorf("exit %d, results %+v; want 1 result, class exit after 1 attempt", r.code, rs)
+		}
+	})
+	t.Run("concurrency fits the file limit", func(t *testing.T) {
+		t.Parallel()
+		// A hard limit of 128 files cannot hold 1000 commands in flight.
+		r := command(t, "", "sh", "-c", `ulimit -n 128 && exec "$0" "$@"`, fanoutBin(t),
+			"exec", "-c", "1000", "-o", "jsonl", "127.0.0.1-20", "--", "true")
+		if r.code != 0 || len(results(t, r.stdout)) != 20 {
+			t.Errorf("exit %d, %d results; want 0 and 20; stderr:\n%s", r.code, len(results(t, r.stdout)), r.stderr)
+		}
+		if !strings.Contains(r.stderr, "warning") || !strings.Contains(r.stderr, "concurrency 1000") {
+			t.Errorf("no warning that -c 1000 was lowered:\n%s", r.stderr)
+		}
+	})
+}
