@@ -72,6 +72,9 @@ while -o text|jsonl|csv chooses the result format.`,
 			// The command's deadline is the job's, from session start:
 			// waiting for a handshake slot must not eat into it.
 			s.cfg.CommandTimeout, f.timeout = f.timeout, 0
+			// Retries are the job's: connection failures only, never a
+			// command that ran (the engine would retry a command timeout).
+			s.cfg.Retries, f.retries = f.retries, 0
 			if s.gather && s.outdir != "" {
 				return usageErrorf("--gather and --outdir: choose one")
 			}

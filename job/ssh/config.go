@@ -61,6 +61,10 @@ type Config struct {
 	CommandTimeout   time.Duration `json:"command_timeout_ns,omitempty"` // from session start; 0 = ctx only
 	MaxHandshakes    int           `json:"max_handshakes,omitempty"`     // handshakes in flight, across the job
 	HandshakeRetries int           `json:"handshake_retries,omitempty"`  // resets / banner timeouts retried; -1 none
+	// Retries are further attempts after a connection-level failure
+	// (refused, connect or handshake timeout); a command that fails or
+	// times out is never run twice.
+	Retries int `json:"retries,omitempty"`
 
 	ProxyJump string `json:"proxy_jump,omitempty"` // [user@]host[:port], one bastion
 

@@ -447,3 +447,56 @@ func TestHashedKnownHosts(t *testing.T) {
 }
 
 func hashHost(h string) string { return knownhosts.HashHostname(h) }
+
+func TestRetriesOnlyConnectionFailures(t *testing.T) {
+	t.Parallel()
+	fleet := lab.StartSSHFleetT(t, lab.SSHFleetOptions{})
+	home := newHome(t, fleet.KnownHostsLine())
+	// A port that refuses for a moment, then answers: retried until it does.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		l2, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			return
+		}
+		t.Cleanup(func() { l2.Close() })
+		for {
+			c, err := l2.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("tcp", fleet.Addr("127.0.0.1"))
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go io.Copy(up, c)
+				io.Copy(c, up)
+			}()
+		}
+	}()
+	known := fmt.Sprintf("[*]:%d %s", port, ssh.MarshalAuthorizedKey(fleet.HostKey))
+	os.WriteFile(filepath.Join(home.dir, ".ssh", "known_hosts"), []byte(known), 0o600)
+	j := newJob(t, Config{Command: "echo up", Retries: 5}, home.env())
+	if r := j.Run(context.Background(), target.Target{Addr: netip.MustParseAddr("127.0.0.1"), Port: uint16(port)}); r.Status != job.Up {
+		t.Fatalf("refused, then listening: %s/%s %q, want up after retries", r.Status, r.Class, r.Error)
+	}
+	// A command that times out runs once, whatever Retries says.
+	os.WriteFile(filepath.Join(home.dir, ".ssh", "known_hosts"), []byte(fleet.KnownHostsLine()), 0o600)
+	before := fleet.Sessions.Load()
+	j2 := newJob(t, Config{Command: "sleep 5", Retries: 3, CommandTimeout: 200 * time.Millisecond}, home.env())
+	if r := j2.Run(context.Background(), at(3, fleet.Port)); r.Class != job.ClassTimeout {
+		t.Errorf("command timeout: %s/%s %q", r.Status, r.Class, r.Error)
+	}
+	if n := fleet.Sessions.Load() - before; n != 1 {
+		t.Errorf("the timed-out command ran %d times, want once", n)
+	}
+}

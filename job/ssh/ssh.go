@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -185,9 +186,25 @@ func (j *Job) run(ctx context.Context, t target.Target, r job.Result) job.Result
 	if t.Addr.IsValid() && hs.hostname == t.Name() {
 		r.Addr = t.Addr.String()
 	}
-	l, err := j.connect(ctx, hs)
-	if err != nil {
-		return fail(r, err)
+	var l *link
+	backoff := 100 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		var err error
+		if l, err = j.connect(ctx, hs); err == nil {
+			break
+		}
+		c := classify(err)
+		if attempt >= j.cfg.Retries || ctx.Err() != nil || (c != job.ClassRefused && c != job.ClassTimeout) {
+			return fail(r, err)
+		}
+		t := time.NewTimer(backoff/2 + rand.N(backoff))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fail(r, ctxErr(ctx, "connect"))
+		}
+		backoff *= 2
 	}
 	defer l.conn.Close()
 	if ra, ok := l.raw.RemoteAddr().(*net.TCPAddr); ok {
