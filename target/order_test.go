@@ -36,7 +36,7 @@ func TestShuffleBijectiveSmall(t *testing.T) {
 func TestShuffleBijectiveSpecial(t *testing.T) {
 	t.Parallel()
 	ns := []uint64{2, 3, 7, 251, 257, 65521, 65536, 65537, 1<<20 - 1, 1 << 20, 1<<20 + 1, 1000003}
-	if !testing.Short() {
+	if !testing.Short() && !raceEnabled {
 		ns = append(ns, 1<<24)
 	}
 	for _, n := range ns {
@@ -61,7 +61,11 @@ func TestShuffleBijectiveHuge(t *testing.T) {
 			}
 			seen[v] = k
 		}
-		for k := uint64(0); k < 100000; k++ {
+		samples := uint64(100000)
+		if raceEnabled {
+			samples = 10000
+		}
+		for k := uint64(0); k < samples; k++ {
 			check(k)
 			check(n - 1 - k)
 		}
