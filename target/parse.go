@@ -316,6 +316,9 @@ func (b *builder) addPlain(s string) error {
 	case strings.Contains(s, "/"):
 		return b.addCIDR(s)
 	case strings.Contains(s, ":"):
+		if strings.Count(s, ":") == 1 {
+			return fmt.Errorf("%q is not an IPv6 address, and host:port is not a target (give ports to the job, as in tcp -p 22)", s)
+		}
 		if lo, hi, ok := strings.Cut(s, "-"); ok {
 			return b.addRange6(lo, hi)
 		}

@@ -144,6 +144,8 @@ func TestParseBad(t *testing.T) {
 		{[]string{"host/24"}, ParseOptions{}, `parse "host/24": "host" is not an address (want a CIDR such as 10.0.0.0/24 or fd00::/120)`},
 		{[]string{"fd00::/129"}, ParseOptions{}, `parse "fd00::/129": prefix length 129 out of range (want 0-128)`},
 		{[]string{"fd00::g"}, ParseOptions{}, `parse "fd00::g": "fd00::g" is not an IPv6 address: ...`},
+		{[]string{"host:22"}, ParseOptions{}, `parse "host:22": "host:22" is not an IPv6 address, and host:port is not a target (give ports to the job, as in tcp -p 22)`},
+		{[]string{"10.0.0.1:22"}, ParseOptions{}, `parse "10.0.0.1:22": "10.0.0.1:22" is not an IPv6 address, and host:port ...`},
 		{[]string{"fe80::1%eth0"}, ParseOptions{}, `parse "fe80::1%eth0": IPv6 zones (%eth0) are not supported`},
 		{[]string{"fd00::9-3"}, ParseOptions{}, `parse "fd00::9-3": range end before start`},
 		{[]string{"fd00::9-fffff"}, ParseOptions{}, `parse "fd00::9-fffff": range end "fffff": want an IPv6 address or a last hextet (1 to 4 hex digits)`},
