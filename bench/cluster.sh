@@ -39,6 +39,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 now() { date +%s.%N; }
+p50() { grep -o '"rtt_ms":[0-9.]*' "$1" | cut -d: -f2 | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 secs() { echo "$2 - $1" | bc -l; }
 fmt() { printf '%.2f' "$1"; }
 # bg runs a command (not a shell function: its pid must be the program's)
@@ -46,9 +47,10 @@ fmt() { printf '%.2f' "$1"; }
 bg() { "$@" & PIDS="$PIDS $!"; LAST=$!; }
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 waitlog() { # file pattern: wait up to 20s for pattern in file
-	i=0
+	_polls=0 # sh has no locals: a name no caller uses
 	until grep -q "$2" "$1" 2>/dev/null; do
-		i=$((i + 1)); [ $i -le 400 ] || { echo "cluster.sh: timeout waiting for '$2' in $1:" >&2; cat "$1" >&2; exit 1; }
+		_polls=$((_polls + 1))
+		[ $_polls -le 400 ] || { echo "cluster.sh: timeout waiting for '$2' in $1:" >&2; cat "$1" >&2; exit 1; }
 		sleep 0.05
 	done
 }
@@ -77,7 +79,14 @@ ns "$F" tcp -p $PORT -c 100 -q --progress never -o jsonl "$TARGETS" >"$T/local.j
 t1=$(now)
 LOCAL=$(secs "$t0" "$t1")
 [ "$(wc -l <"$T/local.jsonl")" = "$N" ] || { echo "local run: $(wc -l <"$T/local.jsonl") results, want $N" >&2; exit 1; }
-printf 'local, one process -c 100:  %7ss  %7.0f targets/s\n' "$(fmt "$LOCAL")" "$(echo "$N / $LOCAL" | bc -l)"
+printf 'local, one process -c 100:  %7ss  %7.0f targets/s  rtt p50 %s ms\n' "$(fmt "$LOCAL")" "$(echo "$N / $LOCAL" | bc -l)" "$(p50 "$T/local.jsonl")"
+for c in 300 600; do
+	t0=$(now)
+	ns "$F" tcp -p $PORT -c $c -q --progress never -o jsonl "$TARGETS" >"$T/local-$c.jsonl" || true
+	t1=$(now)
+	s=$(secs "$t0" "$t1")
+	printf 'local, one process -c %d:  %7ss  %7.0f targets/s  rtt p50 %s ms (the machine'"'"'s ceiling for %d workers)\n' $c "$(fmt "$s")" "$(echo "$N / $s" | bc -l)" "$(p50 "$T/local-$c.jsonl")" $((c / 100))
+done
 
 cluster_run() { # workers -> seconds in $T/secs-$1
 	w=$1 p=$((4300 + w))
@@ -101,16 +110,17 @@ cluster_run() { # workers -> seconds in $T/secs-$1
 	for x in $ws; do stop "$x"; done
 	stop "$srv"
 	secs "$t0" "$t1" >"$T/secs-$w"
+	echo "  ($w workers: results per worker: $(grep -o '"worker":"[^"]*"' "$T/cluster-$w.jsonl" | sort | uniq -c | awk '{printf "%s=%s ", substr($2,11,length($2)-11), $1}'))" >&2
 }
 cluster_run 1
 C1=$(cat "$T/secs-1")
-printf 'cluster, 1 worker  -c 100:  %7ss  %7.0f targets/s\n' "$(fmt "$C1")" "$(echo "$N / $C1" | bc -l)"
+printf 'cluster, 1 worker  -c 100:  %7ss  %7.0f targets/s  rtt p50 %s ms\n' "$(fmt "$C1")" "$(echo "$N / $C1" | bc -l)" "$(p50 "$T/cluster-1.jsonl")"
 cluster_run 3
 C3=$(cat "$T/secs-3")
-printf 'cluster, 3 workers -c 100:  %7ss  %7.0f targets/s\n' "$(fmt "$C3")" "$(echo "$N / $C3" | bc -l)"
+printf 'cluster, 3 workers -c 100:  %7ss  %7.0f targets/s  rtt p50 %s ms\n' "$(fmt "$C3")" "$(echo "$N / $C3" | bc -l)" "$(p50 "$T/cluster-3.jsonl")"
 cluster_run 6
 C6=$(cat "$T/secs-6")
-printf 'cluster, 6 workers -c 100:  %7ss  %7.0f targets/s\n' "$(fmt "$C6")" "$(echo "$N / $C6" | bc -l)"
+printf 'cluster, 6 workers -c 100:  %7ss  %7.0f targets/s  rtt p50 %s ms\n' "$(fmt "$C6")" "$(echo "$N / $C6" | bc -l)" "$(p50 "$T/cluster-6.jsonl")"
 R3=$(echo "$C1 / $C3" | bc -l)
 R6=$(echo "$C1 / $C6" | bc -l)
 printf 'throughput 3 vs 1 workers: %.2fx (target >= 2.50x): %s\n' "$R3" "$(echo "$R3 >= 2.5" | bc -l | sed 's/1/PASS/;s/0/FAIL/')"
