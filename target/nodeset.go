@@ -184,8 +184,9 @@ func appendPadded(buf []byte, n uint64, width int) []byte {
 // of clush -b: web01,web02,web03,db1 gives "db1,web[01-03]", and 127.0.0.1 to
 // 127.0.0.5 give "127.0.0.[1-5]". It folds the rightmost number of each name
 // first, then the numbers to its left (db[1-3].dc[1-2]), keeps zero padding,
-// drops duplicates, and sorts the folded items. Parse(strings.Split(Fold(x),
-// ",")) gives back the names of x.
+// drops duplicates, and sorts the folded items. Parse accepts the
+// comma-separated result as one spec: Parse([]string{Fold(x)}) gives back the
+// names of x.
 func Fold(names []string) string {
 	items := make(map[string]struct{}, len(names))
 	for _, n := range names {

@@ -26,7 +26,8 @@ func (t Target) Name() string {
 	return t.Addr.String()
 }
 
-// Set is an indexable list of targets in canonical order. At must be cheap
+// Set is an indexable list of targets in canonical order (for Parse's sets:
+// IPv4 ascending, then IPv6 ascending, then names in first-seen order). At must be cheap
 // and must not allocate per call for address targets; it panics when i >= Len.
 type Set interface {
 	Len() uint64
