@@ -54,6 +54,7 @@ func TestSpawnerNoLeaks(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitSpawnerGone(t)
+	time.Sleep(100 * time.Millisecond) // a previous receiver closing its socket
 	before := openFds(t)
 	for i := 0; i < 50; i++ {
 		r := j.Run(context.Background(), target.Target{Host: "x"})
@@ -65,7 +66,13 @@ func TestSpawnerNoLeaks(t *testing.T) {
 		t.Error("spawner fell back to forking in place")
 	}
 	waitSpawnerGone(t)
-	if after := openFds(t); after != before {
+	// The receiver closes its socket just after the spawner thread ends.
+	after := openFds(t)
+	for i := 0; i < 100 && after != before; i++ {
+		time.Sleep(20 * time.Millisecond)
+		after = openFds(t)
+	}
+	if after != before {
 		t.Errorf("%d descriptors before, %d after 50 commands", before, after)
 	}
 }
