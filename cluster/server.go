@@ -70,6 +70,9 @@ func StartServer(o ServerOptions) (*Server, error) {
 		h, _ := os.Hostname()
 		name = keySafe(fmt.Sprintf("%s-%d", h, port))
 	}
+	if port == 0 {
+		port = server.RANDOM_PORT // NATS reads 0 as its default, 4222
+	}
 	opts := &server.Options{
 		ServerName: name,
 		// An embedded server listens on 0.0.0.0 unless Host is set.

@@ -60,3 +60,28 @@ func TestWireRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestTaskSize(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		kind string
+		n    uint64
+		want uint64
+	}{
+		{"ping", 1 << 24, 4096}, // a /8: 4096 tasks
+		{"ping", 65536, 4096},   // large ICMP tasks even if few
+		{"ping", 100, 100},      // never more than the sweep
+		{"tcp", 30000, 469},     // 64 tasks to share
+		{"tcp", 1 << 20, 1024},
+		{"tcp", 1000, 128},
+		{"ssh", 20000, 16}, // few slow sessions per task
+		{"ssh", 10, 1},
+		{"exec", 100000, 64},
+		{"custom", 1 << 20, 256},
+		{"custom", 0, 1},
+	} {
+		if got := TaskSize(tc.kind, tc.n); got != tc.want {
+			t.Errorf("TaskSize(%q, %d) = %d, want %d", tc.kind, tc.n, got, tc.want)
+		}
+	}
+}
