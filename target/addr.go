@@ -139,7 +139,8 @@ type set struct {
 	v4, v6 []interval
 	s4, s6 []uint64 // index of each interval's first address within its family
 	n4, n6 uint64
-	names  []string
+	arena  string   // the names, back to back
+	names  []uint64 // offset<<8 | length of each name in arena
 }
 
 var _ Set = (*set)(nil)
@@ -159,7 +160,7 @@ func (s *set) At(i uint64) Target {
 	}
 	k -= s.n6
 	if k < uint64(len(s.names)) {
-		return Target{Index: i, Host: s.names[k]}
+		return Target{Index: i, Host: refName(s.arena, s.names[k])}
 	}
 	panic(fmt.Sprintf("target: index %d out of range [0,%d)", i, s.Len()))
 }

@@ -45,7 +45,7 @@ func checkSet(t *testing.T, s Set) {
 			}
 		}
 		prev = tg
-		if k := nameKey(tg.Name()); seen[k] {
+		if k := strings.ToLower(strings.TrimSuffix(tg.Name(), ".")); seen[k] {
 			t.Fatalf("At(%d) = %s: duplicate", i, tg.Name())
 		} else {
 			seen[k] = true

@@ -1,6 +1,7 @@
 package target
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -123,12 +124,46 @@ func (b *builder) addNodeSet(s string) error {
 		return fmt.Errorf("%w: node-set expands to %s names, more than the limit of %d; raise it with --max-targets N",
 			ErrTooMany, countString(count), b.limit)
 	}
-	return expand(pieces, func(name string) error {
-		if err := b.addPlain(name); err != nil {
+	first := true
+	return expand(pieces, func(name []byte) error {
+		if first && !onlyDigitsDotsDash(name) && !bytes.ContainsAny(name, ":/,") {
+			b.names.reserve(int(min(count, 1<<24)), len(name))
+		}
+		first = false
+		if err := b.addExpansion(name); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		return nil
 	})
+}
+
+// addExpansion adds one expansion of a node-set, without a string per
+// expansion for the common cases (addresses and hostnames).
+func (b *builder) addExpansion(s []byte) error {
+	special, dash := false, false
+	for _, c := range s {
+		special = special || c == ':' || c == '/' || c == ','
+		dash = dash || c == '-'
+	}
+	switch {
+	case special:
+	case onlyDigitsDotsDash(s):
+		if dash {
+			break // a range
+		}
+		v, err := parseIPv4(s)
+		if err != nil {
+			return err
+		}
+		b.v4 = appendInterval(b.v4, interval{u128{0, uint64(v)}, u128{0, uint64(v)}})
+		return nil
+	default:
+		if err := checkHostname(s); err != nil {
+			return err
+		}
+		return addName(b, s)
+	}
+	return b.addPlain(string(s))
 }
 
 func countString(n uint64) string {
@@ -139,12 +174,12 @@ func countString(n uint64) string {
 }
 
 // expand calls fn with every expansion of pieces, rightmost group fastest.
-func expand(pieces []nsPiece, fn func(string) error) error {
+func expand(pieces []nsPiece, fn func([]byte) error) error {
 	var buf []byte
 	var rec func(k int) error
 	rec = func(k int) error {
 		if k == len(pieces) {
-			return fn(string(buf))
+			return fn(buf)
 		}
 		p := pieces[k]
 		mark := len(buf)

@@ -70,11 +70,11 @@ func Parse(specs []string, opts ParseOptions) (Set, error) {
 		limit = DefaultMaxTargets
 	}
 	in := &stdinOnce{r: opts.Stdin}
-	inc := &builder{limit: limit, allowHuge: opts.AllowHuge, keys: map[string]struct{}{}}
+	inc := &builder{limit: limit, allowHuge: opts.AllowHuge}
 	if err := eachSpec(specs, in, inc.add); err != nil {
 		return nil, err
 	}
-	ex := &builder{limit: limit, allowHuge: true, keys: map[string]struct{}{}, exclude: true}
+	ex := &builder{limit: limit, allowHuge: true}
 	if err := eachSpec(opts.Excludes, in, ex.add); err != nil {
 		return nil, fmt.Errorf("exclude: %w", err)
 	}
@@ -83,9 +83,14 @@ func Parse(specs []string, opts ParseOptions) (Set, error) {
 		v4: subtract(merge(inc.v4), merge(ex.v4)),
 		v6: subtract(merge(inc.v6), merge(ex.v6)),
 	}
-	for _, name := range inc.names {
-		if _, gone := ex.keys[nameKey(name)]; !gone {
-			s.names = append(s.names, name)
+	s.arena = inc.names.arena.String()
+	s.names = inc.names.refs
+	if ex.names.len() > 0 {
+		s.names = make([]uint64, 0, inc.names.len())
+		for j, r := range inc.names.refs {
+			if !has(&ex.names, inc.names.name(j)) {
+				s.names = append(s.names, r)
+			}
 		}
 	}
 
@@ -96,7 +101,7 @@ func Parse(specs []string, opts ParseOptions) (Set, error) {
 		return nil, tooMany(total(s.v4, s.v6, len(s.names)), limit)
 	}
 	if s.Len() == 0 {
-		if len(opts.Excludes) > 0 && (len(inc.v4)+len(inc.v6)+len(inc.names)) > 0 {
+		if len(opts.Excludes) > 0 && (len(inc.v4)+len(inc.v6)+inc.names.len()) > 0 {
 			return nil, fmt.Errorf("%w: the excludes remove every target", ErrNoTargets)
 		}
 		return nil, fmt.Errorf("%w: give addresses, CIDRs, ranges, node-sets, hostnames, @FILE or -", ErrNoTargets)
@@ -145,10 +150,8 @@ func (s *stdinOnce) take() (io.Reader, error) {
 type builder struct {
 	limit     uint64
 	allowHuge bool
-	exclude   bool // excludes may name huge IPv6 prefixes
 	v4, v6    []interval
-	names     []string
-	keys      map[string]struct{}
+	names     nameTable
 }
 
 // eachSpec calls fn with every spec of specs, reading "-" and @FILE entries
@@ -343,24 +346,19 @@ func (b *builder) addPlain(s string) error {
 	if err := checkHostname(s); err != nil {
 		return err
 	}
-	key := nameKey(s)
-	if _, dup := b.keys[key]; dup {
-		return nil
-	}
-	if uint64(len(b.keys)) >= b.limit {
-		return tooMany(fmt.Sprintf("more than %d", b.limit), b.limit)
-	}
-	b.keys[key] = struct{}{}
-	if !b.exclude {
-		b.names = append(b.names, s)
-	}
-	return nil
+	return addName(b, s)
 }
 
-// nameKey is what makes two names the same host.
-func nameKey(s string) string { return strings.ToLower(strings.TrimSuffix(s, ".")) }
+// addName adds a checked hostname unless it is there already.
+func addName[T text](b *builder, s T) error {
+	if uint64(b.names.len()) >= b.limit && !has(&b.names, s) {
+		return tooMany(fmt.Sprintf("more than %d", b.limit), b.limit)
+	}
+	_, err := add(&b.names, s)
+	return err
+}
 
-func onlyDigitsDotsDash(s string) bool {
+func onlyDigitsDotsDash[T text](s T) bool {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; (c < '0' || c > '9') && c != '.' && c != '-' {
 			return false
@@ -370,36 +368,46 @@ func onlyDigitsDotsDash(s string) bool {
 }
 
 // parseIPv4 reads a.b.c.d strictly, with errors that name the bad octet.
-func parseIPv4(s string) (uint32, error) {
-	if strings.Count(s, ".") != 3 {
-		return 0, fmt.Errorf("%q is not an IPv4 address (want 4 octets, a.b.c.d)", s)
-	}
+func parseIPv4[T text](s T) (uint32, error) {
 	var v uint32
-	for range 4 {
-		p, rest, _ := strings.Cut(s, ".")
-		o, err := parseOctet(p)
+	octets := 0
+	for start := 0; start <= len(s); {
+		end := start
+		for end < len(s) && s[end] != '.' {
+			end++
+		}
+		if octets++; octets > 4 {
+			break
+		}
+		o, err := parseOctet(s[start:end])
 		if err != nil {
 			return 0, err
 		}
 		v = v<<8 | uint32(o)
-		s = rest
+		start = end + 1
+	}
+	if octets != 4 {
+		return 0, fmt.Errorf("%q is not an IPv4 address (want 4 octets, a.b.c.d)", s)
 	}
 	return v, nil
 }
 
-func parseOctet(p string) (uint8, error) {
-	if p == "" {
+func parseOctet[T text](p T) (uint8, error) {
+	if len(p) == 0 {
 		return 0, errors.New("empty octet (want a.b.c.d)")
 	}
+	n := 0
 	for i := 0; i < len(p); i++ {
 		if p[i] < '0' || p[i] > '9' {
 			return 0, fmt.Errorf("octet %q is not a number", p)
+		}
+		if n < 1000 {
+			n = n*10 + int(p[i]-'0')
 		}
 	}
 	if len(p) > 3 {
 		return 0, fmt.Errorf("octet %s out of range", p)
 	}
-	n, _ := strconv.Atoi(p)
 	if n > 255 {
 		return 0, fmt.Errorf("octet %d out of range", n)
 	}
@@ -547,27 +555,33 @@ func (b *builder) addRange6(los, his string) error {
 
 // checkHostname accepts letters, digits, '-', '.', '_' in dot-separated
 // labels of 1 to 63 characters that do not start with '-'.
-func checkHostname(s string) error {
+func checkHostname[T text](s T) error {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
-			r := []rune(s[i:])[0]
+			r := []rune(string(s[i:]))[0]
 			return fmt.Errorf("%q is not allowed in a hostname; %s", r, Accepted)
 		}
 	}
-	if len(strings.TrimSuffix(s, ".")) > 253 {
+	s = trimDot(s)
+	if len(s) > 253 {
 		return errors.New("hostname longer than 253 characters")
 	}
-	labels := strings.Split(strings.TrimSuffix(s, "."), ".")
-	for _, l := range labels {
+	for start := 0; start <= len(s); {
+		end := start
+		for end < len(s) && s[end] != '.' {
+			end++
+		}
+		l := s[start:end]
 		switch {
-		case l == "":
+		case len(l) == 0:
 			return errors.New("empty label in hostname (want name.example.com)")
 		case len(l) > 63:
 			return fmt.Errorf("hostname label %q longer than 63 characters", l)
 		case l[0] == '-':
 			return fmt.Errorf("hostname label %q starts with '-'", l)
 		}
+		start = end + 1
 	}
 	return nil
 }
