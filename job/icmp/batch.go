@@ -27,6 +27,8 @@ const (
 	batchMax  = 64 // messages per sendmmsg / recvmmsg
 	resolvers = 32 // concurrent name lookups
 	reapTick  = 5 * time.Millisecond
+	// maxDrainLag bounds how long timeouts wait for a lagging receiver.
+	maxDrainLag = 5 * time.Second
 )
 
 // slot is the state of one target in flight. Slots are reused; gen tells a
@@ -626,6 +628,8 @@ func (s *sweep) reaper(ctx context.Context) {
 				limit = min(limit, s.drained[fam])
 			}
 		}
+		// A receiver this far behind is stuck, not slow: do not wait on it.
+		limit = max(limit, now-int64(maxDrainLag))
 		next := int64(-1)
 		for s.timeouts.len() > 0 {
 			if d := s.timeouts.front().deadline; d > limit {
@@ -697,9 +701,14 @@ func (s *sweep) receiver(c *conn) {
 			case errors.Is(err, net.ErrClosed):
 				return
 			case errors.Is(err, os.ErrDeadlineExceeded):
-				s.mu.Lock()
-				s.drained[fam] = t0
-				s.mu.Unlock()
+				// The deadline may have passed before the read even began
+				// (a busy machine): ask the socket whether it is empty.
+				t1 := s.now()
+				if c.empty() {
+					s.mu.Lock()
+					s.drained[fam] = t1
+					s.mu.Unlock()
+				}
 			default:
 				time.Sleep(time.Millisecond) // a transient error must not spin
 			}

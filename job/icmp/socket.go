@@ -240,6 +240,27 @@ func setBuffers(pc net.PacketConn) {
 
 func (c *conn) close() error { return c.b.Close() }
 
+// empty reports whether no datagram waits in c's receive queue: a peek
+// that would block.
+func (c *conn) empty() bool {
+	sc, ok := c.pc.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var perr error
+	var one [1]byte
+	if err := rc.Control(func(fd uintptr) {
+		_, _, perr = unix.Recvfrom(int(fd), one[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	}); err != nil {
+		return false
+	}
+	return errors.Is(perr, unix.EAGAIN)
+}
+
 // pingGroupRange reads net.ipv4.ping_group_range, (-1, -1) when unreadable.
 func pingGroupRange() (int, int) {
 	b, err := os.ReadFile("/proc/sys/net/ipv4/ping_group_range")
