@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/fanout/fanout/job"
 	"github.com/fanout/fanout/target"
 )
@@ -31,20 +33,21 @@ func (g *gate) release() { <-g.sem }
 // gated wraps a (non-batch) job so that each attempt first takes a slot of g. The attempt's
 // timeout starts once it has the slot (the engine runs gated jobs with no
 // timeout of its own, or waiting for a slot would eat it).
-func gated(j job.Job, g *gate, timeout time.Duration) job.Job {
-	return &gatedJob{j: j, g: g, timeout: timeout}
+func gated(j job.Job, g *gate, timeout time.Duration, lim *rate.Limiter) job.Job {
+	return &gatedJob{j: j, g: g, timeout: timeout, rate: lim}
 }
 
 type gatedJob struct {
 	j       job.Job
 	g       *gate
 	timeout time.Duration
+	rate    *rate.Limiter // the sweep's --rate on this worker; nil: unlimited
 }
 
 func (gj *gatedJob) Kind() string { return gj.j.Kind() }
 
 func (gj *gatedJob) Run(ctx context.Context, t target.Target) job.Result {
-	if !gj.g.acquire(ctx) {
+	if (gj.rate != nil && gj.rate.Wait(ctx) != nil) || !gj.g.acquire(ctx) {
 		r := job.For(t, gj.j.Kind())
 		r.Status, r.Class, r.Error = job.Error, job.ClassCanceled, ctx.Err().Error()
 		now := time.Now()

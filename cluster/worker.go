@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 
 	fanout "github.com/fanout/fanout"
 	"github.com/fanout/fanout/engine"
@@ -84,6 +85,7 @@ type sweepRun struct {
 	set   target.Set
 	order target.Order
 	job   job.Job
+	rate  *rate.Limiter // --rate, per worker across the sweep's tasks; nil: none
 	used  time.Time
 }
 
@@ -309,8 +311,10 @@ func (w *Worker) runTask(ctx context.Context, t task, msg jetstream.Msg) int64 {
 		}
 		opts.Concurrency = max(taken, 1)
 	} else {
-		j = gated(j, w.gate, spec.Timeout)
-		opts.Timeout = 0 // the gate applies it once the attempt has a slot
+		// The gate applies the timeout once the attempt has a slot, and the
+		// rate across all of this worker's tasks of the sweep.
+		j = gated(j, w.gate, spec.Timeout, sr.rate)
+		opts.Timeout, opts.Rate = 0, 0
 	}
 	t0 := time.Now()
 	results := make([]job.Result, 0, t.Hi-t.Lo)
@@ -430,7 +434,11 @@ func rebuild(rec Record) (*sweepRun, error) {
 	if order.Len() != rec.Total {
 		return nil, fmt.Errorf("sweep %s: %d targets here, %d at the submitter (different fanout versions?)", rec.ID, order.Len(), rec.Total)
 	}
-	return &sweepRun{rec: rec, set: set, order: order, job: j}, nil
+	sr := &sweepRun{rec: rec, set: set, order: order, job: j}
+	if rec.Spec.Rate > 0 {
+		sr.rate = rate.NewLimiter(rate.Limit(rec.Spec.Rate), 1)
+	}
+	return sr, nil
 }
 
 // expander is a job that visits several targets per host (tcp: one per

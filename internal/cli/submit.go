@@ -29,7 +29,7 @@ type clusterFlags struct {
 func addClusterFlags(cmd *cobra.Command) *clusterFlags {
 	cf := &clusterFlags{}
 	fl := cmd.Flags()
-	fl.StringVar(&cf.server, "server", "", "run the sweep on a fanout cluster at nats://HOST:PORT (see fanout server, fanout worker)")
+	fl.StringVar(&cf.server, "server", "", "run the sweep on a fanout cluster at nats://HOST:PORT (see fanout server, fanout worker); -c and --rate then apply per worker")
 	fl.BoolVar(&cf.detach, "detach", false, "with --server: submit, print the sweep id and return (fanout attach streams the results)")
 	addCredFlags(fl, &cf.creds)
 	return cf
