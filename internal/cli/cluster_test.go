@@ -164,7 +164,7 @@ func TestClusterKillWorkerMidSweep(t *testing.T) {
 	testWorker(t, url, "w3", "-c", "50")
 	dir := t.TempDir()
 	out, db := filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "sweeps.db")
-	sub := startFanout(t, nil, append(refusedSweep(n, "600"), "--server", url, "--db", db, "-o", "jsonl", "--output-file", out)...)
+	sub := startFanout(t, nil, append(refusedSweep(n, "1000"), "--server", url, "--db", db, "-o", "jsonl", "--output-file", out)...)
 	waitFor(t, "a quarter of the results", 60*time.Second, func() bool { return countLines(out) >= n/4 })
 	w1.kill()
 	if code := sub.wait(t, 90*time.Second); code != 1 {
@@ -193,7 +193,7 @@ func TestClusterSubmitterKilledThenAttach(t *testing.T) {
 	testWorker(t, url, "w2", "-c", "50")
 	dir := t.TempDir()
 	out, db := filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "sweeps.db")
-	sub := startFanout(t, nil, append(refusedSweep(n, "800"), "--server", url, "--db", db, "-o", "jsonl", "--output-file", out)...)
+	sub := startFanout(t, nil, append(refusedSweep(n, "1200"), "--server", url, "--db", db, "-o", "jsonl", "--output-file", out)...)
 	waitFor(t, "a third of the results", 60*time.Second, func() bool { return countLines(out) >= n/3 })
 	sub.kill()
 	var id string
