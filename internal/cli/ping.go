@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"os"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -74,6 +76,12 @@ second.`,
 			}
 			// --rate counts echo requests, which the job paces itself.
 			f.rate = 0
+			// The live heap is a few MB plus ~500 bytes per target in flight;
+			// without a limit the garbage of a million Results lets the heap
+			// (and RSS) double. A soft limit keeps RSS flat; GOMEMLIMIT wins.
+			if os.Getenv("GOMEMLIMIT") == "" {
+				debug.SetMemoryLimit(16<<20 + int64(f.concurrency)*512)
+			}
 			return runSweep(cmd, f, fanout.Spec{
 				Job:        icmp.Kind,
 				JobOptions: jobOptions(cfg),

@@ -28,7 +28,7 @@ const (
 	resolvers = 32 // concurrent name lookups
 	reapTick  = 5 * time.Millisecond
 	// maxDrainLag bounds how long timeouts wait for a lagging receiver.
-	maxDrainLag = 5 * time.Second
+	maxDrainLag = 10 * time.Second
 )
 
 // slot is the state of one target in flight. Slots are reused; gen tells a
@@ -547,7 +547,6 @@ func (s *sweep) send(ctx context.Context, batch []outgoing, bufs *sendBufs) {
 				return
 			}
 			if errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.EAGAIN) {
-				dbgSleeps.Add(1)
 				time.Sleep(time.Millisecond) // the queue drains; try again
 				continue
 			}
@@ -911,5 +910,3 @@ func icmpError(v6 bool, typ, code byte, from netip.Addr) string {
 	}
 	return fmt.Sprintf("%s from %s", what, from)
 }
-
-var dbgSleeps atomic.Int64

@@ -240,7 +240,7 @@ func TestLiveSlash16(t *testing.T) {
 			t.Fatalf("result %+v", r)
 		}
 	}
-	t.Logf("/16 live in %v, stats %+v sleeps %d", res.wall, st, dbgSleeps.Load())
+	t.Logf("/16 live in %v, stats %+v", res.wall, st)
 }
 
 // Dead /20: every host down after about one timeout, not hosts x timeout.
