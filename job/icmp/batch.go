@@ -173,7 +173,7 @@ func (j *Job) RunBatch(ctx context.Context, in <-chan target.Target, cfg job.Bat
 
 func (s *sweep) now() int64 { return int64(time.Since(s.epoch)) }
 
-// finish is called when the sender has nothing left to send and whenever
+// checkDone is called when the sender has nothing left to send and whenever
 // Results were emitted: the sweep is over when both hold.
 func (s *sweep) checkDone() {
 	if s.senderDone.Load() && s.inflight.Load() == 0 {
