@@ -163,3 +163,28 @@ func TestForkCostFlat(t *testing.T) {
 		t.Errorf("forks slow down with open descriptors: %v -> %v", base, loaded)
 	}
 }
+
+// TestFallbackInPlace: where the spawner cannot start (unshare refused by a
+// seccomp profile), commands fork from the caller's thread and behave the same.
+func TestFallbackInPlace(t *testing.T) {
+	waitSpawnerGone(t)
+	spawner.mu.Lock()
+	spawner.broken = true
+	spawner.mu.Unlock()
+	defer func() {
+		spawner.mu.Lock()
+		spawner.broken = false
+		spawner.mu.Unlock()
+	}()
+	j, _ := New(Config{Argv: []string{"sh", "-c", "echo {}; exit 2"}})
+	r := j.Run(context.Background(), target.Target{Host: "fb"})
+	if r.Status != job.Down || r.Class != job.ClassExit || *r.ExitCode != 2 || string(r.Stdout) != "fb\n" {
+		t.Errorf("in place: %s/%s %v %q (%s)", r.Status, r.Class, r.ExitCode, r.Stdout, r.Error)
+	}
+	spawner.mu.Lock()
+	started := spawner.cur != nil
+	spawner.mu.Unlock()
+	if started {
+		t.Error("a spawner started although it is marked broken")
+	}
+}
