@@ -14,19 +14,19 @@ import (
 // SweepStatus is one sweep as `fanout status` shows it.
 type SweepStatus struct {
 	Record
-	ChunksDone   uint64   // tasks whose results are stored
-	TasksQueued  uint64   // tasks still in the work queue (waiting or running)
-	DoneApprox   uint64   // targets with results (chunks done x task size)
-	Workers      []string // workers holding its tasks now
-	Rate         float64  // targets per second since submission (until done)
-	Complete     bool
-	LastActivity time.Time
+	ChunksDone   uint64    `json:"chunks_done"`   // tasks whose results are stored
+	TasksQueued  uint64    `json:"tasks_queued"`  // tasks still in the work queue (waiting or running)
+	DoneApprox   uint64    `json:"done"`          // targets with results (chunks done x task size)
+	Workers      []string  `json:"workers"`       // workers holding its tasks now
+	Rate         float64   `json:"rate"`          // targets per second since submission (until done)
+	Complete     bool      `json:"complete"`      // every task's results are stored
+	LastActivity time.Time `json:"last_activity"` // when the newest results were stored
 }
 
 // Status is the cluster's state: sweeps, newest first, and live workers.
 type Status struct {
-	Sweeps  []SweepStatus
-	Workers []Heartbeat
+	Sweeps  []SweepStatus `json:"sweeps"`
+	Workers []Heartbeat   `json:"workers"`
 }
 
 // Status reads the sweeps and workers buckets and the streams' per-subject

@@ -43,6 +43,9 @@ the live workers (last heartbeat, targets in flight, tasks held).`,
 				return fmt.Errorf("status %s: %w", url, err)
 			}
 			out := cmd.OutOrStdout()
+			for i := range st.Sweeps {
+				st.Sweeps[i].Spec.JobOptions = nil // may hold secrets (ssh)
+			}
 			if format == "json" {
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
