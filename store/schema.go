@@ -135,12 +135,12 @@ type queryer interface {
 // an error for a file that is not fanout's or is newer than this fanout.
 func (s *Store) identify(q queryer) (int, error) {
 	ctx := ctxBG()
+	// One statement, one snapshot: a migration committing in between cannot
+	// show us its tables without its application id.
 	var appID int64
-	if err := q.QueryRowContext(ctx, `PRAGMA application_id`).Scan(&appID); err != nil {
-		return 0, s.describe("open", err)
-	}
 	var tables int
-	if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_schema WHERE type='table'`).Scan(&tables); err != nil {
+	if err := q.QueryRowContext(ctx, `SELECT (SELECT application_id FROM pragma_application_id()),
+		(SELECT COUNT(*) FROM sqlite_schema WHERE type='table')`).Scan(&appID, &tables); err != nil {
 		return 0, s.describe("open", err)
 	}
 	version := 0

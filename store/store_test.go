@@ -368,8 +368,14 @@ func TestWriterThroughput(t *testing.T) {
 	}
 	s := mustOpen(t, tmpDB(t))
 	id, _ := s.CreateSweep(testSpec(), Meta{Total: 200000})
+	if raceEnabled {
+		t.Log("race detector on: 20,000 results only")
+	}
 	w, _ := s.NewWriter(id, WriterOptions{})
-	const n = 200000
+	n := uint64(200000)
+	if raceEnabled {
+		n = 20000
+	}
 	t0 := time.Now()
 	for i := uint64(0); i < n; i++ {
 		r := result(i, job.Up, "")
@@ -380,7 +386,7 @@ func TestWriterThroughput(t *testing.T) {
 		t.Fatal(err)
 	}
 	el := time.Since(t0)
-	t.Logf("%d results in %v: %.0f results/s", n, el, n/el.Seconds())
+	t.Logf("%d results in %v: %.0f results/s", n, el, float64(n)/el.Seconds())
 	if c, _ := s.Counts(id); c.Done != n {
 		t.Fatalf("stored %d", c.Done)
 	}
