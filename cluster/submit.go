@@ -16,6 +16,9 @@ import (
 	"github.com/fanout/fanout/job"
 )
 
+// ErrNoSweep: the sweep is not (or no longer) on the server.
+var ErrNoSweep = errors.New("no such sweep on this server")
+
 // Record is a submitted sweep as kept in the sweeps bucket.
 type Record struct {
 	ID        string      `json:"id"`
@@ -153,7 +156,7 @@ func getRecord(ctx context.Context, s *setup, id string) (Record, error) {
 	e, err := s.sweeps.Get(ctx, id)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return Record{}, fmt.Errorf("sweep %q: not on this server (see fanout status)", id)
+			return Record{}, fmt.Errorf("sweep %q: %w (see fanout status)", id, ErrNoSweep)
 		}
 		return Record{}, fmt.Errorf("sweep %s: %w", id, err)
 	}

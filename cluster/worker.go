@@ -271,6 +271,12 @@ func (w *Worker) refuse(t task, msg jetstream.Msg) {
 // how many Results it emitted (each already taken off w.outstanding).
 func (w *Worker) runTask(ctx context.Context, t task, msg jetstream.Msg) int64 {
 	sr, err := w.sweep(ctx, t.Sweep)
+	if errors.Is(err, ErrNoSweep) {
+		// Deleted or expired: its tasks will never run anywhere.
+		w.opts.Logf("task %s/%d: %v; dropped", t.Sweep, t.Chunk, err)
+		_ = msg.TermWithReason("sweep deleted")
+		return 0
+	}
 	if err != nil {
 		w.opts.Logf("task %s/%d: %v; left for other workers", t.Sweep, t.Chunk, err)
 		_ = msg.NakWithDelay(5 * time.Second)
