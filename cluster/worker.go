@@ -72,6 +72,8 @@ type Worker struct {
 	active  map[string]int       // sweep -> tasks held
 	refused map[string]time.Time // sweep -> last time a refusal was logged
 
+	maxBatch    int          // bytes per results message; 0: the server's limit less headroom
+
 	outstanding atomic.Int64 // targets of held tasks without a Result yet
 	tasksDone   atomic.Int64
 	resultsDone atomic.Int64
@@ -483,6 +485,9 @@ func build(spec fanout.Spec) (target.Set, target.Order, job.Job, error) {
 func (w *Worker) publish(ctx context.Context, t task, results []job.Result) error {
 	sort.Slice(results, func(a, b int) bool { return results[a].Index < results[b].Index })
 	max := int(w.nc.MaxPayload()) - 16<<10
+	if w.maxBatch > 0 {
+		max = w.maxBatch
+	}
 	pending := results
 	for b := 0; len(pending) > 0; b++ {
 		data, n, err := encodeBatch(pending, max)

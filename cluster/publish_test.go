@@ -1,0 +1,60 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/fanout/fanout/job"
+)
+
+// Two runs of the same task (a redelivery while the first run was still
+// publishing, or after it died) that split their results into batches at
+// different places: every index must end up stored exactly once.
+func TestPublishTwoRunsDifferentBatches(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := startTestServer(t, Credentials{})
+	nc, err := Connect(ctx, s.URL, Credentials{}, "test", t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	w, err := NewWorker(ctx, nc, WorkerOptions{Name: "w", Allow: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewClient(ctx, nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 100
+	mk := func(lo, hi int, pad int) []job.Result {
+		var rs []job.Result
+		for i := lo; i < hi; i++ {
+			rs = append(rs, job.Result{Index: uint64(i), Host: fmt.Sprintf("h%d", i), Status: job.Up, Error: string(make([]byte, pad))})
+		}
+		return rs
+	}
+	tk := task{Sweep: "s1", Chunk: 3, Lo: 0, Hi: n}
+	one, _, _ := encodeBatch(mk(0, 1, 40), 1<<20)
+	w.maxBatch = 30 * len(one) // ~30 results per message
+	// First run: died after publishing its first 60 results (two batches).
+	if err := w.publish(ctx, tk, mk(0, 60, 40)); err != nil {
+		t.Fatal(err)
+	}
+	// Second run: all 100, bigger results, so its batches split elsewhere;
+	// and in another order.
+	rs := mk(0, n, 70)
+	for i, j := 0, len(rs)-1; i < j; i, j = i+1, j-1 {
+		rs[i], rs[j] = rs[j], rs[i]
+	}
+	if err := w.publish(ctx, tk, rs); err != nil {
+		t.Fatal(err)
+	}
+	// A third run racing in late changes nothing.
+	if err := w.publish(ctx, tk, mk(0, n, 10)); err != nil {
+		t.Fatal(err)
+	}
+	exactlyOnce(t, "stored", storedCounts(t, ctx, c, "s1"), n)
+}
