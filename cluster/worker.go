@@ -72,7 +72,7 @@ type Worker struct {
 	active  map[string]int       // sweep -> tasks held
 	refused map[string]time.Time // sweep -> last time a refusal was logged
 
-	maxBatch    int          // bytes per results message; 0: the server's limit less headroom
+	maxBatch int // bytes per results message; 0: the server's limit less headroom
 
 	outstanding atomic.Int64 // targets of held tasks without a Result yet
 	tasksDone   atomic.Int64
