@@ -3,6 +3,7 @@ package icmp
 import (
 	"context"
 	"encoding/binary"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -302,7 +303,7 @@ func TestCount(t *testing.T) {
 	t.Parallel()
 	ts := cidr4(t, "127.0.9.0/26", 0)
 	ts = append(ts, target.Target{Index: 64, Addr: netip.MustParseAddr("127.1.9.9")})
-	j := newJob(t, Config{Count: 3, Interval: 200 * time.Millisecond, Timeout: time.Second})
+	j := newJob(t, Config{Count: 3, Interval: 200 * time.Millisecond, Timeout: time.Second, PayloadSize: 1000})
 	res := runSweep(t, j, ts, 1000)
 	for i, r := range res.byIndex {
 		if i == 64 {
@@ -711,5 +712,31 @@ func TestRate(t *testing.T) {
 	// 512 requests at 2000/s, after a burst of 20: about 0.25s.
 	if res.wall < 220*time.Millisecond || res.wall > 1500*time.Millisecond {
 		t.Errorf("512 requests at 2000/s took %v", res.wall)
+	}
+}
+
+// The same over IPv6: an ICMPv6 error quoting our request.
+func TestClassifyUnreachableV6(t *testing.T) {
+	t.Parallel()
+	probed := netip.MustParseAddr("fd00::5")
+	router := netip.MustParseAddr("fd00::1")
+	s, _ := testSweep(t, 1, probed)
+	o := s.request(0, 1000, nil)[0]
+	req := s.key.marshal(make([]byte, icmpHeaderLen+minPayload), true, s.id, o.seq, o.p, o.addr)
+	quoted := make([]byte, 40, 40+len(req))
+	quoted[0], quoted[6], quoted[7] = 0x60, 58, 64
+	src16, dst16 := router.As16(), probed.As16()
+	copy(quoted[8:], src16[:])
+	copy(quoted[24:], dst16[:])
+	quoted = append(quoted, req...)
+	msg := append([]byte{v6Unreachable, 3, 0, 0, 0, 0, 0, 0}, quoted...)
+	m := ipv4.Message{Buffers: [][]byte{msg}, N: len(msg), Addr: &net.IPAddr{IP: router.AsSlice()}}
+	ev, ok := s.parse(&conn{raw: true, v6: true}, &m, 3000)
+	if !ok {
+		t.Fatal("ICMPv6 error not recognized")
+	}
+	out := s.apply(ev, nil)
+	if len(out) != 1 || out[0].Class != job.ClassUnreachable || out[0].Error != "host unreachable from fd00::1" {
+		t.Fatalf("results %+v", out)
 	}
 }
