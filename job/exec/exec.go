@@ -174,11 +174,33 @@ func (j *Job) Run(ctx context.Context, t target.Target) job.Result {
 }
 
 func (j *Job) run(ctx context.Context, t target.Target, r *job.Result) {
-	c, err := start(j.path, j.Argv(t), j.env)
+	pid, fds, err := start(j.path, j.Argv(t), j.env)
 	if err != nil {
 		r.Status, r.Class, r.Error = job.Error, job.ClassLocal, err.Error()
 		return
 	}
+	if fds[2] >= 0 {
+		if p, ok := watch(pid, fds, j.max); ok {
+			stop := context.AfterFunc(ctx, p.kill)
+			<-p.done
+			stop()
+			r.Stdout, r.Stderr = nonNil(p.caps[0].buf), nonNil(p.caps[1].buf)
+			r.Truncated = p.caps[0].truncated || p.caps[1].truncated
+			outcome(ctx, r, p.ws, p.werr)
+			return
+		}
+	}
+	c, err := newChild(pid, fds)
+	if err != nil {
+		r.Status, r.Class, r.Error = job.Error, job.ClassLocal, err.Error()
+		return
+	}
+	j.runGoroutines(ctx, c, r)
+}
+
+// runGoroutines waits for c with a goroutine per stream: the path when
+// pidfds or epoll are unavailable.
+func (j *Job) runGoroutines(ctx context.Context, c *child, r *job.Result) {
 	defer c.close()
 	pid := c.pid
 
@@ -228,7 +250,20 @@ func (j *Job) run(ctx context.Context, t target.Target, r *job.Result) {
 
 	r.Stdout, r.Stderr = out.buf, errOut.buf
 	r.Truncated = out.truncated || errOut.truncated
+	outcome(ctx, r, ws, werr)
+}
 
+// nonNil keeps empty output present in the Result (an exec Result always
+// reports both streams).
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+// outcome sets r's status from the reaped wait status.
+func outcome(ctx context.Context, r *job.Result, ws syscall.WaitStatus, werr error) {
 	switch {
 	case werr != nil:
 		r.Status, r.Class, r.Error = job.Error, job.ClassLocal, "wait: "+werr.Error()

@@ -78,7 +78,7 @@ var errSpawnerGone = errors.New("spawner: thread ended before replying")
 // start runs path with argv and env in a new process group, stdin on
 // /dev/null, stdout and stderr on fresh pipes. Requests queue up, so the
 // spawner thread forks back to back while other threads take the replies.
-func start(path string, argv, env []string) (*child, error) {
+func start(path string, argv, env []string) (int, [3]int, error) {
 	reply := make(chan spawnReply, 1)
 	spawner.mu.Lock()
 	if spawner.cur == nil && !spawner.broken {
@@ -101,12 +101,9 @@ func start(path string, argv, env []string) (*child, error) {
 	rep := <-reply
 	var errno syscall.Errno
 	if errors.As(rep.err, &errno) {
-		return nil, &os.PathError{Op: "fork/exec", Path: path, Err: errno}
+		return 0, rep.fds, &os.PathError{Op: "fork/exec", Path: path, Err: errno}
 	}
-	if rep.err != nil {
-		return nil, rep.err
-	}
-	return newChild(rep.pid, rep.fds)
+	return rep.pid, rep.fds, rep.err
 }
 
 // startSpawner starts a spawner thread and its receiver; called with
@@ -396,21 +393,18 @@ func sendFds(sock int, fds [3]int) error {
 }
 
 // startHere forks from the calling thread: the fallback path.
-func startHere(path string, argv, env []string) (*child, error) {
+func startHere(path string, argv, env []string) (int, [3]int, error) {
 	devnull, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return 0, [3]int{-1, -1, -1}, err
 	}
 	defer unix.Close(devnull)
-	pid, fds, err := forkChild(path, argv, env, devnull)
-	if err != nil {
-		return nil, err
-	}
-	return newChild(pid, fds)
+	return forkChild(path, argv, env, devnull)
 }
 
 // newChild wraps the parent's descriptors as pollable files (non-blocking
-// before os.NewFile, so the runtime's poller takes them).
+// before os.NewFile, so the runtime's poller takes them): the path for
+// commands the reactor does not watch.
 func newChild(pid int, fds [3]int) (*child, error) {
 	for _, fd := range fds {
 		if fd >= 0 {

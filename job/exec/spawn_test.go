@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/job/jobtest"
 	"github.com/fanout/fanout/target"
 )
 
@@ -65,6 +66,12 @@ func TestSpawnerNoLeaks(t *testing.T) {
 	if spawner.broken {
 		t.Error("spawner fell back to forking in place")
 	}
+	reactor.mu.Lock()
+	if reactor.broken || !reactor.running || reactor.nprocs != 0 || len(reactor.keys) != 0 {
+		t.Errorf("reactor after 50 commands: broken %v running %v procs %d keys %d (want unbroken, running, 0, 0)",
+			reactor.broken, reactor.running, reactor.nprocs, len(reactor.keys))
+	}
+	reactor.mu.Unlock()
 	waitSpawnerGone(t)
 	// The receiver closes its socket just after the spawner thread ends.
 	after := openFds(t)
@@ -105,7 +112,11 @@ func TestSpawnerTrimsTable(t *testing.T) {
 // TestStartHere: the in-place fallback runs commands the same way.
 func TestStartHere(t *testing.T) {
 	t.Parallel()
-	c, err := startHere("/bin/sh", []string{"sh", "-c", "echo out; echo err >&2; exit 4"}, os.Environ())
+	pid, fds, err := startHere("/bin/sh", []string{"sh", "-c", "echo out; echo err >&2; exit 4"}, os.Environ())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := newChild(pid, fds)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +131,7 @@ func TestStartHere(t *testing.T) {
 	if string(out.buf) != "out\n" || string(errOut.buf) != "err\n" || ws.ExitStatus() != 4 {
 		t.Errorf("stdout %q stderr %q exit %d", out.buf, errOut.buf, ws.ExitStatus())
 	}
-	if _, err := startHere("/nonexistent", []string{"x"}, nil); err == nil {
+	if _, _, err := startHere("/nonexistent", []string{"x"}, nil); err == nil {
 		t.Error("startHere of a missing file succeeded")
 	}
 }
@@ -186,5 +197,34 @@ func TestFallbackInPlace(t *testing.T) {
 	spawner.mu.Unlock()
 	if started {
 		t.Error("a spawner started although it is marked broken")
+	}
+}
+
+// TestGoroutinePath: without the reactor (no epoll), each command is watched
+// by its own goroutines and passes the same conformance suite.
+func TestGoroutinePath(t *testing.T) {
+	reactor.mu.Lock()
+	reactor.broken = true
+	reactor.mu.Unlock()
+	defer func() {
+		reactor.mu.Lock()
+		reactor.broken = false
+		reactor.mu.Unlock()
+	}()
+	const bound = 1000
+	script := `case "$1" in
+up) echo hello;; fail) exit 3;; slow) sleep 100 & sleep 100;;
+noisy) head -c 200000 /dev/zero; head -c 200000 /dev/zero >&2;; esac`
+	j, _ := New(Config{Argv: []string{"sh", "-c", script, "sh", "{}"}, MaxOutput: bound})
+	jobtest.Run(t, jobtest.Suite{
+		Job:       j,
+		Up:        target.Target{Index: 1, Host: "up"},
+		Slow:      target.Target{Index: 2, Host: "slow"},
+		Failures:  []jobtest.Expect{{Name: "exit", Target: target.Target{Index: 3, Host: "fail"}, Status: job.Down, Class: job.ClassExit}},
+		MaxOutput: bound,
+		Noisy:     target.Target{Index: 4, Host: "noisy"},
+	})
+	if r := j.Run(context.Background(), target.Target{Host: "up"}); string(r.Stdout) != "hello\n" {
+		t.Errorf("stdout %q", r.Stdout)
 	}
 }
