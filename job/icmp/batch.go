@@ -261,8 +261,8 @@ func (s *sweep) receive(ctx context.Context, in <-chan target.Target) {
 func (s *sweep) sender(ctx context.Context) {
 	defer s.wg.Done()
 	var (
-		items    []item // taken from the intake, being started
-		spare    []item
+		items    []item // taken from the intake; items[pos:] are to start
+		pos      int
 		news     []target.Target
 		out      []job.Result
 		batch    = make([]outgoing, 0, batchMax)
@@ -281,14 +281,14 @@ func (s *sweep) sender(ctx context.Context) {
 	}()
 
 	for ctx.Err() == nil {
-		if len(items) == 0 {
-			spare = items[:0]
-			items, closed = s.in.take(spare)
+		if pos == len(items) {
+			// Hand the intake back our emptied slice, whole.
+			items, closed = s.in.take(items[:0])
+			pos = 0
 		}
 		// Up to a batch of new targets, then the resends that are due.
-		n := 0
-		for ; n < len(items) && len(news) < s.maxBatch; n++ {
-			it := items[n]
+		for ; pos < len(items) && len(news) < s.maxBatch; pos++ {
+			it := items[pos]
 			switch {
 			case it.looked:
 				lookups--
@@ -306,7 +306,6 @@ func (s *sweep) sender(ctx context.Context) {
 				news = append(news, it.t)
 			}
 		}
-		items = items[n:]
 		batch, out = s.schedule(news, batch[:0], out)
 		news = news[:0]
 		out = s.deliver(out)
@@ -314,7 +313,7 @@ func (s *sweep) sender(ctx context.Context) {
 			s.send(ctx, batch, sendBufs)
 			continue
 		}
-		if len(items) > 0 {
+		if pos < len(items) {
 			continue
 		}
 
