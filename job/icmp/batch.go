@@ -431,7 +431,9 @@ func (s *sweep) request(i uint32, now int64, batch []outgoing) []outgoing {
 	}
 	s.timeouts.push(timeout{slot: i, gen: sl.gen, num: num, deadline: now + s.timeout})
 	if int(sl.sent) < s.count {
-		s.resends.push(resend{slot: i, gen: sl.gen, due: sl.startNs + int64(sl.sent)*s.interval})
+		// Due Interval after this send, as ping(8) spaces them; sends are
+		// in time order, so the queue stays sorted by due time.
+		s.resends.push(resend{slot: i, gen: sl.gen, due: now + s.interval})
 	}
 	return append(batch, outgoing{slot: i, p: probe{index: sl.t.Index, slot: i, num: num, sent: now}, seq: seq, addr: sl.addr})
 }
