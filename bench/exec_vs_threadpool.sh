@@ -68,3 +68,12 @@ info "fanout cpu / threadpool cpu" "$(ratio "${CPU["fanout exec -c 2048"]}" "${C
 info "fanout peak rss / threadpool peak rss" "$(ratio "${RSS["fanout exec -c 2048"]}" "${RSS["threadpool.py 255 workers"]}")"
 echo
 echo "uptime: $(uptime)"
+echo
+echo "control: the same 2048-wide sweep of a 2-second command with no network"
+echo "(2048 concurrent root pings share raw ICMP sockets: every packet is cloned"
+echo "to every socket and filtered there, a cost that grows as the square of the"
+echo "pings in flight and that no launcher can avoid):"
+measure "fanout exec -c 2048 sleep 2" "$tmp/fanout" exec -c 2048 "@$tmp/h2048" -- sleep 2
+check "fanout wall / 2s" "$(ratio "${WALL["fanout exec -c 2048 sleep 2"]}" 2)" 2
+echo
+echo "uptime: $(uptime)"
