@@ -70,9 +70,8 @@ echo
 echo "uptime: $(uptime)"
 echo
 echo "control: the same 2048-wide sweep of a 2-second command with no network"
-echo "(2048 concurrent root pings share raw ICMP sockets: every packet is cloned"
-echo "to every socket and filtered there, a cost that grows as the square of the"
-echo "pings in flight and that no launcher can avoid):"
+echo "(root's ping uses a raw ICMP socket, and the kernel offers every ICMP packet"
+echo "to every raw socket, so each of 2048 pings in flight costs more than each of 255):"
 measure "fanout exec -c 2048 sleep 2" "$tmp/fanout" exec -c 2048 "@$tmp/h2048" -- sleep 2
 check "fanout wall / 2s" "$(ratio "${WALL["fanout exec -c 2048 sleep 2"]}" 2)" 2
 echo
