@@ -33,21 +33,10 @@ type Status struct {
 // counts. It never blocks a sweep.
 func (c *Client) Status(ctx context.Context) (Status, error) {
 	var st Status
-	wl, err := c.s.workers.ListKeys(ctx)
-	if err != nil {
+	var err error
+	if st.Workers, err = c.Workers(ctx); err != nil {
 		return st, err
 	}
-	for k := range wl.Keys() {
-		e, err := c.s.workers.Get(ctx, k)
-		if err != nil {
-			continue
-		}
-		var h Heartbeat
-		if json.Unmarshal(e.Value(), &h) == nil {
-			st.Workers = append(st.Workers, h)
-		}
-	}
-	sort.Slice(st.Workers, func(a, b int) bool { return st.Workers[a].Name < st.Workers[b].Name })
 
 	sl, err := c.s.sweeps.ListKeys(ctx)
 	if err != nil {
@@ -83,6 +72,27 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	}
 	sort.Slice(st.Sweeps, func(a, b int) bool { return st.Sweeps[a].Submitted.After(st.Sweeps[b].Submitted) })
 	return st, nil
+}
+
+// Workers are the live workers (a heartbeat within WorkerTTL), by name.
+func (c *Client) Workers(ctx context.Context) ([]Heartbeat, error) {
+	wl, err := c.s.workers.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Heartbeat
+	for k := range wl.Keys() {
+		e, err := c.s.workers.Get(ctx, k)
+		if err != nil {
+			continue
+		}
+		var h Heartbeat
+		if json.Unmarshal(e.Value(), &h) == nil {
+			out = append(out, h)
+		}
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
+	return out, nil
 }
 
 // subjectCount is how many distinct subjects match filter in stream s, and

@@ -239,6 +239,9 @@ func TestClusterDetachStatusAndAllow(t *testing.T) {
 		t.Fatalf("--detach: exit %d; stderr:\n%s", r.code, r.stderr)
 	}
 	id := strings.TrimSpace(r.stdout)
+	if !strings.Contains(r.stderr, `no live worker runs job kind "tcp"`) {
+		t.Errorf("--detach with only a ping worker: no warning that nothing will run it:\n%s", r.stderr)
+	}
 	waitFor(t, "the ping-only worker refusing tcp", 20*time.Second, func() bool {
 		return strings.Contains(refuser.errText(), `is job kind "tcp", not allowed here (--allow ping): leaving its tasks to other workers`)
 	})

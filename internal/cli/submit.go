@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -93,6 +94,7 @@ func (cf *clusterFlags) apply(ctx context.Context, cmd *cobra.Command, p *plan) 
 		}
 		fmt.Fprintf(stderr, "fanout: sweep %s submitted to %s: %d targets in %d tasks of %d\n",
 			rec.ID, cf.server, rec.Total, rec.Tasks, rec.TaskSize)
+		warnNoWorker(ctx, client, rec.Spec.Job, cf.server, stderr)
 		return rec, nil
 	}
 	if cf.detach {
@@ -136,4 +138,23 @@ func serverURL(flag string) string {
 		return env
 	}
 	return cluster.DefaultURL
+}
+
+// warnNoWorker says so when no live worker would run a sweep of kind: the
+// sweep then waits, which is otherwise indistinguishable from slowness.
+func warnNoWorker(ctx context.Context, client *cluster.Client, kind, url string, stderr io.Writer) {
+	ws, err := client.Workers(ctx)
+	if err != nil {
+		return
+	}
+	for _, w := range ws {
+		if slices.Contains(w.Allow, kind) {
+			return
+		}
+	}
+	how := "fanout worker --server " + url
+	if kind == "exec" {
+		how += " --allow exec" // exec is off unless a worker opts in
+	}
+	fmt.Fprintf(stderr, "fanout: warning: no live worker runs job kind %q (%d live workers); the sweep waits for one: %s\n", kind, len(ws), how)
 }
