@@ -157,8 +157,12 @@ var funcs = template.FuncMap{
 		return s
 	},
 	"hw": func() float64 { return histW },
-	"hh": func() float64 { return histH },
-	"hb": func() float64 { return histH - histPad },
+	// Map labels, in cells: about 11px on a 512px map whatever its side.
+	"labelSize": func(side int) string { return fmt.Sprintf("%.2f", float64(side)/38) },
+	"labelPad":  func(side int) string { return fmt.Sprintf("%.2f", float64(side)/80) },
+	"labelDy":   func(side int) string { return fmt.Sprintf("%.2f", float64(side)/28) },
+	"hh":        func() float64 { return histH },
+	"hb":        func() float64 { return histH - histPad },
 }
 
 func num(n uint64) string {
@@ -226,8 +230,16 @@ h2 { font-size: 13px; text-transform: uppercase; letter-spacing: .08em; color: v
 @media (max-width: 900px) { .grid { grid-template-columns: 1fr; } }
 .panel { background: var(--panel); border: 1px solid var(--line); border-radius: 10px; padding: 16px; min-width: 0; }
 .wide { grid-column: 1 / -1; }
-#map { width: 100%; max-width: 512px; aspect-ratio: 1; image-rendering: pixelated; display: block;
+.mapwrap { position: relative; width: 100%; max-width: 512px; aspect-ratio: 1; }
+#map { width: 100%; height: 100%; image-rendering: pixelated; display: block;
   border-radius: 6px; background: var(--none); cursor: crosshair; }
+svg.grid { position: absolute; inset: 0; width: 100%; height: 100%; pointer-events: none; }
+svg.grid rect { fill: none; vector-effect: non-scaling-stroke; }
+svg.grid .b16 { stroke: rgba(255,255,255,.07); }
+svg.grid .b4 { stroke: rgba(255,255,255,.28); }
+svg.grid .lab { fill: rgba(255,255,255,.85); font-family: ui-monospace, Menlo, Consolas, monospace;
+  paint-order: stroke; stroke: rgba(0,0,0,.55); stroke-width: .6px; }
+svg.grid .lab.empty { fill: rgba(255,255,255,.35); }
 .mapbox { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
 .legend { font-size: 12px; color: var(--dim); min-width: 180px; flex: 1; }
 .legend .grad { height: 10px; border-radius: 3px; margin: 6px 0 2px;
@@ -235,7 +247,7 @@ h2 { font-size: 13px; text-transform: uppercase; letter-spacing: .08em; color: v
 .legend .row { display: flex; justify-content: space-between; }
 .sw { display: inline-block; width: 10px; height: 10px; border-radius: 2px; vertical-align: -1px; margin-right: 5px; }
 #tip { margin-top: 12px; min-height: 3.2em; color: var(--text); font-variant-numeric: tabular-nums; }
-svg text { fill: var(--dim); font-size: 11px; }
+#hist text { fill: var(--dim); font-size: 11px; }
 svg .bar { fill: var(--accent); }
 svg .bar:hover { fill: #8db9ff; }
 svg .cnt { fill: var(--text); font-size: 11px; }
@@ -290,7 +302,14 @@ footer { color: var(--dim); font-size: 12px; margin-top: 22px; }
 <section class="panel" id="map-panel">
   <h2>Address space · {{.R.Map.Prefix}}</h2>
   <div class="mapbox">
+    <div class="mapwrap">
     <canvas id="map" width="{{.R.Map.Side}}" height="{{.R.Map.Side}}" aria-label="Hilbert map of {{.R.Map.Prefix}}"></canvas>
+    <svg class="grid" viewBox="0 0 {{.R.Map.Side}} {{.R.Map.Side}}" preserveAspectRatio="none" aria-hidden="true">
+      {{range .R.Map.Blocks 2}}<rect x="{{.X}}" y="{{.Y}}" width="{{.Size}}" height="{{.Size}}" class="b16"/>{{end}}
+      {{range .R.Map.Blocks 1}}<rect x="{{.X}}" y="{{.Y}}" width="{{.Size}}" height="{{.Size}}" class="b4"/>
+      <text x="{{.X}}" y="{{.Y}}" dx="{{labelPad $.R.Map.Side}}" dy="{{labelDy $.R.Map.Side}}" font-size="{{labelSize $.R.Map.Side}}" class="{{if .Results}}lab{{else}}lab empty{{end}}">{{.Prefix}}</text>{{end}}
+    </svg>
+    </div>
     <div class="legend">
       <div>Hilbert curve: neighbouring addresses stay neighbours, every aligned subnet is a square.</div>
       <div class="grad"></div>

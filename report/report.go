@@ -179,6 +179,39 @@ func (m *Map) CellPrefix(x, y int) netip.Prefix {
 	return netip.PrefixFrom(netip.AddrFrom4(b), 32-bits.TrailingZeros64(m.PerCell))
 }
 
+// Block is an aligned sub-block of the map (a quadrant, a sixteenth), for
+// the outlines and labels drawn over it.
+type Block struct {
+	X, Y, Size int // in cells
+	Prefix     netip.Prefix
+	Results    uint64
+}
+
+// Blocks splits the map into 4^level aligned blocks (level 1: quadrants).
+func (m *Map) Blocks(level int) []Block {
+	bs := m.Side >> level
+	if bs < 1 {
+		return nil
+	}
+	n := 1 << (2 * level)
+	per := uint32(m.Side * m.Side / n)
+	out := make([]Block, n)
+	for j := range out {
+		d := uint32(j) * per
+		x, y := hilbertXY(uint32(m.Side), d)
+		b := Block{X: int(x) - int(x)%bs, Y: int(y) - int(y)%bs, Size: bs}
+		a := m.base() + uint32(uint64(d)*m.PerCell)
+		b.Prefix = netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)}), m.Prefix.Bits()+2*level)
+		for yy := b.Y; yy < b.Y+bs; yy++ {
+			for xx := b.X; xx < b.X+bs; xx++ {
+				b.Results += uint64(m.Seen[yy*m.Side+xx])
+			}
+		}
+		out[j] = b
+	}
+	return out
+}
+
 // classCount is one row of the error class table.
 type classCount struct {
 	Class string

@@ -92,6 +92,29 @@ func TestMapLayout(t *testing.T) {
 			t.Errorf("%s..%s: prefix %s side %d per cell %d, want %s %d %d", c.lo, c.hi, m.Prefix, m.Side, m.PerCell, c.prefix, c.side, c.perCell)
 		}
 	}
+	// Quadrants of a /16 are its four /18s, each a 128x128 square, together
+	// covering the map once.
+	q := newMap(ip("127.0.0.0"), ip("127.0.255.255"))
+	q.add(ip("127.0.200.1"), true)
+	covered := map[[2]int]bool{}
+	var names []string
+	for _, b := range q.Blocks(1) {
+		names = append(names, b.Prefix.String())
+		if b.Size != 128 || b.X%128 != 0 || b.Y%128 != 0 || covered[[2]int{b.X, b.Y}] {
+			t.Errorf("quadrant %+v", b)
+		}
+		covered[[2]int{b.X, b.Y}] = true
+		if (b.Results == 1) != (b.Prefix.String() == "127.0.192.0/18") {
+			t.Errorf("quadrant %s holds %d results", b.Prefix, b.Results)
+		}
+	}
+	if strings.Join(names, " ") != "127.0.0.0/18 127.0.64.0/18 127.0.128.0/18 127.0.192.0/18" {
+		t.Errorf("quadrants: %v", names)
+	}
+	if n := len(q.Blocks(2)); n != 16 {
+		t.Errorf("%d sixteenths", n)
+	}
+
 	// A /8 aggregates a /24 per cell, and the cell of an address names its /24.
 	m := newMap(ip("10.0.0.0"), ip("10.255.255.255"))
 	m.add(ip("10.20.30.40"), true)
