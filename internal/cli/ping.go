@@ -4,6 +4,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -78,8 +79,10 @@ second.`,
 			f.rate = 0
 			// The live heap is a few MB plus ~500 bytes per target in flight;
 			// without a limit the garbage of a million Results lets the heap
-			// (and RSS) double. A soft limit keeps RSS flat; GOMEMLIMIT wins.
-			if os.Getenv("GOMEMLIMIT") == "" {
+			// (and RSS) double. A soft limit keeps RSS flat. Not when targets
+			// come from a file or stdin (held in memory, the heap could
+			// exceed it), nor when GOMEMLIMIT is set.
+			if os.Getenv("GOMEMLIMIT") == "" && !listedTargets(args) {
 				debug.SetMemoryLimit(16<<20 + int64(f.concurrency)*512)
 			}
 			return runSweep(cmd, f, fanout.Spec{
@@ -102,4 +105,14 @@ second.`,
 	c.DefValue = strconv.Itoa(pingConcurrency)
 	f.concurrency = pingConcurrency
 	return cmd
+}
+
+// listedTargets reports whether targets come from @FILE or stdin.
+func listedTargets(args []string) bool {
+	for _, a := range args {
+		if a == "-" || strings.HasPrefix(a, "@") {
+			return true
+		}
+	}
+	return false
 }
