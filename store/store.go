@@ -7,6 +7,24 @@
 // Durability: WAL with synchronous=NORMAL. A committed batch survives a
 // kill -9 of fanout; a power cut may roll back the last batches (never
 // corrupt the file), and resume redoes what they held.
+//
+// The file is plain SQLite, readable with sqlite3 (schema version 2):
+//
+//	sweeps(id, job, spec, total, state, reason, created_ns)  -- spec: fanout.Spec as JSON
+//	runs(sweep, run, version, start_ns, last_ns, end_ns, state, reason)
+//	results(sweep_idx, host, addr, port, status, class, error, rtt_ns, sent, recv,
+//	        rtt_min_ns, rtt_avg_ns, rtt_max_ns, exit_code, stdout, stderr, truncated,
+//	        attempts, start_ns, end_ns, worker)
+//	result_rows: results with sweep_idx split into sweep and idx
+//
+// for example: sqlite3 scan.db "SELECT host, rtt_ns/1e6 FROM result_rows
+// WHERE sweep=1 AND status='up' ORDER BY rtt_ns DESC LIMIT 10". A NULL addr
+// means "same as host"; NULL class, error and worker mean empty.
+//
+// Secrets: a Spec holds no credential by design (ssh takes them from the
+// agent, key files or the environment at run time), and option values under
+// names like password, passphrase, secret or token are blanked before a Spec
+// is written. What the user typed as a command (exec's argv) is stored as is.
 package store
 
 import (
