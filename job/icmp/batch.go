@@ -112,7 +112,9 @@ type sweep struct {
 }
 
 // RunBatch pings every target received on in (Count requests each) and
-// emits one Result per target. See job.Batcher.
+// emits one Result per target. See job.Batcher. cfg.Timeout applies when
+// the Config has none; cfg.Retries does not apply (Count is how many
+// requests a target gets); the engine enforces cfg.Concurrency and cfg.Rate.
 func (j *Job) RunBatch(ctx context.Context, in <-chan target.Target, cfg job.BatchConfig, emit func(job.Result)) error {
 	s := &sweep{
 		j:        j,
