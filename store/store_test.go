@@ -128,6 +128,12 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("class query: %d results, %v", down, err)
 	}
 
+	// The view for sqlite3 users spells the key out.
+	var vs, vi int64
+	var vaddr sql.NullString
+	if err := s.db.QueryRow(`SELECT sweep, idx, addr FROM result_rows WHERE idx=7`).Scan(&vs, &vi, &vaddr); err != nil || vs != id || vi != 7 {
+		t.Errorf("result_rows: sweep %d idx %d, %v", vs, vi, err)
+	}
 	done, err := s.Done(id, 256)
 	if err != nil {
 		t.Fatal(err)
