@@ -22,6 +22,13 @@
 // group is killed; when the command exits by itself, whatever it left running
 // in its group is killed too (it could only keep the output pipes open and
 // outlive the sweep). A command that means to detach must use setsid.
+//
+// Cost per command is the fork/exec itself: commands are forked from one
+// spawner thread whose descriptor table stays small however many commands
+// run (spawn.go), and one reactor goroutine watches every running command's
+// pipes and exit (reactor.go), so a command in flight costs a small record,
+// not goroutines. Both fall back to plain per-command goroutines where the
+// kernel refuses what they need.
 package exec
 
 import (
