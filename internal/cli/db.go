@@ -29,23 +29,23 @@ func openStore(cmd *cobra.Command, f *sweepFlags, p *plan) error {
 		done, err := st.Done(id, p.set.Len())
 		if err != nil {
 			st.Close()
-			return usageError(err)
+			return usageError(fmt.Errorf("--db: %w", err))
 		}
 		p.opts.Skip = done.Has
 		if err := st.ResumeSweep(id, version()); err != nil {
 			st.Close()
-			return usageError(err)
+			return usageError(fmt.Errorf("--db: %w", err))
 		}
 	} else if id, err = st.CreateSweep(p.spec, store.Meta{Total: p.order.Len(), Version: version()}); err != nil {
 		st.Close()
-		return usageError(err)
+		return usageError(fmt.Errorf("--db: %w", err))
 	}
 	// A failed commit (disk full) comes back from the writer's next Write,
 	// which makes runSweep stop the sweep and say why.
 	w, err := st.NewWriter(id, store.WriterOptions{})
 	if err != nil {
 		st.Close()
-		return usageError(err)
+		return usageError(fmt.Errorf("--db: %w", err))
 	}
 	p.sinks = append(p.sinks, w)
 	total := p.order.Len()

@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -204,5 +205,31 @@ func TestStoreBadInput(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(text); string(b) != "not a database\n" {
 		t.Errorf("refusing %s changed it: %q", text, b)
+	}
+}
+
+// TestReadOnlyDB: a database fanout may not write is refused for a new
+// sweep before any traffic, and still readable.
+func TestReadOnlyDB(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "ro.db")
+	if r := fanout(t, "", "exec", "--db", db, "-q", "127.0.0.1", "--", "true"); r.code != 0 {
+		t.Fatalf("exec --db: exit %d: %s", r.code, r.stderr)
+	}
+	if os.Geteuid() == 0 {
+		// Root writes through file modes; an immutable file stops it.
+		if out, err := exec.Command("chattr", "+i", db).CombinedOutput(); err != nil {
+			t.Skipf("chattr +i not possible here (%v: %s); as a user, chmod 0444 is the same test", err, out)
+		}
+		t.Cleanup(func() { exec.Command("chattr", "-i", db).Run() })
+	} else if err := os.Chmod(db, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	r := fanout(t, "", "exec", "--db", db, "127.0.0.1", "--", "true")
+	if r.code != 2 || !strings.Contains(r.stderr, "--db: record sweep in "+db+": database is read-only") || r.stdout != "" {
+		t.Errorf("new sweep in a read-only database: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := fanout(t, "", "sweeps", db); r.code != 0 || !strings.Contains(r.stdout, "1/1") {
+		t.Errorf("reading a read-only database: exit %d\n%s", r.code, r.stderr)
 	}
 }
