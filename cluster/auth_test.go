@@ -9,12 +9,15 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 func startTestServer(t *testing.T, creds Credentials) *Server {
@@ -144,4 +147,72 @@ func writeTestCerts(t *testing.T, dir string) (ca, cert, key string) {
 		return p
 	}
 	return write("ca.pem", "CERTIFICATE", caDER), write("cert.pem", "CERTIFICATE", srvDER), write("key.pem", "EC PRIVATE KEY", keyDER)
+}
+
+// Three servers joined by routes form one JetStream cluster: a sweep
+// submitted to one server is run by a worker connected to another and read
+// back through the third.
+func TestThreeServerCluster(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var ports, routes [3]int
+	for i := range ports {
+		ports[i], routes[i] = freePort(t), freePort(t)
+	}
+	var urls [3]string
+	for i := range ports {
+		var peers []string
+		for j := range routes {
+			if j != i {
+				peers = append(peers, fmt.Sprintf("nats://127.0.0.1:%d", routes[j]))
+			}
+		}
+		s, err := StartServer(ServerOptions{
+			Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]), ClusterListen: fmt.Sprintf("127.0.0.1:%d", routes[i]),
+			Routes: peers, Name: fmt.Sprintf("s%d", i), StoreDir: t.TempDir(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Shutdown)
+		urls[i] = s.URL
+	}
+	dial := func(i int) *nats.Conn {
+		nc, err := Connect(ctx, urls[i], Credentials{}, "test", t.Logf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	// Right after start-up the cluster has no JetStream meta leader yet:
+	// NewClient waits for it.
+	sub, err := NewClient(ctx, dial(0))
+	if err != nil {
+		t.Fatalf("cluster never got ready: %v", err)
+	}
+	w, err := NewWorker(ctx, dial(1), WorkerOptions{Name: "w", Concurrency: 50, AckWait: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = w.Run(wctx); close(done) }()
+	defer func() { stop(); <-done }()
+
+	const n = 1000
+	rec, err := sub.Submit(ctx, sleepSpec(n, 1), SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader, err := NewClient(ctx, dial(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := newCollector()
+	if err := reader.Collect(ctx, rec.ID, CollectOptions{Counters: &k.c, Emit: k.emit}); err != nil {
+		t.Fatal(err)
+	}
+	exactlyOnce(t, "read through the third server", k.counts, n)
 }

@@ -153,7 +153,26 @@ type setup struct {
 	results jetstream.Stream
 }
 
+//
+// A JetStream cluster that just started answers nothing until it has a meta
+// leader, so each attempt is short and is repeated until ctx is done.
 func ensure(ctx context.Context, nc *nats.Conn) (*setup, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		s, err := ensureOnce(actx, nc)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return s, err
+		}
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.Code != 503 {
+			return nil, err // a real refusal (permissions, config), not "not ready"
+		}
+		sleepCtx(ctx, 200*time.Millisecond)
+	}
+}
+
+func ensureOnce(ctx context.Context, nc *nats.Conn) (*setup, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
