@@ -153,7 +153,6 @@ type setup struct {
 	results jetstream.Stream
 }
 
-//
 // A JetStream cluster that just started answers nothing until it has a meta
 // leader, so each attempt is short and is repeated until ctx is done.
 func ensure(ctx context.Context, nc *nats.Conn) (*setup, error) {
