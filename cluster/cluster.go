@@ -142,9 +142,7 @@ func Connect(ctx context.Context, serverURL string, creds Credentials, name stri
 	return nc, nil
 }
 
-// setup creates (or finds, unchanged) the buckets and streams every party
-// needs. Workers, submitters and status all call it, so no start order is
-// required.
+// setup holds the buckets and streams every party needs.
 type setup struct {
 	js      jetstream.JetStream
 	sweeps  jetstream.KeyValue
@@ -153,7 +151,9 @@ type setup struct {
 	results jetstream.Stream
 }
 
-// A JetStream cluster that just started answers nothing until it has a meta
+// ensure creates (or finds, unchanged) the buckets and streams. Workers,
+// submitters and status all call it, so no start order is required. A
+// JetStream cluster that just started answers nothing until it has a meta
 // leader, so each attempt is short and is repeated until ctx is done.
 func ensure(ctx context.Context, nc *nats.Conn) (*setup, error) {
 	for {
