@@ -53,13 +53,13 @@ func openStore(cmd *cobra.Command, f *sweepFlags, p *plan) error {
 	p.closers = append(p.closers, func() error {
 		defer st.Close()
 		// The sinks are closed: every Result the writer took is committed.
-		c, err := st.Counts(id)
+		done, err := st.Count(id)
 		if err != nil {
 			return err
 		}
 		state, reason := store.Finished, ""
-		if c.Done < total {
-			state, reason = store.Interrupted, fmt.Sprintf("stopped with %d of %d targets done", c.Done, total)
+		if done < total {
+			state, reason = store.Interrupted, fmt.Sprintf("stopped with %d of %d targets done", done, total)
 		}
 		if werr := w.Err(); werr != nil {
 			reason = werr.Error()
@@ -71,9 +71,9 @@ func openStore(cmd *cobra.Command, f *sweepFlags, p *plan) error {
 		switch {
 		case state != store.Finished:
 			fmt.Fprintf(stderr, "sweep %d in %s: %d of %d targets have a result; continue with: fanout resume %s %d\n",
-				id, f.db, c.Done, total, f.db, id)
+				id, f.db, done, total, f.db, id)
 		case !f.quiet:
-			fmt.Fprintf(stderr, "sweep %d in %s: %d of %d targets have a result\n", id, f.db, c.Done, total)
+			fmt.Fprintf(stderr, "sweep %d in %s: %d of %d targets have a result\n", id, f.db, done, total)
 		}
 		return nil
 	})
