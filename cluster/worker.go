@@ -178,6 +178,10 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.heartbeat(ctx)
 			select {
 			case <-ctx.Done():
+				// Leave the live list now rather than when the TTL runs out.
+				dctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				defer cancel()
+				_ = w.s.workers.Delete(dctx, keySafe(w.opts.Name))
 				return
 			case <-t.C:
 			}
