@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -74,9 +75,10 @@ result: every finished target is written even when the sweep is interrupted.
 
 Results go to stdout (or --output-file); progress and the summary to stderr.
 Exit status: 0 every target up, 1 some not up, 2 usage error, 130 interrupted.`,
-		Example: `  fanout tcp -p 22,80 127.0.0.0/24
+		Example: `  fanout ping 192.168.2.0/24
+  fanout tcp -p 22,80,443 --alive 192.168.2.0/24
   fanout exec 192.168.2.0/24 -- ping -c 3 -W 1 {}
-  fanout tcp -p 443 -o jsonl --alive @hosts.txt`,
+  fanout ssh 'web[01-20].example.com' -- uptime`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		// With no job given: the usage, and exit 2.
@@ -90,8 +92,18 @@ Exit status: 0 every target up, 1 some not up, 2 usage error, 130 interrupted.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &exitError{code: ExitUsage, err: err, hint: hintFor(c)}
 	})
+	// Help lists the job commands (those that take TARGETS) first.
+	root.AddGroup(&cobra.Group{ID: "jobs", Title: "Jobs:"}, &cobra.Group{ID: "more", Title: "Results, clusters and more:"})
+	root.SetHelpCommandGroupID("more")
 	for _, newCmd := range commands {
-		root.AddCommand(newCmd())
+		c := newCmd()
+		if c.GroupID == "" {
+			c.GroupID = "more"
+			if strings.Contains(c.Use, "TARGETS") {
+				c.GroupID = "jobs"
+			}
+		}
+		root.AddCommand(c)
 	}
 	return root
 }
