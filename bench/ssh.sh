@@ -27,7 +27,7 @@ for t in parallel-ssh pdsh clush unshare; do command -v $t >/dev/null || die "ne
 /usr/bin/python3 -c 'import asyncssh' 2>/dev/null || die "needs python3-asyncssh (apt-get install -y python3-asyncssh)"
 
 SIZES=${*:-1000 5000}
-PEERS=${PEERS:-pssh pdsh clush asyncssh}
+PEERS=${PEERS-pssh pdsh clush asyncssh}
 PORT=2222
 # Best fan-outs found by TUNE=1 on this 2-core machine (see README "ssh").
 declare -A FAN=([fanout]=64 [pssh]=128 [pdsh]=128 [clush]=128 [asyncssh]=256)

@@ -45,18 +45,7 @@ func (j *Job) connect(ctx context.Context, hs hostSettings) (*link, error) {
 	cc.KeyExchanges = j.kex
 	backoff := 50 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		// The handshake's crypto grows a goroutine's stack to tens of KB;
-		// run on a short-lived goroutine, that stack goes back to the
-		// runtime's cache for the next handshake, instead of staying with
-		// this session while its command runs.
-		var l *link
-		var err error
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			l, err = j.handshake(ctx, hs, cc)
-		}()
-		<-done
+		l, err := j.handshake(ctx, hs, cc)
 		if err == nil {
 			return l, nil
 		}

@@ -181,37 +181,56 @@ func (j *Job) Run(ctx context.Context, t target.Target) job.Result {
 }
 
 func (j *Job) run(ctx context.Context, t target.Target, r job.Result) job.Result {
+	// Settings, handshake and authentication grow a goroutine's stack to
+	// tens of KB (key exchange, signatures, known_hosts). On a short-lived
+	// goroutine, that stack returns to the runtime's cache for the next
+	// handshake instead of staying with this session while its command runs.
+	var l *link
+	var err error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l, err = j.open(ctx, t, &r)
+	}()
+	<-done
+	if err != nil {
+		return fail(r, err)
+	}
+	defer l.conn.Close()
+	r.RTT = time.Since(r.Start)
+	return j.exec(ctx, l, r)
+}
+
+// open resolves t's settings and connects, retrying connection-level
+// failures (refused, timeout) up to Config.Retries times.
+func (j *Job) open(ctx context.Context, t target.Target, r *job.Result) (*link, error) {
 	hs := j.settings(t)
 	r.Port = hs.port
 	if t.Addr.IsValid() && hs.hostname == t.Name() {
 		r.Addr = t.Addr.String()
 	}
-	var l *link
 	backoff := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		var err error
-		if l, err = j.connect(ctx, hs); err == nil {
-			break
+		l, err := j.connect(ctx, hs)
+		if err == nil {
+			if ra, ok := l.raw.RemoteAddr().(*net.TCPAddr); ok {
+				r.Addr = ra.IP.String()
+			}
+			return l, nil
 		}
 		c := classify(err)
 		if attempt >= j.cfg.Retries || ctx.Err() != nil || (c != job.ClassRefused && c != job.ClassTimeout) {
-			return fail(r, err)
+			return nil, err
 		}
-		t := time.NewTimer(backoff/2 + rand.N(backoff))
+		tm := time.NewTimer(backoff/2 + rand.N(backoff))
 		select {
-		case <-t.C:
+		case <-tm.C:
 		case <-ctx.Done():
-			t.Stop()
-			return fail(r, ctxErr(ctx, "connect"))
+			tm.Stop()
+			return nil, ctxErr(ctx, "connect")
 		}
 		backoff *= 2
 	}
-	defer l.conn.Close()
-	if ra, ok := l.raw.RemoteAddr().(*net.TCPAddr); ok {
-		r.Addr = ra.IP.String()
-	}
-	r.RTT = time.Since(r.Start)
-	return j.exec(ctx, l, r)
 }
 
 // targetNamed is a target for a host given as text (the bastion).
