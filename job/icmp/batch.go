@@ -392,12 +392,12 @@ func (s *sweep) schedule(news []target.Target, batch []outgoing, out []job.Resul
 		i := s.alloc()
 		sl := &s.slots[i]
 		*sl = slot{t: t, addr: t.Addr, gen: sl.gen, live: true, startNs: now}
-		batch = s.request(i, now, batch)
+		batch = s.request(i, batch)
 	}
 	for len(batch) < s.maxBatch && s.resends.len() > 0 && s.resends.front().due <= now {
 		rs := s.resends.pop()
 		if sl := &s.slots[rs.slot]; sl.live && sl.gen == rs.gen {
-			batch = s.request(rs.slot, now, batch)
+			batch = s.request(rs.slot, batch)
 		}
 	}
 	return batch, out
@@ -417,27 +417,17 @@ func (s *sweep) alloc() uint32 {
 	return uint32(len(s.slots) - 1)
 }
 
-// request registers the next echo request of slot i; mu is held.
-func (s *sweep) request(i uint32, now int64, batch []outgoing) []outgoing {
+// request registers the next echo request of slot i; mu is held. It is
+// pending from now (a loopback reply can come before sendmmsg returns);
+// stamp queues its timeout when it is written.
+func (s *sweep) request(i uint32, batch []outgoing) []outgoing {
 	sl := &s.slots[i]
 	num := uint16(sl.sent)
 	sl.sent++
 	sl.pending++
 	seq := s.seq
 	s.seq++
-	if s.timeouts.len() == 0 {
-		select {
-		case s.kick <- struct{}{}:
-		default:
-		}
-	}
-	s.timeouts.push(timeout{slot: i, gen: sl.gen, num: num, deadline: now + s.timeout})
-	if int(sl.sent) < s.count {
-		// Due Interval after this send, as ping(8) spaces them; sends are
-		// in time order, so the queue stays sorted by due time.
-		s.resends.push(resend{slot: i, gen: sl.gen, due: now + s.interval})
-	}
-	return append(batch, outgoing{slot: i, p: probe{index: sl.t.Index, slot: i, num: num, sent: now}, seq: seq, addr: sl.addr})
+	return append(batch, outgoing{slot: i, p: probe{index: sl.t.Index, slot: i, num: num}, seq: seq, addr: sl.addr})
 }
 
 // resolved and answered are the per-slot bitsets; mu is held.
@@ -504,13 +494,39 @@ func (s *sweep) result(sl *slot) job.Result {
 // errorsOnly: every request failed to leave.
 func errorsOnly(sl *slot) bool { return sl.fails == sl.sent }
 
+// stamp gives batch its send time, just before it is written (after any
+// wait for the rate limiter): its requests' timeouts and next requests are
+// queued from then, in time order, so both queues stay sorted.
+func (s *sweep) stamp(batch []outgoing) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	if s.timeouts.len() == 0 {
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
+	for k := range batch {
+		o := &batch[k]
+		o.p.sent = now
+		gen := s.slots[o.slot].gen
+		s.timeouts.push(timeout{slot: o.slot, gen: gen, num: o.p.num, deadline: now + s.timeout})
+		if int(o.p.num)+1 < s.count {
+			// Due Interval after this send, as ping(8) spaces them.
+			s.resends.push(resend{slot: o.slot, gen: gen, due: now + s.interval})
+		}
+	}
+}
+
 // send writes batch with sendmmsg, one socket per family.
 func (s *sweep) send(ctx context.Context, batch []outgoing, bufs *sendBufs) {
 	if s.limiter != nil {
 		if err := s.limiter.WaitN(ctx, len(batch)); err != nil {
-			return
+			return // canceled: the sweep is ending
 		}
 	}
+	s.stamp(batch)
 	for fam := range 2 {
 		c := s.conns[fam]
 		if c == nil {

@@ -608,8 +608,10 @@ func TestClassify(t *testing.T) {
 	other := netip.MustParseAddr("127.0.0.6")
 	s, emitted := testSweep(t, 2, probed)
 	raw := &conn{raw: true}
-	batch := s.request(0, 1000, nil)
-	batch = s.request(0, 2000, batch)
+	batch := s.request(0, nil)
+	batch = s.request(0, batch)
+	s.stamp(batch)
+	t0 := batch[0].p.sent
 	reply := func(o outgoing, k key) []byte {
 		b := k.marshal(make([]byte, icmpHeaderLen+minPayload), false, s.id, o.seq, o.p, o.addr)
 		b[0] = v4EchoReply
@@ -631,12 +633,12 @@ func TestClassify(t *testing.T) {
 		at   int64
 		want Stats
 	}{
-		{"forged with another key", probed, reply(batch[0], key{1, 1}), 5000, Stats{Foreign: 1}},
-		{"from another address", other, r0, 5000, Stats{Foreign: 1, WrongSource: 1}},
-		{"valid", probed, r0, 5000, Stats{Foreign: 1, WrongSource: 1, Replies: 1}},
-		{"duplicate", probed, r0, 6000, Stats{Foreign: 1, WrongSource: 1, Replies: 1, Duplicate: 1}},
-		{"after its timeout", probed, r1, 2000 + int64(time.Second) + 1, Stats{Foreign: 1, WrongSource: 1, Replies: 1, Duplicate: 1, Late: 1}},
-		{"another id", probed, func() []byte { b := append([]byte(nil), r1...); b[4] ^= 1; return b }(), 3000,
+		{"forged with another key", probed, reply(batch[0], key{1, 1}), t0 + 4000, Stats{Foreign: 1}},
+		{"from another address", other, r0, t0 + 4000, Stats{Foreign: 1, WrongSource: 1}},
+		{"valid", probed, r0, t0 + 4000, Stats{Foreign: 1, WrongSource: 1, Replies: 1}},
+		{"duplicate", probed, r0, t0 + 6000, Stats{Foreign: 1, WrongSource: 1, Replies: 1, Duplicate: 1}},
+		{"after its timeout", probed, r1, t0 + int64(time.Second) + 1, Stats{Foreign: 1, WrongSource: 1, Replies: 1, Duplicate: 1, Late: 1}},
+		{"another id", probed, func() []byte { b := append([]byte(nil), r1...); b[4] ^= 1; return b }(), t0 + 3000,
 			Stats{Foreign: 2, WrongSource: 1, Replies: 1, Duplicate: 1, Late: 1}},
 	}
 	for _, st := range steps {
@@ -663,7 +665,7 @@ func TestClassify(t *testing.T) {
 		t.Errorf("result %+v", r)
 	}
 	// The slot is free: a reply to the finished target is late, not counted.
-	feed(probed, ipv4Packet(probed, probed, r1), 3000)
+	feed(probed, ipv4Packet(probed, probed, r1), t0+3000)
 	if got := s.j.Stats(); got.Late != 2 || got.Replies != 1 {
 		t.Errorf("after the target finished: %+v", got)
 	}
@@ -675,14 +677,15 @@ func TestClassifyUnreachable(t *testing.T) {
 	probed := netip.MustParseAddr("127.0.0.5")
 	router := netip.MustParseAddr("127.0.0.1")
 	s, _ := testSweep(t, 1, probed)
-	batch := s.request(0, 1000, nil)
+	batch := s.request(0, nil)
+	s.stamp(batch)
 	o := batch[0]
 	req := s.key.marshal(make([]byte, icmpHeaderLen+minPayload), false, s.id, o.seq, o.p, o.addr)
 	quoted := ipv4Packet(router, probed, req)
 	errMsg := append([]byte{v4Unreachable, 1, 0, 0, 0, 0, 0, 0}, quoted...)
 	m := ipv4.Message{Buffers: [][]byte{ipv4Packet(router, router, errMsg)}}
 	m.N = len(m.Buffers[0])
-	ev, ok := s.parse(&conn{raw: true}, &m, 3000)
+	ev, ok := s.parse(&conn{raw: true}, &m, o.p.sent+2000)
 	if !ok {
 		t.Fatal("error message not recognized")
 	}
@@ -721,7 +724,9 @@ func TestClassifyUnreachableV6(t *testing.T) {
 	probed := netip.MustParseAddr("fd00::5")
 	router := netip.MustParseAddr("fd00::1")
 	s, _ := testSweep(t, 1, probed)
-	o := s.request(0, 1000, nil)[0]
+	batch := s.request(0, nil)
+	s.stamp(batch)
+	o := batch[0]
 	req := s.key.marshal(make([]byte, icmpHeaderLen+minPayload), true, s.id, o.seq, o.p, o.addr)
 	quoted := make([]byte, 40, 40+len(req))
 	quoted[0], quoted[6], quoted[7] = 0x60, 58, 64
@@ -731,7 +736,7 @@ func TestClassifyUnreachableV6(t *testing.T) {
 	quoted = append(quoted, req...)
 	msg := append([]byte{v6Unreachable, 3, 0, 0, 0, 0, 0, 0}, quoted...)
 	m := ipv4.Message{Buffers: [][]byte{msg}, N: len(msg), Addr: &net.IPAddr{IP: router.AsSlice()}}
-	ev, ok := s.parse(&conn{raw: true, v6: true}, &m, 3000)
+	ev, ok := s.parse(&conn{raw: true, v6: true}, &m, o.p.sent+2000)
 	if !ok {
 		t.Fatal("ICMPv6 error not recognized")
 	}
