@@ -39,8 +39,13 @@ func TestPublishTwoRunsDifferentBatches(t *testing.T) {
 	tk := task{Sweep: "s1", Chunk: 3, Lo: 0, Hi: n}
 	one, _, _ := encodeBatch(mk(0, 1, 40), 1<<20)
 	w.maxBatch = 30 * len(one) // ~30 results per message
-	// First run: died after publishing its first 60 results (two batches).
-	if err := w.publish(ctx, tk, mk(0, 60, 40)); err != nil {
+	// First run: died after publishing its first 60 results (two batches),
+	// in two calls as a running task does.
+	first := &chunkPublisher{w: w, t: tk}
+	if err := first.publish(ctx, mk(30, 60, 40)); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.publish(ctx, mk(0, 30, 40)); err != nil {
 		t.Fatal(err)
 	}
 	// Second run: all 100, bigger results, so its batches split elsewhere;
@@ -49,11 +54,19 @@ func TestPublishTwoRunsDifferentBatches(t *testing.T) {
 	for i, j := 0, len(rs)-1; i < j; i, j = i+1, j-1 {
 		rs[i], rs[j] = rs[j], rs[i]
 	}
-	if err := w.publish(ctx, tk, rs); err != nil {
+	second := &chunkPublisher{w: w, t: tk}
+	if err := second.publish(ctx, rs[:50]); err != nil {
 		t.Fatal(err)
 	}
-	// A third run racing in late changes nothing.
-	if err := w.publish(ctx, tk, mk(0, n, 10)); err != nil {
+	// A third run racing in, its calls interleaved with the second's.
+	third := &chunkPublisher{w: w, t: tk}
+	if err := third.publish(ctx, mk(50, n, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.publish(ctx, rs[50:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := third.publish(ctx, mk(0, 50, 10)); err != nil {
 		t.Fatal(err)
 	}
 	exactlyOnce(t, "stored", storedCounts(t, ctx, c, "s1"), n)

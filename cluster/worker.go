@@ -328,14 +328,36 @@ func (w *Worker) runTask(ctx context.Context, t task, msg jetstream.Msg) int64 {
 		j = gated(j, w.gate, spec.Timeout, sr.rate)
 		opts.Timeout, opts.Rate = 0, 0
 	}
+	// Results stream out while the task runs, every flushEvery results or
+	// second, so the submitter is not left waiting for a whole task and a
+	// big task's results never sit in memory.
 	t0 := time.Now()
-	results := make([]job.Result, 0, t.Hi-t.Lo)
+	pub := &chunkPublisher{w: w, t: t}
+	batches := make(chan []job.Result, 4)
+	pubErr := make(chan error, 1)
+	go func() {
+		var err error
+		for rs := range batches {
+			if err == nil {
+				err = pub.publish(ctx, rs)
+			}
+		}
+		pubErr <- err
+	}()
+	var buf []job.Result
+	var got int64
+	lastFlush := time.Now()
 	var c engine.Counters
 	stopInflight := w.trackInflight(tctx, &c)
 	err = engine.Run(tctx, sr.set, target.Slice(sr.order, t.Lo, t.Hi), j, opts, &c, func(r job.Result) {
 		r.Worker = w.opts.Name
-		results = append(results, r)
+		buf = append(buf, r)
+		got++
 		w.outstanding.Add(-1)
+		if len(buf) >= flushEvery || time.Since(lastFlush) > time.Second {
+			batches <- buf
+			buf, lastFlush = nil, time.Now()
+		}
 	})
 	stopInflight()
 	if batch {
@@ -344,16 +366,20 @@ func (w *Worker) runTask(ctx context.Context, t task, msg jetstream.Msg) int64 {
 		}
 		w.batchMu.Unlock()
 	}
-	got := int64(len(results))
-	if err != nil || ctx.Err() != nil || uint64(len(results)) != t.Hi-t.Lo {
+	t1 := time.Now()
+	if len(buf) > 0 {
+		batches <- buf
+	}
+	close(batches)
+	perr := <-pubErr
+	if err != nil || ctx.Err() != nil || uint64(got) != t.Hi-t.Lo {
 		// Interrupted (worker stopping): hand the task back whole; what ran
-		// will run again and its duplicates be refused.
+		// will run again, and what was published is not published twice.
 		_ = msg.Nak()
 		return got
 	}
-	t1 := time.Now()
-	if err := w.publish(ctx, t, results); err != nil {
-		w.opts.Logf("task %s/%d: publish results: %v; the task will be redelivered", t.Sweep, t.Chunk, err)
+	if perr != nil {
+		w.opts.Logf("task %s/%d: publish results: %v; the task will be redelivered", t.Sweep, t.Chunk, perr)
 		_ = msg.Nak()
 		return got
 	}
@@ -479,26 +505,39 @@ func build(spec fanout.Spec) (target.Set, target.Order, job.Job, error) {
 	return set, order, j, nil
 }
 
-// publish stores a task's results, sorted by index, in batches under the
-// server's message size limit, each on its own subject with the message id
-// sweep.chunk.batch. A batch subject that already holds a message (a
-// redelivered task whose first run got that far) refuses ours: then the
-// stored batches are read back and only the indexes they lack are
-// published, under the next free batch numbers. So every index ends up
-// stored exactly once per chunk whatever runs race or die.
-func (w *Worker) publish(ctx context.Context, t task, results []job.Result) error {
+// flushEvery is how many Results a running task gathers before publishing.
+const flushEvery = 1024
+
+// chunkPublisher stores one task's results, as they come, in messages under
+// the server's size limit, each on its own subject
+// fanout.results.<sweep>.<chunk>.<slot> (message id sweep.chunk.slot). Slots
+// are taken in order. A slot that already holds a message (another run of
+// the same task, redelivered, got there first) refuses ours: then that
+// message is read back, its indexes are remembered, and only indexes no
+// stored message holds are published, in the next free slot. Every slot
+// below the one a run writes was either written or read by that run, so
+// each index is stored exactly once per chunk whatever runs race or die.
+type chunkPublisher struct {
+	w    *Worker
+	t    task
+	slot int             // next slot to try
+	have map[uint64]bool // indexes stored by other runs, read back
+}
+
+func (p *chunkPublisher) publish(ctx context.Context, results []job.Result) error {
+	w := p.w
 	sort.Slice(results, func(a, b int) bool { return results[a].Index < results[b].Index })
 	max := int(w.nc.MaxPayload()) - 16<<10
 	if w.maxBatch > 0 {
 		max = w.maxBatch
 	}
-	pending := results
-	for b := 0; len(pending) > 0; b++ {
+	pending := p.unstored(results)
+	for len(pending) > 0 {
 		data, n, err := encodeBatch(pending, max)
 		if err != nil {
 			return err
 		}
-		subj := resultSubject(t.Sweep, t.Chunk, b)
+		subj := resultSubject(p.t.Sweep, p.t.Chunk, p.slot)
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		ack, err := w.s.js.PublishMsg(pctx, &nats.Msg{
 			Subject: subj, Data: data,
@@ -507,26 +546,42 @@ func (w *Worker) publish(ctx context.Context, t task, results []job.Result) erro
 		cancel()
 		if err == nil && !ack.Duplicate {
 			pending = pending[n:]
+			p.slot++
 			continue
 		}
 		var apiErr *jetstream.APIError
 		if err != nil && !errors.As(err, &apiErr) {
 			return err
 		}
-		// Refused or duplicate: someone stored this batch first.
-		have, err := w.storedIndexes(ctx, subj)
+		// Refused or duplicate: another run stored this slot first.
+		stored, err := w.storedIndexes(ctx, subj)
 		if err != nil {
 			return fmt.Errorf("%s: read back: %w", subj, err)
 		}
-		keep := pending[:0:0]
-		for _, r := range pending {
-			if !have[r.Index] {
-				keep = append(keep, r)
-			}
+		if p.have == nil {
+			p.have = map[uint64]bool{}
 		}
-		pending = keep
+		for i := range stored {
+			p.have[i] = true
+		}
+		p.slot++
+		pending = p.unstored(pending)
 	}
 	return nil
+}
+
+// unstored is rs without the indexes another run is known to have stored.
+func (p *chunkPublisher) unstored(rs []job.Result) []job.Result {
+	if len(p.have) == 0 {
+		return rs
+	}
+	keep := rs[:0:0]
+	for _, r := range rs {
+		if !p.have[r.Index] {
+			keep = append(keep, r)
+		}
+	}
+	return keep
 }
 
 func (w *Worker) storedIndexes(ctx context.Context, subj string) (map[uint64]bool, error) {
