@@ -746,3 +746,24 @@ func TestClassifyUnreachableV6(t *testing.T) {
 		t.Fatalf("results %+v", out)
 	}
 }
+
+// More requests per target than one bitset word holds.
+func TestManyRequests(t *testing.T) {
+	lab.Require(t)
+	t.Parallel()
+	ts := append(cidr4(t, "127.0.11.0/30", 0), target.Target{Index: 4, Addr: netip.MustParseAddr("127.1.11.1")})
+	j := newJob(t, Config{Count: 130, Interval: time.Millisecond, Timeout: time.Second})
+	res := runSweep(t, j, ts, 100)
+	for i, r := range res.byIndex {
+		want := 130
+		if i == 4 {
+			want = 0
+		}
+		if r.Sent != 130 || r.Recv != want {
+			t.Errorf("%s: %d/%d received, want %d/130", r.Addr, r.Recv, r.Sent, want)
+		}
+	}
+	if st := j.Stats(); st.Duplicate != 0 || st.Late != 0 || st.Replies != 4*130 {
+		t.Errorf("stats %+v", st)
+	}
+}
