@@ -44,7 +44,7 @@ func placeholders(n int) string {
 
 const resultCols = `sweep_idx & 1099511627775, host, COALESCE(addr, host), port, status, COALESCE(class, ''),
 	COALESCE(error, ''), rtt_ns, sent, recv, rtt_min_ns, rtt_avg_ns, rtt_max_ns, exit_code, stdout, stderr,
-	truncated, attempts, start_ns, end_ns, COALESCE(worker, '')`
+	truncated, attempts, start_ns, end_ns, COALESCE(worker, ''), stdout IS NOT NULL, stderr IS NOT NULL`
 
 // Results calls fn with sweep id's Results that match q, in index order,
 // streaming (a /8 is never held in memory). fn's error stops the scan.
@@ -107,9 +107,10 @@ func (s *Store) scan(ctx context.Context, kind, q string, args []any, fn func(jo
 			status, class                      string
 			exit                               sql.NullInt64
 			trunc                              int
+			hasOut, hasErr                     bool
 		)
 		if err := rows.Scan(&idx, &r.Host, &r.Addr, &r.Port, &status, &class, &r.Error, &rtt, &r.Sent, &r.Recv,
-			&rmin, &ravg, &rmax, &exit, &r.Stdout, &r.Stderr, &trunc, &r.Attempts, &st, &en, &r.Worker); err != nil {
+			&rmin, &ravg, &rmax, &exit, &r.Stdout, &r.Stderr, &trunc, &r.Attempts, &st, &en, &r.Worker, &hasOut, &hasErr); err != nil {
 			return s.describe("read results from", err)
 		}
 		r.Index, r.Job = uint64(idx), kind
@@ -120,6 +121,13 @@ func (s *Store) scan(ctx context.Context, kind, q string, args []any, fn func(jo
 			r.ExitCode = &e
 		}
 		r.Truncated = trunc != 0
+		// An empty output scans as nil; it was there, and empty.
+		if hasOut && r.Stdout == nil {
+			r.Stdout = []byte{}
+		}
+		if hasErr && r.Stderr == nil {
+			r.Stderr = []byte{}
+		}
 		if st != 0 {
 			r.Start = time.Unix(0, st)
 		}

@@ -421,3 +421,71 @@ func TestConcurrentCreate(t *testing.T) {
 		}
 	}
 }
+
+// TestShapes: a Writer binds only the columns a Result fills; every shape,
+// including zero values that are data (exit code 0, empty output, an empty
+// address) and more shapes than it caches, reads back as written.
+func TestShapes(t *testing.T) {
+	t.Parallel()
+	s := mustOpen(t, tmpDB(t))
+	id, _ := s.CreateSweep(testSpec(), Meta{Total: 100})
+	w, err := s.NewWriter(id, WriterOptions{Batch: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	zero := 0
+	var want []job.Result
+	add := func(r job.Result) {
+		r.Index, r.Job = uint64(len(want)), "tcp"
+		want = append(want, r)
+		if err := w.Write(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(job.Result{Host: "db1.example", Addr: "", Status: job.Error, Class: job.ClassResolve, Error: "no such host"})
+	add(job.Result{Host: "127.0.0.1", Addr: "127.0.0.1", Status: job.Up, ExitCode: &zero, Stdout: []byte{}, Stderr: []byte{}})
+	add(job.Result{Host: "web", Addr: "127.0.0.2", Port: 22, Status: job.Down, Class: job.ClassExit, ExitCode: &zero, Worker: "w1"})
+	// More shapes than the statement cache holds: one field set at a time.
+	for k := 0; k < 40; k++ {
+		r := job.Result{Host: fmt.Sprintf("h%d", k), Status: job.Up}
+		d := time.Duration(k+1) * time.Microsecond
+		switch k % 8 {
+		case 0:
+			r.RTT = d
+		case 1:
+			r.Sent, r.Recv = k, k/2
+		case 2:
+			r.RTTMin, r.RTTMax = d, 2*d
+		case 3:
+			r.Attempts = k
+		case 4:
+			r.Truncated = true
+		case 5:
+			r.Start = time.Unix(int64(k), 0)
+		case 6:
+			r.Port = k
+		case 7:
+			r.RTTAvg, r.End = d, time.Unix(0, int64(k))
+		}
+		if k >= 8 { // combinations beyond the first eight
+			r.Attempts, r.Port = k, k%5
+		}
+		add(r)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	err = s.Results(context.Background(), id, Query{}, func(r job.Result) error {
+		a, _ := json.Marshal(want[i])
+		b, _ := json.Marshal(r)
+		if string(a) != string(b) {
+			t.Errorf("result %d:\n got %s\nwant %s", i, b, a)
+		}
+		i++
+		return nil
+	})
+	if err != nil || i != len(want) {
+		t.Fatalf("%d of %d results read back: %v", i, len(want), err)
+	}
+}
