@@ -44,7 +44,9 @@ type Writer struct {
 	batches chan []job.Result // full batches to commit; its capacity is the backpressure
 	free    chan []job.Result // committed batches' slices, reused
 	done    chan struct{}
-	err     atomic.Pointer[error]
+
+	ckptStop, ckptDone chan struct{} // the checkpointer goroutine
+	err                atomic.Pointer[error]
 
 	conn *sql.Conn
 	// The insert statements are the driver's own, used through conn.Raw:
@@ -126,14 +128,21 @@ func (s *Store) NewWriter(id int64, o WriterOptions) (*Writer, error) {
 		return nil, s.describe("write results to", err)
 	}
 	w := &Writer{s: s, sweep: id, o: o, conn: conn,
-		batches: make(chan []job.Result, 4), free: make(chan []job.Result, 6), done: make(chan struct{})}
+		batches: make(chan []job.Result, 8), free: make(chan []job.Result, 10), done: make(chan struct{}),
+		ckptStop: make(chan struct{}), ckptDone: make(chan struct{})}
 	if err := conn.QueryRowContext(ctx, `SELECT COALESCE(MAX(run),0) FROM runs WHERE sweep=?`, id).Scan(&w.run); err != nil {
 		conn.Close()
 		return nil, s.describe("write results to", err)
 	}
 	// A big page cache keeps the B-tree's inner pages in memory for shuffled
 	// sweeps of millions of targets (inserts land anywhere in the key range).
-	if _, err := conn.ExecContext(ctx, `PRAGMA cache_size=-65536`); err != nil {
+	// Checkpoints (copying the WAL into the database, with an fsync) run
+	// beside the writer on another connection, not inside its commits: a
+	// slow disk then never holds a commit, and so never the sweep.
+	if _, err := conn.ExecContext(ctx, `PRAGMA cache_size=-65536`); err == nil {
+		_, err = conn.ExecContext(ctx, `PRAGMA wal_autocheckpoint=0`)
+	}
+	if err != nil {
 		conn.Close()
 		return nil, s.describe("write results to", err)
 	}
@@ -152,7 +161,28 @@ func (s *Store) NewWriter(id int64, o WriterOptions) (*Writer, error) {
 		w.crashIn = v
 	}
 	go w.loop()
+	go w.checkpoints()
 	return w, nil
+}
+
+// checkpointEvery is how often the WAL is copied into the database while a
+// sweep writes (PASSIVE: it never blocks the writer).
+const checkpointEvery = 500 * time.Millisecond
+
+func (w *Writer) checkpoints() {
+	defer close(w.ckptDone)
+	tick := time.NewTicker(checkpointEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-w.ckptStop:
+			return
+		case <-tick.C:
+			// A failure (busy, disk full) is left to the next tick and to
+			// the commits, which report it.
+			w.s.db.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
+		}
+	}
 }
 
 // Write queues r for the next commit. It returns the error that stopped the
@@ -198,6 +228,8 @@ func (w *Writer) Close() error {
 	}
 	close(w.batches)
 	<-w.done
+	close(w.ckptStop)
+	<-w.ckptDone
 	w.closeStmts()
 	w.conn.Close()
 	if e := w.err.Load(); e != nil {
