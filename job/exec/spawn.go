@@ -28,7 +28,7 @@ import (
 // without requests. When the kernel refuses (unshare, pidfd), commands are
 // forked from the caller's thread instead.
 
-// spawnIdle is how long the spawner thread outlives its last request.
+// spawnIdle is how long the spawner threads outlive their last request.
 const spawnIdle = 200 * time.Millisecond
 
 // child is a started command: the parent's ends of its pipes and its pidfd.
@@ -120,12 +120,24 @@ func startSpawner() (*spawnGen, error) {
 		return nil, err
 	}
 	g := &spawnGen{req: make(chan spawnReq, 4096), pending: make(map[uint64]chan spawnReply)}
-	ready := make(chan error, 1)
-	go spawnLoop(pair, g, ready)
-	if err := <-ready; err != nil {
+	// Go lets forks run concurrently; a thread per CPU keeps them all busy
+	// (and gets the spawner its share of a crowded machine).
+	n := min(runtime.GOMAXPROCS(0), 4)
+	ready := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go spawnLoop(pair, g, ready)
+	}
+	var failed error
+	for i := 0; i < n; i++ {
+		if err := <-ready; err != nil {
+			failed = err
+		}
+	}
+	if failed != nil {
+		// Threads that did start find nothing pending and idle out.
 		unix.Close(pair[0])
 		unix.Close(pair[1])
-		return nil, err
+		return nil, failed
 	}
 	unix.Close(pair[1]) // the spawner's end lives on in its own table
 	_ = unix.SetNonblock(pair[0], true)
@@ -182,9 +194,16 @@ func spawnThread(pair [2]int, g *spawnGen, ready chan<- error) {
 					var ws syscall.WaitStatus
 					_, _ = syscall.Wait4(pid, &ws, 0, nil)
 				}
-				// The receiver fails what is pending when our end closes.
+				// Answer this request ourselves; later ones fork in place.
 				spawner.mu.Lock()
-				spawner.cur, spawner.broken = nil, true
+				if ch := g.pending[r.id]; ch != nil {
+					delete(g.pending, r.id)
+					ch <- spawnReply{err: fmt.Errorf("spawner: %w", serr)}
+				}
+				if spawner.cur == g {
+					spawner.cur = nil
+				}
+				spawner.broken = true
 				spawner.mu.Unlock()
 				return
 			}
@@ -196,7 +215,9 @@ func spawnThread(pair [2]int, g *spawnGen, ready chan<- error) {
 				idle.Reset(spawnIdle)
 				continue
 			}
-			spawner.cur = nil
+			if spawner.cur == g {
+				spawner.cur = nil
+			}
 			spawner.mu.Unlock()
 			return // the thread and its table die here
 		}

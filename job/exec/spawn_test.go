@@ -138,7 +138,7 @@ func TestStartHere(t *testing.T) {
 
 // TestForkCostFlat: with many descriptors open (a wide sweep's pipes), a
 // command still starts quickly, because forks happen from the spawner's
-// small table. Without it, 8,000 descriptors make each fork ~4x slower.
+// small table. Without it, 8,000 descriptors made each fork 2-4x slower here.
 func TestForkCostFlat(t *testing.T) {
 	if testing.Short() {
 		t.Skip("timing test")
@@ -153,13 +153,26 @@ func TestForkCostFlat(t *testing.T) {
 		}
 		return time.Since(begin)
 	}
+	// The best of three runs: the machine is shared, a timing test must not
+	// measure the neighbours.
+	best := func() time.Duration {
+		d := run(50)
+		for i := 0; i < 2; i++ {
+			d = min(d, run(50))
+		}
+		return d
+	}
 	run(20) // warm up
-	base := run(100)
+	base := best()
 	var files []*os.File
-	for i := 0; i < 4000; i++ {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur < 10000 {
+		t.Skipf("RLIMIT_NOFILE %d: want 10000 descriptors", lim.Cur)
+	}
+	for i := 0; i < int(min(lim.Cur-1000, 18000))/2; i++ {
 		r, w, err := os.Pipe()
 		if err != nil {
-			t.Skip("cannot open 8000 descriptors: ", err)
+			t.Skip("cannot open the descriptors: ", err)
 		}
 		files = append(files, r, w)
 	}
@@ -168,9 +181,9 @@ func TestForkCostFlat(t *testing.T) {
 			f.Close()
 		}
 	}()
-	loaded := run(100)
-	t.Logf("100 commands: %v with few descriptors, %v with 8000 open", base, loaded)
-	if loaded > 2*base+200*time.Millisecond {
+	loaded := best()
+	t.Logf("50 commands: %v with few descriptors, %v with %d open", base, loaded, len(files))
+	if loaded > base*3/2+20*time.Millisecond {
 		t.Errorf("forks slow down with open descriptors: %v -> %v", base, loaded)
 	}
 }
