@@ -90,10 +90,14 @@ func fanout(t *testing.T, stdin string, args ...string) run {
 	return command(t, stdin, fanoutBin(t), args...)
 }
 
+// commandTimeout bounds one command: a hang fails the test, a machine under
+// load does not.
+const commandTimeout = 2 * time.Minute
+
 // command runs name with args (and stdin when not empty), bounded in time.
 func command(t *testing.T, stdin, name string, args ...string) run {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	var out, errb bytes.Buffer
@@ -109,7 +113,7 @@ func command(t *testing.T, stdin, name string, args ...string) run {
 		t.Fatalf("%s %q: %v", name, args, err)
 	}
 	if ctx.Err() != nil {
-		t.Fatalf("%s %q: still running after 60s; stderr:\n%s", name, args, r.stderr)
+		t.Fatalf("%s %q: still running after %v; stderr:\n%s", name, args, commandTimeout, r.stderr)
 	}
 	return r
 }
