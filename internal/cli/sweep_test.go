@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fanout/fanout/internal/lab"
 	"github.com/fanout/fanout/job"
 )
 
@@ -429,4 +430,33 @@ func TestEngineFlags(t *testing.T) {
 			t.Errorf("no warning that -c 1000 was lowered:\n%s", r.stderr)
 		}
 	})
+}
+
+// TestExecPingLab is the seed's sweep taken literally, in the lab: exec runs
+// iputils ping per host; 127.0.0.0/28 answers, 127.1.0.0/28 drops echoes.
+func TestExecPingLab(t *testing.T) {
+	lab.Require(t)
+	t.Parallel()
+	if _, err := exec.LookPath("ping"); err != nil {
+		t.Skip("no ping command (apt-get install iputils-ping)")
+	}
+	r := fanout(t, "", "exec", "-o", "jsonl", "127.0.0.0/28", "127.1.0.0/28", "--", "ping", "-c", "1", "-W", "1", "{}")
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1; stderr: %s", r.code, r.stderr)
+	}
+	var up, down int
+	for _, res := range results(t, r.stdout) {
+		live := strings.HasPrefix(res.Host, "127.0.0.")
+		switch {
+		case live && res.Status == job.Up:
+			up++
+		case !live && res.Status == job.Down && res.Class == job.ClassExit && res.ExitCode != nil && *res.ExitCode == 1:
+			down++
+		default:
+			t.Errorf("%s: %s %s exit %v", res.Host, res.Status, res.Class, res.ExitCode)
+		}
+	}
+	if up != 16 || down != 16 {
+		t.Errorf("up %d, down %d; want 16 and 16", up, down)
+	}
 }
