@@ -460,3 +460,24 @@ func TestExecPingLab(t *testing.T) {
 		t.Errorf("up %d, down %d; want 16 and 16", up, down)
 	}
 }
+
+// TestProgressOnTerminal: with --progress auto the bar appears when stderr is
+// a terminal (script(1) gives the command a pseudo-terminal).
+func TestProgressOnTerminal(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("script"); err != nil {
+		t.Skip("no script command (bsdutils)")
+	}
+	line := fanoutBin(t) + " exec 127.0.0.1 -- sleep 0.7"
+	r := command(t, "", "script", "-qec", line, "/dev/null")
+	if r.code != 0 {
+		t.Fatalf("exit %d; output:\n%q", r.code, r.stdout)
+	}
+	// The bar shows a percentage; no result or summary line has one.
+	if !strings.Contains(r.stdout, "%") {
+		t.Errorf("no progress bar on a terminal:\n%q", r.stdout)
+	}
+	if !strings.Contains(r.stdout, "127.0.0.1 ok") {
+		t.Errorf("no result line:\n%q", r.stdout)
+	}
+}
