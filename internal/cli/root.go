@@ -118,7 +118,7 @@ func Main(args []string) int {
 	return run(context.Background(), args, os.Stdin, os.Stdout, os.Stderr)
 }
 
-// run is Main with its streams and context given (tests call it in-process).
+// run is Main with its context and streams given, for in-process callers.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	root := newRoot()
 	root.SetArgs(args)
