@@ -327,3 +327,37 @@ func TestHTMLInChromium(t *testing.T) {
 		t.Logf("screenshot: %s", shot)
 	}
 }
+
+// TestNoIPv4 renders a sweep of names and IPv6 addresses: no map, the rest
+// of the page as usual.
+func TestNoIPv4(t *testing.T) {
+	t.Parallel()
+	st, err := store.Open(filepath.Join(t.TempDir(), "v6.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	id, _ := st.CreateSweep(fanout.Spec{Job: "tcp", Targets: []string{"::1", "db1.example"}}, store.Meta{Total: 2})
+	w, _ := st.NewWriter(id, store.WriterOptions{})
+	w.Write(job.Result{Index: 0, Host: "::1", Addr: "::1", Port: 22, Status: job.Up, RTT: time.Millisecond})
+	w.Write(job.Result{Index: 1, Host: "db1.example", Port: 22, Status: job.Error, Class: job.ClassResolve, Error: "no such host"})
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Build(context.Background(), st, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Map != nil {
+		t.Errorf("a map for a sweep without IPv4: %+v", r.Map.Prefix)
+	}
+	var b bytes.Buffer
+	if err := r.WriteHTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	page := b.String()
+	if strings.Contains(page, `<canvas id="map"`) || !strings.Contains(page, "var MAP = null;") ||
+		!strings.Contains(page, `id="count-error">1<`) || !strings.Contains(page, "no such host") {
+		t.Errorf("page without IPv4 lacks what it should show, or shows a map")
+	}
+}
