@@ -14,7 +14,11 @@ import (
 
 	"github.com/fanout/fanout"
 	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/output"
 )
+
+// The store's Writer is a sink like the others.
+var _ output.Writer = (*Writer)(nil)
 
 func tmpDB(t *testing.T) string {
 	t.Helper()
