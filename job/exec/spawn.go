@@ -18,15 +18,16 @@ import (
 // Why a spawner: fork copies the forking thread's whole file descriptor
 // table and exec then closes every close-on-exec entry, so a process holding
 // the pipes and pidfds of 2,000 running commands pays for 8,000 descriptors
-// on every fork (measured here: 1.1 ms per fork/exec becomes 4.1 ms). The
-// spawner is one OS thread that unshared its descriptor table and keeps it
-// nearly empty: it creates each command's pipes, forks and execs it, and
-// hands the parent's ends (stdout, stderr, pidfd) to the process's shared
-// table over a socketpair (SCM_RIGHTS). Forks stay cheap however many
-// commands run. The runtime never clones other threads from a locked one,
-// and the thread dies with its goroutine, which exits after spawnIdle
-// without requests. When the kernel refuses (unshare, pidfd), commands are
-// forked from the caller's thread instead.
+// on every fork (measured here: 1.1 ms per fork/exec becomes 2-4 ms). A
+// spawner is an OS thread (one per CPU, up to 4: Go runs forks concurrently)
+// that unshared its descriptor table and keeps it nearly empty: it creates
+// each command's pipes, forks and execs it, and hands the parent's ends
+// (stdout, stderr, pidfd) to the process's shared table over a socketpair
+// (SCM_RIGHTS), where one receiver goroutine dispatches them. Forks stay
+// cheap however many commands run. The runtime never clones other threads
+// from a locked one, and each thread dies with its goroutine, which exits
+// after spawnIdle without requests. When the kernel refuses (unshare),
+// commands are forked from the caller's thread instead.
 
 // spawnIdle is how long the spawner threads outlive their last request.
 const spawnIdle = 200 * time.Millisecond
