@@ -183,7 +183,7 @@ func TestForkCostFlat(t *testing.T) {
 	}()
 	loaded := best()
 	t.Logf("50 commands: %v with few descriptors, %v with %d open", base, loaded, len(files))
-	if loaded > base*3/2+20*time.Millisecond {
+	if loaded > 2*base+20*time.Millisecond { // in place, forks run about 3x slower
 		t.Errorf("forks slow down with open descriptors: %v -> %v", base, loaded)
 	}
 }
