@@ -16,6 +16,10 @@
 //		})
 //	}
 //
+// A job that implements job.Batcher also gets the batch cases: one emit per
+// target received, the same outcomes as single Runs, a prompt return on
+// cancel with its input still open.
+//
 // Run must not be called from a parallel test: it checks that no goroutine
 // outlives the job's attempts.
 package jobtest
