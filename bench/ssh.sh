@@ -15,7 +15,8 @@
 #   bench/lab.sh up && bench/lab.sh exec bash bench/ssh.sh [N...]
 # Environment: TUNE=1 first tries each tool's fan-outs at N=TUNE_N (500) and
 # keeps the best; otherwise the fan-outs below (found that way) are used.
-# FLEET=0 skips the fleet part; PEERS="pssh pdsh clush asyncssh" to choose.
+# FLEET=0 skips the fleet part; PEERS="pssh pdsh clush asyncssh" to choose;
+# FANOUT_HS="32 256" runs fanout once per --max-handshakes value (best counts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 die() { echo "bench/ssh.sh: $*" >&2; exit 2; }
@@ -30,8 +31,8 @@ SIZES=${*:-1000 5000}
 PEERS=${PEERS-pssh pdsh clush asyncssh}
 PORT=2222
 # Best fan-outs found by TUNE=1 on this 2-core machine (see README "ssh").
-declare -A FAN=([fanout]=64 [pssh]=128 [pdsh]=128 [clush]=128 [asyncssh]=256)
-declare -A TRY=([fanout]="32 64 128" [pssh]="64 128 256" [pdsh]="64 128 256" [clush]="64 128 256" [asyncssh]="128 256 1000")
+declare -A FAN=([fanout]=128 [pssh]=256 [pdsh]=128 [clush]=256 [asyncssh]=256)
+declare -A TRY=([fanout]="32 128 256" [pssh]="64 128 256" [pdsh]="64 128 256" [clush]="64 128 256" [asyncssh]="128 256 1000")
 
 tmp=$(mktemp -d)
 SSHD_PID= FLEET_PID=
@@ -176,8 +177,15 @@ for n in $SIZES; do
 	hosts "$n"
 	echo
 	echo "N = $n hosts (127.0.1.0 onwards, one sshd on :$PORT), echo hello world:  [$(uptime | sed 's/.*load/load/')]"
-	run fanout "$n" "${FAN[fanout]}"
-	fan="fanout -c $n --max-handshakes ${FAN[fanout]}"
+	# fanout at each of FANOUT_HS (default: its tuned value); the best counts.
+	fan= fanw=
+	for hsk in ${FANOUT_HS:-${FAN[fanout]}}; do
+		run fanout "$n" "$hsk"
+		if [ "${OK[$LAST]}" = "$n" ] && { [ -z "$fanw" ] || awk -v a="${WALL[$LAST]}" -v b="$fanw" 'BEGIN{exit !(a < b)}'; }; then
+			fan=$LAST fanw=${WALL[$LAST]}
+		fi
+	done
+	[ -n "$fan" ] || fan=$LAST
 	best= bestw=
 	for tool in $PEERS; do
 		run "$tool" "$n" "${FAN[$tool]}"
