@@ -12,6 +12,8 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 const n = 1 << 16
@@ -23,7 +25,12 @@ func main() {
 		os.Exit(2)
 	}
 	ipc := c.(*net.IPConn)
-	_ = ipc.SetReadBuffer(64 << 20)
+	// As large a buffer as fanout's, so the floor loses no reply either.
+	if rc, err := ipc.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) {
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 64<<20)
+		})
+	}
 	id := uint16(os.Getpid())
 	var got atomic.Int64
 	seen := make([]bool, n)
