@@ -188,6 +188,9 @@ func (j *Job) run(ctx context.Context, t target.Target, r *job.Result) {
 	}
 	if fds[2] >= 0 {
 		if p, ok := watch(pid, fds, j.max); ok {
+			if testHookWatched != nil {
+				testHookWatched()
+			}
 			stop := context.AfterFunc(ctx, p.kill)
 			<-p.done
 			stop()
@@ -204,6 +207,10 @@ func (j *Job) run(ctx context.Context, t target.Target, r *job.Result) {
 	}
 	j.runGoroutines(ctx, c, r)
 }
+
+// testHookWatched, when set by a test, is called for each command the
+// reactor watches.
+var testHookWatched func()
 
 // runGoroutines waits for c with a goroutine per stream: the path when
 // pidfds or epoll are unavailable.
