@@ -18,7 +18,7 @@ import (
 
 // WriterOptions tune how Results are batched into transactions.
 type WriterOptions struct {
-	Batch     int           // Results per transaction at most; 0 means 8192
+	Batch     int           // Results per transaction at most; 0 means 2048
 	Interval  time.Duration // commit at least this often; 0 means 100ms
 	MaxOutput int           // bytes of stdout and of stderr kept per Result; 0 means 1 MiB
 	// OnError is called once, from the writer's goroutine, when a commit
@@ -41,7 +41,10 @@ type Writer struct {
 	mu  sync.Mutex
 	cur []job.Result
 
-	batches chan []job.Result // full batches to commit; its capacity is the backpressure
+	// Full batches to commit; its capacity is the backpressure. Small
+	// batches, few of them: queued Results are live heap, and a sweep may run
+	// under a soft memory limit (ping sets one), where a big queue means GC.
+	batches chan []job.Result
 	free    chan []job.Result // committed batches' slices, reused
 	done    chan struct{}
 
@@ -111,7 +114,7 @@ type shapeStmts struct {
 // NewWriter starts a Writer appending Results to sweep id's current run.
 func (s *Store) NewWriter(id int64, o WriterOptions) (*Writer, error) {
 	if o.Batch <= 0 {
-		o.Batch = 8192
+		o.Batch = 2048
 	}
 	if o.Interval <= 0 {
 		o.Interval = 100 * time.Millisecond
@@ -128,7 +131,7 @@ func (s *Store) NewWriter(id int64, o WriterOptions) (*Writer, error) {
 		return nil, s.describe("write results to", err)
 	}
 	w := &Writer{s: s, sweep: id, o: o, conn: conn,
-		batches: make(chan []job.Result, 8), free: make(chan []job.Result, 10), done: make(chan struct{}),
+		batches: make(chan []job.Result, 6), free: make(chan []job.Result, 8), done: make(chan struct{}),
 		ckptStop: make(chan struct{}), ckptDone: make(chan struct{})}
 	if err := conn.QueryRowContext(ctx, `SELECT COALESCE(MAX(run),0) FROM runs WHERE sweep=?`, id).Scan(&w.run); err != nil {
 		conn.Close()
