@@ -124,7 +124,7 @@ measure() {
 	printf "  %-34s wall %7.2fs  client cpu %7.2fs (%6.2f ms/host)  peak rss %7.1f MB  sshd cpu %5.1f ms/host  hello worlds %d/%d\n" \
 		"$name" "$w" "${CPU[$name]}" "$(awk -v c="${CPU[$name]}" -v n="$n" 'BEGIN{print 1000*c/n}')" "${RSS[$name]}" \
 		"$(awk -v a="$s0" -v b="$s1" -v n="$n" 'BEGIN{print 1000*(b-a)/n}')" "${OK[$name]}" "$n"
-	if [ "${OK[$name]}" != "$n" ]; then echo "    (first errors:)"; head -3 "$tmp/err" | sed 's/^/    /'; fi
+	if [ "${OK[$name]}" != "$n" ] && [ -s "$tmp/err" ]; then echo "    (first errors:)"; head -3 "$tmp/err" | sed 's/^/    /'; fi
 }
 
 # run TOOL N FAN: one tool, one size, one fan-out.

@@ -72,7 +72,7 @@ func main() {
 		break
 	}
 	f.Close()
-	fmt.Printf("sshfleet: accepted %d, handshakes %d, sessions %d, peak open connections %d\n",
+	fmt.Printf("sshfleet: accepted %d, handshakes %d, sessions %d, peak open connections since the last SIGUSR1 %d\n",
 		f.Accepted.Load(), f.Handshakes.Load(), f.Sessions.Load(), f.PeakActive.Load())
 }
 
