@@ -274,3 +274,18 @@ func TestConfigFileSweepSettings(t *testing.T) {
 		t.Errorf("with the config's known_hosts: %s/%s %q", r.Status, r.Class, r.Error)
 	}
 }
+
+func TestHostKeyOffWarns(t *testing.T) {
+	t.Parallel()
+	h := newHome(t, "")
+	var warn strings.Builder
+	env := h.env()
+	env.Warn = &warn
+	j := newJob(t, Config{Command: "true", HostKey: HostKeyOff}, env)
+	if !strings.Contains(warn.String(), "WARNING") || !strings.Contains(warn.String(), "host key checking is off") {
+		t.Errorf("--host-key off warned %q", warn.String())
+	}
+	if err := j.hostKeys.check("127.0.0.1:22", nil, h.pub); err != nil {
+		t.Errorf("off: check = %v, want nil", err)
+	}
+}
