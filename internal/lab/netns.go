@@ -88,7 +88,10 @@ func Available() (bool, string) {
 // namespace and exits with the child's code. Otherwise (not root, tools
 // missing, already inside, FANOUT_NOLAB set) it runs the tests here, where
 // Require skips the lab tests.
+//
+// Tests under Main never query DNS (see NoDNS).
 func Main(m *testing.M) {
+	NoDNS()
 	os.Exit(mainCode(m))
 }
 
