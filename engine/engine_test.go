@@ -262,6 +262,28 @@ func (b *stampBatch) RunBatch(ctx context.Context, in <-chan target.Target, cfg 
 	return nil
 }
 
+// A job that retried inside one attempt (ssh handshake resets) keeps that
+// count, on top of the engine's own attempts.
+func TestJobCountsItsOwnAttempts(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	j := funcJob(func(ctx context.Context, tg target.Target) job.Result {
+		r := down(tg, job.ClassTimeout)
+		if calls.Add(1) == 2 {
+			r = up(tg)
+		}
+		r.Attempts = 3
+		return r
+	})
+	got, err := collect(t, context.Background(), 1, j, Options{Retries: 2, Backoff: time.Millisecond}, nil)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("%d Results, err %v", len(got), err)
+	}
+	if got[0].Attempts != 4 || got[0].Status != job.Up {
+		t.Fatalf("Attempts %d status %s; want 4 (one engine retry + the job's 3), up", got[0].Attempts, got[0].Status)
+	}
+}
+
 func TestRetries(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -620,6 +642,7 @@ func TestFit(t *testing.T) {
 		{5000, 4, 20000 - 100, (20000 - 100 - fdHeadroom) / 4, true},
 		{100, 1, 10, 1, true},
 		{100, 0, 1 << 62, 100, false},
+		{20000, 0, 1024, 20000, false},
 	}
 	for _, tc := range tests {
 		got, warn := fit(tc.c, tc.fds, tc.limit)

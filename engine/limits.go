@@ -34,7 +34,9 @@ func RaiseFileLimit() (uint64, error) {
 // file descriptors each fit under the soft RLIMIT_NOFILE with some headroom,
 // rather than failing with EMFILE halfway through a sweep. It returns the
 // concurrency to use and, when it lowered it, a warning for the user.
-// c <= 0 stands for DefaultConcurrency; fdsPerTarget < 1 counts as 1.
+// c <= 0 stands for DefaultConcurrency; fdsPerTarget <= 0 means a target in
+// flight holds no descriptor of its own (ICMP: one socket for the sweep), so c
+// is not lowered.
 func FitConcurrency(c, fdsPerTarget int) (int, string) {
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
@@ -47,10 +49,7 @@ func fit(c, fdsPerTarget int, limit uint64) (int, string) {
 	if c <= 0 {
 		c = DefaultConcurrency
 	}
-	if fdsPerTarget < 1 {
-		fdsPerTarget = 1
-	}
-	if limit == unix.RLIM_INFINITY {
+	if fdsPerTarget <= 0 || limit == unix.RLIM_INFINITY {
 		return c, ""
 	}
 	avail := int64(limit) - fdHeadroom

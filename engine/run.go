@@ -228,7 +228,8 @@ func (s *sweep) attempts(ctx context.Context, j job.Job, kind string, t target.T
 	start := time.Now()
 	for n := 1; ; n++ {
 		r = s.attempt(ctx, j, t)
-		r.Attempts = n
+		// A job that retries inside one attempt (ssh handshakes) counts its own.
+		r.Attempts = n - 1 + max(r.Attempts, 1)
 		if interrupted(ctx, &r) {
 			return r, false
 		}

@@ -14,7 +14,7 @@ func init() { register(newResumeCmd) }
 
 // fdsPerTarget is each job kind's open files per target in flight (as its
 // command declares), so that resume fits -c under ulimit -n the same way.
-var fdsPerTarget = map[string]int{"exec": 8, "tcp": 1, "ping": 1, "ssh": 2}
+var fdsPerTarget = map[string]int{"exec": 8, "tcp": 1, "ping": 0, "ssh": 2}
 
 func newResumeCmd() *cobra.Command {
 	var f *sweepFlags
