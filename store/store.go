@@ -128,7 +128,10 @@ func open(path string, o openOptions) (*Store, error) {
 	}
 	// One connection per *sql.DB would serialize readers behind the writer;
 	// WAL lets them run side by side, and busy_timeout waits out the writer lock.
-	dsn := "file:" + path + "?_busy_timeout=10000&_synchronous=NORMAL&_txlock=immediate"
+	// 16 KiB pages cost the writer less per Result than 4 KiB (fewer pages
+	// to allocate, split and log); SQLite applies page_size to a new file
+	// only, an existing one keeps its own.
+	dsn := "file:" + path + "?_busy_timeout=10000&_synchronous=NORMAL&_txlock=immediate&_pragma=page_size(16384)"
 	if o.readOnly {
 		dsn += "&mode=ro"
 	}

@@ -493,3 +493,50 @@ func TestShapes(t *testing.T) {
 		t.Fatalf("%d of %d results read back: %v", i, len(want), err)
 	}
 }
+
+// TestPageSize: a new file gets 16 KiB pages; a file made with another page
+// size (an older fanout's 4 KiB) keeps it and takes Results as before.
+func TestPageSize(t *testing.T) {
+	t.Parallel()
+	pageSize := func(s *Store) int {
+		var n int
+		if err := s.db.QueryRow(`PRAGMA page_size`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if s := mustOpen(t, tmpDB(t)); pageSize(s) != 16384 {
+		t.Errorf("new file: page size %d, want 16384", pageSize(s))
+	}
+
+	old := tmpDB(t)
+	db, err := sql.Open("sqlite", "file:"+old+"?_pragma=page_size(4096)&_pragma=journal_mode(WAL)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE scratch(x); DROP TABLE scratch`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s := mustOpen(t, old)
+	id, err := s.CreateSweep(testSpec(), Meta{Total: 3000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.NewWriter(id, WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3000; i++ {
+		w.Write(job.Result{Index: uint64(i), Host: "127.0.0.1", Status: job.Up, RTT: time.Duration(i)})
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Count(id); err != nil || n != 3000 {
+		t.Errorf("4 KiB file: %d results stored (%v), want 3000", n, err)
+	}
+	if pageSize(s) != 4096 {
+		t.Errorf("4 KiB file: page size now %d, want 4096", pageSize(s))
+	}
+}
