@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/fanout/fanout/job"
 )
@@ -55,9 +56,8 @@ type Writer struct {
 	// The insert statements are the driver's own, used through conn.Raw:
 	// database/sql's per-argument conversions cost a tenth of the writer's CPU.
 	stmts  map[uint32]*shapeStmts
-	vals   [][cols]any // the batch's column values, reused
-	shapes []uint32
-	groups map[uint32][]int // row numbers of the batch by shape, reused
+	rows   []row   // the batch's integer values and shapes, reused
+	groups []group // the batch's rows by statement shape, reused
 	args   []driver.NamedValue
 
 	written atomic.Uint64 // rows inserted (duplicates excluded)
@@ -149,7 +149,7 @@ func (s *Store) NewWriter(id int64, o WriterOptions) (*Writer, error) {
 		conn.Close()
 		return nil, s.describe("write results to", err)
 	}
-	w.stmts, w.groups = map[uint32]*shapeStmts{}, map[uint32][]int{}
+	w.stmts = map[uint32]*shapeStmts{}
 	err = conn.Raw(func(dc any) error {
 		_, err := w.prepared(dc, fullShape) // the driver can do what we need
 		return err
@@ -339,49 +339,60 @@ func (w *Writer) insert(b []job.Result) (n uint64, err error) {
 	return n, err
 }
 
+// row is one Result's integer column values and the columns it fills.
+type row struct {
+	ints  [cols]int64
+	shape uint32
+}
+
+// group is the rows of a batch that one statement shape inserts.
+type group struct {
+	shape uint32
+	rows  []int
+}
+
 // insertRows runs the insert statements over b inside the caller's
 // transaction, grouping rows by shape.
 func (w *Writer) insertRows(ctx context.Context, dc any, b []job.Result) (uint64, error) {
-	if cap(w.vals) < len(b) {
-		w.vals, w.shapes = make([][cols]any, len(b)), make([]uint32, len(b))
+	if cap(w.rows) < len(b) {
+		w.rows = make([]row, len(b))
 	}
-	vals, shapes := w.vals[:len(b)], w.shapes[:len(b)]
+	rows := w.rows[:len(b)]
 	for k := range w.groups {
-		w.groups[k] = w.groups[k][:0]
+		w.groups[k].rows = w.groups[k].rows[:0]
 	}
-	var order []uint32 // shapes in order of first appearance
 	for i := range b {
 		if b[i].Index > maxIdx {
 			return 0, fmt.Errorf("index %d: beyond the store's limit of %d targets per sweep", b[i].Index, uint64(maxIdx)+1)
 		}
-		sh := w.values(&b[i], &vals[i])
+		w.values(&b[i], &rows[i])
+		sh := rows[i].shape
 		if _, ok := w.stmts[sh]; !ok && len(w.stmts) >= maxShapes {
 			sh = fullShape
 		}
-		shapes[i] = sh
-		if len(w.groups[sh]) == 0 {
-			order = append(order, sh)
-		}
-		w.groups[sh] = append(w.groups[sh], i)
+		w.group(sh, i)
 	}
 	var n uint64
 	ran := 0
-	for _, sh := range order {
+	for _, g := range w.groups {
+		if len(g.rows) == 0 {
+			continue
+		}
+		sh := g.shape
 		ss, err := w.prepared(dc, sh)
 		if err != nil {
 			return 0, err
 		}
-		rows := w.groups[sh]
-		for lo := 0; lo < len(rows); {
+		for lo := 0; lo < len(g.rows); {
 			st, hi := ss.multi, lo+multi
-			if hi > len(rows) {
+			if hi > len(g.rows) {
 				st, hi = ss.one, lo+1
 			}
 			w.args = w.args[:0]
-			for _, i := range rows[lo:hi] {
+			for _, i := range g.rows[lo:hi] {
 				for c := 0; c < cols; c++ {
 					if sh&(1<<c) != 0 {
-						w.args = append(w.args, driver.NamedValue{Ordinal: len(w.args) + 1, Value: vals[i][c]})
+						w.args = append(w.args, driver.NamedValue{Ordinal: len(w.args) + 1, Value: w.value(&b[i], &rows[i], c)})
 					}
 				}
 			}
@@ -393,7 +404,7 @@ func (w *Writer) insertRows(ctx context.Context, dc any, b []job.Result) (uint64
 			}
 			res, err := st.(driver.StmtExecContext).ExecContext(ctx, w.args)
 			if err != nil {
-				return 0, fmt.Errorf("index %d: %w", b[rows[lo]].Index, err)
+				return 0, fmt.Errorf("index %d: %w", b[g.rows[lo]].Index, err)
 			}
 			if k, err := res.RowsAffected(); err == nil {
 				n += uint64(k)
@@ -428,44 +439,100 @@ func (w *Writer) prepared(dc any, sh uint32) (*shapeStmts, error) {
 	return ss, nil
 }
 
-// values fills v with r's column values and returns its shape: the columns
+// group adds row i to the group of statement shape sh.
+func (w *Writer) group(sh uint32, i int) {
+	for k := range w.groups {
+		if w.groups[k].shape == sh {
+			w.groups[k].rows = append(w.groups[k].rows, i)
+			return
+		}
+	}
+	w.groups = append(w.groups, group{shape: sh, rows: []int{i}})
+}
+
+// intCols are the integer columns with default 0 (exit_code's is NULL).
+const intCols = 1<<0 | 1<<3 | 1<<7 | 1<<8 | 1<<9 | 1<<10 | 1<<11 | 1<<12 | 1<<16 | 1<<17 | 1<<18 | 1<<19
+
+// values fills v with r's integer column values and its shape: the columns
 // that differ from their default (0 or NULL), plus the key, host and status.
-func (w *Writer) values(r *job.Result, v *[cols]any) uint32 {
-	var exit any
+func (w *Writer) values(r *job.Result, v *row) {
+	var exit int64
 	if r.ExitCode != nil {
 		exit = int64(*r.ExitCode)
 	}
-	stdout, t1 := bound(r.Stdout, w.o.MaxOutput)
-	stderr, t2 := bound(r.Stderr, w.o.MaxOutput)
-	var addr any = r.Addr
-	if r.Addr == r.Host {
-		addr = nil // read back as host
-	}
-	*v = [cols]any{w.sweep<<idxBits | int64(r.Index), r.Host, addr, int64(r.Port),
-		string(r.Status), nullIfEmpty(string(r.Class)), nullIfEmpty(r.Error),
-		int64(r.RTT), int64(r.Sent), int64(r.Recv), int64(r.RTTMin), int64(r.RTTAvg), int64(r.RTTMax),
-		exit, stdout, stderr, int64(boolInt(r.Truncated || t1 || t2)),
-		int64(r.Attempts), unixNano(r.Start), unixNano(r.End), nullIfEmpty(r.Worker)}
+	trunc := r.Truncated || len(r.Stdout) > w.o.MaxOutput || len(r.Stderr) > w.o.MaxOutput
+	v.ints = [cols]int64{0: w.sweep<<idxBits | int64(r.Index), 3: int64(r.Port),
+		7: int64(r.RTT), 8: int64(r.Sent), 9: int64(r.Recv), 10: int64(r.RTTMin), 11: int64(r.RTTAvg), 12: int64(r.RTTMax),
+		13: exit, 16: int64(boolInt(trunc)), 17: int64(r.Attempts), 18: unixNano(r.Start), 19: unixNano(r.End)}
 	shape := uint32(always)
-	for c, x := range v {
-		if x != nil && (nullDefault&(1<<c) != 0 || x != any(int64(0))) {
+	for c, x := range &v.ints {
+		if intCols&(1<<c) != 0 && x != 0 {
 			shape |= 1 << c
 		}
 	}
-	return shape
+	for c, set := range [...]bool{2: r.Addr != r.Host, 5: r.Class != "", 6: r.Error != "", 13: r.ExitCode != nil,
+		14: r.Stdout != nil, 15: r.Stderr != nil, 20: r.Worker != ""} {
+		if set {
+			shape |= 1 << c
+		}
+	}
+	v.shape = shape
+}
+
+// value is column c of r (whose integers and shape are in v) for binding.
+// Strings and integers are bound through pointers into r and v, which stay
+// put until the statement has run: no copy on the heap per value.
+func (w *Writer) value(r *job.Result, v *row, c int) any {
+	if v.shape&(1<<c) == 0 {
+		if nullDefault&(1<<c) != 0 {
+			return nil
+		}
+		return int64(0)
+	}
+	switch c {
+	case 1:
+		return boxString(&r.Host)
+	case 2:
+		return boxString(&r.Addr) // set: differs from host (read back as host when NULL)
+	case 4:
+		return boxString((*string)(&r.Status))
+	case 5:
+		return boxString((*string)(&r.Class))
+	case 6:
+		return boxString(&r.Error)
+	case 14:
+		out, _ := bound(r.Stdout, w.o.MaxOutput)
+		return out
+	case 15:
+		out, _ := bound(r.Stderr, w.o.MaxOutput)
+		return out
+	case 20:
+		return boxString(&r.Worker)
+	}
+	return boxInt64(&v.ints[c])
+}
+
+// eface is the layout of an interface value (the runtime's eface).
+type eface struct{ typ, data unsafe.Pointer }
+
+// boxInt64 is any(*p) without the copy of *p that Go allocates for it: the
+// interface points at *p, which must not change while the value is in use.
+func boxInt64(p *int64) any {
+	v := any(int64(0)) // no allocation: the runtime's static zero
+	(*eface)(unsafe.Pointer(&v)).data = unsafe.Pointer(p)
+	return v
+}
+
+// boxString is boxInt64 for a string.
+func boxString(p *string) any {
+	v := any("")
+	(*eface)(unsafe.Pointer(&v)).data = unsafe.Pointer(p)
+	return v
 }
 
 // nullDefault are the columns whose default is NULL: a zero value there
 // (exit code 0, empty output, an empty addr) is data and is bound.
 const nullDefault = 1<<2 | 1<<5 | 1<<6 | 1<<13 | 1<<14 | 1<<15 | 1<<20
-
-// nullIfEmpty binds "" as NULL: no string to copy into SQLite.
-func nullIfEmpty(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
-}
 
 // bound keeps b as a blob (nil stays NULL) cut at max bytes.
 func bound(b []byte, max int) (any, bool) {
