@@ -449,6 +449,12 @@ func TestShapes(t *testing.T) {
 	add(job.Result{Host: "db1.example", Addr: "", Status: job.Error, Class: job.ClassResolve, Error: "no such host"})
 	add(job.Result{Host: "127.0.0.1", Addr: "127.0.0.1", Status: job.Up, ExitCode: &zero, Stdout: []byte{}, Stderr: []byte{}})
 	add(job.Result{Host: "web", Addr: "127.0.0.2", Port: 22, Status: job.Down, Class: job.ClassExit, ExitCode: &zero, Worker: "w1"})
+	// Equal values are bound once (a ping of count 1), wholly or in part.
+	us := time.Microsecond
+	add(job.Result{Host: "127.0.0.3", Status: job.Up, RTT: 41 * us, RTTMin: 41 * us, RTTAvg: 41 * us, RTTMax: 41 * us, Sent: 1, Recv: 1, Attempts: 1})
+	add(job.Result{Host: "127.0.0.4", Status: job.Up, RTT: 41 * us, RTTMin: 41 * us, RTTAvg: 50 * us, RTTMax: 41 * us, Sent: 3, Recv: 2, Attempts: 3})
+	add(job.Result{Host: "127.0.0.5", Status: job.Down, RTTAvg: 7 * us, RTTMax: 7 * us, Sent: 2, Attempts: 2})
+	add(job.Result{Host: "127.0.0.6", Status: job.Up, RTT: 9 * us, RTTMin: 9 * us, RTTAvg: 9 * us, RTTMax: 9 * us, Sent: 1, Recv: 1, Attempts: 1, Start: time.Unix(5, 0)})
 	// More shapes than the statement cache holds: one field set at a time.
 	for k := 0; k < 40; k++ {
 		r := job.Result{Host: fmt.Sprintf("h%d", k), Status: job.Up}

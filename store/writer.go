@@ -89,21 +89,56 @@ const (
 	maxShapes = 32
 )
 
+// aliasOf[c], when not -1, is an earlier column that column c often equals
+// (a ping of count 1: rtt = min = avg = max, sent = recv = attempts = 1).
+// Bit cols+k of a shape says that the k-th aliasable column equals its
+// source and is not bound again but selected from the source's value:
+// SQLite's and the driver's cost is per bound value.
+var aliasOf = [cols]int{-1, -1, -1, -1, -1, -1, -1, -1, -1, 8, 7, 7, 7, -1, -1, -1, -1, 8, -1, -1, -1}
+
+// aliased lists the aliasable columns; aliasBit[c] is column c's shape bit.
+var aliased, aliasBit = func() (cs []int, bits [cols]uint32) {
+	for c, src := range aliasOf {
+		if src >= 0 {
+			bits[c] = 1 << (cols + len(cs))
+			cs = append(cs, c)
+		}
+	}
+	return cs, bits
+}()
+
 // insertSQL inserts rows Results of one shape, ignoring one whose (sweep,
 // idx) is already stored: a redelivered cluster task or a race between runs
 // adds nothing. Binding only the columns a Result fills (a ping binds 12 of
-// 21, a refused tcp 9) saves much of the writer's time: SQLite's cost is
-// per bound value.
+// 21, a refused tcp 9), and each value once (a ping of count 1 binds 7),
+// saves much of the writer's time: SQLite's cost is per bound value. An
+// aliased column selects its source's VALUES column; a ?N parameter instead
+// would give the statement named parameters, which SQLite looks up in a list
+// per bound value (slower than binding the copies).
 func insertSQL(shape uint32, rows int) string {
-	var names []string
-	for i, c := range columns {
-		if shape&(1<<i) != 0 {
-			names = append(names, c)
+	var names, sel []string
+	n := 0            // VALUES columns
+	var num [cols]int // column -> its VALUES column
+	for c, name := range columns {
+		if shape&(1<<c) == 0 {
+			continue
 		}
+		names = append(names, name)
+		if shape&aliasBit[c] != 0 {
+			num[c] = num[aliasOf[c]]
+		} else {
+			n++
+			num[c] = n
+		}
+		sel = append(sel, "column"+strconv.Itoa(num[c]))
 	}
-	row := "(" + strings.TrimSuffix(strings.Repeat("?,", len(names)), ",") + ")"
-	return "INSERT OR IGNORE INTO results(" + strings.Join(names, ", ") + ") VALUES " +
-		strings.TrimSuffix(strings.Repeat(row+",", rows), ",")
+	row := "(" + strings.TrimSuffix(strings.Repeat("?,", n), ",") + ")"
+	values := strings.TrimSuffix(strings.Repeat(row+",", rows), ",")
+	if n == len(names) {
+		return "INSERT OR IGNORE INTO results(" + strings.Join(names, ", ") + ") VALUES " + values
+	}
+	return "INSERT OR IGNORE INTO results(" + strings.Join(names, ", ") + ") SELECT " +
+		strings.Join(sel, ", ") + " FROM (VALUES " + values + ")"
 }
 
 // shapeStmts are the prepared inserts of one shape.
@@ -391,7 +426,7 @@ func (w *Writer) insertRows(ctx context.Context, dc any, b []job.Result) (uint64
 			w.args = w.args[:0]
 			for _, i := range g.rows[lo:hi] {
 				for c := 0; c < cols; c++ {
-					if sh&(1<<c) != 0 {
+					if sh&(1<<c) != 0 && sh&aliasBit[c] == 0 {
 						w.args = append(w.args, driver.NamedValue{Ordinal: len(w.args) + 1, Value: w.value(&b[i], &rows[i], c)})
 					}
 				}
@@ -474,6 +509,11 @@ func (w *Writer) values(r *job.Result, v *row) {
 		14: r.Stdout != nil, 15: r.Stderr != nil, 20: r.Worker != ""} {
 		if set {
 			shape |= 1 << c
+		}
+	}
+	for _, c := range aliased {
+		if src := aliasOf[c]; shape&(1<<c) != 0 && shape&(1<<src) != 0 && v.ints[c] == v.ints[src] {
+			shape |= aliasBit[c]
 		}
 	}
 	v.shape = shape
