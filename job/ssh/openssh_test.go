@@ -306,3 +306,37 @@ func TestOpenSSHProxyJump(t *testing.T) {
 		t.Errorf("dead bastion: %s/%s %q, want a failure naming ProxyJump", r.Status, r.Class, r.Error)
 	}
 }
+
+// A server that asks for keepalive replies (ClientAliveInterval) drops a
+// client that does not answer: requests are answered while a command runs,
+// without a goroutine waiting on them.
+func TestOpenSSHKeepalivesAnsweredDuringCommand(t *testing.T) {
+	t.Parallel()
+	home := newHome(t, "")
+	d := startSSHD(t, []ssh.PublicKey{home.pub}, "ClientAliveInterval 1", "ClientAliveCountMax 1")
+	os.WriteFile(filepath.Join(home.dir, ".ssh", "known_hosts"), []byte(d.knownHosts()), 0o600)
+	j := newJob(t, Config{Command: "sleep 4; echo done"}, rootEnv(home))
+	r := j.Run(context.Background(), lo(d.port))
+	if r.Status != job.Up || string(r.Stdout) != "done\n" {
+		t.Fatalf("%s/%s %q stdout %q, want up with \"done\\n\"", r.Status, r.Class, r.Error, r.Stdout)
+	}
+}
+
+// Megabytes on both streams, interleaved, more than a channel window (2 MB)
+// on each: neither stream may stall the other, and each keeps its bound.
+func TestOpenSSHLargeInterleavedStreams(t *testing.T) {
+	t.Parallel()
+	home := newHome(t, "")
+	d := startSSHD(t, []ssh.PublicKey{home.pub})
+	os.WriteFile(filepath.Join(home.dir, ".ssh", "known_hosts"), []byte(d.knownHosts()), 0o600)
+	cmd := `for i in 1 2 3 4 5; do head -c 1000000 /dev/zero | tr '\0' o; head -c 1000000 /dev/zero | tr '\0' e >&2; done; exit 3`
+	j := newJob(t, Config{Command: cmd, MaxOutput: 64 << 10, CommandTimeout: 20 * time.Second}, rootEnv(home))
+	r := j.Run(context.Background(), lo(d.port))
+	if r.Class != job.ClassExit || r.ExitCode == nil || *r.ExitCode != 3 {
+		t.Fatalf("%s/%s %q, want exit status 3", r.Status, r.Class, r.Error)
+	}
+	if string(r.Stdout) != strings.Repeat("o", 64<<10) || string(r.Stderr) != strings.Repeat("e", 64<<10) || !r.Truncated {
+		t.Errorf("stdout %d bytes, stderr %d bytes, truncated %v; want 64 KiB of o, 64 KiB of e, truncated",
+			len(r.Stdout), len(r.Stderr), r.Truncated)
+	}
+}

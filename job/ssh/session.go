@@ -18,20 +18,21 @@ import (
 )
 
 // exec runs the command in one session channel of l. It drives the channel
-// itself rather than through ssh.Session: one goroutine serves the
-// connection's requests and the session's, one reads stderr, and the
-// caller's reads stdout, with no per-stream copy buffer. With 10,000
-// sessions in flight, that is the difference between 100 KB and a few tens
-// of KB per session.
+// itself rather than through ssh.Session: the caller's goroutine reads
+// stdout, one goroutine reads stderr, and the server's requests are answered
+// by a timer (no goroutine waits for them), with no per-stream copy buffer.
+// Each goroutine held by a running session costs its 4 KB stack: with
+// 10,000 sessions in flight, that is tens of MB.
 func (j *Job) exec(ctx context.Context, l *link, r job.Result) job.Result {
-	st := &sessionState{status: -1, done: make(chan struct{})}
 	ch, creqs, err := l.conn.OpenChannel("session", nil)
 	if err != nil {
-		go serve(l, nil, st)
 		return fail(r, fmt.Errorf("open session: %w", err))
 	}
-	go serve(l, creqs, st)
 	defer ch.Close()
+	st := &sessionState{status: -1, chans: l.chans, reqs: l.reqs, creqs: creqs}
+	st.mu.Lock() // the first tick reads st.tick
+	st.tick = time.AfterFunc(pollEvery, st.poll)
+	st.mu.Unlock()
 
 	// The deadline and the command timeout cut the connection: every read
 	// below then returns, and the session is closed with it.
@@ -66,10 +67,9 @@ func (j *Job) exec(ctx context.Context, l *link, r job.Result) job.Result {
 		if err2 := <-errDone; err == nil {
 			err = err2
 		}
-		if err == nil {
-			<-st.done // the exit status comes before the channel closes
-		}
 	}
+	st.stop(err == nil) // the exit status comes before the channel closes
+
 	r.Stdout, r.Stderr = stdout.bytes(), stderr.bytes()
 	r.Truncated = stdout.truncated || stderr.truncated
 	switch {
@@ -80,9 +80,7 @@ func (j *Job) exec(ctx context.Context, l *link, r job.Result) job.Result {
 	case err != nil:
 		return fail(r, fmt.Errorf("session: %w", err))
 	}
-	st.mu.Lock()
-	status, signal, msg := st.status, st.signal, st.msg
-	st.mu.Unlock()
+	status, signal, msg := st.status, st.signal, st.msg // polling has stopped
 	switch {
 	case status == 0:
 		code := 0
@@ -103,66 +101,120 @@ func (j *Job) exec(ctx context.Context, l *link, r job.Result) job.Result {
 	return r
 }
 
-// sessionState is what the server told about the session.
+// pollEvery is how often the server's requests are answered while the
+// command runs. A keepalive waits that long at most (OpenSSH allows
+// ClientAliveInterval × ClientAliveCountMax, seconds); x/crypto queues 16
+// requests of each kind meanwhile.
+const pollEvery = 500 * time.Millisecond
+
+// sessionState is what the server told about the session, and the queues
+// of its requests (a nil queue has ended).
 type sessionState struct {
-	mu     sync.Mutex
-	status int // -1 until exit-status
-	signal string
-	msg    string
-	done   chan struct{} // closed when the session's requests end
+	mu      sync.Mutex
+	status  int // -1 until exit-status
+	signal  string
+	msg     string
+	chans   <-chan ssh.NewChannel // channel opens on the connection: refused
+	reqs    <-chan *ssh.Request   // global requests: "no"
+	creqs   <-chan *ssh.Request   // the session's: exit-status, exit-signal; others "no"
+	tick    *time.Timer
+	stopped bool
 }
 
-// serve answers what the server sends on the connection (global requests,
-// channel opens: refused) and the session's requests (exit-status,
-// exit-signal; keepalives get "no"), until the connection ends.
-func serve(l *link, creqs <-chan *ssh.Request, st *sessionState) {
-	chans, reqs := l.chans, l.reqs
-	if creqs == nil {
-		close(st.done)
+// poll answers what is queued without waiting, then rearms the timer.
+func (st *sessionState) poll() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.stopped { // a tick that fired as stop was called
+		return
 	}
-	for chans != nil || reqs != nil || creqs != nil {
+	for st.serve(false) {
+	}
+	if st.creqs != nil {
+		st.tick.Reset(pollEvery)
+	}
+}
+
+// stop ends the polling; with wait, it then serves requests until the
+// session's end, which brings its exit status.
+func (st *sessionState) stop(wait bool) {
+	st.mu.Lock() // waits for a poll under way
+	st.stopped = true
+	st.tick.Stop()
+	st.mu.Unlock()
+	// Only this goroutine touches st from here on.
+	for wait && st.creqs != nil && st.serve(true) {
+	}
+}
+
+// serve handles one queued message, waiting for it when block is set. It
+// reports whether it handled one (false: nothing queued, or every queue
+// ended). Its caller holds st.mu, or polling has stopped.
+func (st *sessionState) serve(block bool) bool {
+	if st.chans == nil && st.reqs == nil && st.creqs == nil {
+		return false
+	}
+	var (
+		nc   ssh.NewChannel
+		req  *ssh.Request
+		ok   bool
+		from int // 0 channel opens, 1 global requests, 2 the session's
+	)
+	if block {
 		select {
-		case nc, ok := <-chans:
-			if !ok {
-				chans = nil
-				continue
-			}
-			_ = nc.Reject(ssh.Prohibited, "fanout accepts no channel")
-		case req, ok := <-reqs:
-			if !ok {
-				reqs = nil
-				continue
-			}
-			if req.WantReply {
-				_ = req.Reply(false, nil)
-			}
-		case req, ok := <-creqs:
-			if !ok {
-				creqs = nil
-				close(st.done)
-				continue
-			}
-			st.mu.Lock()
-			switch req.Type {
-			case "exit-status":
-				if len(req.Payload) >= 4 {
-					st.status = int(binary.BigEndian.Uint32(req.Payload))
-				}
-			case "exit-signal":
-				var sig struct {
-					Signal     string
-					CoreDumped bool
-					Error      string
-					Lang       string
-				}
-				if ssh.Unmarshal(req.Payload, &sig) == nil {
-					st.signal, st.msg = sig.Signal, sig.Error
-				}
-			}
-			st.mu.Unlock()
-			if req.WantReply {
-				_ = req.Reply(false, nil)
-			}
+		case nc, ok = <-st.chans:
+		case req, ok = <-st.reqs:
+			from = 1
+		case req, ok = <-st.creqs:
+			from = 2
+		}
+	} else {
+		select {
+		case nc, ok = <-st.chans:
+		case req, ok = <-st.reqs:
+			from = 1
+		case req, ok = <-st.creqs:
+			from = 2
+		default:
+			return false
+		}
+	}
+	switch {
+	case !ok && from == 0:
+		st.chans = nil
+	case !ok && from == 1:
+		st.reqs = nil
+	case !ok:
+		st.creqs = nil
+	case from == 0:
+		_ = nc.Reject(ssh.Prohibited, "fanout accepts no channel")
+	default:
+		if from == 2 {
+			st.record(req)
+		}
+		if req.WantReply {
+			_ = req.Reply(false, nil)
+		}
+	}
+	return true
+}
+
+// record notes an exit status or signal.
+func (st *sessionState) record(req *ssh.Request) {
+	switch req.Type {
+	case "exit-status":
+		if len(req.Payload) >= 4 {
+			st.status = int(binary.BigEndian.Uint32(req.Payload))
+		}
+	case "exit-signal":
+		var sig struct {
+			Signal     string
+			CoreDumped bool
+			Error      string
+			Lang       string
+		}
+		if ssh.Unmarshal(req.Payload, &sig) == nil {
+			st.signal, st.msg = sig.Signal, sig.Error
 		}
 	}
 }
