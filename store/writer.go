@@ -17,9 +17,20 @@ import (
 	"github.com/fanout/fanout/job"
 )
 
+const (
+	defaultBatch = 2048
+	queued       = 6 // full batches waiting for the writer at most
+	// WriterHeap is about the most Go heap a Writer with the default batch
+	// holds: its batches of Results (queued, filling and committing) and
+	// their column values; the bytes Results point to are extra. A caller
+	// that sets a soft memory limit adds it, or the GC runs to keep the
+	// queue under the limit.
+	WriterHeap = (queued+2)*defaultBatch*int(unsafe.Sizeof(job.Result{})) + defaultBatch*int(unsafe.Sizeof(row{}))
+)
+
 // WriterOptions tune how Results are batched into transactions.
 type WriterOptions struct {
-	Batch     int           // Results per transaction at most; 0 means 2048
+	Batch     int           // Results per transaction at most; 0 means 2048 (defaultBatch)
 	Interval  time.Duration // commit at least this often; 0 means 100ms
 	MaxOutput int           // bytes of stdout and of stderr kept per Result; 0 means 1 MiB
 	// OnError is called once, from the writer's goroutine, when a commit
@@ -149,7 +160,7 @@ type shapeStmts struct {
 // NewWriter starts a Writer appending Results to sweep id's current run.
 func (s *Store) NewWriter(id int64, o WriterOptions) (*Writer, error) {
 	if o.Batch <= 0 {
-		o.Batch = 2048
+		o.Batch = defaultBatch
 	}
 	if o.Interval <= 0 {
 		o.Interval = 100 * time.Millisecond
@@ -166,7 +177,7 @@ func (s *Store) NewWriter(id int64, o WriterOptions) (*Writer, error) {
 		return nil, s.describe("write results to", err)
 	}
 	w := &Writer{s: s, sweep: id, o: o, conn: conn,
-		batches: make(chan []job.Result, 6), free: make(chan []job.Result, 8), done: make(chan struct{}),
+		batches: make(chan []job.Result, queued), free: make(chan []job.Result, queued+2), done: make(chan struct{}),
 		ckptStop: make(chan struct{}), ckptDone: make(chan struct{})}
 	if err := conn.QueryRowContext(ctx, `SELECT COALESCE(MAX(run),0) FROM runs WHERE sweep=?`, id).Scan(&w.run); err != nil {
 		conn.Close()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/fanout/fanout"
 	"github.com/fanout/fanout/job/icmp"
+	"github.com/fanout/fanout/store"
 )
 
 func init() { register(newPingCmd) }
@@ -81,9 +82,15 @@ second.`,
 			// without a limit the garbage of a million Results lets the heap
 			// (and RSS) double. A soft limit keeps RSS flat. Not when targets
 			// come from a file or stdin (held in memory, the heap could
-			// exceed it), nor when GOMEMLIMIT is set.
+			// exceed it), nor when GOMEMLIMIT is set. --db's writer holds
+			// batches of Results on top: without room for them the GC
+			// runs more often than the sweep's own garbage calls for.
 			if os.Getenv("GOMEMLIMIT") == "" && !listedTargets(args) {
-				debug.SetMemoryLimit(16<<20 + int64(f.concurrency)*512)
+				limit := 16<<20 + int64(f.concurrency)*512
+				if f.db != "" {
+					limit += int64(store.WriterHeap)
+				}
+				debug.SetMemoryLimit(limit)
 			}
 			return runSweep(cmd, f, fanout.Spec{
 				Job:        icmp.Kind,
