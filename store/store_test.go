@@ -455,6 +455,11 @@ func TestShapes(t *testing.T) {
 	add(job.Result{Host: "127.0.0.4", Status: job.Up, RTT: 41 * us, RTTMin: 41 * us, RTTAvg: 50 * us, RTTMax: 41 * us, Sent: 3, Recv: 2, Attempts: 3})
 	add(job.Result{Host: "127.0.0.5", Status: job.Down, RTTAvg: 7 * us, RTTMax: 7 * us, Sent: 2, Attempts: 2})
 	add(job.Result{Host: "127.0.0.6", Status: job.Up, RTT: 9 * us, RTTMin: 9 * us, RTTAvg: 9 * us, RTTMax: 9 * us, Sent: 1, Recv: 1, Attempts: 1, Start: time.Unix(5, 0)})
+	// Common values are written into the statement: each status, a sent
+	// count of 1 (and columns equal to it); another status is bound.
+	add(job.Result{Host: "127.0.0.7", Status: job.Down, Class: job.ClassTimeout, Sent: 1, Attempts: 1})
+	add(job.Result{Host: "127.0.0.8", Status: job.Error, Sent: 1, Recv: 1, Attempts: 2})
+	add(job.Result{Host: "127.0.0.9", Status: "skipped", Sent: 1})
 	// More shapes than the statement cache holds: one field set at a time.
 	for k := 0; k < 40; k++ {
 		r := job.Result{Host: fmt.Sprintf("h%d", k), Status: job.Up}

@@ -128,20 +128,22 @@ var aliased, aliasBit = func() (cs []int, bits [cols]uint32) {
 // per bound value (slower than binding the copies).
 func insertSQL(shape uint32, rows int) string {
 	var names, sel []string
-	n := 0            // VALUES columns
-	var num [cols]int // column -> its VALUES column
+	n := 0                // VALUES columns
+	var expr [cols]string // column -> what the SELECT takes for it
 	for c, name := range columns {
 		if shape&(1<<c) == 0 {
 			continue
 		}
 		names = append(names, name)
-		if shape&aliasBit[c] != 0 {
-			num[c] = num[aliasOf[c]]
+		if lit, ok := literal(shape, c); ok {
+			expr[c] = lit
+		} else if shape&aliasBit[c] != 0 {
+			expr[c] = expr[aliasOf[c]]
 		} else {
 			n++
-			num[c] = n
+			expr[c] = "column" + strconv.Itoa(n)
 		}
-		sel = append(sel, "column"+strconv.Itoa(num[c]))
+		sel = append(sel, expr[c])
 	}
 	row := "(" + strings.TrimSuffix(strings.Repeat("?,", n), ",") + ")"
 	values := strings.TrimSuffix(strings.Repeat(row+",", rows), ",")
@@ -152,9 +154,44 @@ func insertSQL(shape uint32, rows int) string {
 		strings.Join(sel, ", ") + " FROM (VALUES " + values + ")"
 }
 
+// Common values are written into the statement instead of bound: the status
+// (shape bits statusShift and up, a code in statuses) and a sent count of 1.
+const (
+	statusShift = cols + 5 // after the alias bits
+	statusMask  = 3 << statusShift
+	sentOne     = 1 << (statusShift + 2)
+	sentCol     = 8
+	statusCol   = 4
+)
+
+var statuses = [...]job.Status{1: job.Up, 2: job.Down, 3: job.Error}
+
+// literal is the SQL literal that shape writes for column c, if any.
+func literal(shape uint32, c int) (string, bool) {
+	switch {
+	case c == statusCol && shape&statusMask != 0:
+		return "'" + string(statuses[shape&statusMask>>statusShift]) + "'", true
+	case c == sentCol && shape&sentOne != 0:
+		return "1", true
+	}
+	return "", false
+}
+
+// bindCols are the columns whose values shape binds, in order.
+func bindCols(shape uint32) []uint8 {
+	var cs []uint8
+	for c := 0; c < cols; c++ {
+		if _, lit := literal(shape, c); shape&(1<<c) != 0 && shape&aliasBit[c] == 0 && !lit {
+			cs = append(cs, uint8(c))
+		}
+	}
+	return cs
+}
+
 // shapeStmts are the prepared inserts of one shape.
 type shapeStmts struct {
 	multi, one driver.Stmt
+	bind       []uint8 // bindCols
 }
 
 // NewWriter starts a Writer appending Results to sweep id's current run.
@@ -436,10 +473,8 @@ func (w *Writer) insertRows(ctx context.Context, dc any, b []job.Result) (uint64
 			}
 			w.args = w.args[:0]
 			for _, i := range g.rows[lo:hi] {
-				for c := 0; c < cols; c++ {
-					if sh&(1<<c) != 0 && sh&aliasBit[c] == 0 {
-						w.args = append(w.args, driver.NamedValue{Ordinal: len(w.args) + 1, Value: w.value(&b[i], &rows[i], c)})
-					}
+				for _, c := range ss.bind {
+					w.args = append(w.args, driver.NamedValue{Ordinal: len(w.args) + 1, Value: w.value(&b[i], &rows[i], int(c))})
 				}
 			}
 			if w.crashIn > 0 && int64(w.commits.Load())+1 == w.crashIn && ran >= len(b)/2 {
@@ -472,7 +507,7 @@ func (w *Writer) prepared(dc any, sh uint32) (*shapeStmts, error) {
 		return nil, fmt.Errorf("sqlite driver without PrepareContext")
 	}
 	ctx := context.Background()
-	ss := &shapeStmts{}
+	ss := &shapeStmts{bind: bindCols(sh)}
 	var err error
 	if ss.multi, err = p.PrepareContext(ctx, insertSQL(sh, multi)); err != nil {
 		return nil, err
@@ -526,6 +561,14 @@ func (w *Writer) values(r *job.Result, v *row) {
 		if src := aliasOf[c]; shape&(1<<c) != 0 && shape&(1<<src) != 0 && v.ints[c] == v.ints[src] {
 			shape |= aliasBit[c]
 		}
+	}
+	for k, st := range statuses {
+		if k > 0 && r.Status == st {
+			shape |= uint32(k) << statusShift
+		}
+	}
+	if r.Sent == 1 {
+		shape |= sentOne
 	}
 	v.shape = shape
 }
