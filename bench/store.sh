@@ -28,7 +28,8 @@ echo "uptime at start: $(uptime)"
 echo "sweep: fanout ping -q -o jsonl --output-file /dev/null $TARGETS (x$ROUNDS each, alternating)"
 
 # one NAME ARGS...: runs fanout ping with ARGS, prints wall/cpu/rss and the
-# results stored (for --db), appends the wall time to $work/NAME.
+# results stored (for --db), appends the wall time to $work/NAME and the cpu
+# time to $work/NAME.cpu.
 one() {
 	local name=$1
 	shift
@@ -36,6 +37,7 @@ one() {
 	local code=$?
 	read -r wall user sys rss < <(tail -1 "$work/time")
 	echo "$wall" >>"$work/$name"
+	echo "$user + $sys" | bc >>"$work/$name.cpu"
 	local stored=""
 	if [ "$name" = db ]; then
 		stored=$("$FANOUT" sweeps -o jsonl "$work/bench.db" | tail -1 | sed -E 's/.*"done":([0-9]+).*"up":([0-9]+).*/\1 stored, \2 up/')
@@ -63,4 +65,8 @@ db=$(median "$work/db")
 echo "median without --db: ${plain} s"
 echo "median with    --db: ${db} s"
 echo "ratio (with/without): $(echo "scale=3; $db / $plain" | bc)  (goal <= 1.10)"
+# CPU time is steadier than wall time on a shared machine: what --db costs.
+plaincpu=$(median "$work/plain.cpu")
+dbcpu=$(median "$work/db.cpu")
+printf 'median cpu without --db: %.2f s, with: %.2f s, ratio %.3f\n' "$plaincpu" "$dbcpu" "$(echo "scale=3; $dbcpu / $plaincpu" | bc)"
 echo "uptime at end: $(uptime)"
