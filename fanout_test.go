@@ -16,6 +16,7 @@ import (
 	"github.com/fanout/fanout"
 	"github.com/fanout/fanout/engine"
 	"github.com/fanout/fanout/job"
+	_ "github.com/fanout/fanout/job/tcp"
 	"github.com/fanout/fanout/target"
 )
 
@@ -183,5 +184,26 @@ func TestSweep(t *testing.T) {
 	j.calls.Store(0)
 	if err := fanout.Sweep(ctx, set, j, fanout.Options{}); !errors.Is(err, context.Canceled) || j.calls.Load() != 0 {
 		t.Fatalf("cancelled sweep: err %v, %d calls", err, j.calls.Load())
+	}
+}
+
+// Build expands a tcp Spec to host x port targets and holds the product to
+// MaxTargets, the same for the CLI and a cluster worker.
+func TestSpecBuildExpands(t *testing.T) {
+	t.Parallel()
+	spec := fanout.Spec{Job: "tcp", JobOptions: json.RawMessage(`{"ports":[22,80]}`), Targets: []string{"127.0.0.1-3"}}
+	set, order, j, err := spec.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Kind() != "tcp" || set.Len() != 6 || order.Len() != 6 {
+		t.Fatalf("kind %s, %d targets, order %d; want tcp, 6, 6", j.Kind(), set.Len(), order.Len())
+	}
+	if tg := set.At(1); tg.Addr.String() != "127.0.0.1" || tg.Port != 80 {
+		t.Fatalf("target 1 = %v:%d, want 127.0.0.1:80", tg.Addr, tg.Port)
+	}
+	spec.MaxTargets = 5
+	if _, _, _, err := spec.Build(); !errors.Is(err, target.ErrTooMany) || !strings.Contains(err.Error(), "--max-targets") {
+		t.Fatalf("6 targets over a limit of 5: %v", err)
 	}
 }

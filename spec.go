@@ -65,6 +65,37 @@ func (s Spec) Set(stdin io.Reader) (target.Set, error) {
 	})
 }
 
+// Build is everything a sweep of this Spec runs on: its set (expanded by a
+// job.Expander such as tcp's host x port product, then held to MaxTargets),
+// its order and its job. Targets must already be inlined (Inline).
+func (s Spec) Build() (target.Set, target.Order, Job, error) {
+	set, err := s.Set(nil)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	j, err := s.NewJob()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if x, ok := j.(job.Expander); ok {
+		hosts := set.Len()
+		set = x.Expand(set)
+		max := s.MaxTargets
+		if max == 0 {
+			max = target.DefaultMaxTargets
+		}
+		if n := set.Len(); n < hosts || n > max {
+			return nil, nil, nil, fmt.Errorf("%w: %d hosts make %d %s targets, more than the limit of %d; raise it with --max-targets N",
+				target.ErrTooMany, hosts, n, j.Kind(), max)
+		}
+	}
+	order, err := s.Order(set.Len())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return set, order, j, nil
+}
+
 // Order is the visiting order of a Set of n targets under this Spec.
 func (s Spec) Order(n uint64) (target.Order, error) {
 	var o target.Order = target.Identity(n)

@@ -77,7 +77,7 @@ type SubmitOptions struct {
 // must stand alone (no "-" or "@FILE" left: see fanout.Spec). It returns the
 // sweep's record; results are read with Collect.
 func (c *Client) Submit(ctx context.Context, spec fanout.Spec, o SubmitOptions) (Record, error) {
-	_, order, _, err := build(spec)
+	_, order, _, err := spec.Build()
 	if err != nil {
 		return Record{}, err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -16,7 +17,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
 
-	fanout "github.com/fanout/fanout"
 	"github.com/fanout/fanout/engine"
 	"github.com/fanout/fanout/job"
 	"github.com/fanout/fanout/target"
@@ -168,6 +168,7 @@ func (w *Worker) heartbeat(ctx context.Context) {
 func (w *Worker) Run(ctx context.Context) error {
 	w.opts.Logf("worker %s: pulling tasks (-c %d, allow %s)", w.opts.Name, w.opts.Concurrency, strings.Join(w.opts.Allow, ","))
 	var wg sync.WaitGroup
+	defer w.closeJobs() // after every task has returned (defers run last first)
 	defer wg.Wait()
 	wg.Add(1)
 	go func() {
@@ -464,8 +465,21 @@ func (w *Worker) sweep(ctx context.Context, id string) (*sweepRun, error) {
 	return sr, nil
 }
 
+// closeJobs releases what cached jobs hold open (an ssh job's agent
+// connection and bastions) once no task runs any more.
+func (w *Worker) closeJobs() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for id, sr := range w.sweeps {
+		if c, ok := sr.job.(io.Closer); ok {
+			_ = c.Close()
+		}
+		delete(w.sweeps, id)
+	}
+}
+
 func rebuild(rec Record) (*sweepRun, error) {
-	set, order, j, err := build(rec.Spec)
+	set, order, j, err := rec.Spec.Build()
 	if err != nil {
 		return nil, fmt.Errorf("sweep %s: %w", rec.ID, err)
 	}
@@ -477,32 +491,6 @@ func rebuild(rec Record) (*sweepRun, error) {
 		sr.rate = rate.NewLimiter(rate.Limit(rec.Spec.Rate), 1)
 	}
 	return sr, nil
-}
-
-// expander is a job that visits several targets per host (tcp: one per
-// port); the CLI expands the set the same way, so indexes agree.
-type expander interface {
-	Expand(target.Set) target.Set
-}
-
-// build turns a Spec into its set (expanded by the job), order and job.
-func build(spec fanout.Spec) (target.Set, target.Order, job.Job, error) {
-	set, err := spec.Set(nil)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("targets: %w", err)
-	}
-	j, err := spec.NewJob()
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("job: %w", err)
-	}
-	if x, ok := j.(expander); ok {
-		set = x.Expand(set)
-	}
-	order, err := spec.Order(set.Len())
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	return set, order, j, nil
 }
 
 // flushEvery is how many Results a running task gathers before publishing.

@@ -46,6 +46,12 @@ type Batcher interface {
 	RunBatch(ctx context.Context, in <-chan target.Target, cfg BatchConfig, emit func(Result)) error
 }
 
+// Expander is a job kind that visits several targets per host (tcp: one per
+// port). Its product set is what a sweep indexes, shards and resumes.
+type Expander interface {
+	Expand(target.Set) target.Set
+}
+
 // Factory builds a job from its JSON options (the kind's own Config struct).
 type Factory func(options json.RawMessage) (Job, error)
 

@@ -236,43 +236,11 @@ func newPlan(stdin io.Reader, spec fanout.Spec) (*plan, error) {
 		return nil, usageErrorf("no targets given (%s)", target.Accepted)
 	}
 	p := &plan{spec: spec}
-	if p.set, err = spec.Set(nil); err != nil {
-		return nil, usageError(err)
-	}
-	if p.job, err = spec.NewJob(); err != nil {
-		return nil, usageError(err)
-	}
-	if p.set, err = expand(p.set, p.job, spec.MaxTargets); err != nil {
-		return nil, usageError(err)
-	}
-	if p.order, err = spec.Order(p.set.Len()); err != nil {
+	if p.set, p.order, p.job, err = spec.Build(); err != nil {
 		return nil, usageError(err)
 	}
 	p.opts = spec.EngineOptions()
 	return p, nil
-}
-
-// expander is a job that visits several targets per host (tcp: one per
-// port); its product set is checked against the limit like any other.
-type expander interface {
-	Expand(target.Set) target.Set
-}
-
-func expand(set target.Set, j fanout.Job, max uint64) (target.Set, error) {
-	x, ok := j.(expander)
-	if !ok {
-		return set, nil
-	}
-	hosts := set.Len()
-	set = x.Expand(set)
-	if max == 0 {
-		max = target.DefaultMaxTargets
-	}
-	if n := set.Len(); n < hosts || n > max {
-		return nil, fmt.Errorf("%w: %d hosts make %d %s targets, more than the limit of %d; raise it with --max-targets N",
-			target.ErrTooMany, hosts, n, j.Kind(), max)
-	}
-	return set, nil
 }
 
 // fitConcurrency raises the open-file limit and lowers c to fit it, warning.
@@ -330,6 +298,9 @@ func openSinks(cmd *cobra.Command, f *sweepFlags, p *plan) error {
 func (p *plan) run(sigCtx, parent context.Context, f *sweepFlags, stderr io.Writer) error {
 	ctx, cancel := context.WithCancel(sigCtx)
 	defer cancel()
+	if c, ok := p.job.(io.Closer); ok {
+		defer c.Close() // an ssh job's agent connection and bastions
+	}
 
 	var c engine.Counters
 	sum := output.NewSummary()
