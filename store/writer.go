@@ -127,9 +127,10 @@ var aliased, aliasBit = func() (cs []int, bits [cols]uint32) {
 // would give the statement named parameters, which SQLite looks up in a list
 // per bound value (slower than binding the copies).
 func insertSQL(shape uint32, rows int) string {
-	var names, sel []string
+	var names, sel, vals []string
 	n := 0                // VALUES columns
 	var expr [cols]string // column -> what the SELECT takes for it
+	copied := false       // some column copies another's bound value
 	for c, name := range columns {
 		if shape&(1<<c) == 0 {
 			continue
@@ -137,21 +138,27 @@ func insertSQL(shape uint32, rows int) string {
 		names = append(names, name)
 		if lit, ok := literal(shape, c); ok {
 			expr[c] = lit
+			vals = append(vals, lit)
 		} else if shape&aliasBit[c] != 0 {
 			expr[c] = expr[aliasOf[c]]
+			vals = append(vals, expr[c])
+			copied = copied || strings.HasPrefix(expr[c], "column")
 		} else {
 			n++
 			expr[c] = "column" + strconv.Itoa(n)
+			vals = append(vals, "?")
 		}
 		sel = append(sel, expr[c])
 	}
-	row := "(" + strings.TrimSuffix(strings.Repeat("?,", n), ",") + ")"
-	values := strings.TrimSuffix(strings.Repeat(row+",", rows), ",")
-	if n == len(names) {
-		return "INSERT OR IGNORE INTO results(" + strings.Join(names, ", ") + ") VALUES " + values
+	insert := "INSERT OR IGNORE INTO results(" + strings.Join(names, ", ") + ") "
+	if !copied {
+		// Values bound or literal: VALUES rows hold them, no subquery.
+		row := "(" + strings.Join(vals, ",") + ")"
+		return insert + "VALUES " + strings.TrimSuffix(strings.Repeat(row+",", rows), ",")
 	}
-	return "INSERT OR IGNORE INTO results(" + strings.Join(names, ", ") + ") SELECT " +
-		strings.Join(sel, ", ") + " FROM (VALUES " + values + ")"
+	row := "(" + strings.TrimSuffix(strings.Repeat("?,", n), ",") + ")"
+	return insert + "SELECT " + strings.Join(sel, ", ") + " FROM (VALUES " +
+		strings.TrimSuffix(strings.Repeat(row+",", rows), ",") + ")"
 }
 
 // Common values are written into the statement instead of bound: the status
