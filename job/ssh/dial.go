@@ -278,7 +278,7 @@ func isTimeout(err error) bool {
 }
 
 // fail fills r from a failure.
-func fail(r job.Result, err error) job.Result {
+func fail(r *job.Result, err error) {
 	r.Class = classify(err)
 	r.Error = err.Error()
 	switch r.Class {
@@ -289,7 +289,6 @@ func fail(r job.Result, err error) job.Result {
 	default:
 		r.Status = job.Error
 	}
-	return r
 }
 
 // classify maps an error to the Result's class.

@@ -21,27 +21,52 @@ import (
 // itself rather than through ssh.Session: the caller's goroutine reads
 // stdout, one goroutine reads stderr, and the server's requests are answered
 // by a timer (no goroutine waits for them), with no per-stream copy buffer.
-// Each goroutine held by a running session costs its 4 KB stack: with
-// 10,000 sessions in flight, that is tens of MB.
-func (j *Job) exec(ctx context.Context, l *link, r job.Result) job.Result {
+// A goroutine parked for the whole command keeps its stack (4 KB at least,
+// doubled by a deep or wide call chain): with 10,000 sessions in flight,
+// every such stack is tens of MB. So the state lives on the heap and the
+// frames that stay parked (exec, read, readFrom) are small.
+func (j *Job) exec(ctx context.Context, l *link, r *job.Result) {
+	s := &session{}
+	ch, err := j.start(ctx, l, s, r)
+	if ch == nil {
+		return
+	}
+	if err == nil {
+		err = s.read(ch)
+	}
+	j.finish(ctx, s, ch, err, r)
+}
+
+// session is one command's state.
+type session struct {
+	st       sessionState
+	stdout   bounded
+	stderr   bounded
+	timedOut atomic.Bool
+	stopCtx  func() bool
+	timer    *time.Timer // the command timeout; nil = none
+}
+
+// start opens the session channel and asks for the command. A nil channel
+// means r is filled already.
+func (j *Job) start(ctx context.Context, l *link, s *session, r *job.Result) (ssh.Channel, error) {
 	ch, creqs, err := l.conn.OpenChannel("session", nil)
 	if err != nil {
-		return fail(r, fmt.Errorf("open session: %w", err))
+		fail(r, fmt.Errorf("open session: %w", err))
+		return nil, err
 	}
-	defer ch.Close()
-	st := &sessionState{status: -1, chans: l.chans, reqs: l.reqs, creqs: creqs}
+	s.stdout.max, s.stderr.max = j.cfg.MaxOutput, j.cfg.MaxOutput
+	st := &s.st
+	st.status, st.chans, st.reqs, st.creqs = -1, l.chans, l.reqs, creqs
 	st.mu.Lock() // the first tick reads st.tick
 	st.tick = time.AfterFunc(pollEvery, st.poll)
 	st.mu.Unlock()
 
 	// The deadline and the command timeout cut the connection: every read
-	// below then returns, and the session is closed with it.
-	var timedOut atomic.Bool
-	stopCtx := context.AfterFunc(ctx, func() { l.conn.Close() })
-	defer stopCtx()
+	// then returns, and the session is closed with it.
+	s.stopCtx = context.AfterFunc(ctx, func() { l.conn.Close() })
 	if d := j.cfg.CommandTimeout; d > 0 {
-		tm := time.AfterFunc(d, func() { timedOut.Store(true); l.conn.Close() })
-		defer tm.Stop()
+		s.timer = time.AfterFunc(d, func() { s.timedOut.Store(true); l.conn.Close() })
 	}
 
 	ok, err := ch.SendRequest("exec", true, ssh.Marshal(struct{ Command string }{j.cfg.Command}))
@@ -58,29 +83,48 @@ func (j *Job) exec(ctx context.Context, l *link, r job.Result) job.Result {
 			_ = ch.CloseWrite() // EOF when the command already ended: fine
 		}
 	}
-	stdout := &bounded{max: j.cfg.MaxOutput}
-	stderr := &bounded{max: j.cfg.MaxOutput}
-	if err == nil {
-		errDone := make(chan error, 1)
-		go func() { errDone <- stderr.readFrom(ch.Stderr()) }()
-		err = stdout.readFrom(ch)
-		if err2 := <-errDone; err == nil {
-			err = err2
-		}
-	}
-	st.stop(err == nil) // the exit status comes before the channel closes
+	return ch, err
+}
 
-	r.Stdout, r.Stderr = stdout.bytes(), stderr.bytes()
-	r.Truncated = stdout.truncated || stderr.truncated
+// read reads stdout here and stderr on a second goroutine, to the
+// channel's end. Both at once: a host that fills the channel's window on
+// one stream while we wait on the other would stall.
+func (s *session) read(ch ssh.Channel) error {
+	errDone := make(chan error, 1)
+	go s.readStderr(ch, errDone)
+	err := s.stdout.readFrom(ch)
+	if err2 := <-errDone; err == nil {
+		err = err2
+	}
+	return err
+}
+
+func (s *session) readStderr(ch ssh.Channel, done chan<- error) {
+	done <- s.stderr.readFrom(ch.Stderr())
+}
+
+// finish waits for the exit status, closes the session and fills r.
+func (j *Job) finish(ctx context.Context, s *session, ch ssh.Channel, err error, r *job.Result) {
+	s.st.stop(err == nil) // the exit status comes before the channel closes
+	ch.Close()
+	s.stopCtx()
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	r.Stdout, r.Stderr = s.stdout.bytes(), s.stderr.bytes()
+	r.Truncated = s.stdout.truncated || s.stderr.truncated
 	switch {
 	case ctx.Err() != nil:
-		return fail(r, ctxErr(ctx, "command"))
-	case timedOut.Load():
-		return fail(r, &timeoutError{what: "command", after: j.cfg.CommandTimeout})
+		fail(r, ctxErr(ctx, "command"))
+		return
+	case s.timedOut.Load():
+		fail(r, &timeoutError{what: "command", after: j.cfg.CommandTimeout})
+		return
 	case err != nil:
-		return fail(r, fmt.Errorf("session: %w", err))
+		fail(r, fmt.Errorf("session: %w", err))
+		return
 	}
-	status, signal, msg := st.status, st.signal, st.msg // polling has stopped
+	status, signal, msg := s.st.status, s.st.signal, s.st.msg // polling has stopped
 	switch {
 	case status == 0:
 		code := 0
@@ -96,9 +140,8 @@ func (j *Job) exec(ctx context.Context, l *link, r job.Result) job.Result {
 			r.Error += ": " + msg
 		}
 	default:
-		return fail(r, errors.New("the server sent no exit status"))
+		fail(r, errors.New("the server sent no exit status"))
 	}
-	return r
 }
 
 // pollEvery is how often the server's requests are answered while the

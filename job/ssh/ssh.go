@@ -173,14 +173,25 @@ func (j *Job) Close() error {
 
 // Run connects to t, runs the command and returns its Result.
 func (j *Job) Run(ctx context.Context, t target.Target) job.Result {
-	r := job.For(t, Kind)
-	r.Start = time.Now()
-	r = j.run(ctx, t, r)
+	// The Result lives on the heap, filled through a pointer: the calls
+	// below stay parked for the whole command, and Result copies in their
+	// frames would double this goroutine's stack (8 KB -> 16 KB a session).
+	r := newResult(t)
+	j.run(ctx, t, r)
 	r.End = time.Now()
-	return r
+	return *r
 }
 
-func (j *Job) run(ctx context.Context, t target.Target, r job.Result) job.Result {
+// newResult is apart so that its Result temporary is not in Run's frame.
+//
+//go:noinline
+func newResult(t target.Target) *job.Result {
+	r := job.For(t, Kind)
+	r.Start = time.Now()
+	return &r
+}
+
+func (j *Job) run(ctx context.Context, t target.Target, r *job.Result) {
 	// Settings, handshake and authentication grow a goroutine's stack to
 	// tens of KB (key exchange, signatures, known_hosts). On a short-lived
 	// goroutine, that stack returns to the runtime's cache for the next
@@ -190,15 +201,16 @@ func (j *Job) run(ctx context.Context, t target.Target, r job.Result) job.Result
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		l, err = j.open(ctx, t, &r)
+		l, err = j.open(ctx, t, r)
 	}()
 	<-done
 	if err != nil {
-		return fail(r, err)
+		fail(r, err)
+		return
 	}
 	defer l.conn.Close()
 	r.RTT = time.Since(r.Start)
-	return j.exec(ctx, l, r)
+	j.exec(ctx, l, r)
 }
 
 // open resolves t's settings and connects, retrying connection-level
