@@ -66,7 +66,9 @@ type Writer struct {
 	conn *sql.Conn
 	// The insert statements are the driver's own, used through conn.Raw:
 	// database/sql's per-argument conversions cost a tenth of the writer's CPU.
-	stmts  map[uint32]*shapeStmts
+	stmts map[uint32]*shapeStmts
+	// begin, update runs' last_ns, commit: prepared once, not per commit
+	tx     [3]driver.Stmt
 	rows   []row   // the batch's integer values and shapes, reused
 	groups []group // the batch's rows by statement shape, reused
 	args   []driver.NamedValue
@@ -241,8 +243,17 @@ func (s *Store) NewWriter(id int64, o WriterOptions) (*Writer, error) {
 	}
 	w.stmts = map[uint32]*shapeStmts{}
 	err = conn.Raw(func(dc any) error {
-		_, err := w.prepared(dc, fullShape) // the driver can do what we need
-		return err
+		if _, err := w.prepared(dc, fullShape); err != nil { // the driver can do what we need
+			return err
+		}
+		p := dc.(driver.ConnPrepareContext) // prepared checked it
+		for i, q := range []string{"BEGIN IMMEDIATE", "UPDATE runs SET last_ns=? WHERE sweep=? AND run=?", "COMMIT"} {
+			var err error
+			if w.tx[i], err = p.PrepareContext(ctx, q); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		w.closeStmts()
@@ -333,6 +344,11 @@ func (w *Writer) Close() error {
 
 func (w *Writer) closeStmts() {
 	w.conn.Raw(func(any) error {
+		for _, st := range w.tx {
+			if st != nil {
+				st.Close()
+			}
+		}
 		for _, ss := range w.stmts {
 			for _, st := range []driver.Stmt{ss.multi, ss.one} {
 				if st != nil {
@@ -410,16 +426,20 @@ func (w *Writer) insert(b []job.Result) (n uint64, err error) {
 		if !ok {
 			return fmt.Errorf("sqlite driver without ExecContext")
 		}
-		if _, err := ex.ExecContext(ctx, "BEGIN IMMEDIATE", nil); err != nil {
+		run := func(st driver.Stmt, args []driver.NamedValue) error {
+			_, err := st.(driver.StmtExecContext).ExecContext(ctx, args)
+			return err
+		}
+		if err := run(w.tx[0], nil); err != nil {
 			return err
 		}
 		n, err = w.insertRows(ctx, dc, b)
 		if err == nil {
-			_, err = ex.ExecContext(ctx, "UPDATE runs SET last_ns=? WHERE sweep=? AND run=?", []driver.NamedValue{
+			err = run(w.tx[1], []driver.NamedValue{
 				{Ordinal: 1, Value: time.Now().UnixNano()}, {Ordinal: 2, Value: w.sweep}, {Ordinal: 3, Value: w.run}})
 		}
 		if err == nil {
-			_, err = ex.ExecContext(ctx, "COMMIT", nil)
+			err = run(w.tx[2], nil)
 		}
 		if err != nil {
 			ex.ExecContext(ctx, "ROLLBACK", nil) // fails harmlessly when SQLite rolled back already
