@@ -270,8 +270,10 @@ func (s *Store) NewWriter(id int64, o WriterOptions) (*Writer, error) {
 }
 
 // checkpointEvery is how often the WAL is copied into the database while a
-// sweep writes (PASSIVE: it never blocks the writer).
-const checkpointEvery = 500 * time.Millisecond
+// sweep writes (PASSIVE: it never blocks the writer). Often: what is left
+// is copied when the store closes, after the sweep, where it adds to the
+// sweep's time (a 65,536-target ping: 9-21 ms at 500ms, 4-11 ms at 100ms).
+const checkpointEvery = 100 * time.Millisecond
 
 func (w *Writer) checkpoints() {
 	defer close(w.ckptDone)
