@@ -20,7 +20,7 @@ import (
 // exec runs the command in one session channel of l. It drives the channel
 // itself rather than through ssh.Session: the caller's goroutine reads
 // stdout, one goroutine reads stderr, and the server's requests are answered
-// by a timer (no goroutine waits for them), with no per-stream copy buffer.
+// by one goroutine for all the job's sessions, with no per-stream copy buffer.
 // A goroutine parked for the whole command keeps its stack (4 KB at least,
 // doubled by a deep or wide call chain): with 10,000 sessions in flight,
 // every such stack is tens of MB. So the state lives on the heap and the
@@ -58,9 +58,8 @@ func (j *Job) start(ctx context.Context, l *link, s *session, r *job.Result) (ss
 	s.stdout.max, s.stderr.max = j.cfg.MaxOutput, j.cfg.MaxOutput
 	st := &s.st
 	st.status, st.chans, st.reqs, st.creqs = -1, l.chans, l.reqs, creqs
-	st.mu.Lock() // the first tick reads st.tick
-	st.tick = time.AfterFunc(pollEvery, st.poll)
-	st.mu.Unlock()
+	st.poller = &j.poll
+	j.poll.add(st)
 
 	// The deadline and the command timeout cut the connection: every read
 	// then returns, and the session is closed with it.
@@ -160,21 +159,71 @@ type sessionState struct {
 	chans   <-chan ssh.NewChannel // channel opens on the connection: refused
 	reqs    <-chan *ssh.Request   // global requests: "no"
 	creqs   <-chan *ssh.Request   // the session's: exit-status, exit-signal; others "no"
-	tick    *time.Timer
+	poller  *poller
 	stopped bool
 }
 
-// poll answers what is queued without waiting, then rearms the timer.
+// poller answers the requests of every running session of a job, every
+// pollEvery, from one goroutine that runs while sessions do: no goroutine
+// (nor timer) per session waits for requests that seldom come.
+type poller struct {
+	mu       sync.Mutex
+	sessions map[*sessionState]struct{}
+	running  bool
+}
+
+func (p *poller) add(st *sessionState) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.sessions == nil {
+		p.sessions = map[*sessionState]struct{}{}
+	}
+	p.sessions[st] = struct{}{}
+	if !p.running {
+		p.running = true
+		go p.loop()
+	}
+}
+
+func (p *poller) remove(st *sessionState) {
+	p.mu.Lock()
+	delete(p.sessions, st)
+	p.mu.Unlock()
+}
+
+// loop polls the sessions until a tick finds none (within pollEvery of the
+// last session's end).
+func (p *poller) loop() {
+	t := time.NewTicker(pollEvery)
+	defer t.Stop()
+	var batch []*sessionState
+	for range t.C {
+		p.mu.Lock()
+		if len(p.sessions) == 0 {
+			p.running = false
+			p.mu.Unlock()
+			return
+		}
+		for st := range p.sessions {
+			batch = append(batch, st)
+		}
+		p.mu.Unlock()
+		for _, st := range batch {
+			st.poll()
+		}
+		clear(batch) // ended sessions must not stay reachable
+		batch = batch[:0]
+	}
+}
+
+// poll answers what is queued without waiting.
 func (st *sessionState) poll() {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.stopped { // a tick that fired as stop was called
+	if st.stopped {
 		return
 	}
 	for st.serve(false) {
-	}
-	if st.creqs != nil {
-		st.tick.Reset(pollEvery)
 	}
 }
 
@@ -183,8 +232,8 @@ func (st *sessionState) poll() {
 func (st *sessionState) stop(wait bool) {
 	st.mu.Lock() // waits for a poll under way
 	st.stopped = true
-	st.tick.Stop()
 	st.mu.Unlock()
+	st.poller.remove(st)
 	// Only this goroutine touches st from here on.
 	for wait && st.creqs != nil && st.serve(true) {
 	}
@@ -230,17 +279,21 @@ func (st *sessionState) serve(block bool) bool {
 	case !ok:
 		st.creqs = nil
 	case from == 0:
-		_ = nc.Reject(ssh.Prohibited, "fanout accepts no channel")
+		go reject(nc) // a write can block on one host: never the poller
 	default:
 		if from == 2 {
 			st.record(req)
 		}
 		if req.WantReply {
-			_ = req.Reply(false, nil)
+			go refuse(req)
 		}
 	}
 	return true
 }
+
+func reject(nc ssh.NewChannel) { _ = nc.Reject(ssh.Prohibited, "fanout accepts no channel") }
+
+func refuse(req *ssh.Request) { _ = req.Reply(false, nil) }
 
 // record notes an exit status or signal.
 func (st *sessionState) record(req *ssh.Request) {

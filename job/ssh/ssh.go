@@ -77,6 +77,7 @@ type Job struct {
 	keys     *keyring
 	hostKeys *hostKeys
 	sem      chan struct{} // handshakes in flight
+	poll     poller        // answers running sessions' requests
 	kex      []string
 
 	bastionMu sync.Mutex
