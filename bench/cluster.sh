@@ -12,6 +12,7 @@
 #    and one worker with the same -c (default), 5 interleaved rounds;
 #    goal: median under 25% slower.
 # 3. The embedded server's start-up time (fresh store), median of 5.
+# PARTS (default 123) picks the parts to run, e.g. PARTS=2 sh bench/cluster.sh.
 #
 # Everything runs on loopback inside network namespaces this script (or
 # bench/lab.sh) creates; nothing leaves the machine. iptables is needed for
@@ -19,6 +20,8 @@
 # kernel): apt-get install -y iptables.
 set -eu
 N=${1:-30000}
+PARTS=${PARTS:-123}
+want() { case "$PARTS" in *"$1"*) return 0 ;; esac; return 1; }
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 NS=fanout-clusterbench
 PORT=7777
@@ -61,6 +64,7 @@ echo "== build"
 F=$T/fanout
 echo "uptime before: $(uptime)"
 
+if want 1; then
 ip netns add "$NS"
 ip -n "$NS" link set lo up
 ip netns exec "$NS" iptables -A OUTPUT -p tcp --sport $PORT --tcp-flags SYN,ACK SYN,ACK -j NFQUEUE --queue-num 7 --queue-bypass
@@ -129,7 +133,9 @@ printf 'throughput 6 vs 1 workers: %.2fx\n' "$R6"
 printf '1 cluster worker vs local run, same -c: %.2fx the time\n' "$(echo "$C1 / $LOCAL" | bc -l)"
 stop "$FLEET"
 ip netns del "$NS"
+fi
 
+if want 2; then
 echo
 echo "== 2. overhead: ICMP sweep of 127.0.0.0/16 in the lab, local vs server + 1 worker"
 if ! ip netns list | grep -q '^fanout-lab\b'; then
@@ -173,7 +179,9 @@ printf 'median of 5: local %ss, cluster %ss: cluster path %+.1f%% (goal < +25%%)
 	"$(echo "$OV < 25" | bc -l | sed 's/1/PASS/;s/0/FAIL/')"
 printf 'best of 5:   local %ss, cluster %ss: %+.1f%%\n' "$(fmt "$(best "$T/ping-local")")" "$(fmt "$(best "$T/ping-cluster")")" \
 	"$(echo "($(best "$T/ping-cluster") / $(best "$T/ping-local") - 1) * 100" | bc -l)"
+fi
 
+if want 3; then
 echo
 echo "== 3. embedded server start-up (fresh store, 127.0.0.1)"
 for i in 1 2 3 4 5; do
@@ -183,5 +191,6 @@ for i in 1 2 3 4 5; do
 	sed -n 's/.* in \([0-9.]*\) ms.*/\1/p' "$T/start-$i.log"
 done | sort -n >"$T/startup"
 printf 'start-up (New to ready): %s ms median; all: %s\n' "$(sed -n 3p "$T/startup")" "$(tr '\n' ' ' <"$T/startup")"
+fi
 echo
 echo "uptime after: $(uptime)"
