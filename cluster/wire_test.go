@@ -1,7 +1,10 @@
 package cluster
 
 import (
+	"bytes"
+	"encoding/gob"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +60,56 @@ func TestWireRoundTrip(t *testing.T) {
 			if string(got) != string(want) {
 				t.Errorf("max %d: result %d\n got %s\nwant %s", max, i, got, want)
 			}
+		}
+	}
+}
+
+// TestWireFields: the binary form writes every field of job.Result; a field
+// added to the envelope must be added to appendResult and result too.
+func TestWireFields(t *testing.T) {
+	t.Parallel()
+	if n := reflect.TypeFor[job.Result]().NumField(); n != wireFields {
+		t.Fatalf("job.Result has %d fields, the wire form carries %d: add the new ones to appendResult and wireDecoder.result", n, wireFields)
+	}
+}
+
+// TestWireGob: results an earlier worker stored as gob still decode, and a
+// cut binary message is an error, not a short batch.
+func TestWireGob(t *testing.T) {
+	t.Parallel()
+	zero := 0
+	start := time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC)
+	in := []job.Result{
+		{Index: 7, Host: "127.0.0.7", Job: "exec", Status: job.Up, ExitCode: &zero, Stdout: []byte{}, Start: start, End: start, Worker: "w"},
+		{Index: 8, Host: "127.0.0.8", Job: "ping", Status: job.Down, Class: job.ClassTimeout, Sent: 1, Start: start, End: start},
+	}
+	var buf bytes.Buffer
+	enc := gob.NewEncoder(&buf)
+	for _, r := range in {
+		w := wireResult{R: r, HasExit: r.ExitCode != nil, HasStdout: r.Stdout != nil, HasStderr: r.Stderr != nil}
+		if err := enc.Encode(w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := decodeBatch(buf.Bytes())
+	if err != nil || len(out) != len(in) {
+		t.Fatalf("gob batch: %d results, err %v", len(out), err)
+	}
+	for i := range in {
+		want, _ := json.Marshal(in[i])
+		got, _ := json.Marshal(out[i])
+		if string(got) != string(want) {
+			t.Errorf("gob result %d\n got %s\nwant %s", i, got, want)
+		}
+	}
+	b, _, _ := encodeBatch(in, 1<<20)
+	first, _, _ := encodeBatch(in[:1], 1<<20) // a cut here is a whole batch of one
+	for cut := len(wireMagic) + 1; cut < len(b); cut++ {
+		if cut == len(first) {
+			continue
+		}
+		if rs, err := decodeBatch(b[:cut]); err == nil {
+			t.Fatalf("binary batch cut at %d of %d bytes: %d results, no error", cut, len(b), len(rs))
 		}
 	}
 }

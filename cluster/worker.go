@@ -1,13 +1,14 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -345,7 +346,7 @@ func (w *Worker) runTask(ctx context.Context, t task, msg jetstream.Msg) int64 {
 		}
 		pubErr <- err
 	}()
-	var buf []job.Result
+	buf := make([]job.Result, 0, min(flushEvery, t.Hi-t.Lo)) // grown once, not by doubling
 	var got int64
 	lastFlush := time.Now()
 	var c engine.Counters
@@ -357,7 +358,7 @@ func (w *Worker) runTask(ctx context.Context, t task, msg jetstream.Msg) int64 {
 		w.outstanding.Add(-1)
 		if len(buf) >= flushEvery || time.Since(lastFlush) > time.Second {
 			batches <- buf
-			buf, lastFlush = nil, time.Now()
+			buf, lastFlush = make([]job.Result, 0, flushEvery), time.Now()
 		}
 	})
 	stopInflight()
@@ -514,7 +515,7 @@ type chunkPublisher struct {
 
 func (p *chunkPublisher) publish(ctx context.Context, results []job.Result) error {
 	w := p.w
-	sort.Slice(results, func(a, b int) bool { return results[a].Index < results[b].Index })
+	slices.SortFunc(results, func(a, b job.Result) int { return cmp.Compare(a.Index, b.Index) })
 	max := int(w.nc.MaxPayload()) - 16<<10
 	if w.maxBatch > 0 {
 		max = w.maxBatch
