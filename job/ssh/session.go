@@ -169,7 +169,7 @@ type sessionState struct {
 type poller struct {
 	mu       sync.Mutex
 	sessions map[*sessionState]struct{}
-	running  bool
+	stop     chan struct{} // non-nil while a loop runs; closed when the last session ends
 }
 
 func (p *poller) add(st *sessionState) {
@@ -179,31 +179,36 @@ func (p *poller) add(st *sessionState) {
 		p.sessions = map[*sessionState]struct{}{}
 	}
 	p.sessions[st] = struct{}{}
-	if !p.running {
-		p.running = true
-		go p.loop()
+	if p.stop == nil {
+		p.stop = make(chan struct{})
+		go p.loop(p.stop)
 	}
 }
 
+// remove forgets st; the last session's end stops the loop at once, so no
+// goroutine of the job outlives its last Run.
 func (p *poller) remove(st *sessionState) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	delete(p.sessions, st)
-	p.mu.Unlock()
+	if len(p.sessions) == 0 && p.stop != nil {
+		close(p.stop)
+		p.stop = nil
+	}
 }
 
-// loop polls the sessions until a tick finds none (within pollEvery of the
-// last session's end).
-func (p *poller) loop() {
+// loop polls the sessions every pollEvery until stop is closed.
+func (p *poller) loop(stop <-chan struct{}) {
 	t := time.NewTicker(pollEvery)
 	defer t.Stop()
 	var batch []*sessionState
-	for range t.C {
-		p.mu.Lock()
-		if len(p.sessions) == 0 {
-			p.running = false
-			p.mu.Unlock()
+	for {
+		select {
+		case <-stop:
 			return
+		case <-t.C:
 		}
+		p.mu.Lock()
 		for st := range p.sessions {
 			batch = append(batch, st)
 		}
