@@ -228,7 +228,7 @@ func smallDisk(t *testing.T, size string) string {
 // TestDiskFullThenResume: the disk fills mid-sweep; fanout stops, says why
 // and how to continue; once there is room, resume completes the sweep.
 func TestDiskFullThenResume(t *testing.T) {
-	dir := smallDisk(t, "640k")
+	dir := smallDisk(t, "1m")
 	db := filepath.Join(dir, "full.db")
 	const n = 1 << 14
 	port := strconv.Itoa(closedPort(t))
@@ -237,6 +237,7 @@ func TestDiskFullThenResume(t *testing.T) {
 		t.Fatalf("disk full: exit %d, stderr:\n%s", r.code, r.stderr)
 	}
 	got := doneCount(t, db)
+	t.Logf("%d of %d results stored before the disk filled", got, n)
 	if got == 0 || got >= n {
 		t.Fatalf("%d results stored before the disk filled, want some but not all %d", got, n)
 	}
