@@ -5,6 +5,7 @@
 package job
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -54,6 +55,21 @@ type Expander interface {
 
 // Factory builds a job from its JSON options (the kind's own Config struct).
 type Factory func(options json.RawMessage) (Job, error)
+
+// DecodeOptions reads a kind's JSON options into its Config v, refusing
+// fields the kind does not know (a typo, or a newer submitter than this
+// worker) rather than silently ignoring them. Empty options leave v as is.
+func DecodeOptions(kind string, options json.RawMessage, v any) error {
+	if len(options) == 0 {
+		return nil
+	}
+	d := json.NewDecoder(bytes.NewReader(options))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return fmt.Errorf("%s options %s: %w", kind, options, err)
+	}
+	return nil
+}
 
 var (
 	registryMu sync.RWMutex

@@ -56,10 +56,8 @@ var (
 func init() {
 	job.Register(Kind, func(options json.RawMessage) (job.Job, error) {
 		var c Config
-		if len(options) > 0 {
-			if err := json.Unmarshal(options, &c); err != nil {
-				return nil, fmt.Errorf("ping options %s: %w", options, err)
-			}
+		if err := job.DecodeOptions(Kind, options, &c); err != nil {
+			return nil, err
 		}
 		return New(c)
 	})

@@ -35,10 +35,8 @@ const Kind = "ssh"
 func init() {
 	job.Register(Kind, func(options json.RawMessage) (job.Job, error) {
 		var c Config
-		if len(options) > 0 {
-			if err := json.Unmarshal(options, &c); err != nil {
-				return nil, fmt.Errorf("ssh: options: %v", err)
-			}
+		if err := job.DecodeOptions(Kind, options, &c); err != nil {
+			return nil, err
 		}
 		return New(c, DefaultEnv())
 	})

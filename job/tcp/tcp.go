@@ -16,7 +16,6 @@
 package tcp
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -52,12 +51,8 @@ var _ job.Job = (*Job)(nil)
 func init() {
 	job.Register(Kind, func(options json.RawMessage) (job.Job, error) {
 		var c Config
-		if len(options) > 0 {
-			d := json.NewDecoder(bytes.NewReader(options))
-			d.DisallowUnknownFields()
-			if err := d.Decode(&c); err != nil {
-				return nil, fmt.Errorf("tcp options %s: %w", options, err)
-			}
+		if err := job.DecodeOptions(Kind, options, &c); err != nil {
+			return nil, err
 		}
 		return New(c)
 	})
