@@ -17,6 +17,7 @@
 # keeps the best; otherwise the fan-outs below (found that way) are used.
 # FLEET=0 skips the fleet part; PEERS="pssh pdsh clush asyncssh" to choose;
 # FANOUT_HS="32 256" runs fanout once per --max-handshakes value (best counts).
+# FLEET_ONLY=1 runs the fleet part alone (no sshd, no peers); HOLD=20 is enough for memory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 die() { echo "bench/ssh.sh: $*" >&2; exit 2; }
@@ -28,6 +29,7 @@ for t in parallel-ssh pdsh clush unshare; do command -v $t >/dev/null || die "ne
 /usr/bin/python3 -c 'import asyncssh' 2>/dev/null || die "needs python3-asyncssh (apt-get install -y python3-asyncssh)"
 
 SIZES=${*:-1000 5000}
+[ -n "${FLEET_ONLY:-}" ] && SIZES= PEERS=
 PEERS=${PEERS-pssh pdsh clush asyncssh}
 PORT=2222
 # Best fan-outs found by TUNE=1 on this 2-core machine (see README "ssh").
@@ -50,6 +52,8 @@ ssh-keygen -q -t ed25519 -N '' -C bench -f "$tmp/id"
 ssh-keygen -q -t ed25519 -N '' -C benchhost -f "$tmp/host"
 cp "$tmp/id.pub" "$tmp/authorized_keys"
 echo "[127.*]:$PORT $(cut -d' ' -f1,2 "$tmp/host.pub")" >"$tmp/known_hosts"
+SSHD_MAIN=
+if [ -z "${FLEET_ONLY:-}" ]; then
 mkdir -p /run/sshd
 cat >"$tmp/sshd_config" <<EOF
 Port $PORT
@@ -101,12 +105,13 @@ for _ in $(seq 50); do
 done
 ssh -F "$tmp/ssh_config" 127.0.0.1 'echo sshd up: $(cat ~/.bashrc)' || { cat "$tmp/sshd.log"; die "sshd did not answer"; }
 SSHD_MAIN=$(cat "$tmp/sshd.pid")
+fi
 
 # hosts N: 127.0.1.0 onwards (live in the lab), one per line.
 hosts() { awk -v n="$1" 'BEGIN{for(i=0;i<n;i++) printf "127.0.%d.%d\n", 1+int(i/256), i%256}' >"$tmp/h$1"; }
 
 # sshd's CPU so far (itself and its reaped children), in seconds.
-sshd_cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15+$16+$17)/hz}' "/proc/$SSHD_MAIN/stat"; }
+sshd_cpu() { [ -n "$SSHD_MAIN" ] || { echo 0; return; }; awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15+$16+$17)/hz}' "/proc/$SSHD_MAIN/stat"; }
 
 declare -A WALL CPU RSS OK
 # measure NAME N CMD...: run under GNU time; count "hello world" lines.
