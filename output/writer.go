@@ -185,3 +185,35 @@ func printable(b []byte) string {
 	}
 	return string(bytes.ToValidUTF8(b, []byte("\uFFFD")))
 }
+
+// Filtered is w printing only the Results f keeps: the command-specific
+// writers (ssh inline, gathered, --outdir) honour --alive and --dead as the
+// formats of New do. The zero Filter returns w itself.
+func Filtered(w Writer, f Filter) Writer {
+	if f.Alive == f.Dead {
+		return w
+	}
+	return &filtered{w: w, f: f}
+}
+
+type filtered struct {
+	w Writer
+	f Filter
+}
+
+func (fw *filtered) Write(r job.Result) error {
+	if !fw.f.Keep(&r) {
+		return nil
+	}
+	return fw.w.Write(r)
+}
+
+func (fw *filtered) Close() error { return fw.w.Close() }
+
+// Flush passes a periodic flush on to a buffering writer.
+func (fw *filtered) Flush() error {
+	if fl, ok := fw.w.(interface{ Flush() error }); ok {
+		return fl.Flush()
+	}
+	return nil
+}

@@ -269,13 +269,19 @@ func openSinks(cmd *cobra.Command, f *sweepFlags, p *plan) error {
 	}
 	var rw output.Writer
 	var err error
+	// --alive and --dead apply to every output the user reads (the
+	// command's own writers too), never to the store.
+	filter := output.Filter{Alive: f.alive, Dead: f.dead}
 	if f.results != nil && f.output == "text" {
 		if rw, err = f.results(w, cmd.ErrOrStderr()); err != nil {
 			return usageError(err)
 		}
+		if rw != nil {
+			rw = output.Filtered(rw, filter)
+		}
 	}
 	if rw == nil {
-		if rw, err = output.New(f.output, w, output.Filter{Alive: f.alive, Dead: f.dead}); err != nil {
+		if rw, err = output.New(f.output, w, filter); err != nil {
 			return usageError(fmt.Errorf("--output: %w", err))
 		}
 	}
@@ -286,7 +292,7 @@ func openSinks(cmd *cobra.Command, f *sweepFlags, p *plan) error {
 			p.closeSinks()
 			return usageError(err)
 		}
-		p.sinks = append(p.sinks, s)
+		p.sinks = append(p.sinks, output.Filtered(s, filter))
 	}
 	return openStore(cmd, f, p)
 }
