@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -43,6 +46,30 @@ type hostKeys struct {
 	added map[string]ssh.PublicKey // accepted this sweep (accept-new)
 	out   *os.File                 // known_hosts opened for appending (accept-new)
 	lock  *flock.Flock
+	tail  knownTail // what files[0] gained since it was read (accept-new)
+}
+
+// knownTail indexes the lines appended to the accept-new file after it was
+// first read: another fanout process or ssh may add a host meanwhile, so the
+// file is read again, from where it was left, under the lock and before a
+// key is added. Reading only the new lines keeps a sweep of N new hosts O(N).
+type knownTail struct {
+	file   os.FileInfo // what was read; another file there is read whole
+	off    int64       // bytes read, up to the end of the last whole line
+	line   int         // lines read
+	plain  map[string][]tailKey
+	hashed []hashedKey
+	odd    bool // patterns or markers: x/crypto's matcher decides
+}
+
+type tailKey struct {
+	key  ssh.PublicKey
+	line int
+}
+
+type hashedKey struct {
+	salt, hash []byte
+	tailKey
 }
 
 func newHostKeys(policy string, files []string, warn io.Writer) (*hostKeys, error) {
@@ -62,9 +89,17 @@ func newHostKeys(policy string, files []string, warn io.Writer) (*hostKeys, erro
 		}
 		h.out, h.lock = out, flock.New(f)
 	}
+	if h.lock != nil {
+		// No other fanout process is half-way through a line while we read.
+		if err := h.lock.Lock(); err != nil {
+			h.close()
+			return nil, fmt.Errorf("known_hosts %s: lock: %v", files[0], err)
+		}
+		defer h.lock.Unlock()
+	}
 	var existing []string
 	markers := false
-	for _, f := range files {
+	for i, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			if os.IsNotExist(err) {
@@ -76,6 +111,12 @@ func newHostKeys(policy string, files []string, warn io.Writer) (*hostKeys, erro
 		existing = append(existing, f)
 		if h.index(data) {
 			markers = true
+		}
+		if i == 0 && h.out != nil {
+			// A line without its newline yet is read again with the tail.
+			end := bytes.LastIndexByte(data, '\n') + 1
+			h.tail.off, h.tail.line = int64(end), bytes.Count(data[:end], []byte("\n"))
+			h.tail.file, _ = h.out.Stat()
 		}
 	}
 	if markers {
@@ -159,7 +200,7 @@ func (h *hostKeys) check(hostname string, remote net.Addr, key ssh.PublicKey) er
 		return &hostKeyError{host: norm, msg: fmt.Sprintf("CHANGED: the server offered %s %s, known_hosts has %s at %s:%d (possible man-in-the-middle; remove that line if the change is expected)",
 			key.Type(), ssh.FingerprintSHA256(key), w.Key.Type(), w.Filename, w.Line)}
 	case errors.As(err, &ke):
-		return h.unknown(norm, key)
+		return h.unknown(hostname, remote, norm, key)
 	}
 	return &hostKeyError{host: norm, msg: err.Error()}
 }
@@ -171,8 +212,8 @@ func (h *hostKeys) lookup(hostname string, remote net.Addr, key ssh.PublicKey) e
 	return h.cb(hostname, remote, key)
 }
 
-// unknown handles a host known_hosts has no key for.
-func (h *hostKeys) unknown(norm string, key ssh.PublicKey) error {
+// unknown handles a host known_hosts had no key for when it was read.
+func (h *hostKeys) unknown(hostname string, remote net.Addr, norm string, key ssh.PublicKey) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if k, ok := h.added[norm]; ok {
@@ -189,13 +230,169 @@ func (h *hostKeys) unknown(norm string, key ssh.PublicKey) error {
 	if err := h.lock.Lock(); err != nil {
 		return &hostKeyError{host: norm, msg: "could not be added: lock " + h.files[0] + ": " + err.Error()}
 	}
-	_, err := h.out.WriteString(line)
-	_ = h.lock.Unlock()
-	if err != nil {
+	defer h.lock.Unlock()
+	// Under the lock, the file as it is now: another process may have
+	// added this host since it was read.
+	if err := h.readTail(); err != nil {
+		return &hostKeyError{host: norm, msg: "could not be added: read " + h.files[0] + ": " + err.Error()}
+	}
+	switch err := h.tail.check(h.files[0], hostname, remote, norm, key); {
+	case err == errTailNone:
+	case err != nil:
+		return err
+	default: // the same key, added meanwhile: not written twice
+		h.added[norm] = key
+		return nil
+	}
+	if _, err := h.out.WriteString(line); err != nil {
 		return &hostKeyError{host: norm, msg: "could not be added to " + h.files[0] + ": " + err.Error()}
 	}
 	h.added[norm] = key
 	return nil
+}
+
+// readTail indexes the lines files[0] gained since it was last read. Called
+// with the file lock held.
+func (h *hostKeys) readTail() error {
+	f, err := os.Open(h.files[0])
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	t := &h.tail
+	if t.file == nil || !os.SameFile(t.file, fi) || fi.Size() < t.off {
+		// Replaced or cut (ssh-keygen -R rewrites it): read it whole.
+		*t = knownTail{file: fi}
+	}
+	if fi.Size() == t.off {
+		return nil
+	}
+	buf := make([]byte, fi.Size()-t.off)
+	n, err := f.ReadAt(buf, t.off)
+	if err != nil && err != io.EOF {
+		return err
+	}
+	buf = buf[:bytes.LastIndexByte(buf[:n], '\n')+1]
+	t.off += int64(len(buf))
+	t.index(buf)
+	return nil
+}
+
+func (t *knownTail) index(data []byte) {
+	for len(data) > 0 {
+		var line []byte
+		line, data, _ = bytes.Cut(data, []byte("\n"))
+		t.line++
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 || line[0] == '#' {
+			continue
+		}
+		if line[0] == '@' {
+			t.odd = true
+			continue
+		}
+		i := bytes.IndexAny(line, " \t")
+		if i < 0 {
+			continue
+		}
+		hosts := string(line[:i])
+		pub, _, _, _, err := ssh.ParseAuthorizedKey(bytes.TrimSpace(line[i:]))
+		if err != nil {
+			continue
+		}
+		tk := tailKey{key: pub, line: t.line}
+		if salt, hash, ok := parseHashed(hosts); ok {
+			t.hashed = append(t.hashed, hashedKey{salt: salt, hash: hash, tailKey: tk})
+			continue
+		}
+		if strings.ContainsAny(hosts, "*?!|") {
+			t.odd = true
+			continue
+		}
+		if t.plain == nil {
+			t.plain = map[string][]tailKey{}
+		}
+		for _, host := range strings.Split(hosts, ",") {
+			n := knownhosts.Normalize(host)
+			t.plain[n] = append(t.plain[n], tk)
+		}
+	}
+}
+
+// errTailNone: the tail has no key for the host.
+var errTailNone = errors.New("not in the tail")
+
+// check is nil when the tail holds key for norm, a hostKeyError when it
+// holds another key only, errTailNone when it holds none.
+func (t *knownTail) check(file, hostname string, remote net.Addr, norm string, key ssh.PublicKey) error {
+	if t.odd {
+		// Rare (no fanout or ssh writes these): x/crypto reads the file.
+		cb, err := knownhosts.New(file)
+		if err != nil {
+			return &hostKeyError{host: norm, msg: "could not be added: " + err.Error()}
+		}
+		var ke *knownhosts.KeyError
+		var re *knownhosts.RevokedError
+		switch err := cb(hostname, remote, key); {
+		case err == nil:
+			return nil
+		case errors.As(err, &re):
+			return &hostKeyError{host: norm, msg: fmt.Sprintf("is revoked (%s:%d)", re.Revoked.Filename, re.Revoked.Line)}
+		case errors.As(err, &ke) && len(ke.Want) > 0:
+			return changedMeanwhile(norm, key, ke.Want[0].Key, file, ke.Want[0].Line)
+		case errors.As(err, &ke):
+			return errTailNone
+		default:
+			return &hostKeyError{host: norm, msg: err.Error()}
+		}
+	}
+	known := t.plain[norm]
+	for _, hk := range t.hashed {
+		if hashMatches(hk.salt, hk.hash, norm) {
+			known = append(known, hk.tailKey)
+		}
+	}
+	if len(known) == 0 {
+		return errTailNone
+	}
+	for _, k := range known {
+		if keyEq(k.key, key) {
+			return nil
+		}
+	}
+	return changedMeanwhile(norm, key, known[0].key, file, known[0].line)
+}
+
+func changedMeanwhile(norm string, key, want ssh.PublicKey, file string, line int) error {
+	return &hostKeyError{host: norm, msg: fmt.Sprintf("CHANGED: the server offered %s %s, known_hosts has %s at %s:%d, added during this sweep by another process (possible man-in-the-middle; remove that line if the change is expected)",
+		key.Type(), ssh.FingerprintSHA256(key), want.Type(), file, line)}
+}
+
+// parseHashed splits a hashed known_hosts host field, |1|salt|hash.
+func parseHashed(s string) (salt, hash []byte, ok bool) {
+	rest, found := strings.CutPrefix(s, "|1|")
+	if !found {
+		return nil, nil, false
+	}
+	s64, h64, found := strings.Cut(rest, "|")
+	if !found {
+		return nil, nil, false
+	}
+	salt, err1 := base64.StdEncoding.DecodeString(s64)
+	hash, err2 := base64.StdEncoding.DecodeString(h64)
+	return salt, hash, err1 == nil && err2 == nil
+}
+
+// hashMatches is OpenSSH's HashKnownHosts test: HMAC-SHA1 of the host
+// keyed by the salt.
+func hashMatches(salt, hash []byte, host string) bool {
+	m := hmac.New(sha1.New, salt)
+	m.Write([]byte(host))
+	return hmac.Equal(m.Sum(nil), hash)
 }
 
 // algorithms is the host key algorithms to ask hostname for: the types

@@ -1,0 +1,111 @@
+package ssh
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/fanout/fanout/internal/lab"
+	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/target"
+)
+
+// With accept-new, what another process wrote to known_hosts after the job
+// read it is respected: the file is read again under the lock.
+func TestAcceptNewRereadsKnownHostsUnderLock(t *testing.T) {
+	t.Parallel()
+	fleet := lab.StartSSHFleetT(t, lab.SSHFleetOptions{})
+	home := newHome(t, "")
+	kh := filepath.Join(home.dir, ".ssh", "known_hosts")
+	j := newJob(t, Config{Command: "echo hi", HostKey: HostKeyAcceptNew}, home.env())
+
+	// Meanwhile another fanout (plain lines) and ssh (hashed lines) add
+	// hosts 1-4, two of them with another key than the fleet's.
+	addr := func(i int) string { return fmt.Sprintf("[%s]:%d", host(i), fleet.Port) }
+	meanwhile := fmt.Sprintf("%s %s%s %s%s %s%s %s",
+		addr(1), ssh.MarshalAuthorizedKey(fleet.WrongKey),
+		addr(2), ssh.MarshalAuthorizedKey(fleet.HostKey),
+		hashHost(addr(3)), ssh.MarshalAuthorizedKey(fleet.HostKey),
+		hashHost(addr(4)), ssh.MarshalAuthorizedKey(fleet.WrongKey))
+	if err := os.WriteFile(kh, []byte(meanwhile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		host int
+		up   bool
+		want string // in the error
+	}{
+		{1, false, "known_hosts:1"},
+		{2, true, ""},
+		{3, true, ""},
+		{4, false, "known_hosts:4"},
+		{5, true, ""}, // unknown everywhere: added
+	}
+	for _, tt := range tests {
+		r := j.Run(context.Background(), at(tt.host, fleet.Port))
+		switch {
+		case tt.up && r.Status != job.Up:
+			t.Errorf("host %d: %s/%s %q, want up", tt.host, r.Status, r.Class, r.Error)
+		case !tt.up && (r.Class != job.ClassHostKey || !strings.Contains(r.Error, "CHANGED") || !strings.Contains(r.Error, tt.want)):
+			t.Errorf("host %d: %s/%s %q, want hostkey CHANGED naming %s", tt.host, r.Status, r.Class, r.Error, tt.want)
+		}
+	}
+	data, _ := os.ReadFile(kh)
+	want := meanwhile + fmt.Sprintf("%s %s", addr(5), ssh.MarshalAuthorizedKey(fleet.HostKey))
+	if string(data) != want {
+		t.Errorf("known_hosts after the sweep:\n%s\nwant only host 5 added:\n%s", data, want)
+	}
+}
+
+// Two jobs with their own state (as two fanout processes) accept the same
+// new hosts at the same time: each host ends on exactly one line.
+func TestAcceptNewConcurrentJobsOneLinePerHost(t *testing.T) {
+	t.Parallel()
+	const n = 60
+	fleet := lab.StartSSHFleetT(t, lab.SSHFleetOptions{})
+	home := newHome(t, "")
+	kh := filepath.Join(home.dir, ".ssh", "known_hosts")
+	var targets []target.Target
+	for i := 1; i <= n; i++ {
+		targets = append(targets, at(i, fleet.Port))
+	}
+	// Both read the (empty) file before either sweeps.
+	jobs := []*Job{
+		newJob(t, Config{Command: "echo hi", HostKey: HostKeyAcceptNew}, home.env()),
+		newJob(t, Config{Command: "echo hi", HostKey: HostKeyAcceptNew}, home.env()),
+	}
+	var wg sync.WaitGroup
+	for _, j := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, r := range run(t, j, targets, 16, 30*time.Second) {
+				if r.Status != job.Up {
+					t.Errorf("%s: %s/%s %q", r.Host, r.Status, r.Class, r.Error)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	data, _ := os.ReadFile(kh)
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	if len(lines) != n {
+		t.Errorf("known_hosts has %d lines for %d hosts", len(lines), n)
+	}
+	seen := map[string]int{}
+	for _, l := range lines {
+		seen[strings.Fields(l)[0]]++
+	}
+	for i := 1; i <= n; i++ {
+		if a := fmt.Sprintf("[%s]:%d", host(i), fleet.Port); seen[a] != 1 {
+			t.Errorf("%s on %d lines, want 1", a, seen[a])
+		}
+	}
+}
