@@ -115,14 +115,14 @@ func loadKeyring(c *Config, sc *sshConfig, env Env) (*keyring, error) {
 		}
 		k.explicit = append(k.explicit, p)
 	}
-	confFiles, lines := sc.allValues("IdentityFile")
-	for i, p := range confFiles {
+	for _, cv := range sc.allValues("IdentityFile") {
+		p := cv.value
 		if strings.Contains(p, "%") && strings.ContainsAny(p[strings.Index(p, "%")+1:], "hnrpCLlki") {
 			continue // per-host tokens: loaded never; OpenSSH-only feature
 		}
 		where := ""
-		if lines[i] > 0 {
-			where = fmt.Sprintf(" (%s line %d)", sc.path, lines[i])
+		if cv.line > 0 {
+			where = fmt.Sprintf(" (%s line %d)", cv.path, cv.line)
 		}
 		// A missing file named by the config is skipped, as OpenSSH does.
 		if err := load(expandPath(p, env), false, where); err != nil {

@@ -49,8 +49,13 @@ type Config struct {
 	NoDefaultIdentities bool     `json:"no_default_identities,omitempty"` // skip ~/.ssh/id_*
 
 	// SSHConfig is the ssh_config file; "" means ~/.ssh/config when it
-	// exists, "none" means no file.
+	// exists, "none" means no file. Set, it replaces the system-wide file
+	// too (as ssh -F does).
 	SSHConfig string `json:"ssh_config,omitempty"`
+	// SystemSSHConfig is the system-wide ssh_config, read after SSHConfig
+	// when that is ""; "" means /etc/ssh/ssh_config when it exists, "none"
+	// means no file.
+	SystemSSHConfig string `json:"system_ssh_config,omitempty"`
 	// Options are -o Key=Value settings; they win over the config file.
 	Options map[string]string `json:"options,omitempty"`
 
