@@ -60,6 +60,15 @@ func (c *Counters) Rate() float64 {
 	return float64(c.Done.Load()) / el
 }
 
+// InPlace is an optional interface of a job whose Run stays parked for
+// long (an ssh command): RunInto does what Run does, into a Result the engine
+// allocated on the heap, so no Result sits in the frames of the goroutine
+// while it waits. The engine calls RunInto instead of Run when a job has it.
+type InPlace interface {
+	job.Job
+	RunInto(ctx context.Context, t target.Target, r *job.Result)
+}
+
 // Run visits order's indexes of set with j, calling emit once per finished
 // target from a single goroutine (sinks need no locks). It returns ctx.Err()
 // when interrupted, after emitting every Result that had finished; no

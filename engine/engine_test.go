@@ -657,3 +657,84 @@ func TestFit(t *testing.T) {
 		t.Fatalf("FitConcurrency(10, 1) = %d under the real limit", c)
 	}
 }
+
+// intoJob is an InPlace job: the engine must call RunInto, never Run.
+type intoJob struct {
+	runs  atomic.Int64
+	into  func(ctx context.Context, t target.Target, r *job.Result)
+	calls atomic.Int64
+}
+
+func (*intoJob) Kind() string { return "into" }
+func (j *intoJob) Run(ctx context.Context, t target.Target) job.Result {
+	j.runs.Add(1)
+	return up(t)
+}
+func (j *intoJob) RunInto(ctx context.Context, t target.Target, r *job.Result) {
+	j.calls.Add(1)
+	j.into(ctx, t, r)
+}
+
+var _ InPlace = (*intoJob)(nil)
+
+func TestInPlace(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name  string
+		opts  Options
+		into  func(ctx context.Context, t target.Target, r *job.Result)
+		calls int64 // RunInto calls for 20 targets
+		check func(t *testing.T, r job.Result)
+	}{
+		{"filled in place", Options{Concurrency: 4},
+			func(_ context.Context, tg target.Target, r *job.Result) { r.Status = job.Up; r.RTT = time.Millisecond },
+			20, func(t *testing.T, r job.Result) {
+				// The engine fills what the job left empty, as for Run.
+				if r.Status != job.Up || r.RTT != time.Millisecond || r.Job != "into" || r.Addr == "" ||
+					r.Attempts != 1 || r.Start.IsZero() || r.End.IsZero() {
+					t.Errorf("result %+v", r)
+				}
+			}},
+		{"retried", Options{Concurrency: 4, Retries: 2, Backoff: time.Millisecond},
+			func(_ context.Context, tg target.Target, r *job.Result) {
+				*r = down(tg, job.ClassRefused) // a fresh Result each attempt
+			},
+			60, func(t *testing.T, r job.Result) {
+				if r.Status != job.Down || r.Class != job.ClassRefused || r.Attempts != 3 {
+					t.Errorf("result %+v", r)
+				}
+			}},
+		{"timed out", Options{Concurrency: 20, Timeout: 20 * time.Millisecond},
+			func(ctx context.Context, tg target.Target, r *job.Result) { <-ctx.Done() },
+			20, func(t *testing.T, r job.Result) {
+				if r.Status != job.Down || r.Class != job.ClassTimeout || r.Error == "" {
+					t.Errorf("result %+v", r)
+				}
+			}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			j := &intoJob{into: tc.into}
+			got, err := collect(t, context.Background(), 20, j, tc.opts, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 20 {
+				t.Fatalf("%d results, want 20", len(got))
+			}
+			for i, r := range got {
+				if r.Index != i {
+					t.Errorf("result for %d has index %d", i, r.Index)
+				}
+				tc.check(t, r)
+			}
+			if n := j.runs.Load(); n != 0 {
+				t.Errorf("Run called %d times, want RunInto only", n)
+			}
+			if n := j.calls.Load(); n != tc.calls {
+				t.Errorf("RunInto called %d times, want %d", n, tc.calls)
+			}
+		})
+	}
+}

@@ -164,25 +164,20 @@ func fill(r *job.Result, t target.Target, kind string) {
 // runEach drives j.Run with a pool of workers that grows on demand up to
 // the concurrency bound (a 10-target sweep starts 10 goroutines, not 1000);
 // results are funnelled to this goroutine, which alone calls emit.
+//
+// A worker stays parked under j.Run for the whole target (an ssh command
+// that runs for minutes): the engine's frames beneath it are held once per
+// target in flight, and frames that push the stack past its size double it.
+// So those frames hold no Result by value: only call does, while j.Run runs.
 func (s *sweep) runEach(ctx context.Context, j job.Job, emit func(job.Result)) error {
-	results := make(chan job.Result, s.resultBuf())
+	results := make(chan *job.Result, s.resultBuf())
 	work := make(chan target.Target)
 	kind := j.Kind()
 	var wg sync.WaitGroup
 	worker := func(t target.Target) {
 		defer wg.Done()
-		for {
-			r, ok := s.attempts(ctx, j, kind, t)
-			s.c.InFlight.Add(-1)
-			if ok {
-				results <- r
-			} else {
-				s.c.Interrupted.Add(1)
-			}
-			s.release() // after the send: results queued count as in flight
-			if t, ok = <-work; !ok {
-				return
-			}
+		for ok := true; ok; t, ok = <-work {
+			s.done(s.attempts(ctx, j, kind, t), results)
 		}
 	}
 	go func() {
@@ -214,59 +209,113 @@ func (s *sweep) runEach(ctx context.Context, j job.Job, emit func(job.Result)) e
 		}
 	}()
 	for r := range results {
-		s.count(&r)
-		emit(r)
+		s.count(r)
+		emit(*r)
 	}
 	return ctx.Err()
 }
 
+// done hands a worker's Result (nil: interrupted) over and frees its slot.
+//
+//go:noinline
+func (s *sweep) done(r *job.Result, results chan<- *job.Result) {
+	s.c.InFlight.Add(-1)
+	if r != nil {
+		results <- r
+	} else {
+		s.c.Interrupted.Add(1)
+	}
+	s.release() // after the send: results queued count as in flight
+}
+
 // attempts runs up to 1+Retries attempts at t, retrying only retryable
-// classes after a jittered, doubling backoff. ok is false when ctx ended the
-// target before it had a trustworthy Result.
-func (s *sweep) attempts(ctx context.Context, j job.Job, kind string, t target.Target) (job.Result, bool) {
-	var r job.Result
+// classes after a jittered, doubling backoff. It returns nil when ctx ended
+// the target before it had a trustworthy Result.
+func (s *sweep) attempts(ctx context.Context, j job.Job, kind string, t target.Target) *job.Result {
 	start := time.Now()
 	for n := 1; ; n++ {
-		r = s.attempt(ctx, j, t)
+		var r *job.Result
+		if s.opts.Timeout <= 0 {
+			r = call(ctx, j, t)
+		} else {
+			r = s.timed(ctx, j, t)
+		}
 		// A job that retries inside one attempt (ssh handshakes) counts its own.
 		r.Attempts = n - 1 + max(r.Attempts, 1)
-		if interrupted(ctx, &r) {
-			return r, false
+		if interrupted(ctx, r) {
+			return nil
 		}
 		if n > s.opts.Retries || !r.Class.Retryable() {
-			break
+			finish(r, t, kind, start)
+			return r
 		}
 		if !sleep(ctx, backoff(s.opts.Backoff, n)) {
-			return r, false
+			return nil
 		}
 	}
-	fill(&r, t, kind)
+}
+
+// call runs one attempt: RunInto a Result on the heap when j has it, else
+// Run (see callRun).
+//
+//go:noinline
+func call(ctx context.Context, j job.Job, t target.Target) *job.Result {
+	if in, ok := j.(InPlace); ok {
+		r := new(job.Result)
+		in.RunInto(ctx, t, r)
+		return r
+	}
+	return callRun(ctx, j, t)
+}
+
+// callRun is j.Run with nothing else in its frame, which holds the Result
+// that the call returns while the job runs; the Result is moved to the heap
+// after.
+//
+//go:noinline
+func callRun(ctx context.Context, j job.Job, t target.Target) *job.Result {
+	r := j.Run(ctx, t)
+	return &r
+}
+
+// timed is one attempt under the per-attempt timeout. A job that gave up at
+// the deadline without saying why is classed timeout.
+//
+//go:noinline
+func (s *sweep) timed(ctx context.Context, j job.Job, t target.Target) *job.Result {
+	actx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	r := call(actx, j, t)
+	if r.Status != job.Up && ctx.Err() == nil && errors.Is(actx.Err(), context.DeadlineExceeded) &&
+		(r.Class == job.ClassNone || r.Class == job.ClassCanceled) {
+		timedOut(r, s.opts.Timeout)
+	}
+	return r
+}
+
+// timedOut is apart so that its formatting is not in timed's frame.
+//
+//go:noinline
+func timedOut(r *job.Result, d time.Duration) {
+	if r.Error == "" || r.Class == job.ClassCanceled {
+		r.Error = fmt.Sprintf("no answer within %v", d)
+	}
+	r.Status, r.Class = job.Down, job.ClassTimeout
+}
+
+// finish completes r after its last attempt: what the engine knows better
+// than the job, and the times the job left unset. Apart so that its
+// temporaries are not in the frame parked under j.Run.
+//
+//go:noinline
+func finish(r *job.Result, t target.Target, kind string, start time.Time) {
+	fill(r, t, kind)
 	if r.Start.IsZero() {
 		r.Start = start
 	}
 	if r.End.IsZero() {
 		r.End = time.Now()
 	}
-	return r, true
-}
-
-// attempt is one j.Run under the per-attempt timeout. A job that gave up at
-// the deadline without saying why is classed timeout.
-func (s *sweep) attempt(ctx context.Context, j job.Job, t target.Target) job.Result {
-	if s.opts.Timeout <= 0 {
-		return j.Run(ctx, t)
-	}
-	actx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
-	defer cancel()
-	r := j.Run(actx, t)
-	if r.Status != job.Up && ctx.Err() == nil && errors.Is(actx.Err(), context.DeadlineExceeded) &&
-		(r.Class == job.ClassNone || r.Class == job.ClassCanceled) {
-		if r.Error == "" || r.Class == job.ClassCanceled {
-			r.Error = fmt.Sprintf("no answer within %v", s.opts.Timeout)
-		}
-		r.Status, r.Class = job.Down, job.ClassTimeout
-	}
-	return r
 }
 
 // backoff is the wait before retry n (1-based): base doubled n-1 times, capped,

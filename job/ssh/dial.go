@@ -31,21 +31,27 @@ var ciphers = []string{
 	"aes128-ctr", "aes192-ctr", "aes256-ctr",
 }
 
-// connect dials hs and completes the SSH handshake and authentication,
-// holding one of the job's handshake slots meanwhile. A connection reset or
-// closed before the server's banner (sshd's MaxStartups, a full accept queue)
-// is retried after a short, jittered pause.
-func (j *Job) connect(ctx context.Context, hs hostSettings) (*link, error) {
+// acquire takes one of the job's handshake slots, which connect gives back.
+func (j *Job) acquire(ctx context.Context) error {
 	select {
 	case j.sem <- struct{}{}:
+		return nil
 	case <-ctx.Done():
-		return nil, ctxErr(ctx, "waiting for a handshake slot")
+		return ctxErr(ctx, "waiting for a handshake slot")
 	}
+}
+
+// connect dials hs and completes the SSH handshake and authentication,
+// holding one of the job's handshake slots, which the caller took
+// (acquire), and gives it back. A connection reset or closed before the
+// server's banner (sshd's MaxStartups, a full accept queue) is retried
+// after a short, jittered pause.
+func (j *Job) connect(ctx context.Context, hs *hostSettings) (*link, error) {
 	defer func() { <-j.sem }()
 
 	cc := &ssh.ClientConfig{
 		User:              hs.user,
-		Auth:              j.keys.authFor(&hs),
+		Auth:              j.keys.authFor(hs),
 		HostKeyCallback:   j.hostKeys.check,
 		HostKeyAlgorithms: j.hostKeys.algorithms(hs.addr()),
 		ClientVersion:     clientVersion,
@@ -91,7 +97,7 @@ func (e *bannerError) Unwrap() error { return e.err }
 
 // handshake makes one attempt: TCP connect (direct or through the bastion),
 // SSH handshake, authentication, all within hs.connect.
-func (j *Job) handshake(ctx context.Context, hs hostSettings, cc *ssh.ClientConfig) (*link, error) {
+func (j *Job) handshake(ctx context.Context, hs *hostSettings, cc *ssh.ClientConfig) (*link, error) {
 	hctx, cancel := context.WithTimeout(ctx, hs.connect)
 	defer cancel()
 	addr := hs.addr()
@@ -135,7 +141,7 @@ func (j *Job) handshake(ctx context.Context, hs hostSettings, cc *ssh.ClientConf
 }
 
 // dial opens the TCP connection, through the ProxyJump bastion if any.
-func (j *Job) dial(ctx context.Context, hs hostSettings, addr string) (net.Conn, error) {
+func (j *Job) dial(ctx context.Context, hs *hostSettings, addr string) (net.Conn, error) {
 	if hs.proxyJump != "" {
 		b, err := j.bastion(ctx, hs.proxyJump)
 		if err != nil {
@@ -209,7 +215,7 @@ func (j *Job) bastion(ctx context.Context, spec string) (*bastion, error) {
 		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), hs.connect)
 		defer cancel()
 		var l *link
-		if l, b.err = j.handshake(bctx, hs, cc); b.err == nil {
+		if l, b.err = j.handshake(bctx, &hs, cc); b.err == nil {
 			b.client = ssh.NewClient(l.conn, l.chans, l.reqs)
 		}
 	})

@@ -17,25 +17,15 @@ import (
 	"github.com/fanout/fanout/job"
 )
 
-// exec runs the command in one session channel of l. It drives the channel
+// A session runs the command in one session channel. It drives the channel
 // itself rather than through ssh.Session: the caller's goroutine reads
 // stdout, one goroutine reads stderr, and the server's requests are answered
 // by one goroutine for all the job's sessions, with no per-stream copy buffer.
-// A goroutine parked for the whole command keeps its stack (4 KB at least,
+// A goroutine parked for the whole command keeps its stack (2-4 KB at least,
 // doubled by a deep or wide call chain): with 10,000 sessions in flight,
-// every such stack is tens of MB. So the state lives on the heap and the
-// frames that stay parked (exec, read, readFrom) are small.
-func (j *Job) exec(ctx context.Context, l *link, r *job.Result) {
-	s := &session{}
-	ch, err := j.start(ctx, l, s, r)
-	if ch == nil {
-		return
-	}
-	if err == nil {
-		err = s.read(ch)
-	}
-	j.finish(ctx, s, ch, err, r)
-}
+// every such stack is tens of MB. So the state lives on the heap, the frames
+// that stay parked (run, read, readFrom) are small, and the writes are made
+// by the short-lived setup goroutine (see Job.begin).
 
 // session is one command's state.
 type session struct {
@@ -45,6 +35,12 @@ type session struct {
 	timedOut atomic.Bool
 	stopCtx  func() bool
 	timer    *time.Timer // the command timeout; nil = none
+	conn     ssh.Conn    // set by setup with ch
+	ch       ssh.Channel
+	err      error // from start: the command did not start
+
+	stderrDone sync.WaitGroup
+	stderrErr  error
 }
 
 // start opens the session channel and asks for the command. A nil channel
@@ -89,17 +85,19 @@ func (j *Job) start(ctx context.Context, l *link, s *session, r *job.Result) (ss
 // channel's end. Both at once: a host that fills the channel's window on
 // one stream while we wait on the other would stall.
 func (s *session) read(ch ssh.Channel) error {
-	errDone := make(chan error, 1)
-	go s.readStderr(ch, errDone)
+	s.stderrDone.Add(1)
+	go s.readStderr()
 	err := s.stdout.readFrom(ch)
-	if err2 := <-errDone; err == nil {
-		err = err2
+	s.stderrDone.Wait()
+	if err == nil {
+		err = s.stderrErr
 	}
 	return err
 }
 
-func (s *session) readStderr(ch ssh.Channel, done chan<- error) {
-	done <- s.stderr.readFrom(ch.Stderr())
+func (s *session) readStderr() {
+	defer s.stderrDone.Done()
+	s.stderrErr = s.stderr.readFrom(s.ch.Stderr())
 }
 
 // finish waits for the exit status, closes the session and fills r.
@@ -337,12 +335,13 @@ type bounded struct {
 var discardPool = sync.Pool{New: func() any { b := make([]byte, 8<<10); return &b }}
 
 // readFrom reads r to EOF into b, growing b.buf as data comes (most
-// commands print a few bytes: no fixed buffer per stream).
+// commands print a few bytes, many nothing: a small buffer first, held
+// while the command runs, doubled when full).
 func (b *bounded) readFrom(r io.Reader) error {
 	for {
 		if len(b.buf) < b.max {
 			if len(b.buf) == cap(b.buf) {
-				b.buf = slices.Grow(b.buf, min(max(256, cap(b.buf)), b.max-len(b.buf)))
+				b.buf = slices.Grow(b.buf, min(max(32, cap(b.buf)), b.max-len(b.buf)))
 			}
 			n, err := r.Read(b.buf[len(b.buf):min(cap(b.buf), b.max)])
 			b.buf = b.buf[:len(b.buf)+n]

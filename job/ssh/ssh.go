@@ -172,56 +172,110 @@ func (j *Job) Close() error {
 
 // Run connects to t, runs the command and returns its Result.
 func (j *Job) Run(ctx context.Context, t target.Target) job.Result {
-	// The Result lives on the heap, filled through a pointer: the calls
-	// below stay parked for the whole command, and Result copies in their
-	// frames would double this goroutine's stack (8 KB -> 16 KB a session).
-	r := newResult(t)
-	j.run(ctx, t, r)
-	r.End = time.Now()
+	r := new(job.Result)
+	j.RunInto(ctx, t, r)
 	return *r
 }
 
-// newResult is apart so that its Result temporary is not in Run's frame.
-//
-//go:noinline
-func newResult(t target.Target) *job.Result {
-	r := job.For(t, Kind)
-	r.Start = time.Now()
-	return &r
+// RunInto is Run into r (engine.InPlace): the Result stays on the heap
+// while the goroutine is parked for the whole command, instead of in its
+// frames, which would double its stack (4 KB -> 8 KB a session).
+func (j *Job) RunInto(ctx context.Context, t target.Target, r *job.Result) {
+	initResult(r, t)
+	if s := j.begin(ctx, t, r); s != nil {
+		j.follow(ctx, s, r)
+	}
+	r.End = time.Now()
 }
 
-func (j *Job) run(ctx context.Context, t target.Target, r *job.Result) {
-	// Settings, handshake and authentication grow a goroutine's stack to
-	// tens of KB (key exchange, signatures, known_hosts). On a short-lived
-	// goroutine, that stack returns to the runtime's cache for the next
-	// handshake instead of staying with this session while its command runs.
-	var l *link
-	var err error
+// initResult is apart so that its Result temporary is not in RunInto's frame.
+//
+//go:noinline
+func initResult(r *job.Result, t target.Target) {
+	*r = job.For(t, Kind)
+	r.Start = time.Now()
+}
+
+// begin connects and starts the command on a short-lived goroutine (setup)
+// and waits for it; nil means r is filled. Settings, handshake and
+// authentication grow a goroutine's stack to tens of KB (key exchange,
+// signatures, known_hosts), and every packet written grows it by a few KB
+// more (encryption, the socket write). On a short-lived goroutine, that
+// stack returns to the runtime's cache for the next handshake; this one,
+// parked while the command runs, keeps its small starting stack: it only
+// reads (follow).
+//
+//go:noinline
+func (j *Job) begin(ctx context.Context, t target.Target, r *job.Result) *session {
+	s := &session{}
 	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		l, err = j.open(ctx, t, r)
-	}()
+	go j.setup(ctx, t, r, s, done)
 	<-done
+	if s.ch == nil {
+		return nil
+	}
+	return s
+}
+
+// follow reads the command's output to its end, fills r and closes the
+// connection.
+func (j *Job) follow(ctx context.Context, s *session, r *job.Result) {
+	err := s.err
+	if err == nil {
+		err = s.read(s.ch)
+	}
+	j.finish(ctx, s, s.ch, err, r)
+	s.conn.Close()
+}
+
+// setup connects and starts the command: every write a session makes
+// before its output comes back (channel open, exec request, EOF). A nil
+// s.ch on return means r is filled.
+func (j *Job) setup(ctx context.Context, t target.Target, r *job.Result, s *session, done chan<- struct{}) {
+	defer close(done)
+	hs := j.hostSettings(t, r)
+	// Most targets wait here for a handshake slot: a shallow frame, so that
+	// the stacks of the goroutines waiting stay small.
+	if err := j.acquire(ctx); err != nil {
+		fail(r, err)
+		return
+	}
+	l, err := j.open(ctx, hs, r)
 	if err != nil {
 		fail(r, err)
 		return
 	}
-	defer l.conn.Close()
 	r.RTT = time.Since(r.Start)
-	j.exec(ctx, l, r)
+	if s.ch, s.err = j.start(ctx, l, s, r); s.ch == nil {
+		l.conn.Close()
+		return
+	}
+	s.conn = l.conn
 }
 
-// open resolves t's settings and connects, retrying connection-level
-// failures (refused, timeout) up to Config.Retries times.
-func (j *Job) open(ctx context.Context, t target.Target, r *job.Result) (*link, error) {
+// hostSettings resolves t's settings, and the port and address r shows.
+//
+//go:noinline
+func (j *Job) hostSettings(t target.Target, r *job.Result) *hostSettings {
 	hs := j.settings(t)
 	r.Port = hs.port
 	if t.Addr.IsValid() && hs.hostname == t.Name() {
 		r.Addr = t.Addr.String()
 	}
+	return &hs
+}
+
+// open connects to hs, retrying connection-level failures (refused,
+// timeout) up to Config.Retries times. The caller holds a handshake slot
+// for the first attempt (see acquire).
+func (j *Job) open(ctx context.Context, hs *hostSettings, r *job.Result) (*link, error) {
 	backoff := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			if err := j.acquire(ctx); err != nil {
+				return nil, err
+			}
+		}
 		l, err := j.connect(ctx, hs)
 		if err == nil {
 			if ra, ok := l.raw.RemoteAddr().(*net.TCPAddr); ok {
