@@ -73,6 +73,7 @@ type Writer struct {
 	groups []group // the batch's rows by statement shape, reused
 	args   []driver.NamedValue
 
+	closing atomic.Bool   // Close is waiting: commit at normal priority
 	written atomic.Uint64 // rows inserted (duplicates excluded)
 	commits atomic.Uint64
 
@@ -325,6 +326,7 @@ func (w *Writer) slice() []job.Result {
 // Close commits what is queued and stops the writer. It returns the error
 // that stopped the writer early, if any.
 func (w *Writer) Close() error {
+	w.closing.Store(true)
 	w.mu.Lock()
 	last := w.cur
 	w.cur = nil
@@ -375,6 +377,8 @@ func (w *Writer) Written() uint64 { return w.written.Load() }
 
 func (w *Writer) loop() {
 	defer close(w.done)
+	idle := startIdle(w.commit, starved)
+	defer idle.stop()
 	tick := time.NewTicker(w.o.Interval)
 	defer tick.Stop()
 	for {
@@ -383,13 +387,19 @@ func (w *Writer) loop() {
 			if !ok {
 				return
 			}
+			// Keeping up: the commit waits for idle CPU. Falling behind
+			// (half the queue full), or the sweep is over and Close
+			// waits: it runs now, at the sweep's priority.
+			if len(w.batches) < queued/2 && !w.closing.Load() && idle.run(b) {
+				break
+			}
 			w.commit(b)
 		case <-tick.C:
 			w.mu.Lock()
 			b := w.cur
 			w.cur = nil
 			w.mu.Unlock()
-			if len(b) > 0 {
+			if len(b) > 0 && !idle.run(b) {
 				w.commit(b)
 			}
 		}

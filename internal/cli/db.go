@@ -25,6 +25,7 @@ func openStore(cmd *cobra.Command, f *sweepFlags, p *plan) error {
 		return usageError(fmt.Errorf("--db: %w", err))
 	}
 	id := f.resumeSweep
+	var before uint64 // targets with a Result before this run
 	if id != 0 {
 		done, err := st.Done(id, p.set.Len())
 		if err != nil {
@@ -32,6 +33,7 @@ func openStore(cmd *cobra.Command, f *sweepFlags, p *plan) error {
 			return usageError(fmt.Errorf("--db: %w", err))
 		}
 		p.opts.Skip = done.Has
+		before = done.Count()
 		if err := st.ResumeSweep(id, version()); err != nil {
 			st.Close()
 			return usageError(fmt.Errorf("--db: %w", err))
@@ -53,9 +55,16 @@ func openStore(cmd *cobra.Command, f *sweepFlags, p *plan) error {
 	p.closers = append(p.closers, func() error {
 		defer st.Close()
 		// The sinks are closed: every Result the writer took is committed.
-		done, err := st.Count(id)
-		if err != nil {
-			return err
+		// What this run inserted plus what was there is exact unless
+		// another process wrote to the sweep too (its duplicates are not
+		// counted): reaching the total settles it; short of it, count
+		// (a scan of the sweep's rows, ~3 ms per 65,536).
+		done := before + w.Written()
+		if done < total {
+			var err error
+			if done, err = st.Count(id); err != nil {
+				return err
+			}
 		}
 		state, reason := store.Finished, ""
 		if done < total {
