@@ -49,6 +49,7 @@ type SSHFleetOptions struct {
 //	sleep S        sleeps S seconds (fractions allowed), then exits 0
 //	bytes N        prints N bytes ('x', a newline every 64)
 //	noise N        prints N bytes on stdout and N on stderr
+//	errbytes N     prints N bytes on stderr, then "done" on stdout
 //	stderr ARGS... prints ARGS to stderr
 //	cat            copies stdin to stdout
 //
@@ -361,6 +362,16 @@ func (f *Fleet) run(ch ssh.Channel, cmd string, host netip.Addr, connDone <-chan
 		if fields[0] == "noise" && writeN(ch.Stderr(), n) != nil {
 			return -1
 		}
+	case "errbytes":
+		n, err := strconv.Atoi(arg())
+		if err != nil || n < 0 {
+			fmt.Fprintf(ch.Stderr(), "lab: errbytes %q: not a count\n", arg())
+			return 2
+		}
+		if writeN(ch.Stderr(), n) != nil {
+			return -1
+		}
+		_, _ = io.WriteString(ch, "done\n")
 	case "cat":
 		if _, err := io.Copy(ch, ch); err != nil {
 			return -1

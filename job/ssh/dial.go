@@ -84,6 +84,7 @@ type link struct {
 	chans <-chan ssh.NewChannel
 	reqs  <-chan *ssh.Request
 	raw   net.Conn
+	wire  *countingConn // raw, counting the bytes read
 }
 
 // bannerError is a connection lost before the server said anything: a
@@ -137,7 +138,7 @@ func (j *Job) handshake(ctx context.Context, hs *hostSettings, cc *ssh.ClientCon
 		return nil, err
 	}
 	_ = conn.SetDeadline(time.Time{})
-	return &link{conn: c, chans: chans, reqs: reqs, raw: conn}, nil
+	return &link{conn: c, chans: chans, reqs: reqs, raw: conn, wire: cr}, nil
 }
 
 // dial opens the TCP connection, through the ProxyJump bastion if any.
@@ -248,7 +249,8 @@ func parseJump(s string) (user, host string, port int) {
 }
 
 // countingConn counts the bytes read, to tell a connection dropped before
-// the banner (load shedding) from one dropped later.
+// the banner (load shedding) from one dropped later, and to see a
+// session's stderr pile up (session.watchStderr).
 type countingConn struct {
 	net.Conn
 	read atomic.Int64

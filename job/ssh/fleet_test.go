@@ -272,6 +272,37 @@ func TestCommandTimeoutCutsSession(t *testing.T) {
 	}
 }
 
+// Stderr is read after stdout, unless it piles up while stdout is open:
+// megabytes of stderr (more than the channel's 2 MB window) before a line
+// on stdout must not stall the command.
+func TestStderrBeforeStdout(t *testing.T) {
+	t.Parallel()
+	fleet := lab.StartSSHFleetT(t, lab.SSHFleetOptions{})
+	home := newHome(t, fleet.KnownHostsLine())
+	for _, tc := range []struct {
+		cmd       string
+		stderr    int
+		truncated bool
+	}{
+		{"errbytes 100", 100, false},
+		{"errbytes 5000000", 64 << 10, true},
+	} {
+		t.Run(tc.cmd, func(t *testing.T) {
+			t.Parallel()
+			j := newJob(t, Config{Command: tc.cmd, MaxOutput: 64 << 10, CommandTimeout: 20 * time.Second}, home.env())
+			begin := time.Now()
+			r := j.Run(context.Background(), at(1, fleet.Port))
+			if el := time.Since(begin); el > 5*time.Second {
+				t.Errorf("took %v: stderr stalled the command", el)
+			}
+			if r.Status != job.Up || string(r.Stdout) != "done\n" || len(r.Stderr) != tc.stderr || r.Truncated != tc.truncated {
+				t.Errorf("%s/%s %q: stdout %q, %d bytes of stderr, truncated %v; want up, \"done\\n\", %d, %v",
+					r.Status, r.Class, r.Error, r.Stdout, len(r.Stderr), r.Truncated, tc.stderr, tc.truncated)
+			}
+		})
+	}
+}
+
 func TestStdinSentToEveryHost(t *testing.T) {
 	t.Parallel()
 	fleet := lab.StartSSHFleetT(t, lab.SSHFleetOptions{})

@@ -19,8 +19,9 @@ import (
 
 // A session runs the command in one session channel. It drives the channel
 // itself rather than through ssh.Session: the caller's goroutine reads
-// stdout, one goroutine reads stderr, and the server's requests are answered
-// by one goroutine for all the job's sessions, with no per-stream copy buffer.
+// stdout then stderr (a goroutine reads stderr meanwhile only when it piles
+// up), and the server's requests are answered by one goroutine for all the
+// job's sessions, with no per-stream copy buffer.
 // A goroutine parked for the whole command keeps its stack (2-4 KB at least,
 // doubled by a deep or wide call chain): with 10,000 sessions in flight,
 // every such stack is tens of MB. So the state lives on the heap, the frames
@@ -35,26 +36,36 @@ type session struct {
 	timedOut atomic.Bool
 	stopCtx  func() bool
 	timer    *time.Timer // the command timeout; nil = none
-	conn     ssh.Conn    // set by setup with ch
+	conn     ssh.Conn    // set by start with ch
 	ch       ssh.Channel
 	err      error // from start: the command did not start
 
+	// The bytes read on the connection when the command started; those
+	// since, less stdout's, are mostly stderr's (see watchStderr).
+	wire     *countingConn
+	wireBase int64
+	// stderrRead is set by whoever reads stderr: a goroutine started by
+	// watchStderr (stderrDone, stderrErr) or, at stdout's end, read.
+	stderrRead atomic.Bool
 	stderrDone sync.WaitGroup
 	stderrErr  error
 }
 
-// start opens the session channel and asks for the command. A nil channel
-// means r is filled already.
-func (j *Job) start(ctx context.Context, l *link, s *session, r *job.Result) (ssh.Channel, error) {
+// start opens the session channel and asks for the command. It sets s.ch
+// and s.conn once the channel is open (before the poller sees s); a nil
+// s.ch means r is filled already.
+func (j *Job) start(ctx context.Context, l *link, s *session, r *job.Result) error {
 	ch, creqs, err := l.conn.OpenChannel("session", nil)
 	if err != nil {
 		fail(r, fmt.Errorf("open session: %w", err))
-		return nil, err
+		return err
 	}
+	s.ch, s.conn = ch, l.conn
 	s.stdout.max, s.stderr.max = j.cfg.MaxOutput, j.cfg.MaxOutput
 	st := &s.st
 	st.status, st.chans, st.reqs, st.creqs = -1, l.chans, l.reqs, creqs
-	st.poller = &j.poll
+	st.poller, st.sess = &j.poll, s
+	s.wire, s.wireBase = l.wire, l.wire.read.Load()
 	j.poll.add(st)
 
 	// The deadline and the command timeout cut the connection: every read
@@ -78,21 +89,46 @@ func (j *Job) start(ctx context.Context, l *link, s *session, r *job.Result) (ss
 			_ = ch.CloseWrite() // EOF when the command already ended: fine
 		}
 	}
-	return ch, err
+	return err
 }
 
-// read reads stdout here and stderr on a second goroutine, to the
-// channel's end. Both at once: a host that fills the channel's window on
-// one stream while we wait on the other would stall.
+// read reads stdout to the channel's end, then stderr, unless a goroutine
+// started by watchStderr reads it: a host that fills the channel's window
+// with stderr would stall stdout. Most commands print little on stderr, and
+// a goroutine per session only for it would be 2 KB of stack and more while
+// the command runs.
 func (s *session) read(ch ssh.Channel) error {
-	s.stderrDone.Add(1)
-	go s.readStderr()
 	err := s.stdout.readFrom(ch)
-	s.stderrDone.Wait()
+	var err2 error
+	if s.stderrRead.CompareAndSwap(false, true) {
+		err2 = s.stderr.readFrom(ch.Stderr())
+	} else {
+		s.stderrDone.Wait()
+		err2 = s.stderrErr
+	}
 	if err == nil {
-		err = s.stderrErr
+		err = err2
 	}
 	return err
+}
+
+// stderrPile is how many bytes the connection may bring that stdout did
+// not take (stderr, mostly, and a little framing) before stderr gets a
+// reader of its own; far below the window x/crypto grants (2 MB).
+const stderrPile = 64 << 10
+
+// watchStderr, called by the poller, starts a goroutine reading stderr
+// when it piles up while stdout is read.
+func (s *session) watchStderr() {
+	if s.stderrRead.Load() || s.wire.read.Load()-s.wireBase-s.stdout.took.Load() < stderrPile {
+		return
+	}
+	s.stderrDone.Add(1) // before the swap: read waits only once it fails
+	if !s.stderrRead.CompareAndSwap(false, true) {
+		s.stderrDone.Done()
+		return
+	}
+	go s.readStderr()
 }
 
 func (s *session) readStderr() {
@@ -158,6 +194,7 @@ type sessionState struct {
 	reqs    <-chan *ssh.Request   // global requests: "no"
 	creqs   <-chan *ssh.Request   // the session's: exit-status, exit-signal; others "no"
 	poller  *poller
+	sess    *session // the session st belongs to
 	stopped bool
 }
 
@@ -228,6 +265,7 @@ func (st *sessionState) poll() {
 	}
 	for st.serve(false) {
 	}
+	st.sess.watchStderr()
 }
 
 // stop ends the polling; with wait, it then serves requests until the
@@ -329,6 +367,7 @@ type bounded struct {
 	buf       []byte
 	max       int
 	truncated bool
+	took      atomic.Int64 // bytes read, kept or not
 }
 
 // discardPool holds the buffers the bytes past the bound are read into.
@@ -345,6 +384,7 @@ func (b *bounded) readFrom(r io.Reader) error {
 			}
 			n, err := r.Read(b.buf[len(b.buf):min(cap(b.buf), b.max)])
 			b.buf = b.buf[:len(b.buf)+n]
+			b.took.Add(int64(n))
 			if err != nil {
 				return eof(err)
 			}
@@ -354,6 +394,7 @@ func (b *bounded) readFrom(r io.Reader) error {
 		p := discardPool.Get().(*[]byte)
 		n, err := r.Read(*p)
 		discardPool.Put(p)
+		b.took.Add(int64(n))
 		if n > 0 {
 			b.truncated = true
 		}

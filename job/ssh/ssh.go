@@ -246,11 +246,9 @@ func (j *Job) setup(ctx context.Context, t target.Target, r *job.Result, s *sess
 		return
 	}
 	r.RTT = time.Since(r.Start)
-	if s.ch, s.err = j.start(ctx, l, s, r); s.ch == nil {
+	if s.err = j.start(ctx, l, s, r); s.ch == nil {
 		l.conn.Close()
-		return
 	}
-	s.conn = l.conn
 }
 
 // hostSettings resolves t's settings, and the port and address r shows.
