@@ -75,7 +75,7 @@ func (j *Job) start(ctx context.Context, l *link, s *session, r *job.Result) err
 		s.timer = time.AfterFunc(d, func() { s.timedOut.Store(true); l.conn.Close() })
 	}
 
-	ok, err := ch.SendRequest("exec", true, ssh.Marshal(struct{ Command string }{j.cfg.Command}))
+	ok, err := ch.SendRequest("exec", true, j.execReq)
 	if err == nil && !ok {
 		err = errors.New("the server refused to run the command")
 	}

@@ -25,6 +25,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/fanout/fanout/job"
 	"github.com/fanout/fanout/target"
 )
@@ -77,6 +79,7 @@ type Job struct {
 	sem      chan struct{} // handshakes in flight
 	poll     poller        // answers running sessions' requests
 	kex      []string
+	execReq  []byte // the exec request's payload, marshalled once
 
 	bastionMu sync.Mutex
 	bastions  map[string]*bastion
@@ -107,6 +110,7 @@ func New(c Config, env Env) (*Job, error) {
 		j.cfg.HandshakeRetries = 0
 	}
 	j.sem = make(chan struct{}, j.cfg.MaxHandshakes)
+	j.execReq = ssh.Marshal(struct{ Command string }{c.Command})
 	var err error
 	if j.conf, err = loadSSHConfig(&j.cfg, env); err != nil {
 		return nil, err
