@@ -22,11 +22,12 @@ import (
 // stdout then stderr (a goroutine reads stderr meanwhile only when it piles
 // up), and the server's requests are answered by one goroutine for all the
 // job's sessions, with no per-stream copy buffer.
-// A goroutine parked for the whole command keeps its stack (2-4 KB at least,
+// A goroutine parked for the whole command keeps its stack (2 KB at least,
 // doubled by a deep or wide call chain): with 10,000 sessions in flight,
-// every such stack is tens of MB. So the state lives on the heap, the frames
-// that stay parked (run, read, readFrom) are small, and the writes are made
-// by the short-lived setup goroutine (see Job.begin).
+// every KB a session is 10 MB. So the state lives on the heap, the frames
+// that stay parked (RunInto, follow, read, readFrom) are small, the writes
+// are made by the short-lived setup goroutine (see Job.begin), and stderr
+// gets a goroutine only when it must.
 
 // session is one command's state.
 type session struct {
@@ -140,6 +141,13 @@ func (s *session) readStderr() {
 func (j *Job) finish(ctx context.Context, s *session, ch ssh.Channel, err error, r *job.Result) {
 	s.st.stop(err == nil) // the exit status comes before the channel closes
 	ch.Close()
+	// The command did not start, so read did not run: a stderr reader the
+	// poller started meanwhile (it starts none once stopped) ends with the
+	// connection, before its bytes are taken.
+	if s.err != nil && !s.stderrRead.CompareAndSwap(false, true) {
+		s.conn.Close()
+		s.stderrDone.Wait()
+	}
 	s.stopCtx()
 	if s.timer != nil {
 		s.timer.Stop()

@@ -206,8 +206,7 @@ func initResult(r *job.Result, t target.Target) {
 // signatures, known_hosts), and every packet written grows it by a few KB
 // more (encryption, the socket write). On a short-lived goroutine, that
 // stack returns to the runtime's cache for the next handshake; this one,
-// parked while the command runs, keeps its small starting stack: it only
-// reads (follow).
+// parked while the command runs, stays at 4 KB: it only reads (follow).
 //
 //go:noinline
 func (j *Job) begin(ctx context.Context, t target.Target, r *job.Result) *session {
