@@ -17,6 +17,8 @@
 # keeps the best; otherwise the fan-outs below (found that way) are used.
 # FLEET=0 skips the fleet part; PEERS="pssh pdsh clush asyncssh" to choose;
 # FANOUT_HS="32 256" runs fanout once per --max-handshakes value (best counts).
+# ROUNDS (default 2): every tool runs ROUNDS times per size, in alternating
+# order; each tool's best complete run counts.
 # FLEET_ONLY=1 runs the fleet part alone (no sshd, no peers); HOLD=20 is enough for memory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -122,14 +124,19 @@ measure() {
 	/usr/bin/time -f "%e %U %S %M" -o "$tmp/time" "$@" >"$tmp/out" 2>"$tmp/err" || true
 	local s1; s1=$(sshd_cpu)
 	read -r w u s m <"$tmp/time" || { cat "$tmp/time" "$tmp/err" >&2; return 1; }
-	WALL[$name]=$w
-	CPU[$name]=$(awk -v u="$u" -v s="$s" 'BEGIN{printf "%.2f", u+s}')
-	RSS[$name]=$(awk -v m="$m" 'BEGIN{printf "%.1f", m/1024}')
-	OK[$name]=$(grep -c 'hello world$' "$tmp/out" || true)
+	local cpu rss ok
+	cpu=$(awk -v u="$u" -v s="$s" 'BEGIN{printf "%.2f", u+s}')
+	rss=$(awk -v m="$m" 'BEGIN{printf "%.1f", m/1024}')
+	ok=$(grep -c 'hello world$' "$tmp/out" || true)
 	printf "  %-34s wall %7.2fs  client cpu %7.2fs (%6.2f ms/host)  peak rss %7.1f MB  sshd cpu %5.1f ms/host  hello worlds %d/%d\n" \
-		"$name" "$w" "${CPU[$name]}" "$(awk -v c="${CPU[$name]}" -v n="$n" 'BEGIN{print 1000*c/n}')" "${RSS[$name]}" \
-		"$(awk -v a="$s0" -v b="$s1" -v n="$n" 'BEGIN{print 1000*(b-a)/n}')" "${OK[$name]}" "$n"
-	if [ "${OK[$name]}" != "$n" ] && [ -s "$tmp/err" ]; then echo "    (first errors:)"; head -3 "$tmp/err" | sed 's/^/    /'; fi
+		"$name" "$w" "$cpu" "$(awk -v c="$cpu" -v n="$n" 'BEGIN{print 1000*c/n}')" "$rss" \
+		"$(awk -v a="$s0" -v b="$s1" -v n="$n" 'BEGIN{print 1000*(b-a)/n}')" "$ok" "$n"
+	if [ "$ok" != "$n" ] && [ -s "$tmp/err" ]; then echo "    (first errors:)"; head -3 "$tmp/err" | sed 's/^/    /'; fi
+	# Each tool's best complete run counts (ROUNDS runs per tool and size).
+	if [ -z "${WALL[$name]:-}" ] || { [ "$ok" = "$n" ] && { [ "${OK[$name]}" != "$n" ] ||
+		awk -v a="$w" -v b="${WALL[$name]}" 'BEGIN{exit !(a < b)}'; }; }; then
+		WALL[$name]=$w CPU[$name]=$cpu RSS[$name]=$rss OK[$name]=$ok
+	fi
 }
 
 # run TOOL N FAN: one tool, one size, one fan-out.
@@ -182,19 +189,31 @@ for n in $SIZES; do
 	hosts "$n"
 	echo
 	echo "N = $n hosts (127.0.1.0 onwards, one sshd on :$PORT), echo hello world:  [$(uptime | sed 's/.*load/load/')]"
-	# fanout at each of FANOUT_HS (default: its tuned value); the best counts.
+	# ROUNDS rounds, the order reversed every other round (a sshd that
+	# gets slower or faster during the run favours no tool); each tool's
+	# best complete run counts, and fanout's best over FANOUT_HS values.
+	for r in $(seq "${ROUNDS:-2}"); do
+		echo "  round $r  [$(uptime | sed 's/.*load/load/')]"
+		order="fanout $PEERS"
+		[ $((r % 2)) = 0 ] && order=$(echo "$order" | tr ' ' '\n' | tac | tr '\n' ' ')
+		for tool in $order; do
+			if [ "$tool" = fanout ]; then
+				for hsk in ${FANOUT_HS:-${FAN[fanout]}}; do run fanout "$n" "$hsk"; done
+			else
+				run "$tool" "$n" "${FAN[$tool]}"
+			fi
+		done
+	done
 	fan= fanw=
-	for hsk in ${FANOUT_HS:-${FAN[fanout]}}; do
-		run fanout "$n" "$hsk"
-		if [ "${OK[$LAST]}" = "$n" ] && { [ -z "$fanw" ] || awk -v a="${WALL[$LAST]}" -v b="$fanw" 'BEGIN{exit !(a < b)}'; }; then
-			fan=$LAST fanw=${WALL[$LAST]}
+	for k in "${!WALL[@]}"; do
+		case $k in fanout*) ;; *) continue ;; esac
+		if [ -z "$fan" ] || { [ "${OK[$k]}" = "$n" ] && { [ "${OK[$fan]}" != "$n" ] || awk -v a="${WALL[$k]}" -v b="$fanw" 'BEGIN{exit !(a < b)}'; }; }; then
+			fan=$k fanw=${WALL[$k]}
 		fi
 	done
-	[ -n "$fan" ] || fan=$LAST
+	echo "  best runs:"
+	for k in "${!WALL[@]}"; do printf "    %-34s wall %7.2fs  %6.2f ms/host cpu  hello worlds %d/%d\n" "$k" "${WALL[$k]}" "$(awk -v c="${CPU[$k]}" -v n="$n" 'BEGIN{print 1000*c/n}')" "${OK[$k]}" "$n"; done
 	best= bestw=
-	for tool in $PEERS; do
-		run "$tool" "$n" "${FAN[$tool]}"
-	done
 	for k in "${!WALL[@]}"; do
 		case $k in fanout*) continue ;; esac
 		[ "${OK[$k]}" = "$n" ] || continue
