@@ -37,8 +37,9 @@ func newSSHCmd() *cobra.Command {
 Authentication is OpenSSH's: the ssh-agent (SSH_AUTH_SOCK), identity files
 (-i, IdentityFile in ~/.ssh/config, else ~/.ssh/id_ed25519, id_ecdsa, id_rsa;
 an encrypted key's passphrase is asked once, on the terminal), and
-~/.ssh/config (Host patterns, HostName, User, Port, IdentityFile, ProxyJump,
-ConnectTimeout). Host keys are checked against ~/.ssh/known_hosts and an
+~/.ssh/config then /etc/ssh/ssh_config (Host patterns, Match, Include,
+HostName, User, Port, IdentityFile, ProxyJump, ConnectTimeout; -F replaces
+both). Host keys are checked against ~/.ssh/known_hosts and an
 unknown or changed key fails that host (--host-key strict); accept-new adds
 unknown keys, off checks nothing.
 
@@ -96,7 +97,7 @@ while -o text|jsonl|csv chooses the result format.`,
 	fl.StringVarP(&s.cfg.User, "user", "l", "", "remote user (default: ssh config, else the local user)")
 	fl.IntVarP(&s.cfg.Port, "port", "p", 0, "remote port (default: ssh config, else 22)")
 	fl.StringArrayVarP(&s.cfg.Identities, "identity", "i", nil, "identity file (repeatable), tried after the agent's keys")
-	fl.StringVarP(&s.cfg.SSHConfig, "ssh-config", "F", "", `ssh config file ("none" for none; default ~/.ssh/config)`)
+	fl.StringVarP(&s.cfg.SSHConfig, "ssh-config", "F", "", `ssh config file, instead of ~/.ssh/config and /etc/ssh/ssh_config ("none" for none)`)
 	fl.StringArrayVarP(&s.options, "ssh-option", "O", nil, "ssh_config option Key=Value (repeatable); -o Key=Value too")
 	fl.StringVarP(&s.cfg.ProxyJump, "jump", "J", "", "reach every target through this bastion, [user@]host[:port]")
 	fl.StringVar(&s.cfg.HostKey, "host-key", "", "host key policy: strict, accept-new or off (default: StrictHostKeyChecking of the ssh config, else strict)")

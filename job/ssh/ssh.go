@@ -4,8 +4,8 @@
 //
 // Authentication follows OpenSSH: the agent (SSH_AUTH_SOCK), identity files
 // (-i, the config's IdentityFile, else ~/.ssh/id_ed25519, id_ecdsa, id_rsa),
-// ~/.ssh/config (Host patterns, HostName, User, Port, IdentityFile,
-// ProxyJump, ConnectTimeout). Keys, the agent's signers, the config and the
+// ~/.ssh/config then /etc/ssh/ssh_config (Host patterns, Match, Include,
+// HostName, User, Port, IdentityFile, ProxyJump, ConnectTimeout). Keys, the agent's signers, the config and the
 // known_hosts files are read once, when the job is built, never per host.
 //
 // Handshakes in flight are bounded across the whole job (MaxHandshakes),
