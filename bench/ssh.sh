@@ -155,7 +155,7 @@ run() {
 		/usr/bin/python3 bench/ssh_asyncssh.py "$f" "$h" "$PORT" root "$tmp/id" "$tmp/known_hosts" echo hello world ;;
 	esac
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b == 0) print "inf"; else printf "%.2f", a/b }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b == 0) print "inf"; else printf "%.3f", a/b }'; }
 check() { # check LABEL VALUE OP LIMIT
 	local ok; ok=$(awk -v v="$2" -v l="$4" -v op="$3" 'BEGIN{print ((op == "<=" && v <= l) || (op == ">=" && v >= l)) ? "ok" : "MISSED"}')
 	printf "  %-52s %8s  (target %s %s)  %s\n" "$1" "$2" "$3" "$4" "$ok"
