@@ -16,8 +16,8 @@ const starved = 25 * time.Millisecond
 // idleThread commits on an OS thread of its own at the lowest CPU priority
 // (SCHED_IDLE on Linux). A commit then never takes a core from the sweep
 // whose Results it stores (a ping sweep keeps one core busy in the kernel
-// sending), only time that would go unused; on 2 cores that halves what
-// --db adds to a 65,536-target ping sweep. A commit that finds no idle CPU
+// sending), only time that would go unused; on 2 cores that cuts what
+// --db adds to a 65,536-target ping sweep by about a third. A commit that finds no idle CPU
 // within starved is raised back to normal priority by the writer's
 // goroutine, so a busy machine never stalls a sweep. The thread is used
 // only where both changes are allowed (lowering is; raising again takes
