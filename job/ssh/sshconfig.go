@@ -444,9 +444,12 @@ func (sc *sshConfig) allValues(key string) []confValue {
 	return out
 }
 
-func (f *confFile) get(alias, lk string) (string, bool) {
+// each calls fn with every line of key lk in f, in file order, following
+// Include lines where they stand: in the Host blocks matching alias, or in
+// every block when alias is "". fn returns false to stop, and so does each.
+func (f *confFile) each(alias, lk string, fn func(f *confFile, kv *ssh_config.KV) bool) bool {
 	for _, h := range f.cfg.Hosts {
-		if !h.Matches(alias) {
+		if alias != "" && !h.Matches(alias) {
 			continue
 		}
 		for _, n := range h.Nodes {
@@ -457,58 +460,41 @@ func (f *confFile) get(alias, lk string) (string, bool) {
 			switch k := strings.ToLower(kv.Key); {
 			case k == includeKey:
 				for _, inc := range f.included(kv) {
-					if v, ok := inc.get(alias, lk); ok {
-						return v, true
+					if !inc.each(alias, lk, fn) {
+						return false
 					}
 				}
 			case k == lk:
-				return kv.Value, true
+				if !fn(f, kv) {
+					return false
+				}
 			}
 		}
 	}
-	return "", false
+	return true
+}
+
+func (f *confFile) get(alias, lk string) (v string, found bool) {
+	f.each(alias, lk, func(_ *confFile, kv *ssh_config.KV) bool {
+		v, found = kv.Value, true
+		return false
+	})
+	return v, found
 }
 
 func (f *confFile) getAll(alias, lk string, out []string) []string {
-	for _, h := range f.cfg.Hosts {
-		if !h.Matches(alias) {
-			continue
-		}
-		for _, n := range h.Nodes {
-			kv, ok := n.(*ssh_config.KV)
-			if !ok {
-				continue
-			}
-			switch k := strings.ToLower(kv.Key); {
-			case k == includeKey:
-				for _, inc := range f.included(kv) {
-					out = inc.getAll(alias, lk, out)
-				}
-			case k == lk:
-				out = append(out, kv.Value)
-			}
-		}
-	}
+	f.each(alias, lk, func(_ *confFile, kv *ssh_config.KV) bool {
+		out = append(out, kv.Value)
+		return true
+	})
 	return out
 }
 
 func (f *confFile) allValues(lk string, out []confValue) []confValue {
-	for _, h := range f.cfg.Hosts {
-		for _, n := range h.Nodes {
-			kv, ok := n.(*ssh_config.KV)
-			if !ok {
-				continue
-			}
-			switch k := strings.ToLower(kv.Key); {
-			case k == includeKey:
-				for _, inc := range f.included(kv) {
-					out = inc.allValues(lk, out)
-				}
-			case k == lk:
-				out = append(out, confValue{value: kv.Value, path: f.path, line: kv.Pos().Line})
-			}
-		}
-	}
+	f.each("", lk, func(cf *confFile, kv *ssh_config.KV) bool {
+		out = append(out, confValue{value: kv.Value, path: cf.path, line: kv.Pos().Line})
+		return true
+	})
 	return out
 }
 
