@@ -1,7 +1,6 @@
 package ssh
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/ed25519"
 	"crypto/hmac"
@@ -133,13 +132,16 @@ func newHostKeys(policy string, files []string, warn io.Writer) (*hostKeys, erro
 	return h, nil
 }
 
-// index adds the plain entries of a known_hosts file to exact and reports
-// whether the file has marker lines (which the index does not model).
-func (h *hostKeys) index(data []byte) (markers bool) {
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := bytes.TrimSpace(sc.Bytes())
+// knownLines calls fn with each key line of known_hosts data: its number
+// (from 1), its host field and the rest, the key. It skips blank lines and
+// comments, and marker lines (@cert-authority, @revoked), whose presence
+// it reports; lines is the count of lines read.
+func knownLines(data []byte, fn func(n int, hosts string, key []byte)) (lines int, markers bool) {
+	for len(data) > 0 {
+		var line []byte
+		line, data, _ = bytes.Cut(data, []byte("\n"))
+		lines++
+		line = bytes.TrimSpace(line)
 		if len(line) == 0 || line[0] == '#' {
 			continue
 		}
@@ -147,23 +149,29 @@ func (h *hostKeys) index(data []byte) (markers bool) {
 			markers = true
 			continue
 		}
-		i := bytes.IndexAny(line, " \t")
-		if i < 0 {
-			continue
+		if i := bytes.IndexAny(line, " \t"); i >= 0 {
+			fn(lines, string(line[:i]), bytes.TrimSpace(line[i:]))
 		}
-		hosts := string(line[:i])
+	}
+	return lines, markers
+}
+
+// index adds the plain entries of a known_hosts file to exact and reports
+// whether the file has marker lines (which the index does not model).
+func (h *hostKeys) index(data []byte) (markers bool) {
+	_, markers = knownLines(data, func(_ int, hosts string, key []byte) {
 		if strings.ContainsAny(hosts, "*?!|") {
-			continue // patterns, negations and hashes: x/crypto's matcher
+			return // patterns, negations and hashes: x/crypto's matcher
 		}
-		pub, _, _, _, err := ssh.ParseAuthorizedKey(bytes.TrimSpace(line[i:]))
+		pub, _, _, _, err := ssh.ParseAuthorizedKey(key)
 		if err != nil {
-			continue
+			return
 		}
 		for _, host := range strings.Split(hosts, ",") {
 			n := knownhosts.Normalize(host)
 			h.exact[n] = append(h.exact[n], pub)
 		}
-	}
+	})
 	return markers
 }
 
@@ -283,44 +291,30 @@ func (h *hostKeys) readTail() error {
 }
 
 func (t *knownTail) index(data []byte) {
-	for len(data) > 0 {
-		var line []byte
-		line, data, _ = bytes.Cut(data, []byte("\n"))
-		t.line++
-		line = bytes.TrimSpace(line)
-		if len(line) == 0 || line[0] == '#' {
-			continue
-		}
-		if line[0] == '@' {
-			t.odd = true
-			continue
-		}
-		i := bytes.IndexAny(line, " \t")
-		if i < 0 {
-			continue
-		}
-		hosts := string(line[:i])
-		pub, _, _, _, err := ssh.ParseAuthorizedKey(bytes.TrimSpace(line[i:]))
+	lines, markers := knownLines(data, func(n int, hosts string, key []byte) {
+		pub, _, _, _, err := ssh.ParseAuthorizedKey(key)
 		if err != nil {
-			continue
+			return
 		}
-		tk := tailKey{key: pub, line: t.line}
+		tk := tailKey{key: pub, line: t.line + n}
 		if salt, hash, ok := parseHashed(hosts); ok {
 			t.hashed = append(t.hashed, hashedKey{salt: salt, hash: hash, tailKey: tk})
-			continue
+			return
 		}
 		if strings.ContainsAny(hosts, "*?!|") {
 			t.odd = true
-			continue
+			return
 		}
 		if t.plain == nil {
 			t.plain = map[string][]tailKey{}
 		}
 		for _, host := range strings.Split(hosts, ",") {
-			n := knownhosts.Normalize(host)
-			t.plain[n] = append(t.plain[n], tk)
+			norm := knownhosts.Normalize(host)
+			t.plain[norm] = append(t.plain[norm], tk)
 		}
-	}
+	})
+	t.line += lines
+	t.odd = t.odd || markers
 }
 
 // errTailNone: the tail has no key for the host.
