@@ -39,9 +39,11 @@ Authentication is OpenSSH's: the ssh-agent (SSH_AUTH_SOCK), identity files
 an encrypted key's passphrase is asked once, on the terminal), and
 ~/.ssh/config then /etc/ssh/ssh_config (Host patterns, Match, Include,
 HostName, User, Port, IdentityFile, ProxyJump, ConnectTimeout; -F replaces
-both). Host keys are checked against ~/.ssh/known_hosts and an
-unknown or changed key fails that host (--host-key strict); accept-new adds
-unknown keys, off checks nothing.
+both). Host keys are checked against ~/.ssh/known_hosts (UserKnownHostsFile,
+or --known-hosts instead) and the global /etc/ssh/ssh_known_hosts
+(GlobalKnownHostsFile; "none" for none), and an unknown or changed key fails
+that host (--host-key strict); accept-new adds unknown keys to the user's
+file (hashed with HashKnownHosts yes), off checks nothing.
 
 A target is up when the command exits 0. Output, by default, is every line
 prefixed with its host (like pdsh); --gather prints each distinct output once
@@ -53,7 +55,8 @@ flight (the costly part for the remote sshd). --timeout bounds the command,
 from the moment the session starts; --connect-timeout the TCP connection,
 handshake and authentication. --retries retries connection failures.
 -o Key=Value sets an ssh_config option (User, Port, IdentityFile, ProxyJump,
-ConnectTimeout, StrictHostKeyChecking, UserKnownHostsFile, KexAlgorithms, ...),
+ConnectTimeout, StrictHostKeyChecking, UserKnownHostsFile,
+GlobalKnownHostsFile, HashKnownHosts, KexAlgorithms, ...),
 while -o text|jsonl|csv chooses the result format.`,
 		Example: `  fanout ssh web[01-40].example.com -- uptime
   fanout ssh --gather -l root 10.1.0.0/24 -- cat /etc/debian_version
@@ -101,7 +104,7 @@ while -o text|jsonl|csv chooses the result format.`,
 	fl.StringArrayVarP(&s.options, "ssh-option", "O", nil, "ssh_config option Key=Value (repeatable); -o Key=Value too")
 	fl.StringVarP(&s.cfg.ProxyJump, "jump", "J", "", "reach every target through this bastion, [user@]host[:port]")
 	fl.StringVar(&s.cfg.HostKey, "host-key", "", "host key policy: strict, accept-new or off (default: StrictHostKeyChecking of the ssh config, else strict)")
-	fl.StringArrayVar(&s.cfg.KnownHosts, "known-hosts", nil, "known_hosts file (repeatable; default ~/.ssh/known_hosts)")
+	fl.StringArrayVar(&s.cfg.KnownHosts, "known-hosts", nil, "known_hosts file to check and, with accept-new, write to (repeatable; default: UserKnownHostsFile, else ~/.ssh/known_hosts); GlobalKnownHostsFile is read too")
 	fl.DurationVar(&s.cfg.ConnectTimeout, "connect-timeout", 0, "TCP connect + SSH handshake + auth (default: ssh config, else 10s)")
 	fl.IntVar(&s.cfg.MaxHandshakes, "max-handshakes", jobssh.DefaultMaxHandshakes, "SSH handshakes in flight at most")
 	fl.StringVar(&s.stdinFile, "stdin", "", "send FILE's bytes to every host's command (default: no stdin)")

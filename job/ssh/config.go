@@ -59,8 +59,10 @@ type Config struct {
 	// Options are -o Key=Value settings; they win over the config file.
 	Options map[string]string `json:"options,omitempty"`
 
-	HostKey    string   `json:"host_key,omitempty"`    // strict (default), accept-new, off
-	KnownHosts []string `json:"known_hosts,omitempty"` // default ~/.ssh/known_hosts
+	HostKey string `json:"host_key,omitempty"` // strict (default), accept-new, off
+	// KnownHosts replaces UserKnownHostsFile (default ~/.ssh/known_hosts);
+	// the GlobalKnownHostsFile ones are read too.
+	KnownHosts []string `json:"known_hosts,omitempty"`
 
 	ConnectTimeout   time.Duration `json:"connect_timeout_ns,omitempty"` // TCP connect + handshake + auth
 	CommandTimeout   time.Duration `json:"command_timeout_ns,omitempty"` // from session start; 0 = ctx only
@@ -104,8 +106,8 @@ func (c *Config) validate() error {
 // knownOptions are the -o keys fanout honours (lower case).
 var knownOptions = []string{
 	"user", "port", "hostname", "identityfile", "identitiesonly", "proxyjump",
-	"connecttimeout", "stricthostkeychecking", "userknownhostsfile", "kexalgorithms",
-	"batchmode", "loglevel",
+	"connecttimeout", "stricthostkeychecking", "userknownhostsfile", "globalknownhostsfile",
+	"hashknownhosts", "kexalgorithms", "batchmode", "loglevel",
 }
 
 func checkOption(k, v string) error {
@@ -117,7 +119,7 @@ func checkOption(k, v string) error {
 		}
 	}
 	if !known {
-		return fmt.Errorf("ssh: option %q not supported (supported: User, Port, HostName, IdentityFile, IdentitiesOnly, ProxyJump, ConnectTimeout, StrictHostKeyChecking, UserKnownHostsFile, KexAlgorithms, BatchMode, LogLevel)", k)
+		return fmt.Errorf("ssh: option %q not supported (supported: User, Port, HostName, IdentityFile, IdentitiesOnly, ProxyJump, ConnectTimeout, StrictHostKeyChecking, UserKnownHostsFile, GlobalKnownHostsFile, HashKnownHosts, KexAlgorithms, BatchMode, LogLevel)", k)
 	}
 	switch lk {
 	case "port":
@@ -131,6 +133,10 @@ func checkOption(k, v string) error {
 	case "stricthostkeychecking":
 		if _, err := policyFromOpenSSH(v); err != nil {
 			return err
+		}
+	case "hashknownhosts":
+		if !strings.EqualFold(v, "yes") && !strings.EqualFold(v, "no") {
+			return fmt.Errorf("ssh: option HashKnownHosts=%q: want yes or no", v)
 		}
 	case "kexalgorithms":
 		if _, err := kexList(v); err != nil {

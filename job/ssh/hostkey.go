@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -32,9 +33,14 @@ func (e *hostKeyError) Error() string { return "host key for " + e.host + " " + 
 // hostKeys checks host keys against the known_hosts files under a policy.
 type hostKeys struct {
 	policy string
-	files  []string // existing or not; the first is where accept-new writes
+	files  []string // the user's, existing or not; the first is where accept-new writes
+	global []string // the system-wide files that exist: read, never written
 	warn   io.Writer
 	cb     ssh.HostKeyCallback // x/crypto's matcher over the existing files; nil if none
+
+	// hashFor reports whether accept-new writes hostname ("HostName:port")
+	// hashed (HashKnownHosts); nil means never.
+	hashFor func(hostname string) bool
 
 	// exact indexes the plain (unhashed, pattern-free) entries, so that a
 	// sweep of N hosts against an N-line file costs O(N), not O(N^2). Used
@@ -71,13 +77,20 @@ type hashedKey struct {
 	tailKey
 }
 
-func newHostKeys(policy string, files []string, warn io.Writer) (*hostKeys, error) {
+// newHostKeys reads the user's known_hosts files and then the global ones,
+// as OpenSSH does: a key in either is trusted, a marker or a changed key in
+// either counts. A missing file is none; an unreadable one is an error.
+// accept-new writes to files[0] only.
+func newHostKeys(policy string, files, global []string, warn io.Writer) (*hostKeys, error) {
 	h := &hostKeys{policy: policy, files: files, warn: warn, exact: map[string][]ssh.PublicKey{}, added: map[string]ssh.PublicKey{}}
 	if policy == HostKeyOff {
 		fmt.Fprintln(warn, "fanout: WARNING: host key checking is off (--host-key off): any server, or anyone in between, is accepted")
 		return h, nil
 	}
 	if policy == HostKeyAcceptNew {
+		if len(files) == 0 {
+			return nil, fmt.Errorf("known_hosts: --host-key accept-new needs a file to write, and UserKnownHostsFile is none")
+		}
 		f := files[0]
 		if err := os.MkdirAll(filepath.Dir(f), 0o700); err != nil {
 			return nil, fmt.Errorf("known_hosts %s: cannot be written for --host-key accept-new: %v", f, err)
@@ -98,16 +111,28 @@ func newHostKeys(policy string, files []string, warn io.Writer) (*hostKeys, erro
 	}
 	var existing []string
 	markers := false
-	for i, f := range files {
+	read := slices.Clone(files)
+	for _, g := range global {
+		if !slices.ContainsFunc(files, func(f string) bool { return filepath.Clean(f) == filepath.Clean(g) }) {
+			read = append(read, g)
+		}
+	}
+	for i, f := range read {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			if os.IsNotExist(err) {
 				continue
 			}
 			h.close()
+			if i >= len(files) {
+				return nil, fmt.Errorf("known_hosts %s (GlobalKnownHostsFile): %v", f, err)
+			}
 			return nil, fmt.Errorf("known_hosts %s: %v", f, err)
 		}
 		existing = append(existing, f)
+		if i >= len(files) {
+			h.global = append(h.global, f)
+		}
 		if h.index(data) {
 			markers = true
 		}
@@ -231,10 +256,18 @@ func (h *hostKeys) unknown(hostname string, remote net.Addr, norm string, key ss
 		return &hostKeyError{host: norm, msg: "CHANGED during this sweep (was just added to " + h.files[0] + ")"}
 	}
 	if h.policy != HostKeyAcceptNew {
+		read := strings.Join(append(slices.Clone(h.files), h.global...), ", ")
+		if read == "" {
+			read = "any known_hosts file: UserKnownHostsFile is none"
+		}
 		return &hostKeyError{host: norm, msg: fmt.Sprintf("is unknown (%s %s not in %s); use --host-key accept-new to add it",
-			key.Type(), ssh.FingerprintSHA256(key), strings.Join(h.files, ", "))}
+			key.Type(), ssh.FingerprintSHA256(key), read)}
 	}
-	line := knownhosts.Line([]string{norm}, key) + "\n"
+	field := norm
+	if h.hashFor != nil && h.hashFor(hostname) {
+		field = knownhosts.HashHostname(norm) // as OpenSSH's HashKnownHosts: |1|salt|hash
+	}
+	line := field + " " + key.Type() + " " + base64.StdEncoding.EncodeToString(key.Marshal()) + "\n"
 	if err := h.lock.Lock(); err != nil {
 		return &hostKeyError{host: norm, msg: "could not be added: lock " + h.files[0] + ": " + err.Error()}
 	}

@@ -5,8 +5,17 @@
 // Authentication follows OpenSSH: the agent (SSH_AUTH_SOCK), identity files
 // (-i, the config's IdentityFile, else ~/.ssh/id_ed25519, id_ecdsa, id_rsa),
 // ~/.ssh/config then /etc/ssh/ssh_config (Host patterns, Match, Include,
-// HostName, User, Port, IdentityFile, ProxyJump, ConnectTimeout). Keys, the agent's signers, the config and the
-// known_hosts files are read once, when the job is built, never per host.
+// HostName, User, Port, IdentityFile, ProxyJump, ConnectTimeout).
+//
+// Host keys are checked as OpenSSH checks them: against the user's
+// known_hosts (~/.ssh/known_hosts, UserKnownHostsFile, or Config.KnownHosts
+// instead), then the global ones (GlobalKnownHostsFile, default
+// /etc/ssh/ssh_known_hosts and ssh_known_hosts2), which are read only.
+// accept-new appends to the user's first file, the host field hashed when
+// HashKnownHosts is yes for that host.
+//
+// Keys, the agent's signers, the config and the known_hosts files are read
+// once, when the job is built, never per host.
 //
 // Handshakes in flight are bounded across the whole job (MaxHandshakes),
 // apart from the sessions in flight (the engine's concurrency): thousands of
@@ -22,6 +31,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -134,24 +145,56 @@ func New(c Config, env Env) (*Job, error) {
 	if policy == "" {
 		policy = HostKeyStrict
 	}
-	files := c.KnownHosts
+	// --known-hosts replaces UserKnownHostsFile only: the global files are
+	// read too, as with ssh -o UserKnownHostsFile.
+	files := slices.Clone(c.KnownHosts)
 	if v := j.conf.global("UserKnownHostsFile"); v != "" && len(files) == 0 {
-		files = splitList(v)
-	}
-	if len(files) == 0 {
+		files = knownHostsList(v, env)
+	} else if len(files) == 0 {
 		files = []string{env.Home + "/.ssh/known_hosts"}
 	}
 	for i := range files {
 		files[i] = expandTilde(files[i], env.Home)
 	}
-	if j.hostKeys, err = newHostKeys(policy, files, env.Warn); err != nil {
+	global := defaultGlobalKnownHosts
+	if v := j.conf.global("GlobalKnownHostsFile"); v != "" {
+		global = knownHostsList(v, env)
+	}
+	if j.hostKeys, err = newHostKeys(policy, files, global, env.Warn); err != nil {
 		return nil, err
+	}
+	// HashKnownHosts is per host, looked up for the HostName the callback
+	// is given (not the alias: a block matching only an alias whose
+	// HostName differs is not seen).
+	j.hostKeys.hashFor = func(hostname string) bool {
+		h, _, err := net.SplitHostPort(hostname)
+		if err != nil {
+			h = hostname
+		}
+		return strings.EqualFold(j.conf.get(h, "HashKnownHosts"), "yes")
 	}
 	if j.keys, err = loadKeyring(&j.cfg, j.conf, env); err != nil {
 		j.hostKeys.close()
 		return nil, err
 	}
 	return j, nil
+}
+
+// defaultGlobalKnownHosts is OpenSSH's GlobalKnownHostsFile (tests point
+// it away).
+var defaultGlobalKnownHosts = []string{"/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"}
+
+// knownHostsList reads a UserKnownHostsFile or GlobalKnownHostsFile value:
+// files, or none ("none").
+func knownHostsList(v string, env Env) []string {
+	if strings.EqualFold(v, "none") {
+		return nil
+	}
+	files := splitList(v)
+	for i := range files {
+		files[i] = expandPath(files[i], env)
+	}
+	return files
 }
 
 // Kind is "ssh".
