@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """asyncio + asyncssh: run one command on every host, at most C at a time.
 
-usage: ssh_asyncssh.py CONCURRENCY HOSTFILE PORT USER KEY KNOWN_HOSTS COMMAND
+usage: ssh_asyncssh.py CONCURRENCY HOSTFILE PORT USER KEY KNOWN_HOSTS KEX COMMAND
 Prints "HOST: line" per output line, like pdsh; failures on stderr.
 The peer of bench/ssh.sh (issue #4: "a Python asyncio + asyncssh script").
 """
@@ -13,11 +13,11 @@ warnings.filterwarnings("ignore")  # asyncssh's cryptography deprecation noise
 import asyncssh  # noqa: E402
 
 
-async def one(sem, host, port, user, key, known, command, out):
+async def one(sem, host, port, user, key, known, kex, command, out):
     async with sem:
         try:
             async with asyncssh.connect(host, port=port, username=user, client_keys=[key],
-                                        known_hosts=known, kex_algs=["curve25519-sha256"],
+                                        known_hosts=known, kex_algs=[kex],
                                         agent_path=None, connect_timeout=60) as conn:
                 r = await conn.run(command, check=False)
                 for line in r.stdout.splitlines():
@@ -29,14 +29,14 @@ async def one(sem, host, port, user, key, known, command, out):
 
 
 async def main():
-    c, hostfile, port, user, keyfile, khfile = sys.argv[1:7]
-    command = " ".join(sys.argv[7:])
+    c, hostfile, port, user, keyfile, khfile, kex = sys.argv[1:8]
+    command = " ".join(sys.argv[8:])
     hosts = [h.strip() for h in open(hostfile) if h.strip()]
     key = asyncssh.read_private_key(keyfile)
     known = asyncssh.read_known_hosts(khfile)
     sem = asyncio.Semaphore(int(c))
     out = []
-    ok = await asyncio.gather(*(one(sem, h, int(port), user, key, known, command, out) for h in hosts))
+    ok = await asyncio.gather(*(one(sem, h, int(port), user, key, known, kex, command, out) for h in hosts))
     sys.stdout.writelines(out)
     return 0 if all(ok) else 1
 
