@@ -242,12 +242,17 @@ done
 
 if [ "${FLEET:-1}" != 0 ]; then
 	echo
-	"$tmp/sshfleet" -listen 0.0.0.0:2200 -known-hosts "$tmp/fleet_known_hosts" -authorized-keys "$tmp/id.pub" -for 10m >"$tmp/fleet.log" 2>&1 &
+	# The fleet has no sshd to lighten, so its client key is ed25519 whatever
+	# KEY says (ssh-keygen's default type): an ECDSA signature costs Go 1.26
+	# 7 KB of garbage (its hedged HMAC-SHA512 nonce), about 5 KB more per
+	# held session at the peak.
+	ssh-keygen -q -t ed25519 -N '' -C fleet -f "$tmp/fleet_id"
+	"$tmp/sshfleet" -listen 0.0.0.0:2200 -known-hosts "$tmp/fleet_known_hosts" -authorized-keys "$tmp/fleet_id.pub" -for 10m >"$tmp/fleet.log" 2>&1 &
 	FLEET_PID=$!
 	for _ in $(seq 50); do [ -s "$tmp/fleet_known_hosts" ] && break; sleep 0.1; done
 	n=10000
 	awk -v n="$n" 'BEGIN{for(i=0;i<n;i++) printf "127.0.%d.%d\n", 100+int(i/256), i%256}' >"$tmp/fleet_hosts"
-	ff=(-F none --no-agent -i "$tmp/id" --known-hosts "$tmp/fleet_known_hosts" -p 2200 -c "$n")
+	ff=(-F none --no-agent -i "$tmp/fleet_id" --known-hosts "$tmp/fleet_known_hosts" -p 2200 -c "$n")
 	echo "in-process fleet (one Go process on :2200), $n hosts, -c $n:  [$(uptime | sed 's/.*load/load/')]"
 	measure "fanout echo hello world" "$n" "$tmp/fanout" ssh -q "${ff[@]}" "@$tmp/fleet_hosts" -- echo hello world
 	k="fanout echo hello world"
