@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/gofrs/flock"
 	"golang.org/x/crypto/ssh"
@@ -46,6 +48,13 @@ type hostKeys struct {
 	// sweep of N hosts against an N-line file costs O(N), not O(N^2). Used
 	// only when the files hold no @revoked or @cert-authority line.
 	exact map[string][]ssh.PublicKey
+	// hashed holds the single-host hashed entries, under the same rule
+	// (nil with markers); odd is whether the files have lines neither
+	// index models (patterns, negations, several hashed hosts on a line):
+	// without them, a host neither index has is unknown to the files,
+	// without asking x/crypto, which tests every line against every host.
+	hashed *hashedPool
+	odd    bool
 
 	mu    sync.Mutex
 	added map[string]ssh.PublicKey // accepted this sweep (accept-new)
@@ -82,7 +91,8 @@ type hashedKey struct {
 // either counts. A missing file is none; an unreadable one is an error.
 // accept-new writes to files[0] only.
 func newHostKeys(policy string, files, global []string, warn io.Writer) (*hostKeys, error) {
-	h := &hostKeys{policy: policy, files: files, warn: warn, exact: map[string][]ssh.PublicKey{}, added: map[string]ssh.PublicKey{}}
+	h := &hostKeys{policy: policy, files: files, warn: warn, exact: map[string][]ssh.PublicKey{}, hashed: &hashedPool{},
+		added: map[string]ssh.PublicKey{}}
 	if policy == HostKeyOff {
 		fmt.Fprintln(warn, "fanout: WARNING: host key checking is off (--host-key off): any server, or anyone in between, is accepted")
 		return h, nil
@@ -144,7 +154,7 @@ func newHostKeys(policy string, files, global []string, warn io.Writer) (*hostKe
 		}
 	}
 	if markers {
-		h.exact = nil
+		h.exact, h.hashed = nil, nil
 	}
 	if len(existing) > 0 {
 		cb, err := knownhosts.New(existing...)
@@ -181,12 +191,21 @@ func knownLines(data []byte, fn func(n int, hosts string, key []byte)) (lines in
 	return lines, markers
 }
 
-// index adds the plain entries of a known_hosts file to exact and reports
-// whether the file has marker lines (which the index does not model).
+// index adds the plain entries of a known_hosts file to exact, the hashed
+// ones to hashed, and reports whether the file has marker lines (which the
+// indexes do not model).
 func (h *hostKeys) index(data []byte) (markers bool) {
 	_, markers = knownLines(data, func(_ int, hosts string, key []byte) {
 		if strings.ContainsAny(hosts, "*?!|") {
-			return // patterns, negations and hashes: x/crypto's matcher
+			salt, hash, ok := parseHashed(hosts)
+			if !ok || strings.Contains(hosts, ",") {
+				h.odd = true // patterns, negations, hosts hashed with others: x/crypto's matcher
+				return
+			}
+			if pub, _, _, _, err := ssh.ParseAuthorizedKey(key); err == nil {
+				h.hashed.add(salt, hash, pub)
+			}
+			return
 		}
 		pub, _, _, _, err := ssh.ParseAuthorizedKey(key)
 		if err != nil {
@@ -217,6 +236,13 @@ func (h *hostKeys) check(hostname string, remote net.Addr, key ssh.PublicKey) er
 			if keyEq(k, key) {
 				return nil
 			}
+		}
+		found, hostKnown := h.hashed.find(norm, key)
+		if found {
+			return nil
+		}
+		if !hostKnown && !h.odd && len(h.exact[norm]) == 0 {
+			return h.unknown(hostname, remote, norm, key)
 		}
 	}
 	err := h.lookup(hostname, remote, key)
@@ -431,10 +457,17 @@ func (h *hostKeys) algorithms(hostname string) []string {
 	}
 	var known []ssh.PublicKey
 	norm := knownhosts.Normalize(hostname)
+	hashed := false
 	if h.exact != nil {
 		known = h.exact[norm]
+		if len(known) == 0 {
+			// The first hashed line found: the other types the host may
+			// have follow in OpenSSH's order, and check decides.
+			known = h.hashed.types(norm)
+			hashed = len(known) > 0
+		}
 	}
-	if len(known) == 0 && h.cb != nil {
+	if len(known) == 0 && h.cb != nil && (h.exact == nil || h.odd) {
 		// A probe with a key no line can hold lists what the files know.
 		var ke *knownhosts.KeyError
 		if err := h.cb(hostname, probeAddr, probeKey); errors.As(err, &ke) {
@@ -462,6 +495,13 @@ func (h *hostKeys) algorithms(hostname string) []string {
 			algos = append(algos, t)
 		}
 	}
+	if hashed {
+		for _, a := range defaultHostKeyAlgos {
+			if !slices.Contains(algos, a) {
+				algos = append(algos, a)
+			}
+		}
+	}
 	return algos
 }
 
@@ -483,3 +523,149 @@ var probeKey = func() ssh.PublicKey {
 }()
 
 func keyEq(a, b ssh.PublicKey) bool { return bytes.Equal(a.Marshal(), b.Marshal()) }
+
+// hashedPool finds hosts among the hashed known_hosts lines read at start
+// (|1|salt|hash, one host each, as OpenSSH and fanout write them). Each
+// line has its own salt, so a host can only be found by testing lines one
+// by one: x/crypto tests every line for every host, O(N) a host and O(N^2)
+// a sweep, twice (the algorithms to ask for, then the key). Here a line
+// found leaves the pool, and a search goes out from the line found last,
+// both ways: a sweep meets its hosts in about the order an earlier
+// accept-new sweep wrote them (which handshakes in flight shuffle a
+// little), so most searches test a few lines.
+type hashedPool struct {
+	lines  []hashedLine
+	cursor atomic.Int64 // the line found last
+
+	mu     sync.Mutex
+	known  map[string][]ssh.PublicKey // keys of the lines found, by host
+	misses map[string]struct{}        // hosts that no line left names (bounded)
+}
+
+type hashedLine struct {
+	salt, hash []byte
+	key        ssh.PublicKey
+	found      atomic.Bool // set under mu, with the key added to known
+}
+
+// maxHashedMisses bounds the hosts remembered as in no hashed line.
+const maxHashedMisses = 4096
+
+func (p *hashedPool) add(salt, hash []byte, key ssh.PublicKey) {
+	p.lines = append(p.lines, hashedLine{salt: salt, hash: hash, key: key})
+}
+
+// find reports whether a line names norm with key (any key when key is
+// nil: the first line naming norm ends the search), and whether any line
+// names norm.
+func (p *hashedPool) find(norm string, key ssh.PublicKey) (found, hostKnown bool) {
+	if p == nil || len(p.lines) == 0 {
+		return false, false
+	}
+	p.mu.Lock()
+	known := p.known[norm]
+	_, miss := p.misses[norm]
+	p.mu.Unlock()
+	for _, k := range known {
+		if key == nil || keyEq(k, key) {
+			return true, true
+		}
+	}
+	if miss { // every line naming norm is in known
+		return false, len(known) > 0
+	}
+	m := newHostHMAC(norm)
+	n := int64(len(p.lines))
+	cur := p.cursor.Load()
+	for i := int64(0); i < n; i++ {
+		// Out from the last line found, both ways: 0, -1, +1, -2, ...,
+		// which visits every line once.
+		off := (i + 1) / 2
+		if i%2 == 1 {
+			off = -off
+		}
+		at := ((cur+off)%n + n) % n
+		l := &p.lines[at]
+		if l.found.Load() || !m.matches(l.salt, l.hash) {
+			continue
+		}
+		p.mu.Lock()
+		if !l.found.Load() {
+			l.found.Store(true)
+			if p.known == nil {
+				p.known = map[string][]ssh.PublicKey{}
+			}
+			p.known[norm] = append(p.known[norm], l.key)
+		}
+		p.mu.Unlock()
+		p.cursor.Store(at)
+		hostKnown = true
+		if key == nil || keyEq(l.key, key) {
+			return true, true
+		}
+	}
+	// No line left names norm: every one found (by this search or another
+	// one, which added it under mu before marking it) is in known.
+	p.mu.Lock()
+	known = p.known[norm]
+	if p.misses == nil || len(p.misses) >= maxHashedMisses {
+		p.misses = map[string]struct{}{}
+	}
+	p.misses[norm] = struct{}{}
+	p.mu.Unlock()
+	for _, k := range known {
+		if key == nil || keyEq(k, key) {
+			return true, true
+		}
+	}
+	return false, hostKnown || len(known) > 0
+}
+
+// types is the keys of the first line found for norm (nil if none).
+func (p *hashedPool) types(norm string) []ssh.PublicKey {
+	if p == nil || len(p.lines) == 0 {
+		return nil
+	}
+	if found, _ := p.find(norm, nil); !found {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.known[norm]
+}
+
+// hostHMAC is OpenSSH's host hash, HMAC-SHA1 of the host keyed by the
+// line's salt, without allocating per line: a search tests many lines.
+type hostHMAC struct {
+	host    []byte
+	d       hash.Hash
+	pad     [sha1.BlockSize]byte
+	in, out [sha1.Size]byte
+}
+
+func newHostHMAC(host string) *hostHMAC { return &hostHMAC{host: []byte(host), d: sha1.New()} }
+
+func (m *hostHMAC) matches(salt, want []byte) bool {
+	if len(salt) > sha1.BlockSize || len(want) != sha1.Size {
+		return hashMatches(salt, want, string(m.host)) // not what OpenSSH writes
+	}
+	m.keyPad(salt, 0x36)
+	m.d.Write(m.host)
+	m.d.Sum(m.in[:0])
+	m.keyPad(salt, 0x5c)
+	m.d.Write(m.in[:])
+	m.d.Sum(m.out[:0])
+	return m.out == [sha1.Size]byte(want)
+}
+
+// keyPad resets the digest and writes the salt XOR pad, as HMAC does.
+func (m *hostHMAC) keyPad(salt []byte, pad byte) {
+	for i := range m.pad {
+		m.pad[i] = pad
+	}
+	for i, b := range salt {
+		m.pad[i] ^= b
+	}
+	m.d.Reset()
+	m.d.Write(m.pad[:])
+}
