@@ -68,12 +68,13 @@ type hostKeys struct {
 // file is read again, from where it was left, under the lock and before a
 // key is added. Reading only the new lines keeps a sweep of N new hosts O(N).
 type knownTail struct {
-	file   os.FileInfo // what was read; another file there is read whole
-	off    int64       // bytes read, up to the end of the last whole line
-	line   int         // lines read
-	plain  map[string][]tailKey
-	hashed []hashedKey
-	odd    bool // patterns or markers: x/crypto's matcher decides
+	file    os.FileInfo // what was read; another file there is read whole
+	off     int64       // bytes read, up to the end of the last whole line
+	line    int         // lines read
+	partial bool        // a last line without its newline follows off
+	plain   map[string][]tailKey
+	hashed  []hashedKey
+	odd     bool // patterns or markers: x/crypto's matcher decides
 }
 
 type tailKey struct {
@@ -311,10 +312,19 @@ func (h *hostKeys) unknown(hostname string, remote net.Addr, norm string, key ss
 		h.added[norm] = key
 		return nil
 	}
+	if h.tail.partial {
+		line = "\n" + line // not glued to a last line an editor left without its newline
+	}
 	if _, err := h.out.WriteString(line); err != nil {
 		return &hostKeyError{host: norm, msg: "could not be added to " + h.files[0] + ": " + err.Error()}
 	}
 	h.added[norm] = key
+	// Our line alone since the tail was read (ssh appends without the
+	// lock): it is in added, and the tail need not index it; a hashed one
+	// would cost every later host of the sweep an HMAC.
+	if fi, err := h.out.Stat(); err == nil && h.tail.file != nil && os.SameFile(fi, h.tail.file) && fi.Size() == h.tail.off+int64(len(line)) {
+		h.tail.off, h.tail.line = fi.Size(), h.tail.line+1
+	}
 	return nil
 }
 
@@ -335,6 +345,7 @@ func (h *hostKeys) readTail() error {
 		// Replaced or cut (ssh-keygen -R rewrites it): read it whole.
 		*t = knownTail{file: fi}
 	}
+	t.partial = false
 	if fi.Size() == t.off {
 		return nil
 	}
@@ -345,6 +356,7 @@ func (h *hostKeys) readTail() error {
 	}
 	buf = buf[:bytes.LastIndexByte(buf[:n], '\n')+1]
 	t.off += int64(len(buf))
+	t.partial = fi.Size() > t.off
 	t.index(buf)
 	return nil
 }
@@ -404,8 +416,12 @@ func (t *knownTail) check(file, hostname string, remote net.Addr, norm string, k
 		}
 	}
 	known := t.plain[norm]
+	var m *hostHMAC
+	if len(t.hashed) > 0 {
+		m = newHostHMAC(norm)
+	}
 	for _, hk := range t.hashed {
-		if hashMatches(hk.salt, hk.hash, norm) {
+		if m.matches(hk.salt, hk.hash) {
 			known = append(known, hk.tailKey)
 		}
 	}

@@ -234,3 +234,29 @@ func TestGlobalKnownHostsErrors(t *testing.T) {
 		})
 	}
 }
+
+// A known_hosts whose last line has no newline (an editor left it so):
+// accept-new starts its line on a line of its own, as OpenSSH does.
+func TestAcceptNewAfterLastLineWithoutNewline(t *testing.T) {
+	t.Parallel()
+	fleet := lab.StartSSHFleetT(t, lab.SSHFleetOptions{})
+	first := strings.TrimSuffix(knownLine(1, fleet.Port, fleet.HostKey), "\n")
+	home := newHome(t, first)
+	kh := filepath.Join(home.dir, ".ssh", "known_hosts")
+	j := newJob(t, Config{Command: "echo hi", HostKey: HostKeyAcceptNew}, home.env())
+	for _, r := range run(t, j, []target.Target{at(1, fleet.Port), at(2, fleet.Port), at(3, fleet.Port)}, 1, 10*time.Second) {
+		if r.Status != job.Up {
+			t.Errorf("%s: %s/%s %q", r.Host, r.Status, r.Class, r.Error)
+		}
+	}
+	want := first + "\n" + knownLine(2, fleet.Port, fleet.HostKey) + knownLine(3, fleet.Port, fleet.HostKey)
+	if got := readFile(t, kh); got != want {
+		t.Errorf("known_hosts:\n%s\nwant:\n%s", got, want)
+	}
+	strict := newJob(t, Config{Command: "echo hi"}, home.env())
+	for _, r := range run(t, strict, []target.Target{at(1, fleet.Port), at(2, fleet.Port), at(3, fleet.Port)}, 3, 10*time.Second) {
+		if r.Status != job.Up {
+			t.Errorf("strict after: %s: %s/%s %q", r.Host, r.Status, r.Class, r.Error)
+		}
+	}
+}
