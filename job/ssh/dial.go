@@ -52,7 +52,7 @@ func (j *Job) connect(ctx context.Context, hs *hostSettings) (*link, error) {
 	cc := &ssh.ClientConfig{
 		User:              hs.user,
 		Auth:              j.keys.authFor(hs),
-		HostKeyCallback:   j.hostKeys.check,
+		HostKeyCallback:   j.hostKeys.callback(hs.hashKnown),
 		HostKeyAlgorithms: j.hostKeys.algorithms(hs.addr()),
 		ClientVersion:     clientVersion,
 	}
@@ -207,7 +207,7 @@ func (j *Job) bastion(ctx context.Context, spec string) (*bastion, error) {
 		}
 		hs.proxyJump = "" // one bastion, not a chain
 		cc := &ssh.ClientConfig{
-			User: hs.user, Auth: j.keys.authFor(&hs), HostKeyCallback: j.hostKeys.check,
+			User: hs.user, Auth: j.keys.authFor(&hs), HostKeyCallback: j.hostKeys.callback(hs.hashKnown),
 			HostKeyAlgorithms: j.hostKeys.algorithms(hs.addr()), ClientVersion: clientVersion,
 		}
 		cc.KeyExchanges = j.kex

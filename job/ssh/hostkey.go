@@ -40,10 +40,6 @@ type hostKeys struct {
 	warn   io.Writer
 	cb     ssh.HostKeyCallback // x/crypto's matcher over the existing files; nil if none
 
-	// hashFor reports whether accept-new writes hostname ("HostName:port")
-	// hashed (HashKnownHosts); nil means never.
-	hashFor func(hostname string) bool
-
 	// exact indexes the plain (unhashed, pattern-free) entries, so that a
 	// sweep of N hosts against an N-line file costs O(N), not O(N^2). Used
 	// only when the files hold no @revoked or @cert-authority line.
@@ -226,8 +222,25 @@ func (h *hostKeys) close() {
 	}
 }
 
-// check is the ssh.HostKeyCallback: hostname is "HostName:port".
+// check is the ssh.HostKeyCallback of a host whose HashKnownHosts is no:
+// hostname is "HostName:port".
 func (h *hostKeys) check(hostname string, remote net.Addr, key ssh.PublicKey) error {
+	return h.verify(hostname, remote, key, false)
+}
+
+// callback is the ssh.HostKeyCallback of one host; hash is its
+// HashKnownHosts (from the Host blocks its alias matches), which decides how
+// accept-new writes it.
+func (h *hostKeys) callback(hash bool) ssh.HostKeyCallback {
+	if !hash {
+		return h.check
+	}
+	return func(hostname string, remote net.Addr, key ssh.PublicKey) error {
+		return h.verify(hostname, remote, key, true)
+	}
+}
+
+func (h *hostKeys) verify(hostname string, remote net.Addr, key ssh.PublicKey, hash bool) error {
 	if h.policy == HostKeyOff {
 		return nil
 	}
@@ -243,7 +256,7 @@ func (h *hostKeys) check(hostname string, remote net.Addr, key ssh.PublicKey) er
 			return nil
 		}
 		if !hostKnown && !h.odd && len(h.exact[norm]) == 0 {
-			return h.unknown(hostname, remote, norm, key)
+			return h.unknown(hostname, remote, norm, key, hash)
 		}
 	}
 	err := h.lookup(hostname, remote, key)
@@ -260,7 +273,7 @@ func (h *hostKeys) check(hostname string, remote net.Addr, key ssh.PublicKey) er
 		return &hostKeyError{host: norm, msg: fmt.Sprintf("CHANGED: the server offered %s %s, known_hosts has %s at %s:%d (possible man-in-the-middle; remove that line if the change is expected)",
 			key.Type(), ssh.FingerprintSHA256(key), w.Key.Type(), w.Filename, w.Line)}
 	case errors.As(err, &ke):
-		return h.unknown(hostname, remote, norm, key)
+		return h.unknown(hostname, remote, norm, key, hash)
 	}
 	return &hostKeyError{host: norm, msg: err.Error()}
 }
@@ -273,7 +286,7 @@ func (h *hostKeys) lookup(hostname string, remote net.Addr, key ssh.PublicKey) e
 }
 
 // unknown handles a host known_hosts had no key for when it was read.
-func (h *hostKeys) unknown(hostname string, remote net.Addr, norm string, key ssh.PublicKey) error {
+func (h *hostKeys) unknown(hostname string, remote net.Addr, norm string, key ssh.PublicKey, hash bool) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if k, ok := h.added[norm]; ok {
@@ -291,7 +304,7 @@ func (h *hostKeys) unknown(hostname string, remote net.Addr, norm string, key ss
 			key.Type(), ssh.FingerprintSHA256(key), read)}
 	}
 	field := norm
-	if h.hashFor != nil && h.hashFor(hostname) {
+	if hash {
 		field = knownhosts.HashHostname(norm) // as OpenSSH's HashKnownHosts: |1|salt|hash
 	}
 	line := field + " " + key.Type() + " " + base64.StdEncoding.EncodeToString(key.Marshal()) + "\n"

@@ -280,3 +280,33 @@ func TestOpenSSHHashedAndGlobalKnownHosts(t *testing.T) {
 		t.Errorf("user file written on a changed key:\n%s", data)
 	}
 }
+
+// HashKnownHosts is taken from the Host blocks the target's alias matches,
+// as OpenSSH does: a block naming only the alias decides, though the line
+// written names its HostName.
+func TestHashKnownHostsByAlias(t *testing.T) {
+	t.Parallel()
+	fleet := lab.StartSSHFleetT(t, lab.SSHFleetOptions{})
+	home := newHome(t, "")
+	writeFile(t, home.dir, ".ssh/config", fmt.Sprintf("Host web3\n  HostName %s\n  HashKnownHosts yes\nHost *\n  HashKnownHosts no\n", host(3)))
+	kh := filepath.Join(home.dir, ".ssh", "known_hosts")
+	accept := newJob(t, Config{Command: "echo hi", HostKey: HostKeyAcceptNew}, home.env())
+	named := target.Target{Host: "web3", Port: uint16(fleet.Port)}
+	for _, tg := range []target.Target{named, at(4, fleet.Port)} {
+		if r := accept.Run(context.Background(), tg); r.Status != job.Up {
+			t.Fatalf("accept-new %s: %s/%s %q", r.Host, r.Status, r.Class, r.Error)
+		}
+	}
+	lines, hostsOf, hashed := knownFileLines(t, kh, 4, fleet.Port)
+	if len(lines) != 2 {
+		t.Fatalf("known_hosts has %d lines, want 2:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+	for k, l := range lines {
+		if len(hostsOf[k]) != 1 {
+			t.Fatalf("line %q names hosts %v, want one", l, hostsOf[k])
+		}
+		if i := hostsOf[k][0]; hashed[k] != (i == 3) {
+			t.Errorf("host %d (web3 is host 3): line %q hashed %v", i, l, hashed[k])
+		}
+	}
+}

@@ -163,16 +163,6 @@ func New(c Config, env Env) (*Job, error) {
 	if j.hostKeys, err = newHostKeys(policy, files, global, env.Warn); err != nil {
 		return nil, err
 	}
-	// HashKnownHosts is per host, looked up for the HostName the callback
-	// is given (not the alias: a block matching only an alias whose
-	// HostName differs is not seen).
-	j.hostKeys.hashFor = func(hostname string) bool {
-		h, _, err := net.SplitHostPort(hostname)
-		if err != nil {
-			h = hostname
-		}
-		return strings.EqualFold(j.conf.get(h, "HashKnownHosts"), "yes")
-	}
 	if j.keys, err = loadKeyring(&j.cfg, j.conf, env); err != nil {
 		j.hostKeys.close()
 		return nil, err
