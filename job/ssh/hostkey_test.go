@@ -68,25 +68,37 @@ func TestAcceptNewRereadsKnownHostsUnderLock(t *testing.T) {
 // new hosts at the same time: each host ends on exactly one line.
 func TestAcceptNewConcurrentJobsOneLinePerHost(t *testing.T) {
 	t.Parallel()
-	const n = 60
 	fleet := lab.StartSSHFleetT(t, lab.SSHFleetOptions{})
-	home := newHome(t, "")
-	kh := filepath.Join(home.dir, ".ssh", "known_hosts")
+	_, lines, _, hashed := acceptNewTwice(t, fleet, newHome(t, ""), 60, 16, nil)
+	for k, l := range lines {
+		if hashed[k] {
+			t.Errorf("line %q hashed, want plain", l)
+		}
+	}
+}
+
+// acceptNewTwice runs two accept-new jobs of their own state (as two fanout
+// processes, both reading the file before either sweeps) over hosts 1..n
+// at once, c targets in flight each, and checks every host is up and ends
+// on exactly one line of known_hosts, which it returns as knownFileLines
+// does.
+func acceptNewTwice(t *testing.T, fleet *lab.Fleet, home *testHome, n, c int, opts map[string]string) (kh string, lines []string, hostsOf [][]int, hashed []bool) {
+	t.Helper()
+	kh = filepath.Join(home.dir, ".ssh", "known_hosts")
 	var targets []target.Target
 	for i := 1; i <= n; i++ {
 		targets = append(targets, at(i, fleet.Port))
 	}
-	// Both read the (empty) file before either sweeps.
 	jobs := []*Job{
-		newJob(t, Config{Command: "echo hi", HostKey: HostKeyAcceptNew}, home.env()),
-		newJob(t, Config{Command: "echo hi", HostKey: HostKeyAcceptNew}, home.env()),
+		newJob(t, Config{Command: "echo hi", HostKey: HostKeyAcceptNew, Options: opts}, home.env()),
+		newJob(t, Config{Command: "echo hi", HostKey: HostKeyAcceptNew, Options: opts}, home.env()),
 	}
 	var wg sync.WaitGroup
 	for _, j := range jobs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for _, r := range run(t, j, targets, 16, 30*time.Second) {
+			for _, r := range run(t, j, targets, c, 30*time.Second) {
 				if r.Status != job.Up {
 					t.Errorf("%s: %s/%s %q", r.Host, r.Status, r.Class, r.Error)
 				}
@@ -94,18 +106,20 @@ func TestAcceptNewConcurrentJobsOneLinePerHost(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	data, _ := os.ReadFile(kh)
-	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	lines, hostsOf, hashed = knownFileLines(t, kh, n, fleet.Port)
+	seen := map[int]int{}
+	for k := range lines {
+		for _, i := range hostsOf[k] {
+			seen[i]++
+		}
+	}
+	for i := 1; i <= n; i++ {
+		if seen[i] != 1 {
+			t.Errorf("host %d on %d lines, want 1", i, seen[i])
+		}
+	}
 	if len(lines) != n {
 		t.Errorf("known_hosts has %d lines for %d hosts", len(lines), n)
 	}
-	seen := map[string]int{}
-	for _, l := range lines {
-		seen[strings.Fields(l)[0]]++
-	}
-	for i := 1; i <= n; i++ {
-		if a := fmt.Sprintf("[%s]:%d", host(i), fleet.Port); seen[a] != 1 {
-			t.Errorf("%s on %d lines, want 1", a, seen[a])
-		}
-	}
+	return kh, lines, hostsOf, hashed
 }
