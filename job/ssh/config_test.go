@@ -90,16 +90,7 @@ func TestBadInputBeforeTheSweep(t *testing.T) {
 			t.Parallel()
 			h := newHome(t, "")
 			c, env := tt.setup(t, h)
-			j, err := New(c, env)
-			if err == nil {
-				j.Close()
-				t.Fatalf("New: no error, want one containing %q", tt.want)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
-			}
+			newFails(t, c, env, tt.want...)
 		})
 	}
 }
@@ -287,5 +278,20 @@ func TestHostKeyOffWarns(t *testing.T) {
 	}
 	if err := j.hostKeys.check("127.0.0.1:22", nil, h.pub); err != nil {
 		t.Errorf("off: check = %v, want nil", err)
+	}
+}
+
+// newFails checks that New refuses c with an error containing each of want.
+func newFails(t *testing.T, c Config, env Env, want ...string) {
+	t.Helper()
+	j, err := New(c, env)
+	if err == nil {
+		j.Close()
+		t.Fatalf("New: no error, want one containing %q", want)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not contain %q", err, w)
+		}
 	}
 }

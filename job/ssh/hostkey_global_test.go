@@ -221,16 +221,7 @@ func TestGlobalKnownHostsErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.c.Command = "true"
-			j, err := New(tt.c, home.env())
-			if err == nil {
-				j.Close()
-				t.Fatalf("no error, want one naming %q", tt.want)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not name %q", err, w)
-				}
-			}
+			newFails(t, tt.c, home.env(), tt.want...)
 		})
 	}
 }

@@ -237,16 +237,11 @@ func TestSystemSSHConfigErrors(t *testing.T) {
 			if tt.user != "" {
 				writeFile(t, h.dir, ".ssh/config", tt.user)
 			}
-			j, err := New(Config{Command: "true", SystemSSHConfig: sys}, h.env())
-			if err == nil {
-				j.Close()
-				t.Fatalf("New: no error, want one containing %q", tt.want)
-			}
+			var want []string
 			for _, w := range tt.want {
-				if w = strings.ReplaceAll(w, "ETC", etc); !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
+				want = append(want, strings.ReplaceAll(w, "ETC", etc))
 			}
+			newFails(t, Config{Command: "true", SystemSSHConfig: sys}, h.env(), want...)
 		})
 	}
 	// A missing system file is no error unless it was named.
