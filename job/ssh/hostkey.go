@@ -267,7 +267,7 @@ func (h *hostKeys) verify(hostname string, remote net.Addr, key ssh.PublicKey, h
 	var re *knownhosts.RevokedError
 	switch {
 	case errors.As(err, &re):
-		return &hostKeyError{host: norm, msg: fmt.Sprintf("is revoked (%s:%d)", re.Revoked.Filename, re.Revoked.Line)}
+		return revoked(norm, re)
 	case errors.As(err, &ke) && len(ke.Want) > 0:
 		w := ke.Want[0]
 		return &hostKeyError{host: norm, msg: fmt.Sprintf("CHANGED: the server offered %s %s, known_hosts has %s at %s:%d (possible man-in-the-middle; remove that line if the change is expected)",
@@ -419,7 +419,7 @@ func (t *knownTail) check(file, hostname string, remote net.Addr, norm string, k
 		case err == nil:
 			return nil
 		case errors.As(err, &re):
-			return &hostKeyError{host: norm, msg: fmt.Sprintf("is revoked (%s:%d)", re.Revoked.Filename, re.Revoked.Line)}
+			return revoked(norm, re)
 		case errors.As(err, &ke) && len(ke.Want) > 0:
 			return changedMeanwhile(norm, key, ke.Want[0].Key, file, ke.Want[0].Line)
 		case errors.As(err, &ke):
@@ -447,6 +447,11 @@ func (t *knownTail) check(file, hostname string, remote net.Addr, norm string, k
 		}
 	}
 	return changedMeanwhile(norm, key, known[0].key, file, known[0].line)
+}
+
+// revoked is the error for a key an @revoked line names.
+func revoked(norm string, re *knownhosts.RevokedError) error {
+	return &hostKeyError{host: norm, msg: fmt.Sprintf("is revoked (%s:%d)", re.Revoked.Filename, re.Revoked.Line)}
 }
 
 func changedMeanwhile(norm string, key, want ssh.PublicKey, file string, line int) error {
