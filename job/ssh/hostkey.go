@@ -51,6 +51,9 @@ type hostKeys struct {
 	// without asking x/crypto, which tests every line against every host.
 	hashed *hashedPool
 	odd    bool
+	// cas are the keys of the @cert-authority lines: a host one of them
+	// matches is asked for a host certificate first, as OpenSSH does.
+	cas []ssh.PublicKey
 
 	mu    sync.Mutex
 	added map[string]ssh.PublicKey // accepted this sweep (accept-new)
@@ -70,7 +73,8 @@ type knownTail struct {
 	partial bool        // a last line without its newline follows off
 	plain   map[string][]tailKey
 	hashed  []hashedKey
-	odd     bool // patterns or markers: x/crypto's matcher decides
+	odd     bool            // patterns or markers: x/crypto's matcher decides
+	cas     []ssh.PublicKey // keys of the @cert-authority lines read
 }
 
 type tailKey struct {
@@ -169,6 +173,12 @@ func newHostKeys(policy string, files, global []string, warn io.Writer) (*hostKe
 // comments, and marker lines (@cert-authority, @revoked), whose presence
 // it reports; lines is the count of lines read.
 func knownLines(data []byte, fn func(n int, hosts string, key []byte)) (lines int, markers bool) {
+	return knownLinesMarked(data, fn, nil)
+}
+
+// knownLinesMarked is knownLines that also calls marked, when not nil, with
+// each marker line: the marker (without its @), the host field, the key.
+func knownLinesMarked(data []byte, fn func(n int, hosts string, key []byte), marked func(marker, hosts string, key []byte)) (lines int, markers bool) {
 	for len(data) > 0 {
 		var line []byte
 		line, data, _ = bytes.Cut(data, []byte("\n"))
@@ -179,6 +189,9 @@ func knownLines(data []byte, fn func(n int, hosts string, key []byte)) (lines in
 		}
 		if line[0] == '@' {
 			markers = true
+			if f := bytes.Fields(line); marked != nil && len(f) >= 4 {
+				marked(string(f[0][1:]), string(f[1]), bytes.Join(f[2:], []byte(" ")))
+			}
 			continue
 		}
 		if i := bytes.IndexAny(line, " \t"); i >= 0 {
@@ -189,10 +202,11 @@ func knownLines(data []byte, fn func(n int, hosts string, key []byte)) (lines in
 }
 
 // index adds the plain entries of a known_hosts file to exact, the hashed
-// ones to hashed, and reports whether the file has marker lines (which the
-// indexes do not model).
+// ones to hashed, the keys of @cert-authority lines to cas, and reports
+// whether the file has marker lines (which the indexes do not model).
 func (h *hostKeys) index(data []byte) (markers bool) {
-	_, markers = knownLines(data, func(_ int, hosts string, key []byte) {
+	ca := func(marker, _ string, key []byte) { h.cas = addCA(h.cas, marker, key) }
+	_, markers = knownLinesMarked(data, func(_ int, hosts string, key []byte) {
 		if strings.ContainsAny(hosts, "*?!|") {
 			salt, hash, ok := parseHashed(hosts)
 			if !ok || strings.Contains(hosts, ",") {
@@ -212,7 +226,7 @@ func (h *hostKeys) index(data []byte) (markers bool) {
 			n := knownhosts.Normalize(host)
 			h.exact[n] = append(h.exact[n], pub)
 		}
-	})
+	}, ca)
 	return markers
 }
 
@@ -245,6 +259,18 @@ func (h *hostKeys) verify(hostname string, remote net.Addr, key ssh.PublicKey, h
 		return nil
 	}
 	norm := knownhosts.Normalize(hostname)
+	if cert, ok := key.(*ssh.Certificate); ok {
+		err := h.lookup(hostname, remote, cert)
+		switch {
+		case err == nil:
+			return nil
+		case noAuthority(err):
+			// As OpenSSH: no @cert-authority line signed it for this host,
+			// so its plain key is checked (and, with accept-new, added).
+			return h.verify(hostname, remote, cert.Key, hash)
+		}
+		return &hostKeyError{host: norm, msg: "has a certificate that is not accepted: " + strings.TrimPrefix(err.Error(), "ssh: ")}
+	}
 	if h.exact != nil {
 		for _, k := range h.exact[norm] {
 			if keyEq(k, key) {
@@ -265,6 +291,9 @@ func (h *hostKeys) verify(hostname string, remote net.Addr, key ssh.PublicKey, h
 	}
 	var ke *knownhosts.KeyError
 	var re *knownhosts.RevokedError
+	if errors.As(err, &ke) {
+		ke.Want = dropCAs(ke.Want, h.cas)
+	}
 	switch {
 	case errors.As(err, &re):
 		return revoked(norm, re)
@@ -276,6 +305,58 @@ func (h *hostKeys) verify(hostname string, remote net.Addr, key ssh.PublicKey, h
 		return h.unknown(hostname, remote, norm, key, hash)
 	}
 	return &hostKeyError{host: norm, msg: err.Error()}
+}
+
+// addCA adds the key of a marker line to cas if it is an @cert-authority.
+func addCA(cas []ssh.PublicKey, marker string, key []byte) []ssh.PublicKey {
+	if marker != "cert-authority" {
+		return cas
+	}
+	pub, _, _, _, err := ssh.ParseAuthorizedKey(key)
+	if err != nil || slices.ContainsFunc(cas, func(k ssh.PublicKey) bool { return keyEq(k, pub) }) {
+		return cas
+	}
+	return append(cas, pub)
+}
+
+// dropCAs removes the @cert-authority lines from what x/crypto says a host
+// should have: it counts them as the host's own keys, so that a plain key
+// of the CA's type would be "changed", where OpenSSH uses them only for
+// certificates. A line is a CA's when its key is one (a CA key that is
+// also a host's own key is not told apart).
+func dropCAs(want []knownhosts.KnownKey, cas ...[]ssh.PublicKey) []knownhosts.KnownKey {
+	return slices.DeleteFunc(want, func(w knownhosts.KnownKey) bool {
+		for _, c := range cas {
+			if slices.ContainsFunc(c, func(k ssh.PublicKey) bool { return keyEq(k, w.Key) }) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// noAuthority is x/crypto's error for a host certificate that no
+// @cert-authority line for the host signed (or no known_hosts at all).
+func noAuthority(err error) bool {
+	var ke *knownhosts.KeyError
+	return errors.As(err, &ke) || strings.HasPrefix(err.Error(), "ssh: no authorities for hostname")
+}
+
+// hasAuthority reports whether an @cert-authority line matches hostname
+// ("host:port"). It asks x/crypto's matcher, which decides the real check,
+// with a certificate each CA key would have signed: one it matches fails
+// later (the signature), one it does not fails as noAuthority.
+func (h *hostKeys) hasAuthority(hostname string) bool {
+	if h.cb == nil {
+		return false
+	}
+	for _, ca := range h.cas {
+		probe := &ssh.Certificate{Key: probeKey, CertType: ssh.HostCert, SignatureKey: ca}
+		if err := h.cb(hostname, probeAddr, probe); err != nil && !noAuthority(err) {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *hostKeys) lookup(hostname string, remote net.Addr, key ssh.PublicKey) error {
@@ -317,7 +398,7 @@ func (h *hostKeys) unknown(hostname string, remote net.Addr, norm string, key ss
 	if err := h.readTail(); err != nil {
 		return &hostKeyError{host: norm, msg: "could not be added: read " + h.files[0] + ": " + err.Error()}
 	}
-	switch err := h.tail.check(h.files[0], hostname, remote, norm, key); {
+	switch err := h.tail.check(h.files[0], hostname, remote, norm, key, h.cas); {
 	case err == errTailNone:
 	case err != nil:
 		return err
@@ -375,7 +456,7 @@ func (h *hostKeys) readTail() error {
 }
 
 func (t *knownTail) index(data []byte) {
-	lines, markers := knownLines(data, func(n int, hosts string, key []byte) {
+	lines, markers := knownLinesMarked(data, func(n int, hosts string, key []byte) {
 		pub, _, _, _, err := ssh.ParseAuthorizedKey(key)
 		if err != nil {
 			return
@@ -396,7 +477,7 @@ func (t *knownTail) index(data []byte) {
 			norm := knownhosts.Normalize(host)
 			t.plain[norm] = append(t.plain[norm], tk)
 		}
-	})
+	}, func(marker, _ string, key []byte) { t.cas = addCA(t.cas, marker, key) })
 	t.line += lines
 	t.odd = t.odd || markers
 }
@@ -406,7 +487,7 @@ var errTailNone = errors.New("not in the tail")
 
 // check is nil when the tail holds key for norm, a hostKeyError when it
 // holds another key only, errTailNone when it holds none.
-func (t *knownTail) check(file, hostname string, remote net.Addr, norm string, key ssh.PublicKey) error {
+func (t *knownTail) check(file, hostname string, remote net.Addr, norm string, key ssh.PublicKey, cas []ssh.PublicKey) error {
 	if t.odd {
 		// Rare (no fanout or ssh writes these): x/crypto reads the file.
 		cb, err := knownhosts.New(file)
@@ -415,7 +496,11 @@ func (t *knownTail) check(file, hostname string, remote net.Addr, norm string, k
 		}
 		var ke *knownhosts.KeyError
 		var re *knownhosts.RevokedError
-		switch err := cb(hostname, remote, key); {
+		err = cb(hostname, remote, key)
+		if errors.As(err, &ke) {
+			ke.Want = dropCAs(ke.Want, cas, t.cas)
+		}
+		switch {
 		case err == nil:
 			return nil
 		case errors.As(err, &re):
@@ -505,7 +590,7 @@ func (h *hostKeys) algorithms(hostname string) []string {
 		// A probe with a key no line can hold lists what the files know.
 		var ke *knownhosts.KeyError
 		if err := h.cb(hostname, probeAddr, probeKey); errors.As(err, &ke) {
-			for _, w := range ke.Want {
+			for _, w := range dropCAs(ke.Want, h.cas) {
 				known = append(known, w.Key)
 			}
 		}
@@ -517,10 +602,18 @@ func (h *hostKeys) algorithms(hostname string) []string {
 		}
 		h.mu.Unlock()
 	}
+	var algos []string
+	if len(h.cas) > 0 && h.hasAuthority(hostname) {
+		algos = append(algos, certHostKeyAlgos...)
+		if len(known) == 0 {
+			// The plain key of a certificate no CA signed is checked as
+			// any other (verify), so a server without one still works.
+			return append(algos, defaultHostKeyAlgos...)
+		}
+	}
 	if len(known) == 0 {
 		return defaultHostKeyAlgos
 	}
-	var algos []string
 	for _, k := range known {
 		switch t := k.Type(); t {
 		case ssh.KeyAlgoRSA:
@@ -537,6 +630,13 @@ func (h *hostKeys) algorithms(hostname string) []string {
 		}
 	}
 	return algos
+}
+
+// certHostKeyAlgos come first for a host an @cert-authority line matches,
+// in OpenSSH's order.
+var certHostKeyAlgos = []string{
+	ssh.CertAlgoED25519v01, ssh.CertAlgoECDSA256v01, ssh.CertAlgoECDSA384v01, ssh.CertAlgoECDSA521v01,
+	ssh.CertAlgoRSASHA512v01, ssh.CertAlgoRSASHA256v01,
 }
 
 // defaultHostKeyAlgos is OpenSSH's order (ed25519 first), not x/crypto's.

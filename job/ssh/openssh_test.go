@@ -46,6 +46,13 @@ func freePort(t testing.TB) int { return closedPort(t) }
 // appended to its config.
 func startSSHD(t *testing.T, keys []ssh.PublicKey, extra ...string) *sshd {
 	t.Helper()
+	return startSSHDCert(t, keys, nil, nil, extra...)
+}
+
+// startSSHDCert is startSSHD whose host key also has a certificate, which
+// ca signs for principals, when ca is set.
+func startSSHDCert(t *testing.T, keys []ssh.PublicKey, ca ssh.Signer, principals []string, extra ...string) *sshd {
+	t.Helper()
 	needSSHD(t)
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil { // privilege separation dir
 		t.Fatal(err)
@@ -54,6 +61,18 @@ func startSSHD(t *testing.T, keys []ssh.PublicKey, extra ...string) *sshd {
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	writeKey(t, filepath.Join(dir, "host_ed25519"), priv, "")
 	hostPub, _ := ssh.NewPublicKey(priv.Public())
+	if ca != nil {
+		cert := &ssh.Certificate{Key: hostPub, CertType: ssh.HostCert, KeyId: "test host",
+			ValidPrincipals: principals, ValidBefore: ssh.CertTimeInfinity}
+		if err := cert.SignCert(rand.Reader, ca); err != nil {
+			t.Fatal(err)
+		}
+		cf := filepath.Join(dir, "host_ed25519-cert.pub")
+		if err := os.WriteFile(cf, ssh.MarshalAuthorizedKey(cert), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		extra = append(extra, "HostCertificate "+cf)
+	}
 	var ak bytes.Buffer
 	for _, k := range keys {
 		ak.Write(ssh.MarshalAuthorizedKey(k))
@@ -280,6 +299,84 @@ func TestOpenSSHKnownHosts(t *testing.T) {
 	off := newJob(t, Config{Command: "true", HostKey: HostKeyOff}, rootEnv(home))
 	if r := off.Run(context.Background(), lo(d.port)); r.Status != job.Up {
 		t.Errorf("off, changed key: %s/%s %q, want up", r.Status, r.Class, r.Error)
+	}
+}
+
+// A host certificate signed by a CA that an @cert-authority line trusts
+// for the host is accepted with no line for the host itself, as OpenSSH
+// does; one the CA did not sign for that name, one another CA signed, and
+// one whose CA is @revoked are hostkey errors; a server whose CA no line
+// trusts for it is checked by its plain key. accept-new writes nothing for
+// a certified host.
+func TestOpenSSHCertAuthority(t *testing.T) {
+	t.Parallel()
+	newCA := func() (ssh.Signer, string) {
+		_, priv, _ := ed25519.GenerateKey(rand.Reader)
+		s, _ := ssh.NewSignerFromKey(priv)
+		return s, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(s.PublicKey())))
+	}
+	ca, caLine := newCA()
+	_, otherLine := newCA()
+	home := newHome(t, "")
+	good := startSSHDCert(t, []ssh.PublicKey{home.pub}, ca, []string{"127.0.0.1"})
+	wrongName := startSSHDCert(t, []ssh.PublicKey{home.pub}, ca, []string{"db1.example.com"})
+	kh := filepath.Join(home.dir, ".ssh", "known_hosts")
+	run := func(policy, known string, d *sshd) job.Result {
+		t.Helper()
+		if err := os.WriteFile(kh, []byte(known), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return newJob(t, Config{Command: "echo certified", HostKey: policy}, rootEnv(home)).Run(context.Background(), lo(d.port))
+	}
+	// x/crypto matches the port exactly (a pattern without one is port 22),
+	// where OpenSSH's "*" matches "[host]:port" too.
+	at := func(d *sshd, host string) string { return fmt.Sprintf("[%s]:%d", host, d.port) }
+	for _, known := range []string{
+		"@cert-authority " + at(good, "127.0.0.1") + " " + caLine + "\n",
+		"# the CA, with another CA's line first\n@cert-authority " + at(good, "127.0.0.1") + " " + otherLine + "\n@cert-authority db1," + at(good, "127.0.0.*") + " " + caLine + "\n",
+	} {
+		if r := run(HostKeyStrict, known, good); r.Status != job.Up || string(r.Stdout) != "certified\n" {
+			t.Errorf("strict, %q: %s/%s %q, want up", known, r.Status, r.Class, r.Error)
+		}
+	}
+	for _, tt := range []struct{ name, known, want string }{
+		{"another CA", "@cert-authority " + at(good, "127.0.0.1") + " " + otherLine + "\n", "unknown"},
+		{"the CA for other hosts", "@cert-authority db*.example.com," + at(good, "127.0.0.2") + " " + caLine + "\n", "unknown"},
+		{"CA revoked", "@cert-authority " + at(good, "127.0.0.1") + " " + caLine + "\n@revoked * " + caLine + "\n", "not accepted"},
+	} {
+		if r := run(HostKeyStrict, tt.known, good); r.Class != job.ClassHostKey || !strings.Contains(r.Error, tt.want) {
+			t.Errorf("strict, %s: %s/%s %q, want hostkey %q", tt.name, r.Status, r.Class, r.Error, tt.want)
+		}
+	}
+	if r := run(HostKeyStrict, "@cert-authority "+at(wrongName, "127.0.0.1")+" "+caLine+"\n", wrongName); r.Class != job.ClassHostKey || !strings.Contains(r.Error, "principal") {
+		t.Errorf("certificate for another name: %s/%s %q, want hostkey naming the principal", r.Status, r.Class, r.Error)
+	}
+	// No CA for it: the plain key decides, as with any server.
+	plain := fmt.Sprintf("@cert-authority %s %s\n%s", at(good, "127.0.0.1"), otherLine, good.knownHosts())
+	if r := run(HostKeyStrict, plain, good); r.Status != job.Up {
+		t.Errorf("plain key known, CA not: %s/%s %q, want up", r.Status, r.Class, r.Error)
+	}
+	known := "@cert-authority " + at(good, "127.0.0.1") + " " + caLine + "\n"
+	if r := run(HostKeyAcceptNew, known, good); r.Status != job.Up {
+		t.Errorf("accept-new, certified: %s/%s %q, want up", r.Status, r.Class, r.Error)
+	}
+	if data, _ := os.ReadFile(kh); string(data) != known {
+		t.Errorf("accept-new wrote for a certified host:\n%s", data)
+	}
+	// OpenSSH's client agrees on the first and the revoked case.
+	if _, err := exec.LookPath("ssh"); err == nil {
+		for known, ok := range map[string]bool{
+			known:                                 true,
+			known + "@revoked * " + caLine + "\n": false,
+		} {
+			os.WriteFile(kh, []byte(known), 0o600)
+			out, err := exec.Command("ssh", "-F", "none", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+				"-o", "UserKnownHostsFile="+kh, "-i", filepath.Join(home.dir, ".ssh", "id_ed25519"),
+				"-p", fmt.Sprint(good.port), "root@127.0.0.1", "echo ok").CombinedOutput()
+			if (err == nil) != ok {
+				t.Errorf("ssh with %q: %v: %s", known, err, out)
+			}
+		}
 	}
 }
 
