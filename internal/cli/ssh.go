@@ -41,9 +41,10 @@ an encrypted key's passphrase is asked once, on the terminal), and
 HostName, User, Port, IdentityFile, ProxyJump, ConnectTimeout; -F replaces
 both). Host keys are checked against ~/.ssh/known_hosts (UserKnownHostsFile,
 or --known-hosts instead) and the global /etc/ssh/ssh_known_hosts
-(GlobalKnownHostsFile; "none" for none), and an unknown or changed key fails
-that host (--host-key strict); accept-new adds unknown keys to the user's
-file (hashed with HashKnownHosts yes), off checks nothing.
+(GlobalKnownHostsFile; "none" for none), host certificates included
+(@cert-authority), and an unknown or changed key fails that host
+(--host-key strict); accept-new adds unknown keys to the user's file
+(hashed with HashKnownHosts yes), off checks nothing.
 
 A target is up when the command exits 0. Output, by default, is every line
 prefixed with its host (like pdsh); --gather prints each distinct output once
