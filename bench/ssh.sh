@@ -123,14 +123,20 @@ hosts() { awk -v n="$1" 'BEGIN{for(i=0;i<n;i++) printf "127.0.%d.%d\n", 1+int(i/
 # sshd's CPU so far (itself and its reaped children), in seconds.
 sshd_cpu() { [ -n "$SSHD_MAIN" ] || { echo 0; return; }; awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15+$16+$17)/hz}' "/proc/$SSHD_MAIN/stat"; }
 
+# The whole machine's busy and idle time so far (/proc/stat), in ticks:
+# what every process and the kernel spent, whoever it was charged to.
+machine() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat; }
+
 declare -A WALL CPU RSS OK
 # measure NAME N CMD...: run under GNU time; count "hello world" lines.
+# Besides the client's and sshd's CPU it prints the machine's: busy time
+# per host, whoever it was charged to, and the share of time left idle.
 measure() {
 	local name=$1 n=$2; shift 2
 	LAST=$name
-	local s0; s0=$(sshd_cpu)
+	local s0 b0 i0; s0=$(sshd_cpu); read -r b0 i0 < <(machine)
 	/usr/bin/time -f "%e %U %S %M" -o "$tmp/time" "$@" >"$tmp/out" 2>"$tmp/err" || true
-	local s1; s1=$(sshd_cpu)
+	local s1 b1 i1; s1=$(sshd_cpu); read -r b1 i1 < <(machine)
 	read -r w u s m <"$tmp/time" || { cat "$tmp/time" "$tmp/err" >&2; return 1; }
 	local cpu rss ok
 	cpu=$(awk -v u="$u" -v s="$s" 'BEGIN{printf "%.2f", u+s}')
@@ -139,6 +145,8 @@ measure() {
 	printf "  %-34s wall %7.2fs  client cpu %7.2fs (%6.2f ms/host)  peak rss %7.1f MB  sshd cpu %5.1f ms/host  hello worlds %d/%d\n" \
 		"$name" "$w" "$cpu" "$(awk -v c="$cpu" -v n="$n" 'BEGIN{print 1000*c/n}')" "$rss" \
 		"$(awk -v a="$s0" -v b="$s1" -v n="$n" 'BEGIN{print 1000*(b-a)/n}')" "$ok" "$n"
+	awk -v b=$((b1 - b0)) -v i=$((i1 - i0)) -v n="$n" -v hz="$(getconf CLK_TCK)" \
+		'BEGIN{printf "  %-34s machine busy %5.2f ms/host, idle %4.1f%%\n", "", 1000*b/hz/n, 100*i/(b+i)}'
 	if [ "$ok" != "$n" ] && [ -s "$tmp/err" ]; then echo "    (first errors:)"; head -3 "$tmp/err" | sed 's/^/    /'; fi
 	# Each tool's best complete run counts (ROUNDS runs per tool and size).
 	if [ -z "${WALL[$name]:-}" ] || { [ "$ok" = "$n" ] && { [ "${OK[$name]}" != "$n" ] ||
