@@ -103,6 +103,24 @@ func (c *Config) validate() error {
 	return nil
 }
 
+// opensshFlag reads a yes/no option as OpenSSH does: yes or true, no or
+// false, in any case; anything else is an error naming the option.
+func opensshFlag(key, v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "yes", "true":
+		return true, nil
+	case "no", "false":
+		return false, nil
+	}
+	return false, fmt.Errorf("ssh: option %s=%q: want yes or no", key, v)
+}
+
+// flagOn is a checked yes/no value: true for yes or true.
+func flagOn(v string) bool {
+	on, _ := opensshFlag("", v)
+	return on
+}
+
 // knownOptions are the -o keys fanout honours (lower case).
 var knownOptions = []string{
 	"user", "port", "hostname", "identityfile", "identitiesonly", "proxyjump",
@@ -134,9 +152,9 @@ func checkOption(k, v string) error {
 		if _, err := policyFromOpenSSH(v); err != nil {
 			return err
 		}
-	case "hashknownhosts":
-		if !strings.EqualFold(v, "yes") && !strings.EqualFold(v, "no") {
-			return fmt.Errorf("ssh: option HashKnownHosts=%q: want yes or no", v)
+	case "hashknownhosts", "identitiesonly", "batchmode":
+		if _, err := opensshFlag(k, v); err != nil {
+			return err
 		}
 	case "kexalgorithms":
 		if _, err := kexList(v); err != nil {

@@ -63,6 +63,7 @@ func TestHashKnownHostsAcceptNew(t *testing.T) {
 		{"-o yes", "", map[string]string{"HashKnownHosts": "yes"}, func(int) bool { return true }},
 		{"-o no over the config", "Host *\n  HashKnownHosts yes\n", map[string]string{"HashKnownHosts": "no"}, func(int) bool { return false }},
 		{"config, Host *", "Host *\n  HashKnownHosts yes\n", nil, func(int) bool { return true }},
+		{"config, OpenSSH's other spelling", "Host *\n  HashKnownHosts True\n", nil, func(int) bool { return true }},
 		{"config, per host", fmt.Sprintf("Host %s %s\n  HashKnownHosts yes\nHost *\n  HashKnownHosts no\n", host(2), host(5)), nil,
 			func(i int) bool { return i == 2 || i == 5 }},
 	}

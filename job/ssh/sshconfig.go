@@ -336,9 +336,10 @@ func decodeConfig(data []byte) (f *ssh_config.Config, err error) {
 	return f, nil
 }
 
-// check validates the values fanout reads for the whole sweep, wherever
-// they are (OpenSSH too refuses a bad value in a block that never applies),
-// so that an error names this file and line. KexAlgorithms names OpenSSH
+// check validates the values fanout reads that can be wrong
+// (StrictHostKeyChecking, KexAlgorithms, the yes/no options), wherever they
+// are (OpenSSH too refuses a bad value in a block that never applies), so
+// that an error names this file and line. KexAlgorithms names OpenSSH
 // implements and x/crypto does not (sntrup761x25519-sha512, ...) are
 // dropped: a distribution's policy lists them, and fanout then uses the
 // names it has of that allowed list.
@@ -353,6 +354,10 @@ func (cf *confFile) check() error {
 			switch strings.ToLower(kv.Key) {
 			case "stricthostkeychecking":
 				if _, err := policyFromOpenSSH(kv.Value); err != nil {
+					return fmt.Errorf("line %d: %v", line, err)
+				}
+			case "hashknownhosts", "identitiesonly", "batchmode":
+				if _, err := opensshFlag(kv.Key, kv.Value); err != nil {
 					return fmt.Errorf("line %d: %v", line, err)
 				}
 			case "kexalgorithms":
@@ -565,8 +570,8 @@ func (j *Job) settings(t target.Target) hostSettings {
 		for _, f := range sc.getAll(alias, "IdentityFile") {
 			hs.identities = append(hs.identities, expandPath(f, j.env))
 		}
-		hs.onlyIDs = strings.EqualFold(sc.get(alias, "IdentitiesOnly"), "yes")
-		hs.hashKnown = strings.EqualFold(sc.get(alias, "HashKnownHosts"), "yes")
+		hs.onlyIDs = flagOn(sc.get(alias, "IdentitiesOnly"))
+		hs.hashKnown = flagOn(sc.get(alias, "HashKnownHosts"))
 	}
 	return hs
 }
