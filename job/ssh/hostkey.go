@@ -169,16 +169,11 @@ func newHostKeys(policy string, files, global []string, warn io.Writer) (*hostKe
 }
 
 // knownLines calls fn with each key line of known_hosts data: its number
-// (from 1), its host field and the rest, the key. It skips blank lines and
-// comments, and marker lines (@cert-authority, @revoked), whose presence
-// it reports; lines is the count of lines read.
-func knownLines(data []byte, fn func(n int, hosts string, key []byte)) (lines int, markers bool) {
-	return knownLinesMarked(data, fn, nil)
-}
-
-// knownLinesMarked is knownLines that also calls marked, when not nil, with
-// each marker line: the marker (without its @), the host field, the key.
-func knownLinesMarked(data []byte, fn func(n int, hosts string, key []byte), marked func(marker, hosts string, key []byte)) (lines int, markers bool) {
+// (from 1), its host field and the rest, the key; and marked with each
+// marker line (@cert-authority, @revoked): the marker without its @, the
+// host field, the key. It skips blank lines and comments, reports whether
+// there were marker lines, and counts the lines read.
+func knownLines(data []byte, fn func(n int, hosts string, key []byte), marked func(marker, hosts string, key []byte)) (lines int, markers bool) {
 	for len(data) > 0 {
 		var line []byte
 		line, data, _ = bytes.Cut(data, []byte("\n"))
@@ -189,7 +184,7 @@ func knownLinesMarked(data []byte, fn func(n int, hosts string, key []byte), mar
 		}
 		if line[0] == '@' {
 			markers = true
-			if f := bytes.Fields(line); marked != nil && len(f) >= 4 {
+			if f := bytes.Fields(line); len(f) >= 4 {
 				marked(string(f[0][1:]), string(f[1]), bytes.Join(f[2:], []byte(" ")))
 			}
 			continue
@@ -206,7 +201,7 @@ func knownLinesMarked(data []byte, fn func(n int, hosts string, key []byte), mar
 // whether the file has marker lines (which the indexes do not model).
 func (h *hostKeys) index(data []byte) (markers bool) {
 	ca := func(marker, _ string, key []byte) { h.cas = addCA(h.cas, marker, key) }
-	_, markers = knownLinesMarked(data, func(_ int, hosts string, key []byte) {
+	_, markers = knownLines(data, func(_ int, hosts string, key []byte) {
 		if strings.ContainsAny(hosts, "*?!|") {
 			salt, hash, ok := parseHashed(hosts)
 			if !ok || strings.Contains(hosts, ",") {
@@ -272,10 +267,8 @@ func (h *hostKeys) verify(hostname string, remote net.Addr, key ssh.PublicKey, h
 		return &hostKeyError{host: norm, msg: "has a certificate that is not accepted: " + strings.TrimPrefix(err.Error(), "ssh: ")}
 	}
 	if h.exact != nil {
-		for _, k := range h.exact[norm] {
-			if keyEq(k, key) {
-				return nil
-			}
+		if hasKey(h.exact[norm], key) {
+			return nil
 		}
 		found, hostKnown := h.hashed.find(norm, key)
 		if found {
@@ -313,7 +306,7 @@ func addCA(cas []ssh.PublicKey, marker string, key []byte) []ssh.PublicKey {
 		return cas
 	}
 	pub, _, _, _, err := ssh.ParseAuthorizedKey(key)
-	if err != nil || slices.ContainsFunc(cas, func(k ssh.PublicKey) bool { return keyEq(k, pub) }) {
+	if err != nil || hasKey(cas, pub) {
 		return cas
 	}
 	return append(cas, pub)
@@ -326,12 +319,7 @@ func addCA(cas []ssh.PublicKey, marker string, key []byte) []ssh.PublicKey {
 // also a host's own key is not told apart).
 func dropCAs(want []knownhosts.KnownKey, cas ...[]ssh.PublicKey) []knownhosts.KnownKey {
 	return slices.DeleteFunc(want, func(w knownhosts.KnownKey) bool {
-		for _, c := range cas {
-			if slices.ContainsFunc(c, func(k ssh.PublicKey) bool { return keyEq(k, w.Key) }) {
-				return true
-			}
-		}
-		return false
+		return slices.ContainsFunc(cas, func(c []ssh.PublicKey) bool { return hasKey(c, w.Key) })
 	})
 }
 
@@ -456,7 +444,7 @@ func (h *hostKeys) readTail() error {
 }
 
 func (t *knownTail) index(data []byte) {
-	lines, markers := knownLinesMarked(data, func(n int, hosts string, key []byte) {
+	lines, markers := knownLines(data, func(n int, hosts string, key []byte) {
 		pub, _, _, _, err := ssh.ParseAuthorizedKey(key)
 		if err != nil {
 			return
@@ -658,6 +646,19 @@ var probeKey = func() ssh.PublicKey {
 
 func keyEq(a, b ssh.PublicKey) bool { return bytes.Equal(a.Marshal(), b.Marshal()) }
 
+// hasKey reports whether keys holds key.
+func hasKey(keys []ssh.PublicKey, key ssh.PublicKey) bool {
+	return slices.ContainsFunc(keys, func(k ssh.PublicKey) bool { return keyEq(k, key) })
+}
+
+// anyKey is hasKey, and any key at all when key is nil.
+func anyKey(keys []ssh.PublicKey, key ssh.PublicKey) bool {
+	if key == nil {
+		return len(keys) > 0
+	}
+	return hasKey(keys, key)
+}
+
 // hashedPool finds hosts among the hashed known_hosts lines read at start
 // (|1|salt|hash, one host each, as OpenSSH and fanout write them). Each
 // line has its own salt, so a host can only be found by testing lines one
@@ -700,10 +701,8 @@ func (p *hashedPool) find(norm string, key ssh.PublicKey) (found, hostKnown bool
 	known := p.known[norm]
 	_, miss := p.misses[norm]
 	p.mu.Unlock()
-	for _, k := range known {
-		if key == nil || keyEq(k, key) {
-			return true, true
-		}
+	if anyKey(known, key) {
+		return true, true
 	}
 	if miss { // every line naming norm is in known
 		return false, len(known) > 0
@@ -747,10 +746,8 @@ func (p *hashedPool) find(norm string, key ssh.PublicKey) (found, hostKnown bool
 	}
 	p.misses[norm] = struct{}{}
 	p.mu.Unlock()
-	for _, k := range known {
-		if key == nil || keyEq(k, key) {
-			return true, true
-		}
+	if anyKey(known, key) {
+		return true, true
 	}
 	return false, hostKnown || len(known) > 0
 }
