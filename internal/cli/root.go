@@ -88,13 +88,17 @@ Exit status: 0 every target up, 1 some not up, 2 usage error, 130 interrupted.`,
 			return exitCode(ExitUsage)
 		},
 	}
-	root.CompletionOptions.DisableDefaultCmd = true
+	// `fanout --version` says what `fanout version` says.
+	root.Version = version()
+	root.SetVersionTemplate("fanout {{.Version}}\n")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &exitError{code: ExitUsage, err: err, hint: hintFor(c)}
 	})
 	// Help lists the job commands (those that take TARGETS) first.
 	root.AddGroup(&cobra.Group{ID: "jobs", Title: "Jobs:"}, &cobra.Group{ID: "more", Title: "Results, clusters and more:"})
 	root.SetHelpCommandGroupID("more")
+	// cobra's own `fanout completion bash|zsh|fish|powershell`.
+	root.SetCompletionCommandGroupID("more")
 	for _, newCmd := range commands {
 		c := newCmd()
 		if c.GroupID == "" {
