@@ -56,6 +56,14 @@ type SocketError struct {
 func (e *SocketError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "cannot open an %s ICMP socket:", e.Family)
+	if errors.Is(e, syscall.EAFNOSUPPORT) {
+		// No permission would help: the kernel has no such family.
+		fmt.Fprintf(&b, " this machine's kernel has no %s (%v)", e.Family, syscall.EAFNOSUPPORT)
+		if e.Family == "IPv6" {
+			b.WriteString("; booted with ipv6.disable=1?")
+		}
+		return b.String()
+	}
 	if e.Raw != nil {
 		fmt.Fprintf(&b, " raw socket: %v (needs root or CAP_NET_RAW);", unwrapSys(e.Raw))
 	}
