@@ -302,8 +302,9 @@ func TestSendRefused(t *testing.T) {
 	n := uint64(len(ts))
 	ts = append(ts,
 		target.Target{Index: n, Addr: netip.MustParseAddr("::1")},
-		target.Target{Index: n + 1, Addr: netip.MustParseAddr("fd00:3:1::5")}, // unreachable route
-		target.Target{Index: n + 2, Addr: netip.MustParseAddr("fd00:3:2::5")}, // no route
+		target.Target{Index: n + 1, Addr: netip.MustParseAddr("fd00:3:1::5")},     // unreachable route
+		target.Target{Index: n + 2, Addr: netip.MustParseAddr("fd00:3:2::5")},     // no route
+		target.Target{Index: n + 3, Addr: netip.MustParseAddr("127.255.255.255")}, // lo's broadcast address
 	)
 	for _, sc := range []struct {
 		socket string
@@ -352,7 +353,7 @@ func TestSendRefused(t *testing.T) {
 					check(r, job.Down, job.ClassRefused, "send IPv4 echo request: operation not permitted")
 				}
 			}
-			for i := uint64(2048); i < n; i++ {
+			for i := uint64(2048); i < 2048+16; i++ {
 				if r := res.byIndex[i]; r.Status != job.Down || r.Class != job.ClassTimeout || r.Sent != sc.count {
 					t.Errorf("dead %s: %+v", r.Addr, r)
 				}
@@ -362,10 +363,12 @@ func TestSendRefused(t *testing.T) {
 			}
 			check(res.byIndex[n+1], job.Down, job.ClassUnreachable, "send IPv6 echo request: no route to host")
 			check(res.byIndex[n+2], job.Down, job.ClassUnreachable, "send IPv6 echo request: network is unreachable")
+			// Not pinged as a broadcast: refused, as ping(8) without -b.
+			check(res.byIndex[n+3], job.Down, job.ClassRefused, "send IPv4 echo request: permission denied")
 			// Requests that left: 3 live /24s, the dead and ::1; the
 			// rest failed, each once.
 			left := uint64(3*256+16+1) * uint64(sc.count)
-			failed := uint64(5*256+2) * uint64(sc.count)
+			failed := uint64(5*256+3) * uint64(sc.count)
 			if st := j.Stats(); st.Sent != left || st.SendErrors != failed || st.Replies != uint64(3*256+1)*uint64(sc.count) {
 				t.Errorf("stats %+v, want %d sent, %d send errors", st, left, failed)
 			}
