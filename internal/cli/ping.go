@@ -40,7 +40,9 @@ min/avg/max.
 Replies are counted only when a keyed check value in their payload verifies:
 another process's replies, late or duplicate replies and replies from another
 address than the one probed are never counted. ICMP errors (unreachable, time
-exceeded) quoting a request make the target down, class unreachable.
+exceeded) quoting a request make the target down, class unreachable; a request
+the local route or firewall refuses to send makes it down, class unreachable
+(no route) or refused (firewall, prohibit route, broadcast address).
 
 Raw ICMP sockets are used as root or with CAP_NET_RAW, else unprivileged ICMP
 datagram sockets where net.ipv4.ping_group_range allows them; when neither

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -45,9 +46,9 @@ type slot struct {
 	rttSum  time.Duration
 	rttMin  time.Duration
 	rttMax  time.Duration
-	unreach string // first ICMP error quoting our request
-	sendErr error  // first local send failure
-	fails   int32  // requests that failed to leave
+	unreach string     // first ICMP error quoting our request
+	sendErr *sendError // first request that could not leave
+	fails   int32      // requests that failed to leave
 }
 
 // timeout is a request's deadline, queued in send order: every request waits
@@ -90,6 +91,7 @@ type sweep struct {
 
 	conns   [2]*conn // [0] IPv4, [1] IPv6: opened on first use, by the sender
 	connErr [2]error
+	hasAddr [2]int8  // the sender's: this machine has an address of the family (0 unknown, 1 yes, -1 no)
 	drained [2]int64 // under mu: every reply that arrived before it was applied
 
 	mu       sync.Mutex
@@ -265,7 +267,8 @@ func (s *sweep) sender(ctx context.Context) {
 	var (
 		items    []item // taken from the intake; items[pos:] are to start
 		pos      int
-		news     []target.Target
+		news     []fresh
+		zones    map[string]string // IPv6 zone as given -> its interface's name
 		out      []job.Result
 		batch    = make([]outgoing, 0, batchMax)
 		sendBufs = newSendBufs(s.payload)
@@ -298,14 +301,22 @@ func (s *sweep) sender(ctx context.Context) {
 					out = append(out, job.ResolveFailed(ctx, it.t, Kind, it.start, it.err))
 					continue
 				}
-				news = append(news, it.t)
+				news = append(news, fresh{t: it.t, addr: it.t.Addr})
 			case !it.t.Addr.IsValid():
 				lookups++
 				lwg.Add(1)
 				go s.resolve(ctx, it.t, lookupMu, &lwg)
 			default:
 				it.t.Addr = it.t.Addr.Unmap()
-				news = append(news, it.t)
+				addr, err := sendZone(it.t.Addr, &zones)
+				if err != nil {
+					r := job.For(it.t, Kind)
+					r.Start, r.End, r.Attempts = time.Now(), time.Now(), 1
+					r.Status, r.Class, r.Error = job.Error, job.ClassLocal, err.Error()
+					out = append(out, r)
+					continue
+				}
+				news = append(news, fresh{t: it.t, addr: addr})
 			}
 		}
 		batch, out = s.schedule(news, batch[:0], out)
@@ -359,16 +370,50 @@ func (s *sweep) resolve(ctx context.Context, t target.Target, sem chan struct{},
 	s.in.push(item{t: t, looked: true, err: err, start: start})
 }
 
+// fresh is a target to start and the address its requests go to: t.Addr,
+// with an IPv6 zone as the interface's name.
+type fresh struct {
+	t    target.Target
+	addr netip.Addr
+}
+
+// sendZone returns a with its IPv6 zone (a name or an index, as in
+// fe80::1%eth0 or fe80::1%2) as the name of its interface, which is what
+// sendmmsg's address conversion looks up; names are cached in zones.
+func sendZone(a netip.Addr, zones *map[string]string) (netip.Addr, error) {
+	z := a.Zone()
+	if z == "" {
+		return a, nil
+	}
+	name, ok := (*zones)[z]
+	if !ok {
+		ifi, err := net.InterfaceByName(z)
+		if n, aerr := strconv.Atoi(z); err != nil && aerr == nil && n > 0 {
+			ifi, err = net.InterfaceByIndex(n)
+		}
+		if err != nil {
+			return a, fmt.Errorf("ping %s: zone %q names no network interface of this machine", a, z)
+		}
+		if *zones == nil {
+			*zones = make(map[string]string)
+		}
+		name = ifi.Name
+		(*zones)[z] = name
+	}
+	return a.WithZone(name), nil
+}
+
 // schedule registers the requests to send now: first requests of news, then
 // resends that are due, up to a batch. State is in place before the packet
 // leaves, since a loopback reply can arrive before sendmmsg returns.
-func (s *sweep) schedule(news []target.Target, batch []outgoing, out []job.Result) ([]outgoing, []job.Result) {
+func (s *sweep) schedule(news []fresh, batch []outgoing, out []job.Result) ([]outgoing, []job.Result) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	for _, t := range news {
+	for _, f := range news {
+		t := f.t
 		fam := 0
-		if t.Addr.Is6() {
+		if f.addr.Is6() {
 			fam = 1
 		}
 		if s.closed {
@@ -391,7 +436,7 @@ func (s *sweep) schedule(news []target.Target, batch []outgoing, out []job.Resul
 		}
 		i := s.alloc()
 		sl := &s.slots[i]
-		*sl = slot{t: t, addr: t.Addr, gen: sl.gen, live: true, startNs: now}
+		*sl = slot{t: t, addr: f.addr, gen: sl.gen, live: true, startNs: now}
 		batch = s.request(i, batch)
 	}
 	for len(batch) < s.maxBatch && s.resends.len() > 0 && s.resends.front().due <= now {
@@ -483,10 +528,13 @@ func (s *sweep) result(sl *slot) job.Result {
 	case sl.unreach != "":
 		r.Status, r.Class, r.Error = job.Down, job.ClassUnreachable, sl.unreach
 	case sl.sendErr != nil && int(sl.sent) == s.count && errorsOnly(sl):
-		r.Status, r.Class, r.Error = classifySendErr(sl.sendErr)
+		r.Status, r.Class, r.Error = sl.sendErr.status, sl.sendErr.class, sl.sendErr.Error()
 	default:
 		r.Status, r.Class = job.Down, job.ClassTimeout
-		r.Error = fmt.Sprintf("no reply to %d echo request(s) within %v", sl.sent, time.Duration(s.timeout))
+		r.Error = fmt.Sprintf("no reply to %d echo request(s) within %v", sl.sent-sl.fails, time.Duration(s.timeout))
+		if sl.fails > 0 {
+			r.Error += fmt.Sprintf("; %d not sent: %v", sl.fails, sl.sendErr)
+		}
 	}
 	return r
 }
@@ -543,49 +591,107 @@ func (s *sweep) send(ctx context.Context, batch []outgoing, bufs *sendBufs) {
 			m := &bufs.msgs[:n+1][n]
 			m.Buffers = bufs.vec[n : n+1]
 			m.Buffers[0] = b
+			// The zone is the scope id of a link-local destination.
 			if c.raw {
 				a := &bufs.ipAddrs[n]
-				a.IP = setIP(a.IP, o.addr)
+				a.IP, a.Zone = setIP(a.IP, o.addr), o.addr.Zone()
 				m.Addr = a
 			} else {
 				a := &bufs.udpAddrs[n]
-				a.IP = setIP(a.IP, o.addr)
+				a.IP, a.Zone = setIP(a.IP, o.addr), o.addr.Zone()
 				m.Addr = a
 			}
 			ms = bufs.msgs[:n+1]
 			idx = append(idx, k)
 		}
-		for off := 0; off < len(ms); {
-			n, err := c.b.WriteBatch(ms[off:], 0)
-			s.stats.sent.Add(uint64(n))
-			off += n
+		sent, open := writeAll(c.b, ms, time.Millisecond, func(k int, err error) {
+			s.failed(batch[idx[k]], s.sendFailure(c.v6, batch[idx[k]].addr, err))
+		})
+		s.stats.sent.Add(uint64(sent))
+		if !open {
+			return
+		}
+	}
+}
+
+// failed records that request o could not leave: its target's request is
+// resolved now, with err, rather than timed out later.
+func (s *sweep) failed(o outgoing, err *sendError) {
+	s.stats.sendErrors.Add(1)
+	var out []job.Result
+	s.mu.Lock()
+	if sl := &s.slots[o.slot]; sl.live && sl.t.Index == o.p.index && !testSet(s.resolvedBits(o.slot), o.p.num) {
+		if sl.sendErr == nil {
+			sl.sendErr = err
+		}
+		sl.fails++
+		out = s.settle(o.slot, out)
+	}
+	s.mu.Unlock()
+	s.deliver(out)
+}
+
+// maxStall bounds how many times in a row a transient send error (ENOBUFS,
+// EAGAIN) is waited out before the message it stops at counts as failed.
+const maxStall = 1000
+
+// errNoProgress stands for a sendmmsg that neither sent nor failed.
+var errNoProgress = errors.New("sendmmsg sent nothing and reported no error")
+
+// writeAll writes ms with w's sendmmsg, which stops at the first message
+// that cannot leave: failed gets that message's index in ms and its error,
+// and the messages after it are written on. A transient error is waited out
+// (pause, then again), at most maxStall times in a row. It returns how many
+// messages left, and open false when the socket was closed (the rest were
+// not tried: the sweep is ending).
+//
+// On error sendmmsg returns -1, not a count; after a partial send it returns
+// the count and no error, and the next call, starting at the message that
+// stopped it, reports that message's error.
+func writeAll(w batchWriter, ms []ipv4.Message, pause time.Duration, failed func(k int, err error)) (sent int, open bool) {
+	stall := 0
+	for off := 0; off < len(ms); {
+		n, err := w.WriteBatch(ms[off:], 0)
+		n = min(max(n, 0), len(ms)-off) // -1 on error; never past what was asked
+		off += n
+		sent += n
+		if n > 0 {
+			stall = 0
 			if err == nil {
 				continue
 			}
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			if errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.EAGAIN) {
-				time.Sleep(time.Millisecond) // the queue drains; try again
+		}
+		if errors.Is(err, net.ErrClosed) {
+			return sent, false
+		}
+		if off == len(ms) {
+			break
+		}
+		if err == nil || transientSendErr(err) {
+			if stall < maxStall {
+				stall++
+				time.Sleep(pause) // the queue drains; try again
 				continue
 			}
-			// This request cannot leave: record it and go on with the rest.
-			s.stats.sendErrors.Add(1)
-			o := batch[idx[off]]
-			var out []job.Result
-			s.mu.Lock()
-			if sl := &s.slots[o.slot]; sl.live && sl.t.Index == o.p.index && !testSet(s.resolvedBits(o.slot), o.p.num) {
-				if sl.sendErr == nil {
-					sl.sendErr = err
-				}
-				sl.fails++
-				out = s.settle(o.slot, out)
+			if err == nil {
+				err = errNoProgress
 			}
-			s.mu.Unlock()
-			s.deliver(out)
-			off++
 		}
+		// ms[off] cannot leave: it alone fails, the rest go on.
+		failed(off, err)
+		off++
+		stall = 0
 	}
+	return sent, true
+}
+
+// batchWriter is sendmmsg: ipv4.PacketConn and ipv6.PacketConn.
+type batchWriter interface {
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+func transientSendErr(err error) bool {
+	return errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR)
 }
 
 // sendBufs are the sender's reusable packet and message buffers.
@@ -617,15 +723,6 @@ func setIP(ip net.IP, a netip.Addr) net.IP {
 	}
 	v := a.As16()
 	return append(ip[:0], v[:]...)
-}
-
-func classifySendErr(err error) (job.Status, job.Class, string) {
-	switch {
-	case errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.EHOSTUNREACH),
-		errors.Is(err, syscall.EADDRNOTAVAIL), errors.Is(err, syscall.ENETDOWN):
-		return job.Down, job.ClassUnreachable, err.Error()
-	}
-	return job.Error, job.ClassLocal, err.Error()
 }
 
 // reaper times requests out in send order.
@@ -877,7 +974,8 @@ func (s *sweep) apply(ev event, out []job.Result) []job.Result {
 		s.stats.wrongSource.Add(1)
 		return out
 	}
-	if !sl.live || sl.t.Index != p.index || sl.addr != ev.src || int(p.num) >= int(sl.sent) {
+	// ev.src has no zone: a link-local target's replies match it without.
+	if !sl.live || sl.t.Index != p.index || sl.addr.WithZone("") != ev.src || int(p.num) >= int(sl.sent) {
 		s.stats.late.Add(1) // its target has finished; the slot may hold another
 		return out
 	}

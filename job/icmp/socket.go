@@ -56,6 +56,14 @@ type SocketError struct {
 func (e *SocketError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "cannot open an %s ICMP socket:", e.Family)
+	if errors.Is(e, syscall.EAFNOSUPPORT) {
+		// No permission would help: the kernel has no such family.
+		fmt.Fprintf(&b, " this machine's kernel has no %s (%v)", e.Family, syscall.EAFNOSUPPORT)
+		if e.Family == "IPv6" {
+			b.WriteString("; booted with ipv6.disable=1?")
+		}
+		return b.String()
+	}
 	if e.Raw != nil {
 		fmt.Fprintf(&b, " raw socket: %v (needs root or CAP_NET_RAW);", unwrapSys(e.Raw))
 	}
@@ -145,6 +153,12 @@ func listenRaw(v6 bool) (*conn, error) {
 		return nil, err
 	}
 	c := wrap(pc, v6, true)
+	if !v6 {
+		// Go allows broadcast on every raw IPv4 socket; ping(8) and our
+		// datagram sockets do not: a broadcast address in a sweep is
+		// refused (EACCES) rather than pinging a whole subnet.
+		noBroadcast(pc)
+	}
 	// Only the types we act on reach us: not our own echo requests looping
 	// back on lo, nor the rest of the host's ICMP chatter.
 	if v6 {
@@ -204,6 +218,16 @@ func wrap(pc net.PacketConn, v6, raw bool) *conn {
 	setBuffers(pc)
 	setTimestamps(pc)
 	return c
+}
+
+func noBroadcast(pc net.PacketConn) {
+	if sc, ok := pc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			_ = rc.Control(func(fd uintptr) {
+				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 0)
+			})
+		}
+	}
 }
 
 // setTimestamps asks the kernel to stamp each datagram's arrival.
