@@ -19,6 +19,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/fanout/fanout/output"
 )
 
 // Exit codes, as in the design.
@@ -144,7 +146,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 	}
 	if ee.err != nil {
-		fmt.Fprintf(stderr, "fanout: %v\n", ee.err)
+		// Messages quote files, hosts and servers: escaped (see output.AppendSafe).
+		fmt.Fprintf(stderr, "fanout: %s\n", output.SafeLines(ee.err.Error()))
 		if ee.code == ExitUsage {
 			if ee.hint == "" {
 				ee.hint = hintFor(cmd)
