@@ -42,9 +42,6 @@ histogram go to stderr (-q to omit them). --sweep defaults to the last sweep.`,
 					return usageErrorf("--status %q: want up, down or error", s)
 				}
 			}
-			if alive && dead {
-				alive, dead = false, false
-			}
 			if len(q.Status) == 0 {
 				if alive {
 					q.Status = []job.Status{job.Up}
@@ -110,6 +107,7 @@ histogram go to stderr (-q to omit them). --sweep defaults to the last sweep.`,
 	fl.StringSliceVar(&statuses, "status", nil, "show only these statuses: up, down, error (repeatable or comma-separated)")
 	fl.StringSliceVar(&classes, "class", nil, "show only these error classes: timeout, refused, exit, ... (repeatable or comma-separated)")
 	fl.BoolVarP(&quiet, "quiet", "q", false, "no summary or histogram on stderr")
+	exclusive(cmd, "alive", "dead", "status")
 	return cmd
 }
 
