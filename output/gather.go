@@ -24,7 +24,9 @@ import (
 //
 // Targets with the same output but a different outcome (exit 0 or 3, auth
 // failure) are apart; the outcome shows in the header. Memory is one copy
-// of each distinct output plus the host names.
+// of each distinct output plus the host names. Headers and outputs are
+// escaped as AppendSafe does, newlines and tabs kept, so an output cannot
+// drive the terminal.
 type Gather struct {
 	w      io.Writer
 	groups map[[32]byte]*group
@@ -85,17 +87,18 @@ func (g *Gather) Close() error {
 	sort.Slice(gs, func(i, j int) bool { return gs[i].first < gs[j].first })
 	bw := bufio.NewWriterSize(g.w, 64<<10)
 	for _, gr := range gs {
-		head := fmt.Sprintf("%s (%d)", target.Fold(gr.hosts), len(gr.hosts))
+		head := fmt.Sprintf("%s (%d)", Safe(target.Fold(gr.hosts)), len(gr.hosts))
 		if gr.note != "" {
-			head += " [" + gr.note + "]"
+			head += " [" + Safe(gr.note) + "]"
 		}
 		if gr.trunc {
 			head += " [truncated]"
 		}
 		rule := strings.Repeat("-", min(len(head), 78))
 		fmt.Fprintf(bw, "%s\n%s\n%s\n", rule, head, rule)
-		bw.Write(gr.output)
-		if n := len(gr.output); n > 0 && gr.output[n-1] != '\n' {
+		out := AppendSafe(nil, string(gr.output), true)
+		bw.Write(out)
+		if n := len(out); n > 0 && out[n-1] != '\n' {
 			bw.WriteByte('\n')
 		}
 	}

@@ -16,10 +16,13 @@ import (
 //	web01: hello world
 //
 // Stderr lines go to the Stderr writer (stdout's when nil), as do the notes
-// about targets that are not up ("web02: [fanout] exit status 3").
+// about targets that are not up ("web02: [fanout] exit status 3"). Hosts,
+// lines and notes are escaped as AppendSafe does (tabs kept, a CRLF line end
+// is a line end), so a host's output cannot drive the terminal.
 type Inline struct {
 	w, e *bufio.Writer
 	same bool
+	buf  []byte // one escaped line
 }
 
 // NewInline writes stdout lines to w and stderr lines and notes to stderr
@@ -38,14 +41,14 @@ var _ Writer = (*Inline)(nil)
 
 // Write prints r's output lines and, when it is not up, why.
 func (in *Inline) Write(r job.Result) error {
-	prefix := r.Host + ": "
-	prefixLines(in.w, prefix, r.Stdout)
-	prefixLines(in.e, prefix, r.Stderr)
+	prefix := Safe(r.Host) + ": "
+	in.prefixLines(in.w, prefix, r.Stdout)
+	in.prefixLines(in.e, prefix, r.Stderr)
 	if r.Truncated {
 		fmt.Fprintf(in.e, "%s[fanout] output truncated\n", prefix)
 	}
 	if r.Status != job.Up {
-		fmt.Fprintf(in.e, "%s[fanout] %s\n", prefix, why(r))
+		fmt.Fprintf(in.e, "%s[fanout] %s\n", prefix, Safe(why(r)))
 	}
 	// Flush per target: a user watching a slow sweep sees lines at once,
 	// and lines of two hosts never interleave.
@@ -66,8 +69,9 @@ func (in *Inline) Close() error {
 	return in.e.Flush()
 }
 
-// prefixLines writes each line of b to w after prefix, ending the last line.
-func prefixLines(w *bufio.Writer, prefix string, b []byte) {
+// prefixLines writes each line of b to w after prefix, escaped, ending the
+// last line.
+func (in *Inline) prefixLines(w *bufio.Writer, prefix string, b []byte) {
 	for len(b) > 0 {
 		line := b
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
@@ -75,9 +79,9 @@ func prefixLines(w *bufio.Writer, prefix string, b []byte) {
 		} else {
 			b = nil
 		}
-		w.WriteString(prefix)
-		w.Write(line)
-		w.WriteByte('\n')
+		line = bytes.TrimSuffix(line, []byte{'\r'}) // CRLF
+		in.buf = append(AppendSafe(append(in.buf[:0], prefix...), string(line), false), '\n')
+		w.Write(in.buf)
 	}
 }
 

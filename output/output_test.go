@@ -134,9 +134,9 @@ func TestText(t *testing.T) {
 		{job.Result{Host: "127.1.0.1", Port: 22, Job: "tcp", Status: job.Down, Class: job.ClassTimeout}, "127.1.0.1:22 is unreachable (timeout)"},
 		{job.Result{Host: "nosuch", Port: 22, Job: "tcp", Status: job.Error, Class: job.ClassResolve, Error: "lookup nosuch: no such host"}, "nosuch:22 error (resolve: lookup nosuch: no such host)"},
 		{job.Result{Host: "web1", Job: "exec", Status: job.Up, ExitCode: intp(0), Start: t0, End: t0.Add(2010 * time.Millisecond), Stdout: []byte("PING x\n\nrtt min/avg = 1/2 ms\n\n")}, "web1 ok (exit 0, 2.01 s): rtt min/avg = 1/2 ms"},
-		{job.Result{Host: "web2", Job: "exec", Status: job.Down, Class: job.ClassExit, ExitCode: intp(3), Start: t0, End: t0.Add(12 * time.Millisecond), Stdout: []byte("out\n"), Stderr: []byte("bad\x1b[31m thing\n")}, "web2 failed (exit 3, 12.00 ms): bad?[31m thing"},
+		{job.Result{Host: "web2", Job: "exec", Status: job.Down, Class: job.ClassExit, ExitCode: intp(3), Start: t0, End: t0.Add(12 * time.Millisecond), Stdout: []byte("out\n"), Stderr: []byte("bad\x1b[31m thing\n")}, `web2 failed (exit 3, 12.00 ms): bad\x1b[31m thing`},
 		{job.Result{Host: "web3", Job: "exec", Status: job.Down, Class: job.ClassTimeout, Start: t0, End: t0.Add(5 * time.Second)}, "web3 failed (timeout, 5.00 s)"},
-		{job.Result{Host: "web4", Job: "ssh", Status: job.Error, Class: job.ClassAuth, Error: "permission denied\nsecond line"}, "web4 error (auth: permission denied?second line)"},
+		{job.Result{Host: "web4", Job: "ssh", Status: job.Error, Class: job.ClassAuth, Error: "permission denied\nsecond line"}, `web4 error (auth: permission denied\nsecond line)`},
 		{job.Result{Host: "w", Job: "exec", Status: job.Up, ExitCode: intp(0), Stdout: []byte(strings.Repeat("é", 200))}, "w ok (exit 0): " + strings.Repeat("é", 80) + "..."},
 	}
 	for _, tt := range tests {

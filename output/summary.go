@@ -124,7 +124,7 @@ func (s *Summary) classes(st job.Status) string {
 	})
 	parts := make([]string, len(cs))
 	for i, c := range cs {
-		parts[i] = fmt.Sprintf("%s %d", c, s.ByClass[c])
+		parts[i] = fmt.Sprintf("%s %d", Safe(string(c)), s.ByClass[c]) // a class may come from the bus
 	}
 	return " (" + strings.Join(parts, ", ") + ")"
 }

@@ -27,15 +27,16 @@ const maxTextOutput = 160
 //	nosuch error (resolve: lookup nosuch: no such host)
 //
 // A command result quotes only the last non-empty line of its output (where
-// commands put their verdict), cut at 160 bytes with control characters
-// replaced; the full output is in the jsonl and csv formats.
+// commands put their verdict), cut at 160 bytes. Host names, classes, errors
+// and output are escaped as AppendSafe does (a host cannot drive the
+// terminal); the full, raw output is in the jsonl and csv formats.
 func appendText(b []byte, r *job.Result) []byte {
 	b = appendName(b, r)
 	command := r.ExitCode != nil || r.Job == "exec" || r.Job == "ssh"
 	switch {
 	case r.Status == job.Error:
 		b = append(b, " error ("...)
-		b = append(b, r.Class...)
+		b = AppendSafe(b, string(r.Class), false)
 		if r.Error != "" {
 			b = append(b, ": "...)
 			b = appendClean(b, r.Error)
@@ -51,7 +52,7 @@ func appendText(b []byte, r *job.Result) []byte {
 			b = append(b, "exit "...)
 			b = strconv.AppendInt(b, int64(*r.ExitCode), 10)
 		} else {
-			b = append(b, r.Class...)
+			b = AppendSafe(b, string(r.Class), false)
 		}
 		if !r.Start.IsZero() && !r.End.IsZero() {
 			b = append(b, ", "...)
@@ -84,7 +85,7 @@ func appendText(b []byte, r *job.Result) []byte {
 		} else {
 			b = append(b, " is unreachable ("...)
 		}
-		b = append(b, r.Class...)
+		b = AppendSafe(b, string(r.Class), false)
 	}
 	if r.Sent > 1 || (r.Sent == 1 && r.Status != job.Up) {
 		b = append(b, ", "...)
@@ -99,14 +100,14 @@ func appendText(b []byte, r *job.Result) []byte {
 // appendName is the target as host, or host:port ([v6]:port) when it has one.
 func appendName(b []byte, r *job.Result) []byte {
 	if r.Port == 0 {
-		return append(b, r.Host...)
+		return AppendSafe(b, r.Host, false)
 	}
 	if strings.IndexByte(r.Host, ':') >= 0 {
 		b = append(b, '[')
-		b = append(b, r.Host...)
+		b = AppendSafe(b, r.Host, false)
 		b = append(b, ']')
 	} else {
-		b = append(b, r.Host...)
+		b = AppendSafe(b, r.Host, false)
 	}
 	b = append(b, ':')
 	return strconv.AppendInt(b, int64(r.Port), 10)
@@ -132,19 +133,20 @@ func lastLine(out []byte) []byte {
 	return bytes.TrimSpace(out)
 }
 
-// appendClean appends s cut at maxTextOutput bytes, control characters and
-// invalid UTF-8 shown as '?', so a line stays one line on a terminal.
+// appendClean appends s as one line, cut at maxTextOutput bytes, with what
+// could drive a terminal escaped (see AppendSafe).
 func appendClean(b []byte, s string) []byte {
-	n := 0
-	for _, r := range s {
-		if n >= maxTextOutput {
-			return append(b, "..."...)
+	cut := false
+	if len(s) > maxTextOutput {
+		n := maxTextOutput
+		for k := 0; k < utf8.UTFMax-1 && n > 0 && !utf8.RuneStart(s[n]); k++ {
+			n-- // not in the middle of a character
 		}
-		if r < 0x20 || r == 0x7f || r == utf8.RuneError || (r >= 0x80 && r < 0xa0) {
-			r = '?'
-		}
-		b = utf8.AppendRune(b, r)
-		n += utf8.RuneLen(r)
+		s, cut = s[:n], true
+	}
+	b = AppendSafe(b, s, false)
+	if cut {
+		b = append(b, "..."...)
 	}
 	return b
 }

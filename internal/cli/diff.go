@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/output"
 	"github.com/fanout/fanout/store"
 )
 
@@ -223,7 +224,7 @@ func diffSweeps(ctx context.Context, a, b side, format string, stdout, stderr io
 		if r == nil {
 			r = rb
 		}
-		name := r.Host
+		name := output.Safe(r.Host)
 		if r.Port != 0 {
 			name += ":" + strconv.Itoa(r.Port)
 		}
@@ -332,7 +333,7 @@ func describe(r *job.Result) string {
 	if r.Class != "" {
 		s += "/" + string(r.Class)
 	}
-	return s
+	return output.Safe(s)
 }
 
 func outputChange(a, b *job.Result) string {

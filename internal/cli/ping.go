@@ -57,18 +57,8 @@ second.`,
   fanout ping --count 3 --interval 1s --timeout 1s @hosts.txt
   fanout ping --rate 10000 --shuffle -o jsonl 10.0.0.0/8`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if count < 1 {
-				return usageErrorf("--count %d: want 1 or more", count)
-			}
-			if interval <= 0 {
-				return usageErrorf("--interval %v: want more than 0, as in --interval 1s", interval)
-			}
-			if f.retries != 0 {
-				return usageErrorf("--retries %d: ping sends --count echo requests per target; use --count", f.retries)
-			}
-			if f.timeout <= 0 {
-				return usageErrorf("--timeout %v: ping needs a timeout per echo request, as in --timeout 1s", f.timeout)
-			}
+			// --count, --interval and --timeout were checked as they were
+			// parsed (flags.go); icmp.New checks what is left.
 			cfg := icmp.Config{Count: count, Interval: interval, Timeout: f.timeout, Rate: f.rate, PayloadSize: payload, Socket: socket}
 			j, err := icmp.New(cfg)
 			if err != nil {
@@ -104,7 +94,9 @@ second.`,
 	fl := cmd.Flags()
 	fl.IntVar(&count, "count", icmp.DefaultCount, "echo requests per target (ping -c)")
 	fl.DurationVar(&interval, "interval", icmp.DefaultInterval, "between a target's echo requests (ping -i)")
-	f = addSweepFlags(cmd, sweepDefaults{Timeout: icmp.DefaultTimeout})
+	f = addSweepFlags(cmd, sweepDefaults{Timeout: icmp.DefaultTimeout, Refuse: map[string]string{
+		"retries": "ping sends --count echo requests per target and does not retry; use --count",
+	}})
 	fl.StringVar(&socket, "socket", "", "ICMP socket: raw, dgram, or empty to pick (raw when permitted)")
 	fl.IntVar(&payload, "payload-size", 0, "echo data bytes (minimum and default 32)")
 	fl.Lookup("timeout").Usage = "how long each echo request waits for its reply (ping -W)"

@@ -197,7 +197,7 @@ func TestPingUsage(t *testing.T) {
 		{[]string{"--timeout", "0s"}, "--timeout"},
 		{[]string{"--retries", "2"}, "--count"},
 		{[]string{"--socket", "packet"}, `"packet"`},
-		{[]string{"--payload-size", "8"}, "payload size 8"},
+		{[]string{"--payload-size", "8"}, "--payload-size 8"},
 		{[]string{"--count", "70000"}, "count 70000"},
 	}
 	for _, c := range cases {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fanout/fanout/output"
 	"github.com/fanout/fanout/report"
 )
 
@@ -48,7 +49,7 @@ Without it, print the summary, the RTT histogram and the slowest hosts.`,
 				if len(r.Slowest) > 0 {
 					fmt.Fprintln(out, "slowest:")
 					for _, s := range r.Slowest[:min(5, len(r.Slowest))] {
-						fmt.Fprintf(out, "  %-24s %s\n", s.Host, report.Short(s.RTT))
+						fmt.Fprintf(out, "  %-24s %s\n", output.Safe(s.Host), report.Short(s.RTT))
 					}
 				}
 				return nil

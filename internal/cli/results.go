@@ -42,9 +42,6 @@ histogram go to stderr (-q to omit them). --sweep defaults to the last sweep.`,
 					return usageErrorf("--status %q: want up, down or error", s)
 				}
 			}
-			if alive && dead {
-				alive, dead = false, false
-			}
 			if len(q.Status) == 0 {
 				if alive {
 					q.Status = []job.Status{job.Up}
@@ -110,15 +107,18 @@ histogram go to stderr (-q to omit them). --sweep defaults to the last sweep.`,
 	fl.StringSliceVar(&statuses, "status", nil, "show only these statuses: up, down, error (repeatable or comma-separated)")
 	fl.StringSliceVar(&classes, "class", nil, "show only these error classes: timeout, refused, exit, ... (repeatable or comma-separated)")
 	fl.BoolVarP(&quiet, "quiet", "q", false, "no summary or histogram on stderr")
+	exclusive(cmd, "alive", "dead", "status")
 	return cmd
 }
 
 // printStored is the summary of a stored sweep: one line of what it is, one
 // of its counts, one of its error classes.
 func printStored(w io.Writer, file string, sw store.Sweep, c store.Counts) {
-	fmt.Fprintf(w, "sweep %d in %s: %s %s, %s", sw.ID, file, sw.Spec.Job, abbrev(strings.Join(sw.Spec.Targets, " "), 60), sw.State)
+	// What a file holds is printed escaped: it may come from anywhere.
+	fmt.Fprintf(w, "sweep %d in %s: %s %s, %s", sw.ID, output.Safe(file), output.Safe(sw.Spec.Job),
+		abbrev(output.Safe(strings.Join(sw.Spec.Targets, " ")), 60), output.Safe(string(sw.State)))
 	if sw.Reason != "" && sw.State != store.Finished {
-		fmt.Fprintf(w, " (%s)", sw.Reason)
+		fmt.Fprintf(w, " (%s)", output.Safe(sw.Reason))
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "%d of %d targets: %d up, %d down, %d error", c.Done, sw.Total, c.Up, c.Down, c.Errors)
@@ -138,7 +138,7 @@ func printStored(w io.Writer, file string, sw store.Sweep, c store.Counts) {
 		sort.Slice(cl, func(i, j int) bool { return cl[i].v > cl[j].v || (cl[i].v == cl[j].v && cl[i].k < cl[j].k) })
 		parts := make([]string, len(cl))
 		for i, e := range cl {
-			parts[i] = fmt.Sprintf("%s %d", e.k, e.v)
+			parts[i] = fmt.Sprintf("%s %d", output.Safe(e.k), e.v)
 		}
 		fmt.Fprintf(w, "not up: %s\n", strings.Join(parts, ", "))
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fanout/fanout/output"
 	"github.com/fanout/fanout/store"
 	"github.com/fanout/fanout/target"
 )
@@ -15,6 +16,10 @@ func init() { register(newResumeCmd) }
 // fdsPerTarget is each job kind's open files per target in flight (as its
 // command declares), so that resume fits -c under ulimit -n the same way.
 var fdsPerTarget = map[string]int{"exec": 8, "tcp": 1, "ping": 0, "ssh": 2}
+
+// resumeKeeps are the sweep flags a resumed sweep takes from its record, not
+// from the command line: resume refuses them (and help does not list them).
+var resumeKeeps = []string{"timeout", "retries", "shuffle", "seed", "shard", "exclude", "max-targets", "allow-huge"}
 
 func newResumeCmd() *cobra.Command {
 	var f *sweepFlags
@@ -36,11 +41,6 @@ SWEEP defaults to the last sweep in FILE that is not finished. Output flags
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fl := cmd.Flags()
-			for _, name := range []string{"timeout", "retries", "shuffle", "seed", "shard", "exclude", "max-targets", "allow-huge", "db"} {
-				if fl.Changed(name) {
-					return usageErrorf("--%s: a resumed sweep keeps the options it was started with", name)
-				}
-			}
 			st, err := openDB(args[0])
 			if err != nil {
 				return err
@@ -48,12 +48,15 @@ SWEEP defaults to the last sweep in FILE that is not finished. Output flags
 			var sw store.Sweep
 			if len(args) == 2 {
 				sw, err = pickSweep(st, args[1])
-			} else if sw, err = st.LastUnfinished(); err != nil {
-				if all, _ := st.Sweeps(); len(all) > 0 && errors.Is(err, store.ErrNoSweep) {
-					st.Close()
-					fmt.Fprintf(cmd.ErrOrStderr(), "fanout: every sweep in %s is finished: nothing to resume\n", args[0])
-					return nil
-				}
+			} else if all, serr := st.Sweeps(); serr != nil {
+				err = serr
+			} else if len(all) == 0 {
+				err = usageErrorf("no sweep in %s: nothing to resume", args[0])
+			} else if sw, err = st.LastUnfinished(); errors.Is(err, store.ErrNoSweep) {
+				st.Close()
+				fmt.Fprintf(cmd.ErrOrStderr(), "fanout: every sweep in %s is finished: nothing to resume\n", output.Safe(args[0]))
+				return nil
+			} else if err != nil {
 				err = usageError(err)
 			}
 			st.Close()
@@ -89,6 +92,12 @@ SWEEP defaults to the last sweep in FILE that is not finished. Output flags
 			return runSweep(cmd, f, spec)
 		},
 	}
-	f = addSweepFlags(cmd, sweepDefaults{FDsPerTarget: 2})
+	keeps := "a resumed sweep keeps the options it was started with"
+	refuse := map[string]string{}
+	for _, name := range resumeKeeps {
+		refuse[name] = keeps
+	}
+	refuse["db"] = "resume FILE records into FILE"
+	f = addSweepFlags(cmd, sweepDefaults{FDsPerTarget: 2, Refuse: refuse})
 	return cmd
 }

@@ -256,3 +256,26 @@ func TestDiskFullThenResume(t *testing.T) {
 		t.Errorf("sweeps after resume:\n%s", r.stdout)
 	}
 }
+
+// TestResumeEmptyDB: a database with no sweep (created by the store, or an
+// empty file) has nothing to resume, which is not "every sweep finished".
+func TestResumeEmptyDB(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	created := filepath.Join(dir, "created.db")
+	st, err := store.Open(created)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	empty := filepath.Join(dir, "empty.db")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, db := range []string{created, empty} {
+		r := fanout(t, "", "resume", db)
+		if r.code != 2 || !strings.Contains(r.stderr, "no sweep in "+db) || strings.Contains(r.stderr, "finished") {
+			t.Errorf("resume %s: exit %d, stderr %q; want 2 and \"no sweep in %s\"", db, r.code, r.stderr, db)
+		}
+	}
+}

@@ -19,6 +19,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/fanout/fanout/output"
 )
 
 // Exit codes, as in the design.
@@ -92,6 +94,10 @@ Exit status: 0 every target up, 1 some not up, 2 usage error, 130 interrupted.`,
 	root.Version = version()
 	root.SetVersionTemplate("fanout {{.Version}}\n")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		var fe *flagError // our own words, not pflag's "invalid argument ..." around them
+		if errors.As(err, &fe) {
+			err = fe
+		}
 		return &exitError{code: ExitUsage, err: err, hint: hintFor(c)}
 	})
 	// Help lists the job commands (those that take TARGETS) first.
@@ -109,6 +115,9 @@ Exit status: 0 every target up, 1 some not up, 2 usage error, 130 interrupted.`,
 		}
 		root.AddCommand(c)
 	}
+	// Flag checks common to every command (flags.go).
+	markExclusive(root)
+	checkFlags(root)
 	return root
 }
 
@@ -124,22 +133,29 @@ func Main(args []string) int {
 
 // run is Main with its context and streams given, for in-process callers.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	root := newRoot()
+	code, _ := execute(ctx, newRoot(), args, stdin, stdout, stderr)
+	return code
+}
+
+// execute runs root with args and returns the exit code, and whether a
+// command was run (false: fanout stopped while parsing, so nothing was sent).
+func execute(ctx context.Context, root *cobra.Command, args []string, stdin io.Reader, stdout, stderr io.Writer) (code int, ran bool) {
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	ran := markRun(root)
+	ranp := markRun(root)
 	cmd, err := root.ExecuteContextC(ctx)
+	ran = *ranp
 	if err == nil {
-		return ExitOK
+		return ExitOK, ran
 	}
 	var ee *exitError
 	if !errors.As(err, &ee) {
 		// Cobra's own errors (unknown command, bad args) come before any
 		// RunE: those are usage errors. Errors from a RunE are failures.
 		code := ExitSomeNotUp
-		if !*ran {
+		if !ran {
 			code = ExitUsage
 		}
 		ee = &exitError{code: code, err: err}
@@ -148,7 +164,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 	}
 	if ee.err != nil {
-		fmt.Fprintf(stderr, "fanout: %v\n", ee.err)
+		// Messages quote files, hosts and servers: escaped (see output.AppendSafe).
+		fmt.Fprintf(stderr, "fanout: %s\n", output.SafeLines(ee.err.Error()))
 		if ee.code == ExitUsage {
 			if ee.hint == "" {
 				ee.hint = hintFor(cmd)
@@ -156,7 +173,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			fmt.Fprintln(stderr, ee.hint)
 		}
 	}
-	return ee.code
+	return ee.code, ran
 }
 
 // markRun wraps every RunE in the tree so that Main can tell errors cobra

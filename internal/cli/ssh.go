@@ -80,9 +80,6 @@ while -o text|jsonl|csv chooses the result format.`,
 			// Retries are the job's: connection failures only, never a
 			// command that ran (the engine would retry a command timeout).
 			s.cfg.Retries, f.retries = f.retries, 0
-			if s.gather && s.outdir != "" {
-				return usageErrorf("--gather and --outdir: choose one")
-			}
 			f.results = s.resultWriter
 			if s.outdir != "" {
 				dir := s.outdir
@@ -118,6 +115,7 @@ while -o text|jsonl|csv chooses the result format.`,
 	out := fl.Lookup("output")
 	out.Value = &formatOrOption{format: out.Value, options: &s.options}
 	out.Usage = "result format text, jsonl or csv; or an ssh option Key=Value"
+	exclusive(cmd, "gather", "outdir")
 	return cmd
 }
 
@@ -139,15 +137,6 @@ func (s *sshFlags) finish(cmd *cobra.Command, f *sweepFlags) error {
 	case "", jobssh.HostKeyStrict, jobssh.HostKeyAcceptNew, jobssh.HostKeyOff:
 	default:
 		return usageErrorf("--host-key %q: want strict, accept-new or off", s.cfg.HostKey)
-	}
-	if s.cfg.MaxHandshakes < 1 {
-		return usageErrorf("--max-handshakes %d: want 1 or more", s.cfg.MaxHandshakes)
-	}
-	if s.cfg.MaxOutput < 1 {
-		return usageErrorf("--max-output %d: want 1 or more", s.cfg.MaxOutput)
-	}
-	if s.cfg.ConnectTimeout < 0 {
-		return usageErrorf("--connect-timeout %v: want more than 0", s.cfg.ConnectTimeout)
 	}
 	if s.stdinFile != "" {
 		var data []byte

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/fanout/fanout"
 	"github.com/fanout/fanout/engine"
@@ -73,12 +74,16 @@ type sweepFlags struct {
 type sweepDefaults struct {
 	Timeout      time.Duration // per attempt; 0 = none
 	FDsPerTarget int
+	// Refuse names the sweep flags the command does not use, each with the
+	// reason it is refused: they are hidden from help (refuseFlag).
+	Refuse map[string]string
 }
 
 // addSweepFlags binds the shared flags to cmd.
 func addSweepFlags(cmd *cobra.Command, d sweepDefaults) *sweepFlags {
 	f := &sweepFlags{fdsPerTarget: d.FDsPerTarget}
-	fl := cmd.Flags()
+	// Defined apart, then added to cmd in order, refused ones refused.
+	fl := pflag.NewFlagSet(cmd.Name(), pflag.ContinueOnError)
 	fl.SortFlags = false
 	fl.IntVarP(&f.concurrency, "concurrency", "c", engine.DefaultConcurrency, "targets in flight at most")
 	fl.Float64Var(&f.rate, "rate", 0, "targets started per second (0 = unlimited)")
@@ -97,27 +102,35 @@ func addSweepFlags(cmd *cobra.Command, d sweepDefaults) *sweepFlags {
 	fl.StringVar(&f.progress, "progress", "auto", "progress bar on stderr: auto (when a terminal), always, never")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no summary on stderr")
 	fl.StringVar(&f.db, "db", "", "record the sweep and its results in this SQLite file (fanout resume/results/report read it)")
+	cmd.Flags().SortFlags = false
+	fl.VisitAll(func(flag *pflag.Flag) {
+		if why, ok := d.Refuse[flag.Name]; ok {
+			refuseFlag(flag, why)
+		}
+		cmd.Flags().AddFlag(flag)
+	})
 	f.cluster = addClusterFlags(cmd)
 	return f
 }
 
 // fill completes spec with the sweep flags' engine and target options. Bad
-// values are usage errors.
+// values are usage errors. Flags were checked as they were parsed; this
+// checks the values that came from elsewhere (resume's stored sweep) alike.
 func (f *sweepFlags) fill(spec *fanout.Spec) error {
-	if f.concurrency < 1 {
-		return usageErrorf("--concurrency %d: want 1 or more", f.concurrency)
-	}
-	if f.rate < 0 {
-		return usageErrorf("--rate %g: want 0 (unlimited) or more", f.rate)
-	}
-	if f.timeout < 0 {
-		return usageErrorf("--timeout %v: want 0 (no limit) or more", f.timeout)
-	}
-	if f.retries < 0 {
-		return usageErrorf("--retries %d: want 0 or more", f.retries)
-	}
-	if f.maxTargets < 1 {
-		return usageErrorf("--max-targets %d: want 1 or more", f.maxTargets)
+	for _, c := range []struct {
+		name string
+		kind numKind
+		v    float64
+	}{
+		{"concurrency", kindInt, float64(f.concurrency)},
+		{"rate", kindFloat, f.rate},
+		{"timeout", kindDuration, float64(f.timeout)},
+		{"retries", kindInt, float64(f.retries)},
+		{"max-targets", kindUint, float64(f.maxTargets)},
+	} {
+		if err := checkRange(c.name, c.kind, c.v); err != nil {
+			return err
+		}
 	}
 	if !slices.Contains(output.Formats, f.output) {
 		return usageErrorf("--output %q: want one of %s", f.output, strings.Join(output.Formats, ", "))

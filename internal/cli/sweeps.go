@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fanout/fanout/output"
 	"github.com/fanout/fanout/report"
 )
 
@@ -77,9 +78,9 @@ func newSweepsCmd() *cobra.Command {
 					}
 					continue
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d\t%d\t%d\t%d\t%s\t%s\t%d\t%s\n", sw.ID, sw.Spec.Job, sw.State,
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d\t%d\t%d\t%d\t%s\t%s\t%d\t%s\n", sw.ID, output.Safe(sw.Spec.Job), output.Safe(string(sw.State)),
 					c.Done, sw.Total, c.Up, c.Down, c.Errors, sw.Start.Local().Format("2006-01-02 15:04:05"),
-					report.Short(sw.Elapsed), sw.Runs, abbrev(strings.Join(sw.Spec.Targets, " "), 40))
+					report.Short(sw.Elapsed), sw.Runs, abbrev(output.Safe(strings.Join(sw.Spec.Targets, " ")), 40))
 			}
 			return tw.Flush()
 		},

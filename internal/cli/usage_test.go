@@ -42,6 +42,7 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}()
 	port := strings.TrimPrefix(ln.Addr().String(), "127.0.0.1:")
+	db := filepath.Join(dir, "never.db") // no usage error may create it
 
 	cases := []struct {
 		name  string
@@ -78,6 +79,23 @@ func TestUsageErrors(t *testing.T) {
 		{"tcp port garbage", []string{"tcp", "-p", "http", "127.0.0.1"}, "", []string{"http"}},
 		{"tcp bad range", []string{"tcp", "-p", "90-80", "127.0.0.1"}, "", []string{"90-80"}},
 		{"tcp bad target", []string{"tcp", "-p", port, "127.0.0.256"}, "", []string{"127.0.0.256"}},
+		// Numeric flags: NaN and infinities are refused like any bad number
+		// (ping used to panic, --db to fail after creating its file).
+		{"ping rate NaN", []string{"ping", "--rate", "NaN", "127.0.0.1"}, "", []string{"--rate NaN", "want"}},
+		{"ping rate Inf", []string{"ping", "--rate", "Inf", "127.0.0.1"}, "", []string{"--rate Inf", "want"}},
+		{"exec rate NaN with db", append([]string{"exec", "--rate", "NaN", "--db", db, "127.0.0.1"}, mark...), "", []string{"--rate NaN"}},
+		{"tcp rate -Inf", []string{"tcp", "-p", port, "--rate=-Inf", "127.0.0.1"}, "", []string{"--rate -Inf"}},
+		{"tcp rate 1e400", []string{"tcp", "-p", port, "--rate", "1e400", "127.0.0.1"}, "", []string{"--rate 1e400"}},
+		{"tcp rate negative", []string{"tcp", "-p", port, "--rate=-5", "127.0.0.1"}, "", []string{"--rate -5"}},
+		{"tcp negative timeout", []string{"tcp", "-p", port, "--timeout=-1s", "127.0.0.1"}, "", []string{"--timeout -1s"}},
+		{"tcp huge concurrency", []string{"tcp", "-p", port, "-c", "99999999999999999999", "127.0.0.1"}, "", []string{"--concurrency"}},
+		{"tcp empty retries", []string{"tcp", "-p", port, "--retries=", "127.0.0.1"}, "", []string{"--retries"}},
+		{"exec max-output 0", append([]string{"exec", "--max-output", "0", "127.0.0.1"}, mark...), "", []string{"--max-output 0"}},
+		// Contradictory and unused flags.
+		{"tcp alive and dead", []string{"tcp", "-p", port, "--alive", "--dead", "127.0.0.1"}, "", []string{"--alive and --dead"}},
+		{"exec seed without shuffle", append([]string{"exec", "--seed", "3", "127.0.0.1"}, mark...), "", []string{"--seed needs --shuffle"}},
+		{"detach without server", append([]string{"exec", "--detach", "--db", db, "127.0.0.1"}, mark...), "", []string{"--detach needs --server"}},
+		{"ping retries", []string{"ping", "--retries", "2", "127.0.0.1"}, "", []string{"--retries", "--count"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -108,6 +126,9 @@ func TestUsageErrors(t *testing.T) {
 		}
 		if n := accepted.Load(); n != 0 {
 			t.Errorf("a usage error still connected: %d connections", n)
+		}
+		if _, err := os.Stat(db); err == nil {
+			t.Errorf("a usage error still created --db %s", db)
 		}
 	})
 }

@@ -122,11 +122,11 @@ func (j *Job) Run(ctx context.Context, t target.Target) job.Result {
 	return r
 }
 
-// classify maps a dial error to a status and class.
+// classify maps a dial error to a status and class. The kernel's answer
+// comes first: a refusal that arrives as the deadline passes (or as the
+// sweep is cancelled) is still a refusal; the context only explains an
+// error that carries no errno.
 func classify(ctx context.Context, err error) (job.Status, job.Class) {
-	if s, c, done := job.CtxOutcome(ctx); done {
-		return s, c
-	}
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
 		switch errno {
@@ -140,6 +140,9 @@ func classify(ctx context.Context, err error) (job.Status, job.Class) {
 			syscall.EACCES, syscall.EPERM:
 			return job.Error, job.ClassLocal
 		}
+	}
+	if s, c, done := job.CtxOutcome(ctx); done {
+		return s, c
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
