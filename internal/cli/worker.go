@@ -62,16 +62,22 @@ arbitrary local commands here. Tasks of other kinds are left to other workers.`,
 			}
 			o.AckWait = ackWait
 			o.Concurrency = fitConcurrency(stderr, o.Concurrency, 2)
-			logf := func(f string, a ...any) {
-				fmt.Fprintf(stderr, "%s fanout: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(f, a...))
+			creds, err := clusterCreds(creds)
+			if err != nil {
+				return err
 			}
+			// A lasting trouble (server gone, credentials refused) repeats
+			// the same line on every retry: it is logged once a minute.
+			logf := cluster.QuietRepeats(func(f string, a ...any) {
+				fmt.Fprintf(stderr, "%s fanout: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(f, a...))
+			}, time.Minute)
 			o.Logf = logf
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			url := serverURL(server)
-			nc, err := cluster.Connect(ctx, url, creds.FromEnv(), "fanout worker "+o.Name, logf)
+			nc, err := cluster.Connect(ctx, url, creds, "fanout worker "+o.Name, logf)
 			if err != nil {
-				return fmt.Errorf("%w (is a fanout server running there?)", err)
+				return err
 			}
 			defer nc.Close()
 			sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
