@@ -119,7 +119,7 @@ func (c Credentials) Check() error {
 	case c.User != "" && c.Password == "":
 		return fmt.Errorf("user %q: no password (set FANOUT_PASSWORD)", c.User)
 	case c.Password != "" && c.User == "":
-		return errors.New("a password (FANOUT_PASSWORD) without a user name (--user or FANOUT_USER)")
+		return errors.New("a password (FANOUT_PASSWORD) without a user name (--cluster-user or FANOUT_USER)")
 	case (c.TLSCert == "") != (c.TLSKey == ""):
 		return errors.New("a TLS client certificate needs both --tls-cert and --tls-key")
 	}
@@ -268,7 +268,7 @@ func connectError(serverURL string, err error) error {
 	var hostname x509.HostnameError
 	switch {
 	case isAuthError(err):
-		return fmt.Errorf("connect %s: the server refused these credentials (%v): give the cluster's token (--token or FANOUT_TOKEN), nkey seed (--nkey-seed or FANOUT_NKEY_SEED) or user (--user, FANOUT_PASSWORD)", redact(serverURL), err)
+		return fmt.Errorf("connect %s: the server refused these credentials (%v): give the cluster's token (--token or FANOUT_TOKEN), nkey seed (--nkey-seed or FANOUT_NKEY_SEED) or user (--cluster-user, FANOUT_PASSWORD)", redact(serverURL), err)
 	case errors.As(err, &unknownCA) || errors.As(err, &verify) || errors.As(err, &hostname):
 		return fmt.Errorf("connect %s: the server requires TLS and its certificate is not trusted here (%v): give the CA that signed it with --tls-ca FILE (or FANOUT_TLS_CA); nothing was sent in clear text", redact(serverURL), err)
 	case errors.Is(err, nats.ErrSecureConnWanted):

@@ -210,7 +210,7 @@ func addServerUser(cmd *cobra.Command, usersFile, name, roleName, seedOut string
 		if err := cluster.AddUser(usersFile, u); err != nil {
 			return usageError(err)
 		}
-		fmt.Fprintf(stderr, "fanout: added %s %s to %s (bcrypt hash of the password); it connects with --user %s and the password in FANOUT_PASSWORD, over TLS beyond loopback\n", r, name, usersFile, name)
+		fmt.Fprintf(stderr, "fanout: added %s %s to %s (bcrypt hash of the password); it connects with --cluster-user %s and the password in FANOUT_PASSWORD, over TLS beyond loopback\n", r, name, usersFile, name)
 		return nil
 	}
 	if seedOut == "" {

@@ -42,7 +42,7 @@ func addClusterFlags(cmd *cobra.Command) *clusterFlags {
 func addCredFlags(fl *pflag.FlagSet, c *cluster.Credentials) {
 	fl.StringVar(&c.Token, "token", "", "cluster auth token (or env FANOUT_TOKEN, better: ps shows flags; create one with fanout server --gen-token)")
 	fl.StringVar(&c.NkeySeed, "nkey-seed", "", "cluster auth: nkey seed FILE (or env FANOUT_NKEY_SEED; default for a loopback server of this user: the seed it made)")
-	fl.StringVar(&c.User, "user", "", "cluster auth: user NAME of the server's users file, password in env FANOUT_PASSWORD (or env FANOUT_USER)")
+	fl.StringVar(&c.User, "cluster-user", "", "cluster auth: user NAME of the server's users file, password in env FANOUT_PASSWORD (or env FANOUT_USER)")
 	fl.StringVar(&c.TLSCA, "tls-ca", "", "cluster TLS: CA certificate FILE to verify the peer (env FANOUT_TLS_CA)")
 	fl.StringVar(&c.TLSCert, "tls-cert", "", "cluster TLS: certificate FILE (env FANOUT_TLS_CERT)")
 	fl.StringVar(&c.TLSKey, "tls-key", "", "cluster TLS: key FILE of --tls-cert (env FANOUT_TLS_KEY)")
