@@ -194,6 +194,10 @@ func Connect(ctx context.Context, serverURL string, creds Credentials, name stri
 			switch {
 			case isAuthError(err):
 				say("nats: %s refuses these credentials (%v); retrying with backoff until it accepts them", redact(serverURL), err)
+			case errors.Is(err, nats.ErrPermissionViolation):
+				// "Permissions Violation for Publish to "$KV.fanout_sweeps.x""
+				what := strings.TrimPrefix(err.Error(), nats.ErrPermissionViolation.Error()+": ")
+				say("refused by the server, not allowed for these credentials (their role): %s", what)
 			case sub != nil:
 				say("nats: %s: %v", sub.Subject, err)
 			default:

@@ -176,6 +176,9 @@ func authSummary(o cluster.ServerOptions, s *cluster.Server) string {
 		if o.Creds.NkeySeed != "" {
 			msg += ", and the admin nkey of " + o.Creds.NkeySeed
 		}
+		if o.Creds.Token != "" {
+			msg += "; the token only authenticates routes between servers"
+		}
 		return msg
 	case o.Creds.Token != "":
 		return "clients present the token; every holder may do everything (submit, run, read, delete): --users gives each user a role"
