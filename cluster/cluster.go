@@ -82,17 +82,22 @@ const MinTokenLen = 16
 
 // FromEnv fills empty fields from FANOUT_TOKEN, FANOUT_NKEY_SEED,
 // FANOUT_USER, FANOUT_PASSWORD, FANOUT_TLS_CERT, FANOUT_TLS_KEY and
-// FANOUT_TLS_CA.
+// FANOUT_TLS_CA. A token, nkey seed or user already given wins over the
+// environment's of another kind.
 func (c Credentials) FromEnv() Credentials {
 	fill := func(p *string, env string) {
 		if *p == "" {
 			*p = os.Getenv(env)
 		}
 	}
-	fill(&c.Token, "FANOUT_TOKEN")
-	fill(&c.NkeySeed, "FANOUT_NKEY_SEED")
-	fill(&c.User, "FANOUT_USER")
-	fill(&c.Password, "FANOUT_PASSWORD")
+	if c.Token == "" && c.NkeySeed == "" && c.User == "" {
+		fill(&c.Token, "FANOUT_TOKEN")
+		fill(&c.NkeySeed, "FANOUT_NKEY_SEED")
+		fill(&c.User, "FANOUT_USER")
+	}
+	if c.User != "" {
+		fill(&c.Password, "FANOUT_PASSWORD")
+	}
 	fill(&c.TLSCert, "FANOUT_TLS_CERT")
 	fill(&c.TLSKey, "FANOUT_TLS_KEY")
 	fill(&c.TLSCA, "FANOUT_TLS_CA")
@@ -104,7 +109,7 @@ func (c Credentials) Authenticated() bool { return c.Token != "" || c.NkeySeed !
 
 func (c Credentials) checkToken() error {
 	if c.Token != "" && len(c.Token) < MinTokenLen {
-		return fmt.Errorf("token of %d characters: want at least %d (make one with: fanout server --gen-token)", len(c.Token), MinTokenLen)
+		return fmt.Errorf("token too short (%d of at least %d characters; make one with: fanout server --gen-token)", len(c.Token), MinTokenLen)
 	}
 	return nil
 }
@@ -340,7 +345,7 @@ func QuietRepeats(logf func(string, ...any), every time.Duration) func(string, .
 		now := time.Now()
 		mu.Lock()
 		for k, v := range last { // bounded: forget lines not seen for a while
-			if now.Sub(v.at) > every && v.held == 0 {
+			if age := now.Sub(v.at); age > every && v.held == 0 || age > 10*every {
 				delete(last, k)
 			}
 		}

@@ -598,3 +598,19 @@ func TestQuietRepeats(t *testing.T) {
 		t.Errorf("lines %q: want the repeated one once and each other line", lines)
 	}
 }
+
+func TestCredentialsFromEnv(t *testing.T) {
+	t.Setenv("FANOUT_TOKEN", testToken)
+	t.Setenv("FANOUT_PASSWORD", "from-env-password")
+	t.Setenv("FANOUT_USER", "")
+	t.Setenv("FANOUT_NKEY_SEED", "")
+	if c := (Credentials{NkeySeed: "w.nk"}).FromEnv(); c.Token != "" || c.Password != "" || c.Check() != nil {
+		t.Errorf("--nkey-seed with FANOUT_TOKEN and FANOUT_PASSWORD set: %+v (%v), want the seed alone", c, c.Check())
+	}
+	if c := (Credentials{}).FromEnv(); c.Token != testToken || c.Password != "" || c.Check() != nil {
+		t.Errorf("nothing given: %+v, want the environment's token", c)
+	}
+	if c := (Credentials{User: "alice"}).FromEnv(); c.Password != "from-env-password" || c.Token != "" || c.Check() != nil {
+		t.Errorf("--cluster-user alice: %+v, want alice with FANOUT_PASSWORD", c)
+	}
+}
