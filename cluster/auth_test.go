@@ -97,9 +97,9 @@ func TestTLS(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	ca, cert, key := writeTestCerts(t, dir)
-	s := startTestServer(t, Credentials{Token: "t", TLSCert: cert, TLSKey: key})
+	s := startTestServer(t, Credentials{Token: testToken, TLSCert: cert, TLSKey: key})
 	ctx := context.Background()
-	nc, err := Connect(ctx, s.URL, Credentials{Token: "t", TLSCA: ca}, "test", t.Logf)
+	nc, err := Connect(ctx, s.URL, Credentials{Token: testToken, TLSCA: ca}, "test", t.Logf)
 	if err != nil {
 		t.Fatalf("TLS with the CA: %v", err)
 	}
@@ -107,13 +107,14 @@ func TestTLS(t *testing.T) {
 		t.Error("connection is not TLS")
 	}
 	nc.Close()
-	if nc, err := Connect(ctx, s.URL, Credentials{Token: "t"}, "test", t.Logf); err == nil {
+	if nc, err := Connect(ctx, s.URL, Credentials{Token: testToken}, "test", t.Logf); err == nil {
 		nc.Close()
 		t.Error("TLS without the CA: accepted an unknown certificate")
 	}
 }
 
 // writeTestCerts writes a CA and a server certificate for 127.0.0.1.
+// The certificate serves routes too, as server and as client.
 func writeTestCerts(t *testing.T, dir string) (ca, cert, key string) {
 	t.Helper()
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -131,7 +132,7 @@ func writeTestCerts(t *testing.T, dir string) (ca, cert, key string) {
 		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, // routes use it both ways
 	}
 	caCert, _ := x509.ParseCertificate(caDER)
 	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)

@@ -18,14 +18,18 @@ package cluster
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log"
+	mrand "math/rand/v2"
 	"net"
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -63,23 +67,37 @@ const (
 // Credentials authenticate a client (worker, submitter, status) or, on the
 // server side, say what clients must present.
 type Credentials struct {
-	Token    string // shared secret; env FANOUT_TOKEN
+	Token    string // shared secret, at least MinTokenLen characters; env FANOUT_TOKEN
 	NkeySeed string // file holding an nkey user seed; env FANOUT_NKEY_SEED
+	User     string // a users-file user with a password; env FANOUT_USER
+	Password string // that user's password; env FANOUT_PASSWORD (never a flag: ps shows flags)
 	TLSCert  string // certificate file (server: its own; client: client cert)
 	TLSKey   string // its key
 	TLSCA    string // CA file (client: to verify the server; server: to verify clients)
 }
 
+// MinTokenLen is the shortest token accepted, so that a typo or a
+// placeholder is not taken for a credential.
+const MinTokenLen = 16
+
 // FromEnv fills empty fields from FANOUT_TOKEN, FANOUT_NKEY_SEED,
-// FANOUT_TLS_CERT, FANOUT_TLS_KEY and FANOUT_TLS_CA.
+// FANOUT_USER, FANOUT_PASSWORD, FANOUT_TLS_CERT, FANOUT_TLS_KEY and
+// FANOUT_TLS_CA. A token, nkey seed or user already given wins over the
+// environment's of another kind.
 func (c Credentials) FromEnv() Credentials {
 	fill := func(p *string, env string) {
 		if *p == "" {
 			*p = os.Getenv(env)
 		}
 	}
-	fill(&c.Token, "FANOUT_TOKEN")
-	fill(&c.NkeySeed, "FANOUT_NKEY_SEED")
+	if c.Token == "" && c.NkeySeed == "" && c.User == "" {
+		fill(&c.Token, "FANOUT_TOKEN")
+		fill(&c.NkeySeed, "FANOUT_NKEY_SEED")
+		fill(&c.User, "FANOUT_USER")
+	}
+	if c.User != "" {
+		fill(&c.Password, "FANOUT_PASSWORD")
+	}
 	fill(&c.TLSCert, "FANOUT_TLS_CERT")
 	fill(&c.TLSKey, "FANOUT_TLS_KEY")
 	fill(&c.TLSCA, "FANOUT_TLS_CA")
@@ -88,6 +106,39 @@ func (c Credentials) FromEnv() Credentials {
 
 // Authenticated reports whether clients must prove who they are.
 func (c Credentials) Authenticated() bool { return c.Token != "" || c.NkeySeed != "" }
+
+func (c Credentials) checkToken() error {
+	if c.Token != "" && len(c.Token) < MinTokenLen {
+		return fmt.Errorf("token too short (%d of at least %d characters; make one with: fanout server --gen-token)", len(c.Token), MinTokenLen)
+	}
+	return nil
+}
+
+// Check refuses client credentials that cannot work: a short token, a user
+// without a password or the reverse, a certificate without its key.
+func (c Credentials) Check() error {
+	if err := c.checkToken(); err != nil {
+		return err
+	}
+	switch {
+	case c.User != "" && c.Password == "":
+		return fmt.Errorf("user %q: no password (set FANOUT_PASSWORD)", c.User)
+	case c.Password != "" && c.User == "":
+		return errors.New("a password (FANOUT_PASSWORD) without a user name (--cluster-user or FANOUT_USER)")
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return errors.New("a TLS client certificate needs both --tls-cert and --tls-key")
+	}
+	n := 0
+	for _, s := range []string{c.Token, c.NkeySeed, c.User} {
+		if s != "" {
+			n++
+		}
+	}
+	if n > 1 {
+		return errors.New("give one of a token, an nkey seed or a user, not several")
+	}
+	return nil
+}
 
 // GenToken returns a fresh random token (256 bits, hex).
 func GenToken() (string, error) {
@@ -98,25 +149,76 @@ func GenToken() (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
-// Connect dials the NATS server at url with creds. The connection reconnects
-// forever (a restarted server is picked up again) and logs asynchronous
-// errors, which is where permission errors surface.
+// Reconnect backoff: the first retry after reconnectMin, doubling up to
+// reconnectMax, each with up to a quarter more at random so that many
+// workers do not knock on a restarted server at the same instant.
+const (
+	reconnectMin = 250 * time.Millisecond
+	reconnectMax = 5 * time.Second
+	// logEvery bounds how often one connection problem is logged.
+	logEvery = time.Minute
+)
+
+func reconnectDelay(attempt int) time.Duration {
+	d := reconnectMax
+	if attempt < 16 {
+		d = min(reconnectMax, reconnectMin<<max(attempt-1, 0))
+	}
+	return d + time.Duration(mrand.Int64N(int64(d)/4+1))
+}
+
+// Connect dials the NATS server at url with creds. Without credentials, a
+// loopback url whose server made its own (LocalSeedFile) gets those. The
+// connection reconnects forever with backoff (a restarted server is picked
+// up again, even after it refused these credentials for a while) and logs
+// connection trouble and asynchronous errors, which is where permission
+// errors surface, each distinct line at most once a minute.
 func Connect(ctx context.Context, serverURL string, creds Credentials, name string, logf func(string, ...any)) (*nats.Conn, error) {
 	if logf == nil {
 		logf = log.Printf
 	}
+	if err := creds.Check(); err != nil {
+		return nil, err
+	}
+	creds, err := creds.local(serverURL)
+	if err != nil {
+		return nil, err
+	}
+	say := QuietRepeats(logf, logEvery)
 	opts := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250 * time.Millisecond),
+		nats.CustomReconnectDelay(reconnectDelay),
+		// Without it nats.go gives up for good on the second refusal of
+		// the same server, and a worker never resumes after the server
+		// comes back with its credentials.
+		nats.IgnoreAuthErrorAbort(),
 		nats.RetryOnFailedConnect(false),
 		nats.Timeout(5 * time.Second),
-		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			if sub != nil {
-				logf("nats: %s: %v", sub.Subject, err)
-				return
+		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+			switch {
+			case isAuthError(err):
+				say("nats: %s refuses these credentials (%v); retrying with backoff until it accepts them", redact(serverURL), err)
+			case errors.Is(err, nats.ErrPermissionViolation):
+				// "Permissions Violation for Publish to "$KV.fanout_sweeps.x""
+				what := strings.TrimPrefix(err.Error(), nats.ErrPermissionViolation.Error()+": ")
+				say("refused by the server, not allowed for these credentials (their role): %s", what)
+			case sub != nil:
+				say("nats: %s: %v", sub.Subject, err)
+			default:
+				say("nats: %v", err)
 			}
-			logf("nats: %v", err)
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				say("nats: disconnected from %s (%v); reconnecting", redact(serverURL), err)
+			}
+		}),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			say("nats: cannot reach %s (%v); retrying with backoff", redact(serverURL), err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			say("nats: connected again to %s", nc.ConnectedUrlRedacted())
 		}),
 	}
 	if creds.Token != "" {
@@ -129,6 +231,9 @@ func Connect(ctx context.Context, serverURL string, creds Credentials, name stri
 		}
 		opts = append(opts, o)
 	}
+	if creds.User != "" {
+		opts = append(opts, nats.UserInfo(creds.User, creds.Password))
+	}
 	if creds.TLSCA != "" {
 		opts = append(opts, nats.RootCAs(creds.TLSCA))
 	}
@@ -137,9 +242,130 @@ func Connect(ctx context.Context, serverURL string, creds Credentials, name stri
 	}
 	nc, err := nats.Connect(serverURL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", serverURL, err)
+		return nil, connectError(serverURL, err)
+	}
+	_, tlsErr := nc.TLSConnectionState()
+	if what := clearTextSecret(nc.ConnectedUrl(), tlsErr == nil, creds); what != "" {
+		logf("warning: %s went to %s in clear text: anyone on the path can read it and use it. Use TLS (server --tls-cert/--tls-key, clients --tls-ca), or an nkey seed, which never crosses the wire", what, redact(nc.ConnectedUrl()))
 	}
 	return nc, nil
+}
+
+// clearTextSecret names the secret creds sent over a connection to
+// connected (a URL) that was not TLS and left this machine; "" if none.
+func clearTextSecret(connected string, isTLS bool, creds Credentials) string {
+	if isTLS {
+		return ""
+	}
+	u, err := url.Parse(connected)
+	if err != nil || IsLoopback(u.Hostname()) {
+		return ""
+	}
+	switch {
+	case creds.Token != "":
+		return "the token"
+	case creds.Password != "":
+		return fmt.Sprintf("the password of user %q", creds.User)
+	}
+	return ""
+}
+
+// connectError says what to do about a failed connection.
+func connectError(serverURL string, err error) error {
+	var unknownCA x509.UnknownAuthorityError
+	var verify *tls.CertificateVerificationError
+	var hostname x509.HostnameError
+	switch {
+	case isAuthError(err):
+		return fmt.Errorf("connect %s: the server refused these credentials (%v): give the cluster's token (--token or FANOUT_TOKEN), nkey seed (--nkey-seed or FANOUT_NKEY_SEED) or user (--cluster-user, FANOUT_PASSWORD)", redact(serverURL), err)
+	case errors.As(err, &unknownCA) || errors.As(err, &verify) || errors.As(err, &hostname):
+		return fmt.Errorf("connect %s: the server requires TLS and its certificate is not trusted here (%v): give the CA that signed it with --tls-ca FILE (or FANOUT_TLS_CA); nothing was sent in clear text", redact(serverURL), err)
+	case errors.Is(err, nats.ErrSecureConnWanted):
+		return fmt.Errorf("connect %s: this client requires TLS (a tls:// URL or --tls-ca) and the server does not offer it: nothing was sent", redact(serverURL))
+	}
+	return fmt.Errorf("connect %s: %w (is a fanout server running there? see fanout server --help)", redact(serverURL), err)
+}
+
+func isAuthError(err error) bool {
+	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked)
+}
+
+// redact drops a password from a URL for messages.
+func redact(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	return u.Redacted()
+}
+
+// local fills in the credentials a server on this machine made for itself
+// (LocalSeedFile) when none are given and url is on loopback.
+func (c Credentials) local(serverURL string) (Credentials, error) {
+	if c.Token != "" || c.NkeySeed != "" || c.User != "" || strings.Contains(serverURL, ",") {
+		return c, nil
+	}
+	if !strings.Contains(serverURL, "://") {
+		serverURL = "nats://" + serverURL
+	}
+	u, err := url.Parse(serverURL)
+	if err != nil || u.User != nil || !IsLoopback(u.Hostname()) {
+		return c, nil
+	}
+	port := DefaultPort
+	if p := u.Port(); p != "" {
+		if port, err = parsePort(p); err != nil {
+			return c, nil
+		}
+	}
+	path := LocalSeedFile("", port)
+	if _, err := os.Lstat(path); err != nil {
+		return c, nil
+	}
+	if err := checkPrivate(path); err != nil {
+		return c, err
+	}
+	c.NkeySeed = path
+	return c, nil
+}
+
+// QuietRepeats wraps logf so that a line logged again within every is
+// held back, and counted in the next one that gets through: a lasting
+// problem (a server down, credentials refused) logs one line a minute, not
+// one per retry.
+func QuietRepeats(logf func(string, ...any), every time.Duration) func(string, ...any) {
+	type seen struct {
+		at   time.Time
+		held int
+	}
+	var mu sync.Mutex
+	last := map[string]*seen{}
+	return func(format string, args ...any) {
+		line := fmt.Sprintf(format, args...)
+		now := time.Now()
+		mu.Lock()
+		for k, v := range last { // bounded: forget lines not seen for a while
+			if age := now.Sub(v.at); age > every && v.held == 0 || age > 10*every {
+				delete(last, k)
+			}
+		}
+		e := last[line]
+		if e != nil && now.Sub(e.at) < every {
+			e.held++
+			mu.Unlock()
+			return
+		}
+		held := 0
+		if e != nil {
+			held = e.held
+		}
+		last[line] = &seen{at: now}
+		mu.Unlock()
+		if held > 0 {
+			line += fmt.Sprintf(" (%d more times since %s)", held, e.at.Format("15:04:05"))
+		}
+		logf("%s", line)
+	}
 }
 
 // setup holds the buckets and streams every party needs.
@@ -151,14 +377,22 @@ type setup struct {
 	results jetstream.Stream
 }
 
-// ensure creates (or finds, unchanged) the buckets and streams. Workers,
-// submitters and status all call it, so no start order is required. A
-// JetStream cluster that just started answers nothing until it has a meta
-// leader, so each attempt is short and is repeated until ctx is done.
+// ensure finds the buckets and streams every party needs, creating those
+// that are missing when these credentials may (a fanout server creates them
+// at start, so a worker or submitter of a role that may not can still come
+// first; it then waits for them). A JetStream cluster that just started
+// answers nothing until it has a meta leader, so each attempt is short and
+// is repeated until ctx is done.
 func ensure(ctx context.Context, nc *nats.Conn) (*setup, error) {
+	return ensureMode(ctx, nc, false)
+}
+
+// ensureMode is ensure; with update, existing buckets and streams are
+// brought to the current configuration (the server does it at start).
+func ensureMode(ctx context.Context, nc *nats.Conn, update bool) (*setup, error) {
 	for {
 		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		s, err := ensureOnce(actx, nc)
+		s, err := ensureOnce(actx, nc, update)
 		cancel()
 		if err == nil || ctx.Err() != nil {
 			return s, err
@@ -171,27 +405,27 @@ func ensure(ctx context.Context, nc *nats.Conn) (*setup, error) {
 	}
 }
 
-func ensureOnce(ctx context.Context, nc *nats.Conn) (*setup, error) {
+func ensureOnce(ctx context.Context, nc *nats.Conn, update bool) (*setup, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
 	}
 	s := &setup{js: js}
-	s.sweeps, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	s.sweeps, err = bucket(ctx, js, update, jetstream.KeyValueConfig{
 		Bucket: SweepsBucket, Description: "fanout sweeps: spec and task layout",
 		Storage: jetstream.FileStorage, History: 1, TTL: resultsMaxAge,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kv %s: %w", SweepsBucket, err)
 	}
-	s.workers, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	s.workers, err = bucket(ctx, js, update, jetstream.KeyValueConfig{
 		Bucket: WorkersBucket, Description: "fanout worker heartbeats",
 		Storage: jetstream.FileStorage, History: 1, TTL: WorkerTTL,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kv %s: %w", WorkersBucket, err)
 	}
-	s.tasks, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s.tasks, err = stream(ctx, js, update, jetstream.StreamConfig{
 		Name: TasksStream, Description: "fanout tasks: (sweep, lo, hi)",
 		Subjects: []string{tasksPrefix + ">"}, Retention: jetstream.WorkQueuePolicy,
 		Storage: jetstream.FileStorage, Duplicates: 10 * time.Minute,
@@ -199,7 +433,7 @@ func ensureOnce(ctx context.Context, nc *nats.Conn) (*setup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", TasksStream, err)
 	}
-	s.results, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s.results, err = stream(ctx, js, update, jetstream.StreamConfig{
 		Name: ResultsStream, Description: "fanout results, one message per (sweep, chunk, batch)",
 		Subjects: []string{resultsPrefix + ">"}, Storage: jetstream.FileStorage,
 		// First writer wins per subject: a redelivered task's results are
@@ -211,6 +445,55 @@ func ensureOnce(ctx context.Context, nc *nats.Conn) (*setup, error) {
 		return nil, fmt.Errorf("stream %s: %w", ResultsStream, err)
 	}
 	return s, nil
+}
+
+// bucket finds the KV bucket of cfg, or creates it when missing (with
+// update: creates or updates it).
+func bucket(ctx context.Context, js jetstream.JetStream, update bool, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	if update {
+		return js.CreateOrUpdateKeyValue(ctx, cfg)
+	}
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return kv, err
+	}
+	kv, err = js.CreateKeyValue(ctx, cfg)
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		return js.KeyValue(ctx, cfg.Bucket)
+	}
+	if err != nil {
+		return nil, notCreated(err)
+	}
+	return kv, nil
+}
+
+// stream finds the stream of cfg, or creates it when missing (with update:
+// creates or updates it).
+func stream(ctx context.Context, js jetstream.JetStream, update bool, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	if update {
+		return js.CreateOrUpdateStream(ctx, cfg)
+	}
+	st, err := js.Stream(ctx, cfg.Name)
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return st, err
+	}
+	st, err = js.CreateStream(ctx, cfg)
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return js.Stream(ctx, cfg.Name)
+	}
+	if err != nil {
+		return nil, notCreated(err)
+	}
+	return st, nil
+}
+
+// notCreated explains a create that got no answer: the usual cause is a
+// role that may not create it (the server drops the request).
+func notCreated(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+		return fmt.Errorf("not on the server yet, and no answer to creating it (%w): only an admin may create it; fanout server does at start", err)
+	}
+	return err
 }
 
 // taskConsumer is the durable pull consumer every worker shares.

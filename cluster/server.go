@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -8,9 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 )
 
@@ -21,23 +26,57 @@ type ServerOptions struct {
 	Name          string   // server name, unique in a cluster; default host-port
 	ClusterListen string   // HOST:PORT for routes from peers; empty: no cluster
 	Routes        []string // peers' cluster addresses, nats://HOST:PORT
-	Creds         Credentials
-	Logf          func(format string, args ...any) // server log lines; nil: silent
+	// Creds say what clients present: a token or an nkey (both admin
+	// credentials), and TLS. With Users, the token only authenticates
+	// routes between servers and the nkey is one more admin.
+	Creds Credentials
+	// Users are role-separated users (see ReadUsers): each gets the NATS
+	// permissions of its role.
+	Users []User
+	// LocalCreds: when neither Creds nor Users authenticate clients, make an
+	// admin nkey and keep its seed in LocalSeedFile(port) under StateDir
+	// (mode 0600), where clients of the same user on this machine find it.
+	// Without it such a server accepts any local user as admin: tests and
+	// embedders only; `fanout server` always sets it.
+	LocalCreds bool
+	StateDir   string                           // for LocalCreds; default DefaultStateDir()
+	Logf       func(format string, args ...any) // server log lines; nil: silent
 }
 
 // ErrNeedsAuth is returned when a server would listen beyond loopback
 // without credentials.
 var ErrNeedsAuth = errors.New("listening beyond loopback requires credentials")
 
-// DefaultStoreDir is where JetStream keeps its files unless told otherwise.
-func DefaultStoreDir() string {
+// ErrServerOptions marks options StartServer refuses before it listens.
+var ErrServerOptions = errors.New("bad server options")
+
+func optErr(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrServerOptions, fmt.Sprintf(format, args...))
+}
+
+// DefaultStateDir is where fanout keeps its server-side state: the default
+// JetStream store and the local credentials.
+func DefaultStateDir() string {
 	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
-		return filepath.Join(d, "fanout", "nats")
+		return filepath.Join(d, "fanout")
 	}
 	if h, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(h, ".local", "state", "fanout", "nats")
+		return filepath.Join(h, ".local", "state", "fanout")
 	}
-	return filepath.Join(os.TempDir(), "fanout-nats")
+	return filepath.Join(os.TempDir(), fmt.Sprintf("fanout-%d", os.Getuid()))
+}
+
+// DefaultStoreDir is where JetStream keeps its files unless told otherwise.
+func DefaultStoreDir() string { return filepath.Join(DefaultStateDir(), "nats") }
+
+// LocalSeedFile is where a server on loopback port keeps the seed of the
+// credentials it made itself (LocalCreds), and where clients of the same
+// user dialing that port look for it.
+func LocalSeedFile(stateDir string, port int) string {
+	if stateDir == "" {
+		stateDir = DefaultStateDir()
+	}
+	return filepath.Join(stateDir, fmt.Sprintf("server-%d.nk", port))
 }
 
 // Server is a running embedded NATS server.
@@ -45,18 +84,51 @@ type Server struct {
 	ns      *server.Server
 	URL     string        // what clients dial
 	StartUp time.Duration // from New to ready for connections
+	// SeedFile is the seed of the credentials the server made (LocalCreds);
+	// SeedCreated says it was written now rather than found.
+	SeedFile    string
+	SeedCreated bool
+
+	stop context.CancelFunc
+	bg   sync.WaitGroup
 }
 
 // StartServer starts an embedded server and returns once it accepts
-// connections.
+// connections and (for a single server) holds the cluster's buckets and
+// streams; a server with routes creates them as soon as its cluster has a
+// JetStream leader.
 func StartServer(o ServerOptions) (*Server, error) {
 	t0 := time.Now()
 	host, port, err := splitListen(o.Listen, DefaultPort)
 	if err != nil {
 		return nil, err
 	}
-	if !IsLoopback(host) && !o.Creds.Authenticated() {
+	if err := o.Creds.checkToken(); err != nil {
+		return nil, optErr("%v", err)
+	}
+	if err := checkServerTLS(o.Creds); err != nil {
+		return nil, err
+	}
+	if err := checkUsers(o.Users); err != nil {
+		return nil, optErr("users: %v", err)
+	}
+	clientAuth := o.Creds.Authenticated() || len(o.Users) > 0
+	if !IsLoopback(host) && !clientAuth {
 		return nil, fmt.Errorf("%s: %w", net.JoinHostPort(host, strconv.Itoa(port)), ErrNeedsAuth)
+	}
+	clustered := o.ClusterListen != "" || len(o.Routes) > 0
+	tlsOn := o.Creds.TLSCert != ""
+	var local *localSeed
+	if o.LocalCreds && !clientAuth {
+		if local, err = prepareLocalSeed(o.StateDir, port); err != nil {
+			return nil, err
+		}
+		clientAuth = true
+	}
+	if clustered && clientAuth && o.Creds.Token == "" && !tlsOn {
+		// A route is a peer server that sees every message: once clients
+		// must authenticate, so must routes, on loopback too.
+		return nil, optErr("routes between servers need a shared token (--token) or TLS (--tls-cert, --tls-key)")
 	}
 	dir := o.StoreDir
 	if dir == "" {
@@ -83,20 +155,42 @@ func StartServer(o ServerOptions) (*Server, error) {
 		NoSigs:    true,
 		NoLog:     o.Logf == nil,
 	}
-	if o.Creds.Token != "" {
+	if o.Creds.Token != "" && len(o.Users) == 0 {
 		opts.Authorization = o.Creds.Token
 	}
 	if o.Creds.NkeySeed != "" {
+		if o.Creds.Token != "" && len(o.Users) == 0 {
+			return nil, optErr("give a token or an nkey seed, not both")
+		}
 		pub, err := nkeyPublic(o.Creds.NkeySeed)
 		if err != nil {
 			return nil, err
 		}
-		opts.Nkeys = []*server.NkeyUser{{Nkey: pub}}
-		if o.Creds.Token != "" {
-			return nil, errors.New("give a token or an nkey seed, not both")
+		opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: pub})
+	}
+	if local != nil {
+		opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: local.pub})
+	}
+	for _, u := range o.Users {
+		perms := rolePermissions(u.Role)
+		if u.Nkey != "" {
+			opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: u.Nkey, Permissions: perms})
+		} else {
+			opts.Users = append(opts.Users, &server.User{Username: u.Name, Password: u.Password, Permissions: perms})
 		}
 	}
-	if o.Creds.TLSCert != "" || o.Creds.TLSKey != "" {
+	// The server sets up the buckets and streams itself, as an admin only
+	// this process can be: an nkey whose seed never leaves memory, allowed
+	// on in-process connections only.
+	var self nkeys.KeyPair
+	if clientAuth {
+		if self, err = nkeys.CreateUser(); err != nil {
+			return nil, err
+		}
+		pub, _ := self.PublicKey()
+		opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: pub, AllowedConnectionTypes: map[string]struct{}{"IN_PROCESS": {}}})
+	}
+	if tlsOn {
 		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{
 			CertFile: o.Creds.TLSCert, KeyFile: o.Creds.TLSKey, CaFile: o.Creds.TLSCA,
 			Verify: o.Creds.TLSCA != "",
@@ -106,13 +200,13 @@ func StartServer(o ServerOptions) (*Server, error) {
 		}
 		opts.TLSConfig, opts.TLS, opts.TLSTimeout = tc, true, 2
 	}
-	if o.ClusterListen != "" || len(o.Routes) > 0 {
+	if clustered {
 		ch, cp, err := splitListen(o.ClusterListen, 6222)
 		if err != nil {
 			return nil, err
 		}
-		if !IsLoopback(ch) && o.Creds.Token == "" {
-			return nil, fmt.Errorf("cluster %s: %w (routes authenticate with --token)", net.JoinHostPort(ch, strconv.Itoa(cp)), ErrNeedsAuth)
+		if !IsLoopback(ch) && o.Creds.Token == "" && !tlsOn {
+			return nil, fmt.Errorf("cluster %s: %w (routes authenticate with --token, or TLS)", net.JoinHostPort(ch, strconv.Itoa(cp)), ErrNeedsAuth)
 		}
 		routes, err := parseRoutes(o.Routes)
 		if err != nil {
@@ -126,6 +220,15 @@ func StartServer(o ServerOptions) (*Server, error) {
 					r.User = url.UserPassword("fanout", o.Creds.Token)
 				}
 			}
+		}
+		if tlsOn {
+			// Routes carry every message and the route token: with client
+			// TLS on they are encrypted too, each server proving itself with
+			// the same certificate to its peers.
+			if opts.Cluster.TLSConfig, err = routeTLS(o.Creds); err != nil {
+				return nil, err
+			}
+			opts.Cluster.TLSTimeout = 2
 		}
 		opts.Routes = routes
 	}
@@ -141,7 +244,184 @@ func StartServer(o ServerOptions) (*Server, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("nats server on %s: not ready after 10s", net.JoinHostPort(host, strconv.Itoa(port)))
 	}
-	return &Server{ns: ns, URL: ns.ClientURL(), StartUp: time.Since(t0)}, nil
+	ctx, stop := context.WithCancel(context.Background())
+	s := &Server{ns: ns, URL: ns.ClientURL(), stop: stop}
+	if local != nil {
+		actual := ns.Addr().(*net.TCPAddr).Port
+		if err := local.save(o.StateDir, actual); err != nil {
+			s.Shutdown()
+			return nil, err
+		}
+		s.SeedFile, s.SeedCreated = local.path, local.created
+	}
+	if clustered {
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			if err := s.setUp(ctx, self); err != nil && ctx.Err() == nil && o.Logf != nil {
+				o.Logf("error: setting up fanout's buckets and streams: %v", err)
+			}
+		}()
+	} else {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := s.setUp(sctx, self)
+		cancel()
+		if err != nil {
+			s.Shutdown()
+			return nil, fmt.Errorf("nats server on %s: setting up fanout's buckets and streams: %w", s.URL, err)
+		}
+	}
+	s.StartUp = time.Since(t0)
+	return s, nil
+}
+
+// setUp creates (or brings up to date) the buckets and streams, over an
+// in-process connection as the server's own admin.
+func (s *Server) setUp(ctx context.Context, self nkeys.KeyPair) error {
+	opts := []nats.Option{nats.InProcessServer(s.ns), nats.Name("fanout server"), nats.MaxReconnects(-1)}
+	if self != nil {
+		pub, _ := self.PublicKey()
+		opts = append(opts, nats.Nkey(pub, self.Sign))
+	}
+	nc, err := nats.Connect("", opts...)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	_, err = ensureMode(ctx, nc, true)
+	return err
+}
+
+// checkServerTLS refuses TLS options that would be silently ignored.
+func checkServerTLS(c Credentials) error {
+	switch {
+	case c.TLSCert != "" && c.TLSKey == "":
+		return optErr("TLS certificate %s without its key (--tls-key)", c.TLSCert)
+	case c.TLSKey != "" && c.TLSCert == "":
+		return optErr("TLS key %s without its certificate (--tls-cert)", c.TLSKey)
+	case c.TLSCA != "" && c.TLSCert == "":
+		return optErr("TLS CA %s: a server checks client certificates against it only with TLS on, which needs its own --tls-cert and --tls-key", c.TLSCA)
+	}
+	return nil
+}
+
+// routeTLS is the routes' TLS: the server's certificate both ways, peers
+// verified against the CA (or, without one, the certificate file itself,
+// for servers that share one certificate). The certificate must then be
+// valid for client authentication too (extended key usage clientAuth, or
+// none) and name the peers' route hosts.
+func routeTLS(c Credentials) (*tls.Config, error) {
+	ca := c.TLSCA
+	if ca == "" {
+		ca = c.TLSCert
+	}
+	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: c.TLSCert, KeyFile: c.TLSKey, CaFile: ca, Verify: true})
+	if err != nil {
+		return nil, fmt.Errorf("route tls: %w", err)
+	}
+	tc.RootCAs = tc.ClientCAs // used as a client when dialing a peer
+	// Present the certificate even when the peer asks for another issuer
+	// (it lists the certificate itself when there is no CA file).
+	cert := tc.Certificates[0]
+	tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
+	return tc, nil
+}
+
+// localSeed is the nkey a server on loopback made for itself.
+type localSeed struct {
+	kp      nkeys.KeyPair
+	pub     string
+	path    string
+	created bool
+}
+
+// prepareLocalSeed reads the seed a previous run on port left (so clients
+// and workers that hold it go on working across restarts) or makes one.
+func prepareLocalSeed(stateDir string, port int) (*localSeed, error) {
+	if port != 0 {
+		p := LocalSeedFile(stateDir, port)
+		if _, err := os.Lstat(p); err == nil {
+			if err := checkPrivate(p); err != nil {
+				return nil, err
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return nil, fmt.Errorf("nkey seed %q: %w", p, err)
+			}
+			kp, err := nkeys.ParseDecoratedNKey(b)
+			if err != nil {
+				return nil, fmt.Errorf("nkey seed %q: %w (remove it and a new one is made)", p, err)
+			}
+			pub, err := kp.PublicKey()
+			if err != nil || !nkeys.IsValidPublicUserKey(pub) {
+				return nil, fmt.Errorf("nkey seed %q: not a user seed (remove it and a new one is made)", p)
+			}
+			return &localSeed{kp: kp, pub: pub, path: p}, nil
+		}
+	}
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, err
+	}
+	pub, _ := kp.PublicKey()
+	return &localSeed{kp: kp, pub: pub, created: true}, nil
+}
+
+// save writes a new seed to its file once the port is known.
+func (l *localSeed) save(stateDir string, port int) error {
+	if !l.created {
+		return nil
+	}
+	l.path = LocalSeedFile(stateDir, port)
+	dir := filepath.Dir(l.path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("state directory %q: %w", dir, err)
+	}
+	if err := checkPrivateDir(dir); err != nil {
+		return err
+	}
+	seed, err := l.kp.Seed()
+	if err != nil {
+		return err
+	}
+	if err := writePrivate(l.path, append(seed, '\n')); err != nil {
+		return fmt.Errorf("nkey seed %q: %w", l.path, err)
+	}
+	return nil
+}
+
+// checkPrivate refuses a credential file others could read or replace: it
+// must be a regular file of ours, mode 0600 or stricter, in a directory only
+// we can write.
+func checkPrivate(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("credential file %s: not a regular file", path)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
+		return fmt.Errorf("credential file %s: owned by uid %d, not by this user (uid %d)", path, st.Uid, os.Getuid())
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("credential file %s: mode %#o lets other users read it: chmod 600 %s", path, fi.Mode().Perm(), path)
+	}
+	return checkPrivateDir(filepath.Dir(path))
+}
+
+func checkPrivateDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
+		return fmt.Errorf("directory %s: owned by uid %d, not by this user (uid %d)", dir, st.Uid, os.Getuid())
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("directory %s: mode %#o lets other users replace its files: chmod go-w %s", dir, fi.Mode().Perm(), dir)
+	}
+	return nil
 }
 
 // Addr is the address the server listens on for clients.
@@ -149,8 +429,10 @@ func (s *Server) Addr() net.Addr { return s.ns.Addr() }
 
 // Shutdown stops the server and waits until it has.
 func (s *Server) Shutdown() {
+	s.stop()
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()
+	s.bg.Wait()
 }
 
 // GenNkeySeed writes a fresh nkey user seed to path (mode 0600) and returns

@@ -36,7 +36,17 @@ func TestMain(m *testing.M) {
 	if ok, _ := lab.Available(); ok && labWanted {
 		lab.Main(m) // exits
 	}
+	// fanout server keeps the credentials it makes under XDG_STATE_HOME,
+	// where the same user's clients find them: the tests' servers and
+	// clients share one, away from the real home.
+	state, err := os.MkdirTemp("", "fanout-cli-state-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Setenv("XDG_STATE_HOME", state)
 	code := m.Run()
+	os.RemoveAll(state)
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}

@@ -1,10 +1,13 @@
 package cli
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"os"
 	"os/signal"
+	"os/user"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -18,21 +21,44 @@ func newServerCmd() *cobra.Command {
 	var o cluster.ServerOptions
 	var genToken bool
 	var genNkey string
+	var usersFile, addUser, role, seedOut string
+	var passwordStdin bool
 	var verbose bool
 	cmd := &cobra.Command{
 		Use:   "server [flags]",
 		Short: "Run an embedded NATS JetStream server for distributed sweeps",
 		Long: `Run the NATS server (with JetStream, file storage) that fanout workers pull
 tasks from and submitters send sweeps to. It listens on 127.0.0.1:4222 unless
-told otherwise; listening on any other address requires credentials (a token
-or an nkey seed), which workers and submitters then present too.
+told otherwise.
 
-Several servers form one NATS cluster with --cluster-listen and --routes.
-Users who already run NATS with JetStream can skip this command and point
---server at their own cluster.`,
+Clients always authenticate. Given no credentials, the server makes an nkey
+for the user running it and keeps its seed in a file only that user can read
+(` + cluster.LocalSeedFile("", cluster.DefaultPort) + ` for port 4222), where that
+user's fanout commands on this machine find it: other local users cannot
+connect. Listening on any other address requires credentials given here:
+a token (every holder is an admin), an nkey seed, or a users file (--users)
+that gives each user a role:
+
+  worker     pulls tasks, reads their specs, publishes results and heartbeats
+  submitter  creates sweeps (specs and tasks), reads results and status
+  admin      all of it, and deletes
+
+The NATS server enforces the roles (per-subject permissions). Add a user with
+--add-user NAME --role ROLE --users FILE: it writes a new nkey seed to
+NAME.nk (mode 0600; give it to that user, who runs with --nkey-seed NAME.nk)
+and its public key to the users file; with --password-stdin it stores a
+bcrypt hash of the password read from stdin instead.
+
+With --tls-cert and --tls-key, clients and routes between servers use TLS.
+Several servers form one NATS cluster with --cluster-listen and --routes;
+routes authenticate with the token, or TLS. Users who already run NATS with
+JetStream can skip this command and point --server at their own cluster.
+See SECURITY.md.`,
 		Example: `  fanout server
+  fanout server --add-user rack1 --role worker --users users.json
+  fanout server --add-user alice --role submitter --users users.json
+  fanout server --listen 0.0.0.0:4222 --users users.json --tls-cert cert.pem --tls-key key.pem
   export FANOUT_TOKEN=$(fanout server --gen-token)
-  fanout server --listen 0.0.0.0:4222 --store /var/lib/fanout/nats
   fanout server --listen 0.0.0.0:4222 --cluster-listen 0.0.0.0:6222 --routes nats://peer1:6222,nats://peer2:6222 --name a`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -53,7 +79,25 @@ Users who already run NATS with JetStream can skip this command and point
 				fmt.Fprintf(stderr, "fanout: wrote nkey seed %s (public key %s); give every server, worker and submitter --nkey-seed %s\n", genNkey, pub, genNkey)
 				return nil
 			}
+			if addUser != "" {
+				return addServerUser(cmd, usersFile, addUser, role, seedOut, passwordStdin)
+			}
+			if role != "" || seedOut != "" || passwordStdin {
+				return usageErrorf("--role, --seed-out and --password-stdin go with --add-user NAME")
+			}
 			o.Creds = o.Creds.FromEnv()
+			o.Creds.User, o.Creds.Password = "", "" // client-side only
+			if usersFile != "" {
+				users, err := cluster.ReadUsers(usersFile)
+				if err != nil {
+					return usageError(err)
+				}
+				if len(users) == 0 {
+					return usageErrorf("users file %s: no users", usersFile)
+				}
+				o.Users = users
+			}
+			o.LocalCreds = true
 			if verbose {
 				o.Logf = func(f string, a ...any) { fmt.Fprintf(stderr, "fanout server: "+f+"\n", a...) }
 			}
@@ -63,8 +107,12 @@ Users who already run NATS with JetStream can skip this command and point
 Create a token and give it to the server, the workers and the submitters:
   export FANOUT_TOKEN=$(fanout server --gen-token)
   fanout server --listen %s            (reads FANOUT_TOKEN; or --token TOKEN)
-or an nkey seed file: fanout server --gen-nkey FILE, then --nkey-seed FILE everywhere.
+or users with roles: fanout server --add-user NAME --role worker|submitter|admin --users FILE,
+then fanout server --users FILE, and each user --nkey-seed NAME.nk.
 Add --tls-cert FILE --tls-key FILE to encrypt the traffic`, err, o.Listen)
+			}
+			if errors.Is(err, cluster.ErrServerOptions) {
+				return usageError(err)
 			}
 			if err != nil {
 				return err
@@ -75,6 +123,7 @@ Add --tls-cert FILE --tls-key FILE to encrypt the traffic`, err, o.Listen)
 			}
 			fmt.Fprintf(stderr, "fanout server: ready on %s in %.1f ms (JetStream file store %s)\n",
 				s.URL, float64(s.StartUp.Microseconds())/1000, dir)
+			fmt.Fprintf(stderr, "fanout server: %s\n", authSummary(o, s))
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			<-ctx.Done()
@@ -84,18 +133,101 @@ Add --tls-cert FILE --tls-key FILE to encrypt the traffic`, err, o.Listen)
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&o.Listen, "listen", "127.0.0.1:4222", "client address HOST:PORT (beyond loopback needs --token or --nkey-seed)")
+	fl.StringVar(&o.Listen, "listen", "127.0.0.1:4222", "client address HOST:PORT (beyond loopback needs --token, --nkey-seed or --users)")
 	fl.StringVar(&o.StoreDir, "store", "", "JetStream file storage directory (default "+cluster.DefaultStoreDir()+")")
 	fl.StringVar(&o.Name, "name", "", "server name, unique within a cluster (default HOST-PORT)")
 	fl.StringVar(&o.ClusterListen, "cluster-listen", "", "address HOST:PORT for routes from peer servers (default 127.0.0.1:6222 with --routes)")
 	fl.StringSliceVar(&o.Routes, "routes", nil, "peer servers' cluster addresses: nats://HOST:PORT,...")
-	fl.StringVar(&o.Creds.Token, "token", "", "token clients must present (or env FANOUT_TOKEN)")
-	fl.StringVar(&o.Creds.NkeySeed, "nkey-seed", "", "nkey seed FILE whose public key clients must prove (or env FANOUT_NKEY_SEED)")
-	fl.StringVar(&o.Creds.TLSCert, "tls-cert", "", "TLS certificate FILE (enables TLS)")
+	fl.StringVar(&o.Creds.Token, "token", "", fmt.Sprintf("token clients must present, at least %d characters; every holder is an admin (prefer env FANOUT_TOKEN: ps shows flags). With --users: only routes use it", cluster.MinTokenLen))
+	fl.StringVar(&o.Creds.NkeySeed, "nkey-seed", "", "nkey seed FILE whose public key clients must prove, as admins (or env FANOUT_NKEY_SEED)")
+	fl.StringVar(&usersFile, "users", "", "users FILE (JSON): each user's name, role (worker, submitter, admin) and nkey or bcrypt password hash")
+	fl.StringVar(&addUser, "add-user", "", "add user NAME to the --users FILE (created if missing) and exit")
+	fl.StringVar(&role, "role", "", "with --add-user: worker, submitter or admin")
+	fl.StringVar(&seedOut, "seed-out", "", "with --add-user: write the new user's nkey seed to FILE (default NAME.nk; mode 0600)")
+	fl.BoolVar(&passwordStdin, "password-stdin", false, "with --add-user: store a bcrypt hash of the password read from stdin instead of making an nkey")
+	fl.StringVar(&o.Creds.TLSCert, "tls-cert", "", "TLS certificate FILE (enables TLS for clients and routes)")
 	fl.StringVar(&o.Creds.TLSKey, "tls-key", "", "TLS key FILE")
-	fl.StringVar(&o.Creds.TLSCA, "tls-ca", "", "CA FILE: require client certificates signed by it")
+	fl.StringVar(&o.Creds.TLSCA, "tls-ca", "", "CA FILE: require client certificates signed by it (needs --tls-cert; routes verify peers with it)")
 	fl.BoolVar(&genToken, "gen-token", false, "print a new random token and exit")
 	fl.StringVar(&genNkey, "gen-nkey", "", "write a new nkey seed to FILE (mode 0600) and exit")
 	fl.BoolVarP(&verbose, "verbose", "v", false, "log the NATS server's notices")
 	return cmd
+}
+
+// authSummary says once, in plain words, who may connect and as what.
+func authSummary(o cluster.ServerOptions, s *cluster.Server) string {
+	switch {
+	case s.SeedFile != "":
+		how := "found"
+		if s.SeedCreated {
+			how = "made"
+		}
+		u := "this user"
+		if cu, err := user.Current(); err == nil {
+			u = "user " + cu.Username
+		}
+		return fmt.Sprintf("clients authenticate with the nkey whose seed is in %s (%s now, mode 0600): fanout commands run by %s on this machine use it by themselves; other local users cannot connect. Give it to other clients with --nkey-seed FILE, or use --users for roles", s.SeedFile, how, u)
+	case len(o.Users) > 0:
+		n := map[cluster.Role]int{}
+		for _, u := range o.Users {
+			n[u.Role]++
+		}
+		msg := fmt.Sprintf("%d users with roles (%d worker, %d submitter, %d admin)", len(o.Users), n[cluster.RoleWorker], n[cluster.RoleSubmitter], n[cluster.RoleAdmin])
+		if o.Creds.NkeySeed != "" {
+			msg += ", and the admin nkey of " + o.Creds.NkeySeed
+		}
+		if o.Creds.Token != "" {
+			msg += "; the token only authenticates routes between servers"
+		}
+		return msg
+	case o.Creds.Token != "":
+		return "clients present the token; every holder may do everything (submit, run, read, delete): --users gives each user a role"
+	default:
+		return "clients prove the nkey of " + o.Creds.NkeySeed + "; every holder may do everything: --users gives each user a role"
+	}
+}
+
+// addServerUser adds a user to a users file: a new nkey (its seed written
+// to a 0600 file) or, with --password-stdin, a bcrypt hash.
+func addServerUser(cmd *cobra.Command, usersFile, name, roleName, seedOut string, passwordStdin bool) error {
+	stderr := cmd.ErrOrStderr()
+	if usersFile == "" {
+		return usageErrorf("--add-user %s: which users file? give --users FILE", name)
+	}
+	r, err := cluster.ParseRole(roleName)
+	if err != nil {
+		return usageErrorf("--role: %v", err)
+	}
+	u := cluster.User{Name: name, Role: r}
+	if passwordStdin {
+		if seedOut != "" {
+			return usageErrorf("--seed-out goes with an nkey user, not --password-stdin")
+		}
+		line, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
+		if err != nil && line == "" {
+			return usageErrorf("--password-stdin: no password on stdin")
+		}
+		if u.Password, err = cluster.HashPassword([]byte(strings.TrimRight(line, "\r\n"))); err != nil {
+			return usageError(err)
+		}
+		if err := cluster.AddUser(usersFile, u); err != nil {
+			return usageError(err)
+		}
+		fmt.Fprintf(stderr, "fanout: added %s %s to %s (bcrypt hash of the password); it connects with --cluster-user %s and the password in FANOUT_PASSWORD, over TLS beyond loopback\n", r, name, usersFile, name)
+		return nil
+	}
+	if seedOut == "" {
+		seedOut = name + ".nk"
+	}
+	pub, err := cluster.GenNkeySeed(seedOut)
+	if err != nil {
+		return usageError(err)
+	}
+	u.Nkey = pub
+	if err := cluster.AddUser(usersFile, u); err != nil {
+		os.Remove(seedOut)
+		return usageError(err)
+	}
+	fmt.Fprintf(stderr, "fanout: added %s %s to %s; its nkey seed is in %s (mode 0600): hand it over privately, and run there with --nkey-seed %s (or FANOUT_NKEY_SEED). Restart the server to take the new user in.\n", r, name, usersFile, seedOut, seedOut)
+	return nil
 }

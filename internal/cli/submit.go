@@ -6,6 +6,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -37,21 +38,36 @@ func addClusterFlags(cmd *cobra.Command) *clusterFlags {
 }
 
 // addCredFlags binds the cluster credential flags; empty ones are read from
-// the environment when used.
+// the environment when used. A password has no flag: ps shows flags.
 func addCredFlags(fl *pflag.FlagSet, c *cluster.Credentials) {
-	fl.StringVar(&c.Token, "token", "", "cluster auth token (or env FANOUT_TOKEN; create one with fanout server --gen-token)")
-	fl.StringVar(&c.NkeySeed, "nkey-seed", "", "cluster auth: nkey seed FILE (or env FANOUT_NKEY_SEED; create with fanout server --gen-nkey FILE)")
+	fl.StringVar(&c.Token, "token", "", "cluster auth token (or env FANOUT_TOKEN, better: ps shows flags; create one with fanout server --gen-token)")
+	fl.StringVar(&c.NkeySeed, "nkey-seed", "", "cluster auth: nkey seed FILE (or env FANOUT_NKEY_SEED; default for a loopback server of this user: the seed it made)")
+	fl.StringVar(&c.User, "cluster-user", "", "cluster auth: user NAME of the server's users file, password in env FANOUT_PASSWORD (or env FANOUT_USER)")
 	fl.StringVar(&c.TLSCA, "tls-ca", "", "cluster TLS: CA certificate FILE to verify the peer (env FANOUT_TLS_CA)")
 	fl.StringVar(&c.TLSCert, "tls-cert", "", "cluster TLS: certificate FILE (env FANOUT_TLS_CERT)")
 	fl.StringVar(&c.TLSKey, "tls-key", "", "cluster TLS: key FILE of --tls-cert (env FANOUT_TLS_KEY)")
 }
 
+// clusterCreds are the credentials given by flags and environment, checked
+// before any connection: a bad one is a usage error.
+func clusterCreds(c cluster.Credentials) (cluster.Credentials, error) {
+	c = c.FromEnv()
+	if err := c.Check(); err != nil {
+		return c, usageError(err)
+	}
+	return c, nil
+}
+
 // dialCluster connects to the cluster at url and prepares a client.
 func dialCluster(ctx context.Context, url string, creds cluster.Credentials, stderr io.Writer) (*cluster.Client, func(), error) {
-	logf := func(f string, a ...any) { fmt.Fprintf(stderr, "fanout: "+f+"\n", a...) }
-	nc, err := cluster.Connect(ctx, url, creds.FromEnv(), "fanout "+commandName(), logf)
+	creds, err := clusterCreds(creds)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w (is a fanout server running there? see fanout server --help)", err)
+		return nil, nil, err
+	}
+	logf := func(f string, a ...any) { fmt.Fprintf(stderr, "fanout: "+f+"\n", a...) }
+	nc, err := cluster.Connect(ctx, url, creds, "fanout "+commandName(), logf)
+	if err != nil {
+		return nil, nil, err
 	}
 	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
@@ -85,6 +101,10 @@ func (cf *clusterFlags) apply(ctx context.Context, cmd *cobra.Command, p *plan) 
 	stderr := cmd.ErrOrStderr()
 	client, closeConn, err := dialCluster(ctx, cf.server, cf.creds, stderr)
 	if err != nil {
+		var ee *exitError
+		if errors.As(err, &ee) {
+			return false, err
+		}
 		return false, &exitError{code: ExitSomeNotUp, err: err}
 	}
 	submit := func(ctx context.Context) (cluster.Record, error) {

@@ -37,9 +37,16 @@ tasks go to the others after the ack wait).
 
 -c bounds the targets in flight on this worker across all its tasks. --allow
 lists the job kinds it runs: by default every kind but exec, because exec runs
-arbitrary local commands here. Tasks of other kinds are left to other workers.`,
+arbitrary local commands here. Tasks of other kinds are left to other workers.
+ssh tasks use this machine's own ssh configuration, keys and known_hosts.
+
+Credentials: on this machine, a loopback server's own (found by themselves);
+elsewhere a worker-role user of the server's users file (--nkey-seed FILE),
+or the cluster's token. If the server goes away or refuses the credentials
+for a while, the worker retries with backoff, says so once a minute, and
+resumes when it is accepted again. See SECURITY.md.`,
 		Example: `  fanout worker
-  fanout worker --server nats://10.0.0.1:4222 -c 2000 --name rack1-a
+  fanout worker --server tls://nats.example:4222 --tls-ca ca.pem --nkey-seed rack1.nk -c 2000 --name rack1-a
   fanout worker --allow ping,tcp,ssh,exec`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -62,16 +69,22 @@ arbitrary local commands here. Tasks of other kinds are left to other workers.`,
 			}
 			o.AckWait = ackWait
 			o.Concurrency = fitConcurrency(stderr, o.Concurrency, 2)
-			logf := func(f string, a ...any) {
-				fmt.Fprintf(stderr, "%s fanout: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(f, a...))
+			creds, err := clusterCreds(creds)
+			if err != nil {
+				return err
 			}
+			// A lasting trouble (server gone, credentials refused) repeats
+			// the same line on every retry: it is logged once a minute.
+			logf := cluster.QuietRepeats(func(f string, a ...any) {
+				fmt.Fprintf(stderr, "%s fanout: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(f, a...))
+			}, time.Minute)
 			o.Logf = logf
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			url := serverURL(server)
-			nc, err := cluster.Connect(ctx, url, creds.FromEnv(), "fanout worker "+o.Name, logf)
+			nc, err := cluster.Connect(ctx, url, creds, "fanout worker "+o.Name, logf)
 			if err != nil {
-				return fmt.Errorf("%w (is a fanout server running there?)", err)
+				return err
 			}
 			defer nc.Close()
 			sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
