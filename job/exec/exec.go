@@ -176,13 +176,24 @@ func (j *Job) Run(ctx context.Context, t target.Target) job.Result {
 }
 
 func (j *Job) run(ctx context.Context, t target.Target, r *job.Result) {
-	pid, fds, err := start(j.path, j.Argv(t), j.env)
+	cg := acquireCgroup()
+	defer releaseCgroup(cg)
+	defer startRunning()() // before the fork: orphans it makes are younger
+	dir := ""
+	if cg != nil {
+		dir = cg.dir
+	}
+	rep, err := start(j.path, j.Argv(t), j.env, dir)
 	if err != nil {
 		r.Status, r.Class, r.Error = job.Error, job.ClassLocal, err.Error()
 		return
 	}
+	pid, fds := rep.pid, rep.fds
+	if !rep.inCgroup {
+		cg = nil
+	}
 	if fds[2] >= 0 {
-		if p, ok := watch(pid, fds, j.max); ok {
+		if p, ok := watch(pid, cg, fds, j.max); ok {
 			if testHookWatched != nil {
 				testHookWatched()
 			}
@@ -200,6 +211,7 @@ func (j *Job) run(ctx context.Context, t target.Target, r *job.Result) {
 		r.Status, r.Class, r.Error = job.Error, job.ClassLocal, err.Error()
 		return
 	}
+	c.cg = cg
 	j.runGoroutines(ctx, c, r)
 }
 
@@ -220,7 +232,7 @@ func (j *Job) runGoroutines(ctx context.Context, c *child, r *job.Result) {
 	killGroup := func() {
 		mu.Lock()
 		if !reaped {
-			_ = syscall.Kill(-pid, syscall.SIGKILL)
+			killCommand(pid, c.cg)
 		}
 		mu.Unlock()
 	}
@@ -240,13 +252,14 @@ func (j *Job) runGoroutines(ctx context.Context, c *child, r *job.Result) {
 	stop()
 	var ws syscall.WaitStatus
 	mu.Lock()
-	_ = syscall.Kill(-pid, syscall.SIGKILL) // leftovers in its group
+	killLeftovers(pid, c.cg)
 	reaped = true
 	_, werr := syscall.Wait4(pid, &ws, 0, nil)
 	for werr == syscall.EINTR {
 		_, werr = syscall.Wait4(pid, &ws, 0, nil)
 	}
 	mu.Unlock()
+	forgetChild(pid)
 
 	// Every writer in the group is dead, so all output is in the pipes:
 	// EOF within drainGrace is usual, but a sibling fork that has not yet

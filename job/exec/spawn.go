@@ -35,6 +35,7 @@ const spawnIdle = 200 * time.Millisecond
 // child is a started command: the parent's ends of its pipes and its pidfd.
 type child struct {
 	pid          int
+	cg           *cgroup  // the command's cgroup; nil = none
 	pidfd        *os.File // pollable; nil when pidfds are unavailable
 	stdout, errp *os.File // pollable read ends
 }
@@ -51,12 +52,14 @@ type spawnReq struct {
 	id        uint64
 	path      string
 	argv, env []string
+	cgroup    string // the directory of the command's cgroup; "" = none
 }
 
 type spawnReply struct {
-	pid int
-	fds [3]int
-	err error
+	pid      int
+	fds      [3]int
+	inCgroup bool // the command was forked into the requested cgroup
+	err      error
 }
 
 // spawnGen is one life of the spawner thread: its queue, its socket and
@@ -76,10 +79,12 @@ var spawner struct {
 
 var errSpawnerGone = errors.New("spawner: thread ended before replying")
 
-// start runs path with argv and env in a new process group, stdin on
-// /dev/null, stdout and stderr on fresh pipes. Requests queue up, so the
-// spawner thread forks back to back while other threads take the replies.
-func start(path string, argv, env []string) (int, [3]int, error) {
+// start runs path with argv and env in a new process group (and in the
+// cgroup directory cgroup, unless ""), stdin on /dev/null, stdout and
+// stderr on fresh pipes. Requests queue up, so the spawner thread forks
+// back to back while other threads take the replies. The pid is recorded
+// (recordChild) until the caller reaps it and calls forgetChild.
+func start(path string, argv, env []string, cgroup string) (spawnReply, error) {
 	reply := make(chan spawnReply, 1)
 	spawner.mu.Lock()
 	if spawner.cur == nil && !spawner.broken {
@@ -91,20 +96,20 @@ func start(path string, argv, env []string) (int, [3]int, error) {
 	}
 	if spawner.broken {
 		spawner.mu.Unlock()
-		return startHere(path, argv, env)
+		return startHere(path, argv, env, cgroup)
 	}
 	g := spawner.cur
 	spawner.nextID++
 	id := spawner.nextID
 	g.pending[id] = reply // the spawner does not exit while a request is pending
 	spawner.mu.Unlock()
-	g.req <- spawnReq{id: id, path: path, argv: argv, env: env}
+	g.req <- spawnReq{id: id, path: path, argv: argv, env: env, cgroup: cgroup}
 	rep := <-reply
 	var errno syscall.Errno
 	if errors.As(rep.err, &errno) {
-		return 0, rep.fds, &os.PathError{Op: "fork/exec", Path: path, Err: errno}
+		return rep, &os.PathError{Op: "fork/exec", Path: path, Err: errno}
 	}
-	return rep.pid, rep.fds, rep.err
+	return rep, rep.err
 }
 
 // startSpawner starts a spawner thread and its receiver; called with
@@ -188,12 +193,13 @@ func spawnThread(pair [2]int, g *spawnGen, ready chan<- error) {
 	for {
 		select {
 		case r := <-g.req:
-			pid, fds, err := forkChild(r.path, r.argv, r.env, devnull)
-			if serr := sendReply(sock, r.id, pid, fds, err); serr != nil {
+			pid, fds, inCg, err := forkChild(r.path, r.argv, r.env, devnull, r.cgroup)
+			if serr := sendReply(sock, r.id, pid, fds, inCg, err); serr != nil {
 				if err == nil {
 					_ = syscall.Kill(-pid, syscall.SIGKILL)
 					var ws syscall.WaitStatus
 					_, _ = syscall.Wait4(pid, &ws, 0, nil)
+					forgetChild(pid)
 				}
 				// Answer this request ourselves; later ones fork in place.
 				spawner.mu.Lock()
@@ -226,13 +232,17 @@ func spawnThread(pair [2]int, g *spawnGen, ready chan<- error) {
 }
 
 // A reply on the socket: request id, pid, errno (0 on success), whether a
-// pidfd follows; the descriptors ride along as SCM_RIGHTS on success.
-const replySize = 8 + 4 + 4 + 1
+// pidfd follows, whether the child is in its cgroup; the descriptors ride
+// along as SCM_RIGHTS on success.
+const replySize = 8 + 4 + 4 + 1 + 1
 
-func sendReply(sock int, id uint64, pid int, fds [3]int, err error) error {
+func sendReply(sock int, id uint64, pid int, fds [3]int, inCgroup bool, err error) error {
 	var b [replySize]byte
 	binary.LittleEndian.PutUint64(b[0:], id)
 	binary.LittleEndian.PutUint32(b[8:], uint32(pid))
+	if inCgroup {
+		b[17] = 1
+	}
 	if err != nil {
 		errno := syscall.EIO
 		errors.As(err, &errno)
@@ -279,7 +289,7 @@ func receive(g *spawnGen, sock *os.File) {
 			return
 		}
 		id := binary.LittleEndian.Uint64(buf[0:])
-		rep := spawnReply{pid: int(binary.LittleEndian.Uint32(buf[8:])), fds: [3]int{-1, -1, -1}}
+		rep := spawnReply{pid: int(binary.LittleEndian.Uint32(buf[8:])), fds: [3]int{-1, -1, -1}, inCgroup: buf[17] == 1}
 		if errno := syscall.Errno(binary.LittleEndian.Uint32(buf[12:])); errno != 0 {
 			rep.err = errno
 		} else {
@@ -288,6 +298,7 @@ func receive(g *spawnGen, sock *os.File) {
 				_ = syscall.Kill(-rep.pid, syscall.SIGKILL)
 				var ws syscall.WaitStatus
 				_, _ = syscall.Wait4(rep.pid, &ws, 0, nil)
+				forgetChild(rep.pid)
 			}
 		}
 		spawner.mu.Lock()
@@ -365,39 +376,69 @@ func trimTable(keep int) {
 	}
 }
 
-// forkChild creates the pipes, forks and execs, and returns the parent's
-// ends: stdout, stderr and the pidfd (-1 when unavailable). It runs on the
-// spawner thread, or in place.
-func forkChild(path string, argv, env []string, devnull int) (int, [3]int, error) {
+// forkChild creates the pipes, forks and execs (into the cgroup directory
+// cgroup, unless ""), and returns the parent's ends: stdout, stderr and the
+// pidfd (-1 when unavailable), and whether the child is in the cgroup. It
+// runs on the spawner thread, or in place, never on the main thread (see
+// reaper.go).
+func forkChild(path string, argv, env []string, devnull int, cgroup string) (int, [3]int, bool, error) {
 	var out, errp [2]int
 	if err := unix.Pipe2(out[:], unix.O_CLOEXEC); err != nil {
-		return 0, [3]int{}, err
+		return 0, [3]int{}, false, err
 	}
 	if err := unix.Pipe2(errp[:], unix.O_CLOEXEC); err != nil {
 		unix.Close(out[0])
 		unix.Close(out[1])
-		return 0, [3]int{}, err
+		return 0, [3]int{}, false, err
 	}
 	pidfd := -1
+	sys := &syscall.SysProcAttr{Setpgid: true, PidFD: &pidfd}
 	attr := &syscall.ProcAttr{
 		Env:   env,
 		Files: []uintptr{uintptr(devnull), uintptr(out[1]), uintptr(errp[1])},
-		Sys:   &syscall.SysProcAttr{Setpgid: true, PidFD: &pidfd},
+		Sys:   sys,
 	}
+	cgfd := -1
+	if cgroup != "" {
+		if fd, err := unix.Open(cgroup, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+			cgfd = fd
+			sys.UseCgroupFD, sys.CgroupFD = true, fd
+		}
+	}
+	forkMu.RLock()
 	pid, err := syscall.ForkExec(path, argv, attr)
+	if err != nil && cgfd >= 0 {
+		// Not the command's fault if it starts without the cgroup (clone3
+		// refused by a seccomp profile, a cgroup of the wrong type): then
+		// commands stop asking for cgroups.
+		sys.UseCgroupFD, sys.CgroupFD = false, 0
+		pidfd = -1
+		if pid, err = syscall.ForkExec(path, argv, attr); err == nil {
+			cgroups.broken.Store(true)
+			unix.Close(cgfd)
+			cgfd = -1
+		}
+	}
+	if err == nil {
+		recordChild(pid)
+	}
+	forkMu.RUnlock()
+	if cgfd >= 0 {
+		unix.Close(cgfd)
+	}
 	unix.Close(out[1])
 	unix.Close(errp[1])
 	if err != nil {
 		unix.Close(out[0])
 		unix.Close(errp[0])
-		return 0, [3]int{}, &os.PathError{Op: "fork/exec", Path: path, Err: err}
+		return 0, [3]int{}, false, &os.PathError{Op: "fork/exec", Path: path, Err: err}
 	}
 	if pidfd < 0 {
 		// No pidfd from clone: open one (the child is ours and unreaped, so
 		// its pid cannot be reused meanwhile).
 		pidfd, _ = unix.PidfdOpen(pid, 0)
 	}
-	return pid, [3]int{out[0], errp[0], pidfd}, nil
+	return pid, [3]int{out[0], errp[0], pidfd}, cgfd >= 0, nil
 }
 
 // sendFds hands a spawn's descriptors to the shared table and closes ours.
@@ -414,14 +455,35 @@ func sendFds(sock int, fds [3]int) error {
 	return err
 }
 
-// startHere forks from the calling thread: the fallback path.
-func startHere(path string, argv, env []string) (int, [3]int, error) {
+// startHere forks from the calling thread, or another when that is the
+// main one (orphans are adopted by the main thread: our commands' leaders
+// must not be its children): the fallback path.
+func startHere(path string, argv, env []string, cgroup string) (spawnReply, error) {
+	rep := spawnReply{fds: [3]int{-1, -1, -1}}
 	devnull, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return 0, [3]int{-1, -1, -1}, err
+		return rep, err
 	}
 	defer unix.Close(devnull)
-	return forkChild(path, argv, env, devnull)
+	fork := func() {
+		rep.pid, rep.fds, rep.inCgroup, rep.err = forkChild(path, argv, env, devnull, cgroup)
+	}
+	runtime.LockOSThread()
+	if unix.Gettid() != unix.Getpid() {
+		fork()
+		runtime.UnlockOSThread()
+		return rep, rep.err
+	}
+	done := make(chan struct{})
+	go func() {
+		runtime.LockOSThread() // not the main thread: we hold it
+		fork()
+		runtime.UnlockOSThread()
+		close(done)
+	}()
+	<-done
+	runtime.UnlockOSThread()
+	return rep, rep.err
 }
 
 // newChild wraps the parent's descriptors as pollable files (non-blocking
