@@ -19,6 +19,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	jobexec "github.com/fanout/fanout/job/exec"
 )
 
 // Exit codes, as in the design.
@@ -115,6 +117,9 @@ func hintFor(c *cobra.Command) string {
 
 // Main runs the command line and returns the process exit code.
 func Main(args []string) int {
+	// This process starts children only through job/exec: it may adopt
+	// what they leave behind (a daemon), to kill and reap it.
+	_ = jobexec.AdoptOrphans()
 	return run(context.Background(), args, os.Stdin, os.Stdout, os.Stderr)
 }
 

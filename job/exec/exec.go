@@ -141,6 +141,20 @@ func New(cfg Config) (*Job, error) {
 // Kind implements job.Job.
 func (j *Job) Kind() string { return Kind }
 
+// closeWait bounds how long Close waits for the orphans it killed to die.
+const closeWait = 5 * time.Second
+
+// Close is called once the sweep is over (Run must not be called after):
+// with AdoptOrphans, it kills the orphans no running command can own, as
+// the reaper would a moment later, and waits until they are reaped, so that
+// none outlives the program that exits next; and it removes the idle
+// command cgroups.
+func (j *Job) Close() error {
+	finalReap(closeWait)
+	trimCgroups()
+	return nil
+}
+
 // Config returns the options the job was built from.
 func (j *Job) Config() Config { return j.cfg }
 
