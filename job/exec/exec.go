@@ -18,10 +18,14 @@
 // canceled when the sweep was cancelled; error with class local when the
 // command could not be started.
 //
-// The command runs in its own process group. On timeout or cancel the whole
-// group is killed; when the command exits by itself, whatever it left running
-// in its group is killed too (it could only keep the output pipes open and
-// outlive the sweep). A command that means to detach must use setsid.
+// Nothing a command starts outlives it. The command runs in its own process
+// group and, where cgroup v2 is writable, in a cgroup of its own
+// (cgroup.go). On timeout or cancel all of it is killed: the cgroup, else
+// the process tree and the group; when the leader exits by itself, whatever
+// it left running is killed too (it could keep the output pipes open, and
+// outlive the sweep). Without cgroups, a process that left the tree (a
+// daemon forked twice) is found by AdoptOrphans (reaper.go), which the
+// fanout command calls, and killed once no command that could own it runs.
 //
 // Cost per command is the fork/exec itself: commands are forked from one
 // spawner thread whose descriptor table stays small however many commands
