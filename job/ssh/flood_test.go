@@ -275,9 +275,11 @@ func TestFloodBounded(t *testing.T) {
 		sessions  = 8
 		maxOutput = 64 << 10
 	)
-	total := int64(100 << 20)
+	// Floods big enough to fill every buffer many times over; the race
+	// detector makes crypto ~10x slower, so it gets smaller ones.
+	data, tiny, msgs, stall := int64(100<<20), int64(1<<20), int64(1000), 20*time.Second
 	if raceEnabled {
-		total = 16 << 20 // the race detector makes crypto 10x slower
+		data, tiny, msgs, stall = 8<<20, 64<<10, 100, 10*time.Second
 	}
 	tests := []struct {
 		mode      floodMode
@@ -285,12 +287,12 @@ func TestFloodBounded(t *testing.T) {
 		truncated bool
 		timeout   time.Duration // 0: the flood ends by itself
 	}{
-		{floodStdout, total, true, 0},
-		{floodStderr, total, true, 0},
-		{floodTiny, 1 << 20, true, 0},
-		{floodRequests, 1000, false, 0},
-		{floodChannels, 1000, false, 0},
-		{floodStall, 1 << 20, false, 20 * time.Second},
+		{floodStdout, data, true, 0},
+		{floodStderr, data, true, 0},
+		{floodTiny, tiny, tiny/2 > maxOutput, 0}, // half on each stream
+		{floodRequests, msgs, false, 0},
+		{floodChannels, msgs, false, 0},
+		{floodStall, 1 << 20, false, stall},
 	}
 	home := newHome(t, "")
 	for _, tt := range tests {
