@@ -188,12 +188,13 @@ func spawnThread(pair [2]int, g *spawnGen, ready chan<- error) {
 	ready <- nil
 
 	devnull, _ := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	cgfds := cgroupFDs{} // in this thread's table, which dies with it
 	idle := time.NewTimer(spawnIdle)
 	defer idle.Stop()
 	for {
 		select {
 		case r := <-g.req:
-			pid, fds, inCg, err := forkChild(r.path, r.argv, r.env, devnull, r.cgroup)
+			pid, fds, inCg, err := forkChild(r.path, r.argv, r.env, devnull, r.cgroup, cgfds)
 			if serr := sendReply(sock, r.id, pid, fds, inCg, err); serr != nil {
 				if err == nil {
 					_ = syscall.Kill(-pid, syscall.SIGKILL)
@@ -376,12 +377,53 @@ func trimTable(keep int) {
 	}
 }
 
+// cgroupFDs caches, in a spawner thread's own table, the descriptors of the
+// cgroups it forked into (pooled cgroups come back): opening one is a path
+// walk through the cgroup file system, measured here at a fifth of the
+// cost of a fork. Cgroup names are never reused, so an entry is never
+// wrong, only stale once its cgroup is removed; the cache is emptied when
+// it reaches maxCachedCgroups.
+type cgroupFDs map[string]int
+
+const maxCachedCgroups = 4096
+
+// open returns a descriptor of dir, cached when m is not nil; close
+// undoes it.
+func (m cgroupFDs) open(dir string) int {
+	if fd, ok := m[dir]; ok {
+		return fd
+	}
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1
+	}
+	if m != nil {
+		if len(m) >= maxCachedCgroups {
+			for d, fd := range m {
+				unix.Close(fd)
+				delete(m, d)
+			}
+		}
+		m[dir] = fd
+	}
+	return fd
+}
+
+func (m cgroupFDs) close(dir string, fd int, failed bool) {
+	if m == nil || failed {
+		if m != nil {
+			delete(m, dir)
+		}
+		unix.Close(fd)
+	}
+}
+
 // forkChild creates the pipes, forks and execs (into the cgroup directory
-// cgroup, unless ""), and returns the parent's ends: stdout, stderr and the
-// pidfd (-1 when unavailable), and whether the child is in the cgroup. It
-// runs on the spawner thread, or in place, never on the main thread (see
-// reaper.go).
-func forkChild(path string, argv, env []string, devnull int, cgroup string) (int, [3]int, bool, error) {
+// cgroup, unless ""; its descriptor cached in cgfds unless nil), and returns
+// the parent's ends: stdout, stderr and the pidfd (-1 when unavailable), and
+// whether the child is in the cgroup. It runs on the spawner thread, or in
+// place, never on the main thread (see reaper.go).
+func forkChild(path string, argv, env []string, devnull int, cgroup string, cgfds cgroupFDs) (int, [3]int, bool, error) {
 	var out, errp [2]int
 	if err := unix.Pipe2(out[:], unix.O_CLOEXEC); err != nil {
 		return 0, [3]int{}, false, err
@@ -400,9 +442,8 @@ func forkChild(path string, argv, env []string, devnull int, cgroup string) (int
 	}
 	cgfd := -1
 	if cgroup != "" {
-		if fd, err := unix.Open(cgroup, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
-			cgfd = fd
-			sys.UseCgroupFD, sys.CgroupFD = true, fd
+		if cgfd = cgfds.open(cgroup); cgfd >= 0 {
+			sys.UseCgroupFD, sys.CgroupFD = true, cgfd
 		}
 	}
 	forkMu.RLock()
@@ -415,7 +456,7 @@ func forkChild(path string, argv, env []string, devnull int, cgroup string) (int
 		pidfd = -1
 		if pid, err = syscall.ForkExec(path, argv, attr); err == nil {
 			cgroups.broken.Store(true)
-			unix.Close(cgfd)
+			cgfds.close(cgroup, cgfd, true)
 			cgfd = -1
 		}
 	}
@@ -424,7 +465,7 @@ func forkChild(path string, argv, env []string, devnull int, cgroup string) (int
 	}
 	forkMu.RUnlock()
 	if cgfd >= 0 {
-		unix.Close(cgfd)
+		cgfds.close(cgroup, cgfd, false)
 	}
 	unix.Close(out[1])
 	unix.Close(errp[1])
@@ -466,7 +507,7 @@ func startHere(path string, argv, env []string, cgroup string) (spawnReply, erro
 	}
 	defer unix.Close(devnull)
 	fork := func() {
-		rep.pid, rep.fds, rep.inCgroup, rep.err = forkChild(path, argv, env, devnull, cgroup)
+		rep.pid, rep.fds, rep.inCgroup, rep.err = forkChild(path, argv, env, devnull, cgroup, nil)
 	}
 	runtime.LockOSThread()
 	if unix.Gettid() != unix.Getpid() {
