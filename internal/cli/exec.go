@@ -26,8 +26,9 @@ func newExecCmd() *cobra.Command {
 
 There is no shell: write sh -c '...' to get one. A target is up when the
 command exits 0. Exit code, stdout and stderr are kept (each bounded by
---max-output). On timeout or Ctrl-C the command's whole process group is
-killed.`,
+--max-output). On timeout, on Ctrl-C and when the command exits, all it
+started is killed, even what left its process group (setsid) or
+daemonised: nothing a command starts outlives it.`,
 		Example: `  fanout exec 192.168.2.0/24 -- ping -c 3 -W 1 {}
   fanout exec --timeout 10s -o jsonl @hosts.txt -- ssh -o BatchMode=yes {} uptime
   fanout exec web[01-20].example.com -- sh -c 'curl -fsS http://{}/health'`,

@@ -20,6 +20,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	jobexec "github.com/fanout/fanout/job/exec"
 	"github.com/fanout/fanout/output"
 )
 
@@ -128,6 +129,9 @@ func hintFor(c *cobra.Command) string {
 
 // Main runs the command line and returns the process exit code.
 func Main(args []string) int {
+	// This process starts children only through job/exec: it may adopt
+	// what they leave behind (a daemon), to kill and reap it.
+	_ = jobexec.AdoptOrphans()
 	return run(context.Background(), args, os.Stdin, os.Stdout, os.Stderr)
 }
 

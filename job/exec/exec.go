@@ -18,10 +18,14 @@
 // canceled when the sweep was cancelled; error with class local when the
 // command could not be started.
 //
-// The command runs in its own process group. On timeout or cancel the whole
-// group is killed; when the command exits by itself, whatever it left running
-// in its group is killed too (it could only keep the output pipes open and
-// outlive the sweep). A command that means to detach must use setsid.
+// Nothing a command starts outlives it. The command runs in its own process
+// group and, where cgroup v2 is writable, in a cgroup of its own
+// (cgroup.go). On timeout or cancel all of it is killed: the cgroup, else
+// the process tree and the group; when the leader exits by itself, whatever
+// it left running is killed too (it could keep the output pipes open, and
+// outlive the sweep). Without cgroups, a process that left the tree (a
+// daemon forked twice) is found by AdoptOrphans (reaper.go), which the
+// fanout command calls, and killed once no command that could own it runs.
 //
 // Cost per command is the fork/exec itself: commands are forked from one
 // spawner thread whose descriptor table stays small however many commands
@@ -141,6 +145,20 @@ func New(cfg Config) (*Job, error) {
 // Kind implements job.Job.
 func (j *Job) Kind() string { return Kind }
 
+// closeWait bounds how long Close waits for the orphans it killed to die.
+const closeWait = 5 * time.Second
+
+// Close is called once the sweep is over (Run must not be called after):
+// with AdoptOrphans, it kills the orphans no running command can own, as
+// the reaper would a moment later, and waits until they are reaped, so that
+// none outlives the program that exits next; and it removes the idle
+// command cgroups.
+func (j *Job) Close() error {
+	finalReap(closeWait)
+	trimCgroups()
+	return nil
+}
+
 // Config returns the options the job was built from.
 func (j *Job) Config() Config { return j.cfg }
 
@@ -176,13 +194,24 @@ func (j *Job) Run(ctx context.Context, t target.Target) job.Result {
 }
 
 func (j *Job) run(ctx context.Context, t target.Target, r *job.Result) {
-	pid, fds, err := start(j.path, j.Argv(t), j.env)
+	cg := acquireCgroup()
+	defer releaseCgroup(cg)
+	defer startRunning()() // before the fork: orphans it makes are younger
+	dir := ""
+	if cg != nil {
+		dir = cg.dir
+	}
+	rep, err := start(j.path, j.Argv(t), j.env, dir)
 	if err != nil {
 		r.Status, r.Class, r.Error = job.Error, job.ClassLocal, err.Error()
 		return
 	}
+	pid, fds := rep.pid, rep.fds
+	if !rep.inCgroup {
+		cg = nil
+	}
 	if fds[2] >= 0 {
-		if p, ok := watch(pid, fds, j.max); ok {
+		if p, ok := watch(pid, cg, fds, j.max); ok {
 			if testHookWatched != nil {
 				testHookWatched()
 			}
@@ -200,6 +229,7 @@ func (j *Job) run(ctx context.Context, t target.Target, r *job.Result) {
 		r.Status, r.Class, r.Error = job.Error, job.ClassLocal, err.Error()
 		return
 	}
+	c.cg = cg
 	j.runGoroutines(ctx, c, r)
 }
 
@@ -220,7 +250,7 @@ func (j *Job) runGoroutines(ctx context.Context, c *child, r *job.Result) {
 	killGroup := func() {
 		mu.Lock()
 		if !reaped {
-			_ = syscall.Kill(-pid, syscall.SIGKILL)
+			killCommand(pid, c.cg)
 		}
 		mu.Unlock()
 	}
@@ -240,13 +270,14 @@ func (j *Job) runGoroutines(ctx context.Context, c *child, r *job.Result) {
 	stop()
 	var ws syscall.WaitStatus
 	mu.Lock()
-	_ = syscall.Kill(-pid, syscall.SIGKILL) // leftovers in its group
+	killLeftovers(pid, c.cg)
 	reaped = true
 	_, werr := syscall.Wait4(pid, &ws, 0, nil)
 	for werr == syscall.EINTR {
 		_, werr = syscall.Wait4(pid, &ws, 0, nil)
 	}
 	mu.Unlock()
+	forgetChild(pid)
 
 	// Every writer in the group is dead, so all output is in the pipes:
 	// EOF within drainGrace is usual, but a sibling fork that has not yet

@@ -14,8 +14,9 @@ import (
 // 6,000 goroutine stacks and runtime poller entries. It reads output into
 // each command's bounded capture as it arrives (the child never blocks on a
 // full pipe), and when the pidfd says the command exited it kills what the
-// command left in its process group, reaps it, drains the pipes and closes
-// its descriptors. It exits after reactorIdle with nothing to watch.
+// command left in its process group and its cgroup, reaps it, drains the
+// pipes and closes its descriptors. It exits after reactorIdle with nothing
+// to watch, and then removes the idle cgroups.
 
 const reactorIdle = 200 * time.Millisecond
 
@@ -23,6 +24,7 @@ const reactorIdle = 200 * time.Millisecond
 // caps and fds until done is closed.
 type proc struct {
 	pid  int
+	cg   *cgroup // the command's cgroup; nil = none
 	max  int
 	fds  [3]int // stdout, stderr, pidfd; -1 once closed
 	caps [2]capture
@@ -36,14 +38,35 @@ type proc struct {
 	done chan struct{}
 }
 
-// kill sends SIGKILL to p's process group unless p is already reaped (its
-// pid, the group id, may then belong to someone else).
+// kill kills all that p's command started unless p is already reaped (its
+// pid, the group id, may then belong to someone else; its cgroup to another
+// command).
 func (p *proc) kill() {
 	p.mu.Lock()
 	if !p.reaped {
-		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+		killCommand(p.pid, p.cg)
 	}
 	p.mu.Unlock()
+}
+
+// killCommand kills the command led by pid (our child, not reaped) and all
+// it started: its cgroup when it has one, else its process tree; and its
+// process group, where a process can be that the walk missed (its parent
+// died: orphans are then the reaper's).
+func killCommand(pid int, cg *cgroup) {
+	if cg == nil || cg.kill() != nil {
+		killTree(pid)
+	}
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+}
+
+// killLeftovers kills what the command led by pid left behind when it
+// exited (pid is not reaped yet, so it still names the group).
+func killLeftovers(pid int, cg *cgroup) {
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	if cg != nil && cg.populated() {
+		_ = cg.kill()
+	}
 }
 
 type watchKey struct {
@@ -64,7 +87,7 @@ var reactor struct {
 // watch hands a started command to the reactor. It takes ownership of fds
 // (stdout, stderr, pidfd; all three must be valid) and returns false, owning
 // nothing, when the reactor cannot run.
-func watch(pid int, fds [3]int, max int) (*proc, bool) {
+func watch(pid int, cg *cgroup, fds [3]int, max int) (*proc, bool) {
 	reactor.mu.Lock()
 	defer reactor.mu.Unlock()
 	if reactor.broken {
@@ -82,7 +105,7 @@ func watch(pid int, fds [3]int, max int) (*proc, bool) {
 		}
 		go reactorLoop(epfd)
 	}
-	p := &proc{pid: pid, max: max, fds: fds, done: make(chan struct{})}
+	p := &proc{pid: pid, cg: cg, max: max, fds: fds, done: make(chan struct{})}
 	for i, fd := range fds {
 		_ = unix.SetNonblock(fd, true)
 		reactor.next++
@@ -136,6 +159,7 @@ func reactorLoop(epfd int) {
 			reactor.running = false
 			unix.Close(epfd)
 			reactor.mu.Unlock()
+			trimCgroups()
 			return
 		}
 		reactor.mu.Unlock()
@@ -161,16 +185,17 @@ func readPipe(epfd int, p *proc, which int, buf []byte) {
 }
 
 // exited finishes p: its leader has exited (not yet reaped, so its pid still
-// names the group). Kill the group's leftovers, reap, drain, close.
+// names the group). Kill the leftovers, reap, drain, close.
 func exited(epfd int, p *proc, buf []byte) {
 	p.mu.Lock()
-	_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+	killLeftovers(p.pid, p.cg)
 	_, p.werr = syscall.Wait4(p.pid, &p.ws, 0, nil)
 	for p.werr == syscall.EINTR {
 		_, p.werr = syscall.Wait4(p.pid, &p.ws, 0, nil)
 	}
 	p.reaped = true
 	p.mu.Unlock()
+	forgetChild(p.pid)
 	// Every writer is dead: what they wrote is in the pipes now.
 	readPipe(epfd, p, 0, buf)
 	readPipe(epfd, p, 1, buf)

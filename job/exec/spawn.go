@@ -35,6 +35,7 @@ const spawnIdle = 200 * time.Millisecond
 // child is a started command: the parent's ends of its pipes and its pidfd.
 type child struct {
 	pid          int
+	cg           *cgroup  // the command's cgroup; nil = none
 	pidfd        *os.File // pollable; nil when pidfds are unavailable
 	stdout, errp *os.File // pollable read ends
 }
@@ -51,12 +52,14 @@ type spawnReq struct {
 	id        uint64
 	path      string
 	argv, env []string
+	cgroup    string // the directory of the command's cgroup; "" = none
 }
 
 type spawnReply struct {
-	pid int
-	fds [3]int
-	err error
+	pid      int
+	fds      [3]int
+	inCgroup bool // the command was forked into the requested cgroup
+	err      error
 }
 
 // spawnGen is one life of the spawner thread: its queue, its socket and
@@ -76,10 +79,12 @@ var spawner struct {
 
 var errSpawnerGone = errors.New("spawner: thread ended before replying")
 
-// start runs path with argv and env in a new process group, stdin on
-// /dev/null, stdout and stderr on fresh pipes. Requests queue up, so the
-// spawner thread forks back to back while other threads take the replies.
-func start(path string, argv, env []string) (int, [3]int, error) {
+// start runs path with argv and env in a new process group (and in the
+// cgroup directory cgroup, unless ""), stdin on /dev/null, stdout and
+// stderr on fresh pipes. Requests queue up, so the spawner thread forks
+// back to back while other threads take the replies. The pid is recorded
+// (recordChild) until the caller reaps it and calls forgetChild.
+func start(path string, argv, env []string, cgroup string) (spawnReply, error) {
 	reply := make(chan spawnReply, 1)
 	spawner.mu.Lock()
 	if spawner.cur == nil && !spawner.broken {
@@ -91,20 +96,20 @@ func start(path string, argv, env []string) (int, [3]int, error) {
 	}
 	if spawner.broken {
 		spawner.mu.Unlock()
-		return startHere(path, argv, env)
+		return startHere(path, argv, env, cgroup)
 	}
 	g := spawner.cur
 	spawner.nextID++
 	id := spawner.nextID
 	g.pending[id] = reply // the spawner does not exit while a request is pending
 	spawner.mu.Unlock()
-	g.req <- spawnReq{id: id, path: path, argv: argv, env: env}
+	g.req <- spawnReq{id: id, path: path, argv: argv, env: env, cgroup: cgroup}
 	rep := <-reply
 	var errno syscall.Errno
 	if errors.As(rep.err, &errno) {
-		return 0, rep.fds, &os.PathError{Op: "fork/exec", Path: path, Err: errno}
+		return rep, &os.PathError{Op: "fork/exec", Path: path, Err: errno}
 	}
-	return rep.pid, rep.fds, rep.err
+	return rep, rep.err
 }
 
 // startSpawner starts a spawner thread and its receiver; called with
@@ -183,17 +188,19 @@ func spawnThread(pair [2]int, g *spawnGen, ready chan<- error) {
 	ready <- nil
 
 	devnull, _ := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	cgfds := cgroupFDs{} // in this thread's table, which dies with it
 	idle := time.NewTimer(spawnIdle)
 	defer idle.Stop()
 	for {
 		select {
 		case r := <-g.req:
-			pid, fds, err := forkChild(r.path, r.argv, r.env, devnull)
-			if serr := sendReply(sock, r.id, pid, fds, err); serr != nil {
+			pid, fds, inCg, err := forkChild(r.path, r.argv, r.env, devnull, r.cgroup, cgfds)
+			if serr := sendReply(sock, r.id, pid, fds, inCg, err); serr != nil {
 				if err == nil {
 					_ = syscall.Kill(-pid, syscall.SIGKILL)
 					var ws syscall.WaitStatus
 					_, _ = syscall.Wait4(pid, &ws, 0, nil)
+					forgetChild(pid)
 				}
 				// Answer this request ourselves; later ones fork in place.
 				spawner.mu.Lock()
@@ -226,13 +233,17 @@ func spawnThread(pair [2]int, g *spawnGen, ready chan<- error) {
 }
 
 // A reply on the socket: request id, pid, errno (0 on success), whether a
-// pidfd follows; the descriptors ride along as SCM_RIGHTS on success.
-const replySize = 8 + 4 + 4 + 1
+// pidfd follows, whether the child is in its cgroup; the descriptors ride
+// along as SCM_RIGHTS on success.
+const replySize = 8 + 4 + 4 + 1 + 1
 
-func sendReply(sock int, id uint64, pid int, fds [3]int, err error) error {
+func sendReply(sock int, id uint64, pid int, fds [3]int, inCgroup bool, err error) error {
 	var b [replySize]byte
 	binary.LittleEndian.PutUint64(b[0:], id)
 	binary.LittleEndian.PutUint32(b[8:], uint32(pid))
+	if inCgroup {
+		b[17] = 1
+	}
 	if err != nil {
 		errno := syscall.EIO
 		errors.As(err, &errno)
@@ -279,7 +290,7 @@ func receive(g *spawnGen, sock *os.File) {
 			return
 		}
 		id := binary.LittleEndian.Uint64(buf[0:])
-		rep := spawnReply{pid: int(binary.LittleEndian.Uint32(buf[8:])), fds: [3]int{-1, -1, -1}}
+		rep := spawnReply{pid: int(binary.LittleEndian.Uint32(buf[8:])), fds: [3]int{-1, -1, -1}, inCgroup: buf[17] == 1}
 		if errno := syscall.Errno(binary.LittleEndian.Uint32(buf[12:])); errno != 0 {
 			rep.err = errno
 		} else {
@@ -288,6 +299,7 @@ func receive(g *spawnGen, sock *os.File) {
 				_ = syscall.Kill(-rep.pid, syscall.SIGKILL)
 				var ws syscall.WaitStatus
 				_, _ = syscall.Wait4(rep.pid, &ws, 0, nil)
+				forgetChild(rep.pid)
 			}
 		}
 		spawner.mu.Lock()
@@ -365,39 +377,109 @@ func trimTable(keep int) {
 	}
 }
 
-// forkChild creates the pipes, forks and execs, and returns the parent's
-// ends: stdout, stderr and the pidfd (-1 when unavailable). It runs on the
-// spawner thread, or in place.
-func forkChild(path string, argv, env []string, devnull int) (int, [3]int, error) {
+// cgroupFDs caches, in a spawner thread's own table, the descriptors of the
+// cgroups it forked into (pooled cgroups come back): opening one is a path
+// walk through the cgroup file system, measured here at a fifth of the
+// cost of a fork. Cgroup names are never reused, so an entry is never
+// wrong, only stale once its cgroup is removed; the cache is emptied when
+// it reaches maxCachedCgroups.
+type cgroupFDs map[string]int
+
+const maxCachedCgroups = 4096
+
+// open returns a descriptor of dir, cached when m is not nil; close
+// undoes it.
+func (m cgroupFDs) open(dir string) int {
+	if fd, ok := m[dir]; ok {
+		return fd
+	}
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1
+	}
+	if m != nil {
+		if len(m) >= maxCachedCgroups {
+			for d, fd := range m {
+				unix.Close(fd)
+				delete(m, d)
+			}
+		}
+		m[dir] = fd
+	}
+	return fd
+}
+
+func (m cgroupFDs) close(dir string, fd int, failed bool) {
+	if m == nil || failed {
+		if m != nil {
+			delete(m, dir)
+		}
+		unix.Close(fd)
+	}
+}
+
+// forkChild creates the pipes, forks and execs (into the cgroup directory
+// cgroup, unless ""; its descriptor cached in cgfds unless nil), and returns
+// the parent's ends: stdout, stderr and the pidfd (-1 when unavailable), and
+// whether the child is in the cgroup. It runs on the spawner thread, or in
+// place, never on the main thread (see reaper.go).
+func forkChild(path string, argv, env []string, devnull int, cgroup string, cgfds cgroupFDs) (int, [3]int, bool, error) {
 	var out, errp [2]int
 	if err := unix.Pipe2(out[:], unix.O_CLOEXEC); err != nil {
-		return 0, [3]int{}, err
+		return 0, [3]int{}, false, err
 	}
 	if err := unix.Pipe2(errp[:], unix.O_CLOEXEC); err != nil {
 		unix.Close(out[0])
 		unix.Close(out[1])
-		return 0, [3]int{}, err
+		return 0, [3]int{}, false, err
 	}
 	pidfd := -1
+	sys := &syscall.SysProcAttr{Setpgid: true, PidFD: &pidfd}
 	attr := &syscall.ProcAttr{
 		Env:   env,
 		Files: []uintptr{uintptr(devnull), uintptr(out[1]), uintptr(errp[1])},
-		Sys:   &syscall.SysProcAttr{Setpgid: true, PidFD: &pidfd},
+		Sys:   sys,
 	}
+	cgfd := -1
+	if cgroup != "" {
+		if cgfd = cgfds.open(cgroup); cgfd >= 0 {
+			sys.UseCgroupFD, sys.CgroupFD = true, cgfd
+		}
+	}
+	forkMu.RLock()
 	pid, err := syscall.ForkExec(path, argv, attr)
+	if err != nil && cgfd >= 0 {
+		// Not the command's fault if it starts without the cgroup (clone3
+		// refused by a seccomp profile, a cgroup of the wrong type): then
+		// commands stop asking for cgroups.
+		sys.UseCgroupFD, sys.CgroupFD = false, 0
+		pidfd = -1
+		if pid, err = syscall.ForkExec(path, argv, attr); err == nil {
+			cgroups.broken.Store(true)
+			cgfds.close(cgroup, cgfd, true)
+			cgfd = -1
+		}
+	}
+	if err == nil {
+		recordChild(pid)
+	}
+	forkMu.RUnlock()
+	if cgfd >= 0 {
+		cgfds.close(cgroup, cgfd, false)
+	}
 	unix.Close(out[1])
 	unix.Close(errp[1])
 	if err != nil {
 		unix.Close(out[0])
 		unix.Close(errp[0])
-		return 0, [3]int{}, &os.PathError{Op: "fork/exec", Path: path, Err: err}
+		return 0, [3]int{}, false, &os.PathError{Op: "fork/exec", Path: path, Err: err}
 	}
 	if pidfd < 0 {
 		// No pidfd from clone: open one (the child is ours and unreaped, so
 		// its pid cannot be reused meanwhile).
 		pidfd, _ = unix.PidfdOpen(pid, 0)
 	}
-	return pid, [3]int{out[0], errp[0], pidfd}, nil
+	return pid, [3]int{out[0], errp[0], pidfd}, cgfd >= 0, nil
 }
 
 // sendFds hands a spawn's descriptors to the shared table and closes ours.
@@ -414,14 +496,35 @@ func sendFds(sock int, fds [3]int) error {
 	return err
 }
 
-// startHere forks from the calling thread: the fallback path.
-func startHere(path string, argv, env []string) (int, [3]int, error) {
+// startHere forks from the calling thread, or another when that is the
+// main one (orphans are adopted by the main thread: our commands' leaders
+// must not be its children): the fallback path.
+func startHere(path string, argv, env []string, cgroup string) (spawnReply, error) {
+	rep := spawnReply{fds: [3]int{-1, -1, -1}}
 	devnull, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return 0, [3]int{-1, -1, -1}, err
+		return rep, err
 	}
 	defer unix.Close(devnull)
-	return forkChild(path, argv, env, devnull)
+	fork := func() {
+		rep.pid, rep.fds, rep.inCgroup, rep.err = forkChild(path, argv, env, devnull, cgroup, nil)
+	}
+	runtime.LockOSThread()
+	if unix.Gettid() != unix.Getpid() {
+		fork()
+		runtime.UnlockOSThread()
+		return rep, rep.err
+	}
+	done := make(chan struct{})
+	go func() {
+		runtime.LockOSThread() // not the main thread: we hold it
+		fork()
+		runtime.UnlockOSThread()
+		close(done)
+	}()
+	<-done
+	runtime.UnlockOSThread()
+	return rep, rep.err
 }
 
 // newChild wraps the parent's descriptors as pollable files (non-blocking

@@ -118,11 +118,11 @@ func TestSpawnerTrimsTable(t *testing.T) {
 // TestStartHere: the in-place fallback runs commands the same way.
 func TestStartHere(t *testing.T) {
 	t.Parallel()
-	pid, fds, err := startHere("/bin/sh", []string{"sh", "-c", "echo out; echo err >&2; exit 4"}, os.Environ())
+	rep, err := startHere("/bin/sh", []string{"sh", "-c", "echo out; echo err >&2; exit 4"}, os.Environ(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := newChild(pid, fds)
+	c, err := newChild(rep.pid, rep.fds)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,10 +134,11 @@ func TestStartHere(t *testing.T) {
 	if _, err := syscall.Wait4(c.pid, &ws, 0, nil); err != nil {
 		t.Fatal(err)
 	}
+	forgetChild(c.pid)
 	if string(out.buf) != "out\n" || string(errOut.buf) != "err\n" || ws.ExitStatus() != 4 {
 		t.Errorf("stdout %q stderr %q exit %d", out.buf, errOut.buf, ws.ExitStatus())
 	}
-	if _, _, err := startHere("/nonexistent", []string{"x"}, nil); err == nil {
+	if _, err := startHere("/nonexistent", []string{"x"}, nil, ""); err == nil {
 		t.Error("startHere of a missing file succeeded")
 	}
 }

@@ -263,11 +263,16 @@ type countingConn struct {
 	read  atomic.Int64
 	ahead *[readAhead]byte // nil but while bytes read ahead are pending
 	pend  []byte           // those bytes, within ahead
+	// nudge, when set, is called by the reader every nudgeEvery bytes
+	// (session.nudge); nextNudge is the reader's own.
+	nudge     atomic.Pointer[func()]
+	nextNudge int64
 }
 
 const (
-	smallRead = 16
-	readAhead = 512
+	smallRead  = 16
+	readAhead  = 512
+	nudgeEvery = 32 << 10
 )
 
 var aheadPool = sync.Pool{New: func() any { return new([readAhead]byte) }}
@@ -293,7 +298,12 @@ func (c *countingConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	n, err := c.Conn.Read(p)
-	c.read.Add(int64(n))
+	if r := c.read.Add(int64(n)); r >= c.nextNudge {
+		if f := c.nudge.Load(); f != nil {
+			c.nextNudge = r + nudgeEvery
+			(*f)()
+		}
+	}
 	return n, err
 }
 

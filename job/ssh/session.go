@@ -68,6 +68,8 @@ func (j *Job) start(ctx context.Context, l *link, s *session, r *job.Result) err
 	st.poller, st.sess = &j.poll, s
 	s.wire, s.wireBase = l.wire, l.wire.read.Load()
 	j.poll.add(st)
+	nudge := s.nudge
+	s.wire.nudge.Store(&nudge)
 
 	// The deadline and the command timeout cut the connection: every read
 	// then returns, and the session is closed with it.
@@ -118,6 +120,17 @@ func (s *session) read(ch ssh.Channel) error {
 // reader of its own; far below the window x/crypto grants (2 MB).
 const stderrPile = 64 << 10
 
+// nudge is called by the connection's reader as bytes come (countingConn):
+// when what was read is not all stdout's, it polls the session at once, so
+// that a server flooding it with stderr or requests is served as fast as it
+// sends, not every pollEvery with x/crypto's buffers filling meanwhile (the
+// channel's window, 2 MB; its queues, up to 16 MB).
+func (s *session) nudge() {
+	if s.wire.read.Load()-s.wireBase-s.stdout.took.Load()-s.stderr.took.Load() >= stderrPile {
+		s.st.poll()
+	}
+}
+
 // watchStderr, called by the poller, starts a goroutine reading stderr
 // when it piles up while stdout is read.
 func (s *session) watchStderr() {
@@ -140,6 +153,7 @@ func (s *session) readStderr() {
 // finish waits for the exit status, closes the session and fills r.
 func (j *Job) finish(ctx context.Context, s *session, ch ssh.Channel, err error, r *job.Result) {
 	s.st.stop(err == nil) // the exit status comes before the channel closes
+	s.wire.nudge.Store(nil)
 	ch.Close()
 	// The command did not start, so read did not run: a stderr reader the
 	// poller started meanwhile (it starts none once stopped) ends with the
@@ -191,6 +205,24 @@ func (j *Job) finish(ctx context.Context, s *session, ch ssh.Channel, err error,
 // requests of each kind meanwhile.
 const pollEvery = 500 * time.Millisecond
 
+// A hostile server may send requests and channel opens without end, each
+// up to x/crypto's packet bound (256 KB). Two things keep what a session
+// holds for them bounded. maxReplies bounds the replies (and refusals of
+// channels) in flight: each is written by a goroutine, so that the poller
+// never waits on one host, and a server that stops reading would otherwise
+// pile up a goroutine, and its request, per request it sends; past the
+// bound, messages stay queued and the connection stalls, as flow control
+// would. And a poll that finds floodPoll messages queued (an honest server
+// sends an exit status, and a keepalive every few seconds at most) gives
+// the session a goroutine of its own (drain) that takes them as they come:
+// x/crypto's queues then stay nearly empty instead of full (16 messages
+// each of the session's requests, the connection's and its channel opens,
+// and 16 packets under them: up to 16 MB).
+const (
+	maxReplies = 4
+	floodPoll  = 8
+)
+
 // sessionState is what the server told about the session, and the queues
 // of its requests (a nil queue has ended).
 type sessionState struct {
@@ -204,6 +236,14 @@ type sessionState struct {
 	poller  *poller
 	sess    *session // the session st belongs to
 	stopped bool
+
+	// slots holds a token per reply in flight (made on the first).
+	slots chan struct{}
+	// draining: a goroutine of its own serves the session (drain);
+	// quit ends it early, drained closes when it returns.
+	draining bool
+	quit     chan struct{}
+	drained  chan struct{}
 }
 
 // poller answers the requests of every running session of a job, every
@@ -264,16 +304,34 @@ func (p *poller) loop(stop <-chan struct{}) {
 	}
 }
 
-// poll answers what is queued without waiting.
+// poll answers what is queued without waiting, as far as reply slots
+// allow, and hands a flooded session to a goroutine of its own.
 func (st *sessionState) poll() {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.stopped {
 		return
 	}
-	for st.serve(false) {
+	if !st.draining {
+		n := 0
+		for (st.slots == nil || len(st.slots) < cap(st.slots)) && st.serve(false, nil) {
+			n++
+		}
+		if n >= floodPoll {
+			st.draining = true
+			st.quit, st.drained = make(chan struct{}), make(chan struct{})
+			go st.drain()
+		}
 	}
 	st.sess.watchStderr()
+}
+
+// drain serves st's messages as they come until the session's channel
+// closes (which brings its exit status first) or quit.
+func (st *sessionState) drain() {
+	defer close(st.drained)
+	for st.creqs != nil && st.serve(true, st.quit) {
+	}
 }
 
 // stop ends the polling; with wait, it then serves requests until the
@@ -281,17 +339,27 @@ func (st *sessionState) poll() {
 func (st *sessionState) stop(wait bool) {
 	st.mu.Lock() // waits for a poll under way
 	st.stopped = true
+	draining := st.draining
 	st.mu.Unlock()
 	st.poller.remove(st)
+	if draining {
+		if !wait {
+			close(st.quit)
+		}
+		<-st.drained
+		return
+	}
 	// Only this goroutine touches st from here on.
-	for wait && st.creqs != nil && st.serve(true) {
+	for wait && st.creqs != nil && st.serve(true, nil) {
 	}
 }
 
-// serve handles one queued message, waiting for it when block is set. It
-// reports whether it handled one (false: nothing queued, or every queue
-// ended). Its caller holds st.mu, or polling has stopped.
-func (st *sessionState) serve(block bool) bool {
+// serve handles one queued message, waiting for it when block is set (until
+// quit). It reports whether it handled one (false: nothing queued, every
+// queue ended, or quit). Its caller holds st.mu, or is the one goroutine
+// serving st (drain, or stop once polling has stopped). Without block, a
+// reply slot must be free.
+func (st *sessionState) serve(block bool, quit <-chan struct{}) bool {
 	if st.chans == nil && st.reqs == nil && st.creqs == nil {
 		return false
 	}
@@ -308,6 +376,8 @@ func (st *sessionState) serve(block bool) bool {
 			from = 1
 		case req, ok = <-st.creqs:
 			from = 2
+		case <-quit:
+			return false
 		}
 	} else {
 		select {
@@ -328,21 +398,46 @@ func (st *sessionState) serve(block bool) bool {
 	case !ok:
 		st.creqs = nil
 	case from == 0:
-		go reject(nc) // a write can block on one host: never the poller
+		if slots, ok := st.slot(quit); ok {
+			go reject(nc, slots) // a write can block on one host: never the poller
+		}
 	default:
 		if from == 2 {
 			st.record(req)
 		}
 		if req.WantReply {
-			go refuse(req)
+			if slots, ok := st.slot(quit); ok {
+				req.Payload = nil // not needed to answer: do not keep it meanwhile
+				go refuse(req, slots)
+			}
 		}
 	}
 	return true
 }
 
-func reject(nc ssh.NewChannel) { _ = nc.Reject(ssh.Prohibited, "fanout accepts no channel") }
+// slot takes a reply slot, waiting for one (until quit) where the caller
+// may wait; false means the message goes unanswered: the session is ending.
+func (st *sessionState) slot(quit <-chan struct{}) (chan struct{}, bool) {
+	if st.slots == nil {
+		st.slots = make(chan struct{}, maxReplies)
+	}
+	select {
+	case st.slots <- struct{}{}:
+		return st.slots, true
+	case <-quit:
+		return nil, false
+	}
+}
 
-func refuse(req *ssh.Request) { _ = req.Reply(false, nil) }
+func reject(nc ssh.NewChannel, slots <-chan struct{}) {
+	_ = nc.Reject(ssh.Prohibited, "fanout accepts no channel")
+	<-slots
+}
+
+func refuse(req *ssh.Request, slots <-chan struct{}) {
+	_ = req.Reply(false, nil)
+	<-slots
+}
 
 // record notes an exit status or signal.
 func (st *sessionState) record(req *ssh.Request) {
