@@ -82,7 +82,7 @@ type Config struct {
 	// a cluster's sweeps bucket): the bytes are not kept there, and must be
 	// given again (and match) to build the job.
 	StdinSHA256 string `json:"stdin_sha256,omitempty"`
-	MaxOutput int    `json:"max_output,omitempty"` // per stream, bytes; default 1 MiB
+	MaxOutput   int    `json:"max_output,omitempty"` // per stream, bytes; default 1 MiB
 
 	Kex []string `json:"kex,omitempty"` // key exchange preference; default DefaultKex
 }
