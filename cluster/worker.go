@@ -265,7 +265,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		for msg := range batch.Messages() {
 			t, err := decodeTask(msg.Subject(), msg.Data())
 			if err != nil {
-				w.logSweep(t.Sweep, "task %s: %v: refused", msg.Subject(), err)
+				w.logSweep(msg.Subject(), "task %s: %v: refused", msg.Subject(), err)
 				_ = msg.TermWithReason("malformed task")
 				continue
 			}
@@ -276,7 +276,10 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			sr, err := w.sweep(ctx, t)
 			if err == nil {
-				err = sr.checkTask(t, w.allow)
+				err = checkTask(sr.rec, t)
+			}
+			if err == nil {
+				err = sr.err // this worker's refusal of the sweep
 			}
 			var leave *leaveError
 			switch {
@@ -359,15 +362,12 @@ func (e *leaveError) Unwrap() error { return e.err }
 var errBadTask = errors.New("refused")
 
 // checkTask checks t against the record it runs with: the job kind that
-// will run is allowed here and is the one the task says, and the range is
-// the task's own in the record's layout (so within the sweep's targets).
-func (sr *sweepRun) checkTask(t task, allow map[string]bool) error {
-	rec := sr.rec
+// will run (whether this worker allows it is the rebuilt sweep's err) is
+// the one the task says, and the range is the task's own in the record's
+// layout (so within the sweep's targets).
+func checkTask(rec Record, t task) error {
 	if kind := rec.Spec.Job; kind != t.Job {
 		return fmt.Errorf("%w: the task says job %q, its sweep's spec runs %q", errBadTask, t.Job, kind)
-	}
-	if !allow[rec.Spec.Job] {
-		return &leaveError{fmt.Errorf("is job kind %q, not allowed here", rec.Spec.Job)}
 	}
 	lo := t.Chunk * rec.TaskSize
 	if t.Chunk >= rec.Tasks || t.Lo != lo || t.Hi != min(lo+rec.TaskSize, rec.Total) {
@@ -527,14 +527,15 @@ func (w *Worker) ackWait() time.Duration {
 // revision, checked against its digest), from the cache or the bucket. A
 // record that is not there at that revision, or not with that digest, is
 // not the one submitted: ErrNoSweep or errBadTask. A sweep this worker
-// refuses to run (its options under Confine) is a *leaveError, cached too.
+// refuses to run (its kind, or its options under Confine) comes back with
+// its err set to a *leaveError, and is cached too.
 func (w *Worker) sweep(ctx context.Context, t task) (*sweepRun, error) {
 	key := t.Sweep + "@" + t.SHA256
 	w.mu.Lock()
 	if sr, ok := w.sweeps[key]; ok {
 		sr.used = time.Now()
 		w.mu.Unlock()
-		return sr, sr.err
+		return sr, nil
 	}
 	w.mu.Unlock()
 	e, err := w.s.sweeps.GetRevision(ctx, t.Sweep, t.Rev)
@@ -555,7 +556,7 @@ func (w *Worker) sweep(ctx context.Context, t task) (*sweepRun, error) {
 	sr, err := w.rebuild(ctx, rec)
 	var leave *leaveError
 	if errors.As(err, &leave) {
-		sr, err = &sweepRun{rec: rec, err: err}, leave
+		sr, err = &sweepRun{rec: rec, err: leave}, nil
 	}
 	if err != nil {
 		return nil, err
@@ -576,7 +577,7 @@ func (w *Worker) sweep(ctx context.Context, t task) (*sweepRun, error) {
 	}
 	sr.used = time.Now()
 	w.sweeps[key] = sr
-	return sr, sr.err
+	return sr, nil
 }
 
 // closeJobs releases what cached jobs hold open (an ssh job's agent
