@@ -58,7 +58,12 @@ handshake and authentication. --retries retries connection failures.
 -o Key=Value sets an ssh_config option (User, Port, IdentityFile, ProxyJump,
 ConnectTimeout, StrictHostKeyChecking, UserKnownHostsFile,
 GlobalKnownHostsFile, HashKnownHosts, KexAlgorithms, ...),
-while -o text|jsonl|csv chooses the result format.`,
+while -o text|jsonl|csv chooses the result format.
+
+With --server, each worker logs in with its own keys, ssh config, known_hosts
+and bastion (fanout worker --allow ssh --help): -i, -F, --known-hosts, -J and
+the -o options naming files or a bastion are refused, and --host-key may only
+be stricter than a worker's own policy.`,
 		Example: `  fanout ssh web[01-40].example.com -- uptime
   fanout ssh --gather -l root 10.1.0.0/24 -- cat /etc/debian_version
   fanout ssh -c 5000 --max-handshakes 256 -o jsonl @hosts.txt -- 'df -h /'
