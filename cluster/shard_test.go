@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -42,4 +43,33 @@ func TestShuffledShardThroughCluster(t *testing.T) {
 		byPos[p] += v
 	}
 	exactlyOnce(t, "shard 3/3", byPos, int(order.Len()))
+}
+
+// A result names its target by the target's name, or for an address
+// target by its address in any spelling (ping shows a v4-mapped address
+// unmapped); where the job connected (Addr) is not compared.
+func TestSameHost(t *testing.T) {
+	t.Parallel()
+	named := target.Target{Host: "web1", Addr: netip.MustParseAddr("127.0.0.1")}
+	mapped := target.Target{Addr: netip.MustParseAddr("::ffff:127.0.0.9")}
+	v6 := target.Target{Addr: netip.MustParseAddr("::1")}
+	for _, tc := range []struct {
+		host string
+		t    target.Target
+		want bool
+	}{
+		{"web1", named, true},
+		{"127.0.0.1", named, false},
+		{"127.0.0.9", mapped, true},
+		{"::ffff:127.0.0.9", mapped, true},
+		{"127.0.0.8", mapped, false},
+		{"::1", v6, true},
+		{"0:0:0:0:0:0:0:1", v6, true},
+		{"", v6, false},
+		{"localhost", v6, false},
+	} {
+		if got := sameHost(tc.host, tc.t); got != tc.want {
+			t.Errorf("sameHost(%q, %v) = %v, want %v", tc.host, tc.t, got, tc.want)
+		}
+	}
 }

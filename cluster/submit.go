@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -317,7 +318,7 @@ type CollectOptions struct {
 // the sweep where they were found, and messages that do not decode. Anyone
 // who may publish results can store them; none reaches Emit.
 type Dropped struct {
-	Forged    atomic.Int64 // host, address, port or job unlike the target at the result's index
+	Forged    atomic.Int64 // host (or address), port or job unlike the target at the result's index
 	Invalid   atomic.Int64 // index outside the sweep, or outside the task it was stored for
 	Malformed atomic.Int64 // results messages that do not decode (each counted once)
 }
@@ -327,8 +328,8 @@ func (d *Dropped) Results() int64 { return d.Forged.Load() + d.Invalid.Load() }
 
 // checker tells a sweep's genuine results from others: each result's index
 // must be visited by the sweep, in the task (chunk) whose subject it was
-// stored under, and its host, address and port must be those of the target
-// at that index, its job the sweep's.
+// stored under, and its host (the address, for an address target) and port
+// must be those of the target at that index, its job the sweep's.
 type checker struct {
 	rec   Record
 	set   target.Set
@@ -352,16 +353,26 @@ func (c *checker) check(chunk uint64, r *job.Result) (uint64, error) {
 	}
 	t := c.set.At(r.Index)
 	switch {
-	case r.Host != t.Name():
+	case !sameHost(r.Host, t):
 		return 0, fmt.Errorf("%w: index %d is %s, the result says host %q", errForged, r.Index, t.Name(), r.Host)
-	case t.Addr.IsValid() && r.Addr != t.Addr.String():
-		return 0, fmt.Errorf("%w: index %d is %s, the result says address %q", errForged, r.Index, t.Addr, r.Addr)
 	case t.Port != 0 && r.Port != int(t.Port):
 		return 0, fmt.Errorf("%w: index %d is port %d, the result says %d", errForged, r.Index, t.Port, r.Port)
 	case r.Job != c.rec.Spec.Job:
 		return 0, fmt.Errorf("%w: index %d: the result says job %q, the sweep is %q", errForged, r.Index, r.Job, c.rec.Spec.Job)
 	}
 	return k, nil
+}
+
+// sameHost reports whether a result's host names target t: its name, or
+// for an address target its address (in any of its spellings: a job may
+// show a v4-mapped address unmapped). A result's Addr is where the job
+// connected (a config's HostName, a bastion), so it is not compared.
+func sameHost(host string, t target.Target) bool {
+	if t.Host != "" {
+		return host == t.Host
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.WithZone("").Unmap() == t.Addr.WithZone("").Unmap()
 }
 
 // resultChunk is the chunk of a results subject fanout.results.<id>.<chunk>.<slot>.
