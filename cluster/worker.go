@@ -53,7 +53,7 @@ func decodeTask(subject string, data []byte) (task, error) {
 	case t.Lo >= t.Hi:
 		return t, fmt.Errorf("empty range [%d, %d)", t.Lo, t.Hi)
 	case t.Rev == 0 || len(t.SHA256) != 64:
-		return t, fmt.Errorf("names no record revision and digest (from a fanout before 0.x?)")
+		return t, fmt.Errorf("names no record revision and digest (from an older fanout?)")
 	}
 	if _, err := hex.DecodeString(t.SHA256); err != nil {
 		return t, fmt.Errorf("digest %q: %v", t.SHA256, err)
