@@ -1,10 +1,13 @@
 package fanout
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/fanout/fanout/engine"
@@ -77,23 +80,162 @@ func (s Spec) Build() (target.Set, target.Order, Job, error) {
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if x, ok := j.(job.Expander); ok {
-		hosts := set.Len()
-		set = x.Expand(set)
-		max := s.MaxTargets
-		if max == 0 {
-			max = target.DefaultMaxTargets
-		}
-		if n := set.Len(); n < hosts || n > max {
-			return nil, nil, nil, fmt.Errorf("%w: %d hosts make %d %s targets, more than the limit of %d; raise it with --max-targets N",
-				target.ErrTooMany, hosts, n, j.Kind(), max)
-		}
+	x, _ := j.(job.Expander)
+	if set, err = s.expand(set, x); err != nil {
+		return nil, nil, nil, err
 	}
 	order, err := s.Order(set.Len())
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	return set, order, j, nil
+}
+
+// Visit is Build without the job: the set and order a sweep of this Spec
+// visits, for those who only read its Results (a cluster collector), so that
+// no job is built where it will not run (an ssh job reads keys). The Spec
+// must stand alone (see Standalone): no file is read.
+func (s Spec) Visit() (target.Set, target.Order, error) {
+	if err := s.Standalone(); err != nil {
+		return nil, nil, err
+	}
+	set, err := s.Set(nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	x, err := job.NewExpander(s.Job, s.JobOptions)
+	if err != nil {
+		return nil, nil, err
+	}
+	if set, err = s.expand(set, x); err != nil {
+		return nil, nil, err
+	}
+	order, err := s.Order(set.Len())
+	if err != nil {
+		return nil, nil, err
+	}
+	return set, order, nil
+}
+
+// expand applies a job kind's Expander (tcp: host x port) to set, held to
+// MaxTargets.
+func (s Spec) expand(set target.Set, x job.Expander) (target.Set, error) {
+	if x == nil {
+		return set, nil
+	}
+	hosts := set.Len()
+	set = x.Expand(set)
+	max := s.MaxTargets
+	if max == 0 {
+		max = target.DefaultMaxTargets
+	}
+	if n := set.Len(); n < hosts || n > max {
+		return nil, fmt.Errorf("%w: %d hosts make %d %s targets, more than the limit of %d; raise it with --max-targets N",
+			target.ErrTooMany, hosts, n, s.Job, max)
+	}
+	return set, nil
+}
+
+// Standalone reports an error naming the first target or exclude that
+// reads a file or standard input ("@FILE", "-"): a Spec from elsewhere (a
+// cluster's bus, a database) must carry its targets, never name a file of
+// the machine that reads it.
+func (s Spec) Standalone() error {
+	for _, list := range [][]string{s.Targets, s.Excludes} {
+		for _, t := range list {
+			if t == "-" || strings.HasPrefix(t, "@") {
+				return fmt.Errorf("target %q reads a local file or standard input: a stored or submitted spec must carry its targets (Spec.Inline)", t)
+			}
+		}
+	}
+	return nil
+}
+
+// stdinOption is the job option that holds bytes sent to every target
+// (ssh --stdin): a secret as often as not, so it is kept out of what is
+// stored (SplitStdin) and only its digest stays, under stdinDigestOption.
+const (
+	stdinOption       = "stdin"
+	stdinDigestOption = "stdin_sha256"
+)
+
+// SplitStdin returns the Spec with its job's stdin bytes taken out of the
+// options and replaced by their SHA-256 (hex, option "stdin_sha256"), and the
+// bytes; a Spec without stdin comes back as it is, with nil. What is stored
+// (a database, a cluster's sweeps bucket) is the split Spec; JoinStdin puts
+// the bytes back, checking them against the digest.
+func (s Spec) SplitStdin() (Spec, []byte, error) {
+	m, ok, err := s.optionMap()
+	if err != nil || !ok {
+		return s, nil, err
+	}
+	raw, has := m[stdinOption]
+	if !has || string(raw) == "null" {
+		return s, nil, nil
+	}
+	var b []byte
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return s, nil, fmt.Errorf("%s options: stdin: %w", s.Job, err)
+	}
+	if b == nil {
+		b = []byte{}
+	}
+	sum := sha256.Sum256(b)
+	delete(m, stdinOption)
+	m[stdinDigestOption], _ = json.Marshal(hex.EncodeToString(sum[:]))
+	if s.JobOptions, err = json.Marshal(m); err != nil {
+		return s, nil, err
+	}
+	return s, b, nil
+}
+
+// StdinDigest is the SHA-256 (hex) of the stdin a split Spec was run with,
+// or "" when it has none.
+func (s Spec) StdinDigest() string {
+	m, ok, err := s.optionMap()
+	if err != nil || !ok {
+		return ""
+	}
+	var d string
+	_ = json.Unmarshal(m[stdinDigestOption], &d)
+	return d
+}
+
+// JoinStdin puts stdin bytes back into a split Spec. They must be the bytes
+// its digest names: anything else is an error saying so.
+func (s Spec) JoinStdin(b []byte) (Spec, error) {
+	want := s.StdinDigest()
+	if want == "" {
+		return s, fmt.Errorf("the sweep (%s) was not run with stdin", s.Job)
+	}
+	sum := sha256.Sum256(b)
+	if got := hex.EncodeToString(sum[:]); got != want {
+		return s, fmt.Errorf("stdin: SHA-256 %s, but the sweep was run with %s: not the same bytes", got, want)
+	}
+	m, _, err := s.optionMap()
+	if err != nil {
+		return s, err
+	}
+	if b == nil {
+		b = []byte{}
+	}
+	m[stdinOption], _ = json.Marshal(b)
+	if s.JobOptions, err = json.Marshal(m); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+// optionMap is JobOptions as an object's fields; false when there are none.
+func (s Spec) optionMap() (map[string]json.RawMessage, bool, error) {
+	if len(s.JobOptions) == 0 || string(s.JobOptions) == "null" {
+		return nil, false, nil
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(s.JobOptions, &m); err != nil {
+		return nil, false, fmt.Errorf("%s options: %w", s.Job, err)
+	}
+	return m, m != nil, nil
 }
 
 // Order is the visiting order of a Set of n targets under this Spec.

@@ -61,7 +61,7 @@ const (
 	DefaultAckWait = 30 * time.Second
 	WorkerTTL      = 15 * time.Second
 	heartbeatEvery = 5 * time.Second
-	resultsMaxAge  = 7 * 24 * time.Hour
+	resultsMaxAge  = 7 * 24 * time.Hour // MaxRetention: the streams' MaxAge
 )
 
 // Credentials authenticate a client (worker, submitter, status) or, on the
@@ -414,6 +414,8 @@ func ensureOnce(ctx context.Context, nc *nats.Conn, update bool) (*setup, error)
 	s.sweeps, err = bucket(ctx, js, update, jetstream.KeyValueConfig{
 		Bucket: SweepsBucket, Description: "fanout sweeps: spec and task layout",
 		Storage: jetstream.FileStorage, History: 1, TTL: resultsMaxAge,
+		// Per-key TTLs: each sweep's record expires with its retention.
+		LimitMarkerTTL: time.Minute,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kv %s: %w", SweepsBucket, err)
@@ -429,6 +431,9 @@ func ensureOnce(ctx context.Context, nc *nats.Conn, update bool) (*setup, error)
 		Name: TasksStream, Description: "fanout tasks: (sweep, lo, hi)",
 		Subjects: []string{tasksPrefix + ">"}, Retention: jetstream.WorkQueuePolicy,
 		Storage: jetstream.FileStorage, Duplicates: 10 * time.Minute,
+		// Tasks expire with their sweep's retention (per-message TTL), and
+		// within MaxRetention whatever their publisher said.
+		AllowMsgTTL: true, MaxAge: resultsMaxAge,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", TasksStream, err)
@@ -440,6 +445,7 @@ func ensureOnce(ctx context.Context, nc *nats.Conn, update bool) (*setup, error)
 		// refused for good, not only within the Duplicates window.
 		MaxMsgsPerSubject: 1, Discard: jetstream.DiscardNew, DiscardNewPerSubject: true,
 		MaxAge: resultsMaxAge, Duplicates: 2 * time.Minute,
+		AllowMsgTTL: true, // results expire with their sweep's retention
 	})
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", ResultsStream, err)

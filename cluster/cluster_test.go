@@ -21,6 +21,7 @@ import (
 	fanout "github.com/fanout/fanout"
 	"github.com/fanout/fanout/engine"
 	"github.com/fanout/fanout/job"
+	sshjob "github.com/fanout/fanout/job/ssh"
 	"github.com/fanout/fanout/target"
 )
 
@@ -91,9 +92,23 @@ func roleWorker() int {
 	if a := os.Getenv("FANOUT_CLUSTER_ALLOW"); a != "" {
 		allow = strings.Split(a, ",")
 	}
-	w, err := NewWorker(ctx, nc, WorkerOptions{
+	o := WorkerOptions{
 		Name: os.Getenv("FANOUT_CLUSTER_NAME"), Concurrency: c, Allow: allow, AckWait: 2 * time.Second, Logf: logf,
-	})
+	}
+	if l := os.Getenv("FANOUT_CLUSTER_SSH"); l != "" {
+		// The worker's own ssh settings, as fanout worker's flags give them.
+		var local sshjob.Local
+		if err := json.Unmarshal([]byte(l), &local); err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		env := sshjob.DefaultEnv()
+		env.Prompt = nil
+		o.Confine = map[string]func(json.RawMessage) (json.RawMessage, error){
+			"ssh": func(opts json.RawMessage) (json.RawMessage, error) { return sshjob.Confine(opts, local, env) },
+		}
+	}
+	w, err := NewWorker(ctx, nc, o)
 	if err != nil {
 		fmt.Println("error:", err)
 		return 1
@@ -209,9 +224,9 @@ func (tc *testCluster) startServer() {
 	tc.server.waitLine(tc.t, "ready", 20*time.Second)
 }
 
-func (tc *testCluster) worker(name string, c int, allow string) *proc {
-	p := startProc(tc.t, "FANOUT_CLUSTER_ROLE=worker", "FANOUT_CLUSTER_URL="+tc.url,
-		"FANOUT_CLUSTER_NAME="+name, "FANOUT_CLUSTER_C="+strconv.Itoa(c), "FANOUT_CLUSTER_ALLOW="+allow)
+func (tc *testCluster) worker(name string, c int, allow string, env ...string) *proc {
+	p := startProc(tc.t, append([]string{"FANOUT_CLUSTER_ROLE=worker", "FANOUT_CLUSTER_URL=" + tc.url,
+		"FANOUT_CLUSTER_NAME=" + name, "FANOUT_CLUSTER_C=" + strconv.Itoa(c), "FANOUT_CLUSTER_ALLOW=" + allow}, env...)...)
 	p.waitLine(tc.t, "ready", 20*time.Second)
 	return p
 }

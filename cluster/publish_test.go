@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
+	fanout "github.com/fanout/fanout"
 	"github.com/fanout/fanout/job"
 )
 
@@ -29,19 +31,23 @@ func TestPublishTwoRunsDifferentBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 100
+	sr := testSweepRun(t, "s1", sleepSpec(4*n, 0), n)
 	mk := func(lo, hi int, pad int) []job.Result {
 		var rs []job.Result
 		for i := lo; i < hi; i++ {
-			rs = append(rs, job.Result{Index: uint64(i), Host: fmt.Sprintf("h%d", i), Status: job.Up, Error: string(make([]byte, pad))})
+			// Task 3 of 100: indexes 300-399.
+			ip := fmt.Sprintf("127.0.%d.%d", (3*n+i)>>8, (3*n+i)&255)
+			rs = append(rs, job.Result{Index: uint64(3*n + i), Host: ip, Addr: ip,
+				Job: "clustertest-sleep", Status: job.Up, Error: string(make([]byte, pad))})
 		}
 		return rs
 	}
-	tk := task{Sweep: "s1", Chunk: 3, Lo: 0, Hi: n}
+	tk := task{Sweep: "s1", Chunk: 3, Lo: 3 * n, Hi: 4 * n}
 	one, _, _ := encodeBatch(mk(0, 1, 40), 1<<20)
 	w.maxBatch = 30 * len(one) // ~30 results per message
 	// First run: died after publishing its first 60 results (two batches),
 	// in two calls as a running task does.
-	first := &chunkPublisher{w: w, t: tk}
+	first := &chunkPublisher{w: w, t: tk, sr: sr}
 	if err := first.publish(ctx, mk(30, 60, 40)); err != nil {
 		t.Fatal(err)
 	}
@@ -54,12 +60,12 @@ func TestPublishTwoRunsDifferentBatches(t *testing.T) {
 	for i, j := 0, len(rs)-1; i < j; i, j = i+1, j-1 {
 		rs[i], rs[j] = rs[j], rs[i]
 	}
-	second := &chunkPublisher{w: w, t: tk}
+	second := &chunkPublisher{w: w, t: tk, sr: sr}
 	if err := second.publish(ctx, rs[:50]); err != nil {
 		t.Fatal(err)
 	}
 	// A third run racing in, its calls interleaved with the second's.
-	third := &chunkPublisher{w: w, t: tk}
+	third := &chunkPublisher{w: w, t: tk, sr: sr}
 	if err := third.publish(ctx, mk(50, n, 10)); err != nil {
 		t.Fatal(err)
 	}
@@ -69,5 +75,27 @@ func TestPublishTwoRunsDifferentBatches(t *testing.T) {
 	if err := third.publish(ctx, mk(0, 50, 10)); err != nil {
 		t.Fatal(err)
 	}
-	exactlyOnce(t, "stored", storedCounts(t, ctx, c, "s1"), n)
+	counts := storedCounts(t, ctx, c, "s1")
+	shifted := map[uint64]int{}
+	for i, v := range counts {
+		shifted[i-3*n] = v
+	}
+	exactlyOnce(t, "stored", shifted, n)
+}
+
+// testSweepRun is what a worker holds for a sweep of spec in tasks of size,
+// without a server: its record, targets and checker.
+func testSweepRun(t *testing.T, id string, spec fanout.Spec, size uint64) *sweepRun {
+	t.Helper()
+	_, order, err := spec.Visit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := order.Len()
+	rec := Record{ID: id, Spec: spec, Total: n, TaskSize: size, Tasks: n/size + min(n%size, 1), Retention: time.Hour}
+	set, order, err := rec.visit(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &sweepRun{rec: rec, set: set, order: order, chk: &checker{rec: rec, set: set, order: order}}
 }

@@ -1,616 +1,611 @@
 package cluster
 
-// The trust model against a real embedded server: roles enforced by the
-// server's permissions (a raw nats.go client plays the attacker), local
-// credentials, TLS options and routes.
+// Issue #14, the cluster's trust model: a worker's operator decides what
+// runs on that worker and with which of its files and keys; a submitter
+// chooses targets and a job within that; nothing read from the bus is
+// trusted beyond what the server's permissions guarantee. Each test below
+// reproduces one finding with the embedded server, real worker processes
+// and, where the finding needs one, a raw nats.go client as the attacker
+// (anyone who may publish on the bus), and checks it no longer works.
 
 import (
-	"bufio"
+	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/crypto/ssh"
+
+	fanout "github.com/fanout/fanout"
+	"github.com/fanout/fanout/internal/lab"
+	"github.com/fanout/fanout/job"
+	_ "github.com/fanout/fanout/job/exec" // the kind an attacker wants to run
+	sshjob "github.com/fanout/fanout/job/ssh"
 )
 
-const testToken = "0123456789abcdef-test-token"
+// attacker is a bare nats.go client: it writes on the bus whatever it
+// likes, with no fanout code in between.
+type attacker struct {
+	js jetstream.JetStream
+	kv jetstream.KeyValue
+}
 
-// roleUsers writes an nkey seed per role and returns the users and seeds.
-func roleUsers(t *testing.T) ([]User, map[Role]string) {
+func newAttacker(t *testing.T, ctx context.Context, url string) *attacker {
 	t.Helper()
-	dir := t.TempDir()
-	seeds := map[Role]string{}
-	var users []User
-	for _, r := range Roles {
-		p := filepath.Join(dir, string(r)+".nk")
-		pub, err := GenNkeySeed(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		seeds[r] = p
-		users = append(users, User{Name: "u-" + string(r), Role: r, Nkey: pub})
-	}
-	return users, seeds
-}
-
-// violations collects a connection's asynchronous permission errors.
-type violations struct {
-	mu   sync.Mutex
-	errs []string
-	ch   chan struct{}
-}
-
-func (v *violations) handler(_ *nats.Conn, _ *nats.Subscription, err error) {
-	v.mu.Lock()
-	v.errs = append(v.errs, err.Error())
-	v.mu.Unlock()
-	select {
-	case v.ch <- struct{}{}:
-	default:
-	}
-}
-
-func (v *violations) has(subject string) bool {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	for _, e := range v.errs {
-		if strings.Contains(e, "ermissions") && strings.Contains(e, `"`+subject+`"`) {
-			return true
-		}
-	}
-	return false
-}
-
-// rawConn is an attacker's own nats.go connection with a role's seed.
-func rawConn(t *testing.T, url, seed string) (*nats.Conn, *violations) {
-	t.Helper()
-	v := &violations{ch: make(chan struct{}, 1)}
-	opt, err := nats.NkeyOptionFromSeed(seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(url, opt, nats.ErrorHandler(v.handler))
+	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	return nc, v
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, SweepsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &attacker{js: js, kv: kv}
 }
 
-// refused runs call, which publishes to subject, and checks the server
-// refuses that publish: a permissions violation for subject arrives, and
-// call does not succeed. Calls waiting for a reply that will never come
-// are cut short once the violation is in.
-func refused(t *testing.T, v *violations, what, subject string, call func(ctx context.Context) error) {
+// record stores rec as a sweep record and returns its revision and digest,
+// which the tasks it publishes then name.
+func (a *attacker) record(t *testing.T, ctx context.Context, rec Record) (uint64, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	result := make(chan error, 1)
-	go func() { result <- call(ctx) }()
-	done := result
-	var callErr error
-	for !v.has(subject) {
-		select {
-		case err := <-done:
-			if err == nil {
-				t.Errorf("%s: allowed, want refused by the server", what)
-				return
-			}
-			callErr, done = err, nil // failed: now wait for the violation
-		case <-v.ch:
-		case <-ctx.Done():
-			t.Errorf("%s: no permissions violation for %q (call: %v)", what, subject, callErr)
-			return
-		}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
 	}
-	cancel() // a call waiting for a reply that will never come
-	if done != nil {
-		callErr = <-done
+	rev, err := a.kv.Create(ctx, rec.ID, b)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if callErr == nil {
-		t.Errorf("%s: succeeded despite the violation", what)
-	}
+	return rev, digest(b)
 }
 
-// TestRolePermissions: a worker-role client cannot create sweeps, publish
-// tasks or delete anything; a submitter-role client cannot publish results
-// or heartbeats or take tasks. The server says no, whatever client asks.
-func TestRolePermissions(t *testing.T) {
-	t.Parallel()
-	users, seeds := roleUsers(t)
-	s, err := StartServer(ServerOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Users: users})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-
-	// A sweep submitted by the submitter, for the attackers to aim at.
-	sub, err := Connect(ctx, s.URL, Credentials{NkeySeed: seeds[RoleSubmitter]}, "submitter", t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	client, err := NewClient(ctx, sub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, err := client.Submit(ctx, sleepSpec(10, 0), SubmitOptions{})
-	if err != nil {
-		t.Fatalf("submitter submits: %v", err)
-	}
-
-	t.Run("worker", func(t *testing.T) {
-		nc, v := rawConn(t, s.URL, seeds[RoleWorker])
-		js, _ := jetstream.New(nc)
-		kv, err := js.KeyValue(ctx, SweepsBucket)
-		if err != nil {
-			t.Fatalf("worker looks up the sweeps bucket: %v", err)
-		}
-		if _, err := kv.Get(ctx, rec.ID); err != nil {
-			t.Errorf("worker reads a spec: %v", err)
-		}
-		refused(t, v, "worker puts a spec", "$KV.fanout_sweeps.evil", func(ctx context.Context) error {
-			_, err := kv.Put(ctx, "evil", []byte(`{"id":"evil","spec":{"job":"exec"}}`))
-			return err
-		})
-		refused(t, v, "worker overwrites a spec", "$KV.fanout_sweeps."+rec.ID, func(ctx context.Context) error {
-			_, err := kv.Put(ctx, rec.ID, []byte(`{}`))
-			return err
-		})
-		refused(t, v, "worker publishes a task", "fanout.tasks.evil.0", func(ctx context.Context) error {
-			_, err := js.Publish(ctx, "fanout.tasks.evil.0", []byte(`{"sweep":"evil","job":"exec","lo":0,"hi":1}`))
-			return err
-		})
-		refused(t, v, "worker deletes the results stream", "$JS.API.STREAM.DELETE."+ResultsStream, func(ctx context.Context) error {
-			return js.DeleteStream(ctx, ResultsStream)
-		})
-		refused(t, v, "worker purges the tasks stream", "$JS.API.STREAM.PURGE."+TasksStream, func(ctx context.Context) error {
-			st, err := js.Stream(ctx, TasksStream)
-			if err != nil {
-				return err
-			}
-			return st.Purge(ctx)
-		})
-		refused(t, v, "worker creates a stream", "$JS.API.STREAM.CREATE.EVIL", func(ctx context.Context) error {
-			_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "EVIL", Subjects: []string{"evil.>"}})
-			return err
-		})
-		refused(t, v, "worker deletes the task consumer", "$JS.API.CONSUMER.DELETE."+TasksStream+"."+WorkerConsumer, func(ctx context.Context) error {
-			return js.DeleteConsumer(ctx, TasksStream, WorkerConsumer)
-		})
-		if _, err := nc.SubscribeSync("fanout.>"); err == nil {
-			_ = nc.Flush()
-		}
-		waitViolation(t, v, "worker subscribes to fanout.>", "fanout.>")
-	})
-
-	t.Run("submitter", func(t *testing.T) {
-		nc, v := rawConn(t, s.URL, seeds[RoleSubmitter])
-		js, _ := jetstream.New(nc)
-		refused(t, v, "submitter publishes a result", "fanout.results."+rec.ID+".0.0", func(ctx context.Context) error {
-			_, err := js.Publish(ctx, "fanout.results."+rec.ID+".0.0", []byte("forged"))
-			return err
-		})
-		refused(t, v, "submitter publishes a heartbeat", "$KV.fanout_workers.fake", func(ctx context.Context) error {
-			kv, err := js.KeyValue(ctx, WorkersBucket)
-			if err != nil {
-				return err
-			}
-			_, err = kv.Put(ctx, "fake", []byte(`{"name":"fake","allow":["exec"]}`))
-			return err
-		})
-		refused(t, v, "submitter pulls a task", "$JS.API.CONSUMER.MSG.NEXT."+TasksStream+"."+WorkerConsumer, func(ctx context.Context) error {
-			_, err := nc.RequestWithContext(ctx, "$JS.API.CONSUMER.MSG.NEXT."+TasksStream+"."+WorkerConsumer, []byte(`{"batch":1}`))
-			return err
-		})
-		refused(t, v, "submitter deletes the sweeps bucket", "$JS.API.STREAM.DELETE.KV_"+SweepsBucket, func(ctx context.Context) error {
-			return js.DeleteKeyValue(ctx, SweepsBucket)
-		})
-		refused(t, v, "submitter changes the results stream", "$JS.API.STREAM.UPDATE."+ResultsStream, func(ctx context.Context) error {
-			_, err := js.UpdateStream(ctx, jetstream.StreamConfig{Name: ResultsStream, Subjects: []string{resultsPrefix + ">"}, MaxAge: time.Second})
-			return err
-		})
-	})
-
-	// None of it got through: the admin sees the sweep as submitted, and
-	// no forged result or heartbeat.
-	adm, err := Connect(ctx, s.URL, Credentials{NkeySeed: seeds[RoleAdmin]}, "admin", t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer adm.Close()
-	ac, err := NewClient(ctx, adm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ac.Lookup(ctx, "evil"); !errors.Is(err, ErrNoSweep) {
-		t.Errorf("sweep evil: %v, want ErrNoSweep", err)
-	}
-	if got, err := ac.Lookup(ctx, rec.ID); err != nil || got.Spec.Job != rec.Spec.Job {
-		t.Errorf("sweep %s after the attacks: %+v, %v", rec.ID, got.Spec, err)
-	}
-	if ws, err := ac.Workers(ctx); err != nil || len(ws) != 0 {
-		t.Errorf("workers after the attacks: %v, %v; want none", ws, err)
-	}
-	if info, err := ac.s.results.Info(ctx); err != nil || info.State.Msgs != 0 {
-		t.Errorf("results stored after the attacks: %+v, %v; want none", info, err)
-	}
-	if err := ac.Delete(ctx, rec.ID); err != nil {
-		t.Errorf("admin deletes a sweep: %v", err)
-	}
-}
-
-func waitViolation(t *testing.T, v *violations, what, subject string) {
+func (a *attacker) task(t *testing.T, ctx context.Context, tk task) {
 	t.Helper()
-	deadline := time.After(30 * time.Second)
-	for !v.has(subject) {
-		select {
-		case <-v.ch:
-		case <-deadline:
-			t.Errorf("%s: no permissions violation for %q", what, subject)
-			return
+	b, _ := json.Marshal(tk)
+	if _, err := a.js.Publish(ctx, taskSubject(tk.Sweep, tk.Chunk), b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (a *attacker) publish(t *testing.T, ctx context.Context, subject string, data []byte) {
+	t.Helper()
+	if _, err := a.js.Publish(ctx, subject, data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// touchSpec is an exec sweep of n loopback targets that creates
+// dir/pwned-<index>: the proof that a command ran on a worker.
+func touchSpec(dir string, n int) fanout.Spec {
+	opts, _ := json.Marshal(map[string]any{"argv": []string{"touch", filepath.Join(dir, "pwned-{index}")}})
+	return fanout.Spec{Job: "exec", JobOptions: opts, Targets: []string{fmt.Sprintf("127.0.0.1-127.0.0.%d", n)}}
+}
+
+func noneRan(t *testing.T, dir string) {
+	t.Helper()
+	if m, _ := filepath.Glob(filepath.Join(dir, "pwned-*")); len(m) > 0 {
+		t.Fatalf("the forged command ran on the worker: %v", m)
+	}
+}
+
+// storedSubjects is how many results messages the server holds for id.
+func storedSubjects(t *testing.T, ctx context.Context, c *Client, id string) int {
+	t.Helper()
+	info, err := c.s.results.Info(ctx, jetstream.WithSubjectFilter(resultsPrefix+id+".>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(info.State.Subjects)
+}
+
+// Finding 1: --allow was checked on the task message's job field, while the
+// worker ran the job of the sweep's spec. A task saying clustertest-sleep
+// whose spec says exec ran a local command on a worker that never allowed
+// exec. Now the kind that runs is the spec's, a task must agree with its
+// spec (kind, range within the spec's targets), and one that does not is
+// refused and logged.
+func TestSecurityAllowIsCheckedOnTheSpecThatRuns(t *testing.T) {
+	t.Parallel()
+	tc := newTestCluster(t)
+	w := tc.worker("sleeper", 8, "clustertest-sleep")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	c := tc.client(ctx)
+	a := newAttacker(t, ctx, tc.url)
+	dir := t.TempDir()
+
+	rec := Record{ID: "forged-kind", Spec: touchSpec(dir, 4), Total: 4, TaskSize: 4, Tasks: 1, Submitted: time.Now(), Retention: time.Hour}
+	rev, d := a.record(t, ctx, rec)
+	a.task(t, ctx, task{Sweep: rec.ID, Chunk: 0, Lo: 0, Hi: 4, Job: "clustertest-sleep", Rev: rev, SHA256: d})
+	w.waitLine(t, `the task says job "clustertest-sleep", its sweep's spec runs "exec"`, 30*time.Second)
+
+	// A task reaching beyond its sweep's targets: refused too.
+	rec2 := Record{ID: "forged-range", Spec: sleepSpec(10, 1), Total: 10, TaskSize: 10, Tasks: 1, Submitted: time.Now(), Retention: time.Hour}
+	rev, d = a.record(t, ctx, rec2)
+	a.task(t, ctx, task{Sweep: rec2.ID, Chunk: 0, Lo: 0, Hi: 1000, Job: "clustertest-sleep", Rev: rev, SHA256: d})
+	w.waitLine(t, "task 0 is [0, 1000), the sweep's layout (10 targets in tasks of 10) says otherwise", 30*time.Second)
+
+	// A task whose subject names another sweep than its body.
+	a.publish(t, ctx, taskSubject("other", 0), mustJSON(task{Sweep: rec2.ID, Chunk: 0, Lo: 0, Hi: 10, Job: "clustertest-sleep", Rev: rev, SHA256: d}))
+	w.waitLine(t, "stored as "+tasksPrefix+"other.0: refused", 30*time.Second)
+
+	noneRan(t, dir)
+	for _, id := range []string{rec.ID, rec2.ID} {
+		if n := storedSubjects(t, ctx, c, id); n != 0 {
+			t.Errorf("sweep %s: %d results messages stored, want none", id, n)
 		}
 	}
 }
 
-// TestRolesRunASweep: the permitted flows work with role-separated
-// credentials, nkey and password alike: a worker pulls, runs and publishes,
-// a submitter submits, collects and reads status.
-func TestRolesRunASweep(t *testing.T) {
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// sshLab is an SSH host on 127.0.0.1 that accepts one key, and the files a
+// worker's operator keeps for it: the key, a known_hosts holding the host's
+// key, and an ssh_config.
+type sshLab struct {
+	fleet                       *lab.Fleet
+	dir, key, known, conf, user string
+}
+
+func newSSHLab(t *testing.T) *sshLab {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sshPub, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &sshLab{dir: t.TempDir(), user: "fanout"}
+	l.fleet = lab.StartSSHFleetT(t, lab.SSHFleetOptions{Listen: "127.0.0.1:0", AuthorizedKeys: []ssh.PublicKey{sshPub}})
+	block, err := ssh.MarshalPrivateKey(priv, "security test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.key, l.known, l.conf = filepath.Join(l.dir, "id_ed25519"), filepath.Join(l.dir, "known_hosts"), filepath.Join(l.dir, "ssh_config")
+	line := fmt.Sprintf("[127.0.0.1]:%d %s", l.fleet.Port, ssh.MarshalAuthorizedKey(l.fleet.HostKey))
+	for f, data := range map[string]string{l.key: string(pem.EncodeToMemory(block)), l.known: line, l.conf: "GlobalKnownHostsFile none\n"} {
+		if err := os.WriteFile(f, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return l
+}
+
+// local is the worker's own ssh settings with policy (its known_hosts:
+// known, else the lab's).
+func (l *sshLab) local(policy, known string) string {
+	if known == "" {
+		known = l.known
+	}
+	b, _ := json.Marshal(sshjob.Local{SSHConfig: l.conf, Identities: []string{l.key}, NoAgent: true, KnownHosts: []string{known}, HostKey: policy})
+	return "FANOUT_CLUSTER_SSH=" + string(b)
+}
+
+// spec is an ssh sweep of the lab host (one target: the lab listens on
+// 127.0.0.1 only) with cfg.
+func (l *sshLab) spec(cfg sshjob.Config) fanout.Spec {
+	cfg.User, cfg.Port = l.user, l.fleet.Port
+	opts, _ := json.Marshal(cfg)
+	return fanout.Spec{Job: sshjob.Kind, JobOptions: opts, Targets: []string{"127.0.0.1"}}
+}
+
+// Finding 2: a sweep's ssh options chose the worker's known_hosts path and
+// policy, identity files, ssh_config and bastion: together, a worker would
+// append a key to a file of the submitter's choice and log in elsewhere as
+// its own user. Now a worker runs ssh only with --allow ssh, and every file,
+// key and route comes from its own settings; a sweep that names any of them,
+// or asks a wider host-key policy than the worker's, is refused and logged.
+func TestSecuritySSHRunsWithTheWorkersOwnFiles(t *testing.T) {
 	t.Parallel()
-	users, seeds := roleUsers(t)
-	const pw = "correct horse battery staple"
-	// The lowest cost: a slow bcrypt under -race on a loaded machine would
-	// hold the CONNECT past the server's first PING. HashPassword's cost
-	// is tested on its own.
-	hash, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
+	l := newSSHLab(t)
+	if kinds := DefaultAllow(); strings.Contains(strings.Join(kinds, ","), "ssh") {
+		t.Errorf("DefaultAllow() = %v: ssh lends the worker's keys, it must be opt-in", kinds)
 	}
-	users = append(users, User{Name: "alice", Role: RoleSubmitter, Password: string(hash)})
-	s, err := StartServer(ServerOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Users: users})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	tc := newTestCluster(t)
+	w := tc.worker("strict", 8, "ssh", l.local("", ""))
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
+	c := tc.client(ctx)
 
-	var errMu sync.Mutex
-	var asyncErrs []string
-	logf := func(f string, a ...any) {
-		errMu.Lock()
-		asyncErrs = append(asyncErrs, fmt.Sprintf(f, a...))
-		errMu.Unlock()
-		t.Logf(f, a...)
-	}
-	wnc, err := Connect(ctx, s.URL, Credentials{NkeySeed: seeds[RoleWorker]}, "worker", logf)
-	if err != nil {
+	// The attack: the sweep's own known_hosts (to append to), accept-new,
+	// identity and config.
+	planted := filepath.Join(t.TempDir(), "authorized_keys")
+	attack := l.spec(sshjob.Config{Command: "hostname", HostKey: sshjob.HostKeyAcceptNew, KnownHosts: []string{planted},
+		Identities: []string{l.key}, SSHConfig: "none"})
+	if _, err := c.Submit(ctx, attack, SubmitOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	defer wnc.Close()
-	w, err := NewWorker(ctx, wnc, WorkerOptions{Name: "w", Concurrency: 20, AckWait: 5 * time.Second, Logf: logf})
-	if err != nil {
-		t.Fatalf("worker role: %v", err)
-	}
-	wctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { _ = w.Run(wctx); close(done) }()
-	defer func() { stop(); <-done }()
+	w.waitLine(t, "the sweep sets --identity, --ssh-config, --known-hosts, which on a worker only its operator chooses", 30*time.Second)
 
-	if _, err := Connect(ctx, s.URL, Credentials{User: "alice", Password: pw + "x"}, "alice", t.Logf); err == nil {
-		t.Error("wrong password accepted")
-	}
-	snc, err := Connect(ctx, s.URL, Credentials{User: "alice", Password: pw}, "alice", logf)
-	if err != nil {
+	// A wider policy alone, by -o StrictHostKeyChecking: refused as well.
+	wider := l.spec(sshjob.Config{Command: "hostname", Options: map[string]string{"StrictHostKeyChecking": "no"}})
+	if _, err := c.Submit(ctx, wider, SubmitOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	defer snc.Close()
-	c, err := NewClient(ctx, snc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const n = 300
-	rec, err := c.Submit(ctx, sleepSpec(n, 1), SubmitOptions{})
+	w.waitLine(t, "asks host-key policy off, wider than this worker's strict: refused", 30*time.Second)
+
+	// A plain sweep runs, with the worker's key and known_hosts.
+	rec, err := c.Submit(ctx, l.spec(sshjob.Config{Command: "hostname"}), SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	k := newCollector()
-	if err := c.Collect(ctx, rec.ID, CollectOptions{Counters: &k.c, Emit: k.emit}); err != nil {
+	var bad []string
+	if err := c.Collect(ctx, rec.ID, CollectOptions{Counters: &k.c, Emit: func(r job.Result) {
+		k.emit(r)
+		if r.Status != job.Up || string(r.Stdout) != "127.0.0.1\n" {
+			bad = append(bad, fmt.Sprintf("%d: %s/%s %s %q", r.Index, r.Status, r.Class, r.Error, r.Stdout))
+		}
+	}}); err != nil {
 		t.Fatal(err)
 	}
-	exactlyOnce(t, "collected", k.counts, n)
-	st, err := c.Status(ctx)
-	if err != nil {
-		t.Fatalf("status as submitter: %v", err)
+	exactlyOnce(t, "plain ssh sweep", k.counts, 1)
+	for _, b := range bad {
+		t.Error(b)
 	}
-	if len(st.Sweeps) != 1 || !st.Sweeps[0].Complete || len(st.Workers) != 1 {
-		t.Errorf("status: %+v, want the sweep complete and worker w", st)
-	}
-	errMu.Lock()
-	defer errMu.Unlock()
-	for _, e := range asyncErrs {
-		if strings.Contains(strings.ToLower(e), "permission") {
-			t.Errorf("a permitted flow hit a permission error: %s", e)
-		}
+	if _, err := os.Stat(planted); !errors.Is(err, os.ErrNotExist) {
+		b, _ := os.ReadFile(planted)
+		t.Errorf("the sweep's known_hosts was written on the worker (%v):\n%s", err, b)
 	}
 }
 
-func TestUsersFile(t *testing.T) {
+// Finding 2, the other way: a sweep may narrow the worker's policy. On a
+// worker that accepts new keys, a sweep asking strict checks strictly: the
+// unknown host fails, and the worker's known_hosts is left alone.
+func TestSecuritySSHSweepMayNarrowThePolicy(t *testing.T) {
 	t.Parallel()
+	l := newSSHLab(t)
+	empty := filepath.Join(t.TempDir(), "known_hosts")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tc := newTestCluster(t)
+	tc.worker("lenient", 8, "ssh", l.local(sshjob.HostKeyAcceptNew, empty))
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	c := tc.client(ctx)
+	rec, err := c.Submit(ctx, l.spec(sshjob.Config{Command: "hostname", HostKey: sshjob.HostKeyStrict}), SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := newCollector()
+	var classes []job.Class
+	if err := c.Collect(ctx, rec.ID, CollectOptions{Counters: &k.c, Emit: func(r job.Result) {
+		k.emit(r)
+		classes = append(classes, r.Class)
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, cl := range classes {
+		if cl != job.ClassHostKey {
+			t.Errorf("strict sweep on an accept-new worker: class %q, want %q (host unknown)", cl, job.ClassHostKey)
+		}
+	}
+	if b, _ := os.ReadFile(empty); len(b) > 0 {
+		t.Errorf("the worker's known_hosts was written by a strict sweep:\n%s", b)
+	}
+}
+
+// Finding 3: "@FILE" and "-" in a spec's targets were expanded on the
+// worker, which read its own files for whoever submitted. Now targets are
+// expanded where the spec is written (Submit reads @FILE), and a worker
+// refuses a spec that still names one; so do the collector and attach.
+func TestSecurityWorkersReadNoFileASpecNames(t *testing.T) {
+	t.Parallel()
+	tc := newTestCluster(t)
+	w := tc.worker("sleeper", 8, "clustertest-sleep")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	c := tc.client(ctx)
+	a := newAttacker(t, ctx, tc.url)
+	hosts := filepath.Join(t.TempDir(), "hosts")
+	if err := os.WriteFile(hosts, []byte("127.0.0.1\n127.0.0.2\n127.0.0.3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	spec := sleepSpec(1, 1)
+	spec.Targets = []string{"@" + hosts}
+	rec := Record{ID: "reads-a-file", Spec: spec, Total: 3, TaskSize: 3, Tasks: 1, Submitted: time.Now(), Retention: time.Hour}
+	rev, d := a.record(t, ctx, rec)
+	a.task(t, ctx, task{Sweep: rec.ID, Chunk: 0, Lo: 0, Hi: 3, Job: spec.Job, Rev: rev, SHA256: d})
+	w.waitLine(t, `target "@`+hosts+`" reads a local file or standard input`, 30*time.Second)
+	if n := storedSubjects(t, ctx, c, rec.ID); n != 0 {
+		t.Errorf("the worker ran a sweep of its own file: %d results messages", n)
+	}
+	if err := c.Collect(ctx, rec.ID, CollectOptions{}); err == nil || !strings.Contains(err.Error(), "reads a local file") {
+		t.Errorf("collecting a sweep that names a file: %v, want a refusal", err)
+	}
+
+	// Submitted the proper way, the file is read by the submitter.
+	good, err := c.Submit(ctx, spec, SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(good.Spec.Targets, " "); got != "127.0.0.1 127.0.0.2 127.0.0.3" {
+		t.Errorf("submitted targets %q, want the file's lines", got)
+	}
+	k := newCollector()
+	if err := c.Collect(ctx, good.ID, CollectOptions{Counters: &k.c, Emit: k.emit}); err != nil {
+		t.Fatal(err)
+	}
+	exactlyOnce(t, "inlined sweep", k.counts, 3)
+	spec.Targets = []string{"-"}
+	if _, err := c.Submit(ctx, spec, SubmitOptions{}); err == nil {
+		t.Error(`Submit of a spec reading "-" (no stdin given): no error`)
+	}
+}
+
+// Finding 6: results were first-writer-wins and never checked against the
+// target at their index, so anyone who could publish results could store
+// made-up ones first. Now the collector drops (and counts) a result whose
+// host, address, port or job is not its target's, or whose index is outside
+// the sweep or its task; a worker that finds its slot taken by such a
+// message publishes its own results anyway; a message that does not decode
+// is skipped.
+func TestSecurityForgedResultsAreDropped(t *testing.T) {
+	t.Parallel()
+	const n = 200
+	tc := newTestCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	c := tc.client(ctx)
+	a := newAttacker(t, ctx, tc.url)
+	rec, err := c.Submit(ctx, sleepSpec(n, 1), SubmitOptions{TaskSize: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Before any worker: task 0's first slot holds 100 made-up results, one
+	// of another task and one beyond the sweep; task 1's holds junk.
+	var forged []job.Result
+	for i := range 100 {
+		forged = append(forged, job.Result{Index: uint64(i), Host: "forged.invalid", Job: "clustertest-sleep", Status: job.Up})
+	}
+	forged = append(forged,
+		job.Result{Index: 150, Host: "127.0.0.150", Addr: "127.0.0.150", Job: "clustertest-sleep", Status: job.Up},
+		job.Result{Index: 5000, Host: "127.0.19.136", Addr: "127.0.19.136", Job: "clustertest-sleep", Status: job.Up})
+	b, _, _ := encodeBatch(forged, 1<<20)
+	a.publish(t, ctx, resultSubject(rec.ID, 0, 0), b)
+	a.publish(t, ctx, resultSubject(rec.ID, 1, 0), []byte("\xff\x00\x01not results"))
+	tc.worker("w1", 50, "")
+
+	k := newCollector()
+	var drop Dropped
+	var wrong []string
+	if err := c.Collect(ctx, rec.ID, CollectOptions{Counters: &k.c, Dropped: &drop, Emit: func(r job.Result) {
+		k.emit(r)
+		if want := fmt.Sprintf("127.0.0.%d", r.Index); r.Host != want && r.Index < 256 {
+			wrong = append(wrong, fmt.Sprintf("index %d: host %q", r.Index, r.Host))
+		}
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	exactlyOnce(t, "collector", k.counts, n)
+	if len(wrong) > 0 {
+		t.Errorf("forged results emitted: %v", wrong[:min(5, len(wrong))])
+	}
+	if f, i, m := drop.Forged.Load(), drop.Invalid.Load(), drop.Malformed.Load(); f != 100 || i != 2 || m != 1 {
+		t.Errorf("dropped %d forged, %d invalid, %d malformed; want 100, 2, 1", f, i, m)
+	}
+}
+
+// Finding 7: the spec in the sweeps bucket could be replaced while the
+// sweep ran; workers ran the new one and attach saved it. Now a record is
+// written once (KV Create), its tasks name its revision and digest, a worker
+// runs no other record for them, and the collector refuses a record whose
+// digest is not the submitted one.
+func TestSecuritySpecsAreWriteOnce(t *testing.T) {
+	t.Parallel()
+	tc := newTestCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	c := tc.client(ctx)
+	a := newAttacker(t, ctx, tc.url)
 	dir := t.TempDir()
-	users := filepath.Join(dir, "users.json")
-	seed := filepath.Join(dir, "w.nk")
-	pub, err := GenNkeySeed(seed)
+	rec, err := c.Submit(ctx, sleepSpec(4, 1), SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := AddUser(users, User{Name: "w", Role: RoleWorker, Nkey: pub}); err != nil {
+	if e, err := c.s.sweeps.Get(ctx, rec.ID); err != nil || e.Revision() != rec.Revision || digest(e.Value()) != rec.Digest {
+		t.Fatalf("after Submit the record is not the one created (err %v): was it written twice?", err)
+	}
+	// The attacker replaces it with an exec sweep of its own.
+	evil := rec
+	evil.Spec = touchSpec(dir, 4)
+	if _, err := a.kv.Put(ctx, rec.ID, mustJSON(evil)); err != nil {
 		t.Fatal(err)
 	}
-	if fi, err := os.Stat(users); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("users file mode %v (%v), want 0600", fi.Mode().Perm(), err)
+	w := tc.worker("both", 8, "clustertest-sleep,exec")
+	w.waitLine(t, fmt.Sprintf("sweep %q revision %d: no such sweep on this server (deleted, expired or rewritten); dropped", rec.ID, rec.Revision), 30*time.Second)
+	err = c.Collect(ctx, rec.ID, CollectOptions{Digest: rec.Digest})
+	if !errors.Is(err, ErrSpecChanged) {
+		t.Errorf("collect with the submitted digest after the rewrite: %v, want ErrSpecChanged", err)
 	}
-	if err := AddUser(users, User{Name: "w", Role: RoleSubmitter, Nkey: pub}); err == nil {
-		t.Error("a second user w was added")
-	}
-	got, err := ReadUsers(users)
-	if err != nil || len(got) != 1 || got[0].Nkey != pub || got[0].Role != RoleWorker {
-		t.Fatalf("ReadUsers: %+v, %v", got, err)
-	}
-	for _, tc := range []struct{ body, want string }{
-		{`{"users":[{"name":"a","role":"worker","password":"hunter2hunter2hunter2"}]}`, "bcrypt hash"},
-		{`{"users":[{"name":"a","role":"boss","nkey":"` + pub + `"}]}`, `role "boss"`},
-		{`{"users":[{"name":"a","role":"worker","nkey":"UNOPE"}]}`, "not a user public key"},
-		{`{"users":[{"name":"a","role":"worker"}]}`, "no credential"},
-		{`{"users":[{"name":"a","role":"worker","nkey":"` + pub + `","token":"x"}]}`, "unknown field"},
-	} {
-		p := filepath.Join(dir, "bad.json")
-		if err := os.WriteFile(p, []byte(tc.body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := ReadUsers(p); err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), p) {
-			t.Errorf("users file %s: %v, want an error naming the file and %q", tc.body, err, tc.want)
-		}
-	}
+	noneRan(t, dir)
 }
 
-// TestLocalCreds: a server given no credentials makes an nkey, keeps its
-// seed in a 0600 file and refuses clients without it; a restart on the same
-// port keeps the seed, so its clients go on working.
-func TestLocalCreds(t *testing.T) {
+// Finding 9: ssh --stdin bytes were stored, base64, in the spec on the
+// server (and in --db), and everything stayed 7 days. Now the spec holds
+// their SHA-256 and the bytes are kept beside it only until every result is
+// in; a sweep's spec, tasks and results carry its retention (--retention,
+// default 24h) and expire with it, unrun tasks included; Delete removes it
+// all at once.
+func TestSecurityStdinAndRetention(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	state := filepath.Join(t.TempDir(), "state")
-	port := freePort(t)
-	o := ServerOptions{Listen: fmt.Sprintf("127.0.0.1:%d", port), StoreDir: t.TempDir(), LocalCreds: true, StateDir: state}
-	s, err := StartServer(o)
+	l := newSSHLab(t)
+	tc := newTestCluster(t)
+	tc.worker("w1", 8, "ssh", l.local("", ""))
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	c := tc.client(ctx)
+
+	secret := []byte("hunter2: a secret for the hosts only\n")
+	spec := l.spec(sshjob.Config{Command: "cat", Stdin: secret})
+	rec, err := c.Submit(ctx, spec, SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.SeedFile != LocalSeedFile(state, port) || !s.SeedCreated {
-		t.Errorf("seed file %q (created %v), want %q made now", s.SeedFile, s.SeedCreated, LocalSeedFile(state, port))
-	}
-	if fi, err := os.Stat(s.SeedFile); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("seed file: %v, %v; want mode 0600", fi, err)
-	}
-	if nc, err := nats.Connect(s.URL); err == nil {
-		nc.Close()
-		t.Error("a client without the seed was accepted")
-	} else if !errors.Is(err, nats.ErrAuthorization) {
-		t.Errorf("a client without the seed: %v, want an authorization violation", err)
-	}
-	good := Credentials{NkeySeed: s.SeedFile}
-	nc, err := Connect(ctx, s.URL, good, "test", t.Logf)
-	if err != nil {
-		t.Fatalf("the seed's holder: %v", err)
-	}
-	nc.Close()
-	s.Shutdown()
-
-	s, err = StartServer(o)
+	e, err := c.s.sweeps.Get(ctx, rec.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.SeedCreated {
-		t.Error("restart made a new seed, want the old one reused")
-	}
-	nc, err = Connect(ctx, s.URL, good, "test", t.Logf)
-	if err != nil {
-		t.Fatalf("after a restart, the seed's holder: %v", err)
-	}
-	nc.Close()
-	s.Shutdown()
-
-	// A seed file others can read is not used.
-	if err := os.Chmod(LocalSeedFile(state, port), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := StartServer(o); err == nil || !strings.Contains(err.Error(), "chmod 600") {
-		t.Errorf("seed file mode 0644: %v, want a refusal saying chmod 600", err)
-	}
-}
-
-func TestServerOptionErrors(t *testing.T) {
-	t.Parallel()
-	ca, cert, key := writeTestCerts(t, t.TempDir())
-	for _, tc := range []struct {
-		name string
-		o    ServerOptions
-		want string
-	}{
-		{"short token", ServerOptions{Creds: Credentials{Token: "x"}}, "at least 16"},
-		{"CA without a certificate", ServerOptions{Creds: Credentials{TLSCA: ca}}, "--tls-cert"},
-		{"certificate without key", ServerOptions{Creds: Credentials{TLSCert: cert}}, "--tls-key"},
-		{"key without certificate", ServerOptions{Creds: Credentials{TLSKey: key}}, "--tls-cert"},
-		{"routes without token or TLS", ServerOptions{LocalCreds: true, ClusterListen: "127.0.0.1:0"}, "routes between servers need"},
-		{"nkey routes without token", ServerOptions{Creds: Credentials{NkeySeed: "x"}, ClusterListen: "127.0.0.1:0"}, "routes between servers need"},
-	} {
-		tc.o.Listen, tc.o.StoreDir, tc.o.StateDir = "127.0.0.1:0", t.TempDir(), t.TempDir()
-		s, err := StartServer(tc.o)
-		if err == nil {
-			s.Shutdown()
-		}
-		if !errors.Is(err, ErrServerOptions) || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: %v, want ErrServerOptions saying %q", tc.name, err, tc.want)
+	for _, leak := range [][]byte{secret, []byte(base64.StdEncoding.EncodeToString(secret))} {
+		if bytes.Contains(e.Value(), leak) {
+			t.Errorf("the stored spec holds the stdin bytes:\n%s", e.Value())
 		}
 	}
-	if err := (Credentials{Token: "abc"}).Check(); err == nil || !strings.Contains(err.Error(), "at least 16") {
-		t.Errorf("client token of 3 characters: %v, want refused", err)
+	if rec.Retention != DefaultRetention {
+		t.Errorf("retention %v, want the default %v", rec.Retention, DefaultRetention)
 	}
-}
-
-// TestRouteTLS: with client TLS on, routes are TLS too: a peer (or anyone
-// on the path) must do TLS before the route's CONNECT carries the token.
-func TestRouteTLS(t *testing.T) {
-	t.Parallel()
-	ca, cert, key := writeTestCerts(t, t.TempDir())
-	creds := Credentials{Token: testToken, TLSCert: cert, TLSKey: key}
-	ports := [2]int{freePort(t), freePort(t)}
-	var srv [2]*Server
-	for i := range srv {
-		s, err := StartServer(ServerOptions{
-			Listen: "127.0.0.1:0", ClusterListen: fmt.Sprintf("127.0.0.1:%d", ports[i]),
-			Routes: []string{fmt.Sprintf("nats://127.0.0.1:%d", ports[1-i])}, Name: fmt.Sprintf("r%d", i),
-			StoreDir: t.TempDir(), Creds: creds,
-		})
+	ttl := func(stream, subject string) string {
+		s, err := c.s.js.Stream(ctx, stream)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(s.Shutdown)
-		srv[i] = s
+		m, err := s.GetLastMsgForSubject(ctx, subject)
+		if err != nil {
+			t.Fatalf("%s %s: %v", stream, subject, err)
+		}
+		return m.Header.Get(jetstream.MsgTTLHeader)
 	}
-	// The route port speaks TLS from the first byte, and only to a peer
-	// that proves itself with a certificate the CA signed.
-	routeAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	pool := x509.NewCertPool()
-	pem, _ := os.ReadFile(ca)
-	pool.AppendCertsFromPEM(pem)
-	pair, err := tls.LoadX509KeyPair(cert, key)
+	if got := ttl("KV_"+SweepsBucket, "$KV."+SweepsBucket+"."+rec.ID); got != DefaultRetention.String() {
+		t.Errorf("record TTL %q, want %v", got, DefaultRetention)
+	}
+	k := newCollector()
+	var outs []string
+	if err := c.Collect(ctx, rec.ID, CollectOptions{Counters: &k.c, Emit: func(r job.Result) { k.emit(r); outs = append(outs, string(r.Stdout)) }}); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range outs {
+		if o != string(secret) {
+			t.Errorf("a host got stdin %q, want %q", o, secret)
+		}
+	}
+	if got := ttl(ResultsStream, resultSubject(rec.ID, 0, 0)); got != DefaultRetention.String() {
+		t.Errorf("results TTL %q, want %v", got, DefaultRetention)
+	}
+	if _, err := c.s.sweeps.Get(ctx, rec.ID+stdinKeySuffix); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("stdin still on the server once every result is in: %v", err)
+	}
+
+	// A sweep no worker runs (exec, not allowed here) is gone with its
+	// tasks once its short retention is over.
+	short, err := c.Submit(ctx, touchSpec(t.TempDir(), 3), SubmitOptions{Retention: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dialer := &net.Dialer{Timeout: 30 * time.Second}
-	tc, err := tls.DialWithDialer(dialer, "tcp", routeAddr, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1",
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pair, nil }})
+	waitGone(t, ctx, c, short.ID)
+
+	// Delete takes everything at once.
+	rec2, err := c.Submit(ctx, l.spec(sshjob.Config{Command: "cat", Stdin: secret}), SubmitOptions{})
 	if err != nil {
-		t.Fatalf("TLS to the route port: %v", err)
+		t.Fatal(err)
 	}
-	_ = tc.SetReadDeadline(time.Now().Add(30 * time.Second))
-	if info, err := bufio.NewReader(tc).ReadString('\n'); err != nil || !strings.HasPrefix(info, "INFO ") {
-		t.Errorf("route INFO over TLS: %q, %v", info, err)
+	if err := c.Collect(ctx, rec2.ID, CollectOptions{}); err != nil {
+		t.Fatal(err)
 	}
-	tc.Close()
-	anon, err := tls.DialWithDialer(dialer, "tcp", routeAddr, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
-	if err == nil {
-		_ = anon.SetReadDeadline(time.Now().Add(30 * time.Second))
-		_, err = bufio.NewReader(anon).ReadString('\n') // TLS 1.3: the refusal comes with the first read
-		anon.Close()
+	if err := c.Delete(ctx, rec2.ID); err != nil {
+		t.Fatal(err)
 	}
-	if err == nil {
-		t.Error("route port: a TLS peer without a certificate was let in")
+	if _, err := c.Lookup(ctx, rec2.ID); !errors.Is(err, ErrNoSweep) {
+		t.Errorf("after Delete: %v, want ErrNoSweep", err)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for srv[0].ns.NumRoutes() == 0 || srv[1].ns.NumRoutes() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the servers never joined over TLS routes")
+	if n := storedSubjects(t, ctx, c, rec2.ID); n != 0 {
+		t.Errorf("after Delete: %d results messages left", n)
+	}
+	if err := c.Delete(ctx, rec2.ID); !errors.Is(err, ErrNoSweep) {
+		t.Errorf("Delete twice: %v, want ErrNoSweep", err)
+	}
+}
+
+// waitGone waits until sweep id's record and tasks have expired.
+func waitGone(t *testing.T, ctx context.Context, c *Client, id string) {
+	t.Helper()
+	for {
+		_, lerr := c.Lookup(ctx, id)
+		info, err := c.s.tasks.Info(ctx, jetstream.WithSubjectFilter(tasksPrefix+id+".>"))
+		if err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		if errors.Is(lerr, ErrNoSweep) && len(info.State.Subjects) == 0 {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("sweep %s not expired: lookup %v, %d tasks left", id, lerr, len(info.State.Subjects))
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+}
+
+// Finding 10: consumers trusted what they decoded: one malformed results
+// message ended attach; a record's Total sized a bitmap unchecked (a huge
+// one panicked in makeslice). Now a record's layout is checked and its
+// Total must be its spec's, within a bound, before anything is sized;
+// messages that do not decode, or come on subjects no task of the sweep
+// has, are skipped and counted. (Unrun exec tasks expiring is in
+// TestSecurityStdinAndRetention; the decoders are fuzzed in fuzz_test.go.)
+func TestSecurityHostileRecordsAndMessages(t *testing.T) {
+	t.Parallel()
+	tc := newTestCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	nc, err := Connect(ctx, srv[1].URL, Credentials{Token: testToken, TLSCA: ca}, "test", t.Logf)
+	c := tc.client(ctx)
+	a := newAttacker(t, ctx, tc.url)
+
+	huge := Record{ID: "huge-total", Spec: sleepSpec(10, 1), Total: 1 << 62, TaskSize: 1 << 62, Tasks: 1, Submitted: time.Now()}
+	a.record(t, ctx, huge)
+	if err := c.Collect(ctx, huge.ID, CollectOptions{}); err == nil || !strings.Contains(err.Error(), "over the limit") {
+		t.Errorf("collecting a record of 2^62 targets: %v, want a refusal", err)
+	}
+	lying := Record{ID: "lying-total", Spec: sleepSpec(10, 1), Total: 1000, TaskSize: 10, Tasks: 100, Submitted: time.Now()}
+	a.record(t, ctx, lying)
+	if err := c.Collect(ctx, lying.ID, CollectOptions{}); err == nil || !strings.Contains(err.Error(), "10 targets here, 1000 in its record") {
+		t.Errorf("collecting a record whose Total is not its spec's: %v, want a refusal", err)
+	}
+	layout := Record{ID: "bad-layout", Spec: sleepSpec(10, 1), Total: 10, TaskSize: 3, Tasks: 2, Submitted: time.Now()}
+	a.record(t, ctx, layout)
+	if _, err := c.Lookup(ctx, layout.ID); err == nil || !strings.Contains(err.Error(), "2 tasks of 3 do not make 10 targets") {
+		t.Errorf("a record whose tasks do not cover its targets: %v, want an error", err)
+	}
+
+	rec, err := c.Submit(ctx, sleepSpec(300, 1), SubmitOptions{TaskSize: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
-	if _, err := NewClient(ctx, nc); err != nil {
-		t.Errorf("client of a TLS-routed cluster: %v", err)
+	a.publish(t, ctx, resultSubject(rec.ID, 0, 0), []byte("junk"))
+	a.publish(t, ctx, resultsPrefix+rec.ID+".999.0", mustJSON("no such task"))
+	a.publish(t, ctx, resultsPrefix+rec.ID+".x.0", nil)
+	tc.worker("w1", 50, "")
+	k := newCollector()
+	var drop Dropped
+	if err := c.Collect(ctx, rec.ID, CollectOptions{Counters: &k.c, Dropped: &drop, Emit: k.emit}); err != nil {
+		t.Fatalf("collect past malformed messages: %v", err)
 	}
-}
-
-// TestConnectTLSErrors: a client that cannot verify the server's TLS, or
-// that wants TLS from a server without it, fails with a plain message and
-// never falls back to clear text.
-func TestConnectTLSErrors(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	_, cert, key := writeTestCerts(t, t.TempDir())
-	tlsSrv := startTestServer(t, Credentials{Token: testToken, TLSCert: cert, TLSKey: key})
-	u := strings.Replace(tlsSrv.URL, "tls://", "nats://", 1)
-	if _, err := Connect(ctx, u, Credentials{Token: testToken}, "test", t.Logf); err == nil ||
-		!strings.Contains(err.Error(), "requires TLS") || !strings.Contains(err.Error(), "--tls-ca") {
-		t.Errorf("nats:// to a TLS server without its CA: %v, want a message naming --tls-ca", err)
-	}
-	plain := startTestServer(t, Credentials{Token: testToken})
-	tlsURL := strings.Replace(plain.URL, "nats://", "tls://", 1)
-	if _, err := Connect(ctx, tlsURL, Credentials{Token: testToken}, "test", t.Logf); err == nil || !strings.Contains(err.Error(), "does not offer it") {
-		t.Errorf("tls:// to a server without TLS: %v, want refused", err)
-	}
-}
-
-func TestClearTextSecret(t *testing.T) {
-	t.Parallel()
-	tok := Credentials{Token: testToken}
-	for _, tc := range []struct {
-		url   string
-		tls   bool
-		creds Credentials
-		want  string
-	}{
-		{"nats://10.1.2.3:4222", false, tok, "the token"},
-		{"nats://nats.example.com:4222", false, Credentials{User: "a", Password: "p"}, `the password of user "a"`},
-		{"nats://10.1.2.3:4222", true, tok, ""},
-		{"nats://127.0.0.1:4222", false, tok, ""},
-		{"nats://[::1]:4222", false, tok, ""},
-		{"nats://localhost:4222", false, tok, ""},
-		{"nats://10.1.2.3:4222", false, Credentials{NkeySeed: "seed.nk"}, ""},
-	} {
-		if got := clearTextSecret(tc.url, tc.tls, tc.creds); got != tc.want {
-			t.Errorf("%s (tls %v): %q, want %q", tc.url, tc.tls, got, tc.want)
-		}
-	}
-}
-
-func TestQuietRepeats(t *testing.T) {
-	t.Parallel()
-	var lines []string
-	say := QuietRepeats(func(f string, a ...any) { lines = append(lines, fmt.Sprintf(f, a...)) }, time.Hour)
-	for i := 0; i < 100; i++ {
-		say("fetch: %v", "connection closed")
-	}
-	say("task %d done", 1)
-	say("task %d done", 2)
-	if len(lines) != 3 {
-		t.Errorf("lines %q: want the repeated one once and each other line", lines)
-	}
-}
-
-func TestCredentialsFromEnv(t *testing.T) {
-	t.Setenv("FANOUT_TOKEN", testToken)
-	t.Setenv("FANOUT_PASSWORD", "from-env-password")
-	t.Setenv("FANOUT_USER", "")
-	t.Setenv("FANOUT_NKEY_SEED", "")
-	if c := (Credentials{NkeySeed: "w.nk"}).FromEnv(); c.Token != "" || c.Password != "" || c.Check() != nil {
-		t.Errorf("--nkey-seed with FANOUT_TOKEN and FANOUT_PASSWORD set: %+v (%v), want the seed alone", c, c.Check())
-	}
-	if c := (Credentials{}).FromEnv(); c.Token != testToken || c.Password != "" || c.Check() != nil {
-		t.Errorf("nothing given: %+v, want the environment's token", c)
-	}
-	if c := (Credentials{User: "alice"}).FromEnv(); c.Password != "from-env-password" || c.Token != "" || c.Check() != nil {
-		t.Errorf("--cluster-user alice: %+v, want alice with FANOUT_PASSWORD", c)
+	exactlyOnce(t, "collector", k.counts, 300)
+	if m := drop.Malformed.Load(); m != 3 {
+		t.Errorf("%d malformed messages counted, want 3", m)
 	}
 }

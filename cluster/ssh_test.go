@@ -24,7 +24,8 @@ import (
 )
 
 // An ssh sweep spread over two worker processes: each rebuilds the job from
-// the sweep's stored options (key file, known_hosts, port, command), every
+// the sweep's stored options (port, command) and its own settings (config
+// file, key file, known_hosts), every
 // host of the in-process fleet is reached exactly once, and each result
 // carries that host's own output back through the results stream.
 func TestSSHSweepThroughCluster(t *testing.T) {
@@ -54,11 +55,14 @@ func TestSSHSweepThroughCluster(t *testing.T) {
 	if err := os.WriteFile(knownFile, []byte(line+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The workers' own settings: their config file, key and known_hosts.
+	confFile := filepath.Join(dir, "ssh_config")
+	if err := os.WriteFile(confFile, []byte("GlobalKnownHostsFile none\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	local, _ := json.Marshal(sshjob.Local{SSHConfig: confFile, Identities: []string{keyFile}, NoAgent: true, KnownHosts: []string{knownFile}})
 	opts, err := json.Marshal(sshjob.Config{
-		Command: "hostname", User: "fanout", Port: fleet.Port,
-		Identities: []string{keyFile}, NoAgent: true, NoDefaultIdentities: true,
-		SSHConfig: "none", KnownHosts: []string{knownFile},
-		Options: map[string]string{"GlobalKnownHostsFile": "none"},
+		Command: "hostname", User: "fanout", Port: fleet.Port, NoDefaultIdentities: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -66,8 +70,8 @@ func TestSSHSweepThroughCluster(t *testing.T) {
 	spec := fanout.Spec{Job: sshjob.Kind, JobOptions: opts, Targets: []string{fmt.Sprintf("127.4.0.0-127.4.%d.%d", (n-1)>>8, (n-1)&255)}}
 
 	tc := newTestCluster(t)
-	tc.worker("w1", 64, "ssh")
-	tc.worker("w2", 64, "ssh")
+	tc.worker("w1", 64, "ssh", "FANOUT_CLUSTER_SSH="+string(local))
+	tc.worker("w2", 64, "ssh", "FANOUT_CLUSTER_SSH="+string(local))
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	c := tc.client(ctx)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -14,6 +15,9 @@ import (
 // SweepStatus is one sweep as `fanout status` shows it.
 type SweepStatus struct {
 	Record
+	SHA256       string    `json:"sha256"`        // the record's digest (attach --digest)
+	Expires      time.Time `json:"expires"`       // when the server drops the sweep (its retention)
+	Published    bool      `json:"published"`     // every task is in the tasks stream
 	ChunksDone   uint64    `json:"chunks_done"`   // tasks whose results are stored
 	TasksQueued  uint64    `json:"tasks_queued"`  // tasks still in the work queue (waiting or running)
 	DoneApprox   uint64    `json:"done"`          // targets with results (chunks done x task size)
@@ -43,11 +47,20 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 		return st, err
 	}
 	for id := range sl.Keys() {
+		if strings.Contains(id, "/") { // a sweep's stdin or published mark
+			continue
+		}
 		rec, err := getRecord(ctx, c.s, id)
 		if err != nil {
 			continue
 		}
-		ss := SweepStatus{Record: rec}
+		ss := SweepStatus{Record: rec, SHA256: rec.Digest}
+		ret := rec.Retention
+		if ret == 0 {
+			ret = MaxRetention
+		}
+		ss.Expires = rec.Submitted.Add(ret)
+		ss.Published, _ = c.published(ctx, id)
 		if n, last, err := subjectCount(ctx, c.s.results, resultsPrefix+id+".*.0"); err == nil {
 			ss.ChunksDone, ss.LastActivity = n, last
 		}
@@ -55,7 +68,7 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 			ss.TasksQueued = n
 		}
 		ss.DoneApprox = min(ss.ChunksDone*rec.TaskSize, rec.Total)
-		ss.Complete = rec.Published && ss.ChunksDone >= rec.Tasks
+		ss.Complete = ss.Published && ss.ChunksDone >= rec.Tasks
 		end := time.Now()
 		if ss.Complete && !ss.LastActivity.IsZero() {
 			end = ss.LastActivity
@@ -115,16 +128,27 @@ func subjectCount(ctx context.Context, s jetstream.Stream, filter string) (uint6
 	return n, last, nil
 }
 
-// Delete removes a sweep: its record, queued tasks and stored results.
+// Delete removes a sweep: its record, stdin, queued tasks and stored
+// results. What is left of a sweep whose record is gone is removed too,
+// and the answer is then ErrNoSweep.
 func (c *Client) Delete(ctx context.Context, id string) error {
-	if _, err := c.Lookup(ctx, id); err != nil {
-		return err
+	if !ValidSweepID(id) {
+		return fmt.Errorf("sweep id %q: want letters, digits, - and _", id)
+	}
+	_, lerr := c.Lookup(ctx, id)
+	if lerr != nil && !errors.Is(lerr, ErrNoSweep) {
+		return lerr
 	}
 	if err := c.s.tasks.Purge(ctx, jetstream.WithPurgeSubject(tasksPrefix+id+".>")); err != nil {
-		return err
+		return fmt.Errorf("sweep %s: tasks: %w", id, err)
 	}
-	if err := c.s.results.Purge(ctx, jetstream.WithPurgeSubject(resultsPrefix+strings.TrimSpace(id)+".>")); err != nil {
-		return err
+	if err := c.s.results.Purge(ctx, jetstream.WithPurgeSubject(resultsPrefix+id+".>")); err != nil {
+		return fmt.Errorf("sweep %s: results: %w", id, err)
 	}
-	return c.s.sweeps.Delete(ctx, id)
+	for _, k := range []string{id + stdinKeySuffix, id + publishedKeySuffix, id} {
+		if err := c.s.sweeps.Purge(ctx, k, jetstream.PurgeTTL(time.Minute)); err != nil {
+			return fmt.Errorf("sweep %s: %w", id, err)
+		}
+	}
+	return lerr
 }

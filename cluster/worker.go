@@ -3,6 +3,7 @@ package cluster
 import (
 	"cmp"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,26 +25,58 @@ import (
 )
 
 // task is what a tasks message carries: positions [Lo, Hi) of the sweep's
-// order. Job is repeated so a worker can refuse a kind without the Spec.
+// order. Job is repeated so a worker can refuse a kind without the Spec;
+// Rev and SHA256 name the record the submitter created (its revision in the
+// sweeps bucket and its digest), the only one the task runs with.
 type task struct {
-	Sweep string `json:"sweep"`
-	Chunk uint64 `json:"chunk"`
-	Lo    uint64 `json:"lo"`
-	Hi    uint64 `json:"hi"`
-	Job   string `json:"job"`
+	Sweep  string `json:"sweep"`
+	Chunk  uint64 `json:"chunk"`
+	Lo     uint64 `json:"lo"`
+	Hi     uint64 `json:"hi"`
+	Job    string `json:"job"`
+	Rev    uint64 `json:"rev"`
+	SHA256 string `json:"sha256"`
 }
 
-// DefaultAllow is every registered job kind but exec: exec runs arbitrary
-// local commands on the worker, so a worker must opt in to it.
+// decodeTask reads a tasks message and checks it against its own subject;
+// whether it fits its sweep is checked once the record is read (checkTask).
+func decodeTask(subject string, data []byte) (task, error) {
+	var t task
+	if err := json.Unmarshal(data, &t); err != nil {
+		return t, fmt.Errorf("malformed: %v", err)
+	}
+	switch {
+	case !ValidSweepID(t.Sweep):
+		return t, fmt.Errorf("sweep id %q: want letters, digits, - and _", t.Sweep)
+	case subject != taskSubject(t.Sweep, t.Chunk):
+		return t, fmt.Errorf("says sweep %s task %d, stored as %s", t.Sweep, t.Chunk, subject)
+	case t.Lo >= t.Hi:
+		return t, fmt.Errorf("empty range [%d, %d)", t.Lo, t.Hi)
+	case t.Rev == 0 || len(t.SHA256) != 64:
+		return t, fmt.Errorf("names no record revision and digest (from an older fanout?)")
+	}
+	if _, err := hex.DecodeString(t.SHA256); err != nil {
+		return t, fmt.Errorf("digest %q: %v", t.SHA256, err)
+	}
+	return t, nil
+}
+
+// DefaultAllow is every registered job kind but exec and ssh: exec runs
+// arbitrary local commands on the worker, and ssh logs in elsewhere with
+// the worker's keys, so a worker must opt in to them.
 func DefaultAllow() []string {
 	var out []string
 	for _, k := range job.Kinds() {
-		if k != "exec" {
+		if k != "exec" && k != "ssh" {
 			out = append(out, k)
 		}
 	}
 	return out
 }
+
+// confinedKinds are the job kinds a worker runs only with a Confine of its
+// own: their options name files and keys of the machine that runs them.
+var confinedKinds = []string{"ssh"}
 
 // WorkerOptions configure a worker.
 type WorkerOptions struct {
@@ -53,6 +86,11 @@ type WorkerOptions struct {
 	AckWait     time.Duration // for the shared consumer when this worker creates it
 	Verbose     bool          // log every task's timing
 	Logf        func(format string, args ...any)
+	// Confine, per job kind, rewrites a sweep's job options (from the bus:
+	// untrusted) into what runs here, or refuses them: the worker's own
+	// files, keys and policies replace the spec's (ssh: job/ssh.Confine).
+	// A kind of confinedKinds ("ssh") may be allowed only with one.
+	Confine map[string]func(options json.RawMessage) (json.RawMessage, error)
 }
 
 // Worker pulls tasks and runs them with the local engine.
@@ -88,8 +126,10 @@ type sweepRun struct {
 	set   target.Set
 	order target.Order
 	job   job.Job
+	chk   *checker      // tells the sweep's results from others (read back)
 	rate  *rate.Limiter // --rate, per worker across the sweep's tasks; nil: none
 	used  time.Time
+	err   error // a refusal (*leaveError), cached like a sweep
 }
 
 // NewWorker prepares a worker on nc (streams and the shared consumer are
@@ -111,6 +151,9 @@ func NewWorker(ctx context.Context, nc *nats.Conn, o WorkerOptions) (*Worker, er
 	allow := map[string]bool{}
 	for _, k := range o.Allow {
 		allow[k] = true
+		if slices.Contains(confinedKinds, k) && o.Confine[k] == nil {
+			return nil, fmt.Errorf("allow %s: a worker runs %s sweeps only with its own files and keys (WorkerOptions.Confine[%q])", k, k, k)
+		}
 	}
 	s, err := ensure(ctx, nc)
 	if err != nil {
@@ -220,15 +263,38 @@ func (w *Worker) Run(ctx context.Context) error {
 			continue
 		}
 		for msg := range batch.Messages() {
-			var t task
-			if err := json.Unmarshal(msg.Data(), &t); err != nil || t.Hi < t.Lo {
-				w.opts.Logf("task %s: malformed (%v), dropped", msg.Subject(), err)
+			t, err := decodeTask(msg.Subject(), msg.Data())
+			if err != nil {
+				w.logSweep(msg.Subject(), "task %s: %v: refused", msg.Subject(), err)
 				_ = msg.TermWithReason("malformed task")
 				continue
 			}
 			if !w.allow[t.Job] {
-				w.refuse(t, msg)
+				w.refuse(t, msg, fmt.Sprintf("is job kind %q, not allowed here (--allow %s)", t.Job, strings.Join(w.opts.Allow, ",")))
 				backoff = min(max(2*backoff, 50*time.Millisecond), time.Second)
+				continue
+			}
+			sr, err := w.sweep(ctx, t)
+			if err == nil {
+				err = checkTask(sr.rec, t)
+			}
+			if err == nil {
+				err = sr.err // this worker's refusal of the sweep
+			}
+			var leave *leaveError
+			switch {
+			case errors.As(err, &leave):
+				w.refuse(t, msg, leave.Error())
+				backoff = min(max(2*backoff, 50*time.Millisecond), time.Second)
+				continue
+			case errors.Is(err, ErrNoSweep), errors.Is(err, errBadTask):
+				// Deleted, expired, rewritten or forged: it will never run.
+				w.logSweep(t.Sweep, "task %s/%d: %v; dropped", t.Sweep, t.Chunk, err)
+				_ = msg.TermWithReason("task refused")
+				continue
+			case err != nil:
+				w.opts.Logf("task %s/%d: %v; left for other workers", t.Sweep, t.Chunk, err)
+				_ = msg.NakWithDelay(5 * time.Second)
 				continue
 			}
 			backoff = 0
@@ -238,7 +304,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			go func() {
 				defer wg.Done()
 				defer w.hold(t.Sweep, -1)
-				n := w.runTask(ctx, t, msg)
+				n := w.runTask(ctx, t, sr, msg)
 				w.outstanding.Add(-int64(t.Hi-t.Lo) + n)
 			}()
 		}
@@ -259,37 +325,61 @@ func (w *Worker) hold(sweep string, d int) {
 	}
 }
 
-// refuse leaves a task of a kind this worker does not run for the others.
-func (w *Worker) refuse(t task, msg jetstream.Msg) {
+// refuse leaves a task this worker does not run (its kind, or its options
+// under this worker's policy) for the others.
+func (w *Worker) refuse(t task, msg jetstream.Msg, why string) {
+	w.logSweep(t.Sweep, "worker %s: sweep %s %s: leaving its tasks to other workers", w.opts.Name, t.Sweep, why)
+	_ = msg.NakWithDelay(2 * time.Second)
+}
+
+// logSweep logs a refusal, at most once per sweep every 10 s: a sweep's
+// tasks are all refused alike.
+func (w *Worker) logSweep(sweep, format string, args ...any) {
 	w.mu.Lock()
-	last := w.refused[t.Sweep]
+	last := w.refused[sweep]
 	logIt := time.Since(last) > 10*time.Second
 	if logIt {
-		w.refused[t.Sweep] = time.Now()
+		if len(w.refused) >= 1024 { // forget them all rather than grow without bound
+			clear(w.refused)
+		}
+		w.refused[sweep] = time.Now()
 	}
 	w.mu.Unlock()
 	if logIt {
-		w.opts.Logf("worker %s: sweep %s is job kind %q, not allowed here (--allow %s): leaving its tasks to other workers",
-			w.opts.Name, t.Sweep, t.Job, strings.Join(w.opts.Allow, ","))
+		w.opts.Logf(format, args...)
 	}
-	_ = msg.NakWithDelay(2 * time.Second)
+}
+
+// leaveError: this worker does not run the sweep (job kind, or options its
+// policy refuses); other workers may.
+type leaveError struct{ err error }
+
+func (e *leaveError) Error() string { return e.err.Error() }
+func (e *leaveError) Unwrap() error { return e.err }
+
+// errBadTask: a task that no worker should run (it does not fit its
+// sweep's record, or names a record that is not the submitted one).
+var errBadTask = errors.New("refused")
+
+// checkTask checks t against the record it runs with: the job kind that
+// will run (whether this worker allows it is the rebuilt sweep's err) is
+// the one the task says, and the range is the task's own in the record's
+// layout (so within the sweep's targets).
+func checkTask(rec Record, t task) error {
+	if kind := rec.Spec.Job; kind != t.Job {
+		return fmt.Errorf("%w: the task says job %q, its sweep's spec runs %q", errBadTask, t.Job, kind)
+	}
+	lo := t.Chunk * rec.TaskSize
+	if t.Chunk >= rec.Tasks || t.Lo != lo || t.Hi != min(lo+rec.TaskSize, rec.Total) {
+		return fmt.Errorf("%w: task %d is [%d, %d), the sweep's layout (%d targets in tasks of %d) says otherwise",
+			errBadTask, t.Chunk, t.Lo, t.Hi, rec.Total, rec.TaskSize)
+	}
+	return nil
 }
 
 // runTask runs one task, publishes its results, then acks it. It returns
 // how many Results it emitted (each already taken off w.outstanding).
-func (w *Worker) runTask(ctx context.Context, t task, msg jetstream.Msg) int64 {
-	sr, err := w.sweep(ctx, t.Sweep)
-	if errors.Is(err, ErrNoSweep) {
-		// Deleted or expired: its tasks will never run anywhere.
-		w.opts.Logf("task %s/%d: %v; dropped", t.Sweep, t.Chunk, err)
-		_ = msg.TermWithReason("sweep deleted")
-		return 0
-	}
-	if err != nil {
-		w.opts.Logf("task %s/%d: %v; left for other workers", t.Sweep, t.Chunk, err)
-		_ = msg.NakWithDelay(5 * time.Second)
-		return 0
-	}
+func (w *Worker) runTask(ctx context.Context, t task, sr *sweepRun, msg jetstream.Msg) int64 {
 	// Tell the server the task is alive while it runs (AckWait/3).
 	tctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -334,7 +424,7 @@ func (w *Worker) runTask(ctx context.Context, t task, msg jetstream.Msg) int64 {
 	// second, so the submitter is not left waiting for a whole task and a
 	// big task's results never sit in memory.
 	t0 := time.Now()
-	pub := &chunkPublisher{w: w, t: t}
+	pub := &chunkPublisher{w: w, t: t, sr: sr}
 	batches := make(chan []job.Result, 4)
 	pubErr := make(chan error, 1)
 	go func() {
@@ -351,7 +441,7 @@ func (w *Worker) runTask(ctx context.Context, t task, msg jetstream.Msg) int64 {
 	lastFlush := time.Now()
 	var c engine.Counters
 	stopInflight := w.trackInflight(tctx, &c)
-	err = engine.Run(tctx, sr.set, target.Slice(sr.order, t.Lo, t.Hi), j, opts, &c, func(r job.Result) {
+	err := engine.Run(tctx, sr.set, target.Slice(sr.order, t.Lo, t.Hi), j, opts, &c, func(r job.Result) {
 		r.Worker = w.opts.Name
 		buf = append(buf, r)
 		got++
@@ -433,20 +523,41 @@ func (w *Worker) ackWait() time.Duration {
 	return DefaultAckWait
 }
 
-// sweep returns the rebuilt sweep id, from the cache or the sweeps bucket.
-func (w *Worker) sweep(ctx context.Context, id string) (*sweepRun, error) {
+// sweep returns the sweep t runs in, rebuilt from the record t names (its
+// revision, checked against its digest), from the cache or the bucket. A
+// record that is not there at that revision, or not with that digest, is
+// not the one submitted: ErrNoSweep or errBadTask. A sweep this worker
+// refuses to run (its kind, or its options under Confine) comes back with
+// its err set to a *leaveError, and is cached too.
+func (w *Worker) sweep(ctx context.Context, t task) (*sweepRun, error) {
+	key := t.Sweep + "@" + t.SHA256
 	w.mu.Lock()
-	if sr, ok := w.sweeps[id]; ok {
+	if sr, ok := w.sweeps[key]; ok {
 		sr.used = time.Now()
 		w.mu.Unlock()
 		return sr, nil
 	}
 	w.mu.Unlock()
-	rec, err := getRecord(ctx, w.s, id)
-	if err != nil {
-		return nil, err
+	e, err := w.s.sweeps.GetRevision(ctx, t.Sweep, t.Rev)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, fmt.Errorf("sweep %q revision %d: %w (deleted, expired or rewritten)", t.Sweep, t.Rev, ErrNoSweep)
 	}
-	sr, err := rebuild(rec)
+	if err != nil {
+		return nil, fmt.Errorf("sweep %s: %w", t.Sweep, err)
+	}
+	if d := digest(e.Value()); d != t.SHA256 {
+		return nil, fmt.Errorf("%w: sweep %s revision %d has digest %s, its task says %s", errBadTask, t.Sweep, t.Rev, d, t.SHA256)
+	}
+	rec, err := decodeRecord(t.Sweep, e.Value())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errBadTask, err)
+	}
+	rec.Revision = t.Rev
+	sr, err := w.rebuild(ctx, rec)
+	var leave *leaveError
+	if errors.As(err, &leave) {
+		sr, err = &sweepRun{rec: rec, err: leave}, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -459,10 +570,13 @@ func (w *Worker) sweep(ctx context.Context, id string) (*sweepRun, error) {
 				oldest = k
 			}
 		}
+		if c, ok := w.sweeps[oldest].job.(io.Closer); ok && w.active[w.sweeps[oldest].rec.ID] == 0 {
+			_ = c.Close()
+		}
 		delete(w.sweeps, oldest)
 	}
 	sr.used = time.Now()
-	w.sweeps[id] = sr
+	w.sweeps[key] = sr
 	return sr, nil
 }
 
@@ -479,15 +593,44 @@ func (w *Worker) closeJobs() {
 	}
 }
 
-func rebuild(rec Record) (*sweepRun, error) {
-	set, order, j, err := rec.Spec.Build()
+// rebuild builds what rec runs with here: its kind must be allowed, its
+// job options confined to this worker's own settings (WorkerOptions.Confine),
+// its stdin (kept beside the record) the bytes its digest names.
+func (w *Worker) rebuild(ctx context.Context, rec Record) (*sweepRun, error) {
+	spec := rec.Spec
+	if !w.allow[spec.Job] {
+		return nil, &leaveError{fmt.Errorf("is job kind %q, not allowed here (--allow %s)", spec.Job, strings.Join(w.opts.Allow, ","))}
+	}
+	if spec.StdinDigest() != "" {
+		e, err := w.s.sweeps.Get(ctx, rec.ID+stdinKeySuffix)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, fmt.Errorf("sweep %s: its stdin is gone (the sweep is complete or expired): %w", rec.ID, ErrNoSweep)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("sweep %s: stdin: %w", rec.ID, err)
+		}
+		if spec, err = spec.JoinStdin(e.Value()); err != nil {
+			return nil, fmt.Errorf("%w: sweep %s: %v", errBadTask, rec.ID, err)
+		}
+	}
+	if confine := w.opts.Confine[spec.Job]; confine != nil {
+		opts, err := confine(spec.JobOptions)
+		if err != nil {
+			return nil, &leaveError{err}
+		}
+		spec.JobOptions = opts
+	}
+	set, order, j, err := spec.Build()
 	if err != nil {
 		return nil, fmt.Errorf("sweep %s: %w", rec.ID, err)
 	}
 	if order.Len() != rec.Total {
-		return nil, fmt.Errorf("sweep %s: %d targets here, %d at the submitter (different fanout versions?)", rec.ID, order.Len(), rec.Total)
+		if c, ok := j.(io.Closer); ok {
+			_ = c.Close()
+		}
+		return nil, fmt.Errorf("%w: sweep %s: %d targets here, %d in its record (different fanout versions?)", errBadTask, rec.ID, order.Len(), rec.Total)
 	}
-	sr := &sweepRun{rec: rec, set: set, order: order, job: j}
+	sr := &sweepRun{rec: rec, set: set, order: order, job: j, chk: &checker{rec: rec, set: set, order: order}}
 	if rec.Spec.Rate > 0 {
 		sr.rate = rate.NewLimiter(rate.Limit(rec.Spec.Rate), 1)
 	}
@@ -509,6 +652,7 @@ const flushEvery = 1024
 type chunkPublisher struct {
 	w    *Worker
 	t    task
+	sr   *sweepRun
 	slot int             // next slot to try
 	have map[uint64]bool // indexes stored by other runs, read back
 }
@@ -531,7 +675,7 @@ func (p *chunkPublisher) publish(ctx context.Context, results []job.Result) erro
 		ack, err := w.s.js.PublishMsg(pctx, &nats.Msg{
 			Subject: subj, Data: data,
 			Header: nats.Header{"Nats-Msg-Id": []string{subj[len(resultsPrefix):]}},
-		}, jetstream.WithRetryAttempts(20), jetstream.WithRetryWait(250*time.Millisecond))
+		}, jetstream.WithRetryAttempts(20), jetstream.WithRetryWait(250*time.Millisecond), jetstream.WithMsgTTL(p.ttl()))
 		cancel()
 		if err == nil && !ack.Duplicate {
 			pending = pending[n:]
@@ -542,8 +686,9 @@ func (p *chunkPublisher) publish(ctx context.Context, results []job.Result) erro
 		if err != nil && !errors.As(err, &apiErr) {
 			return err
 		}
-		// Refused or duplicate: another run stored this slot first.
-		stored, err := w.storedIndexes(ctx, subj)
+		// Refused or duplicate: another run (or anyone who may publish
+		// results) stored this slot first.
+		stored, err := p.storedIndexes(ctx, subj)
 		if err != nil {
 			return fmt.Errorf("%s: read back: %w", subj, err)
 		}
@@ -573,20 +718,40 @@ func (p *chunkPublisher) unstored(rs []job.Result) []job.Result {
 	return keep
 }
 
-func (w *Worker) storedIndexes(ctx context.Context, subj string) (map[uint64]bool, error) {
+// ttl is how long the server keeps the results: the sweep's retention.
+func (p *chunkPublisher) ttl() time.Duration {
+	if r := p.sr.rec.Retention; r > 0 {
+		return r
+	}
+	return MaxRetention
+}
+
+// storedIndexes are the indexes of the message stored at subj that hold a
+// genuine result of this task (see checker): a message that does not decode,
+// or results of other targets, leave their indexes to be published again.
+func (p *chunkPublisher) storedIndexes(ctx context.Context, subj string) (map[uint64]bool, error) {
 	gctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	m, err := w.s.results.GetLastMsgForSubject(gctx, subj)
+	m, err := p.w.s.results.GetLastMsgForSubject(gctx, subj)
 	if err != nil {
 		return nil, err
 	}
 	rs, err := decodeBatch(m.Data)
 	if err != nil {
-		return nil, err
+		p.w.logSweep(p.t.Sweep, "%s: stored message skipped: %v", subj, err)
+		return nil, nil
 	}
 	have := make(map[uint64]bool, len(rs))
-	for _, r := range rs {
-		have[r.Index] = true
+	bad := 0
+	for i := range rs {
+		if _, err := p.sr.chk.check(p.t.Chunk, &rs[i]); err != nil {
+			bad++
+			continue
+		}
+		have[rs[i].Index] = true
+	}
+	if bad > 0 {
+		p.w.logSweep(p.t.Sweep, "%s: %d stored results are not this task's (forged?): their targets are published again", subj, bad)
 	}
 	return have, nil
 }

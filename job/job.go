@@ -98,6 +98,31 @@ func New(kind string, options json.RawMessage) (Job, error) {
 	return f(options)
 }
 
+// expanders build the Expander of the kinds that have one from their
+// options alone, without the job: what knows a sweep's targets (a cluster
+// collector checking Results) need not build an ssh job, which reads keys.
+var expanders = map[string]func(options json.RawMessage) (Expander, error){}
+
+// RegisterExpander says how kind's Expander is built from its options (the
+// kind's Job must expand its set the same way). Meant for the kind's init.
+func RegisterExpander(kind string, f func(options json.RawMessage) (Expander, error)) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	expanders[kind] = f
+}
+
+// NewExpander is kind's Expander for options, or nil when kind does not
+// expand its set.
+func NewExpander(kind string, options json.RawMessage) (Expander, error) {
+	registryMu.RLock()
+	f, ok := expanders[kind]
+	registryMu.RUnlock()
+	if !ok {
+		return nil, nil
+	}
+	return f(options)
+}
+
 // Kinds lists the registered job kinds, sorted.
 func Kinds() []string {
 	registryMu.RLock()

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/fanout/fanout/engine"
 	"github.com/fanout/fanout/job"
 	"github.com/fanout/fanout/store"
+	"github.com/fanout/fanout/target"
 )
 
 func init() { register(newAttachCmd) }
@@ -23,6 +25,7 @@ func newAttachCmd() *cobra.Command {
 	f := &sweepFlags{}
 	var creds cluster.Credentials
 	var dbSweep int64
+	var wantDigest string
 	cmd := &cobra.Command{
 		Use:   "attach URL SWEEP [flags]",
 		Short: "Stream the results of a sweep submitted to a cluster",
@@ -31,9 +34,17 @@ stopped): stream its results, each target once, with the same outputs,
 progress bar, summary and exit status as the job command would have had.
 Results already delivered before are delivered again, except with --db: the
 submitter's record of the sweep in that file is continued and what it holds is
-skipped.`,
+skipped.
+
+The sweep's spec is read from the server, where anyone who may submit could
+have replaced it: --digest (printed at submission) checks it is the one
+submitted. With --db the check is required, against --digest or the digest
+the submitter noted in that file, before anything is saved there. Results are
+checked against the target at their index; the others are dropped and
+counted.`,
 		Example: `  id=$(fanout ping 10.0.0.0/16 --server nats://127.0.0.1:4222 --detach)
-  fanout attach nats://127.0.0.1:4222 "$id" -o jsonl --output-file results.jsonl`,
+  fanout attach nats://127.0.0.1:4222 "$id" --digest SHA256 -o jsonl --output-file results.jsonl
+  fanout attach nats://127.0.0.1:4222 "$id" --db sweeps.db   # submitted with --db sweeps.db`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			url, id := args[0], args[1]
@@ -43,6 +54,28 @@ skipped.`,
 			}
 			if !cluster.ValidSweepID(id) {
 				return usageErrorf("sweep id %q: want letters, digits, - and _ (as printed by --detach)", id)
+			}
+			if wantDigest != "" && !isDigest(wantDigest) {
+				return usageErrorf("--digest %q: want the 64 hex digits printed at submission (sha256 ...)", wantDigest)
+			}
+			// What --db says of this sweep: the store sweep that recorded it
+			// and the digest its submitter noted.
+			var noted int64
+			if f.db != "" {
+				var notedDigest string
+				var err error
+				if noted, notedDigest, err = notedSweep(f.db, id, dbSweep); err != nil {
+					return usageError(err)
+				}
+				switch {
+				case wantDigest == "":
+					wantDigest = notedDigest
+				case notedDigest != "" && notedDigest != wantDigest:
+					return usageErrorf("--digest %s: %s noted sweep %s with digest %s", wantDigest, f.db, id, notedDigest)
+				}
+				if wantDigest == "" {
+					return usageErrorf("--db %s: the file notes no digest for sweep %s: give --digest SHA256 (printed when it was submitted), so that what is saved there is the spec that was submitted", f.db, id)
+				}
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -56,14 +89,26 @@ skipped.`,
 			if err != nil {
 				return usageError(err)
 			}
-			p, err := newPlan(nil, rec.Spec)
+			limit := uint64(target.DefaultMaxTargets)
+			switch {
+			case wantDigest != "" && rec.Digest != wantDigest:
+				return fmt.Errorf("sweep %s: %w: its SHA-256 is %s, the one submitted %s; nothing saved", id, cluster.ErrSpecChanged, rec.Digest, wantDigest)
+			case wantDigest != "":
+				limit = max(limit, rec.Spec.MaxTargets) // the submitter's own
+			default:
+				fmt.Fprintf(stderr, "fanout: warning: sweep %s's spec (sha256 %s) is not checked against the one submitted (give --digest)\n", id, rec.Digest)
+			}
+			if rec.Total > limit {
+				return fmt.Errorf("sweep %s: %d targets, over the %d this command takes from an unchecked spec (give --digest)", id, rec.Total, limit)
+			}
+			p, err := newClusterPlan(rec.Spec)
 			if err != nil {
 				return fmt.Errorf("sweep %s: %w", id, err)
 			}
 			if f.db != "" {
 				// Continue the store's record of this sweep (the submitter's
 				// --db), skipping what it already holds.
-				if f.resumeSweep = dbSweep; f.resumeSweep == 0 {
+				if f.resumeSweep = noted; f.resumeSweep == 0 {
 					f.resumeSweep = storeSweepOf(f.db, rec)
 				}
 				if f.resumeSweep != 0 {
@@ -73,8 +118,15 @@ skipped.`,
 			if err := openSinks(cmd, f, p); err != nil {
 				return err
 			}
+			if p.note != nil {
+				b, _ := json.Marshal(clusterNote{Server: url, Sweep: id, SHA256: rec.Digest})
+				if err := p.note(clusterNoteKey, string(b)); err != nil {
+					fmt.Fprintf(stderr, "fanout: warning: %v\n", err)
+				}
+			}
+			p.reattach = attachCommand(url, rec, f.db)
 			p.execute = func(ctx context.Context, p *plan, c *engine.Counters, emit func(job.Result)) error {
-				return collect(ctx, client, url, id, p, c, emit, stderr)
+				return collect(ctx, client, url, rec, p, c, emit, stderr)
 			}
 			return p.run(ctx, cmd.Context(), f, stderr)
 		},
@@ -87,12 +139,86 @@ skipped.`,
 	fl.BoolVar(&f.dead, "dead", false, "show only targets that are not up")
 	fl.StringVar(&f.progress, "progress", "auto", "progress bar on stderr: auto (when a terminal), always, never")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no summary on stderr")
-	fl.StringVar(&f.db, "db", "", "record the results in this SQLite file; continues the submitter's record of the sweep there, skipping what it holds")
-	fl.Int64Var(&dbSweep, "db-sweep", 0, "with --db: the sweep id in the file to continue (default: the newest unfinished one with the same targets and job)")
+	fl.StringVar(&wantDigest, "digest", "", "the sweep's SHA-256 as printed when it was submitted: refuse a spec on the server that differs")
+	fl.StringVar(&f.db, "db", "", "record the results in this SQLite file; continues the submitter's record of the sweep there, skipping what it holds (needs the digest: noted there by the submitter, or --digest)")
+	fl.Int64Var(&dbSweep, "db-sweep", 0, "with --db: the sweep id in the file to continue (default: the one noted for this cluster sweep, else the newest unfinished one with the same targets and job)")
 	addCredFlags(fl, &creds)
 	// Only the output flags are bound; the others keep values fill accepts.
 	f.concurrency, f.maxTargets = 1, 1
 	return cmd
+}
+
+// isDigest reports whether s is a SHA-256 in hex.
+func isDigest(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
+}
+
+// newClusterPlan is the plan of a sweep read from a cluster: its targets
+// and order, from the spec alone. Nothing is read from this machine (a spec
+// naming "@FILE" or "-" is refused) and no job is built: it runs elsewhere.
+func newClusterPlan(spec fanout.Spec) (*plan, error) {
+	set, order, err := spec.Visit()
+	if err != nil {
+		return nil, err
+	}
+	return &plan{spec: spec, set: set, order: order, opts: spec.EngineOptions()}, nil
+}
+
+// notedSweep finds what the fanout database at path noted about cluster
+// sweep id when it was submitted (or attached) with --db: the store sweep
+// and the digest. With dbSweep, that sweep's note must be about id (or
+// absent). A missing file holds nothing.
+func notedSweep(path, id string, dbSweep int64) (int64, string, error) {
+	if _, err := os.Stat(path); err != nil {
+		return 0, "", nil
+	}
+	st, err := store.OpenExisting(path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer st.Close()
+	read := func(sw int64) (clusterNote, error) {
+		var n clusterNote
+		v, err := st.Note(sw, clusterNoteKey)
+		if err != nil || v == "" {
+			return n, err
+		}
+		if err := json.Unmarshal([]byte(v), &n); err != nil {
+			return n, fmt.Errorf("%s: sweep %d: bad note %q: %v", path, sw, v, err)
+		}
+		return n, nil
+	}
+	if dbSweep != 0 {
+		if _, err := st.Sweep(dbSweep); err != nil {
+			return 0, "", err
+		}
+		n, err := read(dbSweep)
+		if err != nil {
+			return 0, "", err
+		}
+		if n.Sweep != "" && n.Sweep != id {
+			return 0, "", fmt.Errorf("--db-sweep %d: sweep %d of %s was cluster sweep %s, not %s", dbSweep, dbSweep, path, n.Sweep, id)
+		}
+		return dbSweep, n.SHA256, nil
+	}
+	sws, err := st.Sweeps()
+	if err != nil {
+		return 0, "", err
+	}
+	for i := len(sws) - 1; i >= 0; i-- {
+		n, err := read(sws[i].ID)
+		if err != nil {
+			return 0, "", err
+		}
+		if n.Sweep == id {
+			return sws[i].ID, n.SHA256, nil
+		}
+	}
+	return 0, "", nil
 }
 
 // storeSweepOf finds the sweep of the fanout database at path that recorded

@@ -38,10 +38,19 @@ func openStore(cmd *cobra.Command, f *sweepFlags, p *plan) error {
 			st.Close()
 			return usageError(fmt.Errorf("--db: %w", err))
 		}
-	} else if id, err = st.CreateSweep(p.spec, store.Meta{Total: p.order.Len(), Version: version()}); err != nil {
-		st.Close()
-		return usageError(fmt.Errorf("--db: %w", err))
+	} else {
+		// The bytes of --stdin are not stored, only their digest: resume
+		// asks for them again (--stdin FILE) and checks them.
+		spec, _, err := p.spec.SplitStdin()
+		if err == nil {
+			id, err = st.CreateSweep(spec, store.Meta{Total: p.order.Len(), Version: version()})
+		}
+		if err != nil {
+			st.Close()
+			return usageError(fmt.Errorf("--db: %w", err))
+		}
 	}
+	p.note = func(key, value string) error { return st.SetNote(id, key, value) }
 	// A failed commit (disk full) comes back from the writer's next Write,
 	// which makes runSweep stop the sweep and say why.
 	w, err := st.NewWriter(id, store.WriterOptions{})
@@ -78,6 +87,10 @@ func openStore(cmd *cobra.Command, f *sweepFlags, p *plan) error {
 		}
 		// The way back in is printed even with -q: it is not a summary.
 		switch {
+		case state != store.Finished && p.reattach != "":
+			// A cluster sweep goes on without us: attach, never a local run.
+			fmt.Fprintf(stderr, "sweep %d in %s: %d of %d targets have a result; stream the rest with: %s\n",
+				id, f.db, done, total, p.reattach)
 		case state != store.Finished:
 			fmt.Fprintf(stderr, "sweep %d in %s: %d of %d targets have a result; continue with: fanout resume %s %d\n",
 				id, f.db, done, total, f.db, id)

@@ -23,6 +23,7 @@ var resumeKeeps = []string{"timeout", "retries", "shuffle", "seed", "shard", "ex
 
 func newResumeCmd() *cobra.Command {
 	var f *sweepFlags
+	var stdinFile string
 	cmd := &cobra.Command{
 		Use:   "resume FILE [SWEEP]",
 		Short: "Continue an interrupted sweep recorded with --db",
@@ -34,7 +35,9 @@ Result is either in the database or is run again, never half there.
 
 SWEEP defaults to the last sweep in FILE that is not finished. Output flags
 (-o, --alive, --dead, --output-file, --progress, -q) apply to the resumed part;
--c and --rate may be changed; the sweep's other options are its own.`,
+-c and --rate may be changed; the sweep's other options are its own. An ssh
+sweep run with --stdin FILE needs it again: only its SHA-256 is stored, and
+the bytes given must match it.`,
 		Example: `  fanout tcp -p 22 --db scan.db 10.0.0.0/16   # interrupted at 60%
   fanout resume scan.db
   fanout resume scan.db 3 -c 200`,
@@ -68,6 +71,15 @@ SWEEP defaults to the last sweep in FILE that is not finished. Output flags
 				return nil
 			}
 			spec := sw.Spec
+			if stdinFile != "" {
+				data, err := readStdinFile(cmd, stdinFile)
+				if err == nil {
+					spec, err = spec.JoinStdin(data)
+				}
+				if err != nil {
+					return usageError(fmt.Errorf("--stdin: %w", err))
+				}
+			}
 			if !fl.Changed("concurrency") && spec.Concurrency > 0 {
 				f.concurrency = spec.Concurrency
 			}
@@ -99,5 +111,6 @@ SWEEP defaults to the last sweep in FILE that is not finished. Output flags
 	}
 	refuse["db"] = "resume FILE records into FILE"
 	f = addSweepFlags(cmd, sweepDefaults{FDsPerTarget: 2, Refuse: refuse})
+	cmd.Flags().StringVar(&stdinFile, "stdin", "", "an ssh sweep run with --stdin: the same FILE again (\"-\" for standard input); its SHA-256 is checked")
 	return cmd
 }

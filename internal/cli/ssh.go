@@ -58,7 +58,12 @@ handshake and authentication. --retries retries connection failures.
 -o Key=Value sets an ssh_config option (User, Port, IdentityFile, ProxyJump,
 ConnectTimeout, StrictHostKeyChecking, UserKnownHostsFile,
 GlobalKnownHostsFile, HashKnownHosts, KexAlgorithms, ...),
-while -o text|jsonl|csv chooses the result format.`,
+while -o text|jsonl|csv chooses the result format.
+
+With --server, each worker logs in with its own keys, ssh config, known_hosts
+and bastion (fanout worker --allow ssh --help): -i, -F, --known-hosts, -J and
+the -o options naming files or a bastion are refused, and --host-key may only
+be stricter than a worker's own policy.`,
 		Example: `  fanout ssh web[01-40].example.com -- uptime
   fanout ssh --gather -l root 10.1.0.0/24 -- cat /etc/debian_version
   fanout ssh -c 5000 --max-handshakes 256 -o jsonl @hosts.txt -- 'df -h /'
@@ -73,6 +78,11 @@ while -o text|jsonl|csv chooses the result format.`,
 			s.cfg.Command = strings.Join(args[dash:], " ")
 			if err := s.finish(cmd, f); err != nil {
 				return err
+			}
+			if ls := s.cfg.LocalSettings(); len(ls) > 0 && f.cluster.server != "" {
+				// A worker logs in with its own keys and files, never ones a
+				// sweep names: it would refuse the sweep.
+				return usageErrorf("%s with --server: a cluster's ssh sweeps run with each worker's own keys, ssh config, known_hosts and bastion (fanout worker --allow ssh --identity FILE --ssh-config FILE --known-hosts FILE --jump HOST)", strings.Join(ls, ", "))
 			}
 			// The command's deadline is the job's, from session start:
 			// waiting for a handshake slot must not eat into it.
@@ -105,7 +115,7 @@ while -o text|jsonl|csv chooses the result format.`,
 	fl.StringArrayVar(&s.cfg.KnownHosts, "known-hosts", nil, "known_hosts file to check and, with accept-new, write to (repeatable; default: UserKnownHostsFile, else ~/.ssh/known_hosts); GlobalKnownHostsFile is read too")
 	fl.DurationVar(&s.cfg.ConnectTimeout, "connect-timeout", 0, "TCP connect + SSH handshake + auth (default: ssh config, else 10s)")
 	fl.IntVar(&s.cfg.MaxHandshakes, "max-handshakes", jobssh.DefaultMaxHandshakes, "SSH handshakes in flight at most")
-	fl.StringVar(&s.stdinFile, "stdin", "", "send FILE's bytes to every host's command (default: no stdin)")
+	fl.StringVar(&s.stdinFile, "stdin", "", "send FILE's bytes to every host's command (default: no stdin); --db keeps only their SHA-256 (resume asks for FILE again), --server keeps them on the server beside the sweep until its results are in")
 	fl.IntVar(&s.cfg.MaxOutput, "max-output", jobssh.DefaultMaxOutput, "bytes of stdout and of stderr kept per host")
 	fl.BoolVarP(&s.gather, "gather", "b", false, "print each distinct output once, under its hosts in node-set form")
 	fl.StringVar(&s.outdir, "outdir", "", "write DIR/HOST.stdout and DIR/HOST.stderr per host")
@@ -139,22 +149,28 @@ func (s *sshFlags) finish(cmd *cobra.Command, f *sweepFlags) error {
 		return usageErrorf("--host-key %q: want strict, accept-new or off", s.cfg.HostKey)
 	}
 	if s.stdinFile != "" {
-		var data []byte
-		var err error
-		if s.stdinFile == "-" {
-			data, err = io.ReadAll(cmd.InOrStdin())
-		} else {
-			data, err = os.ReadFile(s.stdinFile)
-		}
+		data, err := readStdinFile(cmd, s.stdinFile)
 		if err != nil {
 			return usageError(fmt.Errorf("--stdin: %w", err))
-		}
-		if data == nil {
-			data = []byte{}
 		}
 		s.cfg.Stdin = data
 	}
 	return nil
+}
+
+// readStdinFile reads --stdin FILE ("-": standard input), never nil.
+func readStdinFile(cmd *cobra.Command, file string) ([]byte, error) {
+	var data []byte
+	var err error
+	if file == "-" {
+		data, err = io.ReadAll(cmd.InOrStdin())
+	} else {
+		data, err = os.ReadFile(file)
+	}
+	if data == nil && err == nil {
+		data = []byte{}
+	}
+	return data, err
 }
 
 // resultWriter is the text-mode writer: inline lines, or gathered groups.

@@ -6,6 +6,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,9 +24,10 @@ import (
 
 // clusterFlags are the job commands' cluster flags.
 type clusterFlags struct {
-	server string
-	detach bool
-	creds  cluster.Credentials
+	server    string
+	detach    bool
+	retention time.Duration
+	creds     cluster.Credentials
 }
 
 func addClusterFlags(cmd *cobra.Command) *clusterFlags {
@@ -33,6 +35,7 @@ func addClusterFlags(cmd *cobra.Command) *clusterFlags {
 	fl := cmd.Flags()
 	fl.StringVar(&cf.server, "server", "", "run the sweep on a fanout cluster at nats://HOST:PORT (see fanout server, fanout worker); -c and --rate then apply per worker")
 	fl.BoolVar(&cf.detach, "detach", false, "with --server: submit, print the sweep id and return (fanout attach streams the results)")
+	fl.DurationVar(&cf.retention, "retention", cluster.DefaultRetention, "with --server: how long the server keeps the sweep's spec, tasks and results (at most "+shortDuration(cluster.MaxRetention)+"); a task no worker ran by then is dropped")
 	addCredFlags(fl, &cf.creds)
 	return cf
 }
@@ -87,8 +90,9 @@ func commandName() string {
 }
 
 // apply makes p run on the cluster when --server is given. With --detach it
-// submits at once and reports detached: the command is then done.
-func (cf *clusterFlags) apply(ctx context.Context, cmd *cobra.Command, p *plan) (detached bool, err error) {
+// submits at once and reports detached: the command is then done. db is
+// --db: the submitted sweep's digest is noted there, for attach.
+func (cf *clusterFlags) apply(ctx context.Context, cmd *cobra.Command, p *plan, db string) (detached bool, err error) {
 	if cf == nil {
 		return false, nil
 	}
@@ -97,6 +101,9 @@ func (cf *clusterFlags) apply(ctx context.Context, cmd *cobra.Command, p *plan) 
 			return false, usageErrorf("--detach needs --server URL: a local sweep cannot outlive this command")
 		}
 		return false, nil
+	}
+	if cf.retention < time.Second || cf.retention > cluster.MaxRetention {
+		return false, usageErrorf("--retention %v: want 1s to %v", cf.retention, shortDuration(cluster.MaxRetention))
 	}
 	stderr := cmd.ErrOrStderr()
 	client, closeConn, err := dialCluster(ctx, cf.server, cf.creds, stderr)
@@ -108,13 +115,20 @@ func (cf *clusterFlags) apply(ctx context.Context, cmd *cobra.Command, p *plan) 
 		return false, &exitError{code: ExitSomeNotUp, err: err}
 	}
 	submit := func(ctx context.Context) (cluster.Record, error) {
-		rec, err := client.Submit(ctx, p.spec, cluster.SubmitOptions{})
+		rec, err := client.Submit(ctx, p.spec, cluster.SubmitOptions{Retention: cf.retention})
 		if err != nil {
 			return rec, err
 		}
-		fmt.Fprintf(stderr, "fanout: sweep %s submitted to %s: %d targets in %d tasks of %d\n",
-			rec.ID, cf.server, rec.Total, rec.Tasks, rec.TaskSize)
-		warnNoWorker(ctx, client, rec.Spec.Job, cf.server, stderr)
+		fmt.Fprintf(stderr, "fanout: sweep %s submitted to %s: %d targets in %d tasks of %d, kept %s; sha256 %s\n",
+			rec.ID, cf.server, rec.Total, rec.Tasks, rec.TaskSize, shortDuration(rec.Retention), rec.Digest)
+		p.reattach = attachCommand(cf.server, rec, db)
+		if p.note != nil {
+			b, _ := json.Marshal(clusterNote{Server: cf.server, Sweep: rec.ID, SHA256: rec.Digest})
+			if err := p.note(clusterNoteKey, string(b)); err != nil {
+				fmt.Fprintf(stderr, "fanout: warning: %v\n", err)
+			}
+		}
+		warnNoWorker(ctx, client, rec, cf.server, stderr)
 		return rec, nil
 	}
 	if cf.detach {
@@ -125,7 +139,7 @@ func (cf *clusterFlags) apply(ctx context.Context, cmd *cobra.Command, p *plan) 
 			return true, &exitError{code: ExitSomeNotUp, err: err}
 		}
 		fmt.Fprintln(cmd.OutOrStdout(), rec.ID)
-		fmt.Fprintf(stderr, "fanout: stream its results with: fanout attach %s %s\n", cf.server, rec.ID)
+		fmt.Fprintf(stderr, "fanout: stream its results with: %s\n", attachCommand(cf.server, rec, ""))
 		return true, nil
 	}
 	p.execute = func(ctx context.Context, p *plan, c *engine.Counters, emit func(job.Result)) error {
@@ -134,17 +148,46 @@ func (cf *clusterFlags) apply(ctx context.Context, cmd *cobra.Command, p *plan) 
 		if err != nil {
 			return err
 		}
-		return collect(ctx, client, cf.server, rec.ID, p, c, emit, stderr)
+		return collect(ctx, client, cf.server, rec, p, c, emit, stderr)
 	}
 	return false, nil
 }
 
+// clusterNote is what --db keeps about a sweep submitted to a cluster: the
+// record's digest is what attach --db checks the server's record against
+// before it saves anything (or suggests a resume).
+type clusterNote struct {
+	Server string `json:"server"`
+	Sweep  string `json:"sweep"`
+	SHA256 string `json:"sha256"`
+}
+
+const clusterNoteKey = "cluster"
+
+// attachCommand is the command that streams the rest of rec's results.
+func attachCommand(url string, rec cluster.Record, db string) string {
+	c := fmt.Sprintf("fanout attach %s %s --digest %s", url, rec.ID, rec.Digest)
+	if db != "" {
+		c += " --db " + db
+	}
+	return c
+}
+
 // collect streams a submitted sweep's results into emit; on interrupt it
-// says how to pick them up again.
-func collect(ctx context.Context, client *cluster.Client, url, id string, p *plan, c *engine.Counters, emit func(job.Result), stderr io.Writer) error {
-	err := client.Collect(ctx, id, cluster.CollectOptions{Have: p.opts.Skip, Counters: c, Emit: emit})
+// says how to pick them up again. Results that are not the sweep's are
+// dropped, and counted on stderr.
+func collect(ctx context.Context, client *cluster.Client, url string, rec cluster.Record, p *plan, c *engine.Counters, emit func(job.Result), stderr io.Writer) error {
+	var drop cluster.Dropped
+	err := client.Collect(ctx, rec.ID, cluster.CollectOptions{
+		Digest: rec.Digest, MaxTargets: max(p.spec.MaxTargets, rec.Total),
+		Have: p.opts.Skip, Counters: c, Dropped: &drop, Emit: emit,
+	})
+	if n, m := drop.Results(), drop.Malformed.Load(); n > 0 || m > 0 {
+		fmt.Fprintf(stderr, "fanout: sweep %s: %d forged/invalid results dropped (%d forged, %d invalid), %d malformed messages skipped\n",
+			rec.ID, n, drop.Forged.Load(), drop.Invalid.Load(), m)
+	}
 	if err != nil && ctx.Err() != nil {
-		fmt.Fprintf(stderr, "fanout: sweep %s goes on in the cluster; stream the rest with: fanout attach %s %s\n", id, url, id)
+		fmt.Fprintf(stderr, "fanout: sweep %s goes on in the cluster; stream the rest with: %s\n", rec.ID, attachCommand(url, rec, ""))
 	}
 	return err
 }
@@ -160,9 +203,11 @@ func serverURL(flag string) string {
 	return cluster.DefaultURL
 }
 
-// warnNoWorker says so when no live worker would run a sweep of kind: the
-// sweep then waits, which is otherwise indistinguishable from slowness.
-func warnNoWorker(ctx context.Context, client *cluster.Client, kind, url string, stderr io.Writer) {
+// warnNoWorker says so when no live worker would run a sweep of rec's kind:
+// the sweep then waits, which is otherwise indistinguishable from slowness,
+// and its tasks are dropped when its retention runs out.
+func warnNoWorker(ctx context.Context, client *cluster.Client, rec cluster.Record, url string, stderr io.Writer) {
+	kind := rec.Spec.Job
 	ws, err := client.Workers(ctx)
 	if err != nil {
 		return
@@ -173,8 +218,21 @@ func warnNoWorker(ctx context.Context, client *cluster.Client, kind, url string,
 		}
 	}
 	how := "fanout worker --server " + url
-	if kind == "exec" {
-		how += " --allow exec" // exec is off unless a worker opts in
+	if !slices.Contains(cluster.DefaultAllow(), kind) {
+		how += " --allow " + kind // exec and ssh are off unless a worker opts in
 	}
-	fmt.Fprintf(stderr, "fanout: warning: no live worker runs job kind %q (%d live workers); the sweep waits for one: %s\n", kind, len(ws), how)
+	fmt.Fprintf(stderr, "fanout: warning: no live worker runs job kind %q (%d live workers); the sweep waits for one (its tasks are dropped after %s): %s\n",
+		kind, len(ws), shortDuration(rec.Retention), how)
+}
+
+// shortDuration writes whole hours or minutes without the zeros of
+// Duration.String: 24h, not 24h0m0s.
+func shortDuration(d time.Duration) string {
+	switch {
+	case d > 0 && d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d > 0 && d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	}
+	return d.String()
 }

@@ -182,6 +182,12 @@ type plan struct {
 
 	// execute runs the sweep and calls emit once per finished Result.
 	execute func(ctx context.Context, p *plan, c *engine.Counters, emit func(job.Result)) error
+
+	// note, with --db, keeps a note about the sweep in the file (the cluster
+	// sweep it was submitted as); reattach, when set, is the command that
+	// streams the rest of a cluster sweep, suggested instead of resume.
+	note     func(key, value string) error
+	reattach string
 }
 
 // runLocal runs the plan in this process.
@@ -224,7 +230,7 @@ func runSweep(cmd *cobra.Command, f *sweepFlags, spec fanout.Spec) error {
 
 	// 4. How the spec is run: on a cluster with --server (which may just
 	// submit and detach), else here.
-	detached, err := f.cluster.apply(ctx, cmd, p)
+	detached, err := f.cluster.apply(ctx, cmd, p, f.db)
 	if detached {
 		return err // apply closed the sinks
 	}

@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fanout/fanout/cluster"
 	"github.com/fanout/fanout/output"
 	"github.com/fanout/fanout/report"
 )
@@ -86,5 +89,54 @@ func newSweepsCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&format, "output", "o", "text", "text or jsonl")
+	cmd.AddCommand(newSweepsRmCmd())
+	return cmd
+}
+
+// newSweepsRmCmd deletes sweeps from a cluster before their retention ends.
+func newSweepsRmCmd() *cobra.Command {
+	var server string
+	var creds cluster.Credentials
+	cmd := &cobra.Command{
+		Use:   "rm [--server URL] SWEEP...",
+		Short: "Delete sweeps from a cluster: spec, stdin, queued tasks and results",
+		Long: `Delete sweeps submitted to a cluster now rather than when their retention
+(--retention at submission, default 24h) runs out: the spec, the stdin kept for
+the workers, the tasks still queued and every stored result. Workers drop the
+tasks they hold. A local database (--db) keeps its own copy.`,
+		Example: `  fanout sweeps rm --server nats://127.0.0.1:4222 20260102t030405-1a2b3c4d`,
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, id := range args {
+				if !cluster.ValidSweepID(id) {
+					return usageErrorf("sweep id %q: want letters, digits, - and _ (see fanout status)", id)
+				}
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 60*time.Second)
+			defer cancel()
+			url := serverURL(server)
+			client, closeConn, err := dialCluster(ctx, url, creds, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer closeConn()
+			var failed error
+			for _, id := range args {
+				err := client.Delete(ctx, id)
+				switch {
+				case errors.Is(err, cluster.ErrNoSweep):
+					fmt.Fprintf(cmd.ErrOrStderr(), "fanout: sweep %s: not on %s (expired or deleted); what was left of it is removed\n", id, url)
+					failed = exitCode(ExitSomeNotUp)
+				case err != nil:
+					return fmt.Errorf("%s: %w", url, err)
+				default:
+					fmt.Fprintf(cmd.ErrOrStderr(), "fanout: sweep %s deleted from %s: spec, stdin, tasks and results\n", id, url)
+				}
+			}
+			return failed
+		},
+	}
+	cmd.Flags().StringVar(&server, "server", "", "cluster URL nats://HOST:PORT (or env FANOUT_SERVER; default "+cluster.DefaultURL+")")
+	addCredFlags(cmd.Flags(), &creds)
 	return cmd
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/signal"
@@ -15,6 +16,7 @@ import (
 	"github.com/fanout/fanout/cluster"
 	"github.com/fanout/fanout/engine"
 	"github.com/fanout/fanout/job"
+	jobssh "github.com/fanout/fanout/job/ssh"
 )
 
 func init() { register(newWorkerCmd) }
@@ -26,6 +28,7 @@ func newWorkerCmd() *cobra.Command {
 		allow   string
 		creds   cluster.Credentials
 		ackWait time.Duration
+		local   jobssh.Local // this worker's own ssh files and policy
 	)
 	cmd := &cobra.Command{
 		Use:   "worker [--server URL] [flags]",
@@ -36,9 +39,19 @@ workers on any machines, at any time; a worker that dies loses nothing (its
 tasks go to the others after the ack wait).
 
 -c bounds the targets in flight on this worker across all its tasks. --allow
-lists the job kinds it runs: by default every kind but exec, because exec runs
-arbitrary local commands here. Tasks of other kinds are left to other workers.
-ssh tasks use this machine's own ssh configuration, keys and known_hosts.
+lists the job kinds it runs: by default every kind but exec and ssh, because
+exec runs arbitrary local commands here and ssh logs in elsewhere with this
+worker's keys. Tasks of other kinds are left to other workers.
+
+An ssh sweep runs here with this worker's own OpenSSH setup, never the
+submitter's: the ssh config (--ssh-config, default ~/.ssh/config then
+/etc/ssh/ssh_config), keys (the agent unless --no-agent, --identity, the
+config's IdentityFile, ~/.ssh/id_*), known_hosts (--known-hosts, default the
+config's UserKnownHostsFile, else ~/.ssh/known_hosts) and bastion (--jump, or
+the config's ProxyJump). --host-key is the widest host-key policy a sweep gets
+(default: the config's StrictHostKeyChecking, else strict); a sweep may ask a
+narrower one. A sweep that names files or a bastion of its own, or asks a
+wider policy, is refused here (and logged).
 
 Credentials: on this machine, a loopback server's own (found by themselves);
 elsewhere a worker-role user of the server's users file (--nkey-seed FILE),
@@ -47,7 +60,8 @@ for a while, the worker retries with backoff, says so once a minute, and
 resumes when it is accepted again. See SECURITY.md.`,
 		Example: `  fanout worker
   fanout worker --server tls://nats.example:4222 --tls-ca ca.pem --nkey-seed rack1.nk -c 2000 --name rack1-a
-  fanout worker --allow ping,tcp,ssh,exec`,
+  fanout worker --allow ping,tcp,exec
+  fanout worker --allow ssh --ssh-config /etc/fanout/ssh_config --identity /etc/fanout/id_ed25519 --known-hosts /etc/fanout/known_hosts`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			stderr := cmd.ErrOrStderr()
@@ -66,6 +80,21 @@ resumes when it is accepted again. See SECURITY.md.`,
 					}
 					o.Allow = append(o.Allow, k)
 				}
+			}
+			switch local.HostKey {
+			case "", jobssh.HostKeyStrict, jobssh.HostKeyAcceptNew, jobssh.HostKeyOff:
+			default:
+				return usageErrorf("--host-key %q: want strict, accept-new or off", local.HostKey)
+			}
+			env := jobssh.DefaultEnv()
+			env.Prompt = nil // no terminal to ask a passphrase on mid-sweep: use the agent
+			if slices.Contains(o.Allow, jobssh.Kind) {
+				if err := local.Check(env); err != nil {
+					return usageError(err)
+				}
+			}
+			o.Confine = map[string]func(json.RawMessage) (json.RawMessage, error){
+				jobssh.Kind: func(opts json.RawMessage) (json.RawMessage, error) { return jobssh.Confine(opts, local, env) },
 			}
 			o.AckWait = ackWait
 			o.Concurrency = fitConcurrency(stderr, o.Concurrency, 2)
@@ -104,7 +133,13 @@ resumes when it is accepted again. See SECURITY.md.`,
 	fl.StringVar(&server, "server", "", "cluster URL nats://HOST:PORT (or env FANOUT_SERVER; default "+cluster.DefaultURL+")")
 	fl.IntVarP(&o.Concurrency, "concurrency", "c", engine.DefaultConcurrency, "targets in flight at most on this worker")
 	fl.StringVar(&o.Name, "name", "", "worker name shown in status and results (default HOST-PID)")
-	fl.StringVar(&allow, "allow", "", "job kinds this worker runs, comma-separated (default: all but exec)")
+	fl.StringVar(&allow, "allow", "", "job kinds this worker runs, comma-separated (default: all but exec and ssh)")
+	fl.StringVarP(&local.SSHConfig, "ssh-config", "F", "", `ssh sweeps: ssh config file, instead of ~/.ssh/config and /etc/ssh/ssh_config ("none" for none)`)
+	fl.StringArrayVarP(&local.Identities, "identity", "i", nil, "ssh sweeps: identity file (repeatable), tried after the agent's keys")
+	fl.BoolVar(&local.NoAgent, "no-agent", false, "ssh sweeps: do not use the ssh-agent")
+	fl.StringArrayVar(&local.KnownHosts, "known-hosts", nil, "ssh sweeps: known_hosts file (repeatable; default: UserKnownHostsFile, else ~/.ssh/known_hosts)")
+	fl.StringVar(&local.HostKey, "host-key", "", "ssh sweeps: the widest host key policy a sweep gets: strict, accept-new or off (default: StrictHostKeyChecking of the ssh config, else strict)")
+	fl.StringVarP(&local.ProxyJump, "jump", "J", "", "ssh sweeps: reach every target through this bastion, [user@]host[:port]")
 	fl.DurationVar(&ackWait, "ack-wait", cluster.DefaultAckWait, "how long a task of a dead worker waits before redelivery (when this worker creates the shared consumer)")
 	_ = fl.MarkHidden("ack-wait")
 	fl.BoolVarP(&o.Verbose, "verbose", "v", false, "log each task: targets, run and publish times")

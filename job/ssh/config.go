@@ -1,6 +1,8 @@
 package ssh
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strconv"
@@ -75,8 +77,12 @@ type Config struct {
 
 	ProxyJump string `json:"proxy_jump,omitempty"` // [user@]host[:port], one bastion
 
-	Stdin     []byte `json:"stdin,omitempty"`      // the same bytes to every host; nil = no stdin
-	MaxOutput int    `json:"max_output,omitempty"` // per stream, bytes; default 1 MiB
+	Stdin []byte `json:"stdin,omitempty"` // the same bytes to every host; nil = no stdin
+	// StdinSHA256 stands for Stdin where the Config is stored (a database,
+	// a cluster's sweeps bucket): the bytes are not kept there, and must be
+	// given again (and match) to build the job.
+	StdinSHA256 string `json:"stdin_sha256,omitempty"`
+	MaxOutput   int    `json:"max_output,omitempty"` // per stream, bytes; default 1 MiB
 
 	Kex []string `json:"kex,omitempty"` // key exchange preference; default DefaultKex
 }
@@ -98,6 +104,14 @@ func (c *Config) validate() error {
 	for k, v := range c.Options {
 		if err := checkOption(k, v); err != nil {
 			return err
+		}
+	}
+	if c.StdinSHA256 != "" {
+		if c.Stdin == nil {
+			return fmt.Errorf("ssh: the sweep's stdin (SHA-256 %s) is not stored with it: give the same bytes again (fanout resume --stdin FILE)", c.StdinSHA256)
+		}
+		if sum := sha256.Sum256(c.Stdin); hex.EncodeToString(sum[:]) != c.StdinSHA256 {
+			return fmt.Errorf("ssh: stdin has SHA-256 %x, but the sweep was run with %s: not the same bytes", sum, c.StdinSHA256)
 		}
 	}
 	return nil

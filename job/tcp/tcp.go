@@ -56,6 +56,13 @@ func init() {
 		}
 		return New(c)
 	})
+	job.RegisterExpander(Kind, func(options json.RawMessage) (job.Expander, error) {
+		var c Config
+		if err := job.DecodeOptions(Kind, options, &c); err != nil {
+			return nil, err
+		}
+		return New(c)
+	})
 }
 
 // New checks cfg: at least one port, each in 1-65535.

@@ -1,0 +1,147 @@
+package ssh
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/fanout/fanout/job"
+)
+
+// Local is what a cluster worker's operator sets for the ssh sweeps the
+// worker runs: everything that touches the worker's files, keys or place in
+// the network. An ssh job lends the worker's identity to whoever submits the
+// sweep, so these come from the worker's own flags and config only; a
+// sweep's options may narrow them (a stricter host-key policy, no agent),
+// never widen them (see Confine).
+type Local struct {
+	// SSHConfig is the ssh_config every sweep reads; "" means the worker
+	// user's ~/.ssh/config then /etc/ssh/ssh_config, "none" none.
+	SSHConfig  string   `json:"ssh_config,omitempty"`
+	Identities []string `json:"identities,omitempty"` // identity files, tried after the agent
+	NoAgent    bool     `json:"no_agent,omitempty"`   // ignore SSH_AUTH_SOCK
+	// KnownHosts replaces UserKnownHostsFile (default: the config's, else
+	// ~/.ssh/known_hosts).
+	KnownHosts []string `json:"known_hosts,omitempty"`
+	// HostKey is the widest host-key policy a sweep gets here: strict,
+	// accept-new or off; "" means the config's StrictHostKeyChecking, else
+	// strict.
+	HostKey   string `json:"host_key,omitempty"`
+	ProxyJump string `json:"proxy_jump,omitempty"` // bastion for every target, [user@]host[:port]
+}
+
+// localOptions are the ssh_config keys (lower case) a sweep may not set on a
+// worker: they name the worker's files or route its connections.
+var localOptions = []string{"identityfile", "proxyjump", "userknownhostsfile", "globalknownhostsfile", "hashknownhosts"}
+
+// LocalSettings lists the settings of c that name files or routes of the
+// machine that runs it (identity files, ssh_config, known_hosts, bastion),
+// as the fanout ssh flags that set them; none for a Config a cluster worker
+// may run as it is.
+func (c Config) LocalSettings() []string {
+	var out []string
+	if len(c.Identities) > 0 {
+		out = append(out, "--identity")
+	}
+	if c.SSHConfig != "" || c.SystemSSHConfig != "" {
+		out = append(out, "--ssh-config")
+	}
+	if len(c.KnownHosts) > 0 {
+		out = append(out, "--known-hosts")
+	}
+	if c.ProxyJump != "" {
+		out = append(out, "--jump")
+	}
+	var opts []string
+	for k := range c.Options {
+		for _, l := range localOptions {
+			if strings.EqualFold(k, l) {
+				opts = append(opts, "-o "+k)
+			}
+		}
+	}
+	sort.Strings(opts)
+	return append(out, opts...)
+}
+
+// policyRank orders host-key policies from widest (off) to narrowest.
+var policyRank = map[string]int{HostKeyOff: 0, HostKeyAcceptNew: 1, HostKeyStrict: 2}
+
+// policy is the worker's own host-key policy: HostKey, else its ssh
+// config's StrictHostKeyChecking, else strict.
+func (l Local) policy(env Env) (string, error) {
+	if l.HostKey != "" {
+		if _, ok := policyRank[l.HostKey]; !ok {
+			return "", fmt.Errorf("ssh: host key policy %q: want strict, accept-new or off", l.HostKey)
+		}
+		return l.HostKey, nil
+	}
+	sc, err := loadSSHConfig(&Config{SSHConfig: l.SSHConfig}, env)
+	if err != nil {
+		return "", err
+	}
+	if v := sc.global("StrictHostKeyChecking"); v != "" {
+		p, err := policyFromOpenSSH(v)
+		if err != nil {
+			return "", fmt.Errorf("%v (%s)", err, sc.path)
+		}
+		return p, nil
+	}
+	return HostKeyStrict, nil
+}
+
+// Check reports whether l is usable: its policy is known and its ssh config
+// reads (a worker checks this once, at start).
+func (l Local) Check(env Env) error {
+	_, err := l.policy(env)
+	return err
+}
+
+// Confine makes a sweep's ssh options (from a cluster's bus, so untrusted)
+// fit to run on this worker: every file, key and route comes from l, and
+// the sweep's host-key policy is the worker's or a narrower one. A sweep
+// that names a local file or route, or asks a wider policy than the
+// worker's, is refused with an error saying which; what a sweep may set
+// (command, user, port, timeouts, key exchanges, a narrower policy, no
+// agent) is kept. The result is the options to build the job from.
+func Confine(options json.RawMessage, l Local, env Env) (json.RawMessage, error) {
+	var c Config
+	if err := job.DecodeOptions(Kind, options, &c); err != nil {
+		return nil, err
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	if s := c.LocalSettings(); len(s) > 0 {
+		return nil, fmt.Errorf("ssh: the sweep sets %s, which on a worker only its operator chooses (fanout worker --identity, --ssh-config, --known-hosts, --jump): refused", strings.Join(s, ", "))
+	}
+	mine, err := l.policy(env)
+	if err != nil {
+		return nil, err
+	}
+	asked := c.HostKey
+	for k, v := range c.Options {
+		if strings.EqualFold(k, "StrictHostKeyChecking") {
+			if asked == "" {
+				if asked, err = policyFromOpenSSH(v); err != nil {
+					return nil, err
+				}
+			}
+			delete(c.Options, k)
+		}
+	}
+	c.HostKey = mine
+	if asked != "" {
+		if policyRank[asked] < policyRank[mine] {
+			return nil, fmt.Errorf("ssh: the sweep asks host-key policy %s, wider than this worker's %s: refused (a sweep may narrow the worker's policy, never widen it)", asked, mine)
+		}
+		c.HostKey = asked
+	}
+	c.SSHConfig, c.SystemSSHConfig = l.SSHConfig, ""
+	c.Identities = l.Identities
+	c.KnownHosts = l.KnownHosts
+	c.ProxyJump = l.ProxyJump
+	c.NoAgent = c.NoAgent || l.NoAgent
+	return json.Marshal(c)
+}
