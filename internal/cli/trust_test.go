@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/fanout/fanout/cluster"
 	"github.com/fanout/fanout/store"
 )
 
@@ -47,10 +47,11 @@ func TestClusterAttachChecksTheDigest(t *testing.T) {
 		t.Errorf("the way back (attach with --digest) not printed:\n%s", r.stderr)
 	}
 
-	// Someone who may write the sweeps bucket replaces the spec.
+	// Someone who may write the sweeps bucket (here the server's own local
+	// credential, which a loopback client finds by itself) replaces the spec.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	nc, err := nats.Connect(url)
+	nc, err := cluster.Connect(ctx, url, cluster.Credentials{}, "attacker", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
