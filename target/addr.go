@@ -134,18 +134,18 @@ func subtract(ivs, ex []interval) []interval {
 }
 
 // set is the Set Parse returns. Canonical order: IPv4 addresses ascending,
-// then IPv6 addresses ascending, then names in first-seen order.
+// then IPv6 addresses ascending, then names (and entries: zoned addresses,
+// targets with a port or user) in first-seen order.
 type set struct {
 	v4, v6 []interval
 	s4, s6 []uint64 // index of each interval's first address within its family
 	n4, n6 uint64
-	arena  string   // the names, back to back
-	names  []uint64 // offset<<8 | length of each name in arena
+	names  nameList
 }
 
 var _ Set = (*set)(nil)
 
-func (s *set) Len() uint64 { return s.n4 + s.n6 + uint64(len(s.names)) }
+func (s *set) Len() uint64 { return s.n4 + s.n6 + uint64(s.names.n) }
 
 // At is O(log #intervals) and does not allocate.
 func (s *set) At(i uint64) Target {
@@ -159,15 +159,21 @@ func (s *set) At(i uint64) Target {
 		return Target{Index: i, Addr: s.v6[j].lo.add(k - s.s6[j]).addr6()}
 	}
 	k -= s.n6
-	if k < uint64(len(s.names)) {
-		return Target{Index: i, Host: refName(s.arena, s.names[k])}
+	if k < uint64(s.names.n) {
+		name := s.names.at(int(k))
+		if isEntry(name) {
+			t := parseEntry(name)
+			t.Index = i
+			return t
+		}
+		return Target{Index: i, Host: name}
 	}
 	panic(fmt.Sprintf("target: index %d out of range [0,%d)", i, s.Len()))
 }
 
 // Counts reports how many IPv4 addresses, IPv6 addresses and names s holds,
 // in that (canonical) order.
-func (s *set) Counts() (v4, v6, names uint64) { return s.n4, s.n6, uint64(len(s.names)) }
+func (s *set) Counts() (v4, v6, names uint64) { return s.n4, s.n6, uint64(s.names.n) }
 
 // search is the largest j with starts[j] <= i; starts[0] is 0.
 func search(starts []uint64, i uint64) int {

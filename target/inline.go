@@ -1,6 +1,9 @@
 package target
 
-import "io"
+import (
+	"io"
+	"strings"
+)
 
 // Inline replaces the "-" and @FILE entries of specs with the specs they
 // contain, so that a stored or submitted list stands alone. Files are read
@@ -8,8 +11,8 @@ import "io"
 // specs themselves are not checked; Parse does that.
 func Inline(specs []string, stdin io.Reader) ([]string, error) {
 	var out []string
-	err := eachSpec(specs, &stdinOnce{r: stdin}, func(spec string) error {
-		out = append(out, spec)
+	err := eachSpec(specs, &sources{stdin: stdin}, func(spec string) error {
+		out = append(out, strings.Clone(spec)) // spec may be a view of a read buffer
 		return nil
 	})
 	if err != nil {
