@@ -2,7 +2,7 @@ package target
 
 import (
 	"errors"
-	"strings"
+	"unsafe"
 )
 
 // text is what the name helpers accept, so node-set expansions are checked
@@ -32,8 +32,8 @@ const (
 // Two names are the same when they differ only in ASCII case or a trailing
 // dot.
 type nameTable struct {
-	chunks []string        // full chunks
-	cur    strings.Builder // the chunk being filled: kept within chunkSize, so it is never moved once full size
+	chunks []string // full chunks
+	cur    []byte   // the chunk being filled, only appended to: strings viewing it stay true
 	n      int
 	marks  []uint32 // offset (chunk<<chunkBits | position) of names 0, 16, 32, ...
 	slots  []uint32 // 1 + the offset of a name; 0 is empty
@@ -54,7 +54,29 @@ func (t *nameTable) chunk(c uint32) string {
 	if int(c) < len(t.chunks) {
 		return t.chunks[c]
 	}
-	return t.cur.String()
+	return view(t.cur)
+}
+
+// view is b as a string without a copy: b is only ever appended to, so
+// the bytes a view shows never change.
+func view(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// room makes room for n more bytes in the chunk being filled, moving to a
+// new chunk when it is full. The first chunk starts small and doubles (most
+// sets hold a few names); the others are allocated whole.
+func (t *nameTable) room(n int) error {
+	if len(t.cur)+n > chunkSize {
+		if len(t.chunks)+1 >= maxChunks {
+			return errors.New("names take more than 4 GiB")
+		}
+		t.chunks = append(t.chunks, view(t.cur))
+		t.cur = make([]byte, 0, chunkSize)
+	}
+	if len(t.cur)+n > cap(t.cur) {
+		c := min(max(2*cap(t.cur), 512, len(t.cur)+n), chunkSize)
+		t.cur = append(make([]byte, 0, c), t.cur...)
+	}
+	return nil
 }
 
 // at is the name at offset off; the string shares the chunk.
@@ -79,25 +101,10 @@ func add[T text](t *nameTable, s T) (bool, error) {
 	if len(s) > maxNameLen {
 		return false, errors.New("name longer than 255 bytes")
 	}
-	if t.cur.Len()+1+len(s) > chunkSize {
-		t.chunks = append(t.chunks, t.cur.String())
-		t.cur = strings.Builder{}
+	if err := t.room(1 + len(s)); err != nil {
+		return false, err
 	}
-	if t.cur.Cap() == 0 && len(t.chunks) > 0 {
-		if len(t.chunks) >= maxChunks {
-			return false, errors.New("names take more than 4 GiB")
-		}
-		t.cur.Grow(chunkSize) // the first chunk grows from small: most sets hold a few names
-	}
-	off := uint32(len(t.chunks))<<chunkBits | uint32(t.cur.Len())
-	if t.n%markEvery == 0 {
-		t.marks = append(t.marks, off)
-	}
-	t.cur.WriteByte(byte(len(s)))
-	for k := 0; k < len(s); k++ { // bytewise: string(s) would allocate for []byte
-		t.cur.WriteByte(s[k])
-	}
-	t.n++
+	off := push(t, s)
 	t.slots[i] = off + 1
 	return true, nil
 }
@@ -156,11 +163,23 @@ func (t *nameTable) each(fn func(off uint32, name string) bool) {
 	}
 }
 
+// push appends s, for which there is room, and returns its offset.
+func push[T text](t *nameTable, s T) uint32 {
+	off := uint32(len(t.chunks))<<chunkBits | uint32(len(t.cur))
+	if t.n%markEvery == 0 {
+		t.marks = append(t.marks, off)
+	}
+	t.cur = append(t.cur, byte(len(s)))
+	t.cur = append(t.cur, s...)
+	t.n++
+	return off
+}
+
 // freeze returns the names as a list and empties t (its dedup table too).
 func (t *nameTable) freeze() nameList {
 	l := nameList{chunks: t.chunks, marks: t.marks, n: t.n}
-	if t.cur.Len() > 0 {
-		l.chunks = append(l.chunks, t.cur.String())
+	if len(t.cur) > 0 {
+		l.chunks = append(l.chunks, view(t.cur))
 	}
 	*t = nameTable{}
 	return l
@@ -204,19 +223,11 @@ func (l *nameList) filter(keep func(name string) bool) nameList {
 	return t.freeze()
 }
 
-// append stores s, known to be new, without the dedup table.
+// append stores s, known to be new, without the dedup table; t has room
+// for it, as it held it before.
 func (t *nameTable) append(s string) {
-	if t.cur.Len()+1+len(s) > chunkSize {
-		t.chunks = append(t.chunks, t.cur.String())
-		t.cur = strings.Builder{}
-		t.cur.Grow(chunkSize)
-	}
-	if t.n%markEvery == 0 {
-		t.marks = append(t.marks, uint32(len(t.chunks))<<chunkBits|uint32(t.cur.Len()))
-	}
-	t.cur.WriteByte(byte(len(s)))
-	t.cur.WriteString(s)
-	t.n++
+	_ = t.room(1 + len(s))
+	push(t, s)
 }
 
 func lower(c byte) byte {
