@@ -211,6 +211,9 @@ func (s *sources) open(spec string) (r io.Reader, name string, owned bool, err e
 	if s.list != nil {
 		r, err = s.list(spec)
 		if err != nil {
+			if spec == "-" {
+				spec = `"-"`
+			}
 			return nil, "", false, fmt.Errorf("%s: %w", spec, err)
 		}
 		return r, name, true, nil

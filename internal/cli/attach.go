@@ -56,7 +56,7 @@ skipped.`,
 			if err != nil {
 				return usageError(err)
 			}
-			p, err := newPlan(nil, rec.Spec)
+			p, err := newPlan(nil, rec.Spec, nil)
 			if err != nil {
 				return fmt.Errorf("sweep %s: %w", id, err)
 			}

@@ -38,9 +38,18 @@ func openStore(cmd *cobra.Command, f *sweepFlags, p *plan) error {
 			st.Close()
 			return usageError(fmt.Errorf("--db: %w", err))
 		}
-	} else if id, err = st.CreateSweep(p.spec, store.Meta{Total: p.order.Len(), Version: version()}); err != nil {
-		st.Close()
-		return usageError(fmt.Errorf("--db: %w", err))
+	} else {
+		// The lists of "-" and @FILE, as this sweep read them, are stored
+		// once beside the spec; resume parses them from there.
+		lists, err := p.storedLists()
+		if err == nil {
+			id, err = st.CreateSweep(p.spec, store.Meta{Total: p.order.Len(), Version: version(), Lists: lists})
+		}
+		p.dropSpools()
+		if err != nil {
+			st.Close()
+			return usageError(fmt.Errorf("--db: %w", err))
+		}
 	}
 	// A failed commit (disk full) comes back from the writer's next Write,
 	// which makes runSweep stop the sweep and say why.

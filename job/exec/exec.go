@@ -141,6 +141,9 @@ func New(cfg Config) (*Job, error) {
 // Kind implements job.Job.
 func (j *Job) Kind() string { return Kind }
 
+// Takes implements job.Taker: a port (host:8080 fills {port}), no user.
+func (j *Job) Takes() target.Takes { return target.Takes{Port: true} }
+
 // Config returns the options the job was built from.
 func (j *Job) Config() Config { return j.cfg }
 
