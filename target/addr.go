@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/bits"
 	"net/netip"
+	"slices"
 	"sort"
 )
 
@@ -202,4 +203,76 @@ func starts(ivs []interval, limit uint64) (st []uint64, total uint64, ok bool) {
 		total += n
 	}
 	return st, total, true
+}
+
+// singles collects the addresses of one family given one at a time (a host
+// file): a run of consecutive ones (an ascending file) becomes one
+// interval, the others are kept at their own size, 4 bytes for IPv4 and 16
+// for IPv6 rather than an interval's 32, and become intervals, sorted, at
+// the end (flush).
+type singles struct {
+	run   interval
+	inRun bool
+	one4  []uint32
+	one6  []u128
+}
+
+// add adds v, an IPv4 address when v4.
+func (s *singles) add(v u128, v4 bool, ivs *[]interval) {
+	if s.inRun && v.cmp(s.run.lo) >= 0 && (s.run.hi == maxU128 || v.cmp(s.run.hi.add(1)) <= 0) {
+		if v.cmp(s.run.hi) > 0 {
+			s.run.hi = v
+		}
+		return
+	}
+	s.end(v4, ivs)
+	s.run, s.inRun = interval{v, v}, true
+}
+
+// end closes the current run.
+func (s *singles) end(v4 bool, ivs *[]interval) {
+	switch {
+	case !s.inRun:
+	case s.run.lo != s.run.hi:
+		*ivs = append(*ivs, s.run)
+	case v4:
+		s.one4 = append(s.one4, uint32(s.run.lo.lo))
+	default:
+		s.one6 = append(s.one6, s.run.lo)
+	}
+	s.inRun = false
+}
+
+// flush appends the addresses collected to ivs as intervals.
+func (s *singles) flush(v4 bool, ivs *[]interval) {
+	s.end(v4, ivs)
+	var run interval
+	in := false
+	push := func(v u128) { // v ascending
+		if in && (v.cmp(run.hi) <= 0 || v == run.hi.add(1)) {
+			if v.cmp(run.hi) > 0 {
+				run.hi = v
+			}
+			return
+		}
+		if in {
+			*ivs = append(*ivs, run)
+		}
+		run, in = interval{v, v}, true
+	}
+	if v4 {
+		slices.Sort(s.one4)
+		for _, a := range s.one4 {
+			push(u128{0, uint64(a)})
+		}
+	} else {
+		slices.SortFunc(s.one6, u128.cmp)
+		for _, a := range s.one6 {
+			push(a)
+		}
+	}
+	if in {
+		*ivs = append(*ivs, run)
+	}
+	s.one4, s.one6 = nil, nil
 }

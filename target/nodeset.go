@@ -162,7 +162,7 @@ func (b *builder) addExpansion(s []byte) error {
 		if err != nil {
 			return err
 		}
-		b.v4 = appendInterval(b.v4, interval{u128{0, uint64(v)}, u128{0, uint64(v)}})
+		b.s4.add(u128{0, uint64(v)}, true, &b.v4)
 		return nil
 	default:
 		if err := checkHostname(s); err != nil {

@@ -115,6 +115,8 @@ func Parse(specs []string, opts ParseOptions) (Set, error) {
 		return nil, fmt.Errorf("exclude: %w", err)
 	}
 
+	inc.flush()
+	ex.flush()
 	ex4, ex6 := merge(ex.v4), merge(ex.v6)
 	s := &set{
 		v4: subtract(merge(inc.v4), ex4),
@@ -232,9 +234,16 @@ type builder struct {
 	takes     Takes
 	job       string
 	v4, v6    []interval
+	s4, s6    singles // single addresses, kept small until flush
 	names     nameTable
 	entries   int    // names that are zoned addresses or carry a port or user
 	buf       []byte // scratch for an entry's text
+}
+
+// flush turns the single addresses into intervals.
+func (b *builder) flush() {
+	b.s4.flush(true, &b.v4)
+	b.s6.flush(false, &b.v6)
 }
 
 // eachSpec calls fn with every spec of specs, reading "-" and @FILE entries
@@ -421,8 +430,7 @@ func (b *builder) addPlain(s string) error {
 		if err != nil {
 			return err
 		}
-		v := u128From16(a.As16())
-		b.v6 = appendInterval(b.v6, interval{v, v})
+		b.s6.add(u128From16(a.As16()), false, &b.v6)
 		return nil
 	case onlyDigitsDotsDash(s):
 		if lo, hi, ok := strings.Cut(s, "-"); ok {
@@ -432,7 +440,7 @@ func (b *builder) addPlain(s string) error {
 		if err != nil {
 			return err
 		}
-		b.v4 = appendInterval(b.v4, interval{u128{0, uint64(v)}, u128{0, uint64(v)}})
+		b.s4.add(u128{0, uint64(v)}, true, &b.v4)
 		return nil
 	}
 	if strings.IndexByte(s, '%') >= 0 {

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 
 	"github.com/fanout/fanout"
@@ -27,6 +28,11 @@ import (
 // no pointers (names back to back in chunks), so a tighter pace costs
 // little.
 const listGC = 20
+
+// listHeadroom is the garbage a sweep lets pile up over a large parsed
+// list before a collection: the GC's default pace is relative to the live
+// heap, which the list would make ten million names' worth of garbage.
+const listHeadroom = 64 << 20
 
 // lists is how newPlan reads the spec's lists: replayed from the store
 // (resume), recorded as they are read (--db), or read (otherwise). The
@@ -104,15 +110,25 @@ func (p *plan) dropSpools() {
 	p.spools = nil
 }
 
-// parseLists runs build with the GC paced for a large list (listGC),
-// unless GOGC asks for a tighter pace or none.
-func parseLists(build func() error) error {
-	if prev := debug.SetGCPercent(listGC); prev < listGC {
-		debug.SetGCPercent(prev)
-	} else {
-		defer debug.SetGCPercent(prev)
+// parseLists runs build, which parses lists when listed, with the GC
+// paced for them: listGC while they are parsed, then the percentage that
+// lets listHeadroom of garbage pile up over the live heap (the list),
+// rather than as much as the list again. GOGC, when set, is left alone.
+func parseLists(listed bool, build func() error) error {
+	if !listed || os.Getenv("GOGC") != "" {
+		return build()
 	}
-	return build()
+	prev := debug.SetGCPercent(listGC)
+	err := build()
+	runtime.GC() // the dedup table goes: the live heap is the list
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	if ms.HeapAlloc > listHeadroom {
+		debug.SetGCPercent(max(listGC, int(100*listHeadroom/ms.HeapAlloc)))
+	} else {
+		debug.SetGCPercent(prev)
+	}
+	return err
 }
 
 // on reports whether the sweep runs on a cluster (--server).

@@ -241,7 +241,7 @@ func newPlan(stdin io.Reader, spec fanout.Spec, f *sweepFlags) (*plan, error) {
 		return nil, usageError(err)
 	}
 	defer release()
-	err = parseLists(func() error {
+	err = parseLists(spec.Listed() > 0, func() error {
 		if f != nil && f.cluster.on() {
 			// A cluster's spec stands alone: workers never read our files.
 			if p.spec, err = spec.InlineFrom(lists); err != nil {
