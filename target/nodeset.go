@@ -162,7 +162,7 @@ func (b *builder) addExpansion(s []byte) error {
 		if err != nil {
 			return err
 		}
-		b.s4.add(u128{0, uint64(v)}, true, &b.v4)
+		b.s4.add(u32(v), &b.v4)
 		return nil
 	default:
 		if err := checkHostname(s); err != nil {

@@ -140,7 +140,7 @@ func Parse(specs []string, opts ParseOptions) (Set, error) {
 			case t.Host != "":
 				return !exNames || !has(&ex.names, t.Host)
 			case t.Addr.Is4():
-				return !within(ex4, u128{0, uint64(v4of(t.Addr))})
+				return !within(ex4, u32(v4of(t.Addr)))
 			default:
 				return !within(ex6, u128From16(t.Addr.As16()))
 			}
@@ -170,16 +170,13 @@ func tooMany(n string, limit uint64) error {
 
 // total counts the targets exactly, for the error message of a set too large
 // for a uint64 (an IPv6 /0 has 2^128 addresses).
-func total(v4, v6 []interval, names int) string {
+func total(v4 []span4, v6 []span6, names int) string {
 	t := big.NewInt(int64(names))
-	for _, ivs := range [][]interval{v4, v6} {
-		for _, iv := range ivs {
-			d := iv.hi.sub(iv.lo)
-			n := new(big.Int).Lsh(new(big.Int).SetUint64(d.hi), 64)
-			n.Add(n, new(big.Int).SetUint64(d.lo))
-			n.Add(n, big.NewInt(1))
-			t.Add(t, n)
-		}
+	for _, iv := range v4 {
+		t.Add(t, iv.hi.bigCount(iv.lo))
+	}
+	for _, iv := range v6 {
+		t.Add(t, iv.hi.bigCount(iv.lo))
 	}
 	return t.String()
 }
@@ -233,8 +230,10 @@ type builder struct {
 	allowHuge bool
 	takes     Takes
 	job       string
-	v4, v6    []interval
-	s4, s6    singles // single addresses, kept small until flush
+	v4        []span4
+	v6        []span6
+	s4        singles[u32] // single addresses, kept small until flush
+	s6        singles[u128]
 	names     nameTable
 	entries   int    // names that are zoned addresses or carry a port or user
 	buf       []byte // scratch for an entry's text
@@ -242,8 +241,8 @@ type builder struct {
 
 // flush turns the single addresses into intervals.
 func (b *builder) flush() {
-	b.s4.flush(true, &b.v4)
-	b.s6.flush(false, &b.v6)
+	b.s4.flush(&b.v4)
+	b.s6.flush(&b.v6)
 }
 
 // eachSpec calls fn with every spec of specs, reading "-" and @FILE entries
@@ -430,7 +429,7 @@ func (b *builder) addPlain(s string) error {
 		if err != nil {
 			return err
 		}
-		b.s6.add(u128From16(a.As16()), false, &b.v6)
+		b.s6.add(u128From16(a.As16()), &b.v6)
 		return nil
 	case onlyDigitsDotsDash(s):
 		if lo, hi, ok := strings.Cut(s, "-"); ok {
@@ -440,7 +439,7 @@ func (b *builder) addPlain(s string) error {
 		if err != nil {
 			return err
 		}
-		b.s4.add(u128{0, uint64(v)}, true, &b.v4)
+		b.s4.add(u32(v), &b.v4)
 		return nil
 	}
 	if strings.IndexByte(s, '%') >= 0 {
@@ -570,7 +569,7 @@ func (b *builder) addCIDR(s string) error {
 		}
 		lo := v & mask
 		hi := lo | ^mask
-		b.v4 = appendInterval(b.v4, interval{u128{0, uint64(lo)}, u128{0, uint64(hi)}})
+		b.v4 = appendSpan(b.v4, span4{u32(lo), u32(hi)})
 		return nil
 	}
 	if a, z, ok := strings.Cut(addr, "%"); ok {
@@ -595,7 +594,7 @@ func (b *builder) addCIDR(s string) error {
 		hostMask = u128{0, ^uint64(0) >> (bitsN - 64)}
 	}
 	hi := u128{lo.hi | hostMask.hi, lo.lo | hostMask.lo}
-	b.v6 = appendInterval(b.v6, interval{lo, hi})
+	b.v6 = appendSpan(b.v6, span6{lo, hi})
 	return nil
 }
 
@@ -622,7 +621,7 @@ func (b *builder) addRange4(los, his string) error {
 	if hi < lo {
 		return errors.New("range end before start")
 	}
-	b.v4 = appendInterval(b.v4, interval{u128{0, uint64(lo)}, u128{0, uint64(hi)}})
+	b.v4 = appendSpan(b.v4, span4{u32(lo), u32(hi)})
 	return nil
 }
 
@@ -655,10 +654,10 @@ func (b *builder) addRange6(los, his string) error {
 	if hi.cmp(lo) < 0 {
 		return errors.New("range end before start")
 	}
-	if _, sat := (interval{lo, hi}).size(); sat && !b.allowHuge {
+	if _, sat := (span6{lo, hi}).size(); sat && !b.allowHuge {
 		return b.hugeErr("the range")
 	}
-	b.v6 = appendInterval(b.v6, interval{lo, hi})
+	b.v6 = appendSpan(b.v6, span6{lo, hi})
 	return nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -303,12 +302,6 @@ func parseEntry(s string) Target {
 		t.Host = s
 	}
 	return t
-}
-
-// within reports whether v is in one of ivs (sorted and merged).
-func within(ivs []interval, v u128) bool {
-	j := sort.Search(len(ivs), func(j int) bool { return ivs[j].hi.cmp(v) >= 0 })
-	return j < len(ivs) && ivs[j].lo.cmp(v) <= 0
 }
 
 func v4of(a netip.Addr) uint32 {
