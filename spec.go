@@ -20,8 +20,13 @@ import (
 // a cluster submitter hands to workers. Same Spec, same targets in the same
 // order, same job.
 //
-// Targets must not contain "-" or "@FILE" once a Spec is stored or submitted:
-// the CLI inlines those lists first (Inline), so the Spec stands alone.
+// A "-" or "@FILE" entry of Targets or Excludes is read when the Spec is
+// built, through the Lists given to BuildFrom: the CLI reads the file or
+// standard input as it parses it, and a store replays the copy it keeps
+// beside the Spec (see store.Meta.Lists), so that a list of millions is
+// never a []string, nor JSON in the Spec. A Spec submitted to a cluster
+// stands alone: the CLI inlines those lists first (Inline), and Build
+// refuses them, so that a worker never reads a file a Spec names.
 type Spec struct {
 	Job        string          `json:"job"`
 	JobOptions json.RawMessage `json:"job_options,omitempty"`
@@ -43,21 +48,43 @@ type Spec struct {
 	Backoff     time.Duration `json:"backoff_ns,omitempty"`
 }
 
+// Lists opens the lines of a "-" or @FILE entry of a Spec's Targets or
+// Excludes (spec as written). Build calls it once per such entry, in the
+// order they appear, Targets first.
+type Lists func(spec string) (io.Reader, error)
+
 // Inline returns the Spec with "-" and @FILE entries of Targets and Excludes
 // replaced by the specs they hold (stdin is read for "-"), ready to store or
 // submit. Only one of the two lists may read stdin.
 func (s Spec) Inline(stdin io.Reader) (Spec, error) {
+	return s.InlineFrom(target.OpenList(stdin))
+}
+
+// InlineFrom is Inline with the lists read through lists.
+func (s Spec) InlineFrom(lists Lists) (Spec, error) {
 	if slices.Contains(s.Targets, "-") && slices.Contains(s.Excludes, "-") {
 		return s, fmt.Errorf(`"-" given as a target and as an exclude: standard input can be read once`)
 	}
 	var err error
-	if s.Targets, err = target.Inline(s.Targets, stdin); err != nil {
+	if s.Targets, err = target.InlineFrom(s.Targets, lists); err != nil {
 		return s, err
 	}
-	if s.Excludes, err = target.Inline(s.Excludes, stdin); err != nil {
+	if s.Excludes, err = target.InlineFrom(s.Excludes, lists); err != nil {
 		return s, fmt.Errorf("exclude: %w", err)
 	}
 	return s, nil
+}
+
+// Listed counts the "-" and @FILE entries of Targets and Excludes: the
+// lists BuildFrom reads.
+func (s Spec) Listed() int {
+	n := 0
+	for _, t := range append(slices.Clip(s.Targets), s.Excludes...) {
+		if target.Listed(t) {
+			n++
+		}
+	}
+	return n
 }
 
 // Set parses the Spec's targets into a Set. stdin is read for "-" (nil when
@@ -70,13 +97,34 @@ func (s Spec) Set(stdin io.Reader) (target.Set, error) {
 
 // Build is everything a sweep of this Spec runs on: its set (expanded by a
 // job.Expander such as tcp's host x port product, then held to MaxTargets),
-// its order and its job. Targets must already be inlined (Inline).
+// its order and its job. Targets must already be inlined (Inline): a "-"
+// or @FILE entry is refused, never read.
 func (s Spec) Build() (target.Set, target.Order, Job, error) {
-	set, err := s.Set(nil)
+	return s.BuildFrom(nil)
+}
+
+// BuildFrom is Build with the "-" and @FILE entries read through lists
+// (nil refuses them). The job says what its targets may carry (a port, a
+// user; see job.Taker), and the parser refuses the rest by the job's name.
+func (s Spec) BuildFrom(lists Lists) (target.Set, target.Order, Job, error) {
+	if lists == nil {
+		for _, t := range append(slices.Clip(s.Targets), s.Excludes...) {
+			if target.Listed(t) {
+				return nil, nil, nil, fmt.Errorf("target %q: a list (- or @FILE) must be inlined into the spec before it is built here", t)
+			}
+		}
+	}
+	j, err := s.NewJob()
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	j, err := s.NewJob()
+	opts := target.ParseOptions{
+		Excludes: s.Excludes, MaxTargets: s.MaxTargets, AllowHuge: s.AllowHuge, Job: j.Kind(), List: lists,
+	}
+	if t, ok := j.(job.Taker); ok {
+		opts.Takes = t.Takes()
+	}
+	set, err := target.Parse(s.Targets, opts)
 	if err != nil {
 		return nil, nil, nil, err
 	}

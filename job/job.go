@@ -53,6 +53,14 @@ type Expander interface {
 	Expand(target.Set) target.Set
 }
 
+// Taker is a job kind whose targets may carry more than a host: a port
+// (host:22, [fe80::1%eth0]:22) or a user (user@host), as target.Takes
+// says. Parse refuses what a kind does not take, naming the kind; a kind
+// without Takes takes hosts, addresses, CIDRs, ranges and node-sets only.
+type Taker interface {
+	Takes() target.Takes
+}
+
 // Factory builds a job from its JSON options (the kind's own Config struct).
 type Factory func(options json.RawMessage) (Job, error)
 

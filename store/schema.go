@@ -72,10 +72,20 @@ var migrations = []string{
 				WHERE r.sweep_idx BETWEEN sweeps.id<<40 AND (sweeps.id<<40)+1099511627775), created_ns) END,
 			state, reason FROM sweeps;
 	CREATE VIEW result_rows AS SELECT sweep_idx>>40 AS sweep, sweep_idx&1099511627775 AS idx, * FROM results;`,
+
+	// 3: the lists of a sweep's "-" and @FILE targets, stored once beside
+	// its spec (not inlined into its JSON), as read, 1 MiB a part.
+	`CREATE TABLE lists(
+		sweep INTEGER NOT NULL,
+		list  INTEGER NOT NULL,             -- k-th "-" or @FILE entry of the spec (targets, then excludes)
+		part  INTEGER NOT NULL,
+		data  BLOB NOT NULL,
+		PRIMARY KEY(sweep, list, part)
+	);`,
 }
 
 // SchemaVersion is the schema this fanout writes.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 func currentVersion() int { return len(migrations) }
 

@@ -8,9 +8,10 @@
 // kill -9 of fanout; a power cut may roll back the last batches (never
 // corrupt the file), and resume redoes what they held.
 //
-// The file is plain SQLite, readable with sqlite3 (schema version 2):
+// The file is plain SQLite, readable with sqlite3 (schema version 3):
 //
 //	sweeps(id, job, spec, total, state, reason, created_ns)  -- spec: fanout.Spec as JSON
+//	lists(sweep, list, part, data)  -- the lines of the spec's "-" and @FILE targets
 //	runs(sweep, run, version, start_ns, last_ns, end_ns, state, reason)
 //	results(sweep_idx, host, addr, port, status, class, error, rtt_ns, sent, recv,
 //	        rtt_min_ns, rtt_avg_ns, rtt_max_ns, exit_code, stdout, stderr, truncated,
@@ -72,7 +73,16 @@ type Meta struct {
 	Total   uint64    // targets the sweep visits (its Order's length)
 	Version string    // fanout version that runs it
 	Start   time.Time // zero means now
+	// Lists are the contents of the Spec's "-" and @FILE entries, one
+	// reader per entry in the order they appear (Targets, then Excludes),
+	// as the sweep read them. They are stored once, part by part, and read
+	// back with List: resume needs neither the files nor a copy of the
+	// list in the Spec.
+	Lists []io.Reader
 }
+
+// listPart is the size of the parts a list is stored in.
+const listPart = 1 << 20
 
 // Sweep is a recorded sweep.
 type Sweep struct {
@@ -325,12 +335,16 @@ func redact(raw json.RawMessage) (json.RawMessage, error) {
 }
 
 // CreateSweep records a new sweep and its first run, and returns its id.
-// The Spec must stand alone: no "-" or "@FILE" target (inline them first).
+// Every "-" or "@FILE" entry of the Spec needs its list in meta.Lists (or
+// is inlined first).
 func (s *Store) CreateSweep(spec fanout.Spec, meta Meta) (int64, error) {
-	for _, t := range append(append([]string(nil), spec.Targets...), spec.Excludes...) {
-		if t == "-" || strings.HasPrefix(t, "@") {
-			return 0, fmt.Errorf("record sweep: target %q must be inlined before it is stored", t)
+	if n := spec.Listed(); n != len(meta.Lists) {
+		for _, t := range append(append([]string(nil), spec.Targets...), spec.Excludes...) {
+			if t == "-" || strings.HasPrefix(t, "@") {
+				return 0, fmt.Errorf("record sweep: target %q must be inlined before it is stored, or its list given (%d lists for %d entries)", t, len(meta.Lists), n)
+			}
 		}
+		return 0, fmt.Errorf("record sweep: %d lists given for a spec without - or @FILE", len(meta.Lists))
 	}
 	opts, err := redact(spec.JobOptions)
 	if err != nil {
@@ -365,6 +379,26 @@ func (s *Store) CreateSweep(spec fanout.Spec, meta Meta) (int64, error) {
 	if _, err := tx.Exec(`INSERT INTO runs(sweep, run, version, start_ns, last_ns, state) VALUES(?,1,?,?,?,?)`,
 		id, meta.Version, start.UnixNano(), start.UnixNano(), string(Running)); err != nil {
 		return 0, s.describe("record sweep in", err)
+	}
+	if len(meta.Lists) > 0 {
+		buf := make([]byte, listPart)
+		for k, r := range meta.Lists {
+			// Part 0 always: an empty list is there, not missing.
+			for part := 0; ; part++ {
+				n, err := io.ReadFull(r, buf)
+				if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+					return 0, fmt.Errorf("record sweep in %s: read list %d: %w", s.path, k, err)
+				}
+				if n > 0 || part == 0 {
+					if _, err := tx.Exec(`INSERT INTO lists(sweep, list, part, data) VALUES(?,?,?,?)`, id, k, part, buf[:n]); err != nil {
+						return 0, s.describe("record sweep in", err)
+					}
+				}
+				if n < len(buf) {
+					break
+				}
+			}
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, s.describe("record sweep in", err)

@@ -289,7 +289,7 @@ func TestBadFiles(t *testing.T) {
 	}{
 		{"text file", text, "is not a fanout database (not an SQLite file)"},
 		{"other sqlite", other, "is not a fanout database (an SQLite file of another program"},
-		{"newer schema", newer, "has schema version 99, newer than this fanout understands (2)"},
+		{"newer schema", newer, "has schema version 99, newer than this fanout understands (3)"},
 		{"directory", dir, "is a directory"},
 	}
 	if os.Geteuid() != 0 { // root writes anywhere

@@ -5,9 +5,19 @@ import (
 	"testing"
 )
 
+// takesAll lets targets carry a port and a user, as ssh does.
+var takesAll = Takes{Port: true, User: true}
+
+// plain reports whether t is a bare address, as kept in the address
+// intervals: no name, zone, port or user.
+func plain(t Target) bool {
+	return t.Host == "" && t.Port == 0 && t.User == "" && t.Addr.Zone() == ""
+}
+
 // checkSet verifies the Set invariants: Len agrees with At, every
-// At(i).Index == i, addresses ascend within a family before names, names are
-// distinct, and every target's Name parses back to itself.
+// At(i).Index == i, bare addresses ascend within a family before names and
+// entries, targets are distinct, and every target's Spec parses back to
+// itself.
 func checkSet(t *testing.T, s Set) {
 	t.Helper()
 	n := s.Len()
@@ -36,26 +46,26 @@ func checkSet(t *testing.T, s Set) {
 		}
 		if i > 0 && prev.Index == i-1 {
 			switch {
-			case prev.Host != "" && tg.Host == "":
-				t.Fatalf("At(%d) = %s: an address after the names", i, tg.Name())
-			case prev.Host == "" && tg.Host == "" && prev.Addr.Is4() == tg.Addr.Is4() && prev.Addr.Compare(tg.Addr) >= 0:
+			case !plain(prev) && plain(tg):
+				t.Fatalf("At(%d) = %s: an address after the names", i, tg.Spec())
+			case plain(prev) && plain(tg) && prev.Addr.Is4() == tg.Addr.Is4() && prev.Addr.Compare(tg.Addr) >= 0:
 				t.Fatalf("At(%d) = %s after %s: not ascending", i, tg.Name(), prev.Name())
-			case prev.Addr.Is6() && tg.Addr.Is4():
+			case plain(prev) && plain(tg) && prev.Addr.Is6() && tg.Addr.Is4():
 				t.Fatalf("At(%d) = %s after %s: IPv4 after IPv6", i, tg.Name(), prev.Name())
 			}
 		}
 		prev = tg
-		if k := strings.ToLower(strings.TrimSuffix(tg.Name(), ".")); seen[k] {
-			t.Fatalf("At(%d) = %s: duplicate", i, tg.Name())
+		if k := strings.ToLower(strings.TrimSuffix(tg.Spec(), ".")); seen[k] {
+			t.Fatalf("At(%d) = %s: duplicate", i, tg.Spec())
 		} else {
 			seen[k] = true
 		}
-		r, err := Parse([]string{tg.Name()}, ParseOptions{})
+		r, err := Parse([]string{tg.Spec()}, ParseOptions{Takes: takesAll})
 		if err != nil {
-			t.Fatalf("At(%d).Name() = %q does not parse: %v", i, tg.Name(), err)
+			t.Fatalf("At(%d).Spec() = %q does not parse: %v", i, tg.Spec(), err)
 		}
-		if r.Len() != 1 || r.At(0) != (Target{Host: tg.Host, Addr: tg.Addr}) {
-			t.Fatalf("Parse(%q) = %d targets, first %+v", tg.Name(), r.Len(), r.At(0))
+		if r.Len() != 1 || r.At(0) != (Target{Host: tg.Host, Addr: tg.Addr, Port: tg.Port, User: tg.User}) {
+			t.Fatalf("Parse(%q) = %d targets, first %+v", tg.Spec(), r.Len(), r.At(0))
 		}
 	}
 	defer func() {
@@ -87,6 +97,11 @@ func FuzzParse(f *testing.F) {
 		{"n[08-11].x,N09.x.", "n[09-10].X"},
 		{"255.255.255.250-255", "0.0.0.0/0"},
 		{"::ffff:10.0.0.1,[fd00::]/126", "fd00::1-2"},
+		{"fe80::1%eth0,[fe80::2%lo],fd00::[1-2]%eth1", "fe80::2"},
+		{"[::1]:2222,host:22,root@host,root@[fe80::1%eth0]:22", "host"},
+		{"admin@web[01-03].example.com:2222,10.0.0.1:22", "admin@web02.example.com:2222"},
+		{"fe80::%eth0/64", ""},
+		{"root@10.0.0.0/24", ""},
 	} {
 		f.Add(seed.spec, seed.exclude)
 	}
@@ -94,42 +109,59 @@ func FuzzParse(f *testing.F) {
 		if strings.HasPrefix(spec, "@") || strings.HasPrefix(exclude, "@") || strings.Contains(spec+exclude, ",@") {
 			t.Skip("@FILE would read the fuzzer's choice of file")
 		}
-		opts := ParseOptions{MaxTargets: 1 << 16}
-		if exclude != "" {
-			opts.Excludes = []string{exclude}
-		}
-		s, err := Parse([]string{spec}, opts)
-		if err != nil {
-			if err.Error() == "" {
-				t.Fatal("empty error")
-			}
-			return
-		}
-		checkSet(t, s)
-		// The same spec as a one-line file gives the same Set.
-		if !strings.ContainsAny(spec, "#\r\n") && strings.TrimSpace(spec) == spec {
-			opts.Stdin = strings.NewReader("# file\n\n" + spec + "\n")
-			if exclude == "-" {
-				opts.Excludes = nil
-			}
-			f, err := Parse([]string{"-"}, opts)
-			if err != nil || f.Len() != s.Len() || f.At(0) != s.At(0) || f.At(s.Len()-1) != s.At(s.Len()-1) {
-				t.Fatalf("as a file: %v", err)
-			}
-		}
-		// Names fold back into specs that parse to the same names.
-		if s.Len() <= 512 {
-			want := sortedNames(t, s)
-			folded := Fold(want)
-			r, err := Parse([]string{folded}, ParseOptions{MaxTargets: 1 << 16})
-			if err != nil {
-				t.Fatalf("Parse(Fold(%q) = %q): %v", want, folded, err)
-			}
-			if got := sortedNames(t, r); strings.Join(got, ",") != strings.Join(want, ",") {
-				t.Fatalf("Parse(Fold(x)) != x\n   x: %q\nfold: %q\n got: %q", want, folded, got)
-			}
+		for _, takes := range []Takes{{}, takesAll} {
+			fuzzParse(t, spec, exclude, takes)
 		}
 	})
+}
+
+func fuzzParse(t *testing.T, spec, exclude string, takes Takes) {
+	opts := ParseOptions{MaxTargets: 1 << 16, Takes: takes}
+	if exclude != "" {
+		opts.Excludes = []string{exclude}
+	}
+	s, err := Parse([]string{spec}, opts)
+	if err != nil {
+		if err.Error() == "" {
+			t.Fatal("empty error")
+		}
+		return
+	}
+	checkSet(t, s)
+	// The same spec as a one-line file gives the same Set.
+	if !strings.ContainsAny(spec, "#\r\n") && strings.TrimSpace(spec) == spec {
+		opts.Stdin = strings.NewReader("# file\n\n" + spec + "\n")
+		if exclude == "-" {
+			opts.Excludes = nil
+		}
+		f, err := Parse([]string{"-"}, opts)
+		if err != nil || f.Len() != s.Len() || f.At(0) != s.At(0) || f.At(s.Len()-1) != s.At(s.Len()-1) {
+			t.Fatalf("as a file: %v", err)
+		}
+	}
+	// Names fold back into specs that parse to the same names (names
+	// only: a port or user is not in a Name).
+	if s.Len() <= 512 && !carries(s) {
+		want := sortedNames(t, s)
+		folded := Fold(want)
+		r, err := Parse([]string{folded}, ParseOptions{MaxTargets: 1 << 16})
+		if err != nil {
+			t.Fatalf("Parse(Fold(%q) = %q): %v", want, folded, err)
+		}
+		if got := sortedNames(t, r); strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Fatalf("Parse(Fold(x)) != x\n   x: %q\nfold: %q\n got: %q", want, folded, got)
+		}
+	}
+}
+
+// carries reports whether a target of s has a port or user.
+func carries(s Set) bool {
+	for i := uint64(0); i < s.Len(); i++ {
+		if tg := s.At(i); tg.Port != 0 || tg.User != "" {
+			return true
+		}
+	}
+	return false
 }
 
 func FuzzShuffle(f *testing.F) {

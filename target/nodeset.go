@@ -114,8 +114,9 @@ func nsNumber(s, item string) (uint64, error) {
 	return n, nil
 }
 
-// addNodeSet expands a node-set and adds every expansion as a plain spec.
-func (b *builder) addNodeSet(s string) error {
+// addNodeSet expands a node-set and adds every expansion as a plain spec,
+// or, when q is set, as a host with q's user and port.
+func (b *builder) addNodeSet(s string, q *qualified) error {
 	pieces, count, err := parseNodeSet(s)
 	if err != nil {
 		return err
@@ -126,11 +127,17 @@ func (b *builder) addNodeSet(s string) error {
 	}
 	first := true
 	return expand(pieces, func(name []byte) error {
-		if first && !onlyDigitsDotsDash(name) && !bytes.ContainsAny(name, ":/,") {
-			b.names.reserve(int(min(count, 1<<24)), len(name))
+		if first && (q != nil || !onlyDigitsDotsDash(name) && !bytes.ContainsAny(name, ":/,")) {
+			b.names.reserve(int(min(count, 1<<24)))
 		}
 		first = false
-		if err := b.addExpansion(name); err != nil {
+		var err error
+		if q != nil {
+			err = addEntry(b, q.user, name, q.port)
+		} else {
+			err = b.addExpansion(name)
+		}
+		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		return nil
@@ -142,7 +149,7 @@ func (b *builder) addNodeSet(s string) error {
 func (b *builder) addExpansion(s []byte) error {
 	special, dash := false, false
 	for _, c := range s {
-		special = special || c == ':' || c == '/' || c == ','
+		special = special || c == ':' || c == '/' || c == ',' || c == '%'
 		dash = dash || c == '-'
 	}
 	switch {
@@ -155,7 +162,7 @@ func (b *builder) addExpansion(s []byte) error {
 		if err != nil {
 			return err
 		}
-		b.v4 = appendInterval(b.v4, interval{u128{0, uint64(v)}, u128{0, uint64(v)}})
+		b.s4.add(u32(v), &b.v4)
 		return nil
 	default:
 		if err := checkHostname(s); err != nil {

@@ -2,6 +2,7 @@ package target
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"unsafe"
 )
 
 // ParseOptions tune Parse.
@@ -19,6 +21,27 @@ type ParseOptions struct {
 	MaxTargets uint64    // refuse sets larger than this; 0 = DefaultMaxTargets
 	AllowHuge  bool      // accept IPv6 prefixes of /64 and larger
 	Stdin      io.Reader // read for the spec "-"
+
+	// Takes is what the job lets a target carry besides its host (a port,
+	// a user); Job names the job in the error that refuses the others:
+	// `parse "host:22": ping takes no port (...)`.
+	Takes Takes
+	Job   string
+
+	// List, when set, is called for every "-" and @FILE spec, in the order
+	// Parse meets them (the targets, then the excludes), and returns the
+	// reader of its lines in place of Stdin or the file: a caller records
+	// the lists as they are read, or replays recorded ones. A reader that
+	// is an io.Closer is closed once read.
+	List func(spec string) (io.Reader, error)
+}
+
+// Takes says what a job lets a target carry besides its host. Parse
+// refuses a port or a user the job does not take, saying so.
+type Takes struct {
+	Port bool   // host:22, 10.0.0.1:22, [fd00::1]:2222, [fe80::1%eth0]:22
+	User bool   // user@host
+	Note string // said when a port or user is refused, as in "its ports come from -p"
 }
 
 // Errors Parse wraps, for callers that want to tell them apart.
@@ -28,7 +51,7 @@ var (
 )
 
 // Accepted is the one-line summary of the spec forms, for usage errors.
-const Accepted = "want an address (10.0.0.1, ::1, [::1]), a CIDR (10.0.0.0/24, fd00::/120), " +
+const Accepted = "want an address (10.0.0.1, ::1, [::1], fe80::1%eth0), a CIDR (10.0.0.0/24, fd00::/120), " +
 	"a range (10.0.0.1-10.0.0.50, 10.0.0.1-50, fd00::1-ff), a node-set (web[01-20].example.com), " +
 	"a hostname (letters, digits, '-', '.', '_'), @FILE or -"
 
@@ -37,6 +60,7 @@ const Accepted = "want an address (10.0.0.1, ::1, [::1]), a CIDR (10.0.0.0/24, f
 // A spec is one of:
 //
 //	10.0.0.1, ::1, [::1]           an address
+//	fe80::1%eth0, [fe80::1%eth0]   an IPv6 address with its zone (interface)
 //	10.0.0.0/24, fd00::/120        a CIDR (host bits are masked off)
 //	10.0.0.1-10.0.0.50, 10.0.0.1-50, fd00::1-fd00::ff, fd00::1-ff
 //	                               an inclusive range; the short end replaces
@@ -50,58 +74,89 @@ const Accepted = "want an address (10.0.0.1, ::1, [::1]), a CIDR (10.0.0.0/24, f
 //	                               so 10.0.0.[1-5] is five addresses
 //	host.example.com               a hostname, resolved later by the job
 //	@FILE                          the specs in FILE, one a line; '#' starts a
-//	                               comment, blank lines are skipped
+//	                               comment, blank lines are skipped; UTF-8
+//	                               (a byte order mark is skipped) or UTF-16
+//	                               (decoded), LF or CRLF line ends
 //	-                              the same, read from opts.Stdin (once)
 //
+// When the job takes them (opts.Takes), a host, address or node-set may
+// carry a port, host:22, 10.0.0.1:22, [fd00::1]:2222, [fe80::1%eth0]:22, and
+// a user, user@host, root@web[1-3]:2222; every expansion of a node-set then
+// carries both. CIDRs and ranges carry neither, nor a zone.
+//
 // The Set's canonical order is: IPv4 addresses ascending, then IPv6 addresses
-// ascending, then names in first-seen order. Addresses given several times
-// (overlapping CIDRs and ranges) count once; names given several times (ASCII
-// case-insensitively, ignoring a trailing dot) count once, spelt as first seen.
-// opts.Excludes, in the same syntax, are removed.
+// ascending, then names, zoned addresses and targets with a port or user, in
+// first-seen order. Addresses given several times (overlapping CIDRs and
+// ranges) count once; names given several times (ASCII case-insensitively,
+// ignoring a trailing dot) count once, spelt as first seen, and so do the
+// targets with a zone, port or user, as written the same way.
+// opts.Excludes, in the same syntax, are removed; an excluded host or
+// address also removes the targets that name it with a zone, port or user.
 //
 // Address ranges stay intervals: a /8 costs a few bytes, and a set over
 // opts.MaxTargets is refused by arithmetic, never materialized. IPv6 prefixes
 // of /64 and shorter are refused unless opts.AllowHuge. Names (hostnames and
 // node-set expansions that are not addresses) are held in memory, as they
-// have to be deduplicated.
+// have to be deduplicated: a name costs its bytes plus about one, as in a
+// file of one name a line, while Parse runs, plus a dedup table of 4 to 8
+// bytes a name.
 func Parse(specs []string, opts ParseOptions) (Set, error) {
 	limit := opts.MaxTargets
 	if limit == 0 {
 		limit = DefaultMaxTargets
 	}
-	in := &stdinOnce{r: opts.Stdin}
-	inc := &builder{limit: limit, allowHuge: opts.AllowHuge}
+	in := &sources{stdin: opts.Stdin, list: opts.List}
+	inc := &builder{limit: limit, allowHuge: opts.AllowHuge, takes: opts.Takes, job: opts.Job}
 	if err := eachSpec(specs, in, inc.add); err != nil {
 		return nil, err
 	}
-	ex := &builder{limit: limit, allowHuge: true}
+	ex := &builder{limit: limit, allowHuge: true, takes: opts.Takes, job: opts.Job}
 	if err := eachSpec(opts.Excludes, in, ex.add); err != nil {
 		return nil, fmt.Errorf("exclude: %w", err)
 	}
 
+	inc.flush()
+	ex.flush()
+	ex4, ex6 := merge(ex.v4), merge(ex.v6)
 	s := &set{
-		v4: subtract(merge(inc.v4), merge(ex.v4)),
-		v6: subtract(merge(inc.v6), merge(ex.v6)),
+		v4: subtract(merge(inc.v4), ex4),
+		v6: subtract(merge(inc.v6), ex6),
 	}
-	s.arena = inc.names.arena.String()
-	s.names = inc.names.refs
-	if ex.names.len() > 0 {
-		s.names = make([]uint64, 0, inc.names.len())
-		for j, r := range inc.names.refs {
-			if !has(&ex.names, inc.names.name(j)) {
-				s.names = append(s.names, r)
+	given := len(inc.v4) + len(inc.v6) + inc.names.len()
+	exNames := ex.names.len() > 0
+	exAddrs := inc.entries > 0 && len(ex4)+len(ex6) > 0
+	if exNames || exAddrs {
+		// The dedup table of inc is no longer needed: drop it first.
+		all := inc.names.freeze()
+		s.names = all.filter(func(name string) bool {
+			if exNames && has(&ex.names, name) {
+				return false
 			}
-		}
+			if !isEntry(name) {
+				return true
+			}
+			t := parseEntry(name)
+			switch {
+			case t.Host != "":
+				return !exNames || !has(&ex.names, t.Host)
+			case t.Addr.Is4():
+				return !within(ex4, u32(v4of(t.Addr)))
+			default:
+				return !within(ex6, u128From16(t.Addr.As16()))
+			}
+		})
+	} else {
+		s.names = inc.names.freeze()
 	}
 
 	var ok4, ok6 bool
 	s.s4, s.n4, ok4 = starts(s.v4, limit)
 	s.s6, s.n6, ok6 = starts(s.v6, limit)
-	if !ok4 || !ok6 || s.n6 > limit-s.n4 || uint64(len(s.names)) > limit-s.n4-s.n6 {
-		return nil, tooMany(total(s.v4, s.v6, len(s.names)), limit)
+	if !ok4 || !ok6 || s.n6 > limit-s.n4 || uint64(s.names.n) > limit-s.n4-s.n6 {
+		return nil, tooMany(total(s.v4, s.v6, s.names.n), limit)
 	}
 	if s.Len() == 0 {
-		if len(opts.Excludes) > 0 && (len(inc.v4)+len(inc.v6)+inc.names.len()) > 0 {
+		if len(opts.Excludes) > 0 && given > 0 {
 			return nil, fmt.Errorf("%w: the excludes remove every target", ErrNoTargets)
 		}
 		return nil, fmt.Errorf("%w: give addresses, CIDRs, ranges, node-sets, hostnames, @FILE or -", ErrNoTargets)
@@ -115,70 +170,90 @@ func tooMany(n string, limit uint64) error {
 
 // total counts the targets exactly, for the error message of a set too large
 // for a uint64 (an IPv6 /0 has 2^128 addresses).
-func total(v4, v6 []interval, names int) string {
+func total(v4 []span4, v6 []span6, names int) string {
 	t := big.NewInt(int64(names))
-	for _, ivs := range [][]interval{v4, v6} {
-		for _, iv := range ivs {
-			d := iv.hi.sub(iv.lo)
-			n := new(big.Int).Lsh(new(big.Int).SetUint64(d.hi), 64)
-			n.Add(n, new(big.Int).SetUint64(d.lo))
-			n.Add(n, big.NewInt(1))
-			t.Add(t, n)
-		}
+	for _, iv := range v4 {
+		t.Add(t, iv.hi.bigCount(iv.lo))
+	}
+	for _, iv := range v6 {
+		t.Add(t, iv.hi.bigCount(iv.lo))
 	}
 	return t.String()
 }
 
-// stdinOnce hands out standard input to the first "-" only.
-type stdinOnce struct {
-	r    io.Reader
-	used bool
+// sources hands out the readers of "-" (standard input, once) and @FILE
+// specs.
+type sources struct {
+	stdin io.Reader
+	used  bool
+	list  func(spec string) (io.Reader, error)
 }
 
-func (s *stdinOnce) take() (io.Reader, error) {
-	switch {
-	case s.r == nil:
-		return nil, errors.New(`"-": no standard input to read targets from`)
-	case s.used:
-		return nil, errors.New(`"-": standard input was already read by an earlier "-"`)
+// open is the reader of spec ("-" or "@FILE"), the name that errors give
+// it, and whether the caller closes it.
+func (s *sources) open(spec string) (r io.Reader, name string, owned bool, err error) {
+	name = "stdin"
+	if spec == "-" {
+		switch {
+		case s.used:
+			return nil, "", false, errors.New(`"-": standard input was already read by an earlier "-"`)
+		case s.list == nil && s.stdin == nil:
+			return nil, "", false, errors.New(`"-": no standard input to read targets from`)
+		}
+		s.used = true
+		if s.list == nil {
+			return s.stdin, name, false, nil
+		}
+	} else if name = spec[1:]; name == "" {
+		return nil, "", false, fmt.Errorf(`parse "@": want @FILE, a file of specs one a line`)
 	}
-	s.used = true
-	return s.r, nil
+	if s.list != nil {
+		r, err = s.list(spec)
+		if err != nil {
+			if spec == "-" {
+				spec = `"-"`
+			}
+			return nil, "", false, fmt.Errorf("%s: %w", spec, err)
+		}
+		return r, name, true, nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, "", false, fmt.Errorf("@%s: open: %v", name, pathErr(err))
+	}
+	return f, name, true, nil
 }
 
 // builder collects the addresses and names of specs.
 type builder struct {
 	limit     uint64
 	allowHuge bool
-	v4, v6    []interval
+	takes     Takes
+	job       string
+	v4        []span4
+	v6        []span6
+	s4        singles[u32] // single addresses, kept small until flush
+	s6        singles[u128]
 	names     nameTable
+	entries   int    // names that are zoned addresses or carry a port or user
+	buf       []byte // scratch for an entry's text
+}
+
+// flush turns the single addresses into intervals.
+func (b *builder) flush() {
+	b.s4.flush(&b.v4)
+	b.s6.flush(&b.v6)
 }
 
 // eachSpec calls fn with every spec of specs, reading "-" and @FILE entries
-// one level deep, and puts the file and line in fn's errors.
-func eachSpec(specs []string, in *stdinOnce, fn func(spec string) error) error {
-	lines := func(r io.Reader, name string) error {
-		return eachLine(r, name, func(line int, spec string) error {
-			if spec == "-" || strings.HasPrefix(spec, "@") {
-				return fmt.Errorf("%s:%d: parse %q: %s inside a file is not supported (one level only)", name, line, spec, spec[:1])
-			}
-			if err := fn(spec); err != nil {
-				return fmt.Errorf("%s:%d: %w", name, line, err)
-			}
-			return nil
-		})
-	}
+// one level deep, and puts the file and line in fn's errors. The spec
+// handed to fn may be a view of a read buffer: fn must copy what it keeps.
+func eachSpec(specs []string, in *sources, fn func(spec string) error) error {
 	for _, spec := range specs {
 		var err error
-		switch {
-		case spec == "-":
-			var r io.Reader
-			if r, err = in.take(); err == nil {
-				err = lines(r, "stdin")
-			}
-		case strings.HasPrefix(spec, "@"):
-			err = eachFileSpec(spec[1:], lines)
-		default:
+		if spec == "-" || strings.HasPrefix(spec, "@") {
+			err = eachListed(spec, in, fn)
+		} else {
 			err = fn(spec)
 		}
 		if err != nil {
@@ -188,16 +263,24 @@ func eachSpec(specs []string, in *stdinOnce, fn func(spec string) error) error {
 	return nil
 }
 
-func eachFileSpec(path string, lines func(io.Reader, string) error) error {
-	if path == "" {
-		return fmt.Errorf(`parse "@": want @FILE, a file of specs one a line`)
-	}
-	f, err := os.Open(path)
+// eachListed calls fn with every spec of the list spec names.
+func eachListed(spec string, in *sources, fn func(spec string) error) error {
+	r, name, owned, err := in.open(spec)
 	if err != nil {
-		return fmt.Errorf("@%s: open: %v", path, pathErr(err))
+		return err
 	}
-	defer f.Close()
-	return lines(f, path)
+	if c, ok := r.(io.Closer); ok && owned {
+		defer c.Close()
+	}
+	return eachLine(r, name, func(line int, spec string) error {
+		if spec == "-" || strings.HasPrefix(spec, "@") {
+			return fmt.Errorf("%s:%d: parse %q: %s inside a file is not supported (one level only)", name, line, spec, spec[:1])
+		}
+		if err := fn(spec); err != nil {
+			return fmt.Errorf("%s:%d: %w", name, line, err)
+		}
+		return nil
+	})
 }
 
 // pathErr drops the path an *fs.PathError repeats.
@@ -210,22 +293,24 @@ func pathErr(err error) error {
 }
 
 // eachLine calls fn with each spec of r: '#' starts a comment, blank lines
-// are skipped, surrounding space is trimmed.
+// are skipped, surrounding space is trimmed. r is UTF-8, with or without a
+// byte order mark, or UTF-16 (see decodeText). spec is a view of the
+// scanner's buffer, valid until fn returns: a line costs no allocation.
 func eachLine(r io.Reader, name string, fn func(line int, spec string) error) error {
-	sc := bufio.NewScanner(r)
+	sc := bufio.NewScanner(decodeText(r))
 	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
 	line := 0
 	for sc.Scan() {
 		line++
-		text := sc.Text()
-		if i := strings.IndexByte(text, '#'); i >= 0 {
+		text := sc.Bytes()
+		if i := bytes.IndexByte(text, '#'); i >= 0 {
 			text = text[:i]
 		}
-		text = strings.TrimSpace(text)
-		if text == "" {
+		text = bytes.TrimSpace(text)
+		if len(text) == 0 {
 			continue
 		}
-		if err := fn(line, text); err != nil {
+		if err := fn(line, unsafe.String(&text[0], len(text))); err != nil {
 			return err
 		}
 	}
@@ -281,14 +366,29 @@ func (b *builder) add(spec string) error {
 	if spec == "" {
 		return parseErr(spec, errors.New("empty target; "+Accepted))
 	}
-	if parts := splitTop(spec); len(parts) > 1 {
-		for _, p := range parts {
-			if p == "" {
-				return parseErr(spec, errors.New("empty item in a comma-separated list"))
+	if strings.IndexByte(spec, ',') >= 0 {
+		if parts := splitTop(spec); len(parts) > 1 {
+			for _, p := range parts {
+				if p == "" {
+					return parseErr(spec, errors.New("empty item in a comma-separated list"))
+				}
+				if err := b.add(p); err != nil {
+					return err
+				}
 			}
-			if err := b.add(p); err != nil {
-				return err
-			}
+			return nil
+		}
+	}
+	if spec[0] == '@' {
+		return parseErr(spec, errors.New("@FILE goes alone, not in a comma-separated list"))
+	}
+	q, err := b.qualifiers(spec)
+	if err != nil {
+		return parseErr(spec, err)
+	}
+	if q.user != "" || q.port != 0 {
+		if err := b.addQualified(q); err != nil {
+			return parseErr(spec, err)
 		}
 		return nil
 	}
@@ -302,7 +402,7 @@ func (b *builder) add(spec string) error {
 			}
 			return nil
 		}
-		if err := b.addNodeSet(spec); err != nil {
+		if err := b.addNodeSet(spec, nil); err != nil {
 			return parseErr(spec, err)
 		}
 		return nil
@@ -319,18 +419,17 @@ func (b *builder) addPlain(s string) error {
 	case strings.Contains(s, "/"):
 		return b.addCIDR(s)
 	case strings.Contains(s, ":"):
-		if strings.Count(s, ":") == 1 {
-			return fmt.Errorf("%q is not an IPv6 address, and host:port is not a target (give ports to the job, as in tcp -p 22)", s)
-		}
 		if lo, hi, ok := strings.Cut(s, "-"); ok {
 			return b.addRange6(lo, hi)
+		}
+		if strings.IndexByte(s, '%') >= 0 {
+			return addEntry(b, "", s, 0)
 		}
 		a, err := parseIPv6(s)
 		if err != nil {
 			return err
 		}
-		v := u128From16(a.As16())
-		b.v6 = appendInterval(b.v6, interval{v, v})
+		b.s6.add(u128From16(a.As16()), &b.v6)
 		return nil
 	case onlyDigitsDotsDash(s):
 		if lo, hi, ok := strings.Cut(s, "-"); ok {
@@ -340,8 +439,11 @@ func (b *builder) addPlain(s string) error {
 		if err != nil {
 			return err
 		}
-		b.v4 = appendInterval(b.v4, interval{u128{0, uint64(v)}, u128{0, uint64(v)}})
+		b.s4.add(u32(v), &b.v4)
 		return nil
+	}
+	if strings.IndexByte(s, '%') >= 0 {
+		return fmt.Errorf("%q: only an IPv6 address takes a zone (as in fe80::1%%eth0)", s)
 	}
 	if err := checkHostname(s); err != nil {
 		return err
@@ -430,7 +532,7 @@ func parseIPv6(s string) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("%q is not an IPv6 address", s)
 	}
 	if a.Zone() != "" {
-		return netip.Addr{}, fmt.Errorf("IPv6 zones (%%%s) are not supported", a.Zone())
+		return netip.Addr{}, fmt.Errorf("%q: only an address takes a zone (%%%s), not a CIDR or range: give fe80::/64, or one address as in fe80::1%%%s", s, a.Zone(), a.Zone())
 	}
 	return a, nil
 }
@@ -467,8 +569,11 @@ func (b *builder) addCIDR(s string) error {
 		}
 		lo := v & mask
 		hi := lo | ^mask
-		b.v4 = appendInterval(b.v4, interval{u128{0, uint64(lo)}, u128{0, uint64(hi)}})
+		b.v4 = appendSpan(b.v4, span4{u32(lo), u32(hi)})
 		return nil
+	}
+	if a, z, ok := strings.Cut(addr, "%"); ok {
+		return fmt.Errorf("a CIDR takes no zone: %%%s names the interface of one address, as in fe80::1%%%s; give %s/%s", z, z, a, ps)
 	}
 	a, err := parseIPv6(addr)
 	if err != nil {
@@ -489,7 +594,7 @@ func (b *builder) addCIDR(s string) error {
 		hostMask = u128{0, ^uint64(0) >> (bitsN - 64)}
 	}
 	hi := u128{lo.hi | hostMask.hi, lo.lo | hostMask.lo}
-	b.v6 = appendInterval(b.v6, interval{lo, hi})
+	b.v6 = appendSpan(b.v6, span6{lo, hi})
 	return nil
 }
 
@@ -516,11 +621,14 @@ func (b *builder) addRange4(los, his string) error {
 	if hi < lo {
 		return errors.New("range end before start")
 	}
-	b.v4 = appendInterval(b.v4, interval{u128{0, uint64(lo)}, u128{0, uint64(hi)}})
+	b.v4 = appendSpan(b.v4, span4{u32(lo), u32(hi)})
 	return nil
 }
 
 func (b *builder) addRange6(los, his string) error {
+	if strings.Contains(los+his, "%") {
+		return errors.New("a range takes no zone: a zone (%eth0) names the interface of one address, as in fe80::1%eth0")
+	}
 	a, err := parseIPv6(los)
 	if err != nil {
 		return err
@@ -546,10 +654,10 @@ func (b *builder) addRange6(los, his string) error {
 	if hi.cmp(lo) < 0 {
 		return errors.New("range end before start")
 	}
-	if _, sat := (interval{lo, hi}).size(); sat && !b.allowHuge {
+	if _, sat := (span6{lo, hi}).size(); sat && !b.allowHuge {
 		return b.hugeErr("the range")
 	}
-	b.v6 = appendInterval(b.v6, interval{lo, hi})
+	b.v6 = appendSpan(b.v6, span6{lo, hi})
 	return nil
 }
 

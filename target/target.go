@@ -16,9 +16,10 @@ type Target struct {
 	Host  string     // the name as given; empty when the target is a bare address
 	Addr  netip.Addr // valid when known without resolving (address specs)
 	Port  uint16     // 0 unless the spec named one; the job's default applies
+	User  string     // empty unless the spec named one (user@host); the job's default applies
 }
 
-// Name is how the target is shown: its name, or its address.
+// Name is how the target is shown: its name, or its address (with its zone).
 func (t Target) Name() string {
 	if t.Host != "" {
 		return t.Host

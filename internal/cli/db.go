@@ -5,6 +5,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -40,11 +41,18 @@ func openStore(cmd *cobra.Command, f *sweepFlags, p *plan) error {
 		}
 	} else {
 		// The bytes of --stdin are not stored, only their digest: resume
-		// asks for them again (--stdin FILE) and checks them.
+		// asks for them again (--stdin FILE) and checks them. The lists of
+		// "-" and @FILE, as this sweep read them, are stored once beside the
+		// spec; resume parses them from there.
 		spec, _, err := p.spec.SplitStdin()
+		var lists []io.Reader
 		if err == nil {
-			id, err = st.CreateSweep(spec, store.Meta{Total: p.order.Len(), Version: version()})
+			lists, err = p.storedLists()
 		}
+		if err == nil {
+			id, err = st.CreateSweep(spec, store.Meta{Total: p.order.Len(), Version: version(), Lists: lists})
+		}
+		p.dropSpools()
 		if err != nil {
 			st.Close()
 			return usageError(fmt.Errorf("--db: %w", err))

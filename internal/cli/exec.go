@@ -21,7 +21,7 @@ func newExecCmd() *cobra.Command {
 
   {} or {host}  the target as given (name or address)
   {addr}        its address (a name is resolved first)
-  {port}        its port, empty when it has none
+  {port}        its port (a target host:8080 has one), else empty
   {index}       its index in the sweep's canonical order
 
 There is no shell: write sh -c '...' to get one. A target is up when the

@@ -32,7 +32,9 @@ func newSSHCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ssh [flags] TARGETS... -- COMMAND",
 		Short: "Run a command on every target over SSH",
-		Long: `Run COMMAND on every target over SSH and gather what it prints.
+		Long: `Run COMMAND on every target over SSH and gather what it prints. A target
+may carry its user and port (root@web1, web1:2222, root@db[1-3]:2222,
+admin@[fe80::1%eth0]:2222), which win over -l and -p.
 
 Authentication is OpenSSH's: the ssh-agent (SSH_AUTH_SOCK), identity files
 (-i, IdentityFile in ~/.ssh/config, else ~/.ssh/id_ed25519, id_ecdsa, id_rsa;

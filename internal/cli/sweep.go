@@ -179,6 +179,9 @@ type plan struct {
 	sinkMu  sync.Mutex
 	// closers run after the sinks are closed (output files).
 	closers []func() error
+	// spools are copies of the spec's lists as they were read, for --db
+	// to store (lists.go).
+	spools []*os.File
 
 	// execute runs the sweep and calls emit once per finished Result.
 	execute func(ctx context.Context, p *plan, c *engine.Counters, emit func(job.Result)) error
@@ -205,7 +208,7 @@ func runSweep(cmd *cobra.Command, f *sweepFlags, spec fanout.Spec) error {
 	if err := f.fill(&spec); err != nil {
 		return err
 	}
-	p, err := newPlan(cmd.InOrStdin(), spec)
+	p, err := newPlan(cmd.InOrStdin(), spec, f)
 	if err != nil {
 		return err
 	}
@@ -244,21 +247,36 @@ func runSweep(cmd *cobra.Command, f *sweepFlags, spec fanout.Spec) error {
 	return p.run(ctx, cmd.Context(), f, stderr)
 }
 
-// newPlan inlines "-" and @FILE, parses targets and order and builds the job.
-// Every error is a usage error naming the input.
-func newPlan(stdin io.Reader, spec fanout.Spec) (*plan, error) {
-	var err error
-	if spec, err = spec.Inline(stdin); err != nil {
-		return nil, usageError(err)
-	}
+// newPlan parses targets (reading "-" and @FILE as lists.go says) and
+// order and builds the job. Every error is a usage error naming the input.
+// f may be nil (a spec that stands alone: attach).
+func newPlan(stdin io.Reader, spec fanout.Spec, f *sweepFlags) (*plan, error) {
 	if len(spec.Targets) == 0 {
 		return nil, usageErrorf("no targets given (%s)", target.Accepted)
 	}
 	p := &plan{spec: spec}
-	if p.set, p.order, p.job, err = spec.Build(); err != nil {
+	lists, release, err := p.lists(stdin, f)
+	if err != nil {
 		return nil, usageError(err)
 	}
-	p.opts = spec.EngineOptions()
+	defer release()
+	err = parseLists(spec.Listed() > 0, func() error {
+		if f != nil && f.cluster.on() {
+			// A cluster's spec stands alone: workers never read our files.
+			if p.spec, err = spec.InlineFrom(lists); err != nil {
+				return err
+			}
+			lists = nil
+		}
+		p.set, p.order, p.job, err = p.spec.BuildFrom(lists)
+		return err
+	})
+	if err != nil {
+		p.dropSpools()
+		return nil, usageError(err)
+	}
+	p.opts = p.spec.EngineOptions()
+	p.closers = append(p.closers, func() error { p.dropSpools(); return nil })
 	return p, nil
 }
 

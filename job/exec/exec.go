@@ -159,6 +159,9 @@ func (j *Job) Close() error {
 	return nil
 }
 
+// Takes implements job.Taker: a port (host:8080 fills {port}), no user.
+func (j *Job) Takes() target.Takes { return target.Takes{Port: true} }
+
 // Config returns the options the job was built from.
 func (j *Job) Config() Config { return j.cfg }
 

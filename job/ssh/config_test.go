@@ -173,6 +173,10 @@ Host db1
 	if hs = j2.settings(target.Target{Host: "web01", Port: 2022}); hs.port != 2022 {
 		t.Errorf("target port: %d, want 2022", hs.port)
 	}
+	// The target's own user (user@host) beats -l and the config.
+	if hs = j2.settings(target.Target{Host: "web01", User: "root"}); hs.user != "root" || hs.port != 2222 {
+		t.Errorf("target user: %q port %d, want root, 2222", hs.user, hs.port)
+	}
 }
 
 func TestConfigRoundTripsThroughRegistry(t *testing.T) {

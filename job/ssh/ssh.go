@@ -190,6 +190,10 @@ func knownHostsList(v string, env Env) []string {
 // Kind is "ssh".
 func (j *Job) Kind() string { return Kind }
 
+// Takes implements job.Taker: user@host:port, [fe80::1%eth0]:2222; a
+// target's user and port win over -l and -p, as OpenSSH's do.
+func (j *Job) Takes() target.Takes { return target.Takes{Port: true, User: true} }
+
 // Config is the job's configuration, with defaults filled in.
 func (j *Job) Config() Config { return j.cfg }
 

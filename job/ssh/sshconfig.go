@@ -530,7 +530,8 @@ func (hs *hostSettings) addr() string {
 	return net.JoinHostPort(hs.hostname, strconv.Itoa(hs.port))
 }
 
-// settings resolves t's settings: target port, then -p, -o, config, 22.
+// settings resolves t's settings: target port, then -p, -o, config, 22;
+// target user (user@host), then -l, -o, config, the local user.
 func (j *Job) settings(t target.Target) hostSettings {
 	alias := t.Name()
 	hs := hostSettings{alias: alias, hostname: alias, port: 22, user: j.env.User}
@@ -552,6 +553,9 @@ func (j *Job) settings(t target.Target) hostSettings {
 	}
 	if j.cfg.User != "" {
 		hs.user = j.cfg.User
+	}
+	if t.User != "" {
+		hs.user = t.User
 	}
 	hs.proxyJump = j.cfg.ProxyJump
 	if hs.proxyJump == "" {

@@ -83,6 +83,10 @@ func New(cfg Config) (*Job, error) {
 // Kind implements job.Job.
 func (j *Job) Kind() string { return Kind }
 
+// Takes implements job.Taker: a host without a port or user; the ports
+// are the job's (-p), for every host.
+func (j *Job) Takes() target.Takes { return target.Takes{Note: "its ports come from -p"} }
+
 // Config returns the options the job was built from.
 func (j *Job) Config() Config { return j.cfg }
 

@@ -199,6 +199,56 @@ func TestLab(t *testing.T) {
 	}
 }
 
+// TestZonedLinkLocal dials a link-local address with its zone, as the
+// parser gives it (fe80::1%lo, [fe80::1%lo]): a listener on fe80::1 of the
+// lab namespace's lo accepts, a closed port there refuses. The kernel
+// takes fe80::1/64 on lo with nodad (no duplicate detection to wait for).
+func TestZonedLinkLocal(t *testing.T) {
+	lab.Require(t)
+	if out, err := exec.Command("ip", "-6", "addr", "add", "fe80::1/64", "dev", "lo", "nodad").CombinedOutput(); err != nil &&
+		!strings.Contains(string(out), "File exists") {
+		t.Fatalf("ip -6 addr add fe80::1/64 dev lo nodad: %v: %s", err, out)
+	}
+	ln, err := net.Listen("tcp6", "[fe80::1%lo]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	open := ln.Addr().(*net.TCPAddr).Port
+	closed := closedPort(t) // free on 127.0.0.1; nothing listens on it at fe80::1 either
+	set, err := target.Parse([]string{"fe80::1%lo", "[fe80::1%lo]"}, target.ParseOptions{Job: tcp.Kind})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if set.Len() != 1 || set.At(0).Addr.Zone() != "lo" {
+		t.Fatalf("parsed %d targets, first %+v: want fe80::1 with zone lo, once", set.Len(), set.At(0))
+	}
+	j, _ := tcp.New(tcp.Config{Ports: []int{open, int(closed)}})
+	e := j.Expand(set)
+	want := []struct {
+		status job.Status
+		class  job.Class
+	}{{job.Up, job.ClassNone}, {job.Down, job.ClassRefused}}
+	for i := uint64(0); i < e.Len(); i++ {
+		tg := e.At(i)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		r := j.Run(ctx, tg)
+		cancel()
+		if r.Status != want[i].status || r.Class != want[i].class || r.Addr != "fe80::1%lo" {
+			t.Errorf("%s port %d = %s/%s at %q (%s), want %s/%s at fe80::1%%lo", tg.Name(), tg.Port, r.Status, r.Class, r.Addr, r.Error, want[i].status, want[i].class)
+		}
+	}
+}
+
 func TestParsePorts(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
