@@ -25,6 +25,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/fanout/fanout/cluster"
 	"github.com/fanout/fanout/job/icmp"
 )
 
@@ -68,6 +69,7 @@ var flagRanges = map[string]flagRange{
 	"max-handshakes":  {min: 1, max: maxHandshakes},
 	"ack-wait":        {min: float64(100 * time.Millisecond), max: noMax},
 	"db-sweep":        {min: 1, max: math.MaxInt64, zero: "the newest matching sweep"},
+	"retention":       {min: float64(time.Second), max: float64(cluster.MaxRetention)},
 }
 
 // rangeOf is the range of cmd's flag name, and whether one is declared.

@@ -214,6 +214,18 @@ func TestZonedLinkLocal(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
+	// The address is usable for bind at once, but its local route may come
+	// a moment later (connect says "network is unreachable" until then):
+	// wait for the route itself.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		out, err := exec.Command("ip", "-6", "route", "show", "table", "local", "fe80::1").CombinedOutput()
+		if err == nil && strings.Contains(string(out), "fe80::1") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no local route to fe80::1 a minute after adding it: %v: %s", err, out)
+		}
+	}
 	go func() {
 		for {
 			c, err := ln.Accept()
