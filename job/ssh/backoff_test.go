@@ -60,9 +60,11 @@ func resetListener(t *testing.T) (port int, accepted *atomic.Int64) {
 	return ln.Addr().(*net.TCPAddr).Port, accepted
 }
 
-// Cancelling the context ends a long retry chain in its wait, for both
-// retry loops: connect retries (Retries) and banner retries
-// (HandshakeRetries).
+// Cancelling the context ends a long retry chain (minutes of waits), for
+// both retry loops: connect retries (Retries) and banner retries
+// (HandshakeRetries). That a wait itself ends on cancel is
+// internal/backoff's TestSleepCancel: here the wait in progress is too short
+// to tell from one waited out without a wall-clock bound.
 func TestRetryWaitCancelled(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
