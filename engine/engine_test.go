@@ -338,26 +338,8 @@ func TestRetries(t *testing.T) {
 
 func TestBackoff(t *testing.T) {
 	t.Parallel()
-	base := 10 * time.Millisecond
-	for n := 1; n <= 20; n++ {
-		want := min(base<<(n-1), MaxBackoff)
-		if n > 12 {
-			want = MaxBackoff
-		}
-		seen := map[time.Duration]bool{}
-		for range 200 {
-			d := backoff(base, n)
-			if d < want/2 || d >= want*3/2 {
-				t.Fatalf("backoff(%v, %d) = %v, want in [%v, %v)", base, n, d, want/2, want*3/2)
-			}
-			seen[d] = true
-		}
-		if len(seen) < 10 {
-			t.Fatalf("backoff(%v, %d): only %d distinct values in 200: no jitter", base, n, len(seen))
-		}
-	}
-
-	// End to end: gaps between attempts double.
+	// The rule itself (doubling, cap, jitter) is internal/backoff's test;
+	// here, that a sweep's retries follow it: gaps between attempts double.
 	var (
 		mu    sync.Mutex
 		times []time.Time
@@ -374,11 +356,14 @@ func TestBackoff(t *testing.T) {
 	if len(times) != 4 {
 		t.Fatalf("%d attempts, want 4", len(times))
 	}
+	// Only the floor is checked: a timer never fires early, but a loaded
+	// machine may wake it late. Without doubling the last gap would be
+	// under 60ms.
 	for i := 1; i < len(times); i++ {
 		gap := times[i].Sub(times[i-1])
 		want := 40 * time.Millisecond << (i - 1)
-		if gap < want/2 || gap > want*3/2+50*time.Millisecond {
-			t.Fatalf("gap before attempt %d = %v, want about %v (±50%%)", i+1, gap, want)
+		if gap < want/2 {
+			t.Fatalf("gap before attempt %d = %v, want at least %v (%v less half)", i+1, gap, want/2, want)
 		}
 	}
 }

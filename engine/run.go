@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
 
+	"github.com/fanout/fanout/internal/backoff"
 	"github.com/fanout/fanout/job"
 	"github.com/fanout/fanout/target"
 )
@@ -18,9 +18,9 @@ const (
 	// DefaultConcurrency is used when Options.Concurrency <= 0.
 	DefaultConcurrency = 1000
 	// DefaultBackoff is used when Options.Backoff <= 0.
-	DefaultBackoff = 100 * time.Millisecond
+	DefaultBackoff = backoff.DefaultBase
 	// MaxBackoff caps the doubling so a long retry chain stays responsive.
-	MaxBackoff = 30 * time.Second
+	MaxBackoff = backoff.DefaultMax
 )
 
 // sweep is one Run's shared state.
@@ -29,8 +29,9 @@ type sweep struct {
 	order target.Order
 	opts  Options
 	c     *Counters
-	lim   *rate.Limiter // nil: unlimited
-	sem   chan struct{} // a token per target in flight
+	lim   *rate.Limiter  // nil: unlimited
+	sem   chan struct{}  // a token per target in flight
+	retry backoff.Policy // the wait between a target's attempts
 }
 
 func run(ctx context.Context, set target.Set, order target.Order, j job.Job, opts Options, c *Counters, emit func(job.Result)) error {
@@ -46,7 +47,8 @@ func run(ctx context.Context, set target.Set, order target.Order, j job.Job, opt
 	if opts.Backoff <= 0 {
 		opts.Backoff = DefaultBackoff
 	}
-	s := &sweep{set: set, order: order, opts: opts, c: c, sem: make(chan struct{}, opts.Concurrency)}
+	s := &sweep{set: set, order: order, opts: opts, c: c, sem: make(chan struct{}, opts.Concurrency),
+		retry: backoff.Policy{Base: opts.Backoff, Max: MaxBackoff}}
 	if opts.Rate > 0 {
 		b := burst(opts.Rate)
 		s.lim = rate.NewLimiter(rate.Limit(opts.Rate), b)
@@ -102,7 +104,7 @@ func (s *sweep) acquire(ctx context.Context) error {
 		// Reserve+sleep, not Wait: Wait fails at once when ctx has a
 		// deadline nearer than the token, which would end the sweep early.
 		res := s.lim.Reserve()
-		if d := res.Delay(); d > 0 && !sleep(ctx, d) {
+		if d := res.Delay(); d > 0 && !backoff.Sleep(ctx, d) {
 			res.Cancel()
 			<-s.sem
 			return ctx.Err()
@@ -249,7 +251,7 @@ func (s *sweep) attempts(ctx context.Context, j job.Job, kind string, t target.T
 			finish(r, t, kind, start)
 			return r
 		}
-		if !sleep(ctx, backoff(s.opts.Backoff, n)) {
+		if !backoff.Sleep(ctx, s.retry.Delay(n)) {
 			return nil
 		}
 	}
@@ -315,29 +317,6 @@ func finish(r *job.Result, t target.Target, kind string, start time.Time) {
 	}
 	if r.End.IsZero() {
 		r.End = time.Now()
-	}
-}
-
-// backoff is the wait before retry n (1-based): base doubled n-1 times, capped,
-// then jittered uniformly in [d/2, 3d/2) so retries of many targets spread out.
-func backoff(base time.Duration, n int) time.Duration {
-	d := base
-	for i := 1; i < n && d < MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, MaxBackoff)
-	return d/2 + rand.N(d)
-}
-
-// sleep waits d or until ctx is done; false means ctx ended it.
-func sleep(ctx context.Context, d time.Duration) bool {
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-tm.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 

@@ -27,7 +27,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -38,6 +37,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/fanout/fanout/internal/backoff"
 	"github.com/fanout/fanout/job"
 	"github.com/fanout/fanout/target"
 )
@@ -303,11 +303,15 @@ func (j *Job) hostSettings(t target.Target, r *job.Result) *hostSettings {
 	return &hs
 }
 
+// connectRetry spaces open's retries. They stand in for the engine's
+// retries (the CLI hands --retries to the job), so they follow its rule:
+// 100ms doubling, capped at 30s.
+var connectRetry = backoff.Policy{Base: backoff.DefaultBase, Max: backoff.DefaultMax}
+
 // open connects to hs, retrying connection-level failures (refused,
 // timeout) up to Config.Retries times. The caller holds a handshake slot
 // for the first attempt (see acquire).
 func (j *Job) open(ctx context.Context, hs *hostSettings, r *job.Result) (*link, error) {
-	backoff := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			if err := j.acquire(ctx); err != nil {
@@ -325,14 +329,9 @@ func (j *Job) open(ctx context.Context, hs *hostSettings, r *job.Result) (*link,
 		if attempt >= j.cfg.Retries || ctx.Err() != nil || (c != job.ClassRefused && c != job.ClassTimeout) {
 			return nil, err
 		}
-		tm := time.NewTimer(backoff/2 + rand.N(backoff))
-		select {
-		case <-tm.C:
-		case <-ctx.Done():
-			tm.Stop()
+		if !backoff.Sleep(ctx, connectRetry.Delay(attempt+1)) {
 			return nil, ctxErr(ctx, "connect")
 		}
-		backoff *= 2
 	}
 }
 
