@@ -1,0 +1,71 @@
+// Package testwait is how tests wait for an event: they poll for it, or
+// receive it, with a deadline long enough that only a hang reaches it. A test
+// must hold on a loaded machine (a CI runner shared with other work, -race,
+// two cores), so nothing here measures speed: the deadline only turns a hang
+// into a failure that says what never happened, instead of the whole test
+// binary's -timeout.
+package testwait
+
+import (
+	"testing"
+	"time"
+)
+
+// Hang is how long a wait lasts before the test calls it a hang. Minutes: a
+// loaded machine never takes that long for what a test waits on.
+const Hang = 3 * time.Minute
+
+// poll is how often For looks: often enough to be prompt, rare enough not
+// to load the machine the test runs on.
+const poll = 5 * time.Millisecond
+
+// For polls cond until it holds. After Hang it fails the test, naming what
+// it waited for. Call it from the test's goroutine.
+func For(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	if !Until(Hang, cond) {
+		t.Fatalf("still waiting after %v for %s", Hang, what)
+	}
+}
+
+// Until polls cond until it holds or d has passed, and reports whether it
+// held: for a goroutine that must not call t.Fatal, or a wait whose failure
+// the caller reports itself.
+func Until(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return cond()
+		}
+		time.Sleep(poll)
+	}
+	return true
+}
+
+// Recv receives from ch. After Hang it fails the test, naming what it
+// waited for. ok is false when ch was closed.
+func Recv[T any](t testing.TB, what string, ch <-chan T) (v T, ok bool) {
+	t.Helper()
+	timer := time.NewTimer(Hang)
+	defer timer.Stop()
+	select {
+	case v, ok = <-ch:
+		return v, ok
+	case <-timer.C:
+		t.Fatalf("still waiting after %v for %s", Hang, what)
+		return v, false
+	}
+}
+
+// Returns runs f in a goroutine and waits for it to return. After Hang it
+// fails the test, naming f by what; f's goroutine is left behind then, as a
+// hung one is.
+func Returns(t testing.TB, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	Recv(t, what+" to return", done)
+}
