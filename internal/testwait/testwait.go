@@ -7,6 +7,7 @@
 package testwait
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -57,15 +58,16 @@ func Recv[T any](t testing.TB, what string, ch <-chan T) (v T, ok bool) {
 	}
 }
 
-// Returns runs f in a goroutine and waits for it to return. After Hang it
-// fails the test, naming f by what; f's goroutine is left behind then, as a
-// hung one is.
+// Returns calls f and waits for it to return. f runs on the caller's
+// goroutine, so it may call t.Fatal. After Hang the test binary panics with
+// a message naming the test and what, as -timeout would, only sooner: a
+// goroutine stuck in f cannot be made to fail its test any other way.
 func Returns(t testing.TB, what string, f func()) {
 	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f()
-	}()
-	Recv(t, what+" to return", done)
+	name := t.Name()
+	watchdog := time.AfterFunc(Hang, func() {
+		panic(fmt.Sprintf("%s: still waiting after %v for %s to return", name, Hang, what))
+	})
+	defer watchdog.Stop()
+	f()
 }
