@@ -7,7 +7,9 @@
 package testwait
 
 import (
+	"context"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 )
@@ -70,4 +72,42 @@ func Returns(t testing.TB, what string, f func()) {
 	})
 	defer watchdog.Stop()
 	f()
+}
+
+// FileAppears returns a channel closed once path exists: a command under
+// test says "I am running" by creating it. The channel stays open if it
+// never comes; the wait on it is what reports the hang.
+func FileAppears(path string) <-chan struct{} {
+	c := make(chan struct{})
+	go func() {
+		if Until(2*Hang, func() bool { _, err := os.Stat(path); return err == nil }) {
+			close(c)
+		}
+	}()
+	return c
+}
+
+// ExpireOn is a context whose deadline passes when ready is closed: its
+// Err is then context.DeadlineExceeded, as a timeout's. A test that checks
+// what a deadline does to a running command expires it once the command
+// runs, instead of at a moment a loaded machine may reach before the
+// command has even started.
+func ExpireOn(ready <-chan struct{}) context.Context {
+	return expiring{context.Background(), ready}
+}
+
+type expiring struct {
+	context.Context
+	ready <-chan struct{}
+}
+
+func (e expiring) Done() <-chan struct{} { return e.ready }
+
+func (e expiring) Err() error {
+	select {
+	case <-e.ready:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
 }

@@ -1,6 +1,10 @@
 package testwait
 
 import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -31,5 +35,28 @@ func TestRecvAndReturns(t *testing.T) {
 	Returns(t, "f", func() { ran = true })
 	if !ran {
 		t.Error("Returns came back before f ran")
+	}
+}
+
+func TestExpireOn(t *testing.T) {
+	t.Parallel()
+	flag := filepath.Join(t.TempDir(), "flag")
+	ctx := ExpireOn(FileAppears(flag))
+	if ctx.Err() != nil {
+		t.Fatalf("expired before the file: %v", ctx.Err())
+	}
+	if err := os.WriteFile(flag, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	Recv(t, "the context to expire", ctx.Done())
+	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		t.Errorf("Err = %v, want a deadline", ctx.Err())
+	}
+	// What a job derives from it expires with it, as from a timeout.
+	child, cancel := context.WithCancel(ctx)
+	defer cancel()
+	<-child.Done()
+	if !errors.Is(child.Err(), context.DeadlineExceeded) {
+		t.Errorf("child Err = %v, want a deadline", child.Err())
 	}
 }

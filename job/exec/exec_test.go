@@ -213,7 +213,7 @@ func TestKillsWholeGroup(t *testing.T) {
 		class  job.Class
 	}{
 		{"timeout", `sleep 1000 & echo $$; echo $$ >"$0.tmp"; mv "$0.tmp" "$0"; sleep 1000`, func(started <-chan struct{}) (context.Context, context.CancelFunc) {
-			return expireOn(started), func() {}
+			return testwait.ExpireOn(started), func() {}
 		}, job.Down, job.ClassTimeout},
 		{"cancel", `sleep 1000 & echo $$; echo $$ >"$0.tmp"; mv "$0.tmp" "$0"; sleep 1000`, func(started <-chan struct{}) (context.Context, context.CancelFunc) {
 			ctx, cancel := context.WithCancel(context.Background())
@@ -230,7 +230,7 @@ func TestKillsWholeGroup(t *testing.T) {
 			t.Parallel()
 			flag := filepath.Join(t.TempDir(), "started")
 			j := mustNew(t, exec.Config{Argv: []string{"sh", "-c", tt.script, flag}})
-			ctx, cancel := tt.ctx(fileAppears(flag))
+			ctx, cancel := tt.ctx(testwait.FileAppears(flag))
 			defer cancel()
 			var r job.Result
 			testwait.Returns(t, "Run of a command whose group sleeps", func() { r = j.Run(ctx, named("x", 0)) })
@@ -244,38 +244,6 @@ func TestKillsWholeGroup(t *testing.T) {
 			// SIGKILL is delivered before Run returns, but let the kernel tear down.
 			testwait.For(t, fmt.Sprintf("process group %d to be gone", pgid), func() bool { return groupGone(pgid) })
 		})
-	}
-}
-
-// fileAppears returns a channel closed once path exists.
-func fileAppears(path string) <-chan struct{} {
-	c := make(chan struct{})
-	go func() {
-		testwait.Until(2*testwait.Hang, func() bool { _, err := os.Stat(path); return err == nil })
-		close(c)
-	}()
-	return c
-}
-
-// expireOn is a context whose deadline passes when ready is closed: a
-// timeout that comes once the command is running, not at a moment that a
-// slow machine may reach before the command has started.
-func expireOn(ready <-chan struct{}) context.Context {
-	return expired{context.Background(), ready}
-}
-
-type expired struct {
-	context.Context
-	ready <-chan struct{}
-}
-
-func (e expired) Done() <-chan struct{} { return e.ready }
-func (e expired) Err() error {
-	select {
-	case <-e.ready:
-		return context.DeadlineExceeded
-	default:
-		return nil
 	}
 }
 
