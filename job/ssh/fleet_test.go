@@ -533,7 +533,10 @@ func TestRetriesOnlyConnectionFailures(t *testing.T) {
 	}()
 	known := fmt.Sprintf("[*]:%d %s", port, ssh.MarshalAuthorizedKey(fleet.HostKey))
 	os.WriteFile(filepath.Join(home.dir, ".ssh", "known_hosts"), []byte(known), 0o600)
-	j := newJob(t, Config{Command: "echo up", Retries: 5}, home.env())
+	// The port listens after 300ms; retries back off 100ms doubling, so
+	// ten of them wait a minute and more in all: the listener comes in
+	// time however late its goroutine runs, and a quick one ends the wait.
+	j := newJob(t, Config{Command: "echo up", Retries: 10}, home.env())
 	if r := j.Run(context.Background(), target.Target{Addr: netip.MustParseAddr("127.0.0.1"), Port: uint16(port)}); r.Status != job.Up {
 		t.Fatalf("refused, then listening: %s/%s %q, want up after retries", r.Status, r.Class, r.Error)
 	}
