@@ -361,7 +361,7 @@ func TestCount(t *testing.T) {
 func TestConcurrentSweepsDoNotMix(t *testing.T) {
 	lab.Require(t)
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang)
 	defer cancel()
 	flood := exec.CommandContext(ctx, "ping", "-q", "-i", "0.002", "-c", "300", "127.0.5.1")
 	if err := flood.Start(); err != nil {
