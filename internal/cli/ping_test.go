@@ -222,12 +222,15 @@ func asNobody(t *testing.T, args ...string) *exec.Cmd {
 			t.Fatal(err)
 		}
 	}
-	data, err := os.ReadFile(fanoutBin(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Copied by cp, not written from here: a parallel test's fork would
+	// inherit our write descriptor until its exec, and running the copy
+	// meanwhile fails with "text file busy" (more often the busier the
+	// machine).
 	bin := filepath.Join(dir, "fanout")
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
+	if out, err := exec.Command("cp", fanoutBin(t), bin).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v: %s", err, out)
+	}
+	if err := os.Chmod(bin, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return exec.Command(setpriv, append([]string{"--reuid=65534", "--regid=65534", "--clear-groups",

@@ -470,11 +470,14 @@ func TestUnprivilegedUser(t *testing.T) {
 	// The test binary lives in a private temp dir; nobody must reach it.
 	dir := t.TempDir()
 	bin := dir + "/icmp.test"
-	data, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
+	// Copied by cp, not written from here: a parallel test's fork would
+	// inherit our write descriptor until its exec, and running the copy
+	// meanwhile fails with "text file busy" (more often the busier the
+	// machine).
+	if out, err := exec.Command("cp", self, bin).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v: %s", err, out)
 	}
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
+	if err := os.Chmod(bin, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	for _, d := range []string{dir, filepath.Dir(dir)} {
