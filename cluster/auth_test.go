@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/fanout/fanout/internal/testwait"
 )
 
 func startTestServer(t *testing.T, creds Credentials) *Server {
@@ -155,7 +157,7 @@ func writeTestCerts(t *testing.T, dir string) (ca, cert, key string) {
 // back through the third.
 func TestThreeServerCluster(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang)
 	defer cancel()
 	var ports, routes [3]int
 	for i := range ports {

@@ -20,6 +20,7 @@ import (
 
 	fanout "github.com/fanout/fanout"
 	"github.com/fanout/fanout/engine"
+	"github.com/fanout/fanout/internal/testwait"
 	"github.com/fanout/fanout/job"
 	sshjob "github.com/fanout/fanout/job/ssh"
 	"github.com/fanout/fanout/target"
@@ -221,13 +222,13 @@ func newTestCluster(t *testing.T) *testCluster {
 
 func (tc *testCluster) startServer() {
 	tc.server = startProc(tc.t, "FANOUT_CLUSTER_ROLE=server", "FANOUT_CLUSTER_LISTEN="+tc.listen, "FANOUT_CLUSTER_STORE="+tc.dir)
-	tc.server.waitLine(tc.t, "ready", 20*time.Second)
+	tc.server.waitLine(tc.t, "ready", testwait.Hang)
 }
 
 func (tc *testCluster) worker(name string, c int, allow string, env ...string) *proc {
 	p := startProc(tc.t, append([]string{"FANOUT_CLUSTER_ROLE=worker", "FANOUT_CLUSTER_URL=" + tc.url,
 		"FANOUT_CLUSTER_NAME=" + name, "FANOUT_CLUSTER_C=" + strconv.Itoa(c), "FANOUT_CLUSTER_ALLOW=" + allow}, env...)...)
-	p.waitLine(tc.t, "ready", 20*time.Second)
+	p.waitLine(tc.t, "ready", testwait.Hang)
 	return p
 }
 
@@ -346,7 +347,7 @@ func TestKillWorkerMidSweep(t *testing.T) {
 	w1 := tc.worker("w1", 40, "")
 	tc.worker("w2", 40, "")
 	tc.worker("w3", 40, "")
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang)
 	defer cancel()
 	c := tc.client(ctx)
 	rec, err := c.Submit(ctx, sleepSpec(n, 15), SubmitOptions{})
@@ -356,7 +357,7 @@ func TestKillWorkerMidSweep(t *testing.T) {
 	k := newCollector()
 	errc := make(chan error, 1)
 	go func() { errc <- c.Collect(ctx, rec.ID, CollectOptions{Counters: &k.c, Emit: k.emit}) }()
-	waitDone(t, k, n, 0.25, 20*time.Second)
+	waitDone(t, k, n, 0.25, testwait.Hang)
 	w1.kill() // with tasks in hand: they come back after AckWait
 	if err := <-errc; err != nil {
 		t.Fatalf("collect: %v", err)
@@ -375,7 +376,7 @@ func TestRestartServerMidSweep(t *testing.T) {
 	tc := newTestCluster(t)
 	tc.worker("w1", 50, "")
 	tc.worker("w2", 50, "")
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang)
 	defer cancel()
 	c := tc.client(ctx)
 	rec, err := c.Submit(ctx, sleepSpec(n, 15), SubmitOptions{})
@@ -385,8 +386,10 @@ func TestRestartServerMidSweep(t *testing.T) {
 	k := newCollector()
 	errc := make(chan error, 1)
 	go func() { errc <- c.Collect(ctx, rec.ID, CollectOptions{Counters: &k.c, Emit: k.emit}) }()
-	waitDone(t, k, n, 0.3, 60*time.Second)
+	waitDone(t, k, n, 0.3, testwait.Hang)
 	tc.server.kill()
+	// Down for a while: a span of the scenario, not a wait for an event (a
+	// busy machine only makes the outage longer).
 	time.Sleep(500 * time.Millisecond)
 	tc.startServer() // same store, same port
 	if err := <-errc; err != nil {
@@ -402,7 +405,7 @@ func TestReattach(t *testing.T) {
 	tc := newTestCluster(t)
 	tc.worker("w1", 60, "")
 	tc.worker("w2", 60, "")
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang)
 	defer cancel()
 	c := tc.client(ctx)
 	rec, err := c.Submit(ctx, sleepSpec(n, 10), SubmitOptions{})
@@ -413,13 +416,13 @@ func TestReattach(t *testing.T) {
 	cctx, stop := context.WithCancel(ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- c.Collect(cctx, rec.ID, CollectOptions{Counters: &first.c, Emit: first.emit}) }()
-	waitDone(t, first, n, 0.3, 60*time.Second)
+	waitDone(t, first, n, 0.3, testwait.Hang)
 	stop() // the submitter goes away; the sweep goes on
 	if err := <-errc; err != context.Canceled {
 		t.Fatalf("collect after cancel: %v, want context.Canceled", err)
 	}
 	had := len(first.counts)
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // the sweep runs on unwatched for a while (a span, not a wait)
 
 	// Re-attach with a fresh connection, skipping what the first run kept.
 	second := newCollector()
@@ -447,14 +450,14 @@ func TestWorkerLeavesKindItDoesNotAllow(t *testing.T) {
 	const n = 300
 	tc := newTestCluster(t)
 	refuser := tc.worker("refuser", 50, "exec,tcp")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang)
 	defer cancel()
 	c := tc.client(ctx)
 	rec, err := c.Submit(ctx, sleepSpec(n, 1), SubmitOptions{TaskSize: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
-	refuser.waitLine(t, `is job kind "clustertest-sleep", not allowed here (--allow exec,tcp): leaving its tasks to other workers`, 20*time.Second)
+	refuser.waitLine(t, `is job kind "clustertest-sleep", not allowed here (--allow exec,tcp): leaving its tasks to other workers`, testwait.Hang)
 	tc.worker("taker", 50, "clustertest-sleep")
 	k := newCollector()
 	if err := c.Collect(ctx, rec.ID, CollectOptions{Counters: &k.c, Emit: k.emit}); err != nil {

@@ -13,12 +13,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"golang.org/x/crypto/ssh"
 
 	fanout "github.com/fanout/fanout"
 	"github.com/fanout/fanout/internal/lab"
+	"github.com/fanout/fanout/internal/testwait"
 	"github.com/fanout/fanout/job"
 	sshjob "github.com/fanout/fanout/job/ssh"
 )
@@ -72,7 +72,7 @@ func TestSSHSweepThroughCluster(t *testing.T) {
 	tc := newTestCluster(t)
 	tc.worker("w1", 64, "ssh", "FANOUT_CLUSTER_SSH="+string(local))
 	tc.worker("w2", 64, "ssh", "FANOUT_CLUSTER_SSH="+string(local))
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang)
 	defer cancel()
 	c := tc.client(ctx)
 	rec, err := c.Submit(ctx, spec, SubmitOptions{})

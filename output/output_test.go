@@ -9,11 +9,13 @@ import (
 	"os"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/fanout/fanout/internal/testwait"
 	"github.com/fanout/fanout/job"
 	"github.com/fanout/fanout/output"
 )
@@ -267,10 +269,15 @@ func TestStreams(t *testing.T) {
 	defer pr.Close()
 	w, _ := output.New("text", pw, output.Filter{})
 	w.Write(job.Result{Host: "first", Status: job.Up})
+	// A slow sweep: the next Result comes more than flushEvery (200ms)
+	// later. Time is the input here, not a wait for an event: a busy
+	// machine only makes the gap longer.
 	time.Sleep(250 * time.Millisecond)
 	w.Write(job.Result{Host: "second", Status: job.Up})
+	// A writer that kept lines until Close would leave this read waiting:
+	// the deadline (minutes) turns that into a failure.
 	buf := make([]byte, 1024)
-	pr.SetReadDeadline(time.Now().Add(2 * time.Second))
+	pr.SetReadDeadline(time.Now().Add(testwait.Hang))
 	n, err := pr.Read(buf)
 	if err != nil || !strings.Contains(string(buf[:n]), "first") {
 		t.Errorf("nothing streamed before Close: %q %v", buf[:n], err)
@@ -326,19 +333,46 @@ func TestProgress(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pr.Close()
-	var got bytes.Buffer
+	var (
+		mu  sync.Mutex
+		got bytes.Buffer
+	)
 	copied := make(chan struct{})
-	go func() { io.Copy(&got, pr); close(copied) }()
+	go func() {
+		defer close(copied)
+		b := make([]byte, 4096)
+		for {
+			n, err := pr.Read(b)
+			mu.Lock()
+			got.Write(b[:n])
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	text := func() string { mu.Lock(); defer mu.Unlock(); return got.String() }
 	stop := output.StartProgress(pw, 100, func() output.Progress {
 		return output.Progress{Done: 40, Total: 100, Up: 37, Down: 2, Errors: 1, InFlight: 9, Rate: 123}
 	})
-	time.Sleep(500 * time.Millisecond)
+	wants := []string{"40/100", "up 37", "down 2", "err 1", "inflight 9", "123/s"}
+	// The bar is drawn on a tick: wait for a frame with everything in it,
+	// not for a moment by which one was probably drawn.
+	testwait.Until(testwait.Hang, func() bool {
+		s := text()
+		for _, want := range wants {
+			if !strings.Contains(s, want) {
+				return false
+			}
+		}
+		return true
+	})
 	stop()
 	stop() // idempotent
 	pw.Close()
 	<-copied
-	s := got.String()
-	for _, want := range []string{"40/100", "up 37", "down 2", "err 1", "inflight 9", "123/s"} {
+	s := text()
+	for _, want := range wants {
 		if !strings.Contains(s, want) {
 			t.Errorf("progress bar lacks %q: %q", want, s)
 		}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fanout/fanout"
+	"github.com/fanout/fanout/internal/testwait"
 	"github.com/fanout/fanout/job"
 	"github.com/fanout/fanout/store"
 )
@@ -262,7 +263,7 @@ func chromium(t *testing.T) string {
 
 func headless(t *testing.T, bin string, args ...string) (stdout, stderr string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang) // a cold chromium on a busy machine is slow, not hung
 	defer cancel()
 	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
 		"--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",

@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/fanout/fanout/internal/testwait"
 	"github.com/fanout/fanout/job"
 )
 
@@ -38,7 +39,9 @@ func TestIdleThread(t *testing.T) {
 		got <- seen{len(b), policy(t, unix.Gettid())}
 		<-release
 	}
-	it = startIdle(commit, 30*time.Millisecond)
+	// A wait no busy machine outlasts: an idle-priority thread gets some
+	// CPU however loaded the machine is, only late.
+	it = startIdle(commit, testwait.Hang)
 	defer it.stop()
 	if !it.ok {
 		t.Fatal("idle thread not in use as root")
@@ -53,15 +56,16 @@ func TestIdleThread(t *testing.T) {
 		t.Fatalf("commit saw %d Results at policy %d, want 3 at SCHED_IDLE (%d)", s.n, s.policy, unix.SCHED_IDLE)
 	}
 
-	// Starved (the commit outlasts the wait): raised, finished, retired.
+	// Starved (the commit outlasts the wait, as it blocks until released):
+	// raised, finished, retired.
+	it.wait = 30 * time.Millisecond
 	release = make(chan struct{})
 	done := make(chan bool)
 	go func() { done <- it.run(make([]job.Result, 1)) }()
 	<-got
-	time.Sleep(60 * time.Millisecond)
-	if p := policy(t, it.tid); p != unix.SCHED_NORMAL {
-		t.Errorf("after the wait the thread's policy is %d, want SCHED_NORMAL", p)
-	}
+	testwait.For(t, "the starved commit's thread to be raised to SCHED_NORMAL", func() bool {
+		return policy(t, it.tid) == unix.SCHED_NORMAL
+	})
 	close(release)
 	if !<-done {
 		t.Error("a raised commit reported as not run")

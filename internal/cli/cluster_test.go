@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fanout/fanout/internal/testwait"
 )
 
 // bgProc is a fanout process running in the background of a test.
@@ -111,14 +113,14 @@ func testServer(t *testing.T, extra ...string) (url string, srv *bgProc) {
 	addr := l.Addr().String()
 	l.Close()
 	srv = startFanout(t, nil, append([]string{"server", "--listen", addr, "--store", t.TempDir()}, extra...)...)
-	waitFor(t, "server ready", 20*time.Second, func() bool { return strings.Contains(srv.errText(), "ready on") })
+	waitFor(t, "server ready", testwait.Hang, func() bool { return strings.Contains(srv.errText(), "ready on") })
 	return "nats://" + addr, srv
 }
 
 func testWorker(t *testing.T, url, name string, args ...string) *bgProc {
 	t.Helper()
 	w := startFanout(t, nil, append([]string{"worker", "--server", url, "--name", name, "--ack-wait", "2s"}, args...)...)
-	waitFor(t, "worker "+name+" ready", 20*time.Second, func() bool { return strings.Contains(w.errText(), "pulling tasks") })
+	waitFor(t, "worker "+name+" ready", testwait.Hang, func() bool { return strings.Contains(w.errText(), "pulling tasks") })
 	return w
 }
 
@@ -157,17 +159,20 @@ func checkOnce(t *testing.T, out string, n int) map[string]int {
 
 func TestClusterKillWorkerMidSweep(t *testing.T) {
 	t.Parallel()
-	const n = 20000
+	// 63 tasks of 128; --rate (per worker) spreads them over seconds, so
+	// the kill lands mid-sweep. More targets at a higher rate take as long
+	// and only cost CPU.
+	const n = 8000
 	url, _ := testServer(t)
 	w1 := testWorker(t, url, "w1", "-c", "50")
 	testWorker(t, url, "w2", "-c", "50")
 	testWorker(t, url, "w3", "-c", "50")
 	dir := t.TempDir()
 	out, db := filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "sweeps.db")
-	sub := startFanout(t, nil, append(refusedSweep(n, "1000"), "--server", url, "--db", db, "-o", "jsonl", "--output-file", out)...)
-	waitFor(t, "a quarter of the results", 60*time.Second, func() bool { return countLines(out) >= n/4 })
+	sub := startFanout(t, nil, append(refusedSweep(n, "400"), "--server", url, "--db", db, "-o", "jsonl", "--output-file", out)...)
+	waitFor(t, "a quarter of the results", testwait.Hang, func() bool { return countLines(out) >= n/4 })
 	w1.kill()
-	if code := sub.wait(t, 90*time.Second); code != 1 {
+	if code := sub.wait(t, testwait.Hang); code != 1 {
 		t.Fatalf("exit %d, want 1 (every target refused); stderr:\n%s", code, sub.errText())
 	}
 	b, _ := os.ReadFile(out)
@@ -187,14 +192,14 @@ func TestClusterKillWorkerMidSweep(t *testing.T) {
 
 func TestClusterSubmitterKilledThenAttach(t *testing.T) {
 	t.Parallel()
-	const n = 20000
+	const n = 8000 // as in TestClusterKillWorkerMidSweep
 	url, _ := testServer(t)
 	testWorker(t, url, "w1", "-c", "50")
 	testWorker(t, url, "w2", "-c", "50")
 	dir := t.TempDir()
 	out, db := filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "sweeps.db")
-	sub := startFanout(t, nil, append(refusedSweep(n, "1200"), "--server", url, "--db", db, "-o", "jsonl", "--output-file", out)...)
-	waitFor(t, "a third of the results", 60*time.Second, func() bool { return countLines(out) >= n/3 })
+	sub := startFanout(t, nil, append(refusedSweep(n, "480"), "--server", url, "--db", db, "-o", "jsonl", "--output-file", out)...)
+	waitFor(t, "a third of the results", testwait.Hang, func() bool { return countLines(out) >= n/3 })
 	sub.kill()
 	var id string
 	sc := bufio.NewScanner(strings.NewReader(sub.errText()))
@@ -242,7 +247,7 @@ func TestClusterDetachStatusAndAllow(t *testing.T) {
 	if !strings.Contains(r.stderr, `no live worker runs job kind "tcp"`) {
 		t.Errorf("--detach with only a ping worker: no warning that nothing will run it:\n%s", r.stderr)
 	}
-	waitFor(t, "the ping-only worker refusing tcp", 20*time.Second, func() bool {
+	waitFor(t, "the ping-only worker refusing tcp", testwait.Hang, func() bool {
 		return strings.Contains(refuser.errText(), `is job kind "tcp", not allowed here (--allow ping): leaving its tasks to other workers`)
 	})
 	st := fanout(t, "", "status", "--server", url)

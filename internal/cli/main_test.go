@@ -16,9 +16,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/fanout/fanout/internal/lab"
+	"github.com/fanout/fanout/internal/testwait"
 	"github.com/fanout/fanout/job"
 )
 
@@ -102,7 +102,7 @@ func fanout(t *testing.T, stdin string, args ...string) run {
 
 // commandTimeout bounds one command: a hang fails the test, a machine under
 // load does not.
-const commandTimeout = 2 * time.Minute
+const commandTimeout = testwait.Hang
 
 // command runs name with args (and stdin when not empty), bounded in time.
 func command(t *testing.T, stdin, name string, args ...string) run {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fanout/fanout/internal/lab"
+	"github.com/fanout/fanout/internal/testwait"
 	"github.com/fanout/fanout/job"
 )
 
@@ -56,9 +57,7 @@ func TestPingLiveSlash16(t *testing.T) {
 func TestPingDeadSlash20(t *testing.T) {
 	lab.Require(t)
 	t.Parallel()
-	begin := time.Now()
 	r := fanout(t, "", "ping", "--timeout", "1s", "-o", "jsonl", "127.1.0.0/20")
-	wall := time.Since(begin)
 	if r.code != 1 {
 		t.Fatalf("exit %d, want 1; stderr: %s", r.code, r.stderr)
 	}
@@ -74,10 +73,8 @@ func TestPingDeadSlash20(t *testing.T) {
 	if !strings.Contains(r.stderr, "4096 down") {
 		t.Errorf("summary: %s", r.stderr)
 	}
-	// 1s timeout, plus building and starting a race-enabled binary.
-	if wall > 6*time.Second {
-		t.Errorf("took %v, want about the 1s timeout", wall)
-	}
+	// That the timeouts are waited out together, not one after another, is
+	// job/icmp's TestDeadSlash20; how soon is the machine's business.
 	r = fanout(t, "", "ping", "-q", "--dead", "--timeout", "1s", "127.1.0.0/24", "127.0.0.0/24")
 	if n := strings.Count(r.stdout, " is unreachable (timeout"); n != 256 || strings.Count(r.stdout, "\n") != 256 {
 		t.Errorf("--dead printed %d unreachable lines:\n%s", n, r.stdout)
@@ -149,7 +146,7 @@ func TestPingConcurrentProcesses(t *testing.T) {
 	lab.Require(t)
 	t.Parallel()
 	bin := fanoutBin(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang)
 	defer cancel()
 	other := exec.CommandContext(ctx, "ping", "-q", "-i", "0.01", "-c", "100", "127.0.6.1")
 	if err := other.Start(); err != nil {
@@ -225,12 +222,15 @@ func asNobody(t *testing.T, args ...string) *exec.Cmd {
 			t.Fatal(err)
 		}
 	}
-	data, err := os.ReadFile(fanoutBin(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Copied by cp, not written from here: a parallel test's fork would
+	// inherit our write descriptor until its exec, and running the copy
+	// meanwhile fails with "text file busy" (more often the busier the
+	// machine).
 	bin := filepath.Join(dir, "fanout")
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
+	if out, err := exec.Command("cp", fanoutBin(t), bin).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v: %s", err, out)
+	}
+	if err := os.Chmod(bin, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return exec.Command(setpriv, append([]string{"--reuid=65534", "--regid=65534", "--clear-groups",

@@ -13,9 +13,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/fanout/fanout/internal/lab"
+	"github.com/fanout/fanout/internal/testwait"
 	"github.com/fanout/fanout/job"
 	"github.com/fanout/fanout/store"
 )
@@ -43,7 +43,7 @@ func doneCount(t *testing.T, path string) uint64 {
 // and stderr.
 func stopAt(t *testing.T, at uint64, sig syscall.Signal, env []string, args ...string) (int, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, fanoutBin(t), args...)
 	cmd.Env = append(os.Environ(), env...)
@@ -71,7 +71,7 @@ func stopAt(t *testing.T, at uint64, sig syscall.Signal, env []string, args ...s
 	}
 	err = cmd.Wait()
 	if ctx.Err() != nil {
-		t.Fatalf("fanout %q: still running after 3 minutes; stderr:\n%s", args, errb.String())
+		t.Fatalf("fanout %q: still running after %v; stderr:\n%s", args, testwait.Hang, errb.String())
 	}
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {

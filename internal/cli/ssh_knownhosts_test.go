@@ -6,12 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
 	"github.com/fanout/fanout/internal/lab"
+	"github.com/fanout/fanout/internal/testwait"
 )
 
 // Two fanout processes accepting the same new hosts at the same time into
@@ -20,10 +22,20 @@ func TestSSHAcceptNewTwoProcesses(t *testing.T) {
 	t.Parallel()
 	const n = 80
 	flags, dir := sshFleet(t)
-	// A fleet whose banner waits, so that both processes have read the
-	// empty known_hosts before either adds a host.
+	// A fleet whose banner for a host waits until both processes have
+	// dialled it, so that both have read the empty known_hosts before
+	// either adds that host: an event, where a fixed delay would let a
+	// process that started late read a known_hosts already written to.
+	var mu sync.Mutex
+	dialled := map[netip.Addr]int{}
 	fleet := lab.StartSSHFleetT(t, lab.SSHFleetOptions{
-		HandshakeDelay: func(netip.Addr) time.Duration { return 200 * time.Millisecond },
+		HandshakeDelay: func(h netip.Addr) time.Duration {
+			mu.Lock()
+			dialled[h]++
+			mu.Unlock()
+			testwait.Until(testwait.Hang, func() bool { mu.Lock(); defer mu.Unlock(); return dialled[h] >= 2 })
+			return 0
+		},
 	})
 	kh := filepath.Join(dir, "accept_known_hosts")
 	for i, f := range flags {
@@ -34,7 +46,9 @@ func TestSSHAcceptNewTwoProcesses(t *testing.T) {
 			flags[i+1] = fmt.Sprint(fleet.Port)
 		}
 	}
-	args := append(flags, "--host-key", "accept-new", "-c", "20", "-o", "jsonl", fmt.Sprintf("127.2.1.[1-%d]", n), "--", "echo", "hi")
+	// Banners wait for the other process: no connect timeout but a hang's.
+	args := append(flags, "--host-key", "accept-new", "-c", "20", "--connect-timeout", testwait.Hang.String(),
+		"-o", "jsonl", fmt.Sprintf("127.2.1.[1-%d]", n), "--", "echo", "hi")
 	fanoutBin(t) // built before the race starts
 	t.Run("race", func(t *testing.T) {
 		for p := range 2 {

@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -117,11 +116,9 @@ func TestSSHOutdirJSONLAndOptions(t *testing.T) {
 func TestSSHTimeoutCutsCommand(t *testing.T) {
 	t.Parallel()
 	flags, _ := sshFleet(t)
-	begin := time.Now()
-	r := fanout(t, "", append(flags, "--timeout", "300ms", "-o", "jsonl", "127.2.0.1", "--", "sleep", "20")...)
-	if el := time.Since(begin); el > 10*time.Second {
-		t.Errorf("took %v with --timeout 300ms", el)
-	}
+	// The command outlasts testwait.Hang (fanout's own deadline here): only
+	// the cut ends it, so fanout returning at all shows the cut came.
+	r := fanout(t, "", append(flags, "--timeout", "300ms", "-o", "jsonl", "127.2.0.1", "--", "sleep", "3600")...)
 	rs := results(t, r.stdout)
 	if r.code != 1 || len(rs) != 1 || rs[0].Class != job.ClassTimeout {
 		t.Errorf("exit %d, results %+v, stderr %s", r.code, rs, r.stderr)

@@ -4,16 +4,20 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/csv"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fanout/fanout/internal/lab"
+	"github.com/fanout/fanout/internal/testwait"
 	"github.com/fanout/fanout/job"
 )
 
@@ -245,7 +249,10 @@ func testInterrupt(t *testing.T, sig syscall.Signal) {
 	if err := os.Symlink(path, sleep); err != nil {
 		t.Fatal(err)
 	}
-	script := `case "$1" in 127.0.0.1) echo quick;; *) "$2" 30;; esac`
+	// The sleeps outlast testwait.Hang: only fanout's kill ends them, so
+	// fanout exiting at all shows it did not wait for them.
+	script := `case "$1" in 127.0.0.1) echo quick;; *) "$2" 3600;; esac`
+	killSurvivors(t, sleep)
 	cmd := exec.Command(fanoutBin(t), "exec", "-o", "jsonl", "127.0.0.1-5", "--", "sh", "-c", script, "sh", "{}", sleep)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -268,30 +275,19 @@ func testInterrupt(t *testing.T, sig syscall.Signal) {
 		close(lines)
 	}()
 	var out []string
-	select {
-	case l := <-lines:
-		out = append(out, l)
-	case <-time.After(20 * time.Second):
-		t.Fatal("no result within 20s")
-	}
-	for deadline := time.Now().Add(10 * time.Second); len(survivors(t, sleep)) < 4; {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d sleeps running", len(survivors(t, sleep)))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	l, _ := testwait.Recv(t, "the quick target's result", lines)
+	out = append(out, l)
+	testwait.For(t, "the 4 sleeps to run", func() bool { return len(survivors(t, sleep)) >= 4 })
 
-	start := time.Now()
 	if err := cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
-	for l := range lines {
-		out = append(out, l)
-	}
-	err = cmd.Wait()
-	if took := time.Since(start); took > 5*time.Second {
-		t.Errorf("exit took %v after %v", took, sig)
-	}
+	testwait.Returns(t, fmt.Sprintf("fanout to exit after %v", sig), func() {
+		for l := range lines {
+			out = append(out, l)
+		}
+		err = cmd.Wait()
+	})
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
 		t.Errorf("exit: %v, want code 130; stderr:\n%s", err, stderr.String())
 	}
@@ -305,6 +301,18 @@ func testInterrupt(t *testing.T, sig syscall.Signal) {
 	if s := survivors(t, sleep); len(s) != 0 {
 		t.Errorf("%d commands survived the sweep: pids %v", len(s), s)
 	}
+}
+
+// killSurvivors kills, when the test ends, whatever still runs name: a
+// failed test must not leave hour-long sleeps behind.
+func killSurvivors(t *testing.T, name string) {
+	t.Cleanup(func() {
+		for _, pid := range survivors(t, name) {
+			if n, err := strconv.Atoi(pid); err == nil {
+				_ = syscall.Kill(n, syscall.SIGKILL)
+			}
+		}
+	})
 }
 
 // survivors are the pids whose command line runs name.
@@ -330,15 +338,68 @@ func survivors(t *testing.T, name string) []string {
 // TestProgress: the bar is drawn on stderr only when asked for off a terminal.
 func TestProgress(t *testing.T) {
 	t.Parallel()
-	for mode, want := range map[string]bool{"auto": false, "never": false, "always": true} {
+	// No bar: 0.6s in which one would have been drawn (a span; a busy
+	// machine only lengthens it).
+	for _, mode := range []string{"auto", "never"} {
 		r := fanout(t, "", "exec", "--progress", mode, "127.0.0.1", "--", "sleep", "0.6")
 		if r.code != 0 {
 			t.Fatalf("--progress %s: exit %d; stderr: %s", mode, r.code, r.stderr)
 		}
-		if got := strings.Contains(r.stderr, "\r"); got != want {
-			t.Errorf("--progress %s on a pipe: bar drawn %v, want %v; stderr %q", mode, got, want, r.stderr)
+		if strings.Contains(r.stderr, "\r") {
+			t.Errorf("--progress %s on a pipe: bar drawn; stderr %q", mode, r.stderr)
 		}
 	}
+	// A bar: the command runs until one was drawn, however long that takes.
+	code, out := runUntilDrawn(t, "\r", fanoutBin(t), "exec", "--progress", "always", "127.0.0.1", "--")
+	if code != 0 {
+		t.Fatalf("--progress always: exit %d; output: %q", code, out)
+	}
+}
+
+// runUntilDrawn runs name with args and, appended, a command that waits
+// for a file; once the output (stdout and stderr) holds want, it creates the
+// file, so the command ends. It returns the exit code and the output.
+func runUntilDrawn(t *testing.T, want, name string, args ...string) (int, string) {
+	t.Helper()
+	flag := filepath.Join(t.TempDir(), "drawn")
+	args = append(args, "sh", "-c", `while [ ! -e "$0" ]; do sleep 0.05; done`, flag)
+	cmd := exec.Command(name, args...)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	testwait.For(t, fmt.Sprintf("%q in the output of %s %q", want, name, args), func() bool { return strings.Contains(out.String(), want) })
+	if err := os.WriteFile(flag, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	testwait.Returns(t, "the command to end once its file exists", func() { err = cmd.Wait() })
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), out.String()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return 0, out.String()
+}
+
+// syncBuffer is written by exec's copying goroutines while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // TestClosedStdout: when the reader of stdout goes away (| head -1), fanout
@@ -355,7 +416,9 @@ func TestClosedStdout(t *testing.T) {
 	if err := os.Symlink(path, sleep); err != nil {
 		t.Fatal(err)
 	}
-	script := `case "$1" in 127.0.0.1) echo first;; 127.0.0.2) "$2" 1;; *) "$2" 30;; esac`
+	// The long sleeps outlast testwait.Hang: only fanout's kill ends them.
+	script := `case "$1" in 127.0.0.1) echo first;; 127.0.0.2) "$2" 1;; *) "$2" 3600;; esac`
+	killSurvivors(t, sleep)
 	cmd := exec.Command(fanoutBin(t), "exec", "127.0.0.1-5", "--", "sh", "-c", script, "sh", "{}", sleep)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -374,11 +437,7 @@ func TestClosedStdout(t *testing.T) {
 	stdout.Close() // like head -1
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	select {
-	case err = <-done:
-	case <-time.After(15 * time.Second):
-		t.Fatalf("still running 15s after its stdout closed; stderr:\n%s", stderr.String())
-	}
+	err, _ = testwait.Recv(t, "fanout to exit after its stdout closed", done)
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Errorf("exit: %v, want code 1; stderr:\n%s", err, stderr.String())
 	}
@@ -468,16 +527,27 @@ func TestProgressOnTerminal(t *testing.T) {
 	if _, err := exec.LookPath("script"); err != nil {
 		t.Skip("no script command (bsdutils)")
 	}
-	line := fanoutBin(t) + " exec 127.0.0.1 -- sleep 0.7"
-	r := command(t, "", "script", "-qec", line, "/dev/null")
-	if r.code != 0 {
-		t.Fatalf("exit %d; output:\n%q", r.code, r.stdout)
+	// The command runs until the bar is drawn: it shows a percentage, which
+	// no result or summary line has.
+	flag := filepath.Join(t.TempDir(), "drawn")
+	line := fanoutBin(t) + ` exec 127.0.0.1 -- sh -c 'while [ ! -e "$0" ]; do sleep 0.05; done' ` + flag
+	cmd := exec.Command("script", "-qec", line, "/dev/null")
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
-	// The bar shows a percentage; no result or summary line has one.
-	if !strings.Contains(r.stdout, "%") {
-		t.Errorf("no progress bar on a terminal:\n%q", r.stdout)
+	t.Cleanup(func() { cmd.Process.Kill() })
+	testwait.For(t, "a progress bar on a terminal", func() bool { return strings.Contains(out.String(), "%") })
+	if err := os.WriteFile(flag, nil, 0o600); err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(r.stdout, "127.0.0.1 ok") {
-		t.Errorf("no result line:\n%q", r.stdout)
+	var err error
+	testwait.Returns(t, "fanout under script to end", func() { err = cmd.Wait() })
+	if err != nil {
+		t.Fatalf("%v; output:\n%q", err, out.String())
+	}
+	if !strings.Contains(out.String(), "127.0.0.1 ok") {
+		t.Errorf("no result line:\n%q", out.String())
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fanout/fanout/internal/testwait"
 )
 
 func TestMain(m *testing.M) { Main(m) }
@@ -66,7 +68,12 @@ func TestLabTCP(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.addr, func(t *testing.T) {
 			t.Parallel()
-			d := net.Dialer{Timeout: 500 * time.Millisecond}
+			// A timeout only where one is expected: an answer may be
+			// slow to be read on a loaded machine, not wrong.
+			d := net.Dialer{Timeout: testwait.Hang}
+			if tc.want == "timeout" {
+				d.Timeout = 500 * time.Millisecond
+			}
 			c, err := d.DialContext(context.Background(), "tcp4", tc.addr)
 			got := "up"
 			var ne net.Error
@@ -153,7 +160,7 @@ func TestHelperProcess(t *testing.T) {
 	case "fail":
 		t.Fatal("failing on purpose")
 	case "hang":
-		time.Sleep(30 * time.Second)
+		time.Sleep(2 * testwait.Hang) // only the SIGTERM ends it
 	}
 }
 
@@ -192,10 +199,7 @@ func TestMainLifecycle(t *testing.T) {
 			name := NamePrefix + strconv.Itoa(cmd.Process.Pid)
 			if tc.mode == "hang" {
 				// Wait until the child is inside the lab, then stop the run.
-				deadline := time.Now().Add(10 * time.Second)
-				for !strings.Contains(out.String(), "=== RUN") && time.Now().Before(deadline) {
-					time.Sleep(20 * time.Millisecond)
-				}
+				testwait.For(t, "the helper to run inside the lab", func() bool { return strings.Contains(out.String(), "=== RUN") })
 				_ = cmd.Process.Signal(syscall.SIGTERM)
 			}
 			err := cmd.Wait()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -13,8 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
+	"github.com/fanout/fanout/internal/testwait"
 	"github.com/fanout/fanout/job"
 	"github.com/fanout/fanout/job/exec"
 	"github.com/fanout/fanout/job/jobtest"
@@ -25,7 +26,7 @@ import (
 const script = `case "$1" in
 up) echo hello; exit 0;;
 fail) echo oops >&2; exit 3;;
-slow) sleep 100 & sleep 100;;
+slow) sleep 1000 & sleep 1000;; # outlasts testwait.Hang: only a kill ends it
 noisy) head -c 200000 /dev/zero; head -c 200000 /dev/zero >&2;;
 segv) kill -SEGV $$;;
 esac`
@@ -197,39 +198,42 @@ func groupGone(pgid int) bool {
 	return true
 }
 
+// TestKillsWholeGroup: a deadline, a cancel, and a leader that leaves a
+// child behind all end the whole process group. The commands would sleep
+// longer than testwait.Hang: Run returning at all shows it did not wait for
+// them. The deadline and the cancel come once the script has started its
+// background child (it says so in a file), however slow the machine.
 func TestKillsWholeGroup(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name   string
 		script string
-		ctx    func() (context.Context, context.CancelFunc)
+		ctx    func(started <-chan struct{}) (context.Context, context.CancelFunc)
 		status job.Status
 		class  job.Class
 	}{
-		{"timeout", "echo $$; sleep 100 & sleep 100", func() (context.Context, context.CancelFunc) {
-			return context.WithTimeout(context.Background(), 300*time.Millisecond)
+		{"timeout", `sleep 1000 & echo $$; echo $$ >"$0.tmp"; mv "$0.tmp" "$0"; sleep 1000`, func(started <-chan struct{}) (context.Context, context.CancelFunc) {
+			return testwait.ExpireOn(started), func() {}
 		}, job.Down, job.ClassTimeout},
-		{"cancel", "echo $$; sleep 100 & sleep 100", func() (context.Context, context.CancelFunc) {
+		{"cancel", `sleep 1000 & echo $$; echo $$ >"$0.tmp"; mv "$0.tmp" "$0"; sleep 1000`, func(started <-chan struct{}) (context.Context, context.CancelFunc) {
 			ctx, cancel := context.WithCancel(context.Background())
-			time.AfterFunc(300*time.Millisecond, cancel)
+			go func() { <-started; cancel() }()
 			return ctx, cancel
 		}, job.Error, job.ClassCanceled},
 		// The leader exits at once; its background child holds stdout open.
-		{"leftover", "echo $$; sleep 100 & exit 0", func() (context.Context, context.CancelFunc) {
+		{"leftover", `echo $$; sleep 1000 & exit 0`, func(<-chan struct{}) (context.Context, context.CancelFunc) {
 			return context.WithCancel(context.Background())
 		}, job.Up, job.ClassNone},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			j := mustNew(t, exec.Config{Argv: []string{"sh", "-c", tt.script}})
-			ctx, cancel := tt.ctx()
+			flag := filepath.Join(t.TempDir(), "started")
+			j := mustNew(t, exec.Config{Argv: []string{"sh", "-c", tt.script, flag}})
+			ctx, cancel := tt.ctx(testwait.FileAppears(flag))
 			defer cancel()
-			begin := time.Now()
-			r := j.Run(ctx, named("x", 0))
-			if el := time.Since(begin); el > 2*time.Second {
-				t.Errorf("Run took %v", el)
-			}
+			var r job.Result
+			testwait.Returns(t, "Run of a command whose group sleeps", func() { r = j.Run(ctx, named("x", 0)) })
 			if r.Status != tt.status || r.Class != tt.class {
 				t.Errorf("status %s/%s (%s), want %s/%s", r.Status, r.Class, r.Error, tt.status, tt.class)
 			}
@@ -238,12 +242,7 @@ func TestKillsWholeGroup(t *testing.T) {
 				t.Fatalf("script printed %q", r.Stdout)
 			}
 			// SIGKILL is delivered before Run returns, but let the kernel tear down.
-			for i := 0; i < 50 && !groupGone(pgid); i++ {
-				time.Sleep(10 * time.Millisecond)
-			}
-			if !groupGone(pgid) {
-				t.Errorf("process group %d survived", pgid)
-			}
+			testwait.For(t, fmt.Sprintf("process group %d to be gone", pgid), func() bool { return groupGone(pgid) })
 		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/fanout/fanout/internal/lab"
+	"github.com/fanout/fanout/internal/testwait"
 	"github.com/fanout/fanout/job"
 	"github.com/fanout/fanout/job/jobtest"
 	"github.com/fanout/fanout/target"
@@ -53,7 +55,7 @@ type sweepResult struct {
 // and checks that every target got exactly one Result.
 func runSweep(t testing.TB, j *Job, ts []target.Target, concurrency int) sweepResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang) // only a hang reaches it
 	defer cancel()
 	in := make(chan target.Target, inBuf)
 	sem := make(chan struct{}, concurrency)
@@ -244,7 +246,32 @@ func TestLiveSlash16(t *testing.T) {
 	t.Logf("/16 live in %v, stats %+v", res.wall, st)
 }
 
-// Dead /20: every host down after about one timeout, not hosts x timeout.
+// peakOverlap is the most Results whose Start..End overlap at one moment.
+func peakOverlap(rs map[uint64]job.Result) int {
+	type edge struct {
+		at   time.Time
+		step int
+	}
+	var es []edge
+	for _, r := range rs {
+		es = append(es, edge{r.Start, 1}, edge{r.End, -1})
+	}
+	sort.Slice(es, func(a, b int) bool {
+		if !es[a].at.Equal(es[b].at) {
+			return es[a].at.Before(es[b].at)
+		}
+		return es[a].step < es[b].step // an end before a start at the same instant
+	})
+	cur, peak := 0, 0
+	for _, e := range es {
+		cur += e.step
+		peak = max(peak, cur)
+	}
+	return peak
+}
+
+// Dead /20: every host down after its timeout, waited out together, not
+// one host after another.
 func TestDeadSlash20(t *testing.T) {
 	lab.Require(t)
 	t.Parallel()
@@ -258,9 +285,13 @@ func TestDeadSlash20(t *testing.T) {
 			t.Fatalf("result %+v", r)
 		}
 	}
-	// About the timeout, not hosts x timeout; loose for loaded machines.
-	if res.wall < time.Second || res.wall > 4*time.Second {
-		t.Errorf("wall %v, want about the 1s timeout", res.wall)
+	// How soon is the machine's business; that the timeouts ran at once is
+	// the job's: one after another, no two would overlap.
+	if p := peakOverlap(res.byIndex); p < 2 {
+		t.Errorf("at most %d targets waited at once: the timeouts ran one after another", p)
+	}
+	if res.wall < time.Second {
+		t.Errorf("wall %v, shorter than the 1s timeout", res.wall)
 	}
 }
 
@@ -318,9 +349,10 @@ func TestCount(t *testing.T) {
 			t.Errorf("live: %+v", r)
 		}
 	}
-	// Requests at 0, 200, 400 ms; the dead one's last waits 1s more.
-	if res.wall < 1400*time.Millisecond || res.wall > 4*time.Second {
-		t.Errorf("wall %v, want about 1.4s", res.wall)
+	// Requests at 0, 200, 400 ms; the dead one's last waits 1s more: at
+	// least 1.4s (a busy machine only makes it longer).
+	if res.wall < 1400*time.Millisecond {
+		t.Errorf("wall %v, want 1.4s or more", res.wall)
 	}
 }
 
@@ -329,7 +361,7 @@ func TestCount(t *testing.T) {
 func TestConcurrentSweepsDoNotMix(t *testing.T) {
 	lab.Require(t)
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang)
 	defer cancel()
 	flood := exec.CommandContext(ctx, "ping", "-q", "-i", "0.002", "-c", "300", "127.0.5.1")
 	if err := flood.Start(); err != nil {
@@ -381,7 +413,9 @@ func TestConcurrentSweepsDoNotMix(t *testing.T) {
 func TestUnreachable(t *testing.T) {
 	lab.Require(t)
 	withRejectRules(t) // sequential: it changes this binary's lab namespace
-	j := newJob(t, Config{Socket: SocketRaw, Timeout: 2 * time.Second})
+	// A timeout past testwait.Hang: had the targets waited for it rather
+	// than for the ICMP error, runSweep would fail them as a hang.
+	j := newJob(t, Config{Socket: SocketRaw, Timeout: 2 * testwait.Hang})
 	res := runSweep(t, j, cidr4(t, "127.2.0.0/28", 0), 100)
 	if res.down != 16 {
 		t.Fatalf("down %d, want 16", res.down)
@@ -390,9 +424,6 @@ func TestUnreachable(t *testing.T) {
 		if r.Class != job.ClassUnreachable || !strings.Contains(r.Error, "host unreachable") {
 			t.Errorf("result %+v", r)
 		}
-	}
-	if res.wall > 1800*time.Millisecond {
-		t.Errorf("wall %v: unreachable targets should not wait for the 2s timeout", res.wall)
 	}
 	if st := j.Stats(); st.Unreachable != 16 {
 		t.Errorf("stats %+v", st)
@@ -439,11 +470,14 @@ func TestUnprivilegedUser(t *testing.T) {
 	// The test binary lives in a private temp dir; nobody must reach it.
 	dir := t.TempDir()
 	bin := dir + "/icmp.test"
-	data, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
+	// Copied by cp, not written from here: a parallel test's fork would
+	// inherit our write descriptor until its exec, and running the copy
+	// meanwhile fails with "text file busy" (more often the busier the
+	// machine).
+	if out, err := exec.Command("cp", self, bin).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v: %s", err, out)
 	}
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
+	if err := os.Chmod(bin, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	for _, d := range []string{dir, filepath.Dir(dir)} {
@@ -713,9 +747,10 @@ func TestRate(t *testing.T) {
 	if res.up != 256 {
 		t.Fatalf("up %d, want 256", res.up)
 	}
-	// 512 requests at 2000/s, after a burst of 20: about 0.25s.
-	if res.wall < 220*time.Millisecond || res.wall > 3*time.Second {
-		t.Errorf("512 requests at 2000/s took %v", res.wall)
+	// 512 requests at 2000/s, after a burst of 20: 0.25s at least (a busy
+	// machine only makes it longer).
+	if res.wall < 220*time.Millisecond {
+		t.Errorf("512 requests at 2000/s took %v, less than the rate allows", res.wall)
 	}
 }
 

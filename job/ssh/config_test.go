@@ -119,7 +119,7 @@ func TestPassphraseAskedOnceForEncryptedKey(t *testing.T) {
 	for i := range targets {
 		targets[i] = at(i, fleet2.Port)
 	}
-	for _, r := range run(t, j, targets, 20, 20*time.Second) {
+	for _, r := range run(t, j, targets, 20) {
 		if r.Status != job.Up {
 			t.Errorf("%s: %s/%s %q", r.Host, r.Status, r.Class, r.Error)
 		}
@@ -143,7 +143,7 @@ Host web*
   Port %d
   User deploy
   IdentityFile ~/web_key
-  ConnectTimeout 2
+  ConnectTimeout 600
 
 Host db1
   HostName 127.2.9.200
@@ -153,7 +153,7 @@ Host db1
 	j := newJob(t, Config{Command: "hostname"}, h.env())
 
 	hs := j.settings(target.Target{Host: "web01"})
-	if hs.hostname != "127.2.9.7" || hs.port != fleet.Port || hs.user != "deploy" || hs.connect != 2*time.Second ||
+	if hs.hostname != "127.2.9.7" || hs.port != fleet.Port || hs.user != "deploy" || hs.connect != 600*time.Second ||
 		len(hs.identities) != 1 || hs.identities[0] != idFile {
 		t.Errorf("web01 settings %+v", hs)
 	}

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -90,7 +89,7 @@ func TestGlobalKnownHosts(t *testing.T) {
 	// accept-new: host 5 goes to the user's file; host 3's changed key in
 	// the global file stays an error; the global files are untouched.
 	accept := newJob(t, Config{Command: "echo hi", HostKey: HostKeyAcceptNew, Options: opts}, home.env())
-	for _, r := range run(t, accept, []target.Target{at(2, fleet.Port), at(3, fleet.Port), at(5, fleet.Port)}, 3, 10*time.Second) {
+	for _, r := range run(t, accept, []target.Target{at(2, fleet.Port), at(3, fleet.Port), at(5, fleet.Port)}, 3) {
 		switch {
 		case r.Host == host(3).String():
 			if r.Class != job.ClassHostKey || !strings.Contains(r.Error, "CHANGED") {
@@ -132,7 +131,7 @@ func TestKnownHostsFlagKeepsGlobal(t *testing.T) {
 	mine := filepath.Join(dir, "mine")
 	j := newJob(t, Config{Command: "echo hi", HostKey: HostKeyAcceptNew, KnownHosts: []string{mine},
 		Options: map[string]string{"GlobalKnownHostsFile": global}}, home.env())
-	for _, r := range run(t, j, []target.Target{at(1, fleet.Port), at(2, fleet.Port)}, 2, 10*time.Second) {
+	for _, r := range run(t, j, []target.Target{at(1, fleet.Port), at(2, fleet.Port)}, 2) {
 		if r.Status != job.Up {
 			t.Errorf("%s: %s/%s %q, want up", r.Host, r.Status, r.Class, r.Error)
 		}
@@ -235,7 +234,7 @@ func TestAcceptNewAfterLastLineWithoutNewline(t *testing.T) {
 	home := newHome(t, first)
 	kh := filepath.Join(home.dir, ".ssh", "known_hosts")
 	j := newJob(t, Config{Command: "echo hi", HostKey: HostKeyAcceptNew}, home.env())
-	for _, r := range run(t, j, []target.Target{at(1, fleet.Port), at(2, fleet.Port), at(3, fleet.Port)}, 1, 10*time.Second) {
+	for _, r := range run(t, j, []target.Target{at(1, fleet.Port), at(2, fleet.Port), at(3, fleet.Port)}, 1) {
 		if r.Status != job.Up {
 			t.Errorf("%s: %s/%s %q", r.Host, r.Status, r.Class, r.Error)
 		}
@@ -245,7 +244,7 @@ func TestAcceptNewAfterLastLineWithoutNewline(t *testing.T) {
 		t.Errorf("known_hosts:\n%s\nwant:\n%s", got, want)
 	}
 	strict := newJob(t, Config{Command: "echo hi"}, home.env())
-	for _, r := range run(t, strict, []target.Target{at(1, fleet.Port), at(2, fleet.Port), at(3, fleet.Port)}, 3, 10*time.Second) {
+	for _, r := range run(t, strict, []target.Target{at(1, fleet.Port), at(2, fleet.Port), at(3, fleet.Port)}, 3) {
 		if r.Status != job.Up {
 			t.Errorf("strict after: %s: %s/%s %q", r.Host, r.Status, r.Class, r.Error)
 		}

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -76,7 +75,7 @@ func TestHashKnownHostsAcceptNew(t *testing.T) {
 			}
 			kh := filepath.Join(home.dir, ".ssh", "known_hosts")
 			accept := newJob(t, Config{Command: "echo hi", HostKey: HostKeyAcceptNew, Options: tt.opts}, home.env())
-			for _, r := range run(t, accept, targets, 3, 10*time.Second) {
+			for _, r := range run(t, accept, targets, 3) {
 				if r.Status != job.Up {
 					t.Errorf("accept-new: %s: %s/%s %q", r.Host, r.Status, r.Class, r.Error)
 				}
@@ -109,7 +108,7 @@ func TestHashKnownHostsAcceptNew(t *testing.T) {
 			strict := newJob(t, Config{Command: "echo hi", Options: tt.opts}, home.env())
 			again := newJob(t, Config{Command: "echo hi", HostKey: HostKeyAcceptNew, Options: tt.opts}, home.env())
 			for _, j := range []*Job{strict, again} {
-				for _, r := range run(t, j, targets, 3, 10*time.Second) {
+				for _, r := range run(t, j, targets, 3) {
 					if r.Status != job.Up {
 						t.Errorf("later sweep (%s): %s: %s/%s %q", j.hostKeys.policy, r.Host, r.Status, r.Class, r.Error)
 					}

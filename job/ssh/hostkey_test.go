@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -98,7 +97,7 @@ func acceptNewTwice(t *testing.T, fleet *lab.Fleet, home *testHome, n, c int, op
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for _, r := range run(t, j, targets, c, 30*time.Second) {
+			for _, r := range run(t, j, targets, c) {
 				if r.Status != job.Up {
 					t.Errorf("%s: %s/%s %q", r.Host, r.Status, r.Class, r.Error)
 				}

@@ -45,7 +45,8 @@ func TestSystemSSHConfigPrecedence(t *testing.T) {
 	fleet := lab.StartSSHFleetT(t, lab.SSHFleetOptions{AuthorizedKeys: []ssh.PublicKey{pub}})
 	h := newHome(t, fleet.KnownHostsLine())
 	writeKey(t, filepath.Join(h.dir, "sys_key"), priv, "")
-	writeFile(t, h.dir, ".ssh/config", "Host web*\n  User alice\n  ConnectTimeout 3\n")
+	// web01 is dialled with this timeout: long, so a loaded machine does not trip it.
+	writeFile(t, h.dir, ".ssh/config", "Host web*\n  User alice\n  ConnectTimeout 600\n")
 	sys := writeFile(t, t.TempDir(), "ssh_config", fmt.Sprintf(`Host web*
   HostName 127.2.9.7
   User root
@@ -58,7 +59,7 @@ Host *
 
 	j := newJob(t, Config{Command: "hostname", SystemSSHConfig: sys}, h.env())
 	hs := j.settings(target.Target{Host: "web01"})
-	if hs.user != "alice" || hs.connect != 3*time.Second || hs.hostname != "127.2.9.7" || hs.port != fleet.Port ||
+	if hs.user != "alice" || hs.connect != 600*time.Second || hs.hostname != "127.2.9.7" || hs.port != fleet.Port ||
 		!hs.onlyIDs || len(hs.identities) != 1 || hs.identities[0] != filepath.Join(h.dir, "sys_key") {
 		t.Errorf("web01: %+v; want user and timeout from ~/.ssh/config, the rest from %s", hs, sys)
 	}
