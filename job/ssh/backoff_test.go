@@ -2,9 +2,8 @@ package ssh
 
 import (
 	"context"
-	"net"
+	"math"
 	"net/netip"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,30 +35,6 @@ func TestRetryPolicies(t *testing.T) {
 	}
 }
 
-// resetListener resets every connection on a loopback port (an sshd
-// shedding load) and counts them.
-func resetListener(t *testing.T) (port int, accepted *atomic.Int64) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	accepted = new(atomic.Int64)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			c.(*net.TCPConn).SetLinger(0)
-			c.Close()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port, accepted
-}
-
 // Cancelling the context ends a long retry chain (minutes of waits), for
 // both retry loops: connect retries (Retries) and banner retries
 // (HandshakeRetries). That a wait itself ends on cancel is
@@ -76,7 +51,7 @@ func TestRetryWaitCancelled(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			port, accepted := resetListener(t)
+			port, resets := flakyListener(t, 0, math.MaxInt) // resets every connection
 			j := newJob(t, tc.cfg, newHome(t, "").env())
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -85,9 +60,9 @@ func TestRetryWaitCancelled(t *testing.T) {
 				done <- j.Run(ctx, target.Target{Addr: netip.MustParseAddr("127.0.0.1"), Port: uint16(port)})
 			}()
 			// Wait for a retry: the chain has reached the backoff loop.
-			for deadline := time.Now().Add(time.Minute); accepted.Load() < 2; {
+			for deadline := time.Now().Add(time.Minute); resets.Load() < 2; {
 				if time.Now().After(deadline) {
-					t.Fatalf("%d connections in a minute, want 2", accepted.Load())
+					t.Fatalf("%d connections in a minute, want 2", resets.Load())
 				}
 				select {
 				case r := <-done:

@@ -366,10 +366,12 @@ func TestMaxHandshakesBoundsHandshakes(t *testing.T) {
 	}
 }
 
-// flakyListener resets the first conns connections to each host before the
+// flakyListener resets the first drops connections to each host before the
 // banner, then forwards to the fleet: sshd shedding load under MaxStartups.
-func flakyListener(t testing.TB, fleetPort, drops int) int {
+// It counts the connections it reset.
+func flakyListener(t testing.TB, fleetPort, drops int) (port int, resets *atomic.Int64) {
 	t.Helper()
+	resets = new(atomic.Int64)
 	ln, err := net.Listen("tcp", "0.0.0.0:0")
 	if err != nil {
 		t.Fatal(err)
@@ -389,6 +391,7 @@ func flakyListener(t testing.TB, fleetPort, drops int) int {
 			n := seen[local]
 			mu.Unlock()
 			if n <= drops {
+				resets.Add(1)
 				c.(*net.TCPConn).SetLinger(0) // RST, as an overloaded sshd does
 				c.Close()
 				continue
@@ -405,13 +408,13 @@ func flakyListener(t testing.TB, fleetPort, drops int) int {
 			}()
 		}
 	}()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ln.Addr().(*net.TCPAddr).Port, resets
 }
 
 func TestHandshakeResetIsRetried(t *testing.T) {
 	t.Parallel()
 	fleet := lab.StartSSHFleetT(t, lab.SSHFleetOptions{})
-	port := flakyListener(t, fleet.Port, 2)
+	port, _ := flakyListener(t, fleet.Port, 2)
 	known := fmt.Sprintf("[*]:%d %s", port, ssh.MarshalAuthorizedKey(fleet.HostKey))
 	home := newHome(t, known)
 	j := newJob(t, Config{Command: "hostname"}, home.env())
