@@ -33,15 +33,19 @@ func growDisk(t *testing.T, dir, size string) {
 
 // TestDiskFull fills a small disk mid-sweep: the writer stops with a message
 // that says disk full and how to continue, what was committed stays intact,
-// and once there is room the rest is written.
+// and once there is room the rest is written. The disk holds several
+// batches (about 2,000 results): with room for one, a commit thread that a
+// loaded machine runs late (it has idle priority) can meet a full disk with
+// its first transaction and leave nothing committed.
 func TestDiskFull(t *testing.T) {
-	dir := smallDisk(t, "384k")
+	const total = 8000
+	dir := smallDisk(t, "1m")
 	path := filepath.Join(dir, "full.db")
 	s, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := s.CreateSweep(testSpec(), Meta{Total: 4000})
+	id, err := s.CreateSweep(testSpec(), Meta{Total: total})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +56,7 @@ func TestDiskFull(t *testing.T) {
 	}
 	out := []byte(strings.Repeat("x", 400))
 	var writeErr error
-	for i := uint64(0); i < 4000; i++ {
+	for i := uint64(0); i < total; i++ {
 		r := result(i, job.Up, "")
 		r.Stdout = out
 		if writeErr = w.Write(r); writeErr != nil {
@@ -65,7 +69,7 @@ func TestDiskFull(t *testing.T) {
 		err = closeErr
 	}
 	if err == nil {
-		t.Fatal("4000 results of 400 bytes fit in 384k: the disk never filled")
+		t.Fatalf("%d results of 400 bytes fit in 1m: the disk never filled", total)
 	}
 	if !IsDiskFull(err) || !strings.Contains(err.Error(), "disk full") || !strings.Contains(err.Error(), "fanout resume "+path) {
 		t.Errorf("error = %v, want disk full with the resume hint", err)
@@ -77,7 +81,7 @@ func TestDiskFull(t *testing.T) {
 	s.Close()
 	t.Logf("disk full after %d results: %v", committed, err)
 
-	growDisk(t, dir, "8m")
+	growDisk(t, dir, "16m")
 	s, err = Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +91,7 @@ func TestDiskFull(t *testing.T) {
 	if err := s.db.QueryRow(`PRAGMA integrity_check`).Scan(&check); err != nil || check != "ok" {
 		t.Fatalf("integrity_check: %q, %v", check, err)
 	}
-	done, err := s.Done(id, 4000)
+	done, err := s.Done(id, total)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +103,7 @@ func TestDiskFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := uint64(0); i < 4000; i++ {
+	for i := uint64(0); i < total; i++ {
 		if !done.Has(i) {
 			r := result(i, job.Up, "")
 			r.Stdout = out
@@ -111,7 +115,7 @@ func TestDiskFull(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if c, _ := s.Counts(id); c.Done != 4000 {
-		t.Errorf("after resume: %d results, want 4000", c.Done)
+	if c, _ := s.Counts(id); c.Done != total {
+		t.Errorf("after resume: %d results, want %d", c.Done, total)
 	}
 }
