@@ -224,12 +224,19 @@ func (s *Store) readOnlyDSN() string {
 // canWrite is nil when this process may write path and create files
 // beside it (SQLite's -wal and -shm), else why not.
 func canWrite(path string) error {
-	const eaccess = unix.AT_EACCESS // as the effective user, who opens it
-	if err := unix.Faccessat(unix.AT_FDCWD, path, unix.W_OK, eaccess); err != nil {
+	// As the effective user, who opens it. AT_EACCESS only when it differs
+	// from the real one: where the kernel lacks faccessat2, x/sys emulates
+	// it from the file's mode, which misses read-only mounts and immutable
+	// files.
+	flags := 0
+	if os.Geteuid() != os.Getuid() || os.Getegid() != os.Getgid() {
+		flags = unix.AT_EACCESS
+	}
+	if err := unix.Faccessat(unix.AT_FDCWD, path, unix.W_OK, flags); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	dir := filepath.Dir(path)
-	if err := unix.Faccessat(unix.AT_FDCWD, dir, unix.W_OK|unix.X_OK, eaccess); err != nil {
+	if err := unix.Faccessat(unix.AT_FDCWD, dir, unix.W_OK|unix.X_OK, flags); err != nil {
 		return fmt.Errorf("its directory %s: %w", dir, err)
 	}
 	return nil
