@@ -187,27 +187,37 @@ func (s *Store) identify(q queryer) (ident, error) {
 		// Made by a fanout that did not stamp its files yet: recognised
 		// by its tables and schema version, stamped by the next writer.
 	default:
-		return ident{}, fmt.Errorf("%s is not a fanout database (an SQLite file of another program, application_id %#x, %d tables)", s.path, appID, tables)
+		return ident{}, identityErrorf("%s is not a fanout database (an SQLite file of another program, application_id %#x, %d tables)", s.path, appID, tables)
 	}
 	var v string
 	err := q.QueryRowContext(ctx, `SELECT value FROM fanout_meta WHERE key='schema_version'`).Scan(&v)
 	if err != nil {
 		if appID == 0 {
-			return ident{}, fmt.Errorf("%s is not a fanout database (an SQLite file of another program, with tables named like fanout's but no schema version: %v)", s.path, err)
+			return ident{}, identityErrorf("%s is not a fanout database (an SQLite file of another program, with tables named like fanout's but no schema version: %v)", s.path, err)
 		}
-		return ident{}, fmt.Errorf("%s: fanout database without a schema version (damaged?): %v", s.path, err)
+		return ident{}, identityErrorf("%s: fanout database without a schema version (damaged?): %v", s.path, err)
 	}
 	version, err := strconv.Atoi(v)
 	if err != nil || version < 1 {
-		return ident{}, fmt.Errorf("%s: fanout database with schema version %q (damaged?)", s.path, v)
+		return ident{}, identityErrorf("%s: fanout database with schema version %q (damaged?)", s.path, v)
 	}
 	if int64(version) < userVersion {
 		version = int(min(userVersion, math.MaxInt32))
 	}
 	if version > len(migrations) {
-		return ident{}, fmt.Errorf("%s has schema version %d, newer than this fanout understands (%d): use a newer fanout to read it", s.path, version, len(migrations))
+		return ident{}, identityErrorf("%s has schema version %d, newer than this fanout understands (%d): use a newer fanout to read it", s.path, version, len(migrations))
 	}
 	return ident{version: version, stamped: appID == applicationID && userVersion == int64(version)}, nil
+}
+
+// identityError says what a file is when it is not a fanout database this
+// fanout can use, as opposed to an error reading it.
+type identityError struct{ msg string }
+
+func (e *identityError) Error() string { return e.msg }
+
+func identityErrorf(format string, a ...any) error {
+	return &identityError{fmt.Sprintf(format, a...)}
 }
 
 // setVersion records schema version v: in fanout_meta (what older fanouts

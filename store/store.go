@@ -19,7 +19,12 @@
 //
 // for example: sqlite3 scan.db "SELECT host, rtt_ns/1e6 FROM result_rows
 // WHERE sweep=1 AND status='up' ORDER BY rtt_ns DESC LIMIT 10". A NULL addr
-// means "same as host"; NULL class, error and worker mean empty.
+// means "same as host"; NULL class, error and worker mean empty. The header
+// says whose the file is: application_id 0x666e6f75 ("fnou"), user_version
+// the schema version (also in fanout_meta, where older fanouts read it).
+//
+// Beside it: SQLite's FILE-wal and FILE-shm, and FILE-lock, the run locks
+// that keep one process per sweep (see LockSweep). All are mode 0600.
 //
 // Secrets: a Spec holds no credential by design (ssh takes them from the
 // agent, key files or the environment at run time), and option values under
@@ -146,25 +151,25 @@ func open(path string, o openOptions) (*Store, error) {
 		// A file that may be another program's (or that we may not write)
 		// is identified by a connection that writes nothing, in the file
 		// or beside it, before any write: refused, it is left as it was.
-		if err := s.connect(s.readOnlyDSN()); err != nil {
-			return nil, err
-		}
-		id, err := s.identify(s.db)
+		id, err := s.probe()
+		var ie *identityError
 		switch {
+		case err != nil && !ro && werr == nil && !errors.As(err, &ie):
+			// Could not look without writing (a -wal without its -shm,
+			// say): the connection below identifies it before it writes.
 		case err != nil:
+			return nil, err
 		case !ro && werr != nil:
-			err = fmt.Errorf("open %s: database is read-only (%v): a sweep writes it and files beside it (-wal, -shm, -lock); fanout sweeps, results, report and diff read it as it is", path, werr)
+			s.db.Close()
+			return nil, fmt.Errorf("open %s: database is read-only (%v): a sweep writes it and files beside it (-wal, -shm, -lock); fanout sweeps, results, report and diff read it as it is", path, werr)
 		case ro && id.version < o.schema:
-			err = s.cannotUpgrade(id.version, o.schema)
-		}
-		if err != nil || ro {
-			if err != nil {
-				s.db.Close()
-				return nil, err
-			}
+			s.db.Close()
+			return nil, s.cannotUpgrade(id.version, o.schema)
+		case ro:
 			return s, nil
+		default:
+			s.db.Close()
 		}
-		s.db.Close()
 	}
 	// One connection per *sql.DB would serialize readers behind the writer;
 	// WAL lets them run side by side, and busy_timeout waits out the writer lock.
@@ -180,6 +185,19 @@ func open(path string, o openOptions) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// probe opens s.db read-only (readOnlyDSN) and identifies the file; s.db
+// is closed when it fails.
+func (s *Store) probe() (ident, error) {
+	if err := s.connect(s.readOnlyDSN()); err != nil {
+		return ident{}, err
+	}
+	id, err := s.identify(s.db)
+	if err != nil {
+		s.db.Close()
+	}
+	return id, err
 }
 
 // connect opens s.db with dsn and checks that SQLite can open the file.
