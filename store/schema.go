@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 	"strconv"
 )
 
@@ -100,8 +101,41 @@ func inSweep(id int64) string {
 	return fmt.Sprintf("sweep_idx BETWEEN %d AND %d", id<<idxBits, id<<idxBits|maxIdx)
 }
 
-// migrate identifies the file and brings its schema to version target, in
-// one immediate transaction: two processes opening a new file at once do not
+// fanoutTables are the tables that every fanout schema has: how a file made
+// before fanout stamped its application_id is recognised.
+var fanoutTables = []string{"fanout_meta", "sweeps", "results"}
+
+// ident is what identify found.
+type ident struct {
+	version int  // schema version; 0 for a new, empty file
+	stamped bool // application_id and user_version say so too
+}
+
+// needsWrite: the file is to be migrated or stamped.
+func (id ident) needsWrite(target int) bool { return id.version < target || !id.stamped }
+
+// setup brings the file to schema version target and stamps it as
+// fanout's, writing only when there is something to write; a writer also
+// switches it to WAL.
+func (s *Store) setup(target int, writer bool) error {
+	id, err := s.identify(s.db)
+	if err != nil {
+		return err
+	}
+	if !writer && !id.needsWrite(target) {
+		return nil
+	}
+	if err := s.walMode(); err != nil {
+		return err
+	}
+	if !id.needsWrite(target) {
+		return nil
+	}
+	return s.migrate(target)
+}
+
+// migrate brings the file's schema to version target and stamps it, in one
+// immediate transaction: two processes opening a new file at once do not
 // both create it.
 func (s *Store) migrate(target int) error {
 	ctx := ctxBG()
@@ -110,19 +144,17 @@ func (s *Store) migrate(target int) error {
 		return s.describe("open", err)
 	}
 	defer conn.Close()
-	version, err := s.identify(conn)
-	if err != nil || version >= target {
-		return err
-	}
 	tx, err := conn.BeginTx(ctx, nil) // BEGIN IMMEDIATE (the DSN's _txlock)
 	if err != nil {
 		return s.describe("migrate", err)
 	}
 	defer tx.Rollback()
 	// Again under the write lock: another process may have migrated meanwhile.
-	if version, err = s.identify(tx); err != nil || version >= target {
+	id, err := s.identify(tx)
+	if err != nil || !id.needsWrite(target) {
 		return err
 	}
+	version := id.version
 	for ; version < target; version++ {
 		if _, err := tx.Exec(migrations[version]); err != nil {
 			return s.describe(fmt.Sprintf("migrate to schema version %d:", version+1), err)
@@ -142,41 +174,69 @@ type queryer interface {
 }
 
 // identify returns the file's schema version (0 for a new, empty file) or
-// an error for a file that is not fanout's or is newer than this fanout.
-func (s *Store) identify(q queryer) (int, error) {
+// an error for a file that is not fanout's or is newer than this fanout. It
+// only reads.
+func (s *Store) identify(q queryer) (ident, error) {
 	ctx := ctxBG()
 	// One statement, one snapshot: a migration committing in between cannot
 	// show us its tables without its application id.
-	var appID int64
-	var tables int
+	var appID, userVersion int64
+	var tables, ours int
 	if err := q.QueryRowContext(ctx, `SELECT (SELECT application_id FROM pragma_application_id()),
-		(SELECT COUNT(*) FROM sqlite_schema WHERE type='table')`).Scan(&appID, &tables); err != nil {
-		return 0, s.describe("open", err)
+		(SELECT user_version FROM pragma_user_version()),
+		(SELECT COUNT(*) FROM sqlite_schema WHERE type='table'),
+		(SELECT COUNT(*) FROM sqlite_schema WHERE type='table' AND name IN (?, ?, ?))`,
+		fanoutTables[0], fanoutTables[1], fanoutTables[2]).Scan(&appID, &userVersion, &tables, &ours); err != nil {
+		return ident{}, s.describe("open", err)
 	}
-	version := 0
 	switch {
+	case appID == 0 && tables == 0:
+		return ident{}, nil // a new or empty file: ours to initialize
 	case appID == applicationID:
-		var v string
-		err := q.QueryRowContext(ctx, `SELECT value FROM fanout_meta WHERE key='schema_version'`).Scan(&v)
-		if err != nil {
-			return 0, fmt.Errorf("%s: fanout database without a schema version (damaged?): %v", s.path, err)
-		}
-		if version, err = strconv.Atoi(v); err != nil {
-			return 0, fmt.Errorf("%s: fanout database with schema version %q (damaged?)", s.path, v)
-		}
-	case tables == 0 && appID == 0:
-		// A new or empty file: ours to initialize.
+	case appID == 0 && ours == len(fanoutTables):
+		// Made by a fanout that did not stamp its files yet: recognised
+		// by its tables and schema version, stamped by the next writer.
 	default:
-		return 0, fmt.Errorf("%s is not a fanout database (an SQLite file of another program, application_id %#x, %d tables)", s.path, appID, tables)
+		return ident{}, identityErrorf("%s is not a fanout database (an SQLite file of another program, application_id %#x, %d tables)", s.path, appID, tables)
+	}
+	var v string
+	err := q.QueryRowContext(ctx, `SELECT value FROM fanout_meta WHERE key='schema_version'`).Scan(&v)
+	if err != nil {
+		if appID == 0 {
+			return ident{}, identityErrorf("%s is not a fanout database (an SQLite file of another program, with tables named like fanout's but no schema version: %v)", s.path, err)
+		}
+		return ident{}, identityErrorf("%s: fanout database without a schema version (damaged?): %v", s.path, err)
+	}
+	version, err := strconv.Atoi(v)
+	if err != nil || version < 1 {
+		return ident{}, identityErrorf("%s: fanout database with schema version %q (damaged?)", s.path, v)
+	}
+	if int64(version) < userVersion {
+		version = int(min(userVersion, math.MaxInt32))
 	}
 	if version > len(migrations) {
-		return 0, fmt.Errorf("%s has schema version %d, newer than this fanout understands (%d): use a newer fanout to read it", s.path, version, len(migrations))
+		return ident{}, identityErrorf("%s has schema version %d, newer than this fanout understands (%d): use a newer fanout to read it", s.path, version, len(migrations))
 	}
-	return version, nil
+	return ident{version: version, stamped: appID == applicationID && userVersion == int64(version)}, nil
 }
 
+// identityError says what a file is when it is not a fanout database this
+// fanout can use, as opposed to an error reading it.
+type identityError struct{ msg string }
+
+func (e *identityError) Error() string { return e.msg }
+
+func identityErrorf(format string, a ...any) error {
+	return &identityError{fmt.Sprintf(format, a...)}
+}
+
+// setVersion records schema version v: in fanout_meta (what older fanouts
+// read), and in SQLite's header as application_id and user_version.
 func setVersion(tx *sql.Tx, v int) error {
 	if _, err := tx.Exec(fmt.Sprintf(`PRAGMA application_id = %d`, applicationID)); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(fmt.Sprintf(`PRAGMA user_version = %d`, v)); err != nil {
 		return err
 	}
 	_, err := tx.Exec(`INSERT INTO fanout_meta(key, value) VALUES('schema_version', ?)

@@ -20,7 +20,12 @@
 //
 // for example: sqlite3 scan.db "SELECT host, rtt_ns/1e6 FROM result_rows
 // WHERE sweep=1 AND status='up' ORDER BY rtt_ns DESC LIMIT 10". A NULL addr
-// means "same as host"; NULL class, error and worker mean empty.
+// means "same as host"; NULL class, error and worker mean empty. The header
+// says whose the file is: application_id 0x666e6f75 ("fnou"), user_version
+// the schema version (also in fanout_meta, where older fanouts read it).
+//
+// Beside it: SQLite's FILE-wal and FILE-shm, and FILE-lock, the run locks
+// that keep one process per sweep (see LockSweep). All are mode 0600.
 //
 // Secrets: a Spec holds no credential by design (ssh takes them from the
 // agent, key files or the environment at run time), and option values under
@@ -32,15 +37,18 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
 	sqlite "modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
@@ -66,6 +74,7 @@ const (
 type Store struct {
 	db   *sql.DB
 	path string
+	lock runLock // run locks of the sweeps this Store runs
 }
 
 // Meta is what CreateSweep records beside the Spec.
@@ -107,15 +116,20 @@ type Counts struct {
 	Classes map[string]uint64 // class -> count, for non-up Results
 }
 
-// Open opens the fanout database at path, creating it (mode 0600) when it does
-// not exist and migrating an older schema. It refuses, without writing, a file
-// that is not a fanout database and one from a newer fanout.
+// Open opens the fanout database at path, creating it (mode 0600, whatever
+// the umask; its -wal and -shm files get the same) when it does not exist and
+// migrating an older schema. It refuses, before writing anything to it or
+// beside it, a file that is not a fanout database and one from a newer
+// fanout. The path is a file name, never a URI: "a?mode=memory.db" is the
+// file of that name.
 func Open(path string) (*Store, error) {
 	return open(path, openOptions{create: true, schema: currentVersion()})
 }
 
 // OpenExisting is Open for readers: a missing file is an error, not a new
-// database.
+// database, and a file this process may not write (on a read-only file
+// system, or a read-only file of another user) is opened read-only, without
+// writing to it or creating files beside it. Such a Store only reads.
 func OpenExisting(path string) (*Store, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, unwrapPathError(err))
@@ -127,44 +141,140 @@ func OpenExisting(path string) (*Store, error) {
 var sqliteMagic = []byte("SQLite format 3\x00")
 
 type openOptions struct {
-	create   bool // create the file when missing
-	readOnly bool // SQLite's mode=ro (tests: root ignores file modes)
+	create   bool // create the file when missing; a writer
+	readOnly bool // open read-only even when the file is writable (tests: root ignores file modes)
 	schema   int  // migrate up to this version
 }
 
 func open(path string, o openOptions) (*Store, error) {
-	if err := checkFile(path, o.create); err != nil {
+	h, err := checkFile(path, o.create)
+	if err != nil {
 		return nil, err
+	}
+	s := &Store{path: path}
+	var werr error // why this process may not write the file, if it may not
+	if !o.readOnly {
+		werr = canWrite(path)
+	}
+	ro := o.readOnly || !o.create && werr != nil
+	if ro || werr != nil || h.size > 0 && h.appID == 0 {
+		// A file that may be another program's (or that we may not write)
+		// is identified by a connection that writes nothing, in the file
+		// or beside it, before any write: refused, it is left as it was.
+		id, err := s.probe()
+		var ie *identityError
+		switch {
+		case err != nil && !ro && werr == nil && !errors.As(err, &ie):
+			// Could not look without writing (a -wal without its -shm,
+			// say): the connection below identifies it before it writes.
+		case err != nil:
+			return nil, err
+		case !ro && werr != nil:
+			s.db.Close()
+			return nil, fmt.Errorf("open %s: database is read-only (%v): a sweep writes it and files beside it (-wal, -shm, -lock); fanout sweeps, results, report and diff read it as it is", path, werr)
+		case ro && id.version < o.schema:
+			s.db.Close()
+			return nil, s.cannotUpgrade(id.version, o.schema)
+		case ro:
+			return s, nil
+		default:
+			s.db.Close()
+		}
 	}
 	// One connection per *sql.DB would serialize readers behind the writer;
 	// WAL lets them run side by side, and busy_timeout waits out the writer lock.
 	// 16 KiB pages cost the writer less per Result than 4 KiB (fewer pages
 	// to allocate, split and log); SQLite applies page_size to a new file
-	// only, an existing one keeps its own.
-	dsn := "file:" + path + "?_busy_timeout=10000&_synchronous=NORMAL&_txlock=immediate&_pragma=page_size(16384)"
-	if o.readOnly {
-		dsn += "&mode=ro"
+	// only, an existing one keeps its own. mode=rw: the file exists (made
+	// above with its mode), SQLite is not to create another.
+	if err := s.connect(s.dsn("mode=rw&_busy_timeout=10000&_synchronous=NORMAL&_txlock=immediate&_pragma=page_size(16384)")); err != nil {
+		return nil, err
 	}
-	db, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	s := &Store{db: db, path: path}
-	if err := db.Ping(); err != nil {
-		db.Close()
-		return nil, s.describe("open", err)
-	}
-	if !o.readOnly {
-		if err := s.walMode(); err != nil {
-			db.Close()
-			return nil, err
-		}
-	}
-	if err := s.migrate(o.schema); err != nil {
-		db.Close()
+	if err := s.setup(o.schema, o.create); err != nil {
+		s.db.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// probe opens s.db read-only (readOnlyDSN) and identifies the file; s.db
+// is closed when it fails.
+func (s *Store) probe() (ident, error) {
+	if err := s.connect(s.readOnlyDSN()); err != nil {
+		return ident{}, err
+	}
+	id, err := s.identify(s.db)
+	if err != nil {
+		s.db.Close()
+	}
+	return id, err
+}
+
+// connect opens s.db with dsn and checks that SQLite can open the file.
+func (s *Store) connect(dsn string) error {
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", s.path, err)
+	}
+	if err := db.Ping(); err != nil {
+		db.Close()
+		return s.describe("open", err)
+	}
+	s.db = db
+	return nil
+}
+
+// dsn is the SQLite URI of s.path with query: the path escaped, so that a
+// '?', '#' or '%' in a file name is part of the name.
+func (s *Store) dsn(query string) string {
+	p := s.path
+	if filepath.IsAbs(p) {
+		p = filepath.Clean(p) // "//x" would read as a URI authority
+	}
+	return "file:" + uriEscaper.Replace(p) + "?" + query
+}
+
+var uriEscaper = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
+
+// readOnlyDSN reads the file without writing to it or beside it. SQLite
+// reads a WAL-mode file read-only only with its -shm file, which it cannot
+// create on a read-only file system or in another user's directory: with no
+// -wal file no one has the database open to write, and the file is read as
+// immutable (no -shm needed); with one, its -wal and -shm are used as they are.
+func (s *Store) readOnlyDSN() string {
+	q := "mode=ro&_busy_timeout=10000"
+	if _, err := os.Lstat(s.path + "-wal"); errors.Is(err, os.ErrNotExist) {
+		q += "&immutable=1"
+	}
+	return s.dsn(q)
+}
+
+// canWrite is nil when this process may write path and create files
+// beside it (SQLite's -wal and -shm), else why not.
+func canWrite(path string) error {
+	// As the effective user, who opens it. AT_EACCESS only when it differs
+	// from the real one: where the kernel lacks faccessat2, x/sys emulates
+	// it from the file's mode, which misses read-only mounts and immutable
+	// files.
+	flags := 0
+	if os.Geteuid() != os.Getuid() || os.Getegid() != os.Getgid() {
+		flags = unix.AT_EACCESS
+	}
+	if err := unix.Faccessat(unix.AT_FDCWD, path, unix.W_OK, flags); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	dir := filepath.Dir(path)
+	if err := unix.Faccessat(unix.AT_FDCWD, dir, unix.W_OK|unix.X_OK, flags); err != nil {
+		return fmt.Errorf("its directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+func (s *Store) cannotUpgrade(version, target int) error {
+	if version == 0 {
+		return fmt.Errorf("open %s: read-only, and holds no fanout data yet", s.path)
+	}
+	return fmt.Errorf("open %s: schema version %d, older than this fanout reads (%d), and read-only here: open it once where it can be written to upgrade it", s.path, version, target)
 }
 
 // walMode switches the file to WAL (persistent: once per file). The switch
@@ -185,41 +295,69 @@ func (s *Store) walMode() error {
 	}
 }
 
-// checkFile creates path with mode 0600 when asked to, and refuses a file
-// that is not SQLite before SQLite can touch it.
-func checkFile(path string, create bool) error {
+// header is what checkFile read of a database file's first page.
+type header struct {
+	size  int64  // 0: a new file
+	appID uint32 // PRAGMA application_id as of the last checkpoint
+}
+
+// checkFile creates path with mode 0600 when asked to, and refuses, before
+// SQLite can touch it, a file that is not SQLite or is another program's
+// SQLite file (an application_id not fanout's).
+func checkFile(path string, create bool) (header, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) && create {
 		// SQLite gives its -wal and -shm files the main file's mode.
 		nf, cerr := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 		if cerr == nil {
-			return nf.Close()
+			cerr = nf.Chmod(0o600) // the umask may have taken bits away
+			if err := nf.Close(); cerr == nil {
+				cerr = err
+			}
+			if cerr != nil {
+				return header{}, fmt.Errorf("create %s: %w", path, unwrapPathError(cerr))
+			}
+			return header{}, nil
 		}
 		if !errors.Is(cerr, os.ErrExist) { // else: another process created it just now
-			return fmt.Errorf("create %s: %w", path, unwrapPathError(cerr))
+			return header{}, fmt.Errorf("create %s: %w", path, unwrapPathError(cerr))
 		}
 		f, err = os.Open(path)
 	}
 	if err != nil {
-		return fmt.Errorf("open %s: %w", path, unwrapPathError(err))
+		return header{}, fmt.Errorf("open %s: %w", path, unwrapPathError(err))
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("open %s: %w", path, unwrapPathError(err))
+		return header{}, fmt.Errorf("open %s: %w", path, unwrapPathError(err))
 	}
 	if st.IsDir() {
-		return fmt.Errorf("open %s: is a directory, want a fanout database file", path)
+		return header{}, fmt.Errorf("open %s: is a directory, want a fanout database file", path)
 	}
-	head := make([]byte, len(sqliteMagic))
+	if !st.Mode().IsRegular() {
+		return header{}, fmt.Errorf("open %s: not a regular file (%s), want a fanout database file", path, st.Mode().Type())
+	}
+	head := make([]byte, 100)
 	n, _ := io.ReadFull(f, head)
+	h := header{size: st.Size()}
 	if n == 0 {
-		return nil // empty: a database not yet written
+		return h, nil // empty: a database not yet written
 	}
-	if !bytes.Equal(head[:n], sqliteMagic) {
-		return fmt.Errorf("%s is not a fanout database (not an SQLite file)", path)
+	if n < len(sqliteMagic) || !bytes.Equal(head[:len(sqliteMagic)], sqliteMagic) {
+		return h, fmt.Errorf("%s is not a fanout database (not an SQLite file)", path)
 	}
-	return nil
+	if n == len(head) {
+		h.appID = binary.BigEndian.Uint32(head[68:])
+	}
+	if h.appID != 0 && h.appID != applicationID {
+		return h, foreign(path, h.appID)
+	}
+	return h, nil
+}
+
+func foreign(path string, appID uint32) error {
+	return fmt.Errorf("%s is not a fanout database (an SQLite file of another program, application_id %#x)", path, appID)
 }
 
 func unwrapPathError(err error) error {
@@ -276,8 +414,14 @@ func isENOSPC(err error) bool {
 // Path is the database file's path.
 func (s *Store) Path() string { return s.path }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close closes the database and releases the Store's run locks.
+func (s *Store) Close() error {
+	err := s.db.Close()
+	if lerr := s.closeLock(); err == nil {
+		err = lerr
+	}
+	return err
+}
 
 // secretKeys are option names whose values are never written to a database.
 var secretKeys = []string{"password", "passphrase", "secret", "token", "credential", "private_key"}
@@ -400,15 +544,26 @@ func (s *Store) CreateSweep(spec fanout.Spec, meta Meta) (int64, error) {
 			}
 		}
 	}
+	// Locked before anyone can see it: a resume of the new sweep, started
+	// just after the commit, finds it running.
+	if err := s.LockSweep(id); err != nil {
+		return 0, err
+	}
 	if err := tx.Commit(); err != nil {
+		s.unlockSweep(id)
 		return 0, s.describe("record sweep in", err)
 	}
 	return id, nil
 }
 
-// ResumeSweep starts a new run of sweep id (resume appends to the same sweep).
+// ResumeSweep starts a new run of sweep id (resume appends to the same
+// sweep), under its run lock: an error wrapping ErrSweepRunning when another
+// process runs it.
 func (s *Store) ResumeSweep(id int64, version string) error {
 	if _, err := s.Sweep(id); err != nil {
+		return err
+	}
+	if err := s.LockSweep(id); err != nil {
 		return err
 	}
 	now := time.Now().UnixNano()
@@ -431,7 +586,8 @@ func (s *Store) ResumeSweep(id int64, version string) error {
 	return nil
 }
 
-// FinishSweep ends the current run of sweep id with state and reason.
+// FinishSweep ends the current run of sweep id with state and reason, and
+// releases its run lock.
 func (s *Store) FinishSweep(id int64, state State, reason string) error {
 	now := time.Now().UnixNano()
 	tx, err := s.db.Begin()
@@ -450,6 +606,7 @@ func (s *Store) FinishSweep(id int64, state State, reason string) error {
 	if err := tx.Commit(); err != nil {
 		return s.describe("finish sweep in", err)
 	}
+	s.unlockSweep(id)
 	return nil
 }
 

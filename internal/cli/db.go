@@ -4,6 +4,7 @@ package cli
 // into a fanout database (package store), which resume continues from.
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -28,6 +29,15 @@ func openStore(cmd *cobra.Command, f *sweepFlags, p *plan) error {
 	id := f.resumeSweep
 	var before uint64 // targets with a Result before this run
 	if id != 0 {
+		// Before reading what is done: another process running the sweep
+		// would run what is not done a second time.
+		if err := st.LockSweep(id); err != nil {
+			st.Close()
+			if errors.Is(err, store.ErrSweepRunning) {
+				return usageError(err)
+			}
+			return usageError(fmt.Errorf("--db: %w", err))
+		}
 		done, err := st.Done(id, p.set.Len())
 		if err != nil {
 			st.Close()
@@ -110,8 +120,8 @@ func openStore(cmd *cobra.Command, f *sweepFlags, p *plan) error {
 	return nil
 }
 
-// openDB opens an existing fanout database for reading commands; errors are
-// usage errors.
+// openDB opens an existing fanout database for reading commands (read-only
+// when this process may not write it); errors are usage errors.
 func openDB(path string) (*store.Store, error) {
 	st, err := store.OpenExisting(path)
 	if err != nil {

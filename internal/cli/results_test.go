@@ -226,7 +226,7 @@ func TestReadOnlyDB(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := fanout(t, "", "exec", "--db", db, "127.0.0.1", "--", "true")
-	if r.code != 2 || !strings.Contains(r.stderr, "--db: record sweep in "+db+": database is read-only") || r.stdout != "" {
+	if r.code != 2 || !strings.Contains(r.stderr, "--db: open "+db+": database is read-only (") || r.stdout != "" {
 		t.Errorf("new sweep in a read-only database: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if r := fanout(t, "", "sweeps", db); r.code != 0 || !strings.Contains(r.stdout, "1/1") {

@@ -33,6 +33,9 @@ skipping every target that already has a Result in FILE. New Results are
 appended to the same sweep. Works after Ctrl-C, kill -9 or a power cut: a
 Result is either in the database or is run again, never half there.
 
+One process runs a sweep at a time: resuming a sweep that another process
+is running exits 2 (sweep S is running (pid P)) before running anything.
+
 SWEEP defaults to the last sweep in FILE that is not finished. Output flags
 (-o, --alive, --dead, --output-file, --progress, -q) apply to the resumed part;
 -c and --rate may be changed; the sweep's other options are its own. An ssh
