@@ -181,8 +181,14 @@ func quotedRequest(v6 bool, q []byte) (dst netip.Addr, req []byte, ok bool) {
 		if len(q) < 20 || q[0]>>4 != 4 || q[9] != 1 {
 			return dst, nil, false
 		}
+		// The quoted header is the sender's word, not the kernel's: its
+		// length must fit what is quoted.
+		n := int(q[0]&0x0f) * 4
+		if n < 20 || n > len(q) {
+			return dst, nil, false
+		}
 		dst = netip.AddrFrom4([4]byte(q[16:20]))
-		q = q[int(q[0]&0x0f)*4:]
+		q = q[n:]
 	}
 	if len(q) < icmpHeaderLen || q[0] != want {
 		return dst, nil, false
