@@ -515,19 +515,13 @@ func TestQuotedHeaderLength(t *testing.T) {
 	t.Parallel()
 	probed := netip.MustParseAddr("127.0.0.5")
 	router := netip.MustParseAddr("127.0.0.1")
-	s, _ := testSweep(t, 1, probed)
-	batch := s.request(0, nil)
-	s.stamp(batch)
-	o := batch[0]
-	req := s.key.marshal(make([]byte, icmpHeaderLen+minPayload), false, s.id, o.seq, o.p, o.addr)
+	s, o, req := sentRequest(t, probed)
 	ihls := []byte{15, 9, 6, 4, 0}
 	for _, ihl := range ihls {
 		quoted := ipv4Packet(router, probed, req[:icmpHeaderLen]) // 28 bytes: header and ICMP header
 		quoted[0] = 0x40 | ihl
 		quoted[8] = v4EchoRequest // the TTL, where an IHL of 2 would look for the type
-		errMsg := append([]byte{v4Unreachable, 1, 0, 0, 0, 0, 0, 0}, quoted...)
-		m := ipv4.Message{Buffers: [][]byte{ipv4Packet(router, router, errMsg)}}
-		m.N = len(m.Buffers[0])
+		m := v4Unreach(router, quoted)
 		func() {
 			defer func() {
 				if p := recover(); p != nil {
