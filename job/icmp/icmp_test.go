@@ -706,20 +706,32 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+// sentRequest is a test sweep of one target to probed whose request is
+// sent (on paper): the request, and its ICMP message.
+func sentRequest(t *testing.T, probed netip.Addr) (*sweep, outgoing, []byte) {
+	t.Helper()
+	s, _ := testSweep(t, 1, probed)
+	batch := s.request(0, nil)
+	s.stamp(batch)
+	o := batch[0]
+	return s, o, s.key.marshal(make([]byte, icmpHeaderLen+minPayload), probed.Is6(), s.id, o.seq, o.p, o.addr)
+}
+
+// v4Unreach is an IPv4 packet from router with an ICMP destination
+// unreachable (host unreachable) that quotes quoted, as a raw socket reads it.
+func v4Unreach(router netip.Addr, quoted []byte) ipv4.Message {
+	pkt := ipv4Packet(router, router, append([]byte{v4Unreachable, 1, 0, 0, 0, 0, 0, 0}, quoted...))
+	return ipv4.Message{Buffers: [][]byte{pkt}, N: len(pkt)}
+}
+
 // An ICMP error quoting our request makes its target down, unreachable.
 func TestClassifyUnreachable(t *testing.T) {
 	t.Parallel()
 	probed := netip.MustParseAddr("127.0.0.5")
 	router := netip.MustParseAddr("127.0.0.1")
-	s, _ := testSweep(t, 1, probed)
-	batch := s.request(0, nil)
-	s.stamp(batch)
-	o := batch[0]
-	req := s.key.marshal(make([]byte, icmpHeaderLen+minPayload), false, s.id, o.seq, o.p, o.addr)
+	s, o, req := sentRequest(t, probed)
 	quoted := ipv4Packet(router, probed, req)
-	errMsg := append([]byte{v4Unreachable, 1, 0, 0, 0, 0, 0, 0}, quoted...)
-	m := ipv4.Message{Buffers: [][]byte{ipv4Packet(router, router, errMsg)}}
-	m.N = len(m.Buffers[0])
+	m := v4Unreach(router, quoted)
 	ev, ok := s.parse(&conn{raw: true}, &m, o.p.sent+2000)
 	if !ok {
 		t.Fatal("error message not recognized")
@@ -730,9 +742,9 @@ func TestClassifyUnreachable(t *testing.T) {
 		t.Fatalf("results %+v", out)
 	}
 	// A forged error (quoting a request we did not send) is foreign.
-	bad := append([]byte(nil), errMsg...)
-	bad[8+20+8+5] ^= 1
-	m.Buffers[0] = ipv4Packet(router, router, bad)
+	bad := append([]byte(nil), quoted...)
+	bad[20+8+5] ^= 1
+	m = v4Unreach(router, bad)
 	if _, ok := s.parse(&conn{raw: true}, &m, 3000); ok {
 		t.Error("forged error recognized")
 	}
@@ -759,11 +771,7 @@ func TestClassifyUnreachableV6(t *testing.T) {
 	t.Parallel()
 	probed := netip.MustParseAddr("fd00::5")
 	router := netip.MustParseAddr("fd00::1")
-	s, _ := testSweep(t, 1, probed)
-	batch := s.request(0, nil)
-	s.stamp(batch)
-	o := batch[0]
-	req := s.key.marshal(make([]byte, icmpHeaderLen+minPayload), true, s.id, o.seq, o.p, o.addr)
+	s, o, req := sentRequest(t, probed)
 	quoted := make([]byte, 40, 40+len(req))
 	quoted[0], quoted[6], quoted[7] = 0x60, 58, 64
 	src16, dst16 := router.As16(), probed.As16()

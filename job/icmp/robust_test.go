@@ -506,3 +506,34 @@ func TestZone(t *testing.T) {
 		})
 	}
 }
+
+// An ICMP error whose quoted IPv4 header says it is longer (IHL) than what
+// is quoted, or shorter than an IPv4 header, is foreign: anyone on the path
+// can send one to a raw socket. Before, a quoted IHL past the end panicked
+// the receiver (slice bounds out of range).
+func TestQuotedHeaderLength(t *testing.T) {
+	t.Parallel()
+	probed := netip.MustParseAddr("127.0.0.5")
+	router := netip.MustParseAddr("127.0.0.1")
+	s, o, req := sentRequest(t, probed)
+	ihls := []byte{15, 9, 6, 4, 0}
+	for _, ihl := range ihls {
+		quoted := ipv4Packet(router, probed, req[:icmpHeaderLen]) // 28 bytes: header and ICMP header
+		quoted[0] = 0x40 | ihl
+		quoted[8] = v4EchoRequest // the TTL, where an IHL of 2 would look for the type
+		m := v4Unreach(router, quoted)
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					t.Errorf("quoted IHL %d: parse panicked: %v", ihl, p)
+				}
+			}()
+			if _, ok := s.parse(&conn{raw: true}, &m, o.p.sent+2000); ok {
+				t.Errorf("quoted IHL %d: recognized", ihl)
+			}
+		}()
+	}
+	if got := s.j.Stats().Foreign; got != uint64(len(ihls)) {
+		t.Errorf("foreign %d, want %d", got, len(ihls))
+	}
+}

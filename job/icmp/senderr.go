@@ -1,3 +1,7 @@
+// Send errors: why a request could not leave this machine, what that makes
+// of its target, and settling the request at once (failed). Run by the
+// sender only.
+
 package icmp
 
 import (
@@ -80,13 +84,27 @@ func (s *sweep) sendFailure(v6 bool, dst netip.Addr, err error) *sendError {
 	return e
 }
 
+// failed records that request o could not leave: its target's request is
+// resolved now, with err, rather than timed out later.
+func (s *sweep) failed(o outgoing, err *sendError) {
+	s.stats.sendErrors.Add(1)
+	var out []job.Result
+	s.mu.Lock()
+	if sl := &s.slots[o.slot]; sl.live && sl.t.Index == o.p.index && !testSet(s.resolvedBits(o.slot), o.p.num) {
+		if sl.sendErr == nil {
+			sl.sendErr = err
+		}
+		sl.fails++
+		out = s.settle(o.slot, out)
+	}
+	s.mu.Unlock()
+	s.deliver(out)
+}
+
 // machineHas reports whether any interface of this machine has an address
 // of the family, asked once per sweep; true when it cannot tell.
 func (s *sweep) machineHas(v6 bool) bool {
-	fam := 0
-	if v6 {
-		fam = 1
-	}
+	fam := family(v6)
 	if s.hasAddr[fam] == 0 {
 		s.hasAddr[fam] = 1
 		if addrs, err := net.InterfaceAddrs(); err == nil && !anyOfFamily(addrs, v6) {
