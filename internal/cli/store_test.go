@@ -124,7 +124,9 @@ func waitLogLines(t *testing.T, path string, n int, b *dbProc) {
 // blockingCmd is an exec command line that appends its target to log, then
 // waits for the file gate to exist.
 func blockingCmd(log, gate string) []string {
-	return []string{"--", "sh", "-c", fmt.Sprintf(`echo {} >> '%s'; until [ -e '%s' ]; do sleep 0.01; done`, log, gate)}
+	// The gate's directory gone also frees it: the test's clean-up writes the
+	// gate, but may remove its directory before a command polls again.
+	return []string{"--", "sh", "-c", fmt.Sprintf(`echo {} >> '%s'; until [ -e '%s' ] || [ ! -d '%s' ]; do sleep 0.01; done`, log, gate, filepath.Dir(gate))}
 }
 
 // TestOneProcessPerSweep: while a sweep runs, `fanout resume` of it exits 2
@@ -297,7 +299,7 @@ func TestReadOnlyDBReaders(t *testing.T) {
 		t.Fatalf("exec --db: exit %d\n%s", r.code, r.stderr)
 	}
 	// Two targets done and committed, the third blocked: then kill -9.
-	script := fmt.Sprintf(`case {} in 127.0.0.3) echo {} >> '%s'; until [ -e '%s' ]; do sleep 0.01; done;; esac`, log, gate)
+	script := fmt.Sprintf(`case {} in 127.0.0.3) echo {} >> '%s'; until [ -e '%s' ] || [ ! -d '%s' ]; do sleep 0.01; done;; esac`, log, gate, events)
 	a := startDBProc(t, "", -1, append(append([]string{"exec", "--db", crashed, "-c", "3", "-q"}, hosts...), "--", "sh", "-c", script)...)
 	waitLogLines(t, log, 1, a)
 	deadline := time.Now().Add(commandTimeout)
