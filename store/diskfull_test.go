@@ -47,10 +47,9 @@ func TestDiskFull(t *testing.T) {
 	}
 	var reported error
 	// Small batches on a 1m disk: it holds ten and more before it fills,
-	// whenever the WAL
-	// checkpoints (every 100ms) happen to copy pages. With batches of 100
-	// it held one or none, depending on that timing: a busy machine made
-	// the first commit fail now and then (1 in 30 beside two CPU hogs).
+	// whenever the WAL checkpoints (every 100ms) happen to copy pages. With
+	// batches of 100 on 384k it held one or none, depending on that timing:
+	// a busy machine made the first commit fail (1 in 30 beside two CPU hogs).
 	w, err := s.NewWriter(id, WriterOptions{Batch: 20, OnError: func(err error) { reported = err }})
 	if err != nil {
 		t.Fatal(err)
