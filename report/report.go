@@ -39,9 +39,6 @@ type Map struct {
 	Seen    []uint32 // results in the cell
 }
 
-// maxSide bounds the picture: beyond it, cells aggregate 4^k addresses.
-const maxSide = 256
-
 // Limits of the host tables.
 const (
 	slowestN = 15

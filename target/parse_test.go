@@ -33,14 +33,6 @@ func seq(prefix string, lo, hi int, suffix string) []string {
 	return out
 }
 
-func cat(parts ...[]string) []string {
-	var out []string
-	for _, p := range parts {
-		out = append(out, p...)
-	}
-	return out
-}
-
 func TestParse(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

@@ -71,7 +71,6 @@ func (p *bgProc) kill() {
 }
 
 func (p *bgProc) errText() string { b, _ := os.ReadFile(p.stderr); return string(b) }
-func (p *bgProc) outText() string { b, _ := os.ReadFile(p.stdout); return string(b) }
 
 // wait waits for the process to exit and returns its exit code.
 func (p *bgProc) wait(t *testing.T, d time.Duration) int {

@@ -14,9 +14,10 @@ const (
 	shown = `\x1b]0;pwned\x07\x1b[2J`
 )
 
-// rawControl reports whether s holds a control byte a terminal would act on.
+// rawControl reports whether s holds a control byte a terminal would act on
+// (0x9b, CSI, as a byte: ContainsAny reads its argument as UTF-8).
 func rawControl(s string) bool {
-	return strings.ContainsAny(s, "\x1b\x07\x9b\r")
+	return strings.ContainsAny(s, "\x1b\x07\r") || strings.IndexByte(s, 0x9b) >= 0
 }
 
 // TestTerminalSafety: what a command or a host prints reaches the terminal

@@ -18,12 +18,11 @@ func init() { register(newSSHCmd) }
 
 // sshFlags are the ssh command's own flags.
 type sshFlags struct {
-	cfg        jobssh.Config
-	options    []string
-	stdinFile  string
-	gather     bool
-	outdir     string
-	noDefaults bool
+	cfg       jobssh.Config
+	options   []string
+	stdinFile string
+	gather    bool
+	outdir    string
 }
 
 func newSSHCmd() *cobra.Command {

@@ -57,9 +57,6 @@ type cgroup struct {
 	killed atomic.Bool
 }
 
-// errNoCgroup: this command runs without a cgroup of its own.
-var errNoCgroup = errors.New("no cgroup")
-
 // acquireCgroup returns an empty cgroup for a command, or nil when cgroups
 // are unusable here.
 func acquireCgroup() *cgroup {

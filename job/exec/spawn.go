@@ -482,20 +482,6 @@ func forkChild(path string, argv, env []string, devnull int, cgroup string, cgfd
 	return pid, [3]int{out[0], errp[0], pidfd}, cgfd >= 0, nil
 }
 
-// sendFds hands a spawn's descriptors to the shared table and closes ours.
-func sendFds(sock int, fds [3]int) error {
-	has := byte(1)
-	list := fds[:]
-	if fds[2] < 0 {
-		has, list = 0, fds[:2]
-	}
-	err := unix.Sendmsg(sock, []byte{has}, unix.UnixRights(list...), nil, 0)
-	for _, fd := range list {
-		unix.Close(fd)
-	}
-	return err
-}
-
 // startHere forks from the calling thread, or another when that is the
 // main one (orphans are adopted by the main thread: our commands' leaders
 // must not be its children): the fallback path.

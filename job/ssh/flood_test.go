@@ -43,7 +43,6 @@ type floodServer struct {
 	cfg   *ssh.ServerConfig
 	mode  floodMode
 	total int64 // bytes (or requests) a session sends
-	wg    sync.WaitGroup
 }
 
 // FloodEnv, set, makes the test binary a flood server (FloodServerMain):
