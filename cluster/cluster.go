@@ -277,9 +277,9 @@ func connectError(serverURL string, err error) error {
 	var hostname x509.HostnameError
 	switch {
 	case isAuthError(err):
-		return fmt.Errorf("connect %s: the server refused these credentials (%v): give the cluster's token (--token or FANOUT_TOKEN), nkey seed (--nkey-seed or FANOUT_NKEY_SEED) or user (--cluster-user, FANOUT_PASSWORD)", redact(serverURL), err)
+		return fmt.Errorf("connect %s: the server refused these credentials (%w): give the cluster's token (--token or FANOUT_TOKEN), nkey seed (--nkey-seed or FANOUT_NKEY_SEED) or user (--cluster-user, FANOUT_PASSWORD)", redact(serverURL), err)
 	case errors.As(err, &unknownCA) || errors.As(err, &verify) || errors.As(err, &hostname):
-		return fmt.Errorf("connect %s: the server requires TLS and its certificate is not trusted here (%v): give the CA that signed it with --tls-ca FILE (or FANOUT_TLS_CA); nothing was sent in clear text", redact(serverURL), err)
+		return fmt.Errorf("connect %s: the server requires TLS and its certificate is not trusted here (%w): give the CA that signed it with --tls-ca FILE (or FANOUT_TLS_CA); nothing was sent in clear text", redact(serverURL), err)
 	case errors.Is(err, nats.ErrSecureConnWanted):
 		return fmt.Errorf("connect %s: this client requires TLS (a tls:// URL or --tls-ca) and the server does not offer it: nothing was sent", redact(serverURL))
 	}
@@ -587,11 +587,11 @@ func splitListen(addr string, defPort int) (string, int, error) {
 	}
 	h, ps, err := net.SplitHostPort(addr)
 	if err != nil {
-		return "", 0, fmt.Errorf("listen address %q: %v", addr, err)
+		return "", 0, fmt.Errorf("listen address %q: %w", addr, err)
 	}
 	p, err := parsePort(ps)
 	if err != nil {
-		return "", 0, fmt.Errorf("listen address %q: %v", addr, err)
+		return "", 0, fmt.Errorf("listen address %q: %w", addr, err)
 	}
 	if h == "" {
 		h = "0.0.0.0"

@@ -71,7 +71,7 @@ func ReadUsers(path string) ([]User, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&uf); err != nil {
-		return nil, fmt.Errorf(`users file %s: %v (want {"users": [{"name": N, "role": R, "nkey": U... or "password": bcrypt hash}, ...]})`, path, err)
+		return nil, fmt.Errorf(`users file %s: %w (want {"users": [{"name": N, "role": R, "nkey": U... or "password": bcrypt hash}, ...]})`, path, err)
 	}
 	if err := checkUsers(uf.Users); err != nil {
 		return nil, fmt.Errorf("users file %s: %w", path, err)

@@ -43,7 +43,7 @@ type task struct {
 func decodeTask(subject string, data []byte) (task, error) {
 	var t task
 	if err := json.Unmarshal(data, &t); err != nil {
-		return t, fmt.Errorf("malformed: %v", err)
+		return t, fmt.Errorf("malformed: %w", err)
 	}
 	switch {
 	case !ValidSweepID(t.Sweep):
@@ -56,7 +56,7 @@ func decodeTask(subject string, data []byte) (task, error) {
 		return t, fmt.Errorf("names no record revision and digest (from an older fanout?)")
 	}
 	if _, err := hex.DecodeString(t.SHA256); err != nil {
-		return t, fmt.Errorf("digest %q: %v", t.SHA256, err)
+		return t, fmt.Errorf("digest %q: %w", t.SHA256, err)
 	}
 	return t, nil
 }

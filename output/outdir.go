@@ -19,11 +19,11 @@ type OutDir struct {
 // bad --outdir fails before the sweep.
 func NewOutDir(dir string) (*OutDir, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("--outdir %s: %v", dir, err)
+		return nil, fmt.Errorf("--outdir %s: %w", dir, err)
 	}
 	probe, err := os.CreateTemp(dir, ".fanout-probe-*")
 	if err != nil {
-		return nil, fmt.Errorf("--outdir %s: cannot write there: %v", dir, err)
+		return nil, fmt.Errorf("--outdir %s: cannot write there: %w", dir, err)
 	}
 	probe.Close()
 	os.Remove(probe.Name())

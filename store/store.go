@@ -171,7 +171,7 @@ func open(path string, o openOptions) (*Store, error) {
 			return nil, err
 		case !ro && werr != nil:
 			s.db.Close()
-			return nil, fmt.Errorf("open %s: database is read-only (%v): a sweep writes it and files beside it (-wal, -shm, -lock); fanout sweeps, results, report and diff read it as it is", path, werr)
+			return nil, fmt.Errorf("open %s: database is read-only (%w): a sweep writes it and files beside it (-wal, -shm, -lock); fanout sweeps, results, report and diff read it as it is", path, werr)
 		case ro && id.version < o.schema:
 			s.db.Close()
 			return nil, s.cannotUpgrade(id.version, o.schema)
@@ -386,7 +386,7 @@ func (s *Store) describe(op string, err error) error {
 				return s.diskFull(op)
 			}
 		case sqlite3.SQLITE_BUSY:
-			return fmt.Errorf("%s %s: database is locked by another process: %v", op, s.path, err)
+			return fmt.Errorf("%s %s: database is locked by another process: %w", op, s.path, err)
 		}
 	}
 	return fmt.Errorf("%s %s: %w", op, s.path, err)

@@ -49,7 +49,7 @@ func OpenList(stdin io.Reader) func(spec string) (io.Reader, error) {
 		}
 		f, err := os.Open(spec[1:])
 		if err != nil {
-			return nil, fmt.Errorf("open: %v", pathErr(err))
+			return nil, fmt.Errorf("open: %w", pathErr(err))
 		}
 		return f, nil
 	}

@@ -219,7 +219,7 @@ func (s *sources) open(spec string) (r io.Reader, name string, owned bool, err e
 	}
 	f, err := os.Open(name)
 	if err != nil {
-		return nil, "", false, fmt.Errorf("@%s: open: %v", name, pathErr(err))
+		return nil, "", false, fmt.Errorf("@%s: open: %w", name, pathErr(err))
 	}
 	return f, name, true, nil
 }
@@ -315,7 +315,7 @@ func eachLine(r io.Reader, name string, fn func(line int, spec string) error) er
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("%s:%d: read: %v", name, line+1, pathErr(err))
+		return fmt.Errorf("%s:%d: read: %w", name, line+1, pathErr(err))
 	}
 	return nil
 }

@@ -188,7 +188,7 @@ func notedSweep(path, id string, dbSweep int64) (int64, string, error) {
 			return n, err
 		}
 		if err := json.Unmarshal([]byte(v), &n); err != nil {
-			return n, fmt.Errorf("%s: sweep %d: bad note %q: %v", path, sw, v, err)
+			return n, fmt.Errorf("%s: sweep %d: bad note %q: %w", path, sw, v, err)
 		}
 		return n, nil
 	}

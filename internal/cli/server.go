@@ -196,7 +196,7 @@ func addServerUser(cmd *cobra.Command, usersFile, name, roleName, seedOut string
 	}
 	r, err := cluster.ParseRole(roleName)
 	if err != nil {
-		return usageErrorf("--role: %v", err)
+		return usageErrorf("--role: %w", err)
 	}
 	u := cluster.User{Name: name, Role: r}
 	if passwordStdin {

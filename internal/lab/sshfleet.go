@@ -100,7 +100,7 @@ func StartSSHFleet(ctx context.Context, opts SSHFleetOptions) (*Fleet, error) {
 	lc := net.ListenConfig{}
 	f.ln, err = lc.Listen(ctx, "tcp", listen)
 	if err != nil {
-		return nil, fmt.Errorf("ssh fleet: listen %s: %v", listen, err)
+		return nil, fmt.Errorf("ssh fleet: listen %s: %w", listen, err)
 	}
 	f.Port = f.ln.Addr().(*net.TCPAddr).Port
 	f.wg.Add(1)

@@ -50,7 +50,7 @@ func loadKeyring(c *Config, sc *sshConfig, env Env) (*keyring, error) {
 			signers, err := agent.NewClient(conn).Signers()
 			if err != nil {
 				conn.Close()
-				return nil, fmt.Errorf("ssh-agent at %s: list keys: %v", env.AuthSock, err)
+				return nil, fmt.Errorf("ssh-agent at %s: list keys: %w", env.AuthSock, err)
 			}
 			k.agentConn, k.agent = conn, signers
 		}
@@ -76,7 +76,7 @@ func loadKeyring(c *Config, sc *sshConfig, env Env) (*keyring, error) {
 			if !must && os.IsNotExist(err) {
 				return nil
 			}
-			return fmt.Errorf("identity file %s%s: %v", path, where, err)
+			return fmt.Errorf("identity file %s%s: %w", path, where, err)
 		}
 		s, err := ssh.ParsePrivateKey(data)
 		var missing *ssh.PassphraseMissingError
@@ -95,15 +95,15 @@ func loadKeyring(c *Config, sc *sshConfig, env Env) (*keyring, error) {
 			}
 			pass, perr := env.Prompt(path)
 			if perr != nil {
-				return fmt.Errorf("identity file %s%s is encrypted: %v", path, where, perr)
+				return fmt.Errorf("identity file %s%s is encrypted: %w", path, where, perr)
 			}
 			s, err = ssh.ParsePrivateKeyWithPassphrase(data, pass)
 			if err != nil {
-				return fmt.Errorf("identity file %s%s: %v", path, where, err)
+				return fmt.Errorf("identity file %s%s: %w", path, where, err)
 			}
 			lastPass = pass
 		} else if err != nil {
-			return fmt.Errorf("identity file %s%s: %v", path, where, err)
+			return fmt.Errorf("identity file %s%s: %w", path, where, err)
 		}
 		k.files[path] = s
 		return nil
@@ -240,7 +240,7 @@ func readPub(path string) ssh.PublicKey {
 func ttyPrompt(file string) ([]byte, error) {
 	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
 	if err != nil {
-		return nil, fmt.Errorf("no terminal to ask its passphrase (load it with ssh-add): %v", err)
+		return nil, fmt.Errorf("no terminal to ask its passphrase (load it with ssh-add): %w", err)
 	}
 	defer tty.Close()
 	if !term.IsTerminal(int(tty.Fd())) {

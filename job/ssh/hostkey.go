@@ -104,11 +104,11 @@ func newHostKeys(policy string, files, global []string, warn io.Writer) (*hostKe
 		}
 		f := files[0]
 		if err := os.MkdirAll(filepath.Dir(f), 0o700); err != nil {
-			return nil, fmt.Errorf("known_hosts %s: cannot be written for --host-key accept-new: %v", f, err)
+			return nil, fmt.Errorf("known_hosts %s: cannot be written for --host-key accept-new: %w", f, err)
 		}
 		out, err := os.OpenFile(f, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 		if err != nil {
-			return nil, fmt.Errorf("known_hosts %s: cannot be written for --host-key accept-new: %v", f, err)
+			return nil, fmt.Errorf("known_hosts %s: cannot be written for --host-key accept-new: %w", f, err)
 		}
 		h.out, h.lock = out, flock.New(f)
 	}
@@ -116,7 +116,7 @@ func newHostKeys(policy string, files, global []string, warn io.Writer) (*hostKe
 		// No other fanout process is half-way through a line while we read.
 		if err := h.lock.Lock(); err != nil {
 			h.close()
-			return nil, fmt.Errorf("known_hosts %s: lock: %v", files[0], err)
+			return nil, fmt.Errorf("known_hosts %s: lock: %w", files[0], err)
 		}
 		defer h.lock.Unlock()
 	}
@@ -136,9 +136,9 @@ func newHostKeys(policy string, files, global []string, warn io.Writer) (*hostKe
 			}
 			h.close()
 			if i >= len(files) {
-				return nil, fmt.Errorf("known_hosts %s (GlobalKnownHostsFile): %v", f, err)
+				return nil, fmt.Errorf("known_hosts %s (GlobalKnownHostsFile): %w", f, err)
 			}
-			return nil, fmt.Errorf("known_hosts %s: %v", f, err)
+			return nil, fmt.Errorf("known_hosts %s: %w", f, err)
 		}
 		existing = append(existing, f)
 		if i >= len(files) {

@@ -139,7 +139,7 @@ func New(c Config, env Env) (*Job, error) {
 	policy := c.HostKey
 	if v := j.conf.global("StrictHostKeyChecking"); v != "" && policy == "" {
 		if policy, err = policyFromOpenSSH(v); err != nil {
-			return nil, fmt.Errorf("%v (%s)", err, j.conf.path)
+			return nil, fmt.Errorf("%w (%s)", err, j.conf.path)
 		}
 	}
 	if policy == "" {

@@ -109,18 +109,18 @@ func (cr *confReader) load(path string, must bool, depth int) (*confFile, error)
 		if !must && os.IsNotExist(err) {
 			return nil, nil
 		}
-		return nil, fmt.Errorf("ssh config %s: %v", path, err)
+		return nil, fmt.Errorf("ssh config %s: %w", path, err)
 	}
 	cf := &confFile{path: path}
 	data, err = cr.rewrite(cf, data, depth)
 	if err != nil {
-		return nil, fmt.Errorf("ssh config %s: %v", path, err)
+		return nil, fmt.Errorf("ssh config %s: %w", path, err)
 	}
 	if cf.cfg, err = decodeConfig(data); err != nil {
-		return nil, fmt.Errorf("ssh config %s: %v", path, err)
+		return nil, fmt.Errorf("ssh config %s: %w", path, err)
 	}
 	if err := cf.check(); err != nil {
-		return nil, fmt.Errorf("ssh config %s: %v", path, err)
+		return nil, fmt.Errorf("ssh config %s: %w", path, err)
 	}
 	return cf, nil
 }
@@ -176,7 +176,7 @@ func (cr *confReader) include(args []string, line, depth int) ([]*confFile, erro
 		}
 		matches, err := filepath.Glob(p)
 		if err != nil {
-			return nil, fmt.Errorf("line %d: Include %s: %v", line, a, err)
+			return nil, fmt.Errorf("line %d: Include %s: %w", line, a, err)
 		}
 		for _, m := range matches {
 			if fi, err := os.Stat(m); err == nil && fi.IsDir() {
@@ -354,11 +354,11 @@ func (cf *confFile) check() error {
 			switch strings.ToLower(kv.Key) {
 			case "stricthostkeychecking":
 				if _, err := policyFromOpenSSH(kv.Value); err != nil {
-					return fmt.Errorf("line %d: %v", line, err)
+					return fmt.Errorf("line %d: %w", line, err)
 				}
 			case "hashknownhosts", "identitiesonly", "batchmode":
 				if _, err := opensshFlag(kv.Key, kv.Value); err != nil {
-					return fmt.Errorf("line %d: %v", line, err)
+					return fmt.Errorf("line %d: %w", line, err)
 				}
 			case "kexalgorithms":
 				v, err := opensshKex(kv.Value)
@@ -366,7 +366,7 @@ func (cf *confFile) check() error {
 					_, err = kexList(v)
 				}
 				if err != nil {
-					return fmt.Errorf("line %d: %v", line, err)
+					return fmt.Errorf("line %d: %w", line, err)
 				}
 				kv.Value = v
 			}

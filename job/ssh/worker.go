@@ -84,7 +84,7 @@ func (l Local) policy(env Env) (string, error) {
 	if v := sc.global("StrictHostKeyChecking"); v != "" {
 		p, err := policyFromOpenSSH(v)
 		if err != nil {
-			return "", fmt.Errorf("%v (%s)", err, sc.path)
+			return "", fmt.Errorf("%w (%s)", err, sc.path)
 		}
 		return p, nil
 	}
