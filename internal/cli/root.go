@@ -92,7 +92,7 @@ Exit status: 0 every target up, 1 some not up, 2 usage error, 130 interrupted.`,
 		},
 	}
 	// `fanout --version` says what `fanout version` says.
-	root.Version = version()
+	root.Version = buildOf(readBuildInfo()).String()
 	root.SetVersionTemplate("fanout {{.Version}}\n")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		var fe *flagError // our own words, not pflag's "invalid argument ..." around them
@@ -148,6 +148,7 @@ func execute(ctx context.Context, root *cobra.Command, args []string, stdin io.R
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	addCompletion(root, args)
 	ranp := markRun(root)
 	cmd, err := root.ExecuteContextC(ctx)
 	ran = *ranp
