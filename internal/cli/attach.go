@@ -5,8 +5,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -25,9 +27,9 @@ func newAttachCmd() *cobra.Command {
 	f := &sweepFlags{}
 	var creds cluster.Credentials
 	var dbSweep int64
-	var wantDigest string
+	var wantDigest, server string
 	cmd := &cobra.Command{
-		Use:   "attach URL SWEEP [flags]",
+		Use:   "attach [--server URL] SWEEP [flags]",
 		Short: "Stream the results of a sweep submitted to a cluster",
 		Long: `Re-attach to a sweep submitted with --server (and --detach, or whose submitter
 stopped): stream its results, each target once, with the same outputs,
@@ -41,14 +43,25 @@ have replaced it: --digest (printed at submission) checks it is the one
 submitted. With --db the check is required, against --digest or the digest
 the submitter noted in that file, before anything is saved there. Results are
 checked against the target at their index; the others are dropped and
-counted.`,
+counted.
+
+The server is --server, as for every cluster command; the older form
+'fanout attach URL SWEEP' still works, with a warning.`,
 		Example: `  id=$(fanout ping 10.0.0.0/16 --server nats://127.0.0.1:4222 --detach)
-  fanout attach nats://127.0.0.1:4222 "$id" --digest SHA256 -o jsonl --output-file results.jsonl
-  fanout attach nats://127.0.0.1:4222 "$id" --db sweeps.db   # submitted with --db sweeps.db`,
-		Args: cobra.ExactArgs(2),
+  fanout attach --server nats://127.0.0.1:4222 "$id" --digest SHA256 -o jsonl --output-file results.jsonl
+  fanout attach --server nats://127.0.0.1:4222 "$id" --db sweeps.db   # submitted with --db sweeps.db`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 || len(args) > 2 {
+				return usageErrorf("attach: want one sweep id (fanout attach [--server URL] SWEEP), got %d arguments", len(args))
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			url, id := args[0], args[1]
 			stderr := cmd.ErrOrStderr()
+			url, id, err := attachArgs(args, server, stderr)
+			if err != nil {
+				return err
+			}
 			if err := f.fill(new(fanout.Spec)); err != nil { // checks -o and --progress
 				return err
 			}
@@ -133,6 +146,7 @@ counted.`,
 	}
 	fl := cmd.Flags()
 	fl.SortFlags = false
+	fl.StringVar(&server, "server", "", "cluster URL nats://HOST:PORT (or env FANOUT_SERVER; default "+cluster.DefaultURL+")")
 	fl.StringVarP(&f.output, "output", "o", "text", "result format: text, jsonl or csv")
 	fl.StringVar(&f.outputFile, "output-file", "", "write results to FILE instead of stdout")
 	fl.BoolVar(&f.alive, "alive", false, "show only targets that are up")
@@ -146,6 +160,24 @@ counted.`,
 	// Only the output flags are bound; the others keep values fill accepts.
 	f.concurrency, f.maxTargets = 1, 1
 	return cmd
+}
+
+// attachArgs reads the server and the sweep id from attach's arguments: SWEEP
+// with --server (or FANOUT_SERVER, or the default), or the older URL SWEEP,
+// which says it is deprecated.
+func attachArgs(args []string, server string, stderr io.Writer) (url, id string, err error) {
+	if len(args) == 1 {
+		id = args[0]
+		if strings.Contains(id, "://") {
+			return "", "", usageErrorf("attach %s: that is a server URL: give the sweep id too (fanout attach --server URL SWEEP)", id)
+		}
+		return serverURL(server), id, nil
+	}
+	if server != "" {
+		return "", "", usageErrorf("attach %s %s --server %s: two servers: give only --server URL SWEEP", args[0], args[1], server)
+	}
+	fmt.Fprintf(stderr, "fanout: warning: 'fanout attach URL SWEEP' is deprecated: use 'fanout attach --server %s %s'\n", args[0], args[1])
+	return args[0], args[1], nil
 }
 
 // isDigest reports whether s is a SHA-256 in hex.

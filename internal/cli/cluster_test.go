@@ -212,7 +212,7 @@ func TestClusterSubmitterKilledThenAttach(t *testing.T) {
 	}
 	// The sweep went on without its submitter. Attaching with the same
 	// store continues its record there and streams only what it lacks.
-	r := fanout(t, "", "attach", url, id, "--db", db, "-o", "jsonl", "--progress", "never")
+	r := fanout(t, "", "attach", "--server", url, id, "--db", db, "-o", "jsonl", "--progress", "never")
 	if r.code != 1 {
 		t.Fatalf("attach: exit %d, want 1; stderr:\n%s", r.code, r.stderr)
 	}
@@ -229,7 +229,7 @@ func TestClusterSubmitterKilledThenAttach(t *testing.T) {
 	checkOnce(t, stored.stdout, n)
 
 	// Without a store, attach replays the whole sweep, each target once.
-	all := fanout(t, "", "attach", url, id, "-o", "jsonl", "--progress", "never")
+	all := fanout(t, "", "attach", "--server", url, id, "-o", "jsonl", "--progress", "never")
 	checkOnce(t, all.stdout, n)
 }
 
@@ -254,7 +254,7 @@ func TestClusterDetachStatusAndAllow(t *testing.T) {
 		t.Fatalf("status: exit %d, want the sweep %s and worker pinger listed:\n%s%s", st.code, id, st.stdout, st.stderr)
 	}
 	testWorker(t, url, "taker")
-	a := fanout(t, "", "attach", url, id, "-o", "jsonl", "--progress", "never")
+	a := fanout(t, "", "attach", "--server", url, id, "-o", "jsonl", "--progress", "never")
 	if a.code != 1 {
 		t.Fatalf("attach: exit %d, want 1; stderr:\n%s", a.code, a.stderr)
 	}

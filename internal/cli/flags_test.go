@@ -235,7 +235,7 @@ func TestContradictoryFlags(t *testing.T) {
 		{[]string{"ssh", "--gather", "--outdir", "dir", "h", "--", "true"}, "--gather and --outdir: choose one"},
 		{[]string{"exec", "--seed", "7", "127.0.0.1", "--", "true"}, "--seed needs --shuffle"},
 		{[]string{"tcp", "-p", "22", "--detach", "127.0.0.1"}, "--detach needs --server"},
-		{[]string{"attach", "--db-sweep", "2", "nats://127.0.0.1:1", "x"}, "--db-sweep needs --db"},
+		{[]string{"attach", "--db-sweep", "2", "--server", "nats://127.0.0.1:1", "x"}, "--db-sweep needs --db"},
 	}
 	for _, c := range cases {
 		if o := runIn(c.args...); o.code != ExitUsage || o.ran || !strings.Contains(o.stderr, c.want) {

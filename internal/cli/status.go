@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -22,13 +23,18 @@ func newStatusCmd() *cobra.Command {
 		Use:   "status [--server URL]",
 		Short: "Show a cluster's sweeps and workers",
 		Long: `List the sweeps submitted to the cluster (progress, workers on them, rate) and
-the live workers (last heartbeat, targets in flight, tasks held).`,
+the live workers (last heartbeat, targets in flight, tasks held).
+
+-o json prints one object {"sweeps": [...], "workers": [...]}; -o jsonl one
+line per sweep and per worker, each with "type": "sweep" or "worker" beside
+the same fields.`,
 		Example: `  fanout status
-  fanout status --server nats://10.0.0.1:4222 -o json`,
+  fanout status --server nats://10.0.0.1:4222 -o json
+  fanout status -o jsonl | jq -r 'select(.type=="worker") | .name'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if format != "text" && format != "json" {
-				return usageErrorf("--output %q: want text or json", format)
+			if format != "text" && format != "json" && format != "jsonl" {
+				return usageErrorf("--output %q: want text, json or jsonl", format)
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
@@ -50,6 +56,9 @@ the live workers (last heartbeat, targets in flight, tasks held).`,
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
 				return enc.Encode(st)
+			}
+			if format == "jsonl" {
+				return statusJSONL(out, st)
 			}
 			tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
 			fmt.Fprintf(tw, "SWEEP\tJOB\tTARGETS\tDONE\tPROGRESS\tRATE/s\tTASKS LEFT\tWORKERS\tSTATE\tSUBMITTED\n")
@@ -95,7 +104,32 @@ the live workers (last heartbeat, targets in flight, tasks held).`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&server, "server", "", "cluster URL nats://HOST:PORT (or env FANOUT_SERVER; default "+cluster.DefaultURL+")")
-	fl.StringVarP(&format, "output", "o", "text", "text or json")
+	fl.StringVarP(&format, "output", "o", "text", "text, json or jsonl")
 	addCredFlags(fl, &creds)
 	return cmd
+}
+
+// statusJSONL writes st as `status -o jsonl` does: a line per sweep, then a
+// line per worker, each typed.
+func statusJSONL(w io.Writer, st cluster.Status) error {
+	type sweep struct {
+		Type string `json:"type"`
+		cluster.SweepStatus
+	}
+	type worker struct {
+		Type string `json:"type"`
+		cluster.Heartbeat
+	}
+	enc := json.NewEncoder(w)
+	for _, s := range st.Sweeps {
+		if err := enc.Encode(sweep{"sweep", s}); err != nil {
+			return err
+		}
+	}
+	for _, h := range st.Workers {
+		if err := enc.Encode(worker{"worker", h}); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -166,7 +166,7 @@ const clusterNoteKey = "cluster"
 
 // attachCommand is the command that streams the rest of rec's results.
 func attachCommand(url string, rec cluster.Record, db string) string {
-	c := fmt.Sprintf("fanout attach %s %s --digest %s", url, rec.ID, rec.Digest)
+	c := fmt.Sprintf("fanout attach --server %s %s --digest %s", url, rec.ID, rec.Digest)
 	if db != "" {
 		c += " --db " + db
 	}

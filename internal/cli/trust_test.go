@@ -43,7 +43,7 @@ func TestClusterAttachChecksTheDigest(t *testing.T) {
 		t.Fatalf("no digest printed at submission:\n%s", r.stderr)
 	}
 	sum := m[1]
-	if !strings.Contains(r.stderr, "fanout attach "+url+" "+id+" --digest "+sum) {
+	if !strings.Contains(r.stderr, "fanout attach --server "+url+" "+id+" --digest "+sum) {
 		t.Errorf("the way back (attach with --digest) not printed:\n%s", r.stderr)
 	}
 
@@ -75,22 +75,22 @@ func TestClusterAttachChecksTheDigest(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	a := fanout(t, "", "attach", url, id, "--db", db, "--progress", "never")
+	a := fanout(t, "", "attach", "--server", url, id, "--db", db, "--progress", "never")
 	if a.code != 1 || !strings.Contains(a.stderr, "not the one submitted") {
 		t.Errorf("attach --db after a rewrite: exit %d, want 1 and a refusal:\n%s", a.code, a.stderr)
 	}
 	if rows := fanout(t, "", "sweeps", db, "-o", "jsonl").stdout; strings.Count(rows, "\n") != 1 || strings.Contains(rows, `"exec"`) {
 		t.Errorf("the database after a refused attach, want its one tcp sweep:\n%s", rows)
 	}
-	a = fanout(t, "", "attach", url, id, "--digest", sum, "--progress", "never")
+	a = fanout(t, "", "attach", "--server", url, id, "--digest", sum, "--progress", "never")
 	if a.code != 1 || !strings.Contains(a.stderr, "not the one submitted") {
 		t.Errorf("attach --digest after a rewrite: exit %d, want 1 and a refusal:\n%s", a.code, a.stderr)
 	}
-	a = fanout(t, "", "attach", url, id, "--db", filepath.Join(dir, "other.db"), "--progress", "never")
+	a = fanout(t, "", "attach", "--server", url, id, "--db", filepath.Join(dir, "other.db"), "--progress", "never")
 	if a.code != 2 || !strings.Contains(a.stderr, "notes no digest for sweep "+id) {
 		t.Errorf("attach --db with a file that never saw the sweep: exit %d, want 2 asking for --digest:\n%s", a.code, a.stderr)
 	}
-	a = fanout(t, "", "attach", url, id, "--digest", "abc")
+	a = fanout(t, "", "attach", "--server", url, id, "--digest", "abc")
 	if a.code != 2 {
 		t.Errorf("attach --digest abc: exit %d, want 2:\n%s", a.code, a.stderr)
 	}
