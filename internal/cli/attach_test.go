@@ -1,7 +1,10 @@
 package cli_test
 
 import (
+	"context"
 	"encoding/json"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 )
@@ -33,6 +36,18 @@ func TestAttachServerFlagAndStatusJSONL(t *testing.T) {
 		t.Errorf("attach URL ID: exit %d, want 1 and %q:\n%s", old.code, want, old.stderr)
 	}
 	checkOnce(t, old.stdout, n)
+	// The server from the environment, as for every cluster command.
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, fanoutBin(t), "attach", id, "-o", "jsonl", "--progress", "never")
+	cmd.Env = append(os.Environ(), "FANOUT_SERVER="+url)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Errorf("FANOUT_SERVER=%s fanout attach ID: %v, want exit 1:\n%s", url, err, stderr.String())
+	}
+	checkOnce(t, string(out), n)
 
 	st := fanout(t, "", "status", "--server", url, "-o", "jsonl")
 	if st.code != 0 {
