@@ -91,7 +91,7 @@ Exit status: 0 every target up, 1 some not up, 2 usage error, 130 interrupted.`,
 			return exitCode(ExitUsage)
 		},
 	}
-	// `fanout --version` says what `fanout version` says.
+	// `fanout --version` is the first line of `fanout version`.
 	root.Version = buildOf(readBuildInfo()).String()
 	root.SetVersionTemplate("fanout {{.Version}}\n")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
