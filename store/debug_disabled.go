@@ -1,0 +1,6 @@
+//go:build !fanout_debug
+
+package store
+
+// crashHook is debug.go's fault injection, absent from release builds.
+func crashHook(uint64) {}
