@@ -112,6 +112,10 @@ const SchemaVersion = 4
 type column struct {
 	name  string
 	value func(r *job.Result, o *bindOpts) any // nil is NULL
+	// dflt is the column's default in the table (nil: NULL); keep, that
+	// the column has none and is always written.
+	dflt any
+	keep bool
 }
 
 // bindOpts are what a column's value needs beside the Result.
@@ -124,42 +128,42 @@ type bindOpts struct {
 // place that says how a job.Result is stored. NULL means the zero value
 // (addr: same as host), so that a row holds only what a Result has.
 var columns = []column{
-	{"sweep_idx", func(r *job.Result, o *bindOpts) any { return o.sweep<<idxBits | int64(r.Index) }},
-	{"host", func(r *job.Result, _ *bindOpts) any { return r.Host }},
-	{"addr", func(r *job.Result, _ *bindOpts) any {
+	{name: "sweep_idx", value: func(r *job.Result, o *bindOpts) any { return o.sweep<<idxBits | int64(r.Index) }, keep: true},
+	{name: "host", value: func(r *job.Result, _ *bindOpts) any { return r.Host }, keep: true},
+	{name: "addr", value: func(r *job.Result, _ *bindOpts) any {
 		if r.Addr == r.Host {
 			return nil
 		}
 		return r.Addr
 	}},
-	{"port", func(r *job.Result, _ *bindOpts) any { return int64(r.Port) }},
-	{"status", func(r *job.Result, _ *bindOpts) any { return string(r.Status) }},
-	{"class", func(r *job.Result, _ *bindOpts) any { return nullString(string(r.Class)) }},
-	{"error", func(r *job.Result, _ *bindOpts) any { return nullString(r.Error) }},
-	{"rtt_ns", func(r *job.Result, _ *bindOpts) any { return int64(r.RTT) }},
-	{"sent", func(r *job.Result, _ *bindOpts) any { return int64(r.Sent) }},
-	{"recv", func(r *job.Result, _ *bindOpts) any { return int64(r.Recv) }},
-	{"rtt_min_ns", func(r *job.Result, _ *bindOpts) any { return int64(r.RTTMin) }},
-	{"rtt_avg_ns", func(r *job.Result, _ *bindOpts) any { return int64(r.RTTAvg) }},
-	{"rtt_max_ns", func(r *job.Result, _ *bindOpts) any { return int64(r.RTTMax) }},
-	{"exit_code", func(r *job.Result, _ *bindOpts) any {
+	{name: "port", value: func(r *job.Result, _ *bindOpts) any { return int64(r.Port) }, dflt: int64(0)},
+	{name: "status", value: func(r *job.Result, _ *bindOpts) any { return string(r.Status) }, keep: true},
+	{name: "class", value: func(r *job.Result, _ *bindOpts) any { return nullString(string(r.Class)) }},
+	{name: "error", value: func(r *job.Result, _ *bindOpts) any { return nullString(r.Error) }},
+	{name: "rtt_ns", value: func(r *job.Result, _ *bindOpts) any { return int64(r.RTT) }, dflt: int64(0)},
+	{name: "sent", value: func(r *job.Result, _ *bindOpts) any { return int64(r.Sent) }, dflt: int64(0)},
+	{name: "recv", value: func(r *job.Result, _ *bindOpts) any { return int64(r.Recv) }, dflt: int64(0)},
+	{name: "rtt_min_ns", value: func(r *job.Result, _ *bindOpts) any { return int64(r.RTTMin) }, dflt: int64(0)},
+	{name: "rtt_avg_ns", value: func(r *job.Result, _ *bindOpts) any { return int64(r.RTTAvg) }, dflt: int64(0)},
+	{name: "rtt_max_ns", value: func(r *job.Result, _ *bindOpts) any { return int64(r.RTTMax) }, dflt: int64(0)},
+	{name: "exit_code", value: func(r *job.Result, _ *bindOpts) any {
 		if r.ExitCode == nil {
 			return nil
 		}
 		return int64(*r.ExitCode)
 	}},
-	{"stdout", func(r *job.Result, o *bindOpts) any { return bounded(r.Stdout, o.maxOutput) }},
-	{"stderr", func(r *job.Result, o *bindOpts) any { return bounded(r.Stderr, o.maxOutput) }},
-	{"truncated", func(r *job.Result, o *bindOpts) any {
+	{name: "stdout", value: func(r *job.Result, o *bindOpts) any { return bounded(r.Stdout, o.maxOutput) }},
+	{name: "stderr", value: func(r *job.Result, o *bindOpts) any { return bounded(r.Stderr, o.maxOutput) }},
+	{name: "truncated", value: func(r *job.Result, o *bindOpts) any {
 		if r.Truncated || len(r.Stdout) > o.maxOutput || len(r.Stderr) > o.maxOutput {
 			return int64(1)
 		}
 		return int64(0)
-	}},
-	{"attempts", func(r *job.Result, _ *bindOpts) any { return int64(r.Attempts) }},
-	{"start_ns", func(r *job.Result, _ *bindOpts) any { return unixNano(r.Start) }},
-	{"end_ns", func(r *job.Result, _ *bindOpts) any { return unixNano(r.End) }},
-	{"worker", func(r *job.Result, _ *bindOpts) any { return nullString(r.Worker) }},
+	}, dflt: int64(0)},
+	{name: "attempts", value: func(r *job.Result, _ *bindOpts) any { return int64(r.Attempts) }, dflt: int64(0)},
+	{name: "start_ns", value: func(r *job.Result, _ *bindOpts) any { return unixNano(r.Start) }, dflt: int64(0)},
+	{name: "end_ns", value: func(r *job.Result, _ *bindOpts) any { return unixNano(r.End) }, dflt: int64(0)},
+	{name: "worker", value: func(r *job.Result, _ *bindOpts) any { return nullString(r.Worker) }},
 }
 
 // nullString is s, or NULL when empty.

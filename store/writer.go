@@ -48,8 +48,11 @@ type WriterOptions struct {
 // one goroutine.
 //
 // A transaction inserts its batch with one multi-row INSERT (batches cut
-// short by the commit interval use a few statements of power-of-two sizes,
-// each prepared once), and adds the batch to the sweep's stored counts.
+// short by the commit interval use a few statements of power-of-two sizes),
+// and adds the batch to the sweep's stored counts. The INSERT names the
+// columns that some Result of the batch fills: a column at its default in
+// every row (a ping has no output, a tcp connect no RTT statistics) is left
+// to the default, as SQLite's and the driver's cost is per bound value.
 type Writer struct {
 	s     *Store
 	sweep int64
@@ -72,10 +75,11 @@ type Writer struct {
 
 	conn *sql.Conn
 	tx   txStmts
-	// inserts[k] inserts 1<<k rows (prepared on first use): the driver's
+	// The inserts by columns and rows, prepared on first use: the driver's
 	// own statements, run through conn.Raw, since database/sql's checks
 	// of each of a statement's 21,504 arguments cost more than the insert.
-	inserts []driver.Stmt
+	inserts map[insertKey]driver.Stmt
+	vals    []any               // the rows' column values, row after row, reused
 	args    []driver.NamedValue // the statement's values, reused
 	tally   tally               // the batch's counts, reused
 
@@ -89,15 +93,30 @@ type txStmts struct {
 	begin, commit, rollback, lastRun, count driver.Stmt
 }
 
-// insertSQL inserts rows Results, ignoring one whose (sweep, idx) is
-// already stored: a redelivered cluster task or a race between runs adds
-// nothing.
-func insertSQL(rows int) string {
-	names := make([]string, len(columns))
+// colSet is a set of columns: bit i is columns[i].
+type colSet uint32
+
+// insertKey names an insert statement: its columns and rows.
+type insertKey struct {
+	cols colSet
+	rows int
+}
+
+// maxInserts bounds the prepared inserts (a sweep uses one or two column
+// sets, in up to 11 sizes); past it they are all closed and prepared anew.
+const maxInserts = 48
+
+// insertSQL inserts rows Results into columns cols, ignoring one whose
+// (sweep, idx) is already stored: a redelivered cluster task or a race
+// between runs adds nothing.
+func insertSQL(cols colSet, rows int) string {
+	var names []string
 	for i, c := range columns {
-		names[i] = c.name
+		if cols&(1<<i) != 0 {
+			names = append(names, c.name)
+		}
 	}
-	row := "(" + strings.TrimSuffix(strings.Repeat("?,", len(columns)), ",") + ")"
+	row := "(" + strings.TrimSuffix(strings.Repeat("?,", len(names)), ",") + ")"
 	return "INSERT OR IGNORE INTO results(" + strings.Join(names, ", ") + ") VALUES " +
 		strings.TrimSuffix(strings.Repeat(row+",", rows), ",")
 }
@@ -144,9 +163,7 @@ func (s *Store) NewWriter(id int64, o WriterOptions) (*Writer, error) {
 		conn.Close()
 		return nil, s.describe("write results to", err)
 	}
-	for k := 0; 1<<k <= w.o.Batch; k++ {
-		w.inserts = append(w.inserts, nil)
-	}
+	w.inserts = map[insertKey]driver.Stmt{}
 	go w.loop()
 	go w.checkpoints()
 	return w, nil
@@ -253,11 +270,12 @@ func (w *Writer) Close() error {
 
 func (w *Writer) closeStmts() {
 	w.conn.Raw(func(any) error {
-		for _, st := range append([]driver.Stmt{w.tx.begin, w.tx.commit, w.tx.rollback, w.tx.lastRun, w.tx.count}, w.inserts...) {
+		for _, st := range []driver.Stmt{w.tx.begin, w.tx.commit, w.tx.rollback, w.tx.lastRun, w.tx.count} {
 			if st != nil {
 				st.Close()
 			}
 		}
+		w.closeInserts()
 		return nil
 	})
 }
@@ -414,34 +432,62 @@ func (w *Writer) transaction(dc any, b []job.Result, rowByRow bool) (n uint64, e
 	return n, nil
 }
 
-// insertRows runs the insert of len(rows) rows (a power of two) and returns
+// insertRows runs the insert of rows (a power of two of them) and returns
 // the rows inserted.
 func (w *Writer) insertRows(dc any, rows []job.Result) (uint64, error) {
-	k := 0
-	for 1<<k < len(rows) {
-		k++
-	}
-	if w.inserts[k] == nil {
-		p := dc.(driver.ConnPrepareContext) // prepare checked it
-		st, err := p.PrepareContext(context.Background(), insertSQL(len(rows)))
-		if err != nil {
-			return 0, err
+	w.vals = w.vals[:0]
+	var cols colSet
+	for i := range rows {
+		for c := range columns {
+			v := columns[c].value(&rows[i], &w.bind)
+			w.vals = append(w.vals, v)
+			if columns[c].keep || v != columns[c].dflt {
+				cols |= 1 << c
+			}
 		}
-		w.inserts[k] = st
+	}
+	st, err := w.insertStmt(dc, insertKey{cols, len(rows)})
+	if err != nil {
+		return 0, err
 	}
 	w.args = w.args[:0]
-	for i := range rows {
-		for _, c := range columns {
-			w.args = append(w.args, driver.NamedValue{Ordinal: len(w.args) + 1, Value: c.value(&rows[i], &w.bind)})
+	for i, v := range w.vals {
+		if cols&(1<<(i%len(columns))) != 0 {
+			w.args = append(w.args, driver.NamedValue{Ordinal: len(w.args) + 1, Value: v})
 		}
 	}
-	res, err := w.inserts[k].(driver.StmtExecContext).ExecContext(context.Background(), w.args)
-	clear(w.args) // drop the Results' strings and outputs
+	res, err := st.(driver.StmtExecContext).ExecContext(context.Background(), w.args)
+	clear(w.vals) // drop the Results' strings and outputs
+	clear(w.args)
 	if err != nil {
 		return 0, fmt.Errorf("index %d: %w", rows[0].Index, err)
 	}
 	n, err := res.RowsAffected()
 	return uint64(n), err
+}
+
+// insertStmt returns the insert k, preparing it on first use.
+func (w *Writer) insertStmt(dc any, k insertKey) (driver.Stmt, error) {
+	if st, ok := w.inserts[k]; ok {
+		return st, nil
+	}
+	if len(w.inserts) >= maxInserts {
+		w.closeInserts()
+	}
+	p := dc.(driver.ConnPrepareContext) // prepare checked it
+	st, err := p.PrepareContext(context.Background(), insertSQL(k.cols, k.rows))
+	if err != nil {
+		return nil, err
+	}
+	w.inserts[k] = st
+	return st, nil
+}
+
+func (w *Writer) closeInserts() {
+	for k, st := range w.inserts {
+		st.Close()
+		delete(w.inserts, k)
+	}
 }
 
 // exec runs a statement of the transaction with args.
