@@ -17,6 +17,10 @@ const crashEnv = "FANOUT_TEST_CRASH_IN_COMMIT"
 
 var crashIn, _ = strconv.ParseUint(os.Getenv(crashEnv), 10, 64)
 
+// noIdle, from FANOUT_STORE_NOIDLE=1, commits at normal priority, never on
+// the SCHED_IDLE thread: bench/store.sh's IDLE_AB=1 compares the two.
+var noIdle = os.Getenv("FANOUT_STORE_NOIDLE") == "1"
+
 // crashHook is called in each commit before COMMIT, with the commit's number.
 func crashHook(commit uint64) {
 	if crashIn == 0 || commit != crashIn {
