@@ -137,7 +137,7 @@ var columns = []column{
 		return r.Addr
 	}},
 	{name: "port", value: func(r *job.Result, _ *bindOpts) any { return int64(r.Port) }, dflt: int64(0)},
-	{name: "status", value: func(r *job.Result, _ *bindOpts) any { return string(r.Status) }, keep: true},
+	{name: "status", value: func(r *job.Result, _ *bindOpts) any { return boxStatus(r.Status) }, keep: true},
 	{name: "class", value: func(r *job.Result, _ *bindOpts) any { return nullString(string(r.Class)) }},
 	{name: "error", value: func(r *job.Result, _ *bindOpts) any { return nullString(r.Error) }},
 	{name: "rtt_ns", value: func(r *job.Result, _ *bindOpts) any { return int64(r.RTT) }, dflt: int64(0)},
@@ -164,6 +164,21 @@ var columns = []column{
 	{name: "start_ns", value: func(r *job.Result, _ *bindOpts) any { return unixNano(r.Start) }, dflt: int64(0)},
 	{name: "end_ns", value: func(r *job.Result, _ *bindOpts) any { return unixNano(r.End) }, dflt: int64(0)},
 	{name: "worker", value: func(r *job.Result, _ *bindOpts) any { return nullString(r.Worker) }},
+}
+
+// The statuses boxed once: a status boxed per Result is garbage per Result.
+var upBox, downBox, errorBox any = string(job.Up), string(job.Down), string(job.Error)
+
+func boxStatus(st job.Status) any {
+	switch st {
+	case job.Up:
+		return upBox
+	case job.Down:
+		return downBox
+	case job.Error:
+		return errorBox
+	}
+	return string(st)
 }
 
 // nullString is s, or NULL when empty.
