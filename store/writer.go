@@ -34,7 +34,7 @@ var WriterHeap = (queued+2)*defaultBatch*int(reflect.TypeFor[job.Result]().Size(
 	writerGarbage
 
 // writerGarbage is the heap a Writer leaves the GC between collections.
-const writerGarbage = 8 << 20
+const writerGarbage = 6 << 20
 
 // WriterOptions tune how Results are batched into transactions.
 type WriterOptions struct {
@@ -156,12 +156,12 @@ func (s *Store) NewWriter(id int64, o WriterOptions) (*Writer, error) {
 	// The page cache holds the B-tree's inner pages for shuffled sweeps of
 	// millions of targets (inserts land anywhere in the key range: a /8's
 	// inner pages are well under 1 MiB, its leaves a GiB that no cache
-	// holds). 16 MiB, not more: it is resident memory, and --db is to cost
+	// holds). 8 MiB, not more: it is resident memory, and --db is to cost
 	// a sweep at most twice the RSS it has without (37 MB for a /8 ping).
 	// Checkpoints (copying the WAL into the database, with an fsync) run
 	// beside the writer on another connection, not inside its commits: a
 	// slow disk then never holds a commit, and so never the sweep.
-	if _, err := conn.ExecContext(ctx, `PRAGMA cache_size=-16384`); err == nil {
+	if _, err := conn.ExecContext(ctx, `PRAGMA cache_size=-8192`); err == nil {
 		_, err = conn.ExecContext(ctx, `PRAGMA wal_autocheckpoint=0`)
 	}
 	if err == nil {
