@@ -7,6 +7,12 @@
 #   bench/lab.sh up && bench/lab.sh exec bash bench/store.sh; bench/lab.sh down
 #
 # ROUNDS (default 11) pairs of runs; TARGETS (default 127.0.0.0/16).
+# IDLE_AB=1 adds a third run per round: --db committing at normal priority
+# (FANOUT_STORE_NOIDLE=1), to see whether the SCHED_IDLE commit thread pays.
+# PROFILE=DIR writes a CPU profile of the warm-up runs, without and with --db,
+# to DIR/plain.prof and DIR/db.prof, and prints where the CPU went.
+# fanout is built with -tags fanout_debug (its hooks act only on those
+# variables, none of which the timed runs set but FANOUT_STORE_NOIDLE).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +27,9 @@ TARGETS=${TARGETS:-127.0.0.0/16}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 FANOUT=${FANOUT_BIN:-$work/fanout}
-[ -n "${FANOUT_BIN:-}" ] || go build -o "$FANOUT" ./cmd/fanout || exit 1
+IDLE_AB=${IDLE_AB:-0}
+PROFILE=${PROFILE:-}
+[ -n "${FANOUT_BIN:-}" ] || go build -tags fanout_debug -o "$FANOUT" ./cmd/fanout || exit 1
 
 echo "== bench/store.sh $(date -u +%FT%TZ) on $(nproc) cores, lab namespace $FANOUT_LAB"
 echo "uptime at start: $(uptime)"
@@ -33,17 +41,19 @@ echo "sweep: fanout ping -q -o jsonl --output-file /dev/null $TARGETS (x$ROUNDS 
 one() {
 	local name=$1
 	shift
+	local env=()
+	[ "$name" = db-noidle ] && env=(FANOUT_STORE_NOIDLE=1)
 	# Wall time from the shell's microsecond clock: GNU time's %e has 10 ms
 	# steps, 2% of this sweep.
 	local t0=$EPOCHREALTIME
-	/usr/bin/time -f "%e %U %S %M" -o "$work/time" "$FANOUT" ping -q -o jsonl --output-file /dev/null "$@" "$TARGETS" 2>"$work/err"
+	env "${env[@]}" /usr/bin/time -f "%e %U %S %M" -o "$work/time" "$FANOUT" ping -q -o jsonl --output-file /dev/null "$@" "$TARGETS" 2>"$work/err"
 	local code=$? t1=$EPOCHREALTIME
 	read -r _ user sys rss < <(tail -1 "$work/time")
 	local wall; wall=$(echo "${t1/./} - ${t0/./}" | bc | awk '{printf "%.4f", $1/1e6}')
 	echo "$wall" >>"$work/$name"
 	echo "$user + $sys" | bc >>"$work/$name.cpu"
 	local stored=""
-	if [ "$name" = db ]; then
+	if [ "$name" != plain ] && [ "$name" != warmup ]; then
 		stored=$("$FANOUT" sweeps -o jsonl "$work/bench.db" | tail -1 | sed -E 's/.*"done":([0-9]+).*"up":([0-9]+).*/\1 stored, \2 up/')
 	fi
 	printf '  %-8s %7.3f s wall %6.2f s cpu %7.1f MB peak  exit %s  %s\n' \
@@ -54,6 +64,17 @@ one() {
 median() { sort -n "$1" | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 one warmup >/dev/null # page cache, ARP-free loopback, binary in memory
+if [ -n "$PROFILE" ]; then
+	mkdir -p "$PROFILE"
+	FANOUT_CPUPROFILE=$PROFILE/plain.prof "$FANOUT" ping -q -o jsonl --output-file /dev/null "$TARGETS" 2>/dev/null
+	rm -f "$work"/bench.db*
+	FANOUT_CPUPROFILE=$PROFILE/db.prof "$FANOUT" ping -q -o jsonl --output-file /dev/null --db "$work/bench.db" "$TARGETS" 2>/dev/null
+	for p in plain db; do
+		echo "== CPU profile, $p: $PROFILE/$p.prof (go tool pprof -top $FANOUT $PROFILE/$p.prof)"
+		go tool pprof -top -nodecount 15 "$FANOUT" "$PROFILE/$p.prof" 2>/dev/null | sed -n '4,22p'
+	done
+	cp "$FANOUT" "$PROFILE/fanout"
+fi
 for i in $(seq "$ROUNDS"); do
 	rm -f "$work"/bench.db*
 	if [ $((i % 2)) = 1 ]; then
@@ -62,6 +83,10 @@ for i in $(seq "$ROUNDS"); do
 	else
 		one db --db "$work/bench.db"
 		one plain
+	fi
+	if [ "$IDLE_AB" = 1 ]; then
+		rm -f "$work"/bench.db*
+		one db-noidle --db "$work/bench.db"
 	fi
 done
 plain=$(median "$work/plain")
@@ -73,4 +98,8 @@ echo "ratio (with/without): $(echo "scale=3; $db / $plain" | bc | sed 's/^\./0./
 plaincpu=$(median "$work/plain.cpu")
 dbcpu=$(median "$work/db.cpu")
 printf 'median cpu without --db: %.2f s, with: %.2f s, ratio %.3f\n' "$plaincpu" "$dbcpu" "$(echo "scale=3; $dbcpu / $plaincpu" | bc)"
+if [ "$IDLE_AB" = 1 ]; then
+	noidle=$(median "$work/db-noidle")
+	echo "median with --db, commits at normal priority: ${noidle} s, ratio $(echo "scale=3; $noidle / $plain" | bc | sed 's/^\./0./') (vs $(echo "scale=3; $db / $plain" | bc | sed 's/^\./0./') on the idle thread)"
+fi
 echo "uptime at end: $(uptime)"

@@ -34,6 +34,9 @@ type idleThread struct {
 
 func startIdle(commit func([]job.Result), wait time.Duration) *idleThread {
 	t := &idleThread{do: make(chan []job.Result), done: make(chan struct{}), wait: wait}
+	if noIdle {
+		return t // not ok: the caller commits
+	}
 	ready := make(chan struct{})
 	go func() {
 		// Locked and never unlocked: when this goroutine returns, the

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+
+	"github.com/fanout/fanout/job"
 )
 
 // applicationID marks a SQLite file as fanout's ("fnou"), so that a file
@@ -83,10 +85,118 @@ var migrations = []string{
 		data  BLOB NOT NULL,
 		PRIMARY KEY(sweep, list, part)
 	);`,
+
+	// 4: per-sweep counts by status and class, kept by the writer in the
+	// transaction that inserts the Results (fanout sweeps reads them, not
+	// the results); result_rows fills addr in where it is NULL (same as host).
+	`CREATE TABLE result_counts(
+		sweep  INTEGER NOT NULL,
+		status TEXT NOT NULL,
+		class  TEXT NOT NULL DEFAULT '',    -- '' when up
+		n      INTEGER NOT NULL,
+		PRIMARY KEY(sweep, status, class)
+	) WITHOUT ROWID;
+	INSERT INTO result_counts(sweep, status, class, n)
+		SELECT sweep_idx>>40, status, COALESCE(class, ''), COUNT(*) FROM results GROUP BY 1, 2, 3;
+	DROP VIEW result_rows;
+	CREATE VIEW result_rows AS SELECT sweep_idx>>40 AS sweep, sweep_idx&1099511627775 AS idx, sweep_idx,
+		host, COALESCE(addr, host) AS addr, port, status, class, error, rtt_ns, sent, recv,
+		rtt_min_ns, rtt_avg_ns, rtt_max_ns, exit_code, stdout, stderr, truncated, attempts,
+		start_ns, end_ns, worker FROM results;`,
 }
 
 // SchemaVersion is the schema this fanout writes.
-const SchemaVersion = 3
+const SchemaVersion = 4
+
+// column is one column of results and how a Writer takes it from a Result.
+type column struct {
+	name  string
+	value func(r *job.Result, o *bindOpts) any // nil is NULL
+	// dflt is the column's default in the table (nil: NULL); keep, that
+	// the column has none and is always written.
+	dflt any
+	keep bool
+}
+
+// bindOpts are what a column's value needs beside the Result.
+type bindOpts struct {
+	sweep     int64 // the key is sweep<<idxBits | index
+	maxOutput int   // bytes of stdout and of stderr kept
+}
+
+// columns are results' columns as a Writer fills them, in order: the one
+// place that says how a job.Result is stored. NULL means the zero value
+// (addr: same as host), so that a row holds only what a Result has.
+var columns = []column{
+	{name: "sweep_idx", value: func(r *job.Result, o *bindOpts) any { return o.sweep<<idxBits | int64(r.Index) }, keep: true},
+	{name: "host", value: func(r *job.Result, _ *bindOpts) any { return r.Host }, keep: true},
+	{name: "addr", value: func(r *job.Result, _ *bindOpts) any {
+		if r.Addr == r.Host {
+			return nil
+		}
+		return r.Addr
+	}},
+	{name: "port", value: func(r *job.Result, _ *bindOpts) any { return int64(r.Port) }, dflt: int64(0)},
+	{name: "status", value: func(r *job.Result, _ *bindOpts) any { return boxStatus(r.Status) }, keep: true},
+	{name: "class", value: func(r *job.Result, _ *bindOpts) any { return nullString(string(r.Class)) }},
+	{name: "error", value: func(r *job.Result, _ *bindOpts) any { return nullString(r.Error) }},
+	{name: "rtt_ns", value: func(r *job.Result, _ *bindOpts) any { return int64(r.RTT) }, dflt: int64(0)},
+	{name: "sent", value: func(r *job.Result, _ *bindOpts) any { return int64(r.Sent) }, dflt: int64(0)},
+	{name: "recv", value: func(r *job.Result, _ *bindOpts) any { return int64(r.Recv) }, dflt: int64(0)},
+	{name: "rtt_min_ns", value: func(r *job.Result, _ *bindOpts) any { return int64(r.RTTMin) }, dflt: int64(0)},
+	{name: "rtt_avg_ns", value: func(r *job.Result, _ *bindOpts) any { return int64(r.RTTAvg) }, dflt: int64(0)},
+	{name: "rtt_max_ns", value: func(r *job.Result, _ *bindOpts) any { return int64(r.RTTMax) }, dflt: int64(0)},
+	{name: "exit_code", value: func(r *job.Result, _ *bindOpts) any {
+		if r.ExitCode == nil {
+			return nil
+		}
+		return int64(*r.ExitCode)
+	}},
+	{name: "stdout", value: func(r *job.Result, o *bindOpts) any { return bounded(r.Stdout, o.maxOutput) }},
+	{name: "stderr", value: func(r *job.Result, o *bindOpts) any { return bounded(r.Stderr, o.maxOutput) }},
+	{name: "truncated", value: func(r *job.Result, o *bindOpts) any {
+		if r.Truncated || len(r.Stdout) > o.maxOutput || len(r.Stderr) > o.maxOutput {
+			return int64(1)
+		}
+		return int64(0)
+	}, dflt: int64(0)},
+	{name: "attempts", value: func(r *job.Result, _ *bindOpts) any { return int64(r.Attempts) }, dflt: int64(0)},
+	{name: "start_ns", value: func(r *job.Result, _ *bindOpts) any { return unixNano(r.Start) }, dflt: int64(0)},
+	{name: "end_ns", value: func(r *job.Result, _ *bindOpts) any { return unixNano(r.End) }, dflt: int64(0)},
+	{name: "worker", value: func(r *job.Result, _ *bindOpts) any { return nullString(r.Worker) }},
+}
+
+// The statuses boxed once: a status boxed per Result is garbage per Result.
+var upBox, downBox, errorBox any = string(job.Up), string(job.Down), string(job.Error)
+
+func boxStatus(st job.Status) any {
+	switch st {
+	case job.Up:
+		return upBox
+	case job.Down:
+		return downBox
+	case job.Error:
+		return errorBox
+	}
+	return string(st)
+}
+
+// nullString is s, or NULL when empty.
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// bounded is b cut at max bytes, as a blob; nil (no output) is NULL, an
+// empty output an empty blob.
+func bounded(b []byte, max int) any {
+	if b == nil {
+		return nil
+	}
+	return b[:min(len(b), max)]
+}
 
 func currentVersion() int { return len(migrations) }
 

@@ -8,7 +8,7 @@
 // kill -9 of fanout; a power cut may roll back the last batches (never
 // corrupt the file), and resume redoes what they held.
 //
-// The file is plain SQLite, readable with sqlite3 (schema version 3):
+// The file is plain SQLite, readable with sqlite3 (schema version 4):
 //
 //	sweeps(id, job, spec, total, state, reason, created_ns)  -- spec: fanout.Spec as JSON
 //	lists(sweep, list, part, data)  -- the lines of the spec's "-" and @FILE targets
@@ -16,11 +16,13 @@
 //	results(sweep_idx, host, addr, port, status, class, error, rtt_ns, sent, recv,
 //	        rtt_min_ns, rtt_avg_ns, rtt_max_ns, exit_code, stdout, stderr, truncated,
 //	        attempts, start_ns, end_ns, worker)
-//	result_rows: results with sweep_idx split into sweep and idx
+//	result_counts(sweep, status, class, n)  -- kept as Results are written
+//	result_rows: results with sweep_idx split into sweep and idx, addr filled in
 //
 // for example: sqlite3 scan.db "SELECT host, rtt_ns/1e6 FROM result_rows
-// WHERE sweep=1 AND status='up' ORDER BY rtt_ns DESC LIMIT 10". A NULL addr
-// means "same as host"; NULL class, error and worker mean empty. The header
+// WHERE sweep=1 AND status='up' ORDER BY rtt_ns DESC LIMIT 10". In results
+// a NULL addr means "same as host" (result_rows shows the host there); NULL
+// class, error and worker mean empty. The header
 // says whose the file is: application_id 0x666e6f75 ("fnou"), user_version
 // the schema version (also in fanout_meta, where older fanouts read it).
 //
@@ -726,10 +728,11 @@ func (s *Store) sweeps(where string, args ...any) ([]Sweep, error) {
 	return out, rows.Err()
 }
 
-// Counts tallies sweep id's stored Results.
+// Counts tallies sweep id's stored Results, from the counts the Writer keeps
+// as it inserts them (no scan of the Results: instant at any size).
 func (s *Store) Counts(id int64) (Counts, error) {
 	c := Counts{Classes: map[string]uint64{}}
-	rows, err := s.db.Query(`SELECT status, COALESCE(class, ''), COUNT(*) FROM results WHERE ` + inSweep(id) + ` GROUP BY 1, 2`)
+	rows, err := s.db.Query(`SELECT status, class, n FROM result_counts WHERE sweep=?`, id)
 	if err != nil {
 		return c, s.describe("count results in", err)
 	}
@@ -809,7 +812,8 @@ func (b *Bitmap) Count() uint64 {
 
 func ctxBG() context.Context { return context.Background() }
 
-// Count is the number of Results stored for sweep id (cheaper than Counts).
+// Count is the number of Results stored for sweep id, counted in the
+// results themselves (a scan of the sweep's rows: ~3 ms per 65,536).
 func (s *Store) Count(id int64) (uint64, error) {
 	var n int64
 	if err := s.db.QueryRow(`SELECT COUNT(*) FROM results WHERE ` + inSweep(id)).Scan(&n); err != nil {

@@ -6,31 +6,39 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/fanout/fanout/job"
 )
 
 const (
-	defaultBatch = 2048
+	// defaultBatch is the Results per transaction, and per insert statement:
+	// 1,024 rows of 21 columns bind 21,504 values, under SQLite's 32,766.
+	defaultBatch = 1024
 	queued       = 6 // full batches waiting for the writer at most
-	// WriterHeap is about the most Go heap a Writer with the default batch
-	// holds: its batches of Results (queued, filling and committing) and
-	// their column values; the bytes Results point to are extra. A caller
-	// that sets a soft memory limit adds it, or the GC runs to keep the
-	// queue under the limit.
-	WriterHeap = (queued+2)*defaultBatch*int(unsafe.Sizeof(job.Result{})) + defaultBatch*int(unsafe.Sizeof(row{}))
 )
+
+// WriterHeap is about the most Go heap a Writer with the default batch
+// holds: its batches of Results (queued, filling and committing) and the
+// values of the batch it binds, plus room for the garbage it makes (each
+// bound value boxed, the driver's bindings: ~250 bytes a Result); the bytes
+// Results point to are extra. A caller that sets a soft memory limit adds
+// it, or the GC runs to keep the queue under the limit: without the room
+// for garbage, a /14 ping sweep spent a fifth of its CPU marking.
+var WriterHeap = (queued+2)*defaultBatch*int(reflect.TypeFor[job.Result]().Size()) +
+	defaultBatch*len(columns)*int(reflect.TypeFor[driver.NamedValue]().Size()+16) +
+	writerGarbage
+
+// writerGarbage is the heap a Writer leaves the GC between collections.
+const writerGarbage = 6 << 20
 
 // WriterOptions tune how Results are batched into transactions.
 type WriterOptions struct {
-	Batch     int           // Results per transaction at most; 0 means 2048 (defaultBatch)
+	Batch     int           // Results per transaction at most; 0 means 1024 (defaultBatch)
 	Interval  time.Duration // commit at least this often; 0 means 100ms
 	MaxOutput int           // bytes of stdout and of stderr kept per Result; 0 means 1 MiB
 	// OnError is called once, from the writer's goroutine, when a commit
@@ -44,11 +52,19 @@ type WriterOptions struct {
 // disk unless the disk falls behind by several batches. It is the store's
 // output sink (it satisfies output.Writer). Write and Close are called from
 // one goroutine.
+//
+// A transaction inserts its batch with one multi-row INSERT (batches cut
+// short by the commit interval use a few statements of power-of-two sizes),
+// and adds the batch to the sweep's stored counts. The INSERT names the
+// columns that some Result of the batch fills: a column at its default in
+// every row (a ping has no output, a tcp connect no RTT statistics) is left
+// to the default, as SQLite's and the driver's cost is per bound value.
 type Writer struct {
 	s     *Store
 	sweep int64
 	run   int64
 	o     WriterOptions
+	bind  bindOpts
 
 	mu  sync.Mutex
 	cur []job.Result
@@ -64,144 +80,51 @@ type Writer struct {
 	err                atomic.Pointer[error]
 
 	conn *sql.Conn
-	// The insert statements are the driver's own, used through conn.Raw:
-	// database/sql's per-argument conversions cost a tenth of the writer's CPU.
-	stmts map[uint32]*shapeStmts
-	// begin, update runs' last_ns, commit: prepared once, not per commit
-	tx     [3]driver.Stmt
-	rows   []row   // the batch's integer values and shapes, reused
-	groups []group // the batch's rows by statement shape, reused
-	args   []driver.NamedValue
+	tx   txStmts
+	// The inserts by columns and rows, prepared on first use: the driver's
+	// own statements, run through conn.Raw, since database/sql's checks
+	// of each of a statement's 21,504 arguments cost more than the insert.
+	inserts map[insertKey]driver.Stmt
+	vals    []any               // the rows' column values, row after row, reused
+	args    []driver.NamedValue // the statement's values, reused
+	tally   tally               // the batch's counts, reused
 
 	closing atomic.Bool   // Close is waiting: commit at normal priority
 	written atomic.Uint64 // rows inserted (duplicates excluded)
 	commits atomic.Uint64
-
-	crashIn int64 // fault injection for the kill tests; see crashEnv
 }
 
-// crashEnv, when set to N in the environment, makes the process SIGKILL
-// itself in the middle of its N-th transaction (rows inserted, not yet
-// committed): the resume test's "killed during a commit", made certain.
-const crashEnv = "FANOUT_TEST_CRASH_IN_COMMIT"
-
-// columns of results a Writer fills, in order. Bit i of a shape says that
-// column i is bound; an unbound column takes its default (0 or NULL).
-var columns = [cols]string{"sweep_idx", "host", "addr", "port", "status", "class", "error",
-	"rtt_ns", "sent", "recv", "rtt_min_ns", "rtt_avg_ns", "rtt_max_ns", "exit_code", "stdout", "stderr",
-	"truncated", "attempts", "start_ns", "end_ns", "worker"}
-
-const (
-	cols = 21
-	// multi is the rows per multi-row statement: the per-statement cost
-	// dominates small rows (SQLite allows 32766 variables per statement).
-	multi = 64
-	// always: the key, host and status are bound in every shape.
-	always    = 1<<0 | 1<<1 | 1<<4
-	fullShape = 1<<cols - 1
-	// maxShapes bounds the statement cache; rarer shapes bind every column.
-	maxShapes = 32
-)
-
-// aliasOf[c], when not -1, is an earlier column that column c often equals
-// (a ping of count 1: rtt = min = avg = max, sent = recv = attempts = 1).
-// Bit cols+k of a shape says that the k-th aliasable column equals its
-// source and is not bound again but selected from the source's value:
-// SQLite's and the driver's cost is per bound value.
-var aliasOf = [cols]int{-1, -1, -1, -1, -1, -1, -1, -1, -1, 8, 7, 7, 7, -1, -1, -1, -1, 8, -1, -1, -1}
-
-// aliased lists the aliasable columns; aliasBit[c] is column c's shape bit.
-var aliased, aliasBit = func() (cs []int, bits [cols]uint32) {
-	for c, src := range aliasOf {
-		if src >= 0 {
-			bits[c] = 1 << (cols + len(cs))
-			cs = append(cs, c)
-		}
-	}
-	return cs, bits
-}()
-
-// insertSQL inserts rows Results of one shape, ignoring one whose (sweep,
-// idx) is already stored: a redelivered cluster task or a race between runs
-// adds nothing. Binding only the columns a Result fills (a ping binds 12 of
-// 21, a refused tcp 9), and each value once (a ping of count 1 binds 7),
-// saves much of the writer's time: SQLite's cost is per bound value. An
-// aliased column selects its source's VALUES column; a ?N parameter instead
-// would give the statement named parameters, which SQLite looks up in a list
-// per bound value (slower than binding the copies).
-func insertSQL(shape uint32, rows int) string {
-	var names, sel, vals []string
-	n := 0                // VALUES columns
-	var expr [cols]string // column -> what the SELECT takes for it
-	copied := false       // some column copies another's bound value
-	for c, name := range columns {
-		if shape&(1<<c) == 0 {
-			continue
-		}
-		names = append(names, name)
-		if lit, ok := literal(shape, c); ok {
-			expr[c] = lit
-			vals = append(vals, lit)
-		} else if shape&aliasBit[c] != 0 {
-			expr[c] = expr[aliasOf[c]]
-			vals = append(vals, expr[c])
-			copied = copied || strings.HasPrefix(expr[c], "column")
-		} else {
-			n++
-			expr[c] = "column" + strconv.Itoa(n)
-			vals = append(vals, "?")
-		}
-		sel = append(sel, expr[c])
-	}
-	insert := "INSERT OR IGNORE INTO results(" + strings.Join(names, ", ") + ") "
-	if !copied {
-		// Values bound or literal: VALUES rows hold them, no subquery.
-		row := "(" + strings.Join(vals, ",") + ")"
-		return insert + "VALUES " + strings.TrimSuffix(strings.Repeat(row+",", rows), ",")
-	}
-	row := "(" + strings.TrimSuffix(strings.Repeat("?,", n), ",") + ")"
-	return insert + "SELECT " + strings.Join(sel, ", ") + " FROM (VALUES " +
-		strings.TrimSuffix(strings.Repeat(row+",", rows), ",") + ")"
+// txStmts are the statements of every transaction but the inserts.
+type txStmts struct {
+	begin, commit, rollback, lastRun, count driver.Stmt
 }
 
-// Common values are written into the statement instead of bound: the status
-// (shape bits statusShift and up, a code in statuses) and a sent count of 1.
-const (
-	statusShift = cols + 5 // after the alias bits
-	statusMask  = 3 << statusShift
-	sentOne     = 1 << (statusShift + 2)
-	sentCol     = 8
-	statusCol   = 4
-)
+// colSet is a set of columns: bit i is columns[i].
+type colSet uint32
 
-var statuses = [...]job.Status{1: job.Up, 2: job.Down, 3: job.Error}
-
-// literal is the SQL literal that shape writes for column c, if any.
-func literal(shape uint32, c int) (string, bool) {
-	switch {
-	case c == statusCol && shape&statusMask != 0:
-		return "'" + string(statuses[shape&statusMask>>statusShift]) + "'", true
-	case c == sentCol && shape&sentOne != 0:
-		return "1", true
-	}
-	return "", false
+// insertKey names an insert statement: its columns and rows.
+type insertKey struct {
+	cols colSet
+	rows int
 }
 
-// bindCols are the columns whose values shape binds, in order.
-func bindCols(shape uint32) []uint8 {
-	var cs []uint8
-	for c := 0; c < cols; c++ {
-		if _, lit := literal(shape, c); shape&(1<<c) != 0 && shape&aliasBit[c] == 0 && !lit {
-			cs = append(cs, uint8(c))
+// maxInserts bounds the prepared inserts (a sweep uses one or two column
+// sets, in up to 11 sizes); past it they are all closed and prepared anew.
+const maxInserts = 48
+
+// insertSQL inserts rows Results into columns cols, ignoring one whose
+// (sweep, idx) is already stored: a redelivered cluster task or a race
+// between runs adds nothing.
+func insertSQL(cols colSet, rows int) string {
+	var names []string
+	for i, c := range columns {
+		if cols&(1<<i) != 0 {
+			names = append(names, c.name)
 		}
 	}
-	return cs
-}
-
-// shapeStmts are the prepared inserts of one shape.
-type shapeStmts struct {
-	multi, one driver.Stmt
-	bind       []uint8 // bindCols
+	row := "(" + strings.TrimSuffix(strings.Repeat("?,", len(names)), ",") + ")"
+	return "INSERT OR IGNORE INTO results(" + strings.Join(names, ", ") + ") VALUES " +
+		strings.TrimSuffix(strings.Repeat(row+",", rows), ",")
 }
 
 // NewWriter starts a Writer appending Results to sweep id's current run.
@@ -223,51 +146,63 @@ func (s *Store) NewWriter(id int64, o WriterOptions) (*Writer, error) {
 	if err != nil {
 		return nil, s.describe("write results to", err)
 	}
-	w := &Writer{s: s, sweep: id, o: o, conn: conn,
+	w := &Writer{s: s, sweep: id, o: o, conn: conn, bind: bindOpts{sweep: id, maxOutput: o.MaxOutput},
 		batches: make(chan []job.Result, queued), free: make(chan []job.Result, queued+2), done: make(chan struct{}),
 		ckptStop: make(chan struct{}), ckptDone: make(chan struct{})}
 	if err := conn.QueryRowContext(ctx, `SELECT COALESCE(MAX(run),0) FROM runs WHERE sweep=?`, id).Scan(&w.run); err != nil {
 		conn.Close()
 		return nil, s.describe("write results to", err)
 	}
-	// A big page cache keeps the B-tree's inner pages in memory for shuffled
-	// sweeps of millions of targets (inserts land anywhere in the key range).
+	// The page cache holds the B-tree's inner pages for shuffled sweeps of
+	// millions of targets (inserts land anywhere in the key range: a /8's
+	// inner pages are well under 1 MiB, its leaves a GiB that no cache
+	// holds). 8 MiB, not more: it is resident memory, and --db is to cost
+	// a sweep at most twice the RSS it has without (37 MB for a /8 ping).
 	// Checkpoints (copying the WAL into the database, with an fsync) run
 	// beside the writer on another connection, not inside its commits: a
 	// slow disk then never holds a commit, and so never the sweep.
-	if _, err := conn.ExecContext(ctx, `PRAGMA cache_size=-65536`); err == nil {
+	_, err = conn.ExecContext(ctx, `PRAGMA cache_size=-8192`)
+	if err == nil {
 		_, err = conn.ExecContext(ctx, `PRAGMA wal_autocheckpoint=0`)
 	}
-	if err != nil {
-		conn.Close()
-		return nil, s.describe("write results to", err)
+	if err == nil {
+		err = conn.Raw(func(dc any) error { return w.prepare(dc) })
 	}
-	w.stmts = map[uint32]*shapeStmts{}
-	err = conn.Raw(func(dc any) error {
-		if _, err := w.prepared(dc, fullShape); err != nil { // the driver can do what we need
-			return err
-		}
-		p := dc.(driver.ConnPrepareContext) // prepared checked it
-		for i, q := range []string{"BEGIN IMMEDIATE", "UPDATE runs SET last_ns=? WHERE sweep=? AND run=?", "COMMIT"} {
-			var err error
-			if w.tx[i], err = p.PrepareContext(ctx, q); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
 	if err != nil {
 		w.closeStmts()
 		conn.Close()
 		return nil, s.describe("write results to", err)
 	}
-	w.args = make([]driver.NamedValue, 0, cols*multi)
-	if v, err := strconv.ParseInt(os.Getenv(crashEnv), 10, 64); err == nil {
-		w.crashIn = v
-	}
+	w.inserts = map[insertKey]driver.Stmt{}
 	go w.loop()
 	go w.checkpoints()
 	return w, nil
+}
+
+// prepare prepares the statements of a transaction but its inserts.
+func (w *Writer) prepare(dc any) error {
+	p, ok := dc.(driver.ConnPrepareContext)
+	if !ok {
+		return fmt.Errorf("sqlite driver without PrepareContext")
+	}
+	ctx := context.Background()
+	for _, s := range []struct {
+		st *driver.Stmt
+		q  string
+	}{
+		{&w.tx.begin, "BEGIN IMMEDIATE"},
+		{&w.tx.commit, "COMMIT"},
+		{&w.tx.rollback, "ROLLBACK"},
+		{&w.tx.lastRun, "UPDATE runs SET last_ns=? WHERE sweep=? AND run=?"},
+		{&w.tx.count, `INSERT INTO result_counts(sweep, status, class, n) VALUES(?, ?, ?, ?)
+			ON CONFLICT(sweep, status, class) DO UPDATE SET n = n + excluded.n`},
+	} {
+		var err error
+		if *s.st, err = p.PrepareContext(ctx, s.q); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkpointEvery is how often the WAL is copied into the database while a
@@ -340,26 +275,17 @@ func (w *Writer) Close() error {
 	<-w.ckptDone
 	w.closeStmts()
 	w.conn.Close()
-	if e := w.err.Load(); e != nil {
-		return *e
-	}
-	return nil
+	return w.Err()
 }
 
 func (w *Writer) closeStmts() {
 	w.conn.Raw(func(any) error {
-		for _, st := range w.tx {
+		for _, st := range []driver.Stmt{w.tx.begin, w.tx.commit, w.tx.rollback, w.tx.lastRun, w.tx.count} {
 			if st != nil {
 				st.Close()
 			}
 		}
-		for _, ss := range w.stmts {
-			for _, st := range []driver.Stmt{ss.multi, ss.one} {
-				if st != nil {
-					st.Close()
-				}
-			}
-		}
+		w.closeInserts()
 		return nil
 	})
 }
@@ -418,7 +344,12 @@ func (w *Writer) commit(b []job.Result) {
 	if w.err.Load() != nil {
 		return
 	}
-	n, err := w.insert(b)
+	var n uint64
+	err := w.conn.Raw(func(dc any) error {
+		var err error
+		n, err = w.insert(dc, b)
+		return err
+	})
 	if err != nil {
 		err = w.s.describe("write results to", err)
 		w.err.Store(&err)
@@ -431,258 +362,172 @@ func (w *Writer) commit(b []job.Result) {
 	w.commits.Add(1)
 }
 
-func (w *Writer) insert(b []job.Result) (n uint64, err error) {
-	ctx := context.Background()
-	err = w.conn.Raw(func(dc any) error {
-		ex, ok := dc.(driver.ExecerContext)
-		if !ok {
-			return fmt.Errorf("sqlite driver without ExecContext")
-		}
-		run := func(st driver.Stmt, args []driver.NamedValue) error {
-			_, err := st.(driver.StmtExecContext).ExecContext(ctx, args)
-			return err
-		}
-		if err := run(w.tx[0], nil); err != nil {
-			return err
-		}
-		n, err = w.insertRows(ctx, dc, b)
-		if err == nil {
-			err = run(w.tx[1], []driver.NamedValue{
-				{Ordinal: 1, Value: time.Now().UnixNano()}, {Ordinal: 2, Value: w.sweep}, {Ordinal: 3, Value: w.run}})
-		}
-		if err == nil {
-			err = run(w.tx[2], nil)
-		}
-		if err != nil {
-			ex.ExecContext(ctx, "ROLLBACK", nil) // fails harmlessly when SQLite rolled back already
-		}
-		return err
-	})
-	return n, err
-}
-
-// row is one Result's integer column values and the columns it fills.
-type row struct {
-	ints  [cols]int64
-	shape uint32
-}
-
-// group is the rows of a batch that one statement shape inserts.
-type group struct {
-	shape uint32
-	rows  []int
-}
-
-// insertRows runs the insert statements over b inside the caller's
-// transaction, grouping rows by shape.
-func (w *Writer) insertRows(ctx context.Context, dc any, b []job.Result) (uint64, error) {
-	if cap(w.rows) < len(b) {
-		w.rows = make([]row, len(b))
-	}
-	rows := w.rows[:len(b)]
-	for k := range w.groups {
-		w.groups[k].rows = w.groups[k].rows[:0]
-	}
+// insert writes b, its counts and the run's last commit time in one
+// transaction, and returns the rows it inserted. A batch that holds
+// Results already stored (a redelivered cluster task) is rolled back and
+// inserted a row at a time, so that only new rows are counted: rare, and
+// the common batch pays nothing for it.
+func (w *Writer) insert(dc any, b []job.Result) (uint64, error) {
 	for i := range b {
 		if b[i].Index > maxIdx {
 			return 0, fmt.Errorf("index %d: beyond the store's limit of %d targets per sweep", b[i].Index, uint64(maxIdx)+1)
 		}
-		w.values(&b[i], &rows[i])
-		sh := rows[i].shape
-		if _, ok := w.stmts[sh]; !ok && len(w.stmts) >= maxShapes {
-			sh = fullShape
-		}
-		w.group(sh, i)
 	}
-	var n uint64
-	ran := 0
-	for _, g := range w.groups {
-		if len(g.rows) == 0 {
-			continue
-		}
-		sh := g.shape
-		ss, err := w.prepared(dc, sh)
+	n, err := w.transaction(dc, b, false)
+	if err == errDuplicates {
+		n, err = w.transaction(dc, b, true)
+	}
+	return n, err
+}
+
+var errDuplicates = errors.New("batch holds stored results")
+
+// transaction is one try of insert: rowByRow inserts and counts each
+// Result alone; otherwise a batch with duplicates returns errDuplicates,
+// rolled back.
+func (w *Writer) transaction(dc any, b []job.Result, rowByRow bool) (n uint64, err error) {
+	if err := w.exec(w.tx.begin); err != nil {
+		return 0, err
+	}
+	defer func() {
 		if err != nil {
+			w.exec(w.tx.rollback) // fails harmlessly when SQLite rolled back already
+		}
+	}()
+	w.tally.reset()
+	if rowByRow {
+		for i := range b {
+			k, err := w.insertRows(dc, b[i:i+1])
+			if err != nil {
+				return 0, err
+			}
+			if k == 1 {
+				w.tally.add(&b[i])
+			}
+			n += k
+		}
+	} else {
+		// Power-of-two pieces: a full batch of the default size is one.
+		for lo := 0; lo < len(b); {
+			size := 1
+			for size*2 <= len(b)-lo && size*2 <= w.o.Batch {
+				size *= 2
+			}
+			k, err := w.insertRows(dc, b[lo:lo+size])
+			if err != nil {
+				return 0, err
+			}
+			n += k
+			lo += size
+		}
+		if n != uint64(len(b)) {
+			return 0, errDuplicates
+		}
+		for i := range b {
+			w.tally.add(&b[i])
+		}
+	}
+	for _, c := range w.tally {
+		if err := w.exec(w.tx.count, w.sweep, c.status, c.class, int64(c.n)); err != nil {
 			return 0, err
 		}
-		for lo := 0; lo < len(g.rows); {
-			st, hi := ss.multi, lo+multi
-			if hi > len(g.rows) {
-				st, hi = ss.one, lo+1
-			}
-			w.args = w.args[:0]
-			for _, i := range g.rows[lo:hi] {
-				for _, c := range ss.bind {
-					w.args = append(w.args, driver.NamedValue{Ordinal: len(w.args) + 1, Value: w.value(&b[i], &rows[i], int(c))})
-				}
-			}
-			if w.crashIn > 0 && int64(w.commits.Load())+1 == w.crashIn && ran >= len(b)/2 {
-				if p, err := os.FindProcess(os.Getpid()); err == nil {
-					p.Kill() // SIGKILL: no deferred function, no rollback, no close
-				}
-				select {}
-			}
-			res, err := st.(driver.StmtExecContext).ExecContext(ctx, w.args)
-			if err != nil {
-				return 0, fmt.Errorf("index %d: %w", b[g.rows[lo]].Index, err)
-			}
-			if k, err := res.RowsAffected(); err == nil {
-				n += uint64(k)
-			}
-			ran += hi - lo
-			lo = hi
-		}
+	}
+	if err := w.exec(w.tx.lastRun, time.Now().UnixNano(), w.sweep, w.run); err != nil {
+		return 0, err
+	}
+	crashHook(w.commits.Load() + 1) // a debug build may die here, rows inserted and not committed
+	if err := w.exec(w.tx.commit); err != nil {
+		return 0, err
 	}
 	return n, nil
 }
 
-// prepared returns (preparing on first use) the inserts of shape sh.
-func (w *Writer) prepared(dc any, sh uint32) (*shapeStmts, error) {
-	if ss, ok := w.stmts[sh]; ok {
-		return ss, nil
+// insertRows runs the insert of rows (a power of two of them) and returns
+// the rows inserted.
+func (w *Writer) insertRows(dc any, rows []job.Result) (uint64, error) {
+	w.vals = w.vals[:0]
+	var cols colSet
+	for i := range rows {
+		for c := range columns {
+			v := columns[c].value(&rows[i], &w.bind)
+			w.vals = append(w.vals, v)
+			if columns[c].keep || v != columns[c].dflt {
+				cols |= 1 << c
+			}
+		}
 	}
-	p, ok := dc.(driver.ConnPrepareContext)
-	if !ok {
-		return nil, fmt.Errorf("sqlite driver without PrepareContext")
+	st, err := w.insertStmt(dc, insertKey{cols, len(rows)})
+	if err != nil {
+		return 0, err
 	}
-	ctx := context.Background()
-	ss := &shapeStmts{bind: bindCols(sh)}
-	var err error
-	if ss.multi, err = p.PrepareContext(ctx, insertSQL(sh, multi)); err != nil {
-		return nil, err
+	w.args = w.args[:0]
+	for i, v := range w.vals {
+		if cols&(1<<(i%len(columns))) != 0 {
+			w.args = append(w.args, driver.NamedValue{Ordinal: len(w.args) + 1, Value: v})
+		}
 	}
-	if ss.one, err = p.PrepareContext(ctx, insertSQL(sh, 1)); err != nil {
-		ss.multi.Close()
-		return nil, err
+	res, err := st.(driver.StmtExecContext).ExecContext(context.Background(), w.args)
+	clear(w.vals) // drop the Results' strings and outputs
+	clear(w.args)
+	if err != nil {
+		return 0, fmt.Errorf("index %d: %w", rows[0].Index, err)
 	}
-	w.stmts[sh] = ss
-	return ss, nil
+	n, err := res.RowsAffected()
+	return uint64(n), err
 }
 
-// group adds row i to the group of statement shape sh.
-func (w *Writer) group(sh uint32, i int) {
-	for k := range w.groups {
-		if w.groups[k].shape == sh {
-			w.groups[k].rows = append(w.groups[k].rows, i)
+// insertStmt returns the insert k, preparing it on first use.
+func (w *Writer) insertStmt(dc any, k insertKey) (driver.Stmt, error) {
+	if st, ok := w.inserts[k]; ok {
+		return st, nil
+	}
+	if len(w.inserts) >= maxInserts {
+		w.closeInserts()
+	}
+	p := dc.(driver.ConnPrepareContext) // prepare checked it
+	st, err := p.PrepareContext(context.Background(), insertSQL(k.cols, k.rows))
+	if err != nil {
+		return nil, err
+	}
+	w.inserts[k] = st
+	return st, nil
+}
+
+func (w *Writer) closeInserts() {
+	for k, st := range w.inserts {
+		st.Close()
+		delete(w.inserts, k)
+	}
+}
+
+// exec runs a statement of the transaction with args.
+func (w *Writer) exec(st driver.Stmt, args ...any) error {
+	nv := make([]driver.NamedValue, len(args))
+	for i, a := range args {
+		nv[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
+	}
+	_, err := st.(driver.StmtExecContext).ExecContext(context.Background(), nv)
+	return err
+}
+
+// tally is a batch's Results by status and class (a handful of entries).
+type tally []countKey
+
+type countKey struct {
+	status, class string
+	n             uint64
+}
+
+func (t *tally) reset() { *t = (*t)[:0] }
+
+func (t *tally) add(r *job.Result) {
+	for i := range *t {
+		if c := &(*t)[i]; c.status == string(r.Status) && c.class == string(r.Class) {
+			c.n++
 			return
 		}
 	}
-	w.groups = append(w.groups, group{shape: sh, rows: []int{i}})
-}
-
-// intCols are the integer columns with default 0 (exit_code's is NULL).
-const intCols = 1<<0 | 1<<3 | 1<<7 | 1<<8 | 1<<9 | 1<<10 | 1<<11 | 1<<12 | 1<<16 | 1<<17 | 1<<18 | 1<<19
-
-// values fills v with r's integer column values and its shape: the columns
-// that differ from their default (0 or NULL), plus the key, host and status.
-func (w *Writer) values(r *job.Result, v *row) {
-	var exit int64
-	if r.ExitCode != nil {
-		exit = int64(*r.ExitCode)
-	}
-	trunc := r.Truncated || len(r.Stdout) > w.o.MaxOutput || len(r.Stderr) > w.o.MaxOutput
-	v.ints = [cols]int64{0: w.sweep<<idxBits | int64(r.Index), 3: int64(r.Port),
-		7: int64(r.RTT), 8: int64(r.Sent), 9: int64(r.Recv), 10: int64(r.RTTMin), 11: int64(r.RTTAvg), 12: int64(r.RTTMax),
-		13: exit, 16: int64(boolInt(trunc)), 17: int64(r.Attempts), 18: unixNano(r.Start), 19: unixNano(r.End)}
-	shape := uint32(always)
-	for c, x := range &v.ints {
-		if intCols&(1<<c) != 0 && x != 0 {
-			shape |= 1 << c
-		}
-	}
-	for c, set := range [...]bool{2: r.Addr != r.Host, 5: r.Class != "", 6: r.Error != "", 13: r.ExitCode != nil,
-		14: r.Stdout != nil, 15: r.Stderr != nil, 20: r.Worker != ""} {
-		if set {
-			shape |= 1 << c
-		}
-	}
-	for _, c := range aliased {
-		if src := aliasOf[c]; shape&(1<<c) != 0 && shape&(1<<src) != 0 && v.ints[c] == v.ints[src] {
-			shape |= aliasBit[c]
-		}
-	}
-	for k, st := range statuses {
-		if k > 0 && r.Status == st {
-			shape |= uint32(k) << statusShift
-		}
-	}
-	if r.Sent == 1 {
-		shape |= sentOne
-	}
-	v.shape = shape
-}
-
-// value is column c of r (whose integers and shape are in v) for binding.
-// Strings and integers are bound through pointers into r and v, which stay
-// put until the statement has run: no copy on the heap per value.
-func (w *Writer) value(r *job.Result, v *row, c int) any {
-	if v.shape&(1<<c) == 0 {
-		if nullDefault&(1<<c) != 0 {
-			return nil
-		}
-		return int64(0)
-	}
-	switch c {
-	case 1:
-		return boxString(&r.Host)
-	case 2:
-		return boxString(&r.Addr) // set: differs from host (read back as host when NULL)
-	case 4:
-		return boxString((*string)(&r.Status))
-	case 5:
-		return boxString((*string)(&r.Class))
-	case 6:
-		return boxString(&r.Error)
-	case 14:
-		out, _ := bound(r.Stdout, w.o.MaxOutput)
-		return out
-	case 15:
-		out, _ := bound(r.Stderr, w.o.MaxOutput)
-		return out
-	case 20:
-		return boxString(&r.Worker)
-	}
-	return boxInt64(&v.ints[c])
-}
-
-// eface is the layout of an interface value (the runtime's eface).
-type eface struct{ typ, data unsafe.Pointer }
-
-// boxInt64 is any(*p) without the copy of *p that Go allocates for it: the
-// interface points at *p, which must not change while the value is in use.
-func boxInt64(p *int64) any {
-	v := any(int64(0)) // no allocation: the runtime's static zero
-	(*eface)(unsafe.Pointer(&v)).data = unsafe.Pointer(p)
-	return v
-}
-
-// boxString is boxInt64 for a string.
-func boxString(p *string) any {
-	v := any("")
-	(*eface)(unsafe.Pointer(&v)).data = unsafe.Pointer(p)
-	return v
-}
-
-// nullDefault are the columns whose default is NULL: a zero value there
-// (exit code 0, empty output, an empty addr) is data and is bound.
-const nullDefault = 1<<2 | 1<<5 | 1<<6 | 1<<13 | 1<<14 | 1<<15 | 1<<20
-
-// bound keeps b as a blob (nil stays NULL) cut at max bytes.
-func bound(b []byte, max int) (any, bool) {
-	if b == nil {
-		return nil, false
-	}
-	if len(b) > max {
-		return b[:max], true
-	}
-	return b, false
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
+	*t = append(*t, countKey{string(r.Status), string(r.Class), 1})
 }
 
 func unixNano(t time.Time) int64 {

@@ -14,8 +14,8 @@ import (
 	"github.com/fanout/fanout/store"
 )
 
-// openStore records the plan's sweep in --db and appends the store's writer
-// to the sinks; for resume (f.resumeSweep set) it appends to that sweep and
+// openStore records the plan's sweep in --db (a store.Recorder among the
+// sinks); for resume (f.resumeSweep set) it appends to that sweep and
 // skips every index that already has a Result. Errors are usage errors: no
 // traffic has been sent.
 func openStore(cmd *cobra.Command, f *sweepFlags, p *plan) error {
@@ -26,29 +26,18 @@ func openStore(cmd *cobra.Command, f *sweepFlags, p *plan) error {
 	if err != nil {
 		return usageError(fmt.Errorf("--db: %w", err))
 	}
-	id := f.resumeSweep
-	var before uint64 // targets with a Result before this run
-	if id != 0 {
-		// Before reading what is done: another process running the sweep
-		// would run what is not done a second time.
-		if err := st.LockSweep(id); err != nil {
+	var rec *store.Recorder
+	if f.resumeSweep != 0 {
+		var done *store.Bitmap
+		rec, done, err = st.Resume(f.resumeSweep, p.set.Len(), version(), store.WriterOptions{})
+		if err != nil {
 			st.Close()
 			if errors.Is(err, store.ErrSweepRunning) {
 				return usageError(err)
 			}
 			return usageError(fmt.Errorf("--db: %w", err))
 		}
-		done, err := st.Done(id, p.set.Len())
-		if err != nil {
-			st.Close()
-			return usageError(fmt.Errorf("--db: %w", err))
-		}
 		p.opts.Skip = done.Has
-		before = done.Count()
-		if err := st.ResumeSweep(id, version()); err != nil {
-			st.Close()
-			return usageError(fmt.Errorf("--db: %w", err))
-		}
 	} else {
 		// The bytes of --stdin are not stored, only their digest: resume
 		// asks for them again (--stdin FILE) and checks them. The lists of
@@ -60,7 +49,7 @@ func openStore(cmd *cobra.Command, f *sweepFlags, p *plan) error {
 			lists, err = p.storedLists()
 		}
 		if err == nil {
-			id, err = st.CreateSweep(spec, store.Meta{Total: p.order.Len(), Version: version(), Lists: lists})
+			rec, err = st.Record(spec, store.Meta{Total: p.order.Len(), Version: version(), Lists: lists}, store.WriterOptions{})
 		}
 		p.dropSpools()
 		if err != nil {
@@ -68,52 +57,30 @@ func openStore(cmd *cobra.Command, f *sweepFlags, p *plan) error {
 			return usageError(fmt.Errorf("--db: %w", err))
 		}
 	}
+	id := rec.ID()
 	p.note = func(key, value string) error { return st.SetNote(id, key, value) }
-	// A failed commit (disk full) comes back from the writer's next Write,
-	// which makes runSweep stop the sweep and say why.
-	w, err := st.NewWriter(id, store.WriterOptions{})
-	if err != nil {
-		st.Close()
-		return usageError(fmt.Errorf("--db: %w", err))
-	}
-	p.sinks = append(p.sinks, w)
-	total := p.order.Len()
+	// A failed commit (disk full) comes back from the recorder's next
+	// Write, which makes runSweep stop the sweep and say why.
+	p.sinks = append(p.sinks, rec)
 	stderr := cmd.ErrOrStderr()
 	p.closers = append(p.closers, func() error {
 		defer st.Close()
-		// The sinks are closed: every Result the writer took is committed.
-		// What this run inserted plus what was there is exact unless
-		// another process wrote to the sweep too (its duplicates are not
-		// counted): reaching the total settles it; short of it, count
-		// (a scan of the sweep's rows, ~3 ms per 65,536).
-		done := before + w.Written()
-		if done < total {
-			var err error
-			if done, err = st.Count(id); err != nil {
-				return err
-			}
-		}
-		state, reason := store.Finished, ""
-		if done < total {
-			state, reason = store.Interrupted, fmt.Sprintf("stopped with %d of %d targets done", done, total)
-		}
-		if werr := w.Err(); werr != nil {
-			reason = werr.Error()
-		}
-		if err := st.FinishSweep(id, state, reason); err != nil {
+		// The sinks are closed: every Result the recorder took is committed.
+		o, err := rec.Finish()
+		if err != nil {
 			return err
 		}
 		// The way back in is printed even with -q: it is not a summary.
 		switch {
-		case state != store.Finished && p.reattach != "":
+		case o.State != store.Finished && p.reattach != "":
 			// A cluster sweep goes on without us: attach, never a local run.
 			fmt.Fprintf(stderr, "sweep %d in %s: %d of %d targets have a result; stream the rest with: %s\n",
-				id, f.db, done, total, p.reattach)
-		case state != store.Finished:
+				id, f.db, o.Done, o.Total, p.reattach)
+		case o.State != store.Finished:
 			fmt.Fprintf(stderr, "sweep %d in %s: %d of %d targets have a result; continue with: fanout resume %s %d\n",
-				id, f.db, done, total, f.db, id)
+				id, f.db, o.Done, o.Total, f.db, id)
 		case !f.quiet:
-			fmt.Fprintf(stderr, "sweep %d in %s: %d of %d targets have a result\n", id, f.db, done, total)
+			fmt.Fprintf(stderr, "sweep %d in %s: %d of %d targets have a result\n", id, f.db, o.Done, o.Total)
 		}
 		return nil
 	})

@@ -52,7 +52,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// fanoutBin builds cmd/fanout once (with -race when the tests run with it).
+// fanoutBin builds cmd/fanout once (with -race and -tags fanout_debug when
+// the tests run with them).
 func fanoutBin(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
@@ -64,6 +65,9 @@ func fanoutBin(t testing.TB) string {
 		args := []string{"build", "-o", binPath}
 		if raceEnabled {
 			args = append(args, "-race")
+		}
+		if debugBuild {
+			args = append(args, "-tags", "fanout_debug")
 		}
 		args = append(args, "github.com/fanout/fanout/cmd/fanout")
 		out, err := exec.Command(goTool(), args...).CombinedOutput()

@@ -132,6 +132,7 @@ func Main(args []string) int {
 	// This process starts children only through job/exec: it may adopt
 	// what they leave behind (a daemon), to kill and reap it.
 	_ = jobexec.AdoptOrphans()
+	defer debugHooks()()
 	return run(context.Background(), args, os.Stdin, os.Stdout, os.Stderr)
 }
 

@@ -1,0 +1,5 @@
+//go:build !fanout_debug
+
+package cli_test
+
+const debugBuild = false
