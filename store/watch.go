@@ -619,7 +619,9 @@ func watchIDs(ws []Watch) string {
 }
 
 // Rounds lists watch w's kept rounds, oldest first.
-func (s *Store) Rounds(w int64) ([]RoundInfo, error) { return s.rounds(`WHERE watch=? ORDER BY round`, w) }
+func (s *Store) Rounds(w int64) ([]RoundInfo, error) {
+	return s.rounds(`WHERE watch=? ORDER BY round`, w)
+}
 
 // Round is round n of watch w; n 0 is its last round with a sweep.
 func (s *Store) Round(w int64, n uint64) (RoundInfo, error) {
