@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -289,7 +290,7 @@ func TestBadFiles(t *testing.T) {
 	}{
 		{"text file", text, "is not a fanout database (not an SQLite file)"},
 		{"other sqlite", other, "is not a fanout database (an SQLite file of another program"},
-		{"newer schema", newer, "has schema version 99, newer than this fanout understands (3)"},
+		{"newer schema", newer, "has schema version 99, newer than this fanout understands (" + strconv.Itoa(SchemaVersion) + ")"},
 		{"directory", dir, "is a directory"},
 	}
 	if os.Geteuid() != 0 { // root writes anywhere

@@ -569,3 +569,54 @@ func TestWatchKill9(t *testing.T) {
 		t.Errorf("round 4: %+v", rs[3])
 	}
 }
+
+// TestWatchMigration: files of schema versions 3 and 4 (before watches)
+// get the watch tables when opened, keep their sweeps, and record a watch.
+func TestWatchMigration(t *testing.T) {
+	t.Parallel()
+	for _, v := range []int{3, 4} {
+		t.Run(strconv.Itoa(v), func(t *testing.T) {
+			path := tmpDB(t)
+			old, err := open(path, openOptions{create: true, schema: v})
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, err := old.CreateSweep(testSpec(), Meta{Total: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			old.FinishSweep(id, Finished, "")
+			if got, _ := old.Schema(); got != v {
+				t.Fatalf("old schema = %d, want %d", got, v)
+			}
+			if ok, _ := old.hasWatches(); ok {
+				t.Fatalf("schema %d has the watch tables", v)
+			}
+			old.Close()
+
+			ln := listen(t, "127.0.0.1:0")
+			defer ln.Close()
+			spec, d := tcpWatch(t, ln.Addr().(*net.TCPAddr).Port)
+			w, next, err := OpenWatch(path, spec, time.Second, WatchOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.Next, d.Observers = next, []watch.Observer{w}
+			round(t, d)
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s := mustOpen(t, path)
+			if got, _ := s.Schema(); got != SchemaVersion {
+				t.Fatalf("schema after migration = %d, want %d", got, SchemaVersion)
+			}
+			if sw, err := s.Sweep(id); err != nil || sw.State != Finished {
+				t.Fatalf("old sweep after migration: %+v, %v", sw, err)
+			}
+			rd, err := s.Round(w.ID(), 0)
+			if err != nil || rd.N != 1 || rd.Sweep == id {
+				t.Fatalf("round after migration: %+v, %v", rd, err)
+			}
+		})
+	}
+}
