@@ -16,6 +16,8 @@
 package metrics
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -28,7 +30,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/expfmt"
 
 	"github.com/fanout/fanout/job"
 	"github.com/fanout/fanout/watch"
@@ -70,7 +72,7 @@ type Exporter struct {
 
 	snap atomic.Pointer[snapshot] // the last finished round's, for scrapes
 
-	collectHook func() // tests: runs inside Collect
+	collectHook func() // tests: runs in the middle of a scrape
 	serveErr    chan error
 	closeOnce   sync.Once
 }
@@ -86,20 +88,11 @@ type sample struct {
 // snapshot is one finished round's per-target values; immutable once
 // published, its metrics built by the first scrape that needs them.
 type snapshot struct {
-	watch   string
-	samples []sample
-	once    sync.Once
-	metrics []prometheus.Metric
+	watch    string
+	samples  []sample
+	once     sync.Once
+	rendered []byte
 }
-
-var (
-	upDesc = prometheus.NewDesc("fanout_up",
-		"Whether the target was up in the watch's last finished round (1) or not (0), as blackbox_exporter's probe_success.",
-		[]string{"watch", "target"}, nil)
-	rttDesc = prometheus.NewDesc("fanout_rtt_seconds",
-		"The target's round-trip (connect, reply) time in the watch's last finished round; absent when it measured none.",
-		[]string{"watch", "target"}, nil)
-)
 
 // Listen listens on addr (host:port; port 0 picks one) and serves /metrics
 // there from a goroutine of its own, at once: the address in use is an error
@@ -118,7 +111,7 @@ func Listen(addr string, o Options) (*Exporter, error) {
 	e := newExporter(o)
 	e.ln = ln
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(e.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	mux.HandleFunc("/metrics", e.serveMetrics)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)
@@ -161,7 +154,7 @@ func newExporter(o Options) *Exporter {
 	e.rtt = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "fanout_watch_rtt_seconds",
 		Help:    "Round-trip (connect, reply) times of the results that were up.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 17)}, w)
-	e.reg.MustRegister(e.rounds, e.late, e.targets, e.last, e.changes, e.errs, e.duration, e.rtt, targetCollector{e},
+	e.reg.MustRegister(e.rounds, e.late, e.targets, e.last, e.changes, e.errs, e.duration, e.rtt,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return e
 }
@@ -278,37 +271,61 @@ func (e *Exporter) RoundEnd(r watch.Round) {
 	clear(e.at)
 }
 
-// targetCollector collects the per-target series from the snapshot.
-type targetCollector struct{ e *Exporter }
-
-func (c targetCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- upDesc
-	ch <- rttDesc
-}
-
-func (c targetCollector) Collect(ch chan<- prometheus.Metric) {
-	if c.e.collectHook != nil {
-		c.e.collectHook()
+// serveMetrics answers a scrape in Prometheus' text format: the registry's
+// families (a few hundred series), then the per-target families, rendered
+// once per snapshot and copied to every scrape of it. A registry holding
+// 20,000 per-target series instead spent most of a scrape sorting, checking
+// and encoding them anew each time (and gzip on top).
+func (e *Exporter) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	s := e.snap.Load()
+	mfs, err := e.reg.Gather()
+	if e.collectHook != nil {
+		e.collectHook() // mid-scrape: the round's counters gathered, its snapshot held
 	}
-	s := c.e.snap.Load()
-	if s == nil {
+	if err != nil && len(mfs) == 0 {
+		http.Error(w, "gather metrics: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
+	format := expfmt.NewFormat(expfmt.TypeTextPlain)
+	w.Header().Set("Content-Type", string(format))
+	bw := bufio.NewWriterSize(w, 64<<10)
+	enc := expfmt.NewEncoder(bw, format)
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			return // the client went away
+		}
+	}
+	if s != nil {
+		bw.Write(s.text())
+	}
+	bw.Flush()
+}
+
+// text renders the snapshot's per-target families, once.
+func (s *snapshot) text() []byte {
 	s.once.Do(func() {
-		ms := make([]prometheus.Metric, 0, 2*len(s.samples))
+		var b bytes.Buffer
+		b.Grow(len(s.samples) * (60 + 2*len(s.watch)))
+		w := labelEscaper.Replace(s.watch)
+		b.WriteString("# HELP fanout_up Whether the target was up in the watch's last finished round (1) or not (0), as blackbox_exporter's probe_success.\n# TYPE fanout_up gauge\n")
 		for _, x := range s.samples {
-			v := 0.0
+			v := "0"
 			if x.up {
-				v = 1
+				v = "1"
 			}
-			ms = append(ms, prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, v, s.watch, x.target))
+			fmt.Fprintf(&b, "fanout_up{target=\"%s\",watch=\"%s\"} %s\n", labelEscaper.Replace(x.target), w, v)
+		}
+		b.WriteString("# HELP fanout_rtt_seconds The target's round-trip (connect, reply) time in the watch's last finished round; absent when it measured none.\n# TYPE fanout_rtt_seconds gauge\n")
+		for _, x := range s.samples {
 			if x.rtt > 0 {
-				ms = append(ms, prometheus.MustNewConstMetric(rttDesc, prometheus.GaugeValue, x.rtt, s.watch, x.target))
+				fmt.Fprintf(&b, "fanout_rtt_seconds{target=\"%s\",watch=\"%s\"} %s\n", labelEscaper.Replace(x.target), w,
+					strconv.FormatFloat(x.rtt, 'g', -1, 64))
 			}
 		}
-		s.metrics = ms
+		s.rendered = b.Bytes()
 	})
-	for _, m := range s.metrics {
-		ch <- m
-	}
+	return s.rendered
 }
+
+// labelEscaper escapes a label value for the text format.
+var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
