@@ -94,11 +94,15 @@ func (s *Store) lockKey(id int64, busy func(pid int) error) error {
 		}
 		return fmt.Errorf("lock %s in %s: %s: %w", lockName(id), s.path, lockPath(s.path), err)
 	}
-	var b [lockSlot]byte
-	binary.LittleEndian.PutUint64(b[:], uint64(os.Getpid()))
-	if _, err := s.lock.f.WriteAt(b[:], off); err != nil {
-		s.unlockLocked(id)
-		return fmt.Errorf("lock %s in %s: %s: %w", lockName(id), s.path, lockPath(s.path), unwrapPathError(err))
+	// A sweep's range holds the pid for the next one's message; a watch's,
+	// beyond the sweeps' 64 MiB, is not written (the file stays small).
+	if id > 0 {
+		var b [lockSlot]byte
+		binary.LittleEndian.PutUint64(b[:], uint64(os.Getpid()))
+		if _, err := s.lock.f.WriteAt(b[:], off); err != nil {
+			s.unlockLocked(id)
+			return fmt.Errorf("lock %s in %s: %s: %w", lockName(id), s.path, lockPath(s.path), unwrapPathError(err))
+		}
 	}
 	s.lock.held[id] = true
 	return nil
@@ -152,8 +156,10 @@ func (s *Store) unlockSweep(id int64) {
 // unlockLocked clears the pid and releases the range; s.lock.mu is held.
 func (s *Store) unlockLocked(id int64) {
 	off := lockOffset(id)
-	var zero [lockSlot]byte
-	_, _ = s.lock.f.WriteAt(zero[:], off)
+	if id > 0 {
+		var zero [lockSlot]byte
+		_, _ = s.lock.f.WriteAt(zero[:], off)
+	}
 	lk := unix.Flock_t{Type: unix.F_UNLCK, Whence: 0, Start: off, Len: lockSlot}
 	_ = unix.FcntlFlock(s.lock.f.Fd(), setLock, &lk)
 	delete(s.lock.held, id)

@@ -178,12 +178,8 @@ func (r *WatchRecorder) begin(key string, js []byte, every time.Duration) (uint6
 	if err != nil {
 		return 0, s.describe("record watch in", err)
 	}
-	if err := s.lockKey(-r.id, func(pid int) error {
-		p := "pid unknown"
-		if pid > 0 {
-			p = fmt.Sprintf("pid %d", pid)
-		}
-		return fmt.Errorf("%s: watch %d is running (%s): one process polls a watch at a time: %w", s.path, r.id, p, ErrWatchRunning)
+	if err := s.lockKey(-r.id, func(int) error {
+		return fmt.Errorf("%s: watch %d is running in another process: one process polls a watch at a time: %w", s.path, r.id, ErrWatchRunning)
 	}); err != nil {
 		return 0, err
 	}

@@ -186,6 +186,9 @@ func TestWatchRetention(t *testing.T) {
 	if _, _, err := OpenWatch(path, spec, time.Second, WatchOptions{}); !errors.Is(err, ErrWatchRunning) {
 		t.Fatalf("second recorder of a running watch: %v, want ErrWatchRunning", err)
 	}
+	if st, err := os.Stat(path + "-lock"); err != nil || st.Size() > 4096 {
+		t.Fatalf("lock file: %v, size %d: the watches' locks are not written", err, st.Size())
+	}
 }
 
 // TestWatchHistory: a host that goes down for two rounds and comes back has
