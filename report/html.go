@@ -157,7 +157,14 @@ var funcs = template.FuncMap{
 		}
 		return s
 	},
-	"hw": func() float64 { return histW },
+	"hw":   func() float64 { return histW },
+	"pct2": func(v float64) string { return fmt.Sprintf("%.2f%%", 100*v) },
+	"ratio": func(a, b int) float64 {
+		if b == 0 {
+			return 0
+		}
+		return float64(a) / float64(b)
+	},
 	// Map labels, in cells: about 11px on a 512px map whatever its side.
 	"labelSize": func(side int) string { return fmt.Sprintf("%.2f", float64(side)/38) },
 	"labelPad":  func(side int) string { return fmt.Sprintf("%.2f", float64(side)/80) },

@@ -25,8 +25,62 @@ type Report struct {
 	RTT       Histogram
 	Slowest   []job.Result
 	Failing   []job.Result
-	Map       *Map // nil when the sweep has no IPv4 address
+	Map       *Map    // nil when the sweep has no IPv4 address
+	Uptime    *Uptime // nil unless the sweep is a round of a watch
 	Generated time.Time
+}
+
+// Uptime is the watch's availability over its kept rounds, when the sweep
+// is one of them: overall, and the least available targets.
+type Uptime struct {
+	Watch   int64
+	Round   uint64
+	Rounds  int  // rounds counted
+	Capped  bool // more were kept: only the last uptimeRounds count
+	Targets int
+	Overall float64 // up results / results
+	Lowest  []store.Uptime
+}
+
+// Bounds of the uptime section: the rounds it reads and the targets it lists.
+const (
+	uptimeRounds = 1000
+	uptimeLowest = 20
+)
+
+func buildUptime(ctx context.Context, st *store.Store, id int64) (*Uptime, error) {
+	rd, ok, err := st.RoundOf(id)
+	if err != nil || !ok {
+		return nil, err
+	}
+	rounds, err := st.Rounds(rd.Watch)
+	if err != nil {
+		return nil, err
+	}
+	ups, err := st.Uptimes(ctx, rd.Watch, uptimeRounds)
+	if err != nil {
+		return nil, err
+	}
+	u := &Uptime{Watch: rd.Watch, Round: rd.N, Rounds: min(len(rounds), uptimeRounds), Capped: len(rounds) > uptimeRounds, Targets: len(ups)}
+	var up, all int
+	for _, x := range ups {
+		up += x.Up
+		all += x.Rounds
+	}
+	if all > 0 {
+		u.Overall = float64(up) / float64(all)
+	}
+	sort.SliceStable(ups, func(i, j int) bool {
+		a, b := ups[i], ups[j]
+		return a.Up*b.Rounds < b.Up*a.Rounds // lower share up first
+	})
+	for _, x := range ups {
+		if len(u.Lowest) == uptimeLowest || x.Up == x.Rounds {
+			break
+		}
+		u.Lowest = append(u.Lowest, x)
+	}
+	return u, nil
 }
 
 // Map is the Hilbert-curve picture of an IPv4 block: Side×Side cells, each
@@ -94,6 +148,9 @@ func Build(ctx context.Context, st *store.Store, id int64) (*Report, error) {
 		return nil, err
 	}
 	if r.Failing, err = st.Failing(ctx, id, failingN); err != nil {
+		return nil, err
+	}
+	if r.Uptime, err = buildUptime(ctx, st, id); err != nil {
 		return nil, err
 	}
 	return r, nil

@@ -141,8 +141,8 @@ func TestMigrateToCounts(t *testing.T) {
 	old.Close()
 
 	s := mustOpen(t, path)
-	if v, _ := s.Schema(); v != 4 {
-		t.Fatalf("schema %d after migration, want 4", v)
+	if v, _ := s.Schema(); v != SchemaVersion {
+		t.Fatalf("schema %d after migration, want %d", v, SchemaVersion)
 	}
 	c, err := s.Counts(1)
 	if err != nil {

@@ -59,13 +59,19 @@ func lockPath(path string) string { return path + "-lock" }
 // another process, or another Store, holds it. Taking it again is a no-op.
 // CreateSweep and ResumeSweep take it themselves.
 func (s *Store) LockSweep(id int64) error {
+	if id < 1 || id >= 1<<(63-idxBits) {
+		return fmt.Errorf("lock sweep %d in %s: no such sweep id", id, s.path)
+	}
+	return s.lockKey(id, func(pid int) error { return &SweepRunningError{Path: s.path, ID: id, PID: pid} })
+}
+
+// lockKey takes the run lock of key: a sweep id, or -id for watch id (see
+// lockOffset). busy makes the error when another process holds it.
+func (s *Store) lockKey(id int64, busy func(pid int) error) error {
 	s.lock.mu.Lock()
 	defer s.lock.mu.Unlock()
 	if s.lock.held[id] {
 		return nil
-	}
-	if id < 1 || id >= 1<<(63-idxBits) {
-		return fmt.Errorf("lock sweep %d in %s: no such sweep id", id, s.path)
 	}
 	if s.lock.f == nil {
 		f, err := openLockFile(lockPath(s.path))
@@ -75,7 +81,7 @@ func (s *Store) LockSweep(id int64) error {
 		s.lock.f, s.lock.held = f, map[int64]bool{}
 	}
 	fd := int(s.lock.f.Fd())
-	off := id * lockSlot
+	off := lockOffset(id)
 	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: off, Len: lockSlot}
 	if err := unix.FcntlFlock(uintptr(fd), setLock, &lk); err != nil {
 		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
@@ -84,18 +90,38 @@ func (s *Store) LockSweep(id int64) error {
 			if n, _ := s.lock.f.ReadAt(b[:], off); n == lockSlot {
 				pid = int(binary.LittleEndian.Uint64(b[:]))
 			}
-			return &SweepRunningError{Path: s.path, ID: id, PID: pid}
+			return busy(pid)
 		}
-		return fmt.Errorf("lock sweep %d in %s: %s: %w", id, s.path, lockPath(s.path), err)
+		return fmt.Errorf("lock %s in %s: %s: %w", lockName(id), s.path, lockPath(s.path), err)
 	}
-	var b [lockSlot]byte
-	binary.LittleEndian.PutUint64(b[:], uint64(os.Getpid()))
-	if _, err := s.lock.f.WriteAt(b[:], off); err != nil {
-		s.unlockLocked(id)
-		return fmt.Errorf("lock sweep %d in %s: %s: %w", id, s.path, lockPath(s.path), unwrapPathError(err))
+	// A sweep's range holds the pid for the next one's message; a watch's,
+	// beyond the sweeps' 64 MiB, is not written (the file stays small).
+	if id > 0 {
+		var b [lockSlot]byte
+		binary.LittleEndian.PutUint64(b[:], uint64(os.Getpid()))
+		if _, err := s.lock.f.WriteAt(b[:], off); err != nil {
+			s.unlockLocked(id)
+			return fmt.Errorf("lock %s in %s: %s: %w", lockName(id), s.path, lockPath(s.path), unwrapPathError(err))
+		}
 	}
 	s.lock.held[id] = true
 	return nil
+}
+
+// lockOffset is where key's range starts in the lock file: sweeps first
+// (ids below 2^23), watches after them.
+func lockOffset(key int64) int64 {
+	if key < 0 {
+		return (1<<(63-idxBits) - key) * lockSlot
+	}
+	return key * lockSlot
+}
+
+func lockName(key int64) string {
+	if key < 0 {
+		return fmt.Sprintf("watch %d", -key)
+	}
+	return fmt.Sprintf("sweep %d", key)
 }
 
 // openLockFile opens (creating, mode 0600 whatever the umask) the lock file.
@@ -129,9 +155,11 @@ func (s *Store) unlockSweep(id int64) {
 
 // unlockLocked clears the pid and releases the range; s.lock.mu is held.
 func (s *Store) unlockLocked(id int64) {
-	off := id * lockSlot
-	var zero [lockSlot]byte
-	_, _ = s.lock.f.WriteAt(zero[:], off)
+	off := lockOffset(id)
+	if id > 0 {
+		var zero [lockSlot]byte
+		_, _ = s.lock.f.WriteAt(zero[:], off)
+	}
 	lk := unix.Flock_t{Type: unix.F_UNLCK, Whence: 0, Start: off, Len: lockSlot}
 	_ = unix.FcntlFlock(s.lock.f.Fd(), setLock, &lk)
 	delete(s.lock.held, id)

@@ -103,10 +103,42 @@ var migrations = []string{
 		host, COALESCE(addr, host) AS addr, port, status, class, error, rtt_ns, sent, recv,
 		rtt_min_ns, rtt_avg_ns, rtt_max_ns, exit_code, stdout, stderr, truncated, attempts,
 		start_ns, end_ns, worker FROM results;`,
+
+	// 5: the history of watches (see watch.go).
+	watchSchema,
 }
 
+// watchSchema is schema step 5: a watch, and its rounds, each a sweep.
+const watchSchema = `CREATE TABLE watches(
+		id          INTEGER PRIMARY KEY,
+		key         TEXT NOT NULL UNIQUE,   -- SHA-256 of the spec: the same command line is the same watch
+		spec        TEXT NOT NULL,          -- fanout.Spec as JSON
+		every_ns    INTEGER NOT NULL,
+		keep_ns     INTEGER NOT NULL DEFAULT 0,  -- retention by age (0: none)
+		keep_rounds INTEGER NOT NULL DEFAULT 0,  -- retention by count (0: none)
+		created_ns  INTEGER NOT NULL
+	);
+	-- Round n of watch w is sweep s (NULL while it is being created, or
+	-- when it could not be: a full disk). The row comes first: a round
+	-- number once used is never used again, even after kill -9.
+	CREATE TABLE rounds(
+		watch    INTEGER NOT NULL,
+		round    INTEGER NOT NULL,
+		sweep    INTEGER UNIQUE,
+		due_ns   INTEGER NOT NULL,
+		start_ns INTEGER NOT NULL,
+		end_ns   INTEGER,                   -- NULL: running, or killed
+		late     INTEGER NOT NULL DEFAULT 0,
+		targets  INTEGER NOT NULL DEFAULT 0,
+		up       INTEGER NOT NULL DEFAULT 0,
+		down     INTEGER NOT NULL DEFAULT 0,
+		error    INTEGER NOT NULL DEFAULT 0,
+		changes  INTEGER NOT NULL DEFAULT 0,
+		PRIMARY KEY(watch, round)
+	);`
+
 // SchemaVersion is the schema this fanout writes.
-const SchemaVersion = 4
+const SchemaVersion = 5
 
 // column is one column of results and how a Writer takes it from a Result.
 type column struct {

@@ -8,7 +8,7 @@
 // kill -9 of fanout; a power cut may roll back the last batches (never
 // corrupt the file), and resume redoes what they held.
 //
-// The file is plain SQLite, readable with sqlite3 (schema version 4):
+// The file is plain SQLite, readable with sqlite3 (schema version 5):
 //
 //	sweeps(id, job, spec, total, state, reason, created_ns)  -- spec: fanout.Spec as JSON
 //	lists(sweep, list, part, data)  -- the lines of the spec's "-" and @FILE targets
@@ -18,6 +18,9 @@
 //	        attempts, start_ns, end_ns, worker)
 //	result_counts(sweep, status, class, n)  -- kept as Results are written
 //	result_rows: results with sweep_idx split into sweep and idx, addr filled in
+//	watches(id, key, spec, every_ns, keep_ns, keep_rounds, created_ns)
+//	rounds(watch, round, sweep, due_ns, start_ns, end_ns, late, targets, up, down, error, changes)
+//	  -- round n of a watch is a sweep (see watch.go)
 //
 // for example: sqlite3 scan.db "SELECT host, rtt_ns/1e6 FROM result_rows
 // WHERE sweep=1 AND status='up' ORDER BY rtt_ns DESC LIMIT 10". In results
@@ -565,6 +568,11 @@ func (s *Store) ResumeSweep(id int64, version string) error {
 	if _, err := s.Sweep(id); err != nil {
 		return err
 	}
+	if rd, ok, err := s.RoundOf(id); err != nil {
+		return err
+	} else if ok {
+		return fmt.Errorf("sweep %d in %s is round %d of watch %d: a watch's round is not resumed (start the watch again: it goes on with round %d's successors)", id, s.path, rd.N, rd.Watch, rd.N)
+	}
 	if err := s.LockSweep(id); err != nil {
 		return err
 	}
@@ -679,7 +687,13 @@ func (s *Store) Last() (Sweep, error) {
 // LastUnfinished is the newest sweep that is not finished: the one resume
 // continues by default.
 func (s *Store) LastUnfinished() (Sweep, error) {
-	sw, err := s.sweeps(`WHERE s.state<>? ORDER BY s.id DESC LIMIT 1`, string(Finished))
+	where := `WHERE s.state<>?`
+	if ok, err := s.hasWatches(); err != nil {
+		return Sweep{}, err
+	} else if ok { // a watch's rounds are not resumed: the watch polls again
+		where += ` AND s.id NOT IN (SELECT sweep FROM rounds WHERE sweep IS NOT NULL)`
+	}
+	sw, err := s.sweeps(where+` ORDER BY s.id DESC LIMIT 1`, string(Finished))
 	if err != nil {
 		return Sweep{}, err
 	}

@@ -106,11 +106,32 @@ func pickSweep(st *store.Store, arg string) (store.Sweep, error) {
 		}
 		return sw, nil
 	}
+	if w, n, ok := store.ParseRoundRef(arg); ok {
+		return pickRound(st, w, n)
+	}
 	id, err := strconv.ParseInt(arg, 10, 64)
 	if err != nil || id < 1 {
-		return store.Sweep{}, usageErrorf("sweep %q: want a sweep id (a number, see `fanout sweeps %s`)", arg, st.Path())
+		return store.Sweep{}, usageErrorf("sweep %q: want a sweep id (a number, see `fanout sweeps %s`) or W:N, round N of watch W", arg, st.Path())
 	}
 	sw, err := st.Sweep(id)
+	if err != nil {
+		return sw, usageError(err)
+	}
+	return sw, nil
+}
+
+// pickRound is the sweep of round n of watch w (w 0: the file's only
+// watch; n 0: its last recorded round).
+func pickRound(st *store.Store, w int64, n uint64) (store.Sweep, error) {
+	wt, err := st.PickWatch(w)
+	if err != nil {
+		return store.Sweep{}, usageError(err)
+	}
+	rd, err := st.Round(wt.ID, n)
+	if err != nil {
+		return store.Sweep{}, usageError(err)
+	}
+	sw, err := st.Sweep(rd.Sweep)
 	if err != nil {
 		return sw, usageError(err)
 	}

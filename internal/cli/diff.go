@@ -58,9 +58,12 @@ failed for another reason (error class), and, for exec and ssh, whose exit code
 or stdout changed. Targets in only one sweep are listed as new or gone.
 
 With FILE_A FILE_B the last sweep of each file is compared; with FILE alone,
-its last two sweeps. Exit status: 0 no change, 1 changes, 2 usage error.`,
+its last two sweeps. A SWEEP is a sweep id, or W:N for round N of watch W
+(recorded by fanout watch --db; W:last is its last round).
+Exit status: 0 no change, 1 changes, 2 usage error.`,
 		Example: `  fanout diff scan.db 1 2
   fanout diff last-week.db today.db
+  fanout diff watch.db 1:40 1:last
   fanout diff -o jsonl fleet.db 4 5 | jq -r 'select(.change=="output") | .host'`,
 		Args: cobra.RangeArgs(1, 3),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -128,7 +131,8 @@ func diffSides(args []string) (a, b side, closeAll func(), err error) {
 	case 2: // two files, their last sweeps
 		for i, path := range args {
 			if _, serr := os.Stat(path); serr != nil {
-				if _, nerr := strconv.Atoi(path); nerr == nil {
+				_, nerr := strconv.Atoi(path)
+				if _, _, round := store.ParseRoundRef(path); nerr == nil || round {
 					return a, b, closeAll, usageErrorf("diff %s %s: want FILE SWEEP_A SWEEP_B or FILE_A FILE_B", args[0], args[1])
 				}
 			}

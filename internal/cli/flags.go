@@ -70,6 +70,12 @@ var flagRanges = map[string]flagRange{
 	"ack-wait":        {min: float64(100 * time.Millisecond), max: noMax},
 	"db-sweep":        {min: 1, max: math.MaxInt64, zero: "the newest matching sweep"},
 	"retention":       {min: float64(time.Second), max: float64(cluster.MaxRetention)},
+	"keep-rounds":     {min: 0, max: maxKeepRounds, zero: "no limit"},
+	"metrics-targets": {min: 0, max: maxMetricsTargets, zero: "no per-target series"},
+	"results watch":   {min: 0, max: math.MaxInt64, zero: "the file's only watch"},
+	"history watch":   {min: 0, max: math.MaxInt64, zero: "the file's only watch"},
+	"round":           {min: 0, max: math.MaxInt64, zero: "the last recorded round"},
+	"history port":    {min: 0, max: 65535, zero: "every port"},
 }
 
 // rangeOf is the range of cmd's flag name, and whether one is declared.
@@ -289,6 +295,9 @@ var flagNeeds = []struct{ flag, needs, why string }{
 	{"seed", "shuffle", "the seed orders targets only with --shuffle"},
 	{"detach", "server", "a local sweep cannot outlive this command"},
 	{"db-sweep", "db", "it names a sweep in the --db file"},
+	{"keep", "db", "it prunes the rounds the --db file keeps"},
+	{"keep-rounds", "db", "it prunes the rounds the --db file keeps"},
+	{"metrics-targets", "metrics", "it bounds the series --metrics serves"},
 }
 
 // annChecked marks a command whose Args checkFlags wrapped.

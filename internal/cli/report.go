@@ -24,9 +24,12 @@ With --html OUT.html, write one self-contained page (no network fetches): summar
 counts, an RTT histogram, error classes, the slowest and the failing hosts, and
 for IPv4 sweeps a Hilbert-curve map of the address space (neighbouring subnets
 stay neighbours; up in green, down in red; a /8 shows one cell per /24).
-Without it, print the summary, the RTT histogram and the slowest hosts.`,
+Without it, print the summary, the RTT histogram and the slowest hosts.
+For a round of a watch (--sweep W:N, W:last), both add each target's uptime
+over the watch's kept rounds (the last 1,000 at most), least available first.`,
 		Example: `  fanout report scan.db --html scan.html
-  fanout report scan.db --sweep 2`,
+  fanout report scan.db --sweep 2
+  fanout report watch.db --sweep 1:last --html watch.html`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := openDB(args[0])
@@ -46,6 +49,16 @@ Without it, print the summary, the RTT histogram and the slowest hosts.`,
 				out := cmd.OutOrStdout()
 				printStored(out, st.Path(), r.Sweep, r.Counts)
 				r.RTT.WriteText(out, 40)
+				if u := r.Uptime; u != nil {
+					fmt.Fprintf(out, "uptime over %d rounds of watch %d: %.2f%% of %d targets' results up\n", u.Rounds, u.Watch, 100*u.Overall, u.Targets)
+					for _, x := range u.Lowest[:min(5, len(u.Lowest))] {
+						name := output.Safe(x.Host)
+						if x.Port != 0 {
+							name += fmt.Sprintf(":%d", x.Port)
+						}
+						fmt.Fprintf(out, "  %-24s %6.2f%% (%d of %d rounds up)\n", name, 100*float64(x.Up)/float64(max(x.Rounds, 1)), x.Up, x.Rounds)
+					}
+				}
 				if len(r.Slowest) > 0 {
 					fmt.Fprintln(out, "slowest:")
 					for _, s := range r.Slowest[:min(5, len(r.Slowest))] {

@@ -21,16 +21,23 @@ func newResultsCmd() *cobra.Command {
 		sweep, format      string
 		alive, dead, quiet bool
 		statuses, classes  []string
+		watchID            int64
+		round              uint64
 	)
 	cmd := &cobra.Command{
 		Use:   "results FILE [flags]",
 		Short: "Print the Results stored in a fanout database",
 		Long: `Print the Results of one sweep stored with --db FILE, in index order, with the
 same formats as a live sweep (text, jsonl, csv). The summary and an RTT
-histogram go to stderr (-q to omit them). --sweep defaults to the last sweep.`,
+histogram go to stderr (-q to omit them). --sweep defaults to the last sweep.
+
+A watch recorded with fanout watch --db keeps each round as a sweep:
+--watch W --round N shows round N of watch W (--round alone: of the file's
+only watch; --watch alone: its last recorded round). --sweep W:N says the same.`,
 		Example: `  fanout results scan.db --dead
   fanout results scan.db --sweep 2 --class timeout -o csv
-  fanout results scan.db -o jsonl | jq -r 'select(.rtt_ms > 100) | .host'`,
+  fanout results scan.db -o jsonl | jq -r 'select(.rtt_ms > 100) | .host'
+  fanout results watch.db --watch 1 --round 42 --dead`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			q := store.Query{}
@@ -61,7 +68,12 @@ histogram go to stderr (-q to omit them). --sweep defaults to the last sweep.`,
 				return err
 			}
 			defer st.Close()
-			sw, err := pickSweep(st, sweep)
+			var sw store.Sweep
+			if fl := cmd.Flags(); fl.Changed("watch") || fl.Changed("round") {
+				sw, err = pickRound(st, watchID, round)
+			} else {
+				sw, err = pickSweep(st, sweep)
+			}
 			if err != nil {
 				return err
 			}
@@ -100,7 +112,9 @@ histogram go to stderr (-q to omit them). --sweep defaults to the last sweep.`,
 	}
 	fl := cmd.Flags()
 	fl.SortFlags = false
-	fl.StringVar(&sweep, "sweep", "", "sweep id (default: the last sweep in FILE)")
+	fl.StringVar(&sweep, "sweep", "", "sweep id, or W:N for round N of watch W (default: the last sweep in FILE)")
+	fl.Int64Var(&watchID, "watch", 0, "show a round of this watch (see --round; 0 = the file's only watch)")
+	fl.Uint64Var(&round, "round", 0, "with a watch: show this round (0 = its last recorded round)")
 	fl.StringVarP(&format, "output", "o", "text", "result format: text, jsonl or csv")
 	fl.BoolVar(&alive, "alive", false, "show only targets that are up")
 	fl.BoolVar(&dead, "dead", false, "show only targets that are not up")
@@ -108,6 +122,8 @@ histogram go to stderr (-q to omit them). --sweep defaults to the last sweep.`,
 	fl.StringSliceVar(&classes, "class", nil, "show only these error classes: timeout, refused, exit, ... (repeatable or comma-separated)")
 	fl.BoolVarP(&quiet, "quiet", "q", false, "no summary or histogram on stderr")
 	exclusive(cmd, "alive", "dead", "status")
+	exclusive(cmd, "sweep", "watch")
+	exclusive(cmd, "sweep", "round")
 	return cmd
 }
 
