@@ -18,11 +18,11 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	fanout "github.com/fanout/fanout"
 	"github.com/fanout/fanout/engine"
 	"github.com/fanout/fanout/internal/testwait"
 	"github.com/fanout/fanout/job"
 	sshjob "github.com/fanout/fanout/job/ssh"
+	"github.com/fanout/fanout/spec"
 	"github.com/fanout/fanout/target"
 )
 
@@ -47,7 +47,7 @@ func (s sleepJob) Run(ctx context.Context, t target.Target) job.Result {
 }
 
 func init() {
-	job.Register("clustertest-sleep", func(o json.RawMessage) (job.Job, error) {
+	job.Register("clustertest-sleep", job.Traits{TaskSize: [2]uint64{16, 256}}, func(o json.RawMessage) (job.Job, error) {
 		var s sleepJob
 		if len(o) > 0 {
 			if err := json.Unmarshal(o, &s); err != nil {
@@ -246,9 +246,9 @@ func (tc *testCluster) client(ctx context.Context) *Client {
 }
 
 // sleepSpec is a sweep of n targets (127.0.0.0 onwards) of delay ms each.
-func sleepSpec(n int, delayMS int) fanout.Spec {
+func sleepSpec(n int, delayMS int) spec.Spec {
 	last := uint32(0x7f000000) + uint32(n) - 1
-	return fanout.Spec{
+	return spec.Spec{
 		Job: "clustertest-sleep", JobOptions: json.RawMessage(fmt.Sprintf(`{"DelayMS":%d}`, delayMS)),
 		Targets: []string{fmt.Sprintf("127.0.0.0-%d.%d.%d.%d", last>>24, last>>16&255, last>>8&255, last&255)},
 	}

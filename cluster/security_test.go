@@ -28,11 +28,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/crypto/ssh"
 
-	fanout "github.com/fanout/fanout"
 	"github.com/fanout/fanout/internal/lab"
 	"github.com/fanout/fanout/job"
 	_ "github.com/fanout/fanout/job/exec" // the kind an attacker wants to run
 	sshjob "github.com/fanout/fanout/job/ssh"
+	"github.com/fanout/fanout/spec"
 )
 
 // attacker is a bare nats.go client: it writes on the bus whatever it
@@ -92,9 +92,9 @@ func (a *attacker) publish(t *testing.T, ctx context.Context, subject string, da
 
 // touchSpec is an exec sweep of n loopback targets that creates
 // dir/pwned-<index>: the proof that a command ran on a worker.
-func touchSpec(dir string, n int) fanout.Spec {
+func touchSpec(dir string, n int) spec.Spec {
 	opts, _ := json.Marshal(map[string]any{"argv": []string{"touch", filepath.Join(dir, "pwned-{index}")}})
-	return fanout.Spec{Job: "exec", JobOptions: opts, Targets: []string{fmt.Sprintf("127.0.0.1-127.0.0.%d", n)}}
+	return spec.Spec{Job: "exec", JobOptions: opts, Targets: []string{fmt.Sprintf("127.0.0.1-127.0.0.%d", n)}}
 }
 
 func noneRan(t *testing.T, dir string) {
@@ -207,10 +207,10 @@ func (l *sshLab) local(policy, known string) string {
 
 // spec is an ssh sweep of the lab host (one target: the lab listens on
 // 127.0.0.1 only) with cfg.
-func (l *sshLab) spec(cfg sshjob.Config) fanout.Spec {
+func (l *sshLab) spec(cfg sshjob.Config) spec.Spec {
 	cfg.User, cfg.Port = l.user, l.fleet.Port
 	opts, _ := json.Marshal(cfg)
-	return fanout.Spec{Job: sshjob.Kind, JobOptions: opts, Targets: []string{"127.0.0.1"}}
+	return spec.Spec{Job: sshjob.Kind, JobOptions: opts, Targets: []string{"127.0.0.1"}}
 }
 
 // Finding 2: a sweep's ssh options chose the worker's known_hosts path and

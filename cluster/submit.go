@@ -17,9 +17,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	fanout "github.com/fanout/fanout"
 	"github.com/fanout/fanout/engine"
 	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/spec"
 	"github.com/fanout/fanout/target"
 )
 
@@ -30,13 +30,13 @@ var ErrNoSweep = errors.New("no such sweep on this server")
 // once (KV Create) and never changed: its SHA-256 is the sweep's digest,
 // which the submitter prints, its tasks carry and attach checks.
 type Record struct {
-	ID        string      `json:"id"`
-	Spec      fanout.Spec `json:"spec"`
-	Total     uint64      `json:"total"`     // targets in the sweep's order
-	TaskSize  uint64      `json:"task_size"` // targets per task (the last may be short)
-	Tasks     uint64      `json:"tasks"`
-	Submitted time.Time   `json:"submitted"`
-	Submitter string      `json:"submitter"`
+	ID        string    `json:"id"`
+	Spec      spec.Spec `json:"spec"`
+	Total     uint64    `json:"total"`     // targets in the sweep's order
+	TaskSize  uint64    `json:"task_size"` // targets per task (the last may be short)
+	Tasks     uint64    `json:"tasks"`
+	Submitted time.Time `json:"submitted"`
+	Submitter string    `json:"submitter"`
 	// Retention is how long the server keeps the spec, tasks and results
 	// (per-message TTLs); a task not run by then is dropped.
 	Retention time.Duration `json:"retention_ns,omitempty"`
@@ -112,25 +112,19 @@ func (rec Record) visit(max uint64) (target.Set, target.Order, error) {
 	return set, order, nil
 }
 
-// taskSizes bound how many targets one task carries, per job kind: many
-// cheap ICMP or TCP probes, few slow SSH sessions or local commands. A task
-// has a fixed cost (a fetch, a batch socket, a results message, an ack), so
-// ICMP tasks stay large even when that leaves few of them.
-var taskSizes = map[string]struct{ min, max uint64 }{
-	"ping": {4096, 4096},
-	"tcp":  {128, 1024},
-	"exec": {4, 64},
-	"ssh":  {1, 16},
-}
+// defaultTaskSize bounds the tasks of a kind this process has not
+// registered (a library user's, known to its workers only).
+var defaultTaskSize = [2]uint64{16, 256}
 
 // TaskSize is the task size for a sweep of n targets of kind: enough tasks
-// (64) for many workers to share, within the kind's bounds.
+// (64) for many workers to share, within the kind's bounds (its registered
+// job.Traits.TaskSize: many cheap probes, few slow commands).
 func TaskSize(kind string, n uint64) uint64 {
-	b, ok := taskSizes[kind]
-	if !ok {
-		b.min, b.max = 16, 256
+	b := defaultTaskSize
+	if t, ok := job.TraitsOf(kind); ok {
+		b = t.TaskSize
 	}
-	return max(1, min(b.max, max(b.min, (n+63)/64), n))
+	return max(1, min(b[1], max(b[0], (n+63)/64), n))
 }
 
 // Client talks to a cluster as a submitter or for status.
@@ -163,7 +157,7 @@ type SubmitOptions struct {
 // bytes of the job's options (ssh --stdin) are kept beside the record, not
 // in it. It returns the sweep's record, Digest included; results are read
 // with Collect.
-func (c *Client) Submit(ctx context.Context, spec fanout.Spec, o SubmitOptions) (Record, error) {
+func (c *Client) Submit(ctx context.Context, spec spec.Spec, o SubmitOptions) (Record, error) {
 	spec, err := spec.Inline(nil)
 	if err != nil {
 		return Record{}, err

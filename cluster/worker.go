@@ -61,22 +61,26 @@ func decodeTask(subject string, data []byte) (task, error) {
 	return t, nil
 }
 
-// DefaultAllow is every registered job kind but exec and ssh: exec runs
-// arbitrary local commands on the worker, and ssh logs in elsewhere with
-// the worker's keys, so a worker must opt in to them.
+// DefaultAllow is every registered job kind but those that run local
+// commands on the worker (exec) or log in elsewhere with its keys (ssh)
+// (job.Traits Local, LendsIdentity): a worker must opt in to them.
 func DefaultAllow() []string {
 	var out []string
 	for _, k := range job.Kinds() {
-		if k != "exec" && k != "ssh" {
+		if t, _ := job.TraitsOf(k); !t.Local && !t.LendsIdentity {
 			out = append(out, k)
 		}
 	}
 	return out
 }
 
-// confinedKinds are the job kinds a worker runs only with a Confine of its
-// own: their options name files and keys of the machine that runs them.
-var confinedKinds = []string{"ssh"}
+// confined reports whether a worker runs kind only with a Confine of its
+// own: its options name files and keys of the machine that runs it
+// (job.Traits.LendsIdentity).
+func confined(kind string) bool {
+	t, _ := job.TraitsOf(kind)
+	return t.LendsIdentity
+}
 
 // WorkerOptions configure a worker.
 type WorkerOptions struct {
@@ -89,7 +93,8 @@ type WorkerOptions struct {
 	// Confine, per job kind, rewrites a sweep's job options (from the bus:
 	// untrusted) into what runs here, or refuses them: the worker's own
 	// files, keys and policies replace the spec's (ssh: job/ssh.Confine).
-	// A kind of confinedKinds ("ssh") may be allowed only with one.
+	// A kind that lends the worker's identity (job.Traits.LendsIdentity:
+	// ssh) may be allowed only with one.
 	Confine map[string]func(options json.RawMessage) (json.RawMessage, error)
 }
 
@@ -151,7 +156,7 @@ func NewWorker(ctx context.Context, nc *nats.Conn, o WorkerOptions) (*Worker, er
 	allow := map[string]bool{}
 	for _, k := range o.Allow {
 		allow[k] = true
-		if slices.Contains(confinedKinds, k) && o.Confine[k] == nil {
+		if confined(k) && o.Confine[k] == nil {
 			return nil, fmt.Errorf("allow %s: a worker runs %s sweeps only with its own files and keys (WorkerOptions.Confine[%q])", k, k, k)
 		}
 	}

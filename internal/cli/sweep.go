@@ -61,8 +61,7 @@ type sweepFlags struct {
 
 	cluster *clusterFlags // --server, --detach and credentials (submit.go)
 
-	// Not flags: what the command tells runSweep about its job.
-	fdsPerTarget int // open files one target in flight needs, to fit -c under ulimit -n
+	// Not flags: what the command tells runSweep about its output.
 	// results, when set, builds the writer of the text format (ssh: output
 	// lines prefixed by host, or gathered); a nil Writer keeps the default.
 	results func(w, stderr io.Writer) (output.Writer, error)
@@ -72,8 +71,7 @@ type sweepFlags struct {
 
 // sweepDefaults are the per-command defaults of the sweep flags.
 type sweepDefaults struct {
-	Timeout      time.Duration // per attempt; 0 = none
-	FDsPerTarget int
+	Timeout time.Duration // per attempt; 0 = none
 	// Refuse names the sweep flags the command does not use, each with the
 	// reason it is refused: they are hidden from help (refuseFlag).
 	Refuse map[string]string
@@ -81,7 +79,7 @@ type sweepDefaults struct {
 
 // addSweepFlags binds the shared flags to cmd.
 func addSweepFlags(cmd *cobra.Command, d sweepDefaults) *sweepFlags {
-	f := &sweepFlags{fdsPerTarget: d.FDsPerTarget}
+	f := &sweepFlags{}
 	// Defined apart, then added to cmd in order, refused ones refused.
 	fl := pflag.NewFlagSet(cmd.Name(), pflag.ContinueOnError)
 	fl.SortFlags = false
@@ -212,7 +210,9 @@ func runSweep(cmd *cobra.Command, f *sweepFlags, spec fanout.Spec) error {
 	if err != nil {
 		return err
 	}
-	p.opts.Concurrency = fitConcurrency(stderr, p.opts.Concurrency, f.fdsPerTarget)
+	// The kind says how many files a target in flight holds.
+	traits, _ := job.TraitsOf(spec.Job)
+	p.opts.Concurrency = fitConcurrency(stderr, p.opts.Concurrency, traits.FDsPerTarget)
 
 	// 2. Sinks. Opened before the sweep: an unwritable --output-file is a
 	// usage error, not a lost sweep.
