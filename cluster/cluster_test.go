@@ -46,6 +46,20 @@ func (s sleepJob) Run(ctx context.Context, t target.Target) job.Result {
 	return r
 }
 
+// submit submits s with its target count, which it visits first as the
+// CLI builds its plan before it submits.
+func submit(ctx context.Context, c *Client, s spec.Spec, o SubmitOptions) (Record, error) {
+	in, err := s.Inline(nil)
+	if err != nil {
+		return Record{}, err
+	}
+	_, order, err := in.Visit()
+	if err != nil {
+		return Record{}, err
+	}
+	return c.Submit(ctx, s, order.Len(), o)
+}
+
 func init() {
 	job.Register("clustertest-sleep", job.Traits{TaskSize: [2]uint64{16, 256}}, func(o json.RawMessage) (job.Job, error) {
 		var s sleepJob
@@ -350,7 +364,7 @@ func TestKillWorkerMidSweep(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang)
 	defer cancel()
 	c := tc.client(ctx)
-	rec, err := c.Submit(ctx, sleepSpec(n, 15), SubmitOptions{})
+	rec, err := submit(ctx, c, sleepSpec(n, 15), SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,7 +393,7 @@ func TestRestartServerMidSweep(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang)
 	defer cancel()
 	c := tc.client(ctx)
-	rec, err := c.Submit(ctx, sleepSpec(n, 15), SubmitOptions{})
+	rec, err := submit(ctx, c, sleepSpec(n, 15), SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,7 +422,7 @@ func TestReattach(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang)
 	defer cancel()
 	c := tc.client(ctx)
-	rec, err := c.Submit(ctx, sleepSpec(n, 10), SubmitOptions{})
+	rec, err := submit(ctx, c, sleepSpec(n, 10), SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -453,7 +467,7 @@ func TestWorkerLeavesKindItDoesNotAllow(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang)
 	defer cancel()
 	c := tc.client(ctx)
-	rec, err := c.Submit(ctx, sleepSpec(n, 1), SubmitOptions{TaskSize: 100})
+	rec, err := submit(ctx, c, sleepSpec(n, 1), SubmitOptions{TaskSize: 100})
 	if err != nil {
 		t.Fatal(err)
 	}

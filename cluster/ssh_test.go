@@ -75,7 +75,7 @@ func TestSSHSweepThroughCluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang)
 	defer cancel()
 	c := tc.client(ctx)
-	rec, err := c.Submit(ctx, spec, SubmitOptions{})
+	rec, err := submit(ctx, c, spec, SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -151,13 +152,18 @@ type SubmitOptions struct {
 	Retention time.Duration
 }
 
-// Submit puts spec into the sweeps bucket and publishes its tasks. "@FILE"
-// targets are read here (the spec carries them to the workers, which never
-// read a file a spec names); "-" is an error (Spec.Inline it first). Stdin
-// bytes of the job's options (ssh --stdin) are kept beside the record, not
-// in it. It returns the sweep's record, Digest included; results are read
-// with Collect.
-func (c *Client) Submit(ctx context.Context, spec spec.Spec, o SubmitOptions) (Record, error) {
+// Submit puts spec into the sweeps bucket and publishes its tasks. n is
+// the number of targets the spec visits (the length of the order that
+// Spec.Build or Spec.Visit gives): the caller has built or visited the
+// sweep already, so Submit neither parses its targets again nor builds its
+// job (an ssh job reads keys and may ask a passphrase). Workers and the
+// collector check n against the spec and refuse a record whose count is
+// not the spec's. "@FILE" targets are read here (the spec carries them to
+// the workers, which never read a file a spec names); "-" is an error
+// (Spec.Inline it first). Stdin bytes of the job's options (ssh --stdin)
+// are kept beside the record, not in it. It returns the sweep's record,
+// Digest included; results are read with Collect.
+func (c *Client) Submit(ctx context.Context, spec spec.Spec, n uint64, o SubmitOptions) (Record, error) {
 	spec, err := spec.Inline(nil)
 	if err != nil {
 		return Record{}, err
@@ -166,11 +172,9 @@ func (c *Client) Submit(ctx context.Context, spec spec.Spec, o SubmitOptions) (R
 	if err != nil {
 		return Record{}, err
 	}
-	_, order, err := spec.Visit()
-	if err != nil {
-		return Record{}, err
+	if max := cmp.Or(spec.MaxTargets, target.DefaultMaxTargets); n > max {
+		return Record{}, fmt.Errorf("%w: %d targets, more than the limit of %d; raise it with --max-targets N", target.ErrTooMany, n, max)
 	}
-	n := order.Len()
 	id := o.ID
 	if id == "" {
 		id = NewSweepID()
