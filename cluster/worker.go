@@ -17,7 +17,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/time/rate"
 
 	"github.com/fanout/fanout/engine"
 	"github.com/fanout/fanout/job"
@@ -100,11 +99,14 @@ type WorkerOptions struct {
 
 // Worker pulls tasks and runs them with the local engine.
 type Worker struct {
-	opts  WorkerOptions
-	nc    *nats.Conn
-	s     *setup
-	cons  jetstream.Consumer
-	gate  *gate
+	opts WorkerOptions
+	nc   *nats.Conn
+	s    *setup
+	cons jetstream.Consumer
+	// gate bounds the targets in flight across all the tasks the worker
+	// runs at once (its -c), so that it can hold several small tasks (ssh)
+	// or overlap the tail of one big task with the start of the next.
+	gate  *engine.Gate
 	allow map[string]bool
 	// batchMu runs one batch task at a time: a raw ICMP socket receives
 	// every reply on the host, so two batches at once would each read both
@@ -132,7 +134,7 @@ type sweepRun struct {
 	order target.Order
 	job   job.Job
 	chk   *checker      // tells the sweep's results from others (read back)
-	rate  *rate.Limiter // --rate, per worker across the sweep's tasks; nil: none
+	rate  *engine.Pacer // --rate, per worker across the sweep's tasks; nil: none
 	used  time.Time
 	err   error // a refusal (*leaveError), cached like a sweep
 }
@@ -169,7 +171,7 @@ func NewWorker(ctx context.Context, nc *nats.Conn, o WorkerOptions) (*Worker, er
 		return nil, fmt.Errorf("consumer %s/%s: %w", TasksStream, WorkerConsumer, err)
 	}
 	return &Worker{
-		opts: o, nc: nc, s: s, cons: cons, gate: newGate(o.Concurrency), allow: allow,
+		opts: o, nc: nc, s: s, cons: cons, gate: engine.NewGate(o.Concurrency), allow: allow,
 		sweeps: map[string]*sweepRun{}, active: map[string]int{}, refused: map[string]time.Time{},
 		started: time.Now(),
 	}, nil
@@ -407,23 +409,16 @@ func (w *Worker) runTask(ctx context.Context, t task, sr *sweepRun, msg jetstrea
 	if spec.Concurrency > 0 && spec.Concurrency < opts.Concurrency {
 		opts.Concurrency = spec.Concurrency
 	}
+	// Every task's targets take a slot of the worker's one gate (its -c
+	// across tasks; an attempt's timeout starts once it has one), and the
+	// sweep's --rate is shared by this worker's tasks of it.
+	opts.Gate, opts.Pacer = w.gate, sr.rate
 	j := sr.job
 	_, batch := j.(job.Batcher)
-	taken := 0
 	if batch {
-		// A batch task takes its slots of the gate in bulk, once: cheaper
-		// than one gate hop per target, and only one batch runs at a time.
+		// Only one batch runs at a time (see batchMu).
 		w.batchMu.Lock()
 		opts.Concurrency = int(min(uint64(opts.Concurrency), t.Hi-t.Lo))
-		for taken < opts.Concurrency && w.gate.acquire(tctx) {
-			taken++
-		}
-		opts.Concurrency = max(taken, 1)
-	} else {
-		// The gate applies the timeout once the attempt has a slot, and the
-		// rate across all of this worker's tasks of the sweep.
-		j = gated(j, w.gate, spec.Timeout, sr.rate)
-		opts.Timeout, opts.Rate = 0, 0
 	}
 	// Results stream out while the task runs, every flushEvery results or
 	// second, so the submitter is not left waiting for a whole task and a
@@ -458,9 +453,6 @@ func (w *Worker) runTask(ctx context.Context, t task, sr *sweepRun, msg jetstrea
 	})
 	stopInflight()
 	if batch {
-		for ; taken > 0; taken-- {
-			w.gate.release()
-		}
 		w.batchMu.Unlock()
 	}
 	t1 := time.Now()
@@ -636,9 +628,7 @@ func (w *Worker) rebuild(ctx context.Context, rec Record) (*sweepRun, error) {
 		return nil, fmt.Errorf("%w: sweep %s: %d targets here, %d in its record (different fanout versions?)", errBadTask, rec.ID, order.Len(), rec.Total)
 	}
 	sr := &sweepRun{rec: rec, set: set, order: order, job: j, chk: &checker{rec: rec, set: set, order: order}}
-	if rec.Spec.Rate > 0 {
-		sr.rate = rate.NewLimiter(rate.Limit(rec.Spec.Rate), 1)
-	}
+	sr.rate = engine.NewPacer(rec.Spec.Rate)
 	return sr, nil
 }
 
