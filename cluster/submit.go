@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/fanout/fanout/engine"
+	"github.com/fanout/fanout/internal/backoff"
 	"github.com/fanout/fanout/job"
 	"github.com/fanout/fanout/spec"
 	"github.com/fanout/fanout/target"
@@ -393,6 +394,9 @@ func resultChunk(id, subject string) (uint64, bool) {
 	return chunk, true
 }
 
+// collectRetry spaces a collector's reads while the server is away.
+var collectRetry = backoff.Policy{Base: 100 * time.Millisecond, Max: 2 * time.Second}
+
 // Collect streams sweep id's results, each index once, until every target
 // has a Result or ctx is done. It replays from the start of the results
 // stream, so a restarted or re-attached submitter gets everything; the
@@ -444,6 +448,7 @@ func (c *Client) Collect(ctx context.Context, id string, o CollectOptions) error
 	}
 	seen := newBitmap(rec.Total) // by position in the order
 	var done uint64
+	fails := 0 // reads failed in a row
 	cons, err := c.s.js.OrderedConsumer(ctx, ResultsStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{resultsPrefix + id + ".>"},
 	})
@@ -468,9 +473,11 @@ func (c *Client) Collect(ctx context.Context, id string, o CollectOptions) error
 			}
 			// Server gone for a while: the ordered consumer recreates itself
 			// from the last sequence it delivered once it is back.
-			sleepCtx(ctx, 100*time.Millisecond)
+			fails++
+			backoff.Sleep(ctx, collectRetry.Delay(fails))
 			continue
 		}
+		fails = 0
 		chunk, ok := resultChunk(id, msg.Subject())
 		if !ok || chunk >= rec.Tasks {
 			drop.Malformed.Add(1)

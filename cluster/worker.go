@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/fanout/fanout/engine"
+	"github.com/fanout/fanout/internal/backoff"
 	"github.com/fanout/fanout/job"
 	"github.com/fanout/fanout/target"
 )
@@ -244,12 +245,13 @@ func (w *Worker) Run(ctx context.Context) error {
 	// task's targets fill the slots the current one's tail frees, and no
 	// task waits long enough to expire.
 	limit := int64(w.opts.Concurrency + w.opts.Concurrency/2)
-	// After refusing a task, wait before the next fetch (doubling up to 1s)
-	// so a worker that can run nothing queued does not churn the queue.
-	var backoff time.Duration
+	// After refusing a task, wait before the next fetch (refuseRetry) so
+	// that a worker that can run nothing queued does not churn the queue;
+	// after a failed fetch, likewise (fetchRetry).
+	refusals, fetchFails := 0, 0
 	for ctx.Err() == nil {
-		if backoff > 0 {
-			sleepCtx(ctx, backoff)
+		if refusals > 0 {
+			backoff.Sleep(ctx, refuseRetry.Delay(refusals))
 		}
 		if w.outstanding.Load() >= limit {
 			select {
@@ -266,9 +268,11 @@ func (w *Worker) Run(ctx context.Context) error {
 				break
 			}
 			w.opts.Logf("fetch: %v", err)
-			sleepCtx(ctx, time.Second)
+			fetchFails++
+			backoff.Sleep(ctx, fetchRetry.Delay(fetchFails))
 			continue
 		}
+		fetchFails = 0
 		for msg := range batch.Messages() {
 			t, err := decodeTask(msg.Subject(), msg.Data())
 			if err != nil {
@@ -278,7 +282,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			if !w.allow[t.Job] {
 				w.refuse(t, msg, fmt.Sprintf("is job kind %q, not allowed here (--allow %s)", t.Job, strings.Join(w.opts.Allow, ",")))
-				backoff = min(max(2*backoff, 50*time.Millisecond), time.Second)
+				refusals++
 				continue
 			}
 			sr, err := w.sweep(ctx, t)
@@ -292,7 +296,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			switch {
 			case errors.As(err, &leave):
 				w.refuse(t, msg, leave.Error())
-				backoff = min(max(2*backoff, 50*time.Millisecond), time.Second)
+				refusals++
 				continue
 			case errors.Is(err, ErrNoSweep), errors.Is(err, errBadTask):
 				// Deleted, expired, rewritten or forged: it will never run.
@@ -304,7 +308,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				_ = msg.NakWithDelay(5 * time.Second)
 				continue
 			}
-			backoff = 0
+			refusals = 0
 			w.outstanding.Add(int64(t.Hi - t.Lo))
 			w.hold(t.Sweep, 1)
 			wg.Add(1)
@@ -751,9 +755,10 @@ func (p *chunkPublisher) storedIndexes(ctx context.Context, subj string) (map[ui
 	return have, nil
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
-	}
-}
+// The waits of a worker's fetch loop (internal/backoff's one rule): after
+// refusing tasks, from 50 ms doubling to 1 s; after a failed fetch, from
+// 250 ms doubling to 2 s.
+var (
+	refuseRetry = backoff.Policy{Base: 50 * time.Millisecond, Max: time.Second}
+	fetchRetry  = backoff.Policy{Base: 250 * time.Millisecond, Max: 2 * time.Second}
+)
