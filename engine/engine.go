@@ -119,8 +119,9 @@ type InPlace interface {
 // goroutine it started outlives it. c may be nil.
 //
 // At most opts.Concurrency targets are in flight (a Result waiting for emit
-// counts as in flight), and targets start at no more than opts.Rate per
-// second. Each attempt gets its own ctx with opts.Timeout; an attempt whose
+// counts as in flight), no more than opts.Gate's slots across the Runs that
+// share it, and targets start at no more than opts.Rate per second (or
+// opts.Pacer's rate, shared likewise). Each attempt gets its own ctx with opts.Timeout; an attempt whose
 // Class is retryable (timeout, refused) is retried up to opts.Retries times
 // after a doubling, jittered backoff, keeping its slot meanwhile. The engine
 // sets Result.Index and Attempts, and Start/End, Host, Addr, Port and Job

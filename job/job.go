@@ -1,7 +1,8 @@
 // Package job defines what every job kind shares: the Job interface, the
 // Result envelope that every kind fills, and the registry that rebuilds a job
 // from its kind name and JSON options (how a cluster worker or a resumed sweep
-// gets the same job back).
+// gets the same job back) and holds each kind's Traits (what the rest of
+// fanout knows of a kind without building its job).
 package job
 
 import (
