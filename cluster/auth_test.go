@@ -205,7 +205,7 @@ func TestThreeServerCluster(t *testing.T) {
 	defer func() { stop(); <-done }()
 
 	const n = 1000
-	rec, err := sub.Submit(ctx, sleepSpec(n, 1), SubmitOptions{})
+	rec, err := submit(ctx, sub, sleepSpec(n, 1), SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,6 @@ import (
 	"errors"
 	"fmt"
 	"log"
-	mrand "math/rand/v2"
 	"net"
 	"net/url"
 	"os"
@@ -34,6 +33,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/fanout/fanout/internal/backoff"
 )
 
 // Names of what the cluster keeps on the server.
@@ -149,23 +150,13 @@ func GenToken() (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
-// Reconnect backoff: the first retry after reconnectMin, doubling up to
-// reconnectMax, each with up to a quarter more at random so that many
-// workers do not knock on a restarted server at the same instant.
-const (
-	reconnectMin = 250 * time.Millisecond
-	reconnectMax = 5 * time.Second
-	// logEvery bounds how often one connection problem is logged.
-	logEvery = time.Minute
-)
+// reconnectRetry spaces reconnections: from 250 ms, doubling up to 5 s,
+// jittered (the one rule of internal/backoff) so that many workers do not
+// knock on a restarted server at the same instant.
+var reconnectRetry = backoff.Policy{Base: 250 * time.Millisecond, Max: 5 * time.Second}
 
-func reconnectDelay(attempt int) time.Duration {
-	d := reconnectMax
-	if attempt < 16 {
-		d = min(reconnectMax, reconnectMin<<max(attempt-1, 0))
-	}
-	return d + time.Duration(mrand.Int64N(int64(d)/4+1))
-}
+// logEvery bounds how often one connection problem is logged.
+const logEvery = time.Minute
 
 // Connect dials the NATS server at url with creds. Without credentials, a
 // loopback url whose server made its own (LocalSeedFile) gets those. The
@@ -188,7 +179,7 @@ func Connect(ctx context.Context, serverURL string, creds Credentials, name stri
 	opts := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
-		nats.CustomReconnectDelay(reconnectDelay),
+		nats.CustomReconnectDelay(reconnectRetry.Delay), // nats counts attempts from 1
 		// Without it nats.go gives up for good on the second refusal of
 		// the same server, and a worker never resumes after the server
 		// comes back with its credentials.
@@ -401,7 +392,7 @@ func ensureMode(ctx context.Context, nc *nats.Conn, update bool) (*setup, error)
 		if errors.As(err, &apiErr) && apiErr.Code != 503 {
 			return nil, err // a real refusal (permissions, config), not "not ready"
 		}
-		sleepCtx(ctx, 200*time.Millisecond)
+		backoff.Sleep(ctx, 200*time.Millisecond) // a poll until JetStream is ready
 	}
 }
 

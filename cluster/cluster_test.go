@@ -18,11 +18,11 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	fanout "github.com/fanout/fanout"
 	"github.com/fanout/fanout/engine"
 	"github.com/fanout/fanout/internal/testwait"
 	"github.com/fanout/fanout/job"
 	sshjob "github.com/fanout/fanout/job/ssh"
+	"github.com/fanout/fanout/spec"
 	"github.com/fanout/fanout/target"
 )
 
@@ -46,8 +46,22 @@ func (s sleepJob) Run(ctx context.Context, t target.Target) job.Result {
 	return r
 }
 
+// submit submits s with its target count, which it visits first as the
+// CLI builds its plan before it submits.
+func submit(ctx context.Context, c *Client, s spec.Spec, o SubmitOptions) (Record, error) {
+	in, err := s.Inline(nil)
+	if err != nil {
+		return Record{}, err
+	}
+	_, order, err := in.Visit()
+	if err != nil {
+		return Record{}, err
+	}
+	return c.Submit(ctx, s, order.Len(), o)
+}
+
 func init() {
-	job.Register("clustertest-sleep", func(o json.RawMessage) (job.Job, error) {
+	job.Register("clustertest-sleep", job.Traits{TaskSize: [2]uint64{16, 256}}, func(o json.RawMessage) (job.Job, error) {
 		var s sleepJob
 		if len(o) > 0 {
 			if err := json.Unmarshal(o, &s); err != nil {
@@ -246,9 +260,9 @@ func (tc *testCluster) client(ctx context.Context) *Client {
 }
 
 // sleepSpec is a sweep of n targets (127.0.0.0 onwards) of delay ms each.
-func sleepSpec(n int, delayMS int) fanout.Spec {
+func sleepSpec(n int, delayMS int) spec.Spec {
 	last := uint32(0x7f000000) + uint32(n) - 1
-	return fanout.Spec{
+	return spec.Spec{
 		Job: "clustertest-sleep", JobOptions: json.RawMessage(fmt.Sprintf(`{"DelayMS":%d}`, delayMS)),
 		Targets: []string{fmt.Sprintf("127.0.0.0-%d.%d.%d.%d", last>>24, last>>16&255, last>>8&255, last&255)},
 	}
@@ -350,7 +364,7 @@ func TestKillWorkerMidSweep(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang)
 	defer cancel()
 	c := tc.client(ctx)
-	rec, err := c.Submit(ctx, sleepSpec(n, 15), SubmitOptions{})
+	rec, err := submit(ctx, c, sleepSpec(n, 15), SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,7 +393,7 @@ func TestRestartServerMidSweep(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang)
 	defer cancel()
 	c := tc.client(ctx)
-	rec, err := c.Submit(ctx, sleepSpec(n, 15), SubmitOptions{})
+	rec, err := submit(ctx, c, sleepSpec(n, 15), SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,7 +422,7 @@ func TestReattach(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang)
 	defer cancel()
 	c := tc.client(ctx)
-	rec, err := c.Submit(ctx, sleepSpec(n, 10), SubmitOptions{})
+	rec, err := submit(ctx, c, sleepSpec(n, 10), SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -453,7 +467,7 @@ func TestWorkerLeavesKindItDoesNotAllow(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang)
 	defer cancel()
 	c := tc.client(ctx)
-	rec, err := c.Submit(ctx, sleepSpec(n, 1), SubmitOptions{TaskSize: 100})
+	rec, err := submit(ctx, c, sleepSpec(n, 1), SubmitOptions{TaskSize: 100})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	fanout "github.com/fanout/fanout"
 	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/spec"
 )
 
 // Two runs of the same task (a redelivery while the first run was still
@@ -85,7 +85,7 @@ func TestPublishTwoRunsDifferentBatches(t *testing.T) {
 
 // testSweepRun is what a worker holds for a sweep of spec in tasks of size,
 // without a server: its record, targets and checker.
-func testSweepRun(t *testing.T, id string, spec fanout.Spec, size uint64) *sweepRun {
+func testSweepRun(t *testing.T, id string, spec spec.Spec, size uint64) *sweepRun {
 	t.Helper()
 	_, order, err := spec.Visit()
 	if err != nil {

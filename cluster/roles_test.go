@@ -147,7 +147,7 @@ func TestRolePermissions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := client.Submit(ctx, sleepSpec(10, 0), SubmitOptions{})
+	rec, err := submit(ctx, client, sleepSpec(10, 0), SubmitOptions{})
 	if err != nil {
 		t.Fatalf("submitter submits: %v", err)
 	}
@@ -324,7 +324,7 @@ func TestRolesRunASweep(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 300
-	rec, err := c.Submit(ctx, sleepSpec(n, 1), SubmitOptions{})
+	rec, err := submit(ctx, c, sleepSpec(n, 1), SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

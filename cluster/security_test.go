@@ -28,11 +28,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/crypto/ssh"
 
-	fanout "github.com/fanout/fanout"
 	"github.com/fanout/fanout/internal/lab"
 	"github.com/fanout/fanout/job"
 	_ "github.com/fanout/fanout/job/exec" // the kind an attacker wants to run
 	sshjob "github.com/fanout/fanout/job/ssh"
+	"github.com/fanout/fanout/spec"
 )
 
 // attacker is a bare nats.go client: it writes on the bus whatever it
@@ -92,9 +92,9 @@ func (a *attacker) publish(t *testing.T, ctx context.Context, subject string, da
 
 // touchSpec is an exec sweep of n loopback targets that creates
 // dir/pwned-<index>: the proof that a command ran on a worker.
-func touchSpec(dir string, n int) fanout.Spec {
+func touchSpec(dir string, n int) spec.Spec {
 	opts, _ := json.Marshal(map[string]any{"argv": []string{"touch", filepath.Join(dir, "pwned-{index}")}})
-	return fanout.Spec{Job: "exec", JobOptions: opts, Targets: []string{fmt.Sprintf("127.0.0.1-127.0.0.%d", n)}}
+	return spec.Spec{Job: "exec", JobOptions: opts, Targets: []string{fmt.Sprintf("127.0.0.1-127.0.0.%d", n)}}
 }
 
 func noneRan(t *testing.T, dir string) {
@@ -207,10 +207,10 @@ func (l *sshLab) local(policy, known string) string {
 
 // spec is an ssh sweep of the lab host (one target: the lab listens on
 // 127.0.0.1 only) with cfg.
-func (l *sshLab) spec(cfg sshjob.Config) fanout.Spec {
+func (l *sshLab) spec(cfg sshjob.Config) spec.Spec {
 	cfg.User, cfg.Port = l.user, l.fleet.Port
 	opts, _ := json.Marshal(cfg)
-	return fanout.Spec{Job: sshjob.Kind, JobOptions: opts, Targets: []string{"127.0.0.1"}}
+	return spec.Spec{Job: sshjob.Kind, JobOptions: opts, Targets: []string{"127.0.0.1"}}
 }
 
 // Finding 2: a sweep's ssh options chose the worker's known_hosts path and
@@ -236,20 +236,20 @@ func TestSecuritySSHRunsWithTheWorkersOwnFiles(t *testing.T) {
 	planted := filepath.Join(t.TempDir(), "authorized_keys")
 	attack := l.spec(sshjob.Config{Command: "hostname", HostKey: sshjob.HostKeyAcceptNew, KnownHosts: []string{planted},
 		Identities: []string{l.key}, SSHConfig: "none"})
-	if _, err := c.Submit(ctx, attack, SubmitOptions{}); err != nil {
+	if _, err := submit(ctx, c, attack, SubmitOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	w.waitLine(t, "the sweep sets --identity, --ssh-config, --known-hosts, which on a worker only its operator chooses", 30*time.Second)
 
 	// A wider policy alone, by -o StrictHostKeyChecking: refused as well.
 	wider := l.spec(sshjob.Config{Command: "hostname", Options: map[string]string{"StrictHostKeyChecking": "no"}})
-	if _, err := c.Submit(ctx, wider, SubmitOptions{}); err != nil {
+	if _, err := submit(ctx, c, wider, SubmitOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	w.waitLine(t, "asks host-key policy off, wider than this worker's strict: refused", 30*time.Second)
 
 	// A plain sweep runs, with the worker's key and known_hosts.
-	rec, err := c.Submit(ctx, l.spec(sshjob.Config{Command: "hostname"}), SubmitOptions{})
+	rec, err := submit(ctx, c, l.spec(sshjob.Config{Command: "hostname"}), SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +288,7 @@ func TestSecuritySSHSweepMayNarrowThePolicy(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	c := tc.client(ctx)
-	rec, err := c.Submit(ctx, l.spec(sshjob.Config{Command: "hostname", HostKey: sshjob.HostKeyStrict}), SubmitOptions{})
+	rec, err := submit(ctx, c, l.spec(sshjob.Config{Command: "hostname", HostKey: sshjob.HostKeyStrict}), SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +341,7 @@ func TestSecurityWorkersReadNoFileASpecNames(t *testing.T) {
 	}
 
 	// Submitted the proper way, the file is read by the submitter.
-	good, err := c.Submit(ctx, spec, SubmitOptions{})
+	good, err := submit(ctx, c, spec, SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,7 +354,7 @@ func TestSecurityWorkersReadNoFileASpecNames(t *testing.T) {
 	}
 	exactlyOnce(t, "inlined sweep", k.counts, 3)
 	spec.Targets = []string{"-"}
-	if _, err := c.Submit(ctx, spec, SubmitOptions{}); err == nil {
+	if _, err := submit(ctx, c, spec, SubmitOptions{}); err == nil {
 		t.Error(`Submit of a spec reading "-" (no stdin given): no error`)
 	}
 }
@@ -374,7 +374,7 @@ func TestSecurityForgedResultsAreDropped(t *testing.T) {
 	defer cancel()
 	c := tc.client(ctx)
 	a := newAttacker(t, ctx, tc.url)
-	rec, err := c.Submit(ctx, sleepSpec(n, 1), SubmitOptions{TaskSize: 100})
+	rec, err := submit(ctx, c, sleepSpec(n, 1), SubmitOptions{TaskSize: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -425,7 +425,7 @@ func TestSecuritySpecsAreWriteOnce(t *testing.T) {
 	c := tc.client(ctx)
 	a := newAttacker(t, ctx, tc.url)
 	dir := t.TempDir()
-	rec, err := c.Submit(ctx, sleepSpec(4, 1), SubmitOptions{})
+	rec, err := submit(ctx, c, sleepSpec(4, 1), SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -464,7 +464,7 @@ func TestSecurityStdinAndRetention(t *testing.T) {
 
 	secret := []byte("hunter2: a secret for the hosts only\n")
 	spec := l.spec(sshjob.Config{Command: "cat", Stdin: secret})
-	rec, err := c.Submit(ctx, spec, SubmitOptions{})
+	rec, err := submit(ctx, c, spec, SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -513,14 +513,14 @@ func TestSecurityStdinAndRetention(t *testing.T) {
 
 	// A sweep no worker runs (exec, not allowed here) is gone with its
 	// tasks once its short retention is over.
-	short, err := c.Submit(ctx, touchSpec(t.TempDir(), 3), SubmitOptions{Retention: 2 * time.Second})
+	short, err := submit(ctx, c, touchSpec(t.TempDir(), 3), SubmitOptions{Retention: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitGone(t, ctx, c, short.ID)
 
 	// Delete takes everything at once.
-	rec2, err := c.Submit(ctx, l.spec(sshjob.Config{Command: "cat", Stdin: secret}), SubmitOptions{})
+	rec2, err := submit(ctx, c, l.spec(sshjob.Config{Command: "cat", Stdin: secret}), SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -591,7 +591,7 @@ func TestSecurityHostileRecordsAndMessages(t *testing.T) {
 		t.Errorf("a record whose tasks do not cover its targets: %v, want an error", err)
 	}
 
-	rec, err := c.Submit(ctx, sleepSpec(300, 1), SubmitOptions{TaskSize: 100})
+	rec, err := submit(ctx, c, sleepSpec(300, 1), SubmitOptions{TaskSize: 100})
 	if err != nil {
 		t.Fatal(err)
 	}

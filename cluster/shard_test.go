@@ -26,7 +26,7 @@ func TestShuffledShardThroughCluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	c := tc.client(ctx)
-	rec, err := c.Submit(ctx, spec, SubmitOptions{})
+	rec, err := submit(ctx, c, spec, SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

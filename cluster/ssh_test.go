@@ -16,11 +16,11 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	fanout "github.com/fanout/fanout"
 	"github.com/fanout/fanout/internal/lab"
 	"github.com/fanout/fanout/internal/testwait"
 	"github.com/fanout/fanout/job"
 	sshjob "github.com/fanout/fanout/job/ssh"
+	"github.com/fanout/fanout/spec"
 )
 
 // An ssh sweep spread over two worker processes: each rebuilds the job from
@@ -67,7 +67,7 @@ func TestSSHSweepThroughCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec := fanout.Spec{Job: sshjob.Kind, JobOptions: opts, Targets: []string{fmt.Sprintf("127.4.0.0-127.4.%d.%d", (n-1)>>8, (n-1)&255)}}
+	spec := spec.Spec{Job: sshjob.Kind, JobOptions: opts, Targets: []string{fmt.Sprintf("127.4.0.0-127.4.%d.%d", (n-1)>>8, (n-1)&255)}}
 
 	tc := newTestCluster(t)
 	tc.worker("w1", 64, "ssh", "FANOUT_CLUSTER_SSH="+string(local))
@@ -75,7 +75,7 @@ func TestSSHSweepThroughCluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang)
 	defer cancel()
 	c := tc.client(ctx)
-	rec, err := c.Submit(ctx, spec, SubmitOptions{})
+	rec, err := submit(ctx, c, spec, SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

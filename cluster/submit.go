@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -17,9 +18,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	fanout "github.com/fanout/fanout"
 	"github.com/fanout/fanout/engine"
+	"github.com/fanout/fanout/internal/backoff"
 	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/spec"
 	"github.com/fanout/fanout/target"
 )
 
@@ -30,13 +32,13 @@ var ErrNoSweep = errors.New("no such sweep on this server")
 // once (KV Create) and never changed: its SHA-256 is the sweep's digest,
 // which the submitter prints, its tasks carry and attach checks.
 type Record struct {
-	ID        string      `json:"id"`
-	Spec      fanout.Spec `json:"spec"`
-	Total     uint64      `json:"total"`     // targets in the sweep's order
-	TaskSize  uint64      `json:"task_size"` // targets per task (the last may be short)
-	Tasks     uint64      `json:"tasks"`
-	Submitted time.Time   `json:"submitted"`
-	Submitter string      `json:"submitter"`
+	ID        string    `json:"id"`
+	Spec      spec.Spec `json:"spec"`
+	Total     uint64    `json:"total"`     // targets in the sweep's order
+	TaskSize  uint64    `json:"task_size"` // targets per task (the last may be short)
+	Tasks     uint64    `json:"tasks"`
+	Submitted time.Time `json:"submitted"`
+	Submitter string    `json:"submitter"`
 	// Retention is how long the server keeps the spec, tasks and results
 	// (per-message TTLs); a task not run by then is dropped.
 	Retention time.Duration `json:"retention_ns,omitempty"`
@@ -112,25 +114,19 @@ func (rec Record) visit(max uint64) (target.Set, target.Order, error) {
 	return set, order, nil
 }
 
-// taskSizes bound how many targets one task carries, per job kind: many
-// cheap ICMP or TCP probes, few slow SSH sessions or local commands. A task
-// has a fixed cost (a fetch, a batch socket, a results message, an ack), so
-// ICMP tasks stay large even when that leaves few of them.
-var taskSizes = map[string]struct{ min, max uint64 }{
-	"ping": {4096, 4096},
-	"tcp":  {128, 1024},
-	"exec": {4, 64},
-	"ssh":  {1, 16},
-}
+// defaultTaskSize bounds the tasks of a kind this process has not
+// registered (a library user's, known to its workers only).
+var defaultTaskSize = [2]uint64{16, 256}
 
 // TaskSize is the task size for a sweep of n targets of kind: enough tasks
-// (64) for many workers to share, within the kind's bounds.
+// (64) for many workers to share, within the kind's bounds (its registered
+// job.Traits.TaskSize: many cheap probes, few slow commands).
 func TaskSize(kind string, n uint64) uint64 {
-	b, ok := taskSizes[kind]
-	if !ok {
-		b.min, b.max = 16, 256
+	b := defaultTaskSize
+	if t, ok := job.TraitsOf(kind); ok {
+		b = t.TaskSize
 	}
-	return max(1, min(b.max, max(b.min, (n+63)/64), n))
+	return max(1, min(b[1], max(b[0], (n+63)/64), n))
 }
 
 // Client talks to a cluster as a submitter or for status.
@@ -157,13 +153,18 @@ type SubmitOptions struct {
 	Retention time.Duration
 }
 
-// Submit puts spec into the sweeps bucket and publishes its tasks. "@FILE"
-// targets are read here (the spec carries them to the workers, which never
-// read a file a spec names); "-" is an error (Spec.Inline it first). Stdin
-// bytes of the job's options (ssh --stdin) are kept beside the record, not
-// in it. It returns the sweep's record, Digest included; results are read
-// with Collect.
-func (c *Client) Submit(ctx context.Context, spec fanout.Spec, o SubmitOptions) (Record, error) {
+// Submit puts spec into the sweeps bucket and publishes its tasks. n is
+// the number of targets the spec visits (the length of the order that
+// Spec.Build or Spec.Visit gives): the caller has built or visited the
+// sweep already, so Submit neither parses its targets again nor builds its
+// job (an ssh job reads keys and may ask a passphrase). Workers and the
+// collector check n against the spec and refuse a record whose count is
+// not the spec's. "@FILE" targets are read here (the spec carries them to
+// the workers, which never read a file a spec names); "-" is an error
+// (Spec.Inline it first). Stdin bytes of the job's options (ssh --stdin)
+// are kept beside the record, not in it. It returns the sweep's record,
+// Digest included; results are read with Collect.
+func (c *Client) Submit(ctx context.Context, spec spec.Spec, n uint64, o SubmitOptions) (Record, error) {
 	spec, err := spec.Inline(nil)
 	if err != nil {
 		return Record{}, err
@@ -172,11 +173,9 @@ func (c *Client) Submit(ctx context.Context, spec fanout.Spec, o SubmitOptions) 
 	if err != nil {
 		return Record{}, err
 	}
-	_, order, err := spec.Visit()
-	if err != nil {
-		return Record{}, err
+	if max := cmp.Or(spec.MaxTargets, target.DefaultMaxTargets); n > max {
+		return Record{}, fmt.Errorf("%w: %d targets, more than the limit of %d; raise it with --max-targets N", target.ErrTooMany, n, max)
 	}
-	n := order.Len()
 	id := o.ID
 	if id == "" {
 		id = NewSweepID()
@@ -395,6 +394,9 @@ func resultChunk(id, subject string) (uint64, bool) {
 	return chunk, true
 }
 
+// collectRetry spaces a collector's reads while the server is away.
+var collectRetry = backoff.Policy{Base: 100 * time.Millisecond, Max: 2 * time.Second}
+
 // Collect streams sweep id's results, each index once, until every target
 // has a Result or ctx is done. It replays from the start of the results
 // stream, so a restarted or re-attached submitter gets everything; the
@@ -446,6 +448,7 @@ func (c *Client) Collect(ctx context.Context, id string, o CollectOptions) error
 	}
 	seen := newBitmap(rec.Total) // by position in the order
 	var done uint64
+	fails := 0 // reads failed in a row
 	cons, err := c.s.js.OrderedConsumer(ctx, ResultsStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{resultsPrefix + id + ".>"},
 	})
@@ -470,9 +473,11 @@ func (c *Client) Collect(ctx context.Context, id string, o CollectOptions) error
 			}
 			// Server gone for a while: the ordered consumer recreates itself
 			// from the last sequence it delivered once it is back.
-			sleepCtx(ctx, 100*time.Millisecond)
+			fails++
+			backoff.Sleep(ctx, collectRetry.Delay(fails))
 			continue
 		}
+		fails = 0
 		chunk, ok := resultChunk(id, msg.Subject())
 		if !ok || chunk >= rec.Tasks {
 			drop.Malformed.Add(1)

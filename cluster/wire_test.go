@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/fanout/fanout/job"
+	_ "github.com/fanout/fanout/job/icmp" // TestTaskSize: each kind's registered TaskSize
+	_ "github.com/fanout/fanout/job/tcp"
 )
 
 // The wire form must give back every Result exactly as its JSON contract

@@ -17,9 +17,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/time/rate"
 
 	"github.com/fanout/fanout/engine"
+	"github.com/fanout/fanout/internal/backoff"
 	"github.com/fanout/fanout/job"
 	"github.com/fanout/fanout/target"
 )
@@ -61,22 +61,26 @@ func decodeTask(subject string, data []byte) (task, error) {
 	return t, nil
 }
 
-// DefaultAllow is every registered job kind but exec and ssh: exec runs
-// arbitrary local commands on the worker, and ssh logs in elsewhere with
-// the worker's keys, so a worker must opt in to them.
+// DefaultAllow is every registered job kind but those that run local
+// commands on the worker (exec) or log in elsewhere with its keys (ssh)
+// (job.Traits Local, LendsIdentity): a worker must opt in to them.
 func DefaultAllow() []string {
 	var out []string
 	for _, k := range job.Kinds() {
-		if k != "exec" && k != "ssh" {
+		if t, _ := job.TraitsOf(k); !t.Local && !t.LendsIdentity {
 			out = append(out, k)
 		}
 	}
 	return out
 }
 
-// confinedKinds are the job kinds a worker runs only with a Confine of its
-// own: their options name files and keys of the machine that runs them.
-var confinedKinds = []string{"ssh"}
+// confined reports whether a worker runs kind only with a Confine of its
+// own: its options name files and keys of the machine that runs it
+// (job.Traits.LendsIdentity).
+func confined(kind string) bool {
+	t, _ := job.TraitsOf(kind)
+	return t.LendsIdentity
+}
 
 // WorkerOptions configure a worker.
 type WorkerOptions struct {
@@ -89,17 +93,21 @@ type WorkerOptions struct {
 	// Confine, per job kind, rewrites a sweep's job options (from the bus:
 	// untrusted) into what runs here, or refuses them: the worker's own
 	// files, keys and policies replace the spec's (ssh: job/ssh.Confine).
-	// A kind of confinedKinds ("ssh") may be allowed only with one.
+	// A kind that lends the worker's identity (job.Traits.LendsIdentity:
+	// ssh) may be allowed only with one.
 	Confine map[string]func(options json.RawMessage) (json.RawMessage, error)
 }
 
 // Worker pulls tasks and runs them with the local engine.
 type Worker struct {
-	opts  WorkerOptions
-	nc    *nats.Conn
-	s     *setup
-	cons  jetstream.Consumer
-	gate  *gate
+	opts WorkerOptions
+	nc   *nats.Conn
+	s    *setup
+	cons jetstream.Consumer
+	// gate bounds the targets in flight across all the tasks the worker
+	// runs at once (its -c), so that it can hold several small tasks (ssh)
+	// or overlap the tail of one big task with the start of the next.
+	gate  *engine.Gate
 	allow map[string]bool
 	// batchMu runs one batch task at a time: a raw ICMP socket receives
 	// every reply on the host, so two batches at once would each read both
@@ -127,7 +135,7 @@ type sweepRun struct {
 	order target.Order
 	job   job.Job
 	chk   *checker      // tells the sweep's results from others (read back)
-	rate  *rate.Limiter // --rate, per worker across the sweep's tasks; nil: none
+	rate  *engine.Pacer // --rate, per worker across the sweep's tasks; nil: none
 	used  time.Time
 	err   error // a refusal (*leaveError), cached like a sweep
 }
@@ -151,7 +159,7 @@ func NewWorker(ctx context.Context, nc *nats.Conn, o WorkerOptions) (*Worker, er
 	allow := map[string]bool{}
 	for _, k := range o.Allow {
 		allow[k] = true
-		if slices.Contains(confinedKinds, k) && o.Confine[k] == nil {
+		if confined(k) && o.Confine[k] == nil {
 			return nil, fmt.Errorf("allow %s: a worker runs %s sweeps only with its own files and keys (WorkerOptions.Confine[%q])", k, k, k)
 		}
 	}
@@ -164,7 +172,7 @@ func NewWorker(ctx context.Context, nc *nats.Conn, o WorkerOptions) (*Worker, er
 		return nil, fmt.Errorf("consumer %s/%s: %w", TasksStream, WorkerConsumer, err)
 	}
 	return &Worker{
-		opts: o, nc: nc, s: s, cons: cons, gate: newGate(o.Concurrency), allow: allow,
+		opts: o, nc: nc, s: s, cons: cons, gate: engine.NewGate(o.Concurrency), allow: allow,
 		sweeps: map[string]*sweepRun{}, active: map[string]int{}, refused: map[string]time.Time{},
 		started: time.Now(),
 	}, nil
@@ -237,12 +245,13 @@ func (w *Worker) Run(ctx context.Context) error {
 	// task's targets fill the slots the current one's tail frees, and no
 	// task waits long enough to expire.
 	limit := int64(w.opts.Concurrency + w.opts.Concurrency/2)
-	// After refusing a task, wait before the next fetch (doubling up to 1s)
-	// so a worker that can run nothing queued does not churn the queue.
-	var backoff time.Duration
+	// After refusing a task, wait before the next fetch (refuseRetry) so
+	// that a worker that can run nothing queued does not churn the queue;
+	// after a failed fetch, likewise (fetchRetry).
+	refusals, fetchFails := 0, 0
 	for ctx.Err() == nil {
-		if backoff > 0 {
-			sleepCtx(ctx, backoff)
+		if refusals > 0 {
+			backoff.Sleep(ctx, refuseRetry.Delay(refusals))
 		}
 		if w.outstanding.Load() >= limit {
 			select {
@@ -259,9 +268,11 @@ func (w *Worker) Run(ctx context.Context) error {
 				break
 			}
 			w.opts.Logf("fetch: %v", err)
-			sleepCtx(ctx, time.Second)
+			fetchFails++
+			backoff.Sleep(ctx, fetchRetry.Delay(fetchFails))
 			continue
 		}
+		fetchFails = 0
 		for msg := range batch.Messages() {
 			t, err := decodeTask(msg.Subject(), msg.Data())
 			if err != nil {
@@ -271,7 +282,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			if !w.allow[t.Job] {
 				w.refuse(t, msg, fmt.Sprintf("is job kind %q, not allowed here (--allow %s)", t.Job, strings.Join(w.opts.Allow, ",")))
-				backoff = min(max(2*backoff, 50*time.Millisecond), time.Second)
+				refusals++
 				continue
 			}
 			sr, err := w.sweep(ctx, t)
@@ -285,7 +296,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			switch {
 			case errors.As(err, &leave):
 				w.refuse(t, msg, leave.Error())
-				backoff = min(max(2*backoff, 50*time.Millisecond), time.Second)
+				refusals++
 				continue
 			case errors.Is(err, ErrNoSweep), errors.Is(err, errBadTask):
 				// Deleted, expired, rewritten or forged: it will never run.
@@ -297,7 +308,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				_ = msg.NakWithDelay(5 * time.Second)
 				continue
 			}
-			backoff = 0
+			refusals = 0
 			w.outstanding.Add(int64(t.Hi - t.Lo))
 			w.hold(t.Sweep, 1)
 			wg.Add(1)
@@ -402,23 +413,16 @@ func (w *Worker) runTask(ctx context.Context, t task, sr *sweepRun, msg jetstrea
 	if spec.Concurrency > 0 && spec.Concurrency < opts.Concurrency {
 		opts.Concurrency = spec.Concurrency
 	}
+	// Every task's targets take a slot of the worker's one gate (its -c
+	// across tasks; an attempt's timeout starts once it has one), and the
+	// sweep's --rate is shared by this worker's tasks of it.
+	opts.Gate, opts.Pacer = w.gate, sr.rate
 	j := sr.job
 	_, batch := j.(job.Batcher)
-	taken := 0
 	if batch {
-		// A batch task takes its slots of the gate in bulk, once: cheaper
-		// than one gate hop per target, and only one batch runs at a time.
+		// Only one batch runs at a time (see batchMu).
 		w.batchMu.Lock()
 		opts.Concurrency = int(min(uint64(opts.Concurrency), t.Hi-t.Lo))
-		for taken < opts.Concurrency && w.gate.acquire(tctx) {
-			taken++
-		}
-		opts.Concurrency = max(taken, 1)
-	} else {
-		// The gate applies the timeout once the attempt has a slot, and the
-		// rate across all of this worker's tasks of the sweep.
-		j = gated(j, w.gate, spec.Timeout, sr.rate)
-		opts.Timeout, opts.Rate = 0, 0
 	}
 	// Results stream out while the task runs, every flushEvery results or
 	// second, so the submitter is not left waiting for a whole task and a
@@ -453,9 +457,6 @@ func (w *Worker) runTask(ctx context.Context, t task, sr *sweepRun, msg jetstrea
 	})
 	stopInflight()
 	if batch {
-		for ; taken > 0; taken-- {
-			w.gate.release()
-		}
 		w.batchMu.Unlock()
 	}
 	t1 := time.Now()
@@ -631,9 +632,7 @@ func (w *Worker) rebuild(ctx context.Context, rec Record) (*sweepRun, error) {
 		return nil, fmt.Errorf("%w: sweep %s: %d targets here, %d in its record (different fanout versions?)", errBadTask, rec.ID, order.Len(), rec.Total)
 	}
 	sr := &sweepRun{rec: rec, set: set, order: order, job: j, chk: &checker{rec: rec, set: set, order: order}}
-	if rec.Spec.Rate > 0 {
-		sr.rate = rate.NewLimiter(rate.Limit(rec.Spec.Rate), 1)
-	}
+	sr.rate = engine.NewPacer(rec.Spec.Rate)
 	return sr, nil
 }
 
@@ -756,9 +755,10 @@ func (p *chunkPublisher) storedIndexes(ctx context.Context, subj string) (map[ui
 	return have, nil
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
-	}
-}
+// The waits of a worker's fetch loop (internal/backoff's one rule): after
+// refusing tasks, from 50 ms doubling to 1 s; after a failed fetch, from
+// 250 ms doubling to 2 s.
+var (
+	refuseRetry = backoff.Policy{Base: 50 * time.Millisecond, Max: time.Second}
+	fetchRetry  = backoff.Policy{Base: 250 * time.Millisecond, Max: 2 * time.Second}
+)

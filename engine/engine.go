@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/fanout/fanout/job"
 	"github.com/fanout/fanout/target"
 )
@@ -24,6 +26,48 @@ type Options struct {
 	Skip func(index uint64) bool
 	// NoBatch runs a job.Batcher through its per-target Run instead.
 	NoBatch bool
+	// Gate, when set, bounds the targets in flight across every Run that
+	// shares it (a cluster worker's -c over the tasks it runs at once): a
+	// target takes a slot of this Run (Concurrency), then one of Gate. As
+	// with Concurrency, an attempt's Timeout starts once it has its slots.
+	Gate *Gate
+	// Pacer, when set, is the start rate shared by every Run that uses it
+	// (a sweep's --rate over a worker's tasks of it), in place of Rate.
+	Pacer *Pacer
+}
+
+// Gate is a bound on targets in flight shared by several Runs (see
+// Options.Gate). Safe for concurrent use.
+type Gate struct{ sem chan struct{} }
+
+// NewGate is a Gate of n slots; n <= 0 means DefaultConcurrency.
+func NewGate(n int) *Gate {
+	if n <= 0 {
+		n = DefaultConcurrency
+	}
+	return &Gate{sem: make(chan struct{}, n)}
+}
+
+// Pacer is a start rate shared by several Runs (see Options.Pacer). Safe
+// for concurrent use.
+type Pacer struct {
+	rate float64
+	lim  *rate.Limiter
+}
+
+// NewPacer is a Pacer of perSecond target starts, or nil (unlimited) when
+// perSecond <= 0. Its bucket holds 50 ms worth of starts (at least one) and
+// starts with one token, as a Run's own Rate does.
+func NewPacer(perSecond float64) *Pacer {
+	if perSecond <= 0 {
+		return nil
+	}
+	b := burst(perSecond)
+	lim := rate.NewLimiter(rate.Limit(perSecond), b)
+	// One token, not a full bucket: the rate holds from the first second,
+	// and the bucket only absorbs oversleeps later.
+	lim.AllowN(time.Now(), b-1)
+	return &Pacer{rate: perSecond, lim: lim}
 }
 
 // Counters are the sweep's progress, safe to read from any goroutine while it
@@ -75,8 +119,9 @@ type InPlace interface {
 // goroutine it started outlives it. c may be nil.
 //
 // At most opts.Concurrency targets are in flight (a Result waiting for emit
-// counts as in flight), and targets start at no more than opts.Rate per
-// second. Each attempt gets its own ctx with opts.Timeout; an attempt whose
+// counts as in flight), no more than opts.Gate's slots across the Runs that
+// share it, and targets start at no more than opts.Rate per second (or
+// opts.Pacer's rate, shared likewise). Each attempt gets its own ctx with opts.Timeout; an attempt whose
 // Class is retryable (timeout, refused) is retried up to opts.Retries times
 // after a doubling, jittered backoff, keeping its slot meanwhile. The engine
 // sets Result.Index and Attempts, and Start/End, Host, Addr, Port and Job

@@ -5,9 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
-
-	"golang.org/x/time/rate"
 
 	"github.com/fanout/fanout/internal/backoff"
 	"github.com/fanout/fanout/job"
@@ -29,8 +28,10 @@ type sweep struct {
 	order target.Order
 	opts  Options
 	c     *Counters
-	lim   *rate.Limiter  // nil: unlimited
+	pace  *Pacer         // nil: unlimited
 	sem   chan struct{}  // a token per target in flight
+	gate  chan struct{}  // Options.Gate's slots, shared with other Runs; nil: none
+	held  atomic.Int64   // batch: targets handed to the job without a Result yet
 	retry backoff.Policy // the wait between a target's attempts
 }
 
@@ -49,12 +50,11 @@ func run(ctx context.Context, set target.Set, order target.Order, j job.Job, opt
 	}
 	s := &sweep{set: set, order: order, opts: opts, c: c, sem: make(chan struct{}, opts.Concurrency),
 		retry: backoff.Policy{Base: opts.Backoff, Max: MaxBackoff}}
-	if opts.Rate > 0 {
-		b := burst(opts.Rate)
-		s.lim = rate.NewLimiter(rate.Limit(opts.Rate), b)
-		// Start with one token, not a full bucket: the rate holds from the
-		// first second, and the bucket only absorbs oversleeps later.
-		s.lim.AllowN(time.Now(), b-1)
+	if s.pace = opts.Pacer; s.pace == nil {
+		s.pace = NewPacer(opts.Rate)
+	}
+	if opts.Gate != nil {
+		s.gate = opts.Gate.sem
 	}
 	c.Total.Add(int64(order.Len()))
 	c.Began.CompareAndSwap(0, time.Now().UnixNano())
@@ -92,28 +92,45 @@ func (s *sweep) next(k *uint64) (target.Target, bool) {
 	return target.Target{}, false
 }
 
-// acquire takes a concurrency slot, then a rate token, so a target waiting
-// for a slot does not hoard a token. It fails only when ctx is done.
+// acquire takes a concurrency slot, then one of the shared gate, then a
+// rate token, so a target waiting for a slot does not hoard a token (nor
+// a slot of the gate that other Runs could use). It fails only when ctx
+// is done. The attempt's timeout starts after it, in attempts.
 func (s *sweep) acquire(ctx context.Context) error {
 	select {
 	case s.sem <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if s.lim != nil {
+	if s.gate != nil {
+		select {
+		case s.gate <- struct{}{}:
+		case <-ctx.Done():
+			<-s.sem
+			return ctx.Err()
+		}
+	}
+	if s.pace != nil {
 		// Reserve+sleep, not Wait: Wait fails at once when ctx has a
 		// deadline nearer than the token, which would end the sweep early.
-		res := s.lim.Reserve()
+		res := s.pace.lim.Reserve()
 		if d := res.Delay(); d > 0 && !backoff.Sleep(ctx, d) {
 			res.Cancel()
-			<-s.sem
+			s.release()
 			return ctx.Err()
 		}
 	}
 	return nil
 }
 
-func (s *sweep) release() { <-s.sem }
+// release frees what acquire took: the shared gate's slot first, so that
+// another Run may take it, then this Run's.
+func (s *sweep) release() {
+	if s.gate != nil {
+		<-s.gate
+	}
+	<-s.sem
+}
 
 // resultBuf sizes the channel of finished Results: one per slot, but a
 // Result is a few hundred bytes, so -c 1000000 must not preallocate them all.
@@ -335,7 +352,10 @@ func (s *sweep) runBatch(ctx context.Context, kind string, b job.Batcher, emit f
 		case <-stop:
 		}
 	}
-	cfg := job.BatchConfig{Timeout: s.opts.Timeout, Retries: s.opts.Retries, Concurrency: cap(s.sem), Rate: s.opts.Rate}
+	cfg := job.BatchConfig{Timeout: s.opts.Timeout, Retries: s.opts.Retries, Concurrency: cap(s.sem)}
+	if s.pace != nil {
+		cfg.Rate = s.pace.rate
+	}
 	batchDone := make(chan error, 1)
 	go func() { batchDone <- b.RunBatch(ctx, in, cfg, jobEmit) }()
 
@@ -361,11 +381,13 @@ func (s *sweep) runBatch(ctx context.Context, kind string, b job.Batcher, emit f
 			}
 			s.c.Started.Add(1)
 			s.c.InFlight.Add(1) // before the send: the Result may come back first
+			s.held.Add(1)
 			select {
 			case in <- t:
 			case <-feedCtx.Done():
 				s.c.Started.Add(-1)
 				s.c.InFlight.Add(-1)
+				s.held.Add(-1)
 				s.release()
 				return
 			}
@@ -393,9 +415,13 @@ func (s *sweep) runBatch(ctx context.Context, kind string, b job.Batcher, emit f
 		}
 	}
 	close(stop)
-	// Targets the job received but never emitted were interrupted.
+	// Targets the job received but never emitted were interrupted; their
+	// slots go back (a shared Gate outlives this Run).
 	lost := s.c.InFlight.Swap(0)
 	s.c.Interrupted.Add(lost)
+	for n := s.held.Swap(0); n > 0; n-- {
+		s.release()
+	}
 	switch {
 	case ctx.Err() != nil:
 		return ctx.Err()
@@ -412,6 +438,7 @@ func (s *sweep) runBatch(ctx context.Context, kind string, b job.Batcher, emit f
 // batchResult frees r's slot, then emits it unless cancellation made it
 // untrustworthy (see interrupted).
 func (s *sweep) batchResult(ctx context.Context, r *job.Result, kind string, emit func(job.Result)) {
+	s.held.Add(-1)
 	s.release()
 	s.c.InFlight.Add(-1)
 	if interrupted(ctx, r) {

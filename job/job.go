@@ -1,7 +1,8 @@
 // Package job defines what every job kind shares: the Job interface, the
 // Result envelope that every kind fills, and the registry that rebuilds a job
 // from its kind name and JSON options (how a cluster worker or a resumed sweep
-// gets the same job back).
+// gets the same job back) and holds each kind's Traits (what the rest of
+// fanout knows of a kind without building its job).
 package job
 
 import (
@@ -53,14 +54,6 @@ type Expander interface {
 	Expand(target.Set) target.Set
 }
 
-// Taker is a job kind whose targets may carry more than a host: a port
-// (host:22, [fe80::1%eth0]:22) or a user (user@host), as target.Takes
-// says. Parse refuses what a kind does not take, naming the kind; a kind
-// without Takes takes hosts, addresses, CIDRs, ranges and node-sets only.
-type Taker interface {
-	Takes() target.Takes
-}
-
 // Factory builds a job from its JSON options (the kind's own Config struct).
 type Factory func(options json.RawMessage) (Job, error)
 
@@ -79,56 +72,118 @@ func DecodeOptions(kind string, options json.RawMessage, v any) error {
 	return nil
 }
 
+// Traits are what fanout needs to know about a job kind without building
+// its job (which may read keys or ask a passphrase): how a cluster cuts its
+// sweeps into tasks, how many files a target in flight holds, how its
+// Results read, what its targets may carry, and whether a cluster worker
+// runs it by default. Each kind registers its own with Register, so that
+// nothing outside the kind keeps a table keyed by its name.
+type Traits struct {
+	// TaskSize bounds the targets of one cluster task, {min, max}: many
+	// cheap probes (a task has a fixed cost: a fetch, a results message,
+	// an ack), few slow commands. Both at least 1, min <= max.
+	TaskSize [2]uint64
+	// FDsPerTarget is the open files one target in flight holds, so that
+	// -c is fitted under ulimit -n; 0: none of its own (ICMP shares one
+	// socket per sweep).
+	FDsPerTarget int
+	// PrintsOutput: the kind runs a command and its Results carry that
+	// command's output (text output says ok/failed and quotes its last
+	// line), even when no exit code came back.
+	PrintsOutput bool
+	// Local: the kind runs commands of the spec's on the machine that runs
+	// it. A cluster worker refuses it unless its operator allows it.
+	Local bool
+	// LendsIdentity: the kind logs in elsewhere with the files and keys of
+	// the machine that runs it. A cluster worker refuses it unless its
+	// operator allows it, and then runs it only with its own files
+	// (WorkerOptions.Confine).
+	LendsIdentity bool
+	// Takes is what the kind's targets may carry besides a host (a port,
+	// a user); target.Parse refuses the rest by the kind's name.
+	Takes target.Takes
+	// Expander, when set, builds the kind's Expander from its options alone,
+	// without the job (a cluster collector checking Results need not build
+	// an ssh job); the kind's Job must expand its set the same way.
+	Expander func(options json.RawMessage) (Expander, error)
+}
+
+// check reports what makes t unfit to register.
+func (t Traits) check() error {
+	if lo, hi := t.TaskSize[0], t.TaskSize[1]; lo < 1 || hi < lo {
+		return fmt.Errorf("TaskSize %v: want {min, max} with 1 <= min <= max", t.TaskSize)
+	}
+	if t.FDsPerTarget < 0 {
+		return fmt.Errorf("FDsPerTarget %d: want 0 or more", t.FDsPerTarget)
+	}
+	return nil
+}
+
+// kind is one registered job kind.
+type kind struct {
+	traits Traits
+	new    Factory
+}
+
 var (
 	registryMu sync.RWMutex
-	registry   = map[string]Factory{}
+	registry   = map[string]kind{}
 )
 
-// Register makes a job kind available by name. It is meant to be called from
-// the kind package's init; registering a name twice panics.
-func Register(kind string, f Factory) {
+// Register makes a job kind available by name, with its traits. It is
+// meant to be called from the kind package's init; registering a name
+// twice, or with traits that do not check (a zero Traits: no TaskSize),
+// panics.
+func Register(name string, t Traits, f Factory) {
+	if err := t.check(); err != nil {
+		panic("job: kind " + name + ": " + err.Error())
+	}
+	if f == nil {
+		panic("job: kind " + name + ": no Factory")
+	}
 	registryMu.Lock()
 	defer registryMu.Unlock()
-	if _, dup := registry[kind]; dup {
-		panic("job: kind registered twice: " + kind)
+	if _, dup := registry[name]; dup {
+		panic("job: kind registered twice: " + name)
 	}
-	registry[kind] = f
+	registry[name] = kind{traits: t, new: f}
 }
 
 // New rebuilds a job of the named kind from its JSON options.
-func New(kind string, options json.RawMessage) (Job, error) {
+func New(name string, options json.RawMessage) (Job, error) {
 	registryMu.RLock()
-	f, ok := registry[kind]
+	k, ok := registry[name]
 	registryMu.RUnlock()
 	if !ok {
-		return nil, fmt.Errorf("unknown job kind %q (known: %v)", kind, Kinds())
+		return nil, fmt.Errorf("unknown job kind %q (known: %v)", name, Kinds())
 	}
-	return f(options)
+	return k.new(options)
 }
 
-// expanders build the Expander of the kinds that have one from their
-// options alone, without the job: what knows a sweep's targets (a cluster
-// collector checking Results) need not build an ssh job, which reads keys.
-var expanders = map[string]func(options json.RawMessage) (Expander, error){}
-
-// RegisterExpander says how kind's Expander is built from its options (the
-// kind's Job must expand its set the same way). Meant for the kind's init.
-func RegisterExpander(kind string, f func(options json.RawMessage) (Expander, error)) {
-	registryMu.Lock()
-	defer registryMu.Unlock()
-	expanders[kind] = f
-}
-
-// NewExpander is kind's Expander for options, or nil when kind does not
-// expand its set.
-func NewExpander(kind string, options json.RawMessage) (Expander, error) {
+// TraitsOf is the registered traits of the named kind; false when no such
+// kind is registered.
+func TraitsOf(name string) (Traits, bool) {
 	registryMu.RLock()
-	f, ok := expanders[kind]
+	k, ok := registry[name]
 	registryMu.RUnlock()
-	if !ok {
+	return k.traits, ok
+}
+
+// PrintsOutput reports whether Results of the named kind carry a command's
+// output (Traits.PrintsOutput); false for a kind not registered.
+func PrintsOutput(name string) bool {
+	t, _ := TraitsOf(name)
+	return t.PrintsOutput
+}
+
+// NewExpander is the named kind's Expander for options (Traits.Expander),
+// or nil when the kind does not expand its set.
+func NewExpander(name string, options json.RawMessage) (Expander, error) {
+	t, _ := TraitsOf(name)
+	if t.Expander == nil {
 		return nil, nil
 	}
-	return f(options)
+	return t.Expander(options)
 }
 
 // Kinds lists the registered job kinds, sorted.

@@ -17,6 +17,8 @@ import (
 
 	"github.com/fanout/fanout/internal/testwait"
 	"github.com/fanout/fanout/job"
+	_ "github.com/fanout/fanout/job/exec" // registers the kinds whose Results print output
+	_ "github.com/fanout/fanout/job/ssh"
 	"github.com/fanout/fanout/output"
 )
 

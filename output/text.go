@@ -32,7 +32,7 @@ const maxTextOutput = 160
 // terminal); the full, raw output is in the jsonl and csv formats.
 func appendText(b []byte, r *job.Result) []byte {
 	b = appendName(b, r)
-	command := r.ExitCode != nil || r.Job == "exec" || r.Job == "ssh"
+	command := r.ExitCode != nil || job.PrintsOutput(r.Job)
 	switch {
 	case r.Status == job.Error:
 		b = append(b, " error ("...)

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fanout/fanout"
 	"github.com/fanout/fanout/internal/testwait"
 	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/spec"
 	"github.com/fanout/fanout/store"
 )
 
@@ -173,7 +173,7 @@ func sampleSweep(t *testing.T) (*store.Store, int64) {
 	if raceEnabled {
 		prefix, n = "127.0.0.0/18", 1<<14
 	}
-	spec := fanout.Spec{Job: "ping", JobOptions: json.RawMessage(`{"count":1}`), Targets: []string{prefix},
+	spec := spec.Spec{Job: "ping", JobOptions: json.RawMessage(`{"count":1}`), Targets: []string{prefix},
 		Concurrency: 1000, Timeout: time.Second}
 	id, err := st.CreateSweep(spec, store.Meta{Total: n, Version: "test"})
 	if err != nil {
@@ -338,7 +338,7 @@ func TestNoIPv4(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	id, _ := st.CreateSweep(fanout.Spec{Job: "tcp", Targets: []string{"::1", "db1.example"}}, store.Meta{Total: 2})
+	id, _ := st.CreateSweep(spec.Spec{Job: "tcp", Targets: []string{"::1", "db1.example"}}, store.Meta{Total: 2})
 	w, _ := st.NewWriter(id, store.WriterOptions{})
 	w.Write(job.Result{Index: 0, Host: "::1", Addr: "::1", Port: 22, Status: job.Up, RTT: time.Millisecond})
 	w.Write(job.Result{Index: 1, Host: "db1.example", Port: 22, Status: job.Error, Class: job.ClassResolve, Error: "no such host"})

@@ -3,8 +3,8 @@ package store
 import (
 	"fmt"
 
-	"github.com/fanout/fanout"
 	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/spec"
 )
 
 // Recorder records one run of a sweep: the Results it is given (through a
@@ -38,7 +38,7 @@ type Outcome struct {
 
 // Record creates a sweep (see CreateSweep) and starts recording its
 // Results.
-func (s *Store) Record(spec fanout.Spec, meta Meta, o WriterOptions) (*Recorder, error) {
+func (s *Store) Record(spec spec.Spec, meta Meta, o WriterOptions) (*Recorder, error) {
 	id, err := s.CreateSweep(spec, meta)
 	if err != nil {
 		return nil, err

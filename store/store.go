@@ -10,7 +10,7 @@
 //
 // The file is plain SQLite, readable with sqlite3 (schema version 5):
 //
-//	sweeps(id, job, spec, total, state, reason, created_ns)  -- spec: fanout.Spec as JSON
+//	sweeps(id, job, spec, total, state, reason, created_ns)  -- spec: spec.Spec as JSON
 //	lists(sweep, list, part, data)  -- the lines of the spec's "-" and @FILE targets
 //	runs(sweep, run, version, start_ns, last_ns, end_ns, state, reason)
 //	results(sweep_idx, host, addr, port, status, class, error, rtt_ns, sent, recv,
@@ -57,7 +57,7 @@ import (
 	sqlite "modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
-	"github.com/fanout/fanout"
+	"github.com/fanout/fanout/spec"
 )
 
 // ErrNoSweep is returned (wrapped) for a sweep id that is not in the file.
@@ -101,7 +101,7 @@ const listPart = 1 << 20
 // Sweep is a recorded sweep.
 type Sweep struct {
 	ID      int64
-	Spec    fanout.Spec
+	Spec    spec.Spec
 	Total   uint64 // targets the sweep visits
 	State   State
 	Reason  string // why it stopped, when Interrupted
@@ -486,7 +486,7 @@ func redact(raw json.RawMessage) (json.RawMessage, error) {
 // CreateSweep records a new sweep and its first run, and returns its id.
 // Every "-" or "@FILE" entry of the Spec needs its list in meta.Lists (or
 // is inlined first).
-func (s *Store) CreateSweep(spec fanout.Spec, meta Meta) (int64, error) {
+func (s *Store) CreateSweep(spec spec.Spec, meta Meta) (int64, error) {
 	if n := spec.Listed(); n != len(meta.Lists) {
 		for _, t := range append(append([]string(nil), spec.Targets...), spec.Excludes...) {
 			if t == "-" || strings.HasPrefix(t, "@") {

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fanout/fanout"
 	"github.com/fanout/fanout/job"
 	"github.com/fanout/fanout/output"
+	"github.com/fanout/fanout/spec"
 )
 
 // The store's Writer is a sink like the others.
@@ -25,8 +25,8 @@ func tmpDB(t *testing.T) string {
 	return filepath.Join(t.TempDir(), "sweeps.db")
 }
 
-func testSpec() fanout.Spec {
-	return fanout.Spec{Job: "tcp", JobOptions: json.RawMessage(`{"ports":[22]}`),
+func testSpec() spec.Spec {
+	return spec.Spec{Job: "tcp", JobOptions: json.RawMessage(`{"ports":[22]}`),
 		Targets: []string{"127.0.0.0/24"}, Shuffle: true, Seed: 7, Concurrency: 100, Timeout: time.Second}
 }
 

@@ -22,8 +22,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fanout/fanout"
 	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/spec"
 	"github.com/fanout/fanout/watch"
 )
 
@@ -58,7 +58,7 @@ const maxPending = 1 << 18
 type WatchRecorder struct {
 	s    *Store
 	id   int64
-	spec fanout.Spec
+	spec spec.Spec
 	o    WatchOptions
 
 	mu      sync.Mutex
@@ -102,7 +102,7 @@ type roundRec struct {
 var ErrWatchRunning = errors.New("watch is running")
 
 // watchKey is what makes a watch the same watch: its spec (every may change).
-func watchKey(spec fanout.Spec) (string, []byte, error) {
+func watchKey(spec spec.Spec) (string, []byte, error) {
 	opts, err := redact(spec.JobOptions)
 	if err != nil {
 		return "", nil, err
@@ -124,7 +124,7 @@ func watchKey(spec fanout.Spec) (string, []byte, error) {
 // (killed) are marked interrupted. One process runs a watch at a time: a
 // second gets an error matching ErrWatchRunning. Errors come before any
 // round: the caller reports them before it polls.
-func OpenWatch(path string, spec fanout.Spec, every time.Duration, o WatchOptions) (*WatchRecorder, uint64, error) {
+func OpenWatch(path string, spec spec.Spec, every time.Duration, o WatchOptions) (*WatchRecorder, uint64, error) {
 	if every <= 0 {
 		return nil, 0, fmt.Errorf("record watch in %s: interval %v, want more than 0", path, every)
 	}
@@ -531,7 +531,7 @@ func (s *Store) deleteRound(w, n, sweep int64) error {
 // Watch is a watch kept in a store.
 type Watch struct {
 	ID      int64
-	Spec    fanout.Spec
+	Spec    spec.Spec
 	Every   time.Duration
 	Created time.Time
 	Rounds  int    // rounds kept

@@ -13,10 +13,6 @@ import (
 
 func init() { register(newResumeCmd) }
 
-// fdsPerTarget is each job kind's open files per target in flight (as its
-// command declares), so that resume fits -c under ulimit -n the same way.
-var fdsPerTarget = map[string]int{"exec": 8, "tcp": 1, "ping": 0, "ssh": 2}
-
 // resumeKeeps are the sweep flags a resumed sweep takes from its record, not
 // from the command line: resume refuses them (and help does not list them).
 var resumeKeeps = []string{"timeout", "retries", "shuffle", "seed", "shard", "exclude", "max-targets", "allow-huge"}
@@ -100,9 +96,6 @@ the bytes given must match it.`,
 			if f.maxTargets == 0 {
 				f.maxTargets = target.DefaultMaxTargets
 			}
-			if n, ok := fdsPerTarget[spec.Job]; ok {
-				f.fdsPerTarget = n
-			}
 			f.db, f.resumeSweep = args[0], sw.ID
 			return runSweep(cmd, f, spec)
 		},
@@ -113,7 +106,7 @@ the bytes given must match it.`,
 		refuse[name] = keeps
 	}
 	refuse["db"] = "resume FILE records into FILE"
-	f = addSweepFlags(cmd, sweepDefaults{FDsPerTarget: 2, Refuse: refuse})
+	f = addSweepFlags(cmd, sweepDefaults{Refuse: refuse})
 	cmd.Flags().StringVar(&stdinFile, "stdin", "", "an ssh sweep run with --stdin: the same FILE again (\"-\" for standard input); its SHA-256 is checked")
 	return cmd
 }

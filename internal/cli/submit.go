@@ -115,7 +115,7 @@ func (cf *clusterFlags) apply(ctx context.Context, cmd *cobra.Command, p *plan, 
 		return false, &exitError{code: ExitSomeNotUp, err: err}
 	}
 	submit := func(ctx context.Context) (cluster.Record, error) {
-		rec, err := client.Submit(ctx, p.spec, cluster.SubmitOptions{Retention: cf.retention})
+		rec, err := client.Submit(ctx, p.spec, p.order.Len(), cluster.SubmitOptions{Retention: cf.retention})
 		if err != nil {
 			return rec, err
 		}

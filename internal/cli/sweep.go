@@ -61,8 +61,7 @@ type sweepFlags struct {
 
 	cluster *clusterFlags // --server, --detach and credentials (submit.go)
 
-	// Not flags: what the command tells runSweep about its job.
-	fdsPerTarget int // open files one target in flight needs, to fit -c under ulimit -n
+	// Not flags: what the command tells runSweep about its output.
 	// results, when set, builds the writer of the text format (ssh: output
 	// lines prefixed by host, or gathered); a nil Writer keeps the default.
 	results func(w, stderr io.Writer) (output.Writer, error)
@@ -72,8 +71,7 @@ type sweepFlags struct {
 
 // sweepDefaults are the per-command defaults of the sweep flags.
 type sweepDefaults struct {
-	Timeout      time.Duration // per attempt; 0 = none
-	FDsPerTarget int
+	Timeout time.Duration // per attempt; 0 = none
 	// Refuse names the sweep flags the command does not use, each with the
 	// reason it is refused: they are hidden from help (refuseFlag).
 	Refuse map[string]string
@@ -81,7 +79,7 @@ type sweepDefaults struct {
 
 // addSweepFlags binds the shared flags to cmd.
 func addSweepFlags(cmd *cobra.Command, d sweepDefaults) *sweepFlags {
-	f := &sweepFlags{fdsPerTarget: d.FDsPerTarget}
+	f := &sweepFlags{}
 	// Defined apart, then added to cmd in order, refused ones refused.
 	fl := pflag.NewFlagSet(cmd.Name(), pflag.ContinueOnError)
 	fl.SortFlags = false
@@ -172,11 +170,10 @@ type plan struct {
 	job   fanout.Job
 	opts  engine.Options
 
-	// sinks receive every finished Result, in order (under sinkMu: a
-	// ticker flushes them).
-	sinks   []output.Writer
-	sinkErr []error // per sink, its first write error
-	sinkMu  sync.Mutex
+	// sinks receive every finished Result, in order, through one
+	// output.Tee (tee), made once they are all open.
+	sinks []output.Writer
+	tee   *output.Tee
 	// closers run after the sinks are closed (output files).
 	closers []func() error
 	// spools are copies of the spec's lists as they were read, for --db
@@ -212,7 +209,9 @@ func runSweep(cmd *cobra.Command, f *sweepFlags, spec fanout.Spec) error {
 	if err != nil {
 		return err
 	}
-	p.opts.Concurrency = fitConcurrency(stderr, p.opts.Concurrency, f.fdsPerTarget)
+	// The kind says how many files a target in flight holds.
+	traits, _ := job.TraitsOf(spec.Job)
+	p.opts.Concurrency = fitConcurrency(stderr, p.opts.Concurrency, traits.FDsPerTarget)
 
 	// 2. Sinks. Opened before the sweep: an unwritable --output-file is a
 	// usage error, not a lost sweep.
@@ -351,14 +350,17 @@ func (p *plan) run(sigCtx, parent context.Context, f *sweepFlags, stderr io.Writ
 	var writeErr error
 
 	stopProgress := startProgress(stderr, f.progress, p.order.Len(), &c)
-	stopFlush := p.flushEvery(flushEvery)
+	out := p.out()
+	stopFlush := out.FlushEvery(flushEvery)
 	began := time.Now()
 	err := p.execute(ctx, p, &c, func(r job.Result) {
 		sum.Add(r)
 		if r.Status != job.Up {
 			notUp++
 		}
-		if werr := p.write(r); werr != nil && writeErr == nil {
+		// A sink that failed is skipped from then on; the others still get
+		// every Result (a store keeps recording when stdout is gone).
+		if werr := out.Write(r); werr != nil && writeErr == nil {
 			writeErr = fmt.Errorf("write result: %w", werr)
 			cancel() // results are no longer all kept: stop sending
 		}
@@ -394,77 +396,25 @@ func (p *plan) run(sigCtx, parent context.Context, f *sweepFlags, stderr io.Writ
 // piped into another program (or watched in a file) still streams.
 const flushEvery = 200 * time.Millisecond
 
-// flusher is a sink that buffers and can be flushed (output's line writers).
-type flusher interface{ Flush() error }
-
-// write hands r to every sink.
-// A sink that failed is skipped from then on; the others still get every
-// Result (a store keeps recording when stdout is gone). It returns the first
-// error of this call.
-func (p *plan) write(r job.Result) error {
-	p.sinkMu.Lock()
-	defer p.sinkMu.Unlock()
-	if p.sinkErr == nil {
-		p.sinkErr = make([]error, len(p.sinks))
+// out is the Tee of the plan's sinks, made on first use: once every sink
+// is open.
+func (p *plan) out() *output.Tee {
+	if p.tee == nil {
+		p.tee = output.NewTee(p.sinks...)
 	}
-	var first error
-	for i, s := range p.sinks {
-		if p.sinkErr[i] != nil {
-			continue
-		}
-		if err := s.Write(r); err != nil {
-			p.sinkErr[i] = err
-			if first == nil {
-				first = err
-			}
-		}
-	}
-	return first
-}
-
-// flushEvery flushes the sinks every d until stop is called (sinks are
-// written from the engine's goroutine, hence the lock).
-func (p *plan) flushEvery(d time.Duration) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(d)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				p.sinkMu.Lock()
-				for _, s := range p.sinks {
-					if fl, ok := s.(flusher); ok {
-						_ = fl.Flush() // a failing sink fails its next Write
-					}
-				}
-				p.sinkMu.Unlock()
-			}
-		}
-	}()
-	return func() { close(done); wg.Wait() }
+	return p.tee
 }
 
 // closeSinks flushes every sink, then closes the files under them, and
 // returns the first error.
 func (p *plan) closeSinks() error {
-	var first error
-	for _, s := range p.sinks {
-		if err := s.Close(); err != nil && first == nil {
-			first = err
-		}
-	}
+	first := p.out().Close()
 	for _, c := range p.closers {
 		if err := c(); err != nil && first == nil {
 			first = err
 		}
 	}
-	p.sinks, p.closers = nil, nil
+	p.sinks, p.tee, p.closers = nil, nil, nil
 	return first
 }
 

@@ -89,8 +89,18 @@ type Job struct {
 
 var _ job.Job = (*Job)(nil)
 
+// Traits are exec's: few targets per cluster task (a command runs for a
+// while), 8 files per target in flight (pipes, pidfd, the child's own),
+// output printed, and a local command, which a cluster worker runs only
+// when its operator allows it. A target may carry a port (host:8080 fills
+// {port}), not a user.
+var Traits = job.Traits{
+	TaskSize: [2]uint64{4, 64}, FDsPerTarget: 8, PrintsOutput: true, Local: true,
+	Takes: target.Takes{Port: true},
+}
+
 func init() {
-	job.Register(Kind, func(options json.RawMessage) (job.Job, error) {
+	job.Register(Kind, Traits, func(options json.RawMessage) (job.Job, error) {
 		var c Config
 		if err := job.DecodeOptions(Kind, options, &c); err != nil {
 			return nil, err
@@ -158,9 +168,6 @@ func (j *Job) Close() error {
 	trimCgroups()
 	return nil
 }
-
-// Takes implements job.Taker: a port (host:8080 fills {port}), no user.
-func (j *Job) Takes() target.Takes { return target.Takes{Port: true} }
 
 // Config returns the options the job was built from.
 func (j *Job) Config() Config { return j.cfg }

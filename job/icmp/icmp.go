@@ -53,8 +53,12 @@ var (
 	_ job.Batcher = (*Job)(nil)
 )
 
+// Traits are ping's: large tasks (one socket per sweep sends them fast),
+// no file per target, a host or address only.
+var Traits = job.Traits{TaskSize: [2]uint64{4096, 4096}}
+
 func init() {
-	job.Register(Kind, func(options json.RawMessage) (job.Job, error) {
+	job.Register(Kind, Traits, func(options json.RawMessage) (job.Job, error) {
 		var c Config
 		if err := job.DecodeOptions(Kind, options, &c); err != nil {
 			return nil, err

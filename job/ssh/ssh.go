@@ -45,8 +45,19 @@ import (
 // Kind is the registered name of the job.
 const Kind = "ssh"
 
+// Traits are ssh's: 1 to 16 targets per cluster task (sessions are slow),
+// one socket per target in flight, output printed, and it logs in with the
+// keys of the machine that runs it, which a cluster worker lends only when
+// its operator allows it, with its own files (Confine). A target may carry
+// a user and a port (user@host:port, [fe80::1%eth0]:2222), which win over
+// -l and -p as OpenSSH's do.
+var Traits = job.Traits{
+	TaskSize: [2]uint64{1, 16}, FDsPerTarget: 1, PrintsOutput: true, LendsIdentity: true,
+	Takes: target.Takes{Port: true, User: true},
+}
+
 func init() {
-	job.Register(Kind, func(options json.RawMessage) (job.Job, error) {
+	job.Register(Kind, Traits, func(options json.RawMessage) (job.Job, error) {
 		var c Config
 		if err := job.DecodeOptions(Kind, options, &c); err != nil {
 			return nil, err
@@ -189,10 +200,6 @@ func knownHostsList(v string, env Env) []string {
 
 // Kind is "ssh".
 func (j *Job) Kind() string { return Kind }
-
-// Takes implements job.Taker: user@host:port, [fe80::1%eth0]:2222; a
-// target's user and port win over -l and -p, as OpenSSH's do.
-func (j *Job) Takes() target.Takes { return target.Takes{Port: true, User: true} }
 
 // Config is the job's configuration, with defaults filled in.
 func (j *Job) Config() Config { return j.cfg }

@@ -33,7 +33,7 @@ func TestDialsTargetZoneUserPort(t *testing.T) {
 		return d.DialContext(ctx, network, netip.AddrPortFrom(host(1), uint16(fleet.Port)).String())
 	}
 	j := newJob(t, Config{Command: "hostname", HostKey: HostKeyOff, User: "ignored", Port: 22}, env)
-	set, err := target.Parse([]string{"admin@[fe80::1%lo]:2222"}, target.ParseOptions{Takes: j.Takes(), Job: j.Kind()})
+	set, err := target.Parse([]string{"admin@[fe80::1%lo]:2222"}, target.ParseOptions{Takes: Traits.Takes, Job: j.Kind()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,15 +48,23 @@ type Job struct {
 
 var _ job.Job = (*Job)(nil)
 
-func init() {
-	job.Register(Kind, func(options json.RawMessage) (job.Job, error) {
+// Traits are tcp's: tasks of 128 to 1024 connects, one socket per target
+// in flight, a host without a port or user (the ports are the job's, -p,
+// for every host: the job expands its set to host x port).
+var Traits = job.Traits{
+	TaskSize: [2]uint64{128, 1024}, FDsPerTarget: 1,
+	Takes: target.Takes{Note: "its ports come from -p"},
+	Expander: func(options json.RawMessage) (job.Expander, error) {
 		var c Config
 		if err := job.DecodeOptions(Kind, options, &c); err != nil {
 			return nil, err
 		}
 		return New(c)
-	})
-	job.RegisterExpander(Kind, func(options json.RawMessage) (job.Expander, error) {
+	},
+}
+
+func init() {
+	job.Register(Kind, Traits, func(options json.RawMessage) (job.Job, error) {
 		var c Config
 		if err := job.DecodeOptions(Kind, options, &c); err != nil {
 			return nil, err
@@ -82,10 +90,6 @@ func New(cfg Config) (*Job, error) {
 
 // Kind implements job.Job.
 func (j *Job) Kind() string { return Kind }
-
-// Takes implements job.Taker: a host without a port or user; the ports
-// are the job's (-p), for every host.
-func (j *Job) Takes() target.Takes { return target.Takes{Note: "its ports come from -p"} }
 
 // Config returns the options the job was built from.
 func (j *Job) Config() Config { return j.cfg }

@@ -1,18 +1,21 @@
-package fanout_test
+package spec_test
 
 import (
 	"encoding/json"
 	"strings"
 	"testing"
 
-	"github.com/fanout/fanout"
+	_ "github.com/fanout/fanout/job/icmp"
+	_ "github.com/fanout/fanout/job/ssh"
+	_ "github.com/fanout/fanout/job/tcp"
+	sp "github.com/fanout/fanout/spec"
 )
 
 // Visit is Build's set and order without the job (tcp's ports expand it
 // all the same), and never reads a file a Spec names.
 func TestSpecVisit(t *testing.T) {
 	t.Parallel()
-	spec := fanout.Spec{Job: "tcp", JobOptions: json.RawMessage(`{"ports":[22,80,443]}`), Targets: []string{"127.0.0.0/30"}, Shuffle: true, Seed: 3, ShardI: 2, ShardN: 3}
+	spec := sp.Spec{Job: "tcp", JobOptions: json.RawMessage(`{"ports":[22,80,443]}`), Targets: []string{"127.0.0.0/30"}, Shuffle: true, Seed: 3, ShardI: 2, ShardN: 3}
 	set, order, _, err := spec.Build()
 	if err != nil {
 		t.Fatal(err)
@@ -41,8 +44,29 @@ func TestSpecVisit(t *testing.T) {
 	if _, _, err := s.Visit(); err == nil {
 		t.Error("Visit with a bad port: no error")
 	}
-	if _, _, err := (fanout.Spec{Job: "tcp", JobOptions: json.RawMessage(`{"ports":[1,2,3,4]}`), Targets: []string{"10.0.0.0/8"}}).Visit(); err == nil || !strings.Contains(err.Error(), "limit") {
+	if _, _, err := (sp.Spec{Job: "tcp", JobOptions: json.RawMessage(`{"ports":[1,2,3,4]}`), Targets: []string{"10.0.0.0/8"}}).Visit(); err == nil || !strings.Contains(err.Error(), "limit") {
 		t.Errorf("Visit over --max-targets after the product: %v", err)
+	}
+}
+
+// Visit parses targets as the kind takes them (its registered traits), as
+// Build does: an ssh sweep's user@host:port targets are visited (a cluster
+// collector of such a sweep used to refuse its own targets), and a ping
+// sweep's host:port is refused alike by both, naming the kind.
+func TestVisitTakesWhatTheKindTakes(t *testing.T) {
+	t.Parallel()
+	ssh := sp.Spec{Job: "ssh", JobOptions: json.RawMessage(`{"command":"true"}`), Targets: []string{"root@web1:2222", "web2"}}
+	set, order, err := ssh.Visit()
+	if err != nil {
+		t.Fatalf("Visit of %v: %v", ssh.Targets, err)
+	}
+	if order.Len() != 2 || set.At(0).User != "root" || set.At(0).Port != 2222 || set.At(1).User != "" {
+		t.Fatalf("Visit of %v: %d targets, first %+v", ssh.Targets, order.Len(), set.At(0))
+	}
+	ping := sp.Spec{Job: "ping", Targets: []string{"web1:22"}}
+	_, _, err = ping.Visit()
+	if err == nil || !strings.Contains(err.Error(), "ping takes no port") {
+		t.Errorf("Visit of ping web1:22: %v, want ping's refusal of the port", err)
 	}
 }
 
@@ -50,7 +74,7 @@ func TestSpecVisit(t *testing.T) {
 // back only the same bytes.
 func TestSpecStdin(t *testing.T) {
 	t.Parallel()
-	spec := fanout.Spec{Job: "ssh", JobOptions: json.RawMessage(`{"command":"cat","stdin":"c2VjcmV0"}`), Targets: []string{"h"}}
+	spec := sp.Spec{Job: "ssh", JobOptions: json.RawMessage(`{"command":"cat","stdin":"c2VjcmV0"}`), Targets: []string{"h"}}
 	split, b, err := spec.SplitStdin()
 	if err != nil || string(b) != "secret" {
 		t.Fatalf("SplitStdin: %q, %v", b, err)
@@ -68,7 +92,7 @@ func TestSpecStdin(t *testing.T) {
 	if err != nil || !strings.Contains(string(joined.JobOptions), `"stdin":"c2VjcmV0"`) {
 		t.Errorf("JoinStdin: %s, %v", joined.JobOptions, err)
 	}
-	none := fanout.Spec{Job: "tcp", JobOptions: json.RawMessage(`{"ports":[22]}`)}
+	none := sp.Spec{Job: "tcp", JobOptions: json.RawMessage(`{"ports":[22]}`)}
 	if s, b, err := none.SplitStdin(); err != nil || b != nil || string(s.JobOptions) != string(none.JobOptions) {
 		t.Errorf("SplitStdin without stdin: %s, %q, %v", s.JobOptions, b, err)
 	}
