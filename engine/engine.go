@@ -24,6 +24,12 @@ type Options struct {
 	Skip func(index uint64) bool
 	// NoBatch runs a job.Batcher through its per-target Run instead.
 	NoBatch bool
+	// Stop, when closed, ends the sweep gently: no target starts after it
+	// (a wait for a slot or a rate token ends at once), and the targets in
+	// flight finish with their real Result, their ctx untouched. Run then
+	// returns nil once they are emitted (a watch's SIGINT: finish the round's
+	// in-flight targets, not cancel them).
+	Stop <-chan struct{}
 }
 
 // Counters are the sweep's progress, safe to read from any goroutine while it
