@@ -740,7 +740,9 @@ func TestInPlace(t *testing.T) {
 }
 
 // blockBatch runs each target in a goroutine of its own, through run.
-type blockBatch struct{ run func(target.Target) job.Result }
+type blockBatch struct {
+	run func(target.Target) job.Result
+}
 
 func (*blockBatch) Kind() string { return "block" }
 func (b *blockBatch) Run(ctx context.Context, t target.Target) job.Result {
