@@ -118,6 +118,20 @@ func (s Spec) BuildFrom(lists Lists) (target.Set, target.Order, Job, error) {
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	set, err := s.SetFor(j, lists)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	order, err := s.Order(set.Len())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return set, order, j, nil
+}
+
+// SetFor is the set BuildFrom builds, for the job j built from this Spec
+// (a watch re-reads its @FILE lists each round, with the job it keeps).
+func (s Spec) SetFor(j Job, lists Lists) (target.Set, error) {
 	opts := target.ParseOptions{
 		Excludes: s.Excludes, MaxTargets: s.MaxTargets, AllowHuge: s.AllowHuge, Job: j.Kind(), List: lists,
 	}
@@ -126,17 +140,10 @@ func (s Spec) BuildFrom(lists Lists) (target.Set, target.Order, Job, error) {
 	}
 	set, err := target.Parse(s.Targets, opts)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	x, _ := j.(job.Expander)
-	if set, err = s.expand(set, x); err != nil {
-		return nil, nil, nil, err
-	}
-	order, err := s.Order(set.Len())
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	return set, order, j, nil
+	return s.expand(set, x)
 }
 
 // Visit is Build without the job: the set and order a sweep of this Spec

@@ -303,8 +303,13 @@ func RoundLine(r watch.Round) string {
 // changes", and what an interruption left.
 func (s *RoundSummary) Print(watchID string, interrupted bool) {
 	fmt.Fprintf(s.w, "watch %s: %d rounds (%d late), %d changes\n", Safe(watchID), s.rounds, s.late, s.changes)
-	if interrupted {
+	if !interrupted {
+		return
+	}
+	if polled := s.last.Up + s.last.Down + s.last.Error; s.rounds > 0 && polled < s.last.Targets {
 		fmt.Fprintf(s.w, "interrupted: round %d ended early, its targets in flight finished (%d of %d polled)\n",
-			s.last.N, s.last.Up+s.last.Down+s.last.Error, s.last.Targets)
+			s.last.N, polled, s.last.Targets)
+	} else {
+		fmt.Fprintf(s.w, "interrupted after round %d\n", s.last.N)
 	}
 }

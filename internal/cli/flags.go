@@ -70,6 +70,9 @@ var flagRanges = map[string]flagRange{
 	"ack-wait":        {min: float64(100 * time.Millisecond), max: noMax},
 	"db-sweep":        {min: 1, max: math.MaxInt64, zero: "the newest matching sweep"},
 	"retention":       {min: float64(time.Second), max: float64(cluster.MaxRetention)},
+	"every":           {min: 0, max: noMax, above: true},
+	"rounds":          {min: 1, max: math.MaxUint64, zero: "until interrupted"},
+	"loss-threshold":  {min: 0, max: 100, zero: "no loss changes"},
 }
 
 // rangeOf is the range of cmd's flag name, and whether one is declared.
