@@ -259,7 +259,8 @@ func (wf *watchFlags) check(cmd *cobra.Command) error {
 // runWatch is runSweep for a command under watch: spec and the sweep flags
 // f as the job command made them, the watch flags wf.
 func runWatch(cmd *cobra.Command, f *sweepFlags, spec fanout.Spec, wf *watchFlags) error {
-	stderr := cmd.ErrOrStderr()
+	// The rounds' summaries and the signal handler both write to stderr.
+	stderr := &lockedWriter{w: cmd.ErrOrStderr()}
 	// 1. Everything the user typed is checked before any traffic.
 	if err := f.fill(&spec); err != nil {
 		return err
@@ -353,6 +354,7 @@ func runWatch(cmd *cobra.Command, f *sweepFlags, spec fanout.Spec, wf *watchFlag
 				interrupted = true
 				mu.Unlock()
 				stopNow()
+				fmt.Fprintln(stderr, "fanout: interrupted: no target starts now, those in flight finish (again to kill)")
 			case <-hup:
 				select {
 				case reloadNow <- struct{}{}:
@@ -403,6 +405,18 @@ func runWatch(cmd *cobra.Command, f *sweepFlags, spec fanout.Spec, wf *watchFlag
 		return exitCode(ExitSomeNotUp)
 	}
 	return nil
+}
+
+// lockedWriter serializes writes from several goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }
 
 func closeAll(cs []func() error) error {
