@@ -10,7 +10,7 @@
 #     round vs a one-shot `fanout ping` of the same set (want within 10%),
 #     and no live target ever reported down (no change printed);
 # (b) blackbox_exporter (one HTTP /probe per target per scrape, module icmp)
-#     at 1,000 loopback targets, scraped 5 times, beside a 5-round fanout
+#     at 1,000 loopback targets, scraped 5 times, beside a 10-round fanout
 #     watch of the same 1,000: exporter CPU per probe vs fanout CPU per
 #     target-round (want < 0.05x), and targets each reported down.
 #
