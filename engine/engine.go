@@ -34,6 +34,12 @@ type Options struct {
 	// Pacer, when set, is the start rate shared by every Run that uses it
 	// (a sweep's --rate over a worker's tasks of it), in place of Rate.
 	Pacer *Pacer
+	// Stop, when closed, ends the sweep gently: no target starts after it
+	// (a wait for a slot or a rate token ends at once), and the targets in
+	// flight finish with their real Result, their ctx untouched. Run then
+	// returns nil once they are emitted (a watch's SIGINT: finish the round's
+	// in-flight targets, not cancel them).
+	Stop <-chan struct{}
 }
 
 // Gate is a bound on targets in flight shared by several Runs (see

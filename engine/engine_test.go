@@ -738,3 +738,81 @@ func TestInPlace(t *testing.T) {
 		})
 	}
 }
+
+// blockBatch runs each target in a goroutine of its own, through run.
+type blockBatch struct {
+	run func(target.Target) job.Result
+}
+
+func (*blockBatch) Kind() string { return "block" }
+func (b *blockBatch) Run(ctx context.Context, t target.Target) job.Result {
+	return b.run(t)
+}
+func (b *blockBatch) RunBatch(ctx context.Context, in <-chan target.Target, cfg job.BatchConfig, emit func(job.Result)) error {
+	var wg sync.WaitGroup
+	for t := range in {
+		wg.Add(1)
+		go func() { defer wg.Done(); emit(b.run(t)) }()
+	}
+	wg.Wait()
+	return nil
+}
+
+// Options.Stop: no target starts after it, not even one waiting for a rate
+// token, and the targets in flight finish with their real (here down)
+// Result, which is emitted; Run returns nil.
+func TestStopFinishesInFlight(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		batch bool
+		opts  Options
+		n     uint64
+		want  int64 // in flight when Stop closes
+	}{
+		{"each", false, Options{Concurrency: 2}, 100, 2},
+		{"batch", true, Options{Concurrency: 2}, 100, 2},
+		// The second target waits ~1000 s for its token: Stop ends the wait.
+		{"each rate", false, Options{Concurrency: 10, Rate: 0.001}, 3, 1},
+		{"batch rate", true, Options{Concurrency: 10, Rate: 0.001}, 3, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var started atomic.Int64
+			release := make(chan struct{})
+			run := func(tg target.Target) job.Result {
+				started.Add(1)
+				<-release
+				return down(tg, job.ClassTimeout)
+			}
+			var j job.Job = funcJob(func(_ context.Context, tg target.Target) job.Result { return run(tg) })
+			if tc.batch {
+				j = &blockBatch{run: run}
+			}
+			stop := make(chan struct{})
+			tc.opts.Stop = stop
+			var got map[uint64]job.Result
+			var err error
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				got, err = collect(t, context.Background(), tc.n, j, tc.opts, nil)
+			}()
+			testwait.For(t, "targets in flight", func() bool { return started.Load() == tc.want })
+			close(stop)
+			close(release)
+			testwait.Recv(t, "Run to return after Stop", done)
+			if err != nil {
+				t.Fatalf("Run: %v, want nil after Stop", err)
+			}
+			if int64(len(got)) != tc.want || started.Load() != tc.want {
+				t.Fatalf("%d Results of %d started, want the %d in flight", len(got), started.Load(), tc.want)
+			}
+			for _, r := range got {
+				if r.Status != job.Down || r.Class != job.ClassTimeout {
+					t.Fatalf("result %+v: want the job's own down/timeout", r)
+				}
+			}
+		})
+	}
+}

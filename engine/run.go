@@ -58,10 +58,44 @@ func run(ctx context.Context, set target.Set, order target.Order, j job.Job, opt
 	}
 	c.Total.Add(int64(order.Len()))
 	c.Began.CompareAndSwap(0, time.Now().UnixNano())
+	feed, stopFeed := s.feedContext(ctx)
+	defer stopFeed()
 	if b, ok := j.(job.Batcher); ok && !opts.NoBatch {
-		return s.runBatch(ctx, j.Kind(), b, emit)
+		return s.runBatch(ctx, feed, j.Kind(), b, emit)
 	}
-	return s.runEach(ctx, j, emit)
+	return s.runEach(ctx, feed, j, emit)
+}
+
+// feedContext is the context that starting targets waits under: ctx, also
+// done once opts.Stop is closed. Attempts run under ctx itself.
+func (s *sweep) feedContext(ctx context.Context) (context.Context, func()) {
+	if s.opts.Stop == nil {
+		return ctx, func() {}
+	}
+	feed, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-s.opts.Stop:
+			cancel()
+		case <-feed.Done():
+		}
+	}()
+	return feed, func() { cancel(); <-done }
+}
+
+// errStopped is acquire's error once ctx is done or opts.Stop closed.
+var errStopped = errors.New("no more targets start")
+
+// stopped reports whether opts.Stop is closed.
+func (s *sweep) stopped() bool {
+	select {
+	case <-s.opts.Stop:
+		return true
+	default:
+		return false
+	}
 }
 
 // burst is the limiter's bucket: 50 ms worth of targets, at least 1, so a
@@ -101,6 +135,12 @@ func (s *sweep) acquire(ctx context.Context) error {
 	case s.sem <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+	// Both may have been ready (the select chose at random), and Stop is
+	// seen here before its goroutine has cancelled ctx.
+	if ctx.Err() != nil || s.stopped() {
+		<-s.sem
+		return errStopped
 	}
 	if s.gate != nil {
 		select {
@@ -188,7 +228,7 @@ func fill(r *job.Result, t target.Target, kind string) {
 // that runs for minutes): the engine's frames beneath it are held once per
 // target in flight, and frames that push the stack past its size double it.
 // So those frames hold no Result by value: only call does, while j.Run runs.
-func (s *sweep) runEach(ctx context.Context, j job.Job, emit func(job.Result)) error {
+func (s *sweep) runEach(ctx, feed context.Context, j job.Job, emit func(job.Result)) error {
 	results := make(chan *job.Result, s.resultBuf())
 	work := make(chan target.Target)
 	kind := j.Kind()
@@ -204,9 +244,9 @@ func (s *sweep) runEach(ctx context.Context, j job.Job, emit func(job.Result)) e
 		defer wg.Wait()
 		defer close(work)
 		workers := 0
-		for k := uint64(0); ctx.Err() == nil; {
+		for k := uint64(0); feed.Err() == nil; {
 			t, ok := s.next(&k)
-			if !ok || s.acquire(ctx) != nil {
+			if !ok || s.acquire(feed) != nil {
 				return
 			}
 			s.c.Started.Add(1)
@@ -341,7 +381,7 @@ func finish(r *job.Result, t target.Target, kind string, start time.Time) {
 // slot and a rate token), the job runs in another, and emitted Results come
 // back to this goroutine, which frees their slots and alone calls emit. No
 // goroutine per target.
-func (s *sweep) runBatch(ctx context.Context, kind string, b job.Batcher, emit func(job.Result)) error {
+func (s *sweep) runBatch(ctx, feed context.Context, kind string, b job.Batcher, emit func(job.Result)) error {
 	in := make(chan target.Target)
 	results := make(chan job.Result, s.resultBuf())
 	stop := make(chan struct{}) // closed once emitted Results are no longer read
@@ -360,8 +400,8 @@ func (s *sweep) runBatch(ctx context.Context, kind string, b job.Batcher, emit f
 	go func() { batchDone <- b.RunBatch(ctx, in, cfg, jobEmit) }()
 
 	// feedCtx also ends when the job returns early, so the feeder never
-	// waits on a reader that is gone.
-	feedCtx, stopFeed := context.WithCancel(ctx)
+	// waits on a reader that is gone (and at opts.Stop).
+	feedCtx, stopFeed := context.WithCancel(feed)
 	defer stopFeed()
 	fed := make(chan struct{})
 	exhausted := false // every target was handed over; read after <-fed
@@ -427,7 +467,7 @@ func (s *sweep) runBatch(ctx context.Context, kind string, b job.Batcher, emit f
 		return ctx.Err()
 	case batchErr != nil:
 		return fmt.Errorf("%s batch: %w", kind, batchErr)
-	case !exhausted:
+	case !exhausted && !s.stopped():
 		return fmt.Errorf("%s batch: returned before reading every target", kind)
 	case lost > 0:
 		return fmt.Errorf("%s batch: returned without a Result for %d targets", kind, lost)

@@ -61,6 +61,9 @@ type Result struct {
 	RTTMin time.Duration
 	RTTAvg time.Duration
 	RTTMax time.Duration
+	// RTTStddev is the population standard deviation of the replies' RTTs
+	// (ping --count), as ping(8)'s mdev.
+	RTTStddev time.Duration
 
 	ExitCode  *int // exec / ssh
 	Stdout    []byte
@@ -110,6 +113,7 @@ type wire struct {
 	RTTMinMs  *float64 `json:"rtt_min_ms,omitempty"`
 	RTTAvgMs  *float64 `json:"rtt_avg_ms,omitempty"`
 	RTTMaxMs  *float64 `json:"rtt_max_ms,omitempty"`
+	RTTSdMs   *float64 `json:"rtt_stddev_ms,omitempty"`
 	ExitCode  *int     `json:"exit_code,omitempty"`
 	Stdout    *string  `json:"stdout,omitempty"`
 	Stderr    *string  `json:"stderr,omitempty"`
@@ -149,7 +153,7 @@ func (r Result) MarshalJSON() ([]byte, error) {
 		Index: r.Index, Host: r.Host, Addr: r.Addr, Port: r.Port, Job: r.Job,
 		Status: r.Status, Class: r.Class, Error: r.Error,
 		RTTMs: ms(r.RTT), Sent: r.Sent, Recv: r.Recv,
-		RTTMinMs: ms(r.RTTMin), RTTAvgMs: ms(r.RTTAvg), RTTMaxMs: ms(r.RTTMax),
+		RTTMinMs: ms(r.RTTMin), RTTAvgMs: ms(r.RTTAvg), RTTMaxMs: ms(r.RTTMax), RTTSdMs: ms(r.RTTStddev),
 		ExitCode: r.ExitCode, Stdout: str(r.Stdout), Stderr: str(r.Stderr),
 		Truncated: r.Truncated, Attempts: r.Attempts,
 		Start: r.Start.UTC().Format(time.RFC3339Nano), End: r.End.UTC().Format(time.RFC3339Nano),
@@ -172,7 +176,7 @@ func (r *Result) UnmarshalJSON(b []byte) error {
 		Index: w.Index, Host: w.Host, Addr: w.Addr, Port: w.Port, Job: w.Job,
 		Status: w.Status, Class: w.Class, Error: w.Error,
 		RTT: unms(w.RTTMs), Sent: w.Sent, Recv: w.Recv,
-		RTTMin: unms(w.RTTMinMs), RTTAvg: unms(w.RTTAvgMs), RTTMax: unms(w.RTTMaxMs),
+		RTTMin: unms(w.RTTMinMs), RTTAvg: unms(w.RTTAvgMs), RTTMax: unms(w.RTTMaxMs), RTTStddev: unms(w.RTTSdMs),
 		ExitCode: w.ExitCode, Truncated: w.Truncated, Attempts: w.Attempts, Worker: w.Worker,
 	}
 	if w.Stdout != nil {

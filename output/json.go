@@ -53,6 +53,7 @@ func appendJSON(b []byte, r *job.Result) []byte {
 	b = appendMs(b, `,"rtt_min_ms":`, r.RTTMin)
 	b = appendMs(b, `,"rtt_avg_ms":`, r.RTTAvg)
 	b = appendMs(b, `,"rtt_max_ms":`, r.RTTMax)
+	b = appendMs(b, `,"rtt_stddev_ms":`, r.RTTStddev)
 	if r.ExitCode != nil {
 		b = append(b, `,"exit_code":`...)
 		b = strconv.AppendInt(b, int64(*r.ExitCode), 10)

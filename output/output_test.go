@@ -208,7 +208,7 @@ func TestCSV(t *testing.T) {
 	w, _ = output.New("csv", &buf, output.Filter{})
 	w.Write(job.Result{Index: 4, Host: "h", Addr: "127.0.0.1", Port: 22, Job: "tcp", Status: job.Up, RTT: 1234567, Attempts: 1, Start: t0, End: t0})
 	w.Close()
-	want := "4,h,127.0.0.1,22,tcp,up,,,1.234,,,,,,,,,,,1,2026-11-26T12:00:00.123456789Z,2026-11-26T12:00:00.123456789Z,\n"
+	want := "4,h,127.0.0.1,22,tcp,up,,,1.234,,,,,,,,,,,1,2026-11-26T12:00:00.123456789Z,2026-11-26T12:00:00.123456789Z,,\n"
 	if got := strings.SplitN(buf.String(), "\n", 2)[1]; got != want {
 		t.Errorf("csv row\n got %q\nwant %q", got, want)
 	}

@@ -106,6 +106,7 @@ var CSVHeader = []string{
 	"index", "host", "addr", "port", "job", "status", "class", "error",
 	"rtt_ms", "sent", "recv", "loss", "rtt_min_ms", "rtt_avg_ms", "rtt_max_ms",
 	"exit_code", "stdout", "stderr", "truncated", "attempts", "start", "end", "worker",
+	"rtt_stddev_ms",
 }
 
 type csvWriter struct {
@@ -175,6 +176,7 @@ func csvRow(row []string, r *job.Result) []string {
 		ms(r.RTT), num(r.Sent), num(r.Recv), loss, ms(r.RTTMin), ms(r.RTTAvg), ms(r.RTTMax),
 		exit, printable(r.Stdout), printable(r.Stderr), trunc, strconv.Itoa(r.Attempts),
 		r.Start.UTC().Format(time.RFC3339Nano), r.End.UTC().Format(time.RFC3339Nano), r.Worker,
+		ms(r.RTTStddev),
 	)
 }
 

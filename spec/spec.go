@@ -131,12 +131,8 @@ func (s Spec) BuildFrom(lists Lists) (target.Set, target.Order, job.Job, error) 
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	set, err := s.parse(lists, nil)
+	set, err := s.SetFor(j, lists)
 	if err != nil {
-		return nil, nil, nil, err
-	}
-	x, _ := j.(job.Expander)
-	if set, err = s.expand(set, x); err != nil {
 		return nil, nil, nil, err
 	}
 	order, err := s.Order(set.Len())
@@ -144,6 +140,17 @@ func (s Spec) BuildFrom(lists Lists) (target.Set, target.Order, job.Job, error) 
 		return nil, nil, nil, err
 	}
 	return set, order, j, nil
+}
+
+// SetFor is the set BuildFrom builds, for the job j built from this Spec
+// (a watch re-reads its @FILE lists each round, with the job it keeps).
+func (s Spec) SetFor(j job.Job, lists Lists) (target.Set, error) {
+	set, err := s.parse(lists, nil)
+	if err != nil {
+		return nil, err
+	}
+	x, _ := j.(job.Expander)
+	return s.expand(set, x)
 }
 
 // Visit is Build without the job: the set and order a sweep of this Spec

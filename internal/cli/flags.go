@@ -76,6 +76,9 @@ var flagRanges = map[string]flagRange{
 	"history watch":   {min: 0, max: math.MaxInt64, zero: "the file's only watch"},
 	"round":           {min: 0, max: math.MaxInt64, zero: "the last recorded round"},
 	"history port":    {min: 0, max: 65535, zero: "every port"},
+	"every":           {min: 0, max: noMax, above: true},
+	"rounds":          {min: 1, max: math.MaxUint64, zero: "until interrupted"},
+	"loss-threshold":  {min: 0, max: 100, zero: "no loss changes"},
 }
 
 // rangeOf is the range of cmd's flag name, and whether one is declared.

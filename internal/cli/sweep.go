@@ -199,6 +199,9 @@ func runLocal(ctx context.Context, p *plan, c *engine.Counters, emit func(job.Re
 // with the shared flags f. It returns nil when every target is up, and an
 // exitError otherwise (1 some not up, 2 usage, 130 interrupted).
 func runSweep(cmd *cobra.Command, f *sweepFlags, spec fanout.Spec) error {
+	if wf := watchOf(cmd); wf != nil {
+		return runWatch(cmd, f, spec, wf) // fanout watch JOB (watch.go)
+	}
 	stderr := cmd.ErrOrStderr()
 
 	// 1. Everything the user typed is checked before any traffic.

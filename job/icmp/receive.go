@@ -255,6 +255,7 @@ func (s *sweep) apply(ev event, out []job.Result) []job.Result {
 	s.stats.replies.Add(1)
 	sl.recv++
 	sl.rttSum += rtt
+	sl.rttSq += float64(rtt) * float64(rtt)
 	if sl.recv == 1 || rtt < sl.rttMin {
 		sl.rttMin = rtt
 	}

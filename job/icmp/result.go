@@ -6,6 +6,7 @@ package icmp
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/fanout/fanout/job"
@@ -27,6 +28,7 @@ func (s *sweep) result(sl *slot) job.Result {
 		r.Status = job.Up
 		r.RTTMin, r.RTTMax = sl.rttMin, sl.rttMax
 		r.RTTAvg = sl.rttSum / time.Duration(sl.recv)
+		r.RTTStddev = stddev(sl.rttSq, sl.rttSum, sl.recv)
 		r.RTT = r.RTTAvg
 	case sl.unreach != "":
 		r.Status, r.Class, r.Error = job.Down, job.ClassUnreachable, sl.unreach
@@ -40,6 +42,20 @@ func (s *sweep) result(sl *slot) job.Result {
 		}
 	}
 	return r
+}
+
+// stddev is the population standard deviation of n RTTs from their sum
+// and the sum of their squares (ping's mdev); 0 for one reply.
+func stddev(sq float64, sum time.Duration, n int32) time.Duration {
+	if n < 2 {
+		return 0
+	}
+	mean := float64(sum) / float64(n)
+	v := sq/float64(n) - mean*mean
+	if v <= 0 {
+		return 0
+	}
+	return time.Duration(math.Sqrt(v))
 }
 
 // errorsOnly: every request failed to leave.

@@ -27,6 +27,7 @@ type slot struct {
 	rttSum  time.Duration
 	rttMin  time.Duration
 	rttMax  time.Duration
+	rttSq   float64    // sum of squared RTTs, ns², for the standard deviation
 	unreach string     // first ICMP error quoting our request
 	sendErr *sendError // first request that could not leave
 	fails   int32      // requests that failed to leave

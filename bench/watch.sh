@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# bench/watch.sh: fanout watch in steady state, beside a one-shot sweep of the
+# same set and beside Debian's blackbox_exporter, in one run. By hand, as root,
+# inside the lab, on a quiet machine:
+#
+#   bench/lab.sh up && bench/lab.sh exec bash bench/watch.sh; bench/lab.sh down
+#
+# (a) a ping watch of the 65,536 live lab addresses every 5 s for 50 rounds:
+#     peak RSS at round 50 vs round 5 (want within 5%: no growth), CPU per
+#     round vs a one-shot `fanout ping` of the same set (want within 10%),
+#     and no live target ever reported down (no change printed);
+# (b) blackbox_exporter (one HTTP /probe per target per scrape, module icmp)
+#     at 1,000 loopback targets, scraped 5 times, beside a 10-round fanout
+#     watch of the same 1,000: exporter CPU per probe vs fanout CPU per
+#     target-round (want < 0.05x), and targets each reported down.
+#
+# Bounded: (a) 51 rounds of 5 s (about 4-5 minutes, cut at 15), (b) 5,000
+# probes and 10 rounds of 1 s (cut at 5 minutes). ROUNDS=N shortens (a). (b) needs
+# apt-get install -y prometheus-blackbox-exporter curl, run before entering
+# the lab (it has no network); without them (b) is skipped.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -z "${FANOUT_LAB:-}" ]; then
+	echo "watch.sh: run inside the lab: bench/lab.sh exec bash bench/watch.sh" >&2
+	exit 2
+fi
+[ -x /usr/bin/time ] || apt-get install -y time >/dev/null
+command -v bc >/dev/null || apt-get install -y bc >/dev/null
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+FANOUT=${FANOUT_BIN:-$work/fanout}
+[ -n "${FANOUT_BIN:-}" ] || go build -o "$FANOUT" ./cmd/fanout || exit 1
+ROUNDS=${ROUNDS:-50}
+HZ=$(getconf CLK_TCK)
+
+echo "== bench/watch.sh $(date -u +%FT%TZ) on $(nproc) cores, lab namespace $FANOUT_LAB"
+echo "uptime at start: $(uptime)"
+
+# cpu PID: user+system seconds of PID so far.
+cpu() { awk -v hz="$HZ" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+# hwm PID: peak RSS of PID so far, kB.
+hwm() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+ratio() { echo "scale=3; $1 / $2" | bc; }
+
+# wait_round FILE N LIMIT: waits until FILE has the summary line of round N
+# (or LIMIT seconds passed); fails when it never came.
+wait_round() {
+	local i=0
+	while ! grep -q "^round $2:" "$1"; do
+		sleep 0.2
+		i=$((i + 1))
+		[ $i -lt $(($3 * 5)) ] || return 1
+	done
+}
+
+echo
+echo "(a) steady state: watch ping --every 5s of 127.0.0.0/16, $ROUNDS rounds"
+/usr/bin/time -f "%e %U %S %M" -o "$work/time1" "$FANOUT" ping -q 127.0.0.0/16 >/dev/null 2>&1
+read -r wall1 user1 sys1 rss1 < <(tail -1 "$work/time1")
+once_cpu=$(echo "$user1 + $sys1" | bc)
+# One round more than measured: round ROUNDS is read while it still runs.
+"$FANOUT" watch ping --every 5s --rounds $((ROUNDS + 1)) -o jsonl 127.0.0.0/16 >"$work/changes" 2>"$work/rounds" &
+wpid=$!
+pids+=("$wpid")
+(sleep 900; kill "$wpid" 2>/dev/null) &
+pids+=($!)
+if wait_round "$work/rounds" 5 120; then
+	cpu5=$(cpu "$wpid")
+	rss5=$(hwm "$wpid")
+	if wait_round "$work/rounds" "$ROUNDS" 600; then
+		cpuN=$(cpu "$wpid")
+		rssN=$(hwm "$wpid")
+		late=$(grep -c "late by" "$work/rounds")
+		per_round=$(echo "scale=3; ($cpuN - $cpu5) / ($ROUNDS - 5)" | bc)
+		printf '  one-shot fanout ping -q 127.0.0.0/16:  %6.2f s wall, %6.3f s cpu, %6.1f MB peak\n' "$wall1" "$once_cpu" "$(echo "scale=1; $rss1 / 1024" | bc)"
+		printf '  watch, peak RSS at round 5: %6.1f MB, at round %d: %6.1f MB: %sx (want <= 1.05)\n' \
+			"$(echo "scale=1; $rss5 / 1024" | bc)" "$ROUNDS" "$(echo "scale=1; $rssN / 1024" | bc)" "$(ratio "$rssN" "$rss5")"
+		printf '  watch CPU per round (rounds 6-%d): %6.3f s, %sx a one-shot sweep (want <= 1.10)\n' \
+			"$ROUNDS" "$per_round" "$(ratio "$per_round" "$once_cpu")"
+		printf '  changes printed (live targets reported down or other): %d (want 0); late rounds: %d of %d\n' \
+			"$(grep -c . "$work/changes")" "$late" $((ROUNDS + 1))
+	else
+		echo "  round $ROUNDS never came; last lines:"; tail -3 "$work/rounds"
+	fi
+else
+	echo "  round 5 never came; stderr:"; tail -3 "$work/rounds"
+fi
+
+echo
+echo "(b) blackbox_exporter (module icmp, one /probe per target per scrape) vs fanout watch, 1,000 loopback targets"
+if ! command -v prometheus-blackbox-exporter >/dev/null || ! command -v curl >/dev/null; then
+	# The lab namespace has no network: install before entering it.
+	echo "  skipped: apt-get install -y prometheus-blackbox-exporter curl (outside the lab), then run again"
+	exit 0
+fi
+# 1,000 live lab addresses: 127.0.1.0 - 127.0.4.231
+seq 0 999 | awk '{ printf "127.0.%d.%d\n", 1 + int($1 / 256), $1 % 256 }' >"$work/targets"
+cat >"$work/blackbox.yml" <<'YML'
+modules:
+  icmp:
+    prober: icmp
+    timeout: 2s
+    icmp:
+      preferred_ip_protocol: ip4
+YML
+prometheus-blackbox-exporter --config.file="$work/blackbox.yml" --web.listen-address=127.0.0.1:19115 \
+	>"$work/bb.log" 2>&1 &
+bpid=$!
+pids+=("$bpid")
+i=0
+until curl -fs http://127.0.0.1:19115/metrics >/dev/null; do
+	sleep 0.1; i=$((i + 1)); [ $i -lt 100 ] || { echo "  exporter did not start:"; tail -3 "$work/bb.log"; exit 1; }
+done
+bb0=$(cpu "$bpid")
+: >"$work/bb.out"
+for scrape in 1 2 3 4 5; do
+	# A scrape of every target, 50 at a time, as Prometheus' parallel
+	# scrapes of one job would.
+	timeout 60 xargs -P 50 -I{} sh -c \
+		'curl -fs "http://127.0.0.1:19115/probe?module=icmp&target={}" | awk -v t={} "/^probe_success /{ print t, \$2 }"' \
+		<"$work/targets" >>"$work/bb.out"
+done
+bb1=$(cpu "$bpid")
+probes=$(grep -c . "$work/bb.out")
+bb_down=$(awk '$2 != 1' "$work/bb.out" | wc -l)
+bb_ms=$(echo "scale=3; ($bb1 - $bb0) * 1000 / $probes" | bc)
+
+/usr/bin/time -f "%U %S" -o "$work/time2" timeout 300 "$FANOUT" watch ping --every 1s --rounds 10 -q -o jsonl "@$work/targets" >"$work/fw.out" 2>/dev/null
+read -r fu fs < <(tail -1 "$work/time2")
+fw_cpu=$(echo "$fu + $fs" | bc)
+fw_ms=$(echo "scale=4; $fw_cpu * 1000 / 10000" | bc)
+printf '  blackbox_exporter: %d probes, %s ms exporter CPU per probe, %d probes reported down\n' "$probes" "$bb_ms" "$bb_down"
+printf '  fanout watch:      10000 target-rounds (10 rounds, start-up included), %s ms CPU per target-round, %d changes (down) printed\n' "$fw_ms" "$(grep -c . "$work/fw.out")"
+printf '  fanout / blackbox_exporter CPU: %sx (want < 0.05)\n' "$(ratio "$fw_ms" "$bb_ms")"
+echo "uptime at end: $(uptime)"
