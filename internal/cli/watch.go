@@ -25,6 +25,8 @@ import (
 
 	"github.com/fanout/fanout"
 	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/job/icmp"
+	jobssh "github.com/fanout/fanout/job/ssh"
 	"github.com/fanout/fanout/output"
 	"github.com/fanout/fanout/target"
 	"github.com/fanout/fanout/watch"
@@ -170,7 +172,7 @@ func watchJob(sub *cobra.Command) *cobra.Command {
 		"flapping: more than K changes in the last M rounds, as K/M (M at most "+strconv.Itoa(watch.MaxFlapRounds)+"), or off")
 	fl.BoolVar(&wf.all, "all", false, "print every result of every round (with its round), beside the changes")
 	fl.BoolVar(&wf.reload, "reload", true, "re-read @FILE targets before each round")
-	if sub.Name() == "ping" {
+	if sub.Name() == icmp.Kind {
 		fl.Float64Var(&wf.loss, "loss-threshold", 0, "report a loss change when a target's loss (in %, of --count) goes above or back under this (0 = off)")
 	}
 	fl.Lookup("alive").Usage = "print the targets up in each round, instead of the changes"
@@ -238,14 +240,14 @@ func (wf *watchFlags) check(cmd *cobra.Command) error {
 		return usageErrorf("--every %v is shorter than --timeout %v: a round must have room for one target's attempt", wf.every, timeout)
 	}
 	tt := timeout * time.Duration(1+intFlag(cmd, "retries"))
-	if cmd.Name() == "ping" {
+	if cmd.Name() == icmp.Kind {
 		count, interval := intFlag(cmd, "count"), durationFlag(cmd, "interval")
 		tt = time.Duration(max(count-1, 0))*interval + timeout
 		if tt > wf.every {
 			return usageErrorf("--every %v is shorter than a target's %d echo requests --interval %v apart and the last one's --timeout %v (%v)", wf.every, count, interval, timeout, tt)
 		}
 	}
-	if cmd.Name() == "ssh" {
+	if cmd.Name() == jobssh.Kind {
 		ct := durationFlag(cmd, "connect-timeout")
 		if ct == 0 {
 			ct = 10 * time.Second
