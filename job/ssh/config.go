@@ -68,8 +68,8 @@ type Config struct {
 
 	ConnectTimeout   time.Duration `json:"connect_timeout_ns,omitempty"` // TCP connect + handshake + auth
 	CommandTimeout   time.Duration `json:"command_timeout_ns,omitempty"` // from session start; 0 = ctx only
-	MaxHandshakes    int           `json:"max_handshakes,omitempty"`     // handshakes in flight, across the job
-	HandshakeRetries int           `json:"handshake_retries,omitempty"`  // resets / banner timeouts retried; -1 none
+	MaxHandshakes    int           `json:"max_handshakes,omitempty"`     // ceiling of the handshakes in flight (adaptive below it), across the job
+	HandshakeRetries int           `json:"handshake_retries,omitempty"`  // connections lost before the banner retried; -1 none
 	// Retries are further attempts after a connection-level failure
 	// (refused, connect or handshake timeout); a command that fails or
 	// times out is never run twice.

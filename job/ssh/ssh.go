@@ -17,9 +17,10 @@
 // Keys, the agent's signers, the config and the known_hosts files are read
 // once, when the job is built, never per host.
 //
-// Handshakes in flight are bounded across the whole job (MaxHandshakes),
-// apart from the sessions in flight (the engine's concurrency): thousands of
-// simultaneous dials overflow accept backlogs and sshd's MaxStartups.
+// Handshakes in flight are bounded across the whole job, apart from the
+// sessions in flight (the engine's concurrency): thousands of simultaneous
+// dials overflow accept backlogs and sshd's MaxStartups. The bound adapts to
+// how fast the servers answer (limit.go), up to MaxHandshakes.
 package ssh
 
 import (
@@ -87,13 +88,17 @@ type Job struct {
 	conf     *sshConfig
 	keys     *keyring
 	hostKeys *hostKeys
-	sem      chan struct{} // handshakes in flight
+	slots    *handshakeSlots // handshakes in flight, adaptive (limit.go)
 	poll     poller        // answers running sessions' requests
 	kex      []string
 	execReq  []byte // the exec request's payload, marshalled once
 
 	bastionMu sync.Mutex
 	bastions  map[string]*bastion
+
+	// afterHandshake, set by tests, runs as a handshake succeeds, before
+	// the context's hold on the connection is released.
+	afterHandshake func(ctx context.Context)
 }
 
 var _ job.Job = (*Job)(nil)
@@ -120,7 +125,7 @@ func New(c Config, env Env) (*Job, error) {
 	} else if j.cfg.HandshakeRetries < 0 {
 		j.cfg.HandshakeRetries = 0
 	}
-	j.sem = make(chan struct{}, j.cfg.MaxHandshakes)
+	j.slots = newHandshakeSlots(j.cfg.MaxHandshakes)
 	j.execReq = ssh.Marshal(struct{ Command string }{c.Command})
 	var err error
 	if j.conf, err = loadSSHConfig(&j.cfg, env); err != nil {
@@ -276,16 +281,16 @@ func (j *Job) setup(ctx context.Context, t target.Target, r *job.Result, s *sess
 	hs := j.hostSettings(t, r)
 	// Most targets wait here for a handshake slot: a shallow frame, so that
 	// the stacks of the goroutines waiting stay small.
-	if err := j.acquire(ctx); err != nil {
-		fail(r, err)
-		return
-	}
-	l, err := j.open(ctx, hs, r)
+	seq, err := j.acquire(ctx)
 	if err != nil {
 		fail(r, err)
 		return
 	}
-	r.RTT = time.Since(r.Start)
+	l, err := j.open(ctx, hs, r, seq)
+	if err != nil {
+		fail(r, err)
+		return
+	}
 	if s.err = j.start(ctx, l, s, r); s.ch == nil {
 		l.conn.Close()
 	}
@@ -309,20 +314,25 @@ func (j *Job) hostSettings(t target.Target, r *job.Result) *hostSettings {
 var connectRetry = backoff.Policy{Base: backoff.DefaultBase, Max: backoff.DefaultMax}
 
 // open connects to hs, retrying connection-level failures (refused,
-// timeout) up to Config.Retries times. The caller holds a handshake slot
-// for the first attempt (see acquire).
-func (j *Job) open(ctx context.Context, hs *hostSettings, r *job.Result) (*link, error) {
+// timeout) up to Config.Retries times, and sets r's Addr, RTT (the
+// successful attempt's connect, handshake and authentication) and
+// Attempts. The caller holds a handshake slot for the first attempt
+// (acquire: ticket seq).
+func (j *Job) open(ctx context.Context, hs *hostSettings, r *job.Result, seq uint64) (*link, error) {
 	for attempt := 0; ; attempt++ {
+		r.Attempts = attempt + 1
 		if attempt > 0 {
-			if err := j.acquire(ctx); err != nil {
+			var err error
+			if seq, err = j.acquire(ctx); err != nil {
 				return nil, err
 			}
 		}
-		l, err := j.connect(ctx, hs)
+		l, rtt, err := j.connect(ctx, hs, seq)
 		if err == nil {
 			if ra, ok := l.raw.RemoteAddr().(*net.TCPAddr); ok {
 				r.Addr = ra.IP.String()
 			}
+			r.RTT = rtt
 			return l, nil
 		}
 		c := classify(err)
