@@ -89,7 +89,7 @@ type Job struct {
 	keys     *keyring
 	hostKeys *hostKeys
 	slots    *handshakeSlots // handshakes in flight, adaptive (limit.go)
-	poll     poller        // answers running sessions' requests
+	poll     poller          // answers running sessions' requests
 	kex      []string
 	execReq  []byte // the exec request's payload, marshalled once
 
