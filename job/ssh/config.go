@@ -85,6 +85,17 @@ type Config struct {
 	MaxOutput   int    `json:"max_output,omitempty"` // per stream, bytes; default 1 MiB
 
 	Kex []string `json:"kex,omitempty"` // key exchange preference; default DefaultKex
+
+	// KeepConnections keeps each host's authenticated connection open
+	// after its command, for the next Run on that host (a watch's next
+	// round), which opens only a session on it (pool.go). Close closes them.
+	KeepConnections bool `json:"keep_connections,omitempty"`
+	// MaxConnections bounds the connections kept (0: no bound), the least
+	// recently used closed first.
+	MaxConnections int `json:"max_connections,omitempty"`
+	// IdleTimeout closes a kept connection unused this long (default
+	// DefaultIdleTimeout).
+	IdleTimeout time.Duration `json:"idle_timeout_ns,omitempty"`
 }
 
 // validate checks c before anything is read. Options the job does not

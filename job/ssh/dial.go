@@ -90,6 +90,8 @@ type link struct {
 	reqs  <-chan *ssh.Request
 	raw   net.Conn
 	wire  *countingConn // raw, counting the bytes read
+	// pooled: lent by the job's pool (under the pool's lock).
+	pooled bool
 }
 
 // bannerError is a connection lost before the server said anything: a

@@ -96,6 +96,8 @@ type Job struct {
 	bastionMu sync.Mutex
 	bastions  map[string]*bastion
 
+	pool *pool // kept connections (Config.KeepConnections); nil = none
+
 	// afterHandshake, set by tests, runs as a handshake succeeds, before
 	// the context's hold on the connection is released.
 	afterHandshake func(ctx context.Context)
@@ -126,6 +128,12 @@ func New(c Config, env Env) (*Job, error) {
 		j.cfg.HandshakeRetries = 0
 	}
 	j.slots = newHandshakeSlots(j.cfg.MaxHandshakes)
+	if c.MaxConnections < 0 {
+		return nil, fmt.Errorf("ssh: max connections %d: want 0 (no bound) or more", c.MaxConnections)
+	}
+	if c.KeepConnections {
+		j.pool = newPool(c.MaxConnections, c.IdleTimeout)
+	}
 	j.execReq = ssh.Marshal(struct{ Command string }{c.Command})
 	var err error
 	if j.conf, err = loadSSHConfig(&j.cfg, env); err != nil {
@@ -202,9 +210,13 @@ func (j *Job) Takes() target.Takes { return target.Takes{Port: true, User: true}
 // Config is the job's configuration, with defaults filled in.
 func (j *Job) Config() Config { return j.cfg }
 
-// Close releases what the job holds for the sweep: the agent connection,
-// bastion connections, the known_hosts file. Run must not be called after.
+// Close releases what the job holds for the sweep: the connections it
+// kept (KeepConnections), the agent connection, bastion connections, the
+// known_hosts file. Run must not be called after.
 func (j *Job) Close() error {
+	if j.pool != nil {
+		j.pool.close()
+	}
 	j.bastionMu.Lock()
 	for k, b := range j.bastions {
 		b.close()
@@ -263,14 +275,21 @@ func (j *Job) begin(ctx context.Context, t target.Target, r *job.Result) *sessio
 }
 
 // follow reads the command's output to its end, fills r and closes the
-// connection.
+// connection, or gives it back to the pool when the session ended cleanly.
 func (j *Job) follow(ctx context.Context, s *session, r *job.Result) {
 	err := s.err
 	if err == nil {
 		err = s.read(s.ch)
 	}
 	j.finish(ctx, s, s.ch, err, r)
-	s.conn.Close()
+	switch {
+	case j.pool == nil:
+		s.conn.Close()
+	case r.Class == job.ClassNone || r.Class == job.ClassExit:
+		j.pool.put(s.key, s.link)
+	default: // cut by a timeout or the context, or broken
+		j.pool.drop(s.link)
+	}
 }
 
 // setup connects and starts the command: every write a session makes
@@ -279,6 +298,12 @@ func (j *Job) follow(ctx context.Context, s *session, r *job.Result) {
 func (j *Job) setup(ctx context.Context, t target.Target, r *job.Result, s *session, done chan<- struct{}) {
 	defer close(done)
 	hs := j.hostSettings(t, r)
+	if j.pool != nil {
+		s.key = hs.user + "@" + hs.addr() + " " + hs.proxyJump
+		if j.reuse(ctx, hs, r, s) {
+			return
+		}
+	}
 	// Most targets wait here for a handshake slot: a shallow frame, so that
 	// the stacks of the goroutines waiting stay small.
 	seq, err := j.acquire(ctx)
@@ -294,6 +319,39 @@ func (j *Job) setup(ctx context.Context, t target.Target, r *job.Result, s *sess
 	if s.err = j.start(ctx, l, s, r); s.ch == nil {
 		l.conn.Close()
 	}
+}
+
+// reuse opens the session on the connection the pool kept for s.key, if
+// any, and reports whether it did (then s is started, or r filled). A kept
+// connection that fails to open a session (the server dropped it, or does
+// not answer within the connect timeout) is closed, and the caller dials
+// anew: the command never ran, and the host's result comes from the new
+// connection.
+func (j *Job) reuse(ctx context.Context, hs *hostSettings, r *job.Result, s *session) bool {
+	l := j.pool.get(s.key)
+	if l == nil {
+		return false
+	}
+	begin := time.Now()
+	// A peer gone silent (host down, cable cut) would hold OpenChannel
+	// until TCP gives up, minutes later: the connect timeout cuts it.
+	cut := time.AfterFunc(hs.connect, func() { l.conn.Close() })
+	ch, creqs, err := l.conn.OpenChannel("session", nil)
+	if !cut.Stop() && err == nil {
+		ch.Close()
+		err = os.ErrDeadlineExceeded
+	}
+	if err != nil {
+		j.pool.drop(l)
+		return false
+	}
+	r.RTT = time.Since(begin) // the session's open: the connection's own round trip
+	r.Attempts = 1
+	if ra, ok := l.raw.RemoteAddr().(*net.TCPAddr); ok {
+		r.Addr = ra.IP.String()
+	}
+	s.err = j.exec(ctx, l, s, ch, creqs)
+	return true
 }
 
 // hostSettings resolves t's settings, and the port and address r shows.
