@@ -72,8 +72,14 @@ func startProxy(t *testing.T, upstream func(local netip.Addr) string) *tcpProxy 
 
 func (p *tcpProxy) pipe(wg *sync.WaitGroup, dst, src net.Conn) {
 	defer wg.Done()
-	defer dst.Close()
-	defer src.Close()
+	defer func() {
+		src.Close()
+		dst.Close()
+		p.mu.Lock()
+		delete(p.frozen, src)
+		delete(p.frozen, dst)
+		p.mu.Unlock()
+	}()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
