@@ -335,9 +335,11 @@ func (j *Job) reuse(ctx context.Context, hs *hostSettings, r *job.Result, s *ses
 	begin := time.Now()
 	// A peer gone silent (host down, cable cut) would hold OpenChannel
 	// until TCP gives up, minutes later: the connect timeout cuts it.
+	// So does the context, as it cuts a handshake.
 	cut := time.AfterFunc(hs.connect, func() { l.conn.Close() })
+	stop := context.AfterFunc(ctx, func() { l.conn.Close() })
 	ch, creqs, err := l.conn.OpenChannel("session", nil)
-	if !cut.Stop() && err == nil {
+	if cutOff := !cut.Stop(); (!stop() || cutOff) && err == nil {
 		ch.Close()
 		err = os.ErrDeadlineExceeded
 	}
