@@ -71,7 +71,7 @@ func main() {
 		begin := time.Now()
 		up := 0
 		err := fanout.Sweep(context.Background(), set, j, fanout.Options{
-			Options:  engine.Options{Concurrency: *conc},
+			Options: engine.Options{Concurrency: *conc},
 			OnResult: func(res job.Result) {
 				if res.Status == job.Up {
 					up++
