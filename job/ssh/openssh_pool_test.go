@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -67,4 +68,35 @@ func TestOpenSSHKeptConnections(t *testing.T) {
 		defer proxy.mu.Unlock()
 		return len(proxy.frozen) == 0
 	})
+}
+
+// An idle kept connection answers the server's own keepalives: sshd with
+// ClientAliveInterval 1 and ClientAliveCountMax 1 drops a client that
+// leaves its probes unanswered, as a connection nobody reads between
+// rounds would (x/crypto queues them unanswered): sshd 9.2 sent two in
+// 5 s here.
+func TestOpenSSHKeptConnectionAnswersClientAlive(t *testing.T) {
+	t.Parallel()
+	home := newHome(t, "")
+	d := startSSHD(t, []ssh.PublicKey{home.pub}, "ClientAliveInterval 1", "ClientAliveCountMax 1")
+	up := fmt.Sprintf("127.0.0.1:%d", d.port)
+	proxy := startProxy(t, func(netip.Addr) string { return up })
+	known := fmt.Sprintf("[*]:%d %s", proxy.port, ssh.MarshalAuthorizedKey(d.hostKey))
+	if err := os.WriteFile(filepath.Join(home.dir, ".ssh", "known_hosts"), []byte(known), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	j := newJob(t, Config{Command: "echo hello world", KeepConnections: true, ConnectTimeout: testwait.Hang}, rootEnv(home))
+	j.pool.tick = 100 * time.Millisecond
+	tg := []target.Target{{Addr: host(1), Port: uint16(proxy.port)}}
+	for round := 1; round <= 2; round++ {
+		if r := run(t, j, tg, 1)[0]; r.Status != job.Up {
+			t.Fatalf("round %d: %s/%s %q", round, r.Status, r.Class, r.Error)
+		}
+		if round == 1 {
+			time.Sleep(6 * time.Second) // not an order of events: time for sshd's probes
+		}
+	}
+	if a := proxy.Accepted.Load(); a != 1 {
+		t.Fatalf("%d connections over two rounds 6 s apart, want 1: sshd dropped the idle one", a)
+	}
 }
