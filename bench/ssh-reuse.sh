@@ -117,7 +117,7 @@ check() { # check LABEL VALUE OP LIMIT
 echo
 echo "rounds 2-$ROUNDS:  [$(uptime | sed 's/.*load/load/')]"
 # complete FILE: every round reached every host.
-complete() { ! grep -E ' round [0-9]+: ' "$1" | grep -v " up $N/$N " | grep -q .; }
+complete() { ! grep -E ' round [0-9]+: wall +[0-9.]+s ' "$1" | grep -v " up $N/$N " | grep -q .; }
 for f in kept reconnect ${ASYNC:+async}; do
 	complete "$tmp/$f" || { echo "  $f: not every host answered in every round (above): its figures are not compared"; }
 done
