@@ -21,8 +21,15 @@
 #   bench/lab.sh up && bench/lab.sh exec bash bench/ssh.sh [N...]
 # Environment: TUNE=1 first tries each tool's fan-outs at N=TUNE_N (500) and
 # keeps the best; otherwise the fan-outs below (found that way) are used.
-# FLEET=0 skips the fleet part; PEERS="pssh pdsh clush asyncssh" to choose;
-# FANOUT_HS="32 256" runs fanout once per --max-handshakes value (best counts).
+# FLEET=0 skips the fleet part; PEERS="pssh pdsh clush asyncssh" to choose
+# (PEERS= for fanout alone: then only fanout and sshd are needed);
+# fanout runs on its defaults (no --max-handshakes: handshakes in flight
+# adapt; its ssh config has no ConnectTimeout: 10 s), as issue #17 asks;
+# FANOUT_HS="32 256" runs it once per --max-handshakes value instead
+# ("default" among them for the defaults; the best run counts).
+# HOG=1 keeps the machine's cores busy during the whole run with a bounded
+# CPU hog (stress-ng --cpu $(nproc) --timeout HOG_FOR, default 1800 s): every
+# host must still answer, fanout on its defaults included.
 # ROUNDS (default 2): every tool runs ROUNDS times per size, in alternating
 # order; each tool's best complete run counts.
 # FLEET_ONLY=1 runs the fleet part alone (no sshd, no peers); HOLD=20 is enough for memory.
@@ -33,22 +40,30 @@ die() { echo "bench/ssh.sh: $*" >&2; exit 2; }
 [ -n "${FANOUT_LAB:-}" ] || [ -n "${FORCE:-}" ] ||
 	die "run inside the lab namespace (sshd listens on 0.0.0.0): bench/lab.sh up && bench/lab.sh exec bash bench/ssh.sh"
 command -v /usr/bin/time >/dev/null || die "needs GNU time: apt-get install -y time"
-for t in parallel-ssh pdsh clush unshare; do command -v $t >/dev/null || die "needs $t"; done
-/usr/bin/python3 -c 'import asyncssh' 2>/dev/null || die "needs python3-asyncssh (apt-get install -y python3-asyncssh)"
-
 SIZES=${*:-1000 5000}
 [ -n "${FLEET_ONLY:-}" ] && SIZES= PEERS=
 PEERS=${PEERS-pssh pdsh clush asyncssh}
+command -v unshare >/dev/null || die "needs unshare"
+for p in $PEERS; do
+	case $p in
+	pssh) command -v parallel-ssh >/dev/null || die "needs parallel-ssh (apt-get install -y pssh)" ;;
+	pdsh) command -v pdsh >/dev/null || die "needs pdsh" ;;
+	clush) command -v clush >/dev/null || die "needs clush (apt-get install -y clustershell)" ;;
+	asyncssh) /usr/bin/python3 -c 'import asyncssh' 2>/dev/null || die "needs python3-asyncssh (apt-get install -y python3-asyncssh)" ;;
+	esac
+done
+[ -z "${HOG:-}" ] || command -v stress-ng >/dev/null || die "HOG=1 needs stress-ng"
 PORT=2222
 KEX=${KEX:-ecdh-sha2-nistp256}
 KEY=${KEY:-ecdsa}
 # Best fan-outs found by TUNE=1 on this 2-core machine (see README "ssh").
-declare -A FAN=([fanout]=128 [pssh]=256 [pdsh]=128 [clush]=256 [asyncssh]=128)
-declare -A TRY=([fanout]="32 128 256" [pssh]="64 128 256" [pdsh]="64 128 256" [clush]="64 128 256" [asyncssh]="128 256 1000")
+declare -A FAN=([fanout]=default [pssh]=256 [pdsh]=128 [clush]=256 [asyncssh]=128)
+declare -A TRY=([fanout]="default 32 128 256" [pssh]="64 128 256" [pdsh]="64 128 256" [clush]="64 128 256" [asyncssh]="128 256 1000")
 
 tmp=$(mktemp -d)
-SSHD_PID= FLEET_PID=
+SSHD_PID= FLEET_PID= HOG_PID=
 cleanup() {
+	[ -n "$HOG_PID" ] && kill "$HOG_PID" 2>/dev/null && wait "$HOG_PID" 2>/dev/null
 	[ -n "$SSHD_PID" ] && kill "$SSHD_PID" 2>/dev/null && wait "$SSHD_PID" 2>/dev/null
 	[ -n "$FLEET_PID" ] && kill "$FLEET_PID" 2>/dev/null && wait "$FLEET_PID" 2>/dev/null
 	rm -rf "$tmp"
@@ -101,6 +116,8 @@ Host *
   ControlMaster no
   LogLevel ERROR
 EOF
+# fanout's, for its defaults: the same without ConnectTimeout.
+grep -v ConnectTimeout "$tmp/ssh_config" >"$tmp/ssh_config_fanout"
 # A plain .bashrc for root, seen by sshd's children only: a private mount
 # namespace bind-mounts it over /root/.bashrc (whose pyenv init would cost
 # every tool the same 100+ ms per host and drown the figures).
@@ -159,8 +176,14 @@ measure() {
 run() {
 	local tool=$1 n=$2 f=$3 h="$tmp/h$2"
 	case $tool in
-	fanout) measure "fanout -c $n --max-handshakes $f" "$n" \
-		"$tmp/fanout" ssh -q -c "$n" --max-handshakes "$f" -F "$tmp/ssh_config" --no-agent "@$h" -- echo hello world ;;
+	fanout)
+		if [ "$f" = default ]; then
+			measure "fanout -c $n (defaults)" "$n" \
+				"$tmp/fanout" ssh -q -c "$n" -F "$tmp/ssh_config_fanout" --no-agent "@$h" -- echo hello world
+		else
+			measure "fanout -c $n --max-handshakes $f" "$n" \
+				"$tmp/fanout" ssh -q -c "$n" --max-handshakes "$f" -F "$tmp/ssh_config" --no-agent "@$h" -- echo hello world
+		fi ;;
 	pssh) measure "parallel-ssh -p $f" "$n" \
 		parallel-ssh -h "$h" -p "$f" -t 0 -i -x "-F $tmp/ssh_config" -O KexAlgorithms=$KEX echo hello world ;;
 	pdsh) PDSH_SSH_ARGS="-F $tmp/ssh_config -x -a -l%u %h" measure "pdsh -R ssh -f $f" "$n" \
@@ -177,10 +200,15 @@ check() { # check LABEL VALUE OP LIMIT
 	printf "  %-52s %8s  (target %s %s)  %s\n" "$1" "$2" "$3" "$4" "$ok"
 }
 
+if [ -n "${HOG:-}" ]; then
+	stress-ng --cpu "$(nproc)" --timeout "${HOG_FOR:-1800}s" --quiet &
+	HOG_PID=$!
+	echo "HOG=1: stress-ng --cpu $(nproc) --timeout ${HOG_FOR:-1800}s keeps every core busy (pid $HOG_PID)"
+fi
 echo "uptime: $(uptime)"
 echo "key exchange: $KEX; keys: $KEY (client and host)"
 echo "cores: $(nproc); $(ssh -V 2>&1); $(/usr/sbin/sshd -V 2>&1 | head -1 || true)"
-echo "pssh $(parallel-ssh --version 2>&1 | head -1); $(pdsh -V 2>&1 | head -1); clush $(clush --version 2>&1 | awk '{print $2}'); asyncssh $(/usr/bin/python3 -c 'import warnings; warnings.filterwarnings("ignore"); import asyncssh; print(asyncssh.__version__)')"
+[ -z "$PEERS" ] || echo "pssh $(parallel-ssh --version 2>&1 | head -1); $(pdsh -V 2>&1 | head -1); clush $(clush --version 2>&1 | awk '{print $2}'); asyncssh $(/usr/bin/python3 -c 'import warnings; warnings.filterwarnings("ignore"); import asyncssh; print(asyncssh.__version__)')"
 
 if [ -n "${TUNE:-}" ]; then
 	n=${TUNE_N:-500}

@@ -67,6 +67,7 @@ var flagRanges = map[string]flagRange{
 	"port":            {min: 1, max: 65535, zero: "the ssh config's, else 22"},
 	"connect-timeout": {min: 0, max: noMax, zero: "the ssh config's, else 10s"},
 	"max-handshakes":  {min: 1, max: maxHandshakes},
+	"max-connections": {min: 1, max: maxConcurrency, zero: "as many as -c"},
 	"ack-wait":        {min: float64(100 * time.Millisecond), max: noMax},
 	"db-sweep":        {min: 1, max: math.MaxInt64, zero: "the newest matching sweep"},
 	"retention":       {min: float64(time.Second), max: float64(cluster.MaxRetention)},

@@ -23,6 +23,27 @@ type sshFlags struct {
 	stdinFile string
 	gather    bool
 	outdir    string
+	// A repeated ssh job's (fanout watch ssh): addKeepFlags, keep.
+	reconnect bool
+	maxConns  int
+}
+
+// addKeepFlags registers the flags of an ssh job that runs round after
+// round (fanout watch ssh): whether each host's connection is kept between
+// rounds, and how many are. keep applies them.
+func (s *sshFlags) addKeepFlags(fl *pflag.FlagSet) {
+	fl.BoolVar(&s.reconnect, "reconnect", false, "connect to every host anew each round (default: keep each host's authenticated connection between rounds, with keepalives, and open only a session per round)")
+	fl.IntVar(&s.maxConns, "max-connections", 0, "connections kept between rounds at most, the least recently used closed first (default: as many as -c)")
+}
+
+// keep makes the job keep connections between rounds, unless --reconnect;
+// at most --max-connections, else concurrency (-c) of them.
+func (s *sshFlags) keep(concurrency int) {
+	s.cfg.KeepConnections = !s.reconnect
+	s.cfg.MaxConnections = s.maxConns
+	if s.cfg.MaxConnections == 0 {
+		s.cfg.MaxConnections = concurrency
+	}
 }
 
 func newSSHCmd() *cobra.Command {
@@ -52,8 +73,11 @@ prefixed with its host (like pdsh); --gather prints each distinct output once
 under its hosts (like clush -b); --outdir writes DIR/HOST.stdout and
 DIR/HOST.stderr (like pssh -o/-e); -o jsonl and -o csv give the full Result.
 
--c bounds the sessions in flight, --max-handshakes the SSH handshakes in
-flight (the costly part for the remote sshd). --timeout bounds the command,
+-c bounds the sessions in flight. SSH handshakes in flight (the costly part
+for the remote sshd) adapt to how fast the servers answer, as TCP's window
+does: more while handshakes stay quick, fewer when they slow down, up to
+--max-handshakes; the wait for a handshake counts neither in
+--connect-timeout nor in the RTT reported. --timeout bounds the command,
 from the moment the session starts; --connect-timeout the TCP connection,
 handshake and authentication. --retries retries connection failures.
 -o Key=Value sets an ssh_config option (User, Port, IdentityFile, ProxyJump,
@@ -114,7 +138,7 @@ be stricter than a worker's own policy.`,
 	fl.StringVar(&s.cfg.HostKey, "host-key", "", "host key policy: strict, accept-new or off (default: StrictHostKeyChecking of the ssh config, else strict)")
 	fl.StringArrayVar(&s.cfg.KnownHosts, "known-hosts", nil, "known_hosts file to check and, with accept-new, write to (repeatable; default: UserKnownHostsFile, else ~/.ssh/known_hosts); GlobalKnownHostsFile is read too")
 	fl.DurationVar(&s.cfg.ConnectTimeout, "connect-timeout", 0, "TCP connect + SSH handshake + auth (default: ssh config, else 10s)")
-	fl.IntVar(&s.cfg.MaxHandshakes, "max-handshakes", jobssh.DefaultMaxHandshakes, "SSH handshakes in flight at most")
+	fl.IntVar(&s.cfg.MaxHandshakes, "max-handshakes", jobssh.DefaultMaxHandshakes, "SSH handshakes in flight at most (fewer while the servers answer slowly)")
 	fl.StringVar(&s.stdinFile, "stdin", "", "send FILE's bytes to every host's command (default: no stdin); --db keeps only their SHA-256 (resume asks for FILE again), --server keeps them on the server beside the sweep until its results are in")
 	fl.IntVar(&s.cfg.MaxOutput, "max-output", jobssh.DefaultMaxOutput, "bytes of stdout and of stderr kept per host")
 	fl.BoolVarP(&s.gather, "gather", "b", false, "print each distinct output once, under its hosts in node-set form")
@@ -126,6 +150,11 @@ be stricter than a worker's own policy.`,
 	out.Value = &formatOrOption{format: out.Value, options: &s.options}
 	out.Usage = "result format text, jsonl or csv; or an ssh option Key=Value"
 	exclusive(cmd, "gather", "outdir")
+	// One round: nothing to keep a connection for (fanout watch ssh does).
+	s.addKeepFlags(fl)
+	for _, name := range []string{"reconnect", "max-connections"} {
+		refuseFlag(fl.Lookup(name), "fanout ssh runs one round and keeps no connection; connections are kept between the rounds of fanout watch ssh")
+	}
 	return cmd
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"strings"
@@ -12,6 +13,8 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 	"golang.org/x/term"
+
+	"github.com/fanout/fanout/job"
 )
 
 // defaultIdentities are tried, as by OpenSSH, when no IdentityFile is given.
@@ -250,4 +253,35 @@ func ttyPrompt(file string) ([]byte, error) {
 	pass, err := term.ReadPassword(int(tty.Fd()))
 	fmt.Fprintln(tty)
 	return pass, err
+}
+
+// explain adds to an authentication failure the identity files of hs that
+// could not be read, as OpenSSH warns "Identity file F not accessible": with
+// IdentitiesOnly yes, a missing file is often the whole story.
+func (k *keyring) explain(hs *hostSettings, err error) error {
+	if len(hs.identities) == 0 || classify(err) != job.ClassAuth {
+		return err
+	}
+	var missing []string
+	for _, f := range hs.identities {
+		if _, ok := k.files[f]; ok {
+			continue
+		}
+		if _, serr := os.Stat(f); serr != nil {
+			why := serr.Error()
+			var pe *fs.PathError
+			if errors.As(serr, &pe) {
+				why = pe.Err.Error()
+			}
+			missing = append(missing, fmt.Sprintf("identity file %s not accessible: %s", f, why))
+		}
+	}
+	if len(missing) == 0 {
+		return err
+	}
+	only := ""
+	if hs.onlyIDs {
+		only = "IdentitiesOnly yes, and "
+	}
+	return fmt.Errorf("%w (%s%s)", err, only, strings.Join(missing, "; "))
 }

@@ -68,8 +68,8 @@ type Config struct {
 
 	ConnectTimeout   time.Duration `json:"connect_timeout_ns,omitempty"` // TCP connect + handshake + auth
 	CommandTimeout   time.Duration `json:"command_timeout_ns,omitempty"` // from session start; 0 = ctx only
-	MaxHandshakes    int           `json:"max_handshakes,omitempty"`     // handshakes in flight, across the job
-	HandshakeRetries int           `json:"handshake_retries,omitempty"`  // resets / banner timeouts retried; -1 none
+	MaxHandshakes    int           `json:"max_handshakes,omitempty"`     // ceiling of the handshakes in flight (adaptive below it), across the job
+	HandshakeRetries int           `json:"handshake_retries,omitempty"`  // connections lost before the banner retried; -1 none
 	// Retries are further attempts after a connection-level failure
 	// (refused, connect or handshake timeout); a command that fails or
 	// times out is never run twice.
@@ -85,6 +85,17 @@ type Config struct {
 	MaxOutput   int    `json:"max_output,omitempty"` // per stream, bytes; default 1 MiB
 
 	Kex []string `json:"kex,omitempty"` // key exchange preference; default DefaultKex
+
+	// KeepConnections keeps each host's authenticated connection open
+	// after its command, for the next Run on that host (a watch's next
+	// round), which opens only a session on it (pool.go). Close closes them.
+	KeepConnections bool `json:"keep_connections,omitempty"`
+	// MaxConnections bounds the connections kept (0: no bound), the least
+	// recently used closed first.
+	MaxConnections int `json:"max_connections,omitempty"`
+	// IdleTimeout closes a kept connection unused this long (default
+	// DefaultIdleTimeout).
+	IdleTimeout time.Duration `json:"idle_timeout_ns,omitempty"`
 }
 
 // validate checks c before anything is read. Options the job does not

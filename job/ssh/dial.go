@@ -31,14 +31,10 @@ var ciphers = []string{
 	"aes128-ctr", "aes192-ctr", "aes256-ctr",
 }
 
-// acquire takes one of the job's handshake slots, which connect gives back.
-func (j *Job) acquire(ctx context.Context) error {
-	select {
-	case j.sem <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctxErr(ctx, "waiting for a handshake slot")
-	}
+// acquire takes one of the job's handshake slots, which connect gives back
+// with what its handshake said about the server's load (see limit.go).
+func (j *Job) acquire(ctx context.Context) (uint64, error) {
+	return j.slots.acquire(ctx)
 }
 
 // bannerRetry spaces connect's retries of a connection lost before the
@@ -49,11 +45,14 @@ var bannerRetry = backoff.Policy{Base: 50 * time.Millisecond, Max: backoff.Defau
 
 // connect dials hs and completes the SSH handshake and authentication,
 // holding one of the job's handshake slots, which the caller took
-// (acquire), and gives it back. A connection reset or closed before the
-// server's banner (sshd's MaxStartups, a full accept queue) is retried
-// after a short, jittered pause.
-func (j *Job) connect(ctx context.Context, hs *hostSettings) (*link, error) {
-	defer func() { <-j.sem }()
+// (acquire: ticket seq), and gives it back with the handshake's timing.
+// A connection reset or closed before the server's banner (sshd's
+// MaxStartups, a full accept queue) is retried after a short, jittered
+// pause. rtt is the successful attempt's time, TCP connect to
+// authenticated: neither the wait for the slot nor earlier attempts.
+func (j *Job) connect(ctx context.Context, hs *hostSettings, seq uint64) (l *link, rtt time.Duration, err error) {
+	var last *sample
+	defer func() { j.slots.release(last) }()
 
 	cc := &ssh.ClientConfig{
 		User:              hs.user,
@@ -65,16 +64,21 @@ func (j *Job) connect(ctx context.Context, hs *hostSettings) (*link, error) {
 	cc.KeyExchanges = j.kex
 	cc.Ciphers = ciphers
 	for attempt := 0; ; attempt++ {
-		l, err := j.handshake(ctx, hs, cc)
-		if err == nil {
-			return l, nil
+		s := sample{seq: seq, timeout: hs.connect}
+		l, err := j.handshake(ctx, hs, cc, &s)
+		if s.dial > 0 {
+			last = &s // it connected: its handshake tells about the server
 		}
+		if err == nil {
+			return l, s.dial + s.took, nil
+		}
+		err = j.keys.explain(hs, err)
 		var be *bannerError
 		if !errors.As(err, &be) || attempt >= j.cfg.HandshakeRetries || ctx.Err() != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if !backoff.Sleep(ctx, bannerRetry.Delay(attempt+1)) {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 }
@@ -86,6 +90,8 @@ type link struct {
 	reqs  <-chan *ssh.Request
 	raw   net.Conn
 	wire  *countingConn // raw, counting the bytes read
+	// pooled: lent by the job's pool (under the pool's lock).
+	pooled bool
 }
 
 // bannerError is a connection lost before the server said anything: a
@@ -98,11 +104,14 @@ func (e *bannerError) Error() string {
 func (e *bannerError) Unwrap() error { return e.err }
 
 // handshake makes one attempt: TCP connect (direct or through the bastion),
-// SSH handshake, authentication, all within hs.connect.
-func (j *Job) handshake(ctx context.Context, hs *hostSettings, cc *ssh.ClientConfig) (*link, error) {
+// SSH handshake, authentication, all within hs.connect. Once connected, it
+// notes in s how long the connect and the rest took, and whether the server
+// dropped or stalled the connection (a sign of its load).
+func (j *Job) handshake(ctx context.Context, hs *hostSettings, cc *ssh.ClientConfig, s *sample) (*link, error) {
 	hctx, cancel := context.WithTimeout(ctx, hs.connect)
 	defer cancel()
 	addr := hs.addr()
+	begin := time.Now()
 	conn, err := j.dial(hctx, hs, addr)
 	if err != nil {
 		switch {
@@ -111,34 +120,56 @@ func (j *Job) handshake(ctx context.Context, hs *hostSettings, cc *ssh.ClientCon
 		case hctx.Err() != nil:
 			return nil, &timeoutError{what: "connect", after: hs.connect}
 		case errors.Is(err, syscall.ECONNRESET):
-			return nil, &bannerError{err} // reset as it was accepted: shed
+			// Reset as it was accepted: shed by a loaded server.
+			s.dial, s.congests = max(time.Since(begin), time.Nanosecond), true
+			return nil, &bannerError{err}
 		}
 		return nil, err
 	}
+	connected := time.Now()
+	s.dial = max(connected.Sub(begin), time.Nanosecond) // non-zero: it connected
 	cr := &countingConn{Conn: conn}
 	deadline, _ := hctx.Deadline()
 	_ = conn.SetDeadline(deadline)
 	// The context also cuts the handshake: Ctrl-C must not wait for it.
 	stop := context.AfterFunc(hctx, func() { conn.Close() })
 	c, chans, reqs, err := ssh.NewClientConn(cr, addr, cc)
+	if err == nil {
+		if j.afterHandshake != nil {
+			j.afterHandshake(hctx)
+		}
+		_ = conn.SetDeadline(time.Time{})
+	}
 	stopped := stop()
+	s.took = time.Since(connected)
+	if err == nil && (!stopped || !time.Now().Before(deadline)) {
+		// The handshake ended as its time ran out: the context closed the
+		// connection, or the deadline cut the reads of x/crypto's reader
+		// before it was lifted (it is lifted before this check, so a
+		// connection that passes it was never cut). No use either way.
+		c.Close()
+		err = os.ErrDeadlineExceeded
+	}
 	if err != nil {
 		conn.Close()
 		if ctx.Err() != nil {
 			return nil, ctxErr(ctx, "handshake")
 		}
 		if isTimeout(err) || (!stopped && hctx.Err() != nil) {
+			s.congests = true
 			if cr.read.Load() == 0 {
-				return nil, &bannerError{&timeoutError{what: "SSH banner", after: hs.connect}}
+				// Said nothing in the whole connect timeout: waiting
+				// another is no cure (a tarpit, a hung sshd).
+				return nil, &timeoutError{what: "SSH banner", after: hs.connect}
 			}
 			return nil, &timeoutError{what: "handshake", after: hs.connect}
 		}
 		if cr.read.Load() == 0 && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
+			s.congests = true
 			return nil, &bannerError{err}
 		}
 		return nil, err
 	}
-	_ = conn.SetDeadline(time.Time{})
 	return &link{conn: c, chans: chans, reqs: reqs, raw: conn, wire: cr}, nil
 }
 
@@ -217,7 +248,7 @@ func (j *Job) bastion(ctx context.Context, spec string) (*bastion, error) {
 		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), hs.connect)
 		defer cancel()
 		var l *link
-		if l, b.err = j.handshake(bctx, &hs, cc); b.err == nil {
+		if l, b.err = j.handshake(bctx, &hs, cc, &sample{}); b.err == nil {
 			b.client = ssh.NewClient(l.conn, l.chans, l.reqs)
 		}
 	})

@@ -38,6 +38,8 @@ type session struct {
 	stopCtx  func() bool
 	timer    *time.Timer // the command timeout; nil = none
 	conn     ssh.Conn    // set by start with ch
+	link     *link       // conn's, for the pool
+	key      string      // the pool's key for the host (KeepConnections)
 	ch       ssh.Channel
 	err      error // from start: the command did not start
 
@@ -61,7 +63,12 @@ func (j *Job) start(ctx context.Context, l *link, s *session, r *job.Result) err
 		fail(r, fmt.Errorf("open session: %w", err))
 		return err
 	}
-	s.ch, s.conn = ch, l.conn
+	return j.exec(ctx, l, s, ch, creqs)
+}
+
+// exec starts the command on the open session channel ch.
+func (j *Job) exec(ctx context.Context, l *link, s *session, ch ssh.Channel, creqs <-chan *ssh.Request) error {
+	s.ch, s.conn, s.link = ch, l.conn, l
 	s.stdout.max, s.stderr.max = j.cfg.MaxOutput, j.cfg.MaxOutput
 	st := &s.st
 	st.status, st.chans, st.reqs, st.creqs = -1, l.chans, l.reqs, creqs

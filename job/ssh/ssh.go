@@ -17,9 +17,10 @@
 // Keys, the agent's signers, the config and the known_hosts files are read
 // once, when the job is built, never per host.
 //
-// Handshakes in flight are bounded across the whole job (MaxHandshakes),
-// apart from the sessions in flight (the engine's concurrency): thousands of
-// simultaneous dials overflow accept backlogs and sshd's MaxStartups.
+// Handshakes in flight are bounded across the whole job, apart from the
+// sessions in flight (the engine's concurrency): thousands of simultaneous
+// dials overflow accept backlogs and sshd's MaxStartups. The bound adapts to
+// how fast the servers answer (limit.go), up to MaxHandshakes.
 package ssh
 
 import (
@@ -98,13 +99,19 @@ type Job struct {
 	conf     *sshConfig
 	keys     *keyring
 	hostKeys *hostKeys
-	sem      chan struct{} // handshakes in flight
-	poll     poller        // answers running sessions' requests
+	slots    *handshakeSlots // handshakes in flight, adaptive (limit.go)
+	poll     poller          // answers running sessions' requests
 	kex      []string
 	execReq  []byte // the exec request's payload, marshalled once
 
 	bastionMu sync.Mutex
 	bastions  map[string]*bastion
+
+	pool *pool // kept connections (Config.KeepConnections); nil = none
+
+	// afterHandshake, set by tests, runs as a handshake succeeds, before
+	// the context's hold on the connection is released.
+	afterHandshake func(ctx context.Context)
 }
 
 var _ job.Job = (*Job)(nil)
@@ -131,7 +138,13 @@ func New(c Config, env Env) (*Job, error) {
 	} else if j.cfg.HandshakeRetries < 0 {
 		j.cfg.HandshakeRetries = 0
 	}
-	j.sem = make(chan struct{}, j.cfg.MaxHandshakes)
+	j.slots = newHandshakeSlots(j.cfg.MaxHandshakes)
+	if c.MaxConnections < 0 {
+		return nil, fmt.Errorf("ssh: max connections %d: want 0 (no bound) or more", c.MaxConnections)
+	}
+	if c.KeepConnections {
+		j.pool = newPool(c.MaxConnections, c.IdleTimeout)
+	}
 	j.execReq = ssh.Marshal(struct{ Command string }{c.Command})
 	var err error
 	if j.conf, err = loadSSHConfig(&j.cfg, env); err != nil {
@@ -204,9 +217,13 @@ func (j *Job) Kind() string { return Kind }
 // Config is the job's configuration, with defaults filled in.
 func (j *Job) Config() Config { return j.cfg }
 
-// Close releases what the job holds for the sweep: the agent connection,
-// bastion connections, the known_hosts file. Run must not be called after.
+// Close releases what the job holds for the sweep: the connections it
+// kept (KeepConnections), the agent connection, bastion connections, the
+// known_hosts file. Run must not be called after.
 func (j *Job) Close() error {
+	if j.pool != nil {
+		j.pool.close()
+	}
 	j.bastionMu.Lock()
 	for k, b := range j.bastions {
 		b.close()
@@ -265,14 +282,21 @@ func (j *Job) begin(ctx context.Context, t target.Target, r *job.Result) *sessio
 }
 
 // follow reads the command's output to its end, fills r and closes the
-// connection.
+// connection, or gives it back to the pool when the session ended cleanly.
 func (j *Job) follow(ctx context.Context, s *session, r *job.Result) {
 	err := s.err
 	if err == nil {
 		err = s.read(s.ch)
 	}
 	j.finish(ctx, s, s.ch, err, r)
-	s.conn.Close()
+	switch {
+	case j.pool == nil:
+		s.conn.Close()
+	case r.Class == job.ClassNone || r.Class == job.ClassExit:
+		j.pool.put(s.key, s.link)
+	default: // cut by a timeout or the context, or broken
+		j.pool.drop(s.link)
+	}
 }
 
 // setup connects and starts the command: every write a session makes
@@ -281,21 +305,62 @@ func (j *Job) follow(ctx context.Context, s *session, r *job.Result) {
 func (j *Job) setup(ctx context.Context, t target.Target, r *job.Result, s *session, done chan<- struct{}) {
 	defer close(done)
 	hs := j.hostSettings(t, r)
+	if j.pool != nil {
+		s.key = hs.user + "@" + hs.addr() + " " + hs.proxyJump
+		if j.reuse(ctx, hs, r, s) {
+			return
+		}
+	}
 	// Most targets wait here for a handshake slot: a shallow frame, so that
 	// the stacks of the goroutines waiting stay small.
-	if err := j.acquire(ctx); err != nil {
-		fail(r, err)
-		return
-	}
-	l, err := j.open(ctx, hs, r)
+	seq, err := j.acquire(ctx)
 	if err != nil {
 		fail(r, err)
 		return
 	}
-	r.RTT = time.Since(r.Start)
+	l, err := j.open(ctx, hs, r, seq)
+	if err != nil {
+		fail(r, err)
+		return
+	}
 	if s.err = j.start(ctx, l, s, r); s.ch == nil {
 		l.conn.Close()
 	}
+}
+
+// reuse opens the session on the connection the pool kept for s.key, if
+// any, and reports whether it did (then s is started, or r filled). A kept
+// connection that fails to open a session (the server dropped it, or does
+// not answer within the connect timeout) is closed, and the caller dials
+// anew: the command never ran, and the host's result comes from the new
+// connection.
+func (j *Job) reuse(ctx context.Context, hs *hostSettings, r *job.Result, s *session) bool {
+	l := j.pool.get(s.key)
+	if l == nil {
+		return false
+	}
+	begin := time.Now()
+	// A peer gone silent (host down, cable cut) would hold OpenChannel
+	// until TCP gives up, minutes later: the connect timeout cuts it.
+	// So does the context, as it cuts a handshake.
+	cut := time.AfterFunc(hs.connect, func() { l.conn.Close() })
+	stop := context.AfterFunc(ctx, func() { l.conn.Close() })
+	ch, creqs, err := l.conn.OpenChannel("session", nil)
+	if cutOff := !cut.Stop(); (!stop() || cutOff) && err == nil {
+		ch.Close()
+		err = os.ErrDeadlineExceeded
+	}
+	if err != nil {
+		j.pool.drop(l)
+		return false
+	}
+	r.RTT = time.Since(begin) // the session's open: the connection's own round trip
+	r.Attempts = 1
+	if ra, ok := l.raw.RemoteAddr().(*net.TCPAddr); ok {
+		r.Addr = ra.IP.String()
+	}
+	s.err = j.exec(ctx, l, s, ch, creqs)
+	return true
 }
 
 // hostSettings resolves t's settings, and the port and address r shows.
@@ -316,20 +381,25 @@ func (j *Job) hostSettings(t target.Target, r *job.Result) *hostSettings {
 var connectRetry = backoff.Policy{Base: backoff.DefaultBase, Max: backoff.DefaultMax}
 
 // open connects to hs, retrying connection-level failures (refused,
-// timeout) up to Config.Retries times. The caller holds a handshake slot
-// for the first attempt (see acquire).
-func (j *Job) open(ctx context.Context, hs *hostSettings, r *job.Result) (*link, error) {
+// timeout) up to Config.Retries times, and sets r's Addr, RTT (the
+// successful attempt's connect, handshake and authentication) and
+// Attempts. The caller holds a handshake slot for the first attempt
+// (acquire: ticket seq).
+func (j *Job) open(ctx context.Context, hs *hostSettings, r *job.Result, seq uint64) (*link, error) {
 	for attempt := 0; ; attempt++ {
+		r.Attempts = attempt + 1
 		if attempt > 0 {
-			if err := j.acquire(ctx); err != nil {
+			var err error
+			if seq, err = j.acquire(ctx); err != nil {
 				return nil, err
 			}
 		}
-		l, err := j.connect(ctx, hs)
+		l, rtt, err := j.connect(ctx, hs, seq)
 		if err == nil {
 			if ra, ok := l.raw.RemoteAddr().(*net.TCPAddr); ok {
 				r.Addr = ra.IP.String()
 			}
+			r.RTT = rtt
 			return l, nil
 		}
 		c := classify(err)

@@ -143,5 +143,9 @@ func Confine(options json.RawMessage, l Local, env Env) (json.RawMessage, error)
 	c.KnownHosts = l.KnownHosts
 	c.ProxyJump = l.ProxyJump
 	c.NoAgent = c.NoAgent || l.NoAgent
+	// Connections kept open on the worker's behalf are the worker's to
+	// allow: a sweep's chunks are not rounds, and a kept connection per
+	// host of a sweep would be held until its job closes.
+	c.KeepConnections, c.MaxConnections, c.IdleTimeout = false, 0, 0
 	return json.Marshal(c)
 }

@@ -41,6 +41,15 @@ func TestConfine(t *testing.T) {
 		t.Errorf("the worker's settings were not applied: %+v", got)
 	}
 
+	// Kept connections are not the sweep's to ask of a worker.
+	got, err = confine(t, Config{Command: "true", KeepConnections: true, MaxConnections: 1 << 30, IdleTimeout: 1 << 62}, local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.KeepConnections || got.MaxConnections != 0 || got.IdleTimeout != 0 {
+		t.Errorf("a sweep's kept connections reached the worker: keep %v, max %d, idle %v", got.KeepConnections, got.MaxConnections, got.IdleTimeout)
+	}
+
 	for name, c := range map[string]Config{
 		"--identity":           {Identities: []string{"/tmp/id"}},
 		"--ssh-config":         {SSHConfig: "/tmp/config"},
