@@ -52,7 +52,7 @@ type Field struct {
 
 	jsonKey string                        // `,"json":`, written before the value
 	at      func(*Result) any             // pointer to the field, of the Kind's Go type
-	ratio   func(*Result) (float64, bool) // KindRatio: the value, and whether there is one
+	ratio   func(*Result) (float64, bool) // KindRatio: Result's method named like the field, lower case
 }
 
 // resultFields is the table, in the order of the JSON form and of the CSV
@@ -72,7 +72,7 @@ var resultFields = withTestFields([]Field{
 	{Name: "RTT", JSON: "rtt_ms", Column: "rtt_ns", at: func(r *Result) any { return &r.RTT }},
 	{Name: "Sent", JSON: "sent", Column: "sent", at: func(r *Result) any { return &r.Sent }},
 	{Name: "Recv", JSON: "recv", Column: "recv", at: func(r *Result) any { return &r.Recv }},
-	{Name: "Loss", JSON: "loss", Derived: true, Kind: KindRatio, ratio: func(r *Result) (float64, bool) { return r.Loss(), r.Sent > 0 }},
+	{Name: "Loss", JSON: "loss", Derived: true, Kind: KindRatio, ratio: (*Result).loss},
 	{Name: "RTTMin", JSON: "rtt_min_ms", Column: "rtt_min_ns", at: func(r *Result) any { return &r.RTTMin }},
 	{Name: "RTTAvg", JSON: "rtt_avg_ms", Column: "rtt_avg_ns", at: func(r *Result) any { return &r.RTTAvg }},
 	{Name: "RTTMax", JSON: "rtt_max_ms", Column: "rtt_max_ns", at: func(r *Result) any { return &r.RTTMax }},

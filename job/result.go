@@ -93,3 +93,6 @@ func (r Result) Loss() float64 {
 	}
 	return 1 - float64(r.Recv)/float64(r.Sent)
 }
+
+// loss is the Loss field of the JSON and CSV forms: none when nothing was sent.
+func (r *Result) loss() (float64, bool) { return r.Loss(), r.Sent > 0 }

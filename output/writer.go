@@ -118,6 +118,7 @@ type csvWriter struct {
 	f      Filter
 	header bool
 	row    []string
+	r      job.Result
 }
 
 func (c *csvWriter) Write(r job.Result) error {
@@ -130,7 +131,8 @@ func (c *csvWriter) Write(r job.Result) error {
 	if !c.f.Keep(&r) {
 		return nil
 	}
-	c.row = csvRow(c.row[:0], &r)
+	c.r = r // as lineWriter does: no allocation
+	c.row = csvRow(c.row[:0], &c.r)
 	return c.w.Write(c.row)
 }
 
