@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+
+	"github.com/fanout/fanout/job"
 )
 
 // applicationID marks a SQLite file as fanout's ("fnou"), so that a file
@@ -13,8 +15,10 @@ import (
 const applicationID = 0x666e6f75
 
 // migrations[i] brings a database from schema version i to i+1. Append only:
-// a released step is never edited, a change is a new step.
-var migrations = []string{
+// a released step is never edited, a change is a new step (a field added to
+// job.Fields with a Column adds its column here). The test build
+// (-tags fanout_testfield) adds its extra field's column after them.
+var migrations = append([]string{
 	// 1: sweeps and their results.
 	`CREATE TABLE fanout_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 	CREATE TABLE sweeps(
@@ -83,12 +87,54 @@ var migrations = []string{
 		data  BLOB NOT NULL,
 		PRIMARY KEY(sweep, list, part)
 	);`,
-}
+}, testMigrations...)
 
 // SchemaVersion is the schema this fanout writes.
 const SchemaVersion = 3
 
 func currentVersion() int { return len(migrations) }
+
+// ResultColumn is a column of the results table and the field of
+// job.Result it holds.
+type ResultColumn struct {
+	Name  string     // column of results
+	Field *job.Field // the field of job.Fields it holds
+	read  string     // what reads it back (select list expressions)
+}
+
+// ResultColumns are the columns of the results table that hold Result
+// fields: one per field of job.Fields with a Column, in the table's order.
+// A writer binds them, Results reads them back (TestResultFieldsStore
+// checks both). The job kind is not among them: it is the sweep's.
+func ResultColumns() []ResultColumn { return resultColumns }
+
+var resultColumns = func() []ResultColumn {
+	var cs []ResultColumn
+	fs := job.Fields()
+	for i := range fs {
+		f := &fs[i]
+		if f.Column == "" {
+			continue
+		}
+		c := ResultColumn{Name: f.Column, Field: f}
+		switch {
+		case f.Column == "sweep_idx": // the key: sweep<<idxBits | index
+			c.read = fmt.Sprintf("sweep_idx & %d", uint64(maxIdx))
+		case f.Column == "addr": // NULL: the same as host
+			c.read = "COALESCE(addr, host)"
+		case f.Kind == job.KindString:
+			c.read = "COALESCE(" + f.Column + ", '')"
+		case f.Kind == job.KindOptInt:
+			c.read = f.Column
+		case f.Kind == job.KindBytes: // NULL (absent) told from empty, which scans as nil
+			c.read = f.Column + ", " + f.Column + " IS NOT NULL"
+		default: // integers: numbers, durations (ns), bools, times (Unix ns, 0 when zero)
+			c.read = "COALESCE(" + f.Column + ", 0)"
+		}
+		cs = append(cs, c)
+	}
+	return cs
+}()
 
 // idxBits is the width of a target index in a results key (sweep<<40 | idx):
 // a trillion targets per sweep, 2^23 sweeps per file.

@@ -2,6 +2,7 @@ package jobtest
 
 import (
 	"fmt"
+	"reflect"
 	"strconv"
 	"time"
 
@@ -81,4 +82,41 @@ func FieldValue(f *job.Field, r *job.Result) string {
 		return p.UTC().Format(time.RFC3339Nano)
 	}
 	panic("jobtest: FieldValue: field " + f.Name + " of kind " + f.Kind.String())
+}
+
+// FieldValues are the FieldValue of each field of job.Fields in r.
+func FieldValues(r *job.Result) []string {
+	fs := job.Fields()
+	vs := make([]string, len(fs))
+	for k := range fs {
+		vs[k] = FieldValue(&fs[k], r)
+	}
+	return vs
+}
+
+// ZeroFields zeroes every field of r through the table. A round-trip test
+// takes FieldValues before it sends r through a form, then zeroes r before
+// it reads the copy back: a field the test build keeps beside the Result
+// (keyed by index, shared by every copy) is then compared with what the
+// form gave back, not with itself.
+func ZeroFields(r *job.Result) {
+	fs := job.Fields()
+	for k := range fs {
+		if p := fs[k].Ptr(r); p != nil {
+			reflect.ValueOf(p).Elem().SetZero()
+		}
+	}
+}
+
+// SameFields reports, one line per field, where got differs from want
+// (FieldValues of the Result sent): empty when every field came back.
+func SameFields(want []string, got *job.Result) []string {
+	var diffs []string
+	fs := job.Fields()
+	for k := range fs {
+		if g := FieldValue(&fs[k], got); g != want[k] {
+			diffs = append(diffs, fmt.Sprintf("field %s: sent %s, got back %s", fs[k].Name, want[k], g))
+		}
+	}
+	return diffs
 }
