@@ -101,7 +101,7 @@ func FieldValues(r *job.Result) []string {
 // form gave back, not with itself.
 func ZeroFields(r *job.Result) {
 	fs := job.Fields()
-	for k := range fs {
+	for k := len(fs) - 1; k >= 0; k-- { // the index (which finds that storage) last
 		if p := fs[k].Ptr(r); p != nil {
 			reflect.ValueOf(p).Elem().SetZero()
 		}
