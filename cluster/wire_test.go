@@ -68,7 +68,8 @@ func TestWireRoundTrip(t *testing.T) {
 // from the wire as it went, present or absent (with -tags fanout_testfield,
 // the test build's extra field too); a derived one (loss) follows.
 func TestResultFieldsWire(t *testing.T) {
-	t.Parallel()
+	// Not parallel: the test build keeps its extra field beside the
+	// Result, by index, and these tests share indexes.
 	in := []job.Result{jobtest.FullResult(21), jobtest.FullResult(22), {Host: "h"}}
 	in[1].Stdout, in[1].ExitCode = []byte{}, nil // empty is not absent
 	var want [][]string

@@ -17,7 +17,8 @@ import (
 // test build's migration adds: the read path picks it up from the table;
 // a writer that binds a list of its own misses it, and this test says so.
 func TestResultFieldsStore(t *testing.T) {
-	t.Parallel()
+	// Not parallel: the test build keeps its extra field beside the
+	// Result, by index, and these tests share indexes.
 	s := mustOpen(t, tmpDB(t))
 	spec := testSpec()
 	id, err := s.CreateSweep(spec, Meta{Total: 1 << 21})
