@@ -35,7 +35,7 @@ func (k Kind) String() string {
 // Fields lists them all, once; JSON, CSV, the store's columns and the
 // cluster's wire codec are all written from that list.
 type Field struct {
-	Name   string // the Result field (for Loss, the method)
+	Name   string // the Result field; for a derived one, Result's method of that name in lower case (loss)
 	JSON   string // key of the JSON form (output/SCHEMA.md)
 	CSV    string // column of the CSV form
 	Column string // column of the store's results table; "" when not stored per row (the job kind is the sweep's)
@@ -55,11 +55,12 @@ type Field struct {
 	ratio   func(*Result) (float64, bool) // KindRatio: Result's method named like the field, lower case
 }
 
-// resultFields is the table, in the order of the JSON form and of the CSV
-// columns. Append only: the JSON and CSV forms are a public contract (fields
-// are added, never renamed, removed or reordered). A new field needs its
-// JSON key and CSV column documented in output/SCHEMA.md, and a store
-// migration adding its column.
+// resultFields is the table, in the order of the JSON form, of the CSV
+// columns and of the wire form's fields. Append only: the JSON and CSV
+// forms are a public contract (fields are added, never renamed, removed or
+// reordered). A new field needs its JSON key and CSV column documented in
+// output/SCHEMA.md, a store migration adding its column (store/schema.go),
+// and the generated code refreshed: go test ./job ./cluster -run Generated -update
 var resultFields = withTestFields([]Field{
 	{Name: "Index", JSON: "index", Column: "sweep_idx", Always: true, at: func(r *Result) any { return &r.Index }},
 	{Name: "Host", JSON: "host", Column: "host", Always: true, at: func(r *Result) any { return &r.Host }},
