@@ -128,8 +128,8 @@ var resultColumns = func() []ResultColumn {
 			c.read = f.Column
 		case f.Kind == job.KindBytes: // NULL (absent) told from empty, which scans as nil
 			c.read = f.Column + ", " + f.Column + " IS NOT NULL"
-		default: // integers: numbers, durations (ns), bools, times (Unix ns, 0 when zero)
-			c.read = "COALESCE(" + f.Column + ", 0)"
+		default: // integers, NOT NULL DEFAULT 0: numbers, durations (ns), bools, times (Unix ns, 0 when zero)
+			c.read = f.Column
 		}
 		cs = append(cs, c)
 	}
