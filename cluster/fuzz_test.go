@@ -22,6 +22,8 @@ func FuzzDecodeBatch(f *testing.F) {
 	f.Add(wireMagic)
 	f.Add([]byte{})
 	f.Add([]byte("\xff\x00\x01\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"))
+	f.Add(append(append([]byte{}, wireMagic...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01))
+	f.Add(append(append([]byte{}, wireMagic...), 0x33, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0f))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		rs, err := decodeBatch(data)
 		if err != nil {

@@ -410,6 +410,10 @@ func TestSecurityForgedResultsAreDropped(t *testing.T) {
 	if f, i, m := drop.Forged.Load(), drop.Invalid.Load(), drop.Malformed.Load(); f != 100 || i != 2 || m != 1 {
 		t.Errorf("dropped %d forged, %d invalid, %d malformed; want 100, 2, 1", f, i, m)
 	}
+	// The junk starts like a batch of version 1, and is refused as such.
+	if why := drop.MalformedReason(); !strings.Contains(why, "format version 1, this fanout reads version 2") {
+		t.Errorf("malformed message refused because %q, want its version named", why)
+	}
 }
 
 // Finding 7: the spec in the sweeps bucket could be replaced while the

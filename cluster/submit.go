@@ -320,6 +320,21 @@ type Dropped struct {
 	Forged    atomic.Int64 // host (or address), port or job unlike the target at the result's index
 	Invalid   atomic.Int64 // index outside the sweep, or outside the task it was stored for
 	Malformed atomic.Int64 // results messages that do not decode (each counted once)
+	why       atomic.Pointer[string]
+}
+
+// MalformedReason says why the first malformed message was refused (a
+// results batch of another fanout version, ...), or "" when none was.
+func (d *Dropped) MalformedReason() string {
+	if p := d.why.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+func (d *Dropped) malformed(why string) {
+	d.Malformed.Add(1)
+	d.why.CompareAndSwap(nil, &why)
 }
 
 // Results is how many results were dropped, forged or invalid.
@@ -480,12 +495,12 @@ func (c *Client) Collect(ctx context.Context, id string, o CollectOptions) error
 		fails = 0
 		chunk, ok := resultChunk(id, msg.Subject())
 		if !ok || chunk >= rec.Tasks {
-			drop.Malformed.Add(1)
+			drop.malformed(fmt.Sprintf("results message on %s: not a task of the sweep", msg.Subject()))
 			continue
 		}
 		rs, err := decodeBatch(msg.Data())
 		if err != nil {
-			drop.Malformed.Add(1)
+			drop.malformed(fmt.Sprintf("%s: %v", msg.Subject(), err))
 			continue
 		}
 		for i := range rs {

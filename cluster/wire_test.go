@@ -1,13 +1,15 @@
 package cluster
 
 import (
+	"encoding/binary"
 	"encoding/json"
-	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/job/jobtest"
 	_ "github.com/fanout/fanout/job/icmp" // TestTaskSize: each kind's registered TaskSize
 	_ "github.com/fanout/fanout/job/tcp"
 )
@@ -64,18 +66,62 @@ func TestWireRoundTrip(t *testing.T) {
 	}
 }
 
-// TestWireFields: the binary form writes every field of job.Result; a field
-// added to the envelope must be added to appendResult and result too.
-func TestWireFields(t *testing.T) {
+// TestResultFieldsWire: every field of job.Fields that travels comes back
+// from the wire as it went, present or absent (with -tags fanout_testfield,
+// the test build's extra field too); a derived one (loss) follows.
+func TestResultFieldsWire(t *testing.T) {
+	// Not parallel: the test build keeps its extra field beside the
+	// Result, by index, and these tests share indexes.
+	in := []job.Result{jobtest.FullResult(21), jobtest.FullResult(22), {Host: "h"}}
+	in[1].Stdout, in[1].ExitCode = []byte{}, nil // empty is not absent
+	var want [][]string
+	for i := range in {
+		want = append(want, jobtest.FieldValues(&in[i]))
+	}
+	b, n, err := encodeBatch(in, 1<<20)
+	if err != nil || n != len(in) {
+		t.Fatalf("encodeBatch: %d of %d, %v", n, len(in), err)
+	}
+	for i := range in {
+		jobtest.ZeroFields(&in[i])
+	}
+	out, err := decodeBatch(b)
+	if err != nil || len(out) != len(in) {
+		t.Fatalf("decodeBatch: %d of %d, %v", len(out), len(in), err)
+	}
+	for i := range out {
+		for _, d := range jobtest.SameFields(want[i], &out[i]) {
+			t.Errorf("wire: result %d: %s", i, d)
+		}
+	}
+	if fs := job.Fields(); len(wireFields) != len(fs)-1 {
+		t.Errorf("%d fields travel, want all %d but loss", len(wireFields), len(fs))
+	}
+}
+
+// TestWireVersion: a batch of another format version, a result with a
+// field this fanout does not know or without one a result must carry, is
+// refused with an error that says so.
+func TestWireVersion(t *testing.T) {
 	t.Parallel()
-	if n := reflect.TypeFor[job.Result]().NumField(); n != wireFields {
-		t.Fatalf("job.Result has %d fields, the wire form carries %d: add the new ones to appendResult and wireDecoder.result", n, wireFields)
+	b, _, _ := encodeBatch([]job.Result{jobtest.FullResult(1)}, 1<<20)
+	v1 := append([]byte{0xff, 0x00, 1}, b[len(wireMagic):]...)
+	if _, err := decodeBatch(v1); err == nil || !strings.Contains(err.Error(), "format version 1, this fanout reads version 2") {
+		t.Errorf("version 1 batch: %v", err)
+	}
+	unknown := append(append([]byte{}, wireMagic...), binary.AppendUvarint(nil, 1<<len(wireFields))...)
+	if _, err := decodeBatch(unknown); err == nil || !strings.Contains(err.Error(), "unknown") {
+		t.Errorf("unknown field: %v", err)
+	}
+	host := slices.IndexFunc(wireFields, func(f *job.Field) bool { return f.Name == "Host" })
+	noHost := append(append([]byte{}, wireMagic...), binary.AppendUvarint(nil, wireAlways&^(1<<host))...)
+	if _, err := decodeBatch(noHost); err == nil || !strings.Contains(err.Error(), "field host missing") {
+		t.Errorf("result without host: %v", err)
 	}
 }
 
 // TestWireTruncated: a cut binary message is an error, not a short batch,
-// and a message that is not a batch (no magic: the gob form earlier
-// prototypes wrote included) is refused.
+// and a message that is not a batch is refused.
 func TestWireTruncated(t *testing.T) {
 	t.Parallel()
 	zero := 0

@@ -165,24 +165,24 @@ func (ww *WatchWriter) record(round uint64, r *job.Result, c *watch.Change) {
 // record, as a sweep writes it, plus "watch" and "round"; a change adds "change", "id",
 // "prev_status", and "prev_class" and "since" when it had them.
 func AppendWatchJSON(b []byte, watchID string, round uint64, r *job.Result, c *watch.Change) []byte {
-	b = appendJSON(b, r)
+	b = job.AppendJSON(b, r)
 	b = b[:len(b)-1] // the closing brace
 	b = append(b, `,"watch":`...)
-	b = appendString(b, watchID)
+	b = job.AppendJSONString(b, watchID)
 	b = append(b, `,"round":`...)
 	b = strconv.AppendUint(b, round, 10)
 	if c == nil {
 		return append(b, '}')
 	}
 	b = append(b, `,"change":`...)
-	b = appendString(b, string(c.Kind))
+	b = job.AppendJSONString(b, string(c.Kind))
 	b = append(b, `,"id":`...)
-	b = appendString(b, c.ID)
+	b = job.AppendJSONString(b, c.ID)
 	b = append(b, `,"prev_status":`...)
-	b = appendString(b, string(c.PrevStatus))
+	b = job.AppendJSONString(b, string(c.PrevStatus))
 	if c.PrevClass != "" {
 		b = append(b, `,"prev_class":`...)
-		b = appendString(b, string(c.PrevClass))
+		b = job.AppendJSONString(b, string(c.PrevClass))
 	}
 	if !c.Since.IsZero() {
 		b = append(b, `,"since":"`...)

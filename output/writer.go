@@ -76,7 +76,7 @@ func (l *lineWriter) Write(r job.Result) error {
 		return nil
 	}
 	if l.json {
-		l.buf = appendJSON(l.buf[:0], &r)
+		l.buf = job.AppendJSON(l.buf[:0], &r)
 	} else {
 		l.buf = appendText(l.buf[:0], &r)
 	}
@@ -100,14 +100,17 @@ func (l *lineWriter) Close() error { return l.w.Flush() }
 // after each batch so lines appear as targets complete).
 func (l *lineWriter) Flush() error { return l.w.Flush() }
 
-// CSVHeader is the CSV format's first row; the column order is stable and
-// documented in SCHEMA.md (columns are appended, never reordered).
-var CSVHeader = []string{
-	"index", "host", "addr", "port", "job", "status", "class", "error",
-	"rtt_ms", "sent", "recv", "loss", "rtt_min_ms", "rtt_avg_ms", "rtt_max_ms",
-	"exit_code", "stdout", "stderr", "truncated", "attempts", "start", "end", "worker",
-	"rtt_stddev_ms",
-}
+// CSVHeader is the CSV format's first row: the CSV columns of job.Fields,
+// in their order, documented in SCHEMA.md (columns are appended, never
+// reordered).
+var CSVHeader = func() []string {
+	fs := job.Fields()
+	h := make([]string, len(fs))
+	for i := range fs {
+		h[i] = fs[i].CSV
+	}
+	return h
+}()
 
 type csvWriter struct {
 	w      *csv.Writer
@@ -115,6 +118,7 @@ type csvWriter struct {
 	f      Filter
 	header bool
 	row    []string
+	r      job.Result
 }
 
 func (c *csvWriter) Write(r job.Result) error {
@@ -127,7 +131,8 @@ func (c *csvWriter) Write(r job.Result) error {
 	if !c.f.Keep(&r) {
 		return nil
 	}
-	c.row = csvRow(c.row[:0], &r)
+	c.r = r // as lineWriter does: no allocation
+	c.row = csvRow(c.row[:0], &c.r)
 	return c.w.Write(c.row)
 }
 
@@ -146,38 +151,56 @@ func (c *csvWriter) Close() error {
 }
 
 func csvRow(row []string, r *job.Result) []string {
-	ms := func(d time.Duration) string {
-		if d == 0 {
-			return ""
+	fs := job.Fields()
+	for i := range fs {
+		row = append(row, csvCell(&fs[i], r))
+	}
+	return row
+}
+
+// csvCell is field f of r in CSV: the units of the JSON form, an empty
+// cell where JSON omits the field.
+func csvCell(f *job.Field, r *job.Result) string {
+	if f.Kind == job.KindRatio {
+		if v, ok := f.Ratio(r); ok {
+			return strconv.FormatFloat(v, 'f', -1, 64) // not rounded, unlike JSON
 		}
-		return string(appendFloat(nil, float64(d.Microseconds())/1e3))
+		return ""
 	}
-	num := func(n int) string {
-		if n == 0 {
-			return ""
+	switch p := f.Ptr(r); f.Kind {
+	case job.KindUint:
+		if v := *p.(*uint64); v != 0 || f.Always {
+			return strconv.FormatUint(v, 10)
 		}
-		return strconv.Itoa(n)
+	case job.KindInt:
+		if v := *p.(*int); v != 0 || f.Always {
+			return strconv.Itoa(v)
+		}
+	case job.KindString:
+		return *p.(*string)
+	case job.KindDuration:
+		// milliseconds, cut (not rounded) to microseconds
+		if v := *p.(*time.Duration); v != 0 || f.Always {
+			return strconv.FormatFloat(float64(v.Microseconds())/1e3, 'f', -1, 64)
+		}
+	case job.KindOptInt:
+		if v := *p.(**int); v != nil {
+			return strconv.Itoa(*v)
+		}
+	case job.KindBytes:
+		return printable(*p.(*[]byte))
+	case job.KindBool:
+		if v := *p.(*bool); v || f.Always {
+			return strconv.FormatBool(v)
+		}
+	case job.KindTime:
+		if v := p.(*time.Time); !v.IsZero() || f.Always {
+			return v.UTC().Format(time.RFC3339Nano)
+		}
+	default:
+		panic("output: CSV of field " + f.Name + " of kind " + f.Kind.String())
 	}
-	port, exit, loss, trunc := "", "", "", ""
-	if r.Port != 0 {
-		port = strconv.Itoa(r.Port)
-	}
-	if r.ExitCode != nil {
-		exit = strconv.Itoa(*r.ExitCode)
-	}
-	if r.Sent > 0 {
-		loss = strconv.FormatFloat(r.Loss(), 'f', -1, 64)
-	}
-	if r.Truncated {
-		trunc = "true"
-	}
-	return append(row,
-		strconv.FormatUint(r.Index, 10), r.Host, r.Addr, port, r.Job, string(r.Status), string(r.Class), r.Error,
-		ms(r.RTT), num(r.Sent), num(r.Recv), loss, ms(r.RTTMin), ms(r.RTTAvg), ms(r.RTTMax),
-		exit, printable(r.Stdout), printable(r.Stderr), trunc, strconv.Itoa(r.Attempts),
-		r.Start.UTC().Format(time.RFC3339Nano), r.End.UTC().Format(time.RFC3339Nano), r.Worker,
-		ms(r.RTTStddev),
-	)
+	return ""
 }
 
 // printable is b as a string, invalid UTF-8 replaced so a CSV stays text.

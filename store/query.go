@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"strings"
 	"time"
 
@@ -42,9 +43,14 @@ func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
 }
 
-const resultCols = `sweep_idx & 1099511627775, host, COALESCE(addr, host), port, status, COALESCE(class, ''),
-	COALESCE(error, ''), rtt_ns, sent, recv, rtt_min_ns, rtt_avg_ns, rtt_max_ns, exit_code, stdout, stderr,
-	truncated, attempts, start_ns, end_ns, COALESCE(worker, ''), stdout IS NOT NULL, stderr IS NOT NULL`
+// resultCols is the select list that scan reads: ResultColumns, in order.
+var resultCols = func() string {
+	var cols []string
+	for _, c := range resultColumns {
+		cols = append(cols, c.read)
+	}
+	return strings.Join(cols, ", ")
+}()
 
 // Results calls fn with sweep id's Results that match q, in index order,
 // streaming (a /8 is never held in memory). fn's error stops the scan.
@@ -100,39 +106,64 @@ func (s *Store) scan(ctx context.Context, kind, q string, args []any, fn func(jo
 		return s.describe("read results from", err)
 	}
 	defer rows.Close()
+	// One holder per column, of the type its field's Kind scans into.
+	cols := resultColumns
+	var (
+		ints   = make([]int64, len(cols))
+		strs   = make([]string, len(cols))
+		nulls  = make([]sql.NullInt64, len(cols))
+		blobs  = make([][]byte, len(cols))
+		isBlob = make([]bool, len(cols))
+		dest   []any
+	)
+	for i, c := range cols {
+		switch c.Field.Kind {
+		case job.KindString:
+			dest = append(dest, &strs[i])
+		case job.KindOptInt:
+			dest = append(dest, &nulls[i])
+		case job.KindBytes:
+			dest = append(dest, &blobs[i], &isBlob[i])
+		default:
+			dest = append(dest, &ints[i])
+		}
+	}
+	var r job.Result // outside the loop: set through the table, it lives on the heap
 	for rows.Next() {
-		var (
-			r                                  job.Result
-			idx, rtt, rmin, ravg, rmax, st, en int64
-			status, class                      string
-			exit                               sql.NullInt64
-			trunc                              int
-			hasOut, hasErr                     bool
-		)
-		if err := rows.Scan(&idx, &r.Host, &r.Addr, &r.Port, &status, &class, &r.Error, &rtt, &r.Sent, &r.Recv,
-			&rmin, &ravg, &rmax, &exit, &r.Stdout, &r.Stderr, &trunc, &r.Attempts, &st, &en, &r.Worker, &hasOut, &hasErr); err != nil {
+		if err := rows.Scan(dest...); err != nil {
 			return s.describe("read results from", err)
 		}
-		r.Index, r.Job = uint64(idx), kind
-		r.Status, r.Class = job.Status(status), job.Class(class)
-		r.RTT, r.RTTMin, r.RTTAvg, r.RTTMax = time.Duration(rtt), time.Duration(rmin), time.Duration(ravg), time.Duration(rmax)
-		if exit.Valid {
-			e := int(exit.Int64)
-			r.ExitCode = &e
-		}
-		r.Truncated = trunc != 0
-		// An empty output scans as nil; it was there, and empty.
-		if hasOut && r.Stdout == nil {
-			r.Stdout = []byte{}
-		}
-		if hasErr && r.Stderr == nil {
-			r.Stderr = []byte{}
-		}
-		if st != 0 {
-			r.Start = time.Unix(0, st)
-		}
-		if en != 0 {
-			r.End = time.Unix(0, en)
+		r = job.Result{Job: kind}
+		for i, c := range cols {
+			switch p := c.Field.Ptr(&r); c.Field.Kind {
+			case job.KindUint:
+				*p.(*uint64) = uint64(ints[i])
+			case job.KindInt:
+				*p.(*int) = int(ints[i])
+			case job.KindString:
+				*p.(*string) = strs[i]
+			case job.KindDuration:
+				*p.(*time.Duration) = time.Duration(ints[i])
+			case job.KindOptInt:
+				if nulls[i].Valid {
+					v := int(nulls[i].Int64)
+					*p.(**int) = &v
+				}
+			case job.KindBytes:
+				// An empty output scans as nil; it was there, and empty.
+				if isBlob[i] && blobs[i] == nil {
+					blobs[i] = []byte{}
+				}
+				*p.(*[]byte) = blobs[i]
+			case job.KindBool:
+				*p.(*bool) = ints[i] != 0
+			case job.KindTime:
+				if ints[i] != 0 {
+					*p.(*time.Time) = time.Unix(0, ints[i])
+				}
+			default:
+				return fmt.Errorf("store: no column reader for field %s of kind %v", c.Field.Name, c.Field.Kind)
+			}
 		}
 		if err := fn(r); err != nil {
 			return err

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"time"
+
 	"context"
 	"database/sql"
 	"fmt"
@@ -15,8 +17,10 @@ import (
 const applicationID = 0x666e6f75
 
 // migrations[i] brings a database from schema version i to i+1. Append only:
-// a released step is never edited, a change is a new step.
-var migrations = []string{
+// a released step is never edited, a change is a new step (a field added to
+// job.Fields with a Column adds its column here). The test build
+// (-tags fanout_testfield) adds its extra field's column after them.
+var migrations = append([]string{
 	// 1: sweeps and their results.
 	`CREATE TABLE fanout_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 	CREATE TABLE sweeps(
@@ -106,7 +110,15 @@ var migrations = []string{
 
 	// 5: the history of watches (see watch.go).
 	watchSchema,
-}
+
+	// 6: the RTT's standard deviation (ping --count), in the view too.
+	`ALTER TABLE results ADD COLUMN rtt_stddev_ns INTEGER NOT NULL DEFAULT 0;
+	DROP VIEW result_rows;
+	CREATE VIEW result_rows AS SELECT sweep_idx>>40 AS sweep, sweep_idx&1099511627775 AS idx, sweep_idx,
+		host, COALESCE(addr, host) AS addr, port, status, class, error, rtt_ns, sent, recv,
+		rtt_min_ns, rtt_avg_ns, rtt_max_ns, exit_code, stdout, stderr, truncated, attempts,
+		start_ns, end_ns, worker, rtt_stddev_ns FROM results;`,
+}, testMigrations...)
 
 // watchSchema is schema step 5: a watch, and its rounds, each a sweep.
 const watchSchema = `CREATE TABLE watches(
@@ -138,7 +150,7 @@ const watchSchema = `CREATE TABLE watches(
 	);`
 
 // SchemaVersion is the schema this fanout writes.
-const SchemaVersion = 5
+const SchemaVersion = 6
 
 // column is one column of results and how a Writer takes it from a Result.
 type column struct {
@@ -159,7 +171,11 @@ type bindOpts struct {
 // columns are results' columns as a Writer fills them, in order: the one
 // place that says how a job.Result is stored. NULL means the zero value
 // (addr: same as host), so that a row holds only what a Result has.
-var columns = []column{
+// columns are spelled out where the store keeps a field its own way (the
+// key, addr NULL when it is the host, bounded output, boxed statuses); every
+// other column of ResultColumns is bound as its Kind says (fieldColumns), so
+// a field added to job.Fields is stored once its migration adds the column.
+var columns = fieldColumns([]column{
 	{name: "sweep_idx", value: func(r *job.Result, o *bindOpts) any { return o.sweep<<idxBits | int64(r.Index) }, keep: true},
 	{name: "host", value: func(r *job.Result, _ *bindOpts) any { return r.Host }, keep: true},
 	{name: "addr", value: func(r *job.Result, _ *bindOpts) any {
@@ -196,6 +212,59 @@ var columns = []column{
 	{name: "start_ns", value: func(r *job.Result, _ *bindOpts) any { return unixNano(r.Start) }, dflt: int64(0)},
 	{name: "end_ns", value: func(r *job.Result, _ *bindOpts) any { return unixNano(r.End) }, dflt: int64(0)},
 	{name: "worker", value: func(r *job.Result, _ *bindOpts) any { return nullString(r.Worker) }},
+})
+
+// fieldColumns is cs and, after them, a column for every field of
+// ResultColumns that cs does not name, bound by the field's Kind: integers,
+// durations (ns), bools and times (Unix ns) NOT NULL DEFAULT 0, strings and
+// bytes NULL when empty.
+func fieldColumns(cs []column) []column {
+	named := map[string]bool{}
+	for _, c := range cs {
+		named[c.name] = true
+	}
+	for _, rc := range ResultColumns() {
+		if named[rc.Name] {
+			continue
+		}
+		f := rc.Field
+		c := column{name: rc.Name, dflt: int64(0)}
+		switch f.Kind {
+		case job.KindUint:
+			c.value = func(r *job.Result, _ *bindOpts) any { return int64(*f.Ptr(r).(*uint64)) }
+		case job.KindInt:
+			c.value = func(r *job.Result, _ *bindOpts) any { return int64(*f.Ptr(r).(*int)) }
+		case job.KindDuration:
+			c.value = func(r *job.Result, _ *bindOpts) any { return int64(*f.Ptr(r).(*time.Duration)) }
+		case job.KindBool:
+			c.value = func(r *job.Result, _ *bindOpts) any {
+				if *f.Ptr(r).(*bool) {
+					return int64(1)
+				}
+				return int64(0)
+			}
+		case job.KindTime:
+			c.value = func(r *job.Result, _ *bindOpts) any { return unixNano(*f.Ptr(r).(*time.Time)) }
+		case job.KindString:
+			c.dflt = nil
+			c.value = func(r *job.Result, _ *bindOpts) any { return nullString(*f.Ptr(r).(*string)) }
+		case job.KindOptInt:
+			c.dflt = nil
+			c.value = func(r *job.Result, _ *bindOpts) any {
+				if p := *f.Ptr(r).(**int); p != nil {
+					return int64(*p)
+				}
+				return nil
+			}
+		case job.KindBytes:
+			c.dflt = nil
+			c.value = func(r *job.Result, o *bindOpts) any { return bounded(*f.Ptr(r).(*[]byte), o.maxOutput) }
+		default:
+			panic("store: no column binding for field " + f.Name + " of kind " + f.Kind.String())
+		}
+		cs = append(cs, c)
+	}
+	return cs
 }
 
 // The statuses boxed once: a status boxed per Result is garbage per Result.
@@ -231,6 +300,48 @@ func bounded(b []byte, max int) any {
 }
 
 func currentVersion() int { return len(migrations) }
+
+// ResultColumn is a column of the results table and the field of
+// job.Result it holds.
+type ResultColumn struct {
+	Name  string     // column of results
+	Field *job.Field // the field of job.Fields it holds
+	read  string     // what reads it back (select list expressions)
+}
+
+// ResultColumns are the columns of the results table that hold Result
+// fields: one per field of job.Fields with a Column, in the table's order.
+// A writer binds them, Results reads them back (TestResultFieldsStore
+// checks both). The job kind is not among them: it is the sweep's.
+func ResultColumns() []ResultColumn { return resultColumns }
+
+var resultColumns = func() []ResultColumn {
+	var cs []ResultColumn
+	fs := job.Fields()
+	for i := range fs {
+		f := &fs[i]
+		if f.Column == "" {
+			continue
+		}
+		c := ResultColumn{Name: f.Column, Field: f}
+		switch {
+		case f.Column == "sweep_idx": // the key: sweep<<idxBits | index
+			c.read = fmt.Sprintf("sweep_idx & %d", uint64(maxIdx))
+		case f.Column == "addr": // NULL: the same as host
+			c.read = "COALESCE(addr, host)"
+		case f.Kind == job.KindString:
+			c.read = "COALESCE(" + f.Column + ", '')"
+		case f.Kind == job.KindOptInt:
+			c.read = f.Column
+		case f.Kind == job.KindBytes: // NULL (absent) told from empty, which scans as nil
+			c.read = f.Column + ", " + f.Column + " IS NOT NULL"
+		default: // integers, NOT NULL DEFAULT 0: numbers, durations (ns), bools, times (Unix ns, 0 when zero)
+			c.read = f.Column
+		}
+		cs = append(cs, c)
+	}
+	return cs
+}()
 
 // idxBits is the width of a target index in a results key (sweep<<40 | idx):
 // a trillion targets per sweep, 2^23 sweeps per file.

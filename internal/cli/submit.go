@@ -185,6 +185,9 @@ func collect(ctx context.Context, client *cluster.Client, url string, rec cluste
 	if n, m := drop.Results(), drop.Malformed.Load(); n > 0 || m > 0 {
 		fmt.Fprintf(stderr, "fanout: sweep %s: %d forged/invalid results dropped (%d forged, %d invalid), %d malformed messages skipped\n",
 			rec.ID, n, drop.Forged.Load(), drop.Invalid.Load(), m)
+		if why := drop.MalformedReason(); why != "" {
+			fmt.Fprintf(stderr, "fanout: sweep %s: first malformed message: %s\n", rec.ID, why)
+		}
 	}
 	if err != nil && ctx.Err() != nil {
 		fmt.Fprintf(stderr, "fanout: sweep %s goes on in the cluster; stream the rest with: %s\n", rec.ID, attachCommand(url, rec, ""))
