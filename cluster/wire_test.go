@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/fanout/fanout/job"
-	"github.com/fanout/fanout/job/jobtest"
 	_ "github.com/fanout/fanout/job/icmp" // TestTaskSize: each kind's registered TaskSize
+	"github.com/fanout/fanout/job/jobtest"
 	_ "github.com/fanout/fanout/job/tcp"
 )
 
