@@ -352,10 +352,10 @@ func TestProgress(t *testing.T) {
 		}
 	}()
 	text := func() string { mu.Lock(); defer mu.Unlock(); return got.String() }
-	stop := output.StartProgress(pw, 100, func() output.Progress {
-		return output.Progress{Done: 40, Total: 100, Up: 37, Down: 2, Errors: 1, InFlight: 9, Rate: 123}
+	stop := output.StartProgress(output.NewTerminal(pw), func() output.Progress {
+		return output.Progress{Done: 40, Total: 100, Up: 37, Down: 2, Errors: 1, InFlight: 9}
 	})
-	wants := []string{"40/100", "up 37", "down 2", "err 1", "inflight 9", "123/s"}
+	wants := []string{"40/100 40%", "up 37", "down 2", "err 1", "in flight 9", "targets/s", "eta"}
 	// The bar is drawn on a tick: wait for a frame with everything in it,
 	// not for a moment by which one was probably drawn.
 	testwait.Until(testwait.Hang, func() bool {
@@ -377,7 +377,7 @@ func TestProgress(t *testing.T) {
 			t.Errorf("progress bar lacks %q: %q", want, s)
 		}
 	}
-	if !strings.HasSuffix(s, "\r") {
+	if !strings.HasSuffix(s, "\r\x1b[K") {
 		t.Errorf("bar not cleared at stop: ends %q", s[max(0, len(s)-20):])
 	}
 }
