@@ -34,7 +34,7 @@ func TestProgressGolden(t *testing.T) {
 		}
 		fmt.Fprintf(&out, "%6.1fs %s\n", at.Sub(clock0).Seconds(), line)
 	}
-	step(0, 0, 120)                     // the first frame: nothing known yet
+	step(0, 0, 120)                       // the first frame: nothing known yet
 	step(200*time.Millisecond, 5000, 120) // still under half a second
 	for i := 0; i < 10; i++ {
 		step(time.Second, 5000, 120) // 5000/s

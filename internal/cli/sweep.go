@@ -322,6 +322,10 @@ func openSinks(cmd *cobra.Command, f *sweepFlags, p *plan) error {
 			rw = output.Filtered(rw, filter)
 		}
 	}
+	if rw == nil && f.results == nil && f.output == "text" && isCommandJob(p.spec.Job) {
+		// resume and attach print a command's output as exec and ssh do.
+		rw = output.Filtered(output.NewInline(w, stderr), filter)
+	}
 	if rw == nil {
 		if rw, err = output.New(f.output, w, filter); err != nil {
 			return usageError(fmt.Errorf("--output: %w", err))

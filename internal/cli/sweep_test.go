@@ -117,7 +117,8 @@ func TestFilters(t *testing.T) {
 	t.Parallel()
 	for _, format := range []string{"text", "jsonl", "csv"} {
 		for flag, want := range map[string]string{"--alive": "127.0.0.3", "--dead": "127.0.0.2"} {
-			r := fanout(t, "", append([]string{"exec", "-o", format, flag, "127.0.0.2-3"}, downIf2...)...)
+			// Text prints the command's output lines, each after its host.
+			r := fanout(t, "", "exec", "-o", format, flag, "127.0.0.2-3", "--", "sh", "-c", `echo hi; test "$1" != 127.0.0.2`, "sh", "{}")
 			if r.code != 1 {
 				t.Errorf("%s %s: exit %d, want 1", format, flag, r.code)
 			}
@@ -134,7 +135,7 @@ func TestFilters(t *testing.T) {
 
 func TestTextAndSummary(t *testing.T) {
 	t.Parallel()
-	r := fanout(t, "", append([]string{"exec", "127.0.0.1-3"}, downIf2...)...)
+	r := fanout(t, "", "exec", "127.0.0.1-3", "--", "sh", "-c", `echo hi; test "$1" != 127.0.0.2`, "sh", "{}")
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	if len(lines) != 3 {
 		t.Fatalf("want 3 lines of text, got:\n%s", r.stdout)
