@@ -89,3 +89,18 @@ func TestExecOutdir(t *testing.T) {
 		t.Errorf("--gather with --outdir: exit %d, want 2", r.code)
 	}
 }
+
+// TestTimeoutMessage: a command killed at --timeout says the timeout that
+// fired, in the result and on the terminal.
+func TestTimeoutMessage(t *testing.T) {
+	t.Parallel()
+	r := fanout(t, "", "exec", "-o", "jsonl", "--timeout", "300ms", "127.0.0.1", "--", "sleep", "30")
+	rs := results(t, r.stdout)
+	if r.code != 1 || len(rs) != 1 || rs[0].Class != "timeout" || rs[0].Error != "command timed out after 300ms: killed" {
+		t.Errorf("exit %d, results %+v", r.code, rs)
+	}
+	r = fanout(t, "", "exec", "-q", "--timeout", "300ms", "127.0.0.1", "--", "sleep", "30")
+	if !strings.Contains(r.stderr, "127.0.0.1: [fanout] timeout: command timed out after 300ms: killed") {
+		t.Errorf("text: %q", r.stderr)
+	}
+}
