@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/output"
 	"github.com/fanout/fanout/store"
 )
 
@@ -235,13 +236,9 @@ func (r *Report) Classes() []classCount {
 	return out
 }
 
-// Rate is results per second of sweeping time.
-func (r *Report) Rate() float64 {
-	if r.Sweep.Elapsed <= 0 {
-		return 0
-	}
-	return float64(r.Counts.Done) / r.Sweep.Elapsed.Seconds()
-}
+// Rate is targets finished per second of wall time, as the summary, the
+// progress line and fanout sweeps define it (output.Rate).
+func (r *Report) Rate() float64 { return output.Rate(int64(r.Counts.Done), r.Sweep.Elapsed) }
 
 func pct(n, of uint64) string {
 	if of == 0 {

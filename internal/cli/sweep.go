@@ -99,7 +99,7 @@ func addSweepFlags(cmd *cobra.Command, d sweepDefaults) *sweepFlags {
 	fl.StringVar(&f.outputFile, "output-file", "", "write results to FILE instead of stdout")
 	fl.BoolVar(&f.alive, "alive", false, "show only targets that are up")
 	fl.BoolVar(&f.dead, "dead", false, "show only targets that are not up")
-	fl.StringVar(&f.progress, "progress", "auto", "progress bar on stderr: auto (when a terminal), always, never")
+	fl.StringVar(&f.progress, "progress", "auto", "progress line on stderr: auto (when a terminal), always, never; its rate, as the summary's, is targets finished per second of wall time (over the last 5s)")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no summary on stderr")
 	fl.StringVar(&f.db, "db", "", "record the sweep and its results in this SQLite file (fanout resume/results/report read it)")
 	cmd.Flags().SortFlags = false
