@@ -155,7 +155,7 @@ func TestHistogram(t *testing.T) {
 		u.Add(time.Duration(21000 + 28*i)) // 21µs..49µs
 	}
 	if p50, p90 := Short(u.Quantile(0.5)), Short(u.Quantile(0.9)); p50 != "34.9µs" || p90 != "46.2µs" {
-		t.Errorf("uniform 21-49µs: p50 %s p90 %s, want 34.9µs 46.2µs (35µs and 46.2µs within 0.8%)", p50, p90)
+		t.Errorf("uniform 21-49µs: p50 %s p90 %s, want 34.9µs 46.2µs (within 0.8%% of 35µs and 46.2µs)", p50, p90)
 	}
 	bs := h.Buckets()
 	if bs[0].Label != "20µs–50µs" || bs[0].Count != 90 || bs[len(bs)-1].Label != "2ms–5ms" {
