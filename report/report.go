@@ -26,6 +26,8 @@ type Report struct {
 	RTT       Histogram
 	Slowest   []job.Result
 	Failing   []job.Result
+	NotUp     NotUp  // every target not up, by class and /24 or node-set prefix
+	Command   string // the sweep as a fanout command line (CommandLine)
 	Map       *Map // nil when the sweep has no IPv4 address
 	Generated time.Time
 }
@@ -52,7 +54,7 @@ func Build(ctx context.Context, st *store.Store, id int64) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Report{File: st.Path(), Sweep: sw, Generated: time.Now()}
+	r := &Report{File: st.Path(), Sweep: sw, Generated: time.Now(), Command: CommandLine(sw.Spec)}
 	if r.Counts, err = st.Counts(id); err != nil {
 		return nil, err
 	}
@@ -95,6 +97,9 @@ func Build(ctx context.Context, st *store.Store, id int64) (*Report, error) {
 		return nil, err
 	}
 	if r.Failing, err = st.Failing(ctx, id, failingN); err != nil {
+		return nil, err
+	}
+	if r.NotUp, err = notUp(ctx, st, id); err != nil {
 		return nil, err
 	}
 	return r, nil
