@@ -28,7 +28,7 @@ type Report struct {
 	Failing   []job.Result
 	NotUp     NotUp  // every target not up, by class and /24 or node-set prefix
 	Command   string // the sweep as a fanout command line (CommandLine)
-	Map       *Map // nil when the sweep has no IPv4 address
+	Map       *Map   // nil when the sweep has no IPv4 address
 	Generated time.Time
 }
 
