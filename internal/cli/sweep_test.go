@@ -418,7 +418,7 @@ func TestClosedStdout(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The long sleeps outlast testwait.Hang: only fanout's kill ends them.
-	script := `case "$1" in 127.0.0.1) echo first;; 127.0.0.2) "$2" 1;; *) "$2" 3600;; esac`
+	script := `case "$1" in 127.0.0.1) echo first;; 127.0.0.2) "$2" 1; echo second;; *) "$2" 3600;; esac`
 	killSurvivors(t, sleep)
 	cmd := exec.Command(fanoutBin(t), "exec", "127.0.0.1-5", "--", "sh", "-c", script, "sh", "{}", sleep)
 	stdout, err := cmd.StdoutPipe()
@@ -531,7 +531,7 @@ func TestProgressOnTerminal(t *testing.T) {
 	// The command runs until the bar is drawn: it shows a percentage, which
 	// no result or summary line has.
 	flag := filepath.Join(t.TempDir(), "drawn")
-	line := fanoutBin(t) + ` exec 127.0.0.1 -- sh -c 'while [ ! -e "$0" ]; do sleep 0.05; done' ` + flag
+	line := fanoutBin(t) + ` exec 127.0.0.1 -- sh -c 'while [ ! -e "$0" ]; do sleep 0.05; done; echo done' ` + flag
 	cmd := exec.Command("script", "-qec", line, "/dev/null")
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -548,7 +548,9 @@ func TestProgressOnTerminal(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v; output:\n%q", err, out.String())
 	}
-	if !strings.Contains(out.String(), "127.0.0.1 ok") {
-		t.Errorf("no result line:\n%q", out.String())
+	// The result line is written whole after the bar was erased, never
+	// inside a frame (one writer owns the terminal).
+	if !strings.Contains(out.String(), "\x1b[K127.0.0.1: done\r\n") {
+		t.Errorf("no result line on a line of its own:\n%q", out.String())
 	}
 }
