@@ -34,6 +34,14 @@ func TestDiffOrderAndWarnings(t *testing.T) {
 		t.Errorf("same job and targets, yet: %s", r.stderr)
 	}
 
+	// sweeps: the rate, as the summary defines it.
+	if r := fanout(t, "", "sweeps", db); !strings.Contains(r.stdout, "DURATION  RATE") || strings.Count(r.stdout, " targets/s ") != 2 {
+		t.Errorf("sweeps without a rate per sweep:\n%s", r.stdout)
+	}
+	if r := fanout(t, "", "sweeps", "-o", "jsonl", db); strings.Count(r.stdout, `"rate":`) != 2 {
+		t.Errorf("sweeps -o jsonl without a rate:\n%s", r.stdout)
+	}
+
 	// Another target set, then another job.
 	if r := fanout(t, "", "exec", "--db", db, "-q", "127.0.0.2-3", "--", "echo", "b"); r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
