@@ -115,6 +115,11 @@ func TestTerminalNeverTears(t *testing.T) {
 		done++
 		mu.Unlock()
 	}
+	// After a result line the status line is drawn again, below it.
+	testwait.Until(testwait.Hang, func() bool { return strings.HasPrefix(replay(screen.String())[len(replay(screen.String()))-1], "[") })
+	if lines := replay(screen.String()); !strings.HasPrefix(lines[len(lines)-2], "result 49 line two") {
+		t.Errorf("the status line is not below the last result: %q", lines[len(lines)-2:])
+	}
 	// A result written in two pieces: no frame in its middle.
 	io1 := []byte("half a ")
 	stdout.Write(io1)
