@@ -49,7 +49,7 @@ func ResolveFailed(ctx context.Context, t target.Target, kind string, start time
 	if st, c, done := CtxOutcome(ctx); done {
 		r.Status, r.Class = st, c
 		if c == ClassTimeout {
-			r.Error = TimedOut(ctx, "resolve "+t.Host)
+			r.Error = TimedOut(ctx, "resolve "+t.Host) + ": " + r.Error
 		}
 		return r
 	}

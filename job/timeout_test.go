@@ -22,7 +22,7 @@ func TestTimedOut(t *testing.T) {
 		t.Errorf("with one: %q", got)
 	}
 	r := ResolveFailed(actx, target.Target{Host: "db1.example"}, "tcp", time.Now(), errors.New("lookup db1.example: i/o timeout"))
-	if r.Class != ClassTimeout || r.Error != "resolve db1.example timed out after 2s" {
+	if r.Class != ClassTimeout || r.Error != "resolve db1.example timed out after 2s: lookup db1.example: i/o timeout" {
 		t.Errorf("resolve past the deadline: %s %q", r.Class, r.Error)
 	}
 }
