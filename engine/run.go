@@ -344,6 +344,8 @@ func callRun(ctx context.Context, j job.Job, t target.Target) *job.Result {
 func (s *sweep) timed(ctx context.Context, j job.Job, t target.Target) *job.Result {
 	actx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
+	// The job's messages name the timeout that fired (job.TimedOut).
+	actx = job.WithAttemptTimeout(actx, s.opts.Timeout)
 	r := call(actx, j, t)
 	if r.Status != job.Up && ctx.Err() == nil && errors.Is(actx.Err(), context.DeadlineExceeded) &&
 		(r.Class == job.ClassNone || r.Class == job.ClassCanceled) {
@@ -357,7 +359,7 @@ func (s *sweep) timed(ctx context.Context, j job.Job, t target.Target) *job.Resu
 //go:noinline
 func timedOut(r *job.Result, d time.Duration) {
 	if r.Error == "" || r.Class == job.ClassCanceled {
-		r.Error = fmt.Sprintf("no answer within %v", d)
+		r.Error = fmt.Sprintf("timed out after %v", d)
 	}
 	r.Status, r.Class = job.Down, job.ClassTimeout
 }

@@ -48,6 +48,9 @@ func ResolveFailed(ctx context.Context, t target.Target, kind string, start time
 	r.Error = err.Error()
 	if st, c, done := CtxOutcome(ctx); done {
 		r.Status, r.Class = st, c
+		if c == ClassTimeout {
+			r.Error = TimedOut(ctx, "resolve "+t.Host) + ": " + r.Error
+		}
 		return r
 	}
 	r.Status, r.Class = Error, ClassResolve

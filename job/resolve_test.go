@@ -64,7 +64,11 @@ func TestResolveFailed(t *testing.T) {
 	}
 	for _, tt := range tests {
 		r := ResolveFailed(tt.ctx, tg, "tcp", start, errors.New("boom"))
-		if r.Status != tt.status || r.Class != tt.class || r.Error != "boom" || r.Index != 4 || r.Host != "nosuch..invalid" ||
+		want := "boom"
+		if tt.class == ClassTimeout { // says it timed out, then why
+			want = "resolve nosuch..invalid timed out (the sweep's deadline passed): boom"
+		}
+		if r.Status != tt.status || r.Class != tt.class || r.Error != want || r.Index != 4 || r.Host != "nosuch..invalid" ||
 			r.Port != 22 || r.Job != "tcp" || r.Start != start || r.End.Before(start) {
 			t.Errorf("ResolveFailed(ctx %v) = %+v, want %s/%s", tt.ctx.Err(), r, tt.status, tt.class)
 		}

@@ -304,8 +304,8 @@ func TestSummary(t *testing.T) {
 	if err := s.Print(&buf, 1230*time.Millisecond, false, 0); err != nil {
 		t.Fatal(err)
 	}
-	want := "65539 targets: 65530 up, 7 down (timeout 6, refused 1), 2 errors (resolve 2) in 1.23s (53284/s)\n" +
-		"rtt min/avg/max 0.01/0.16/0.31 ms\n"
+	want := "65539 targets in 1.23s: up 65530, down 7 (timeout 6, refused 1), errors 2 (resolve 2); 53284 targets/s\n" +
+		"rtt min 10µs, avg 159µs, max 309µs; p50 159µs, p90 280µs, p99 306µs\n"
 	if got := buf.String(); got != want {
 		t.Errorf("summary\n got %q\nwant %q", got, want)
 	}
@@ -323,7 +323,7 @@ func TestSummary(t *testing.T) {
 	e := output.NewSummary()
 	e.Add(job.Result{Status: job.Up})
 	e.Print(&buf, 0, false, 0)
-	if got := buf.String(); got != "1 targets: 1 up, 0 down, 0 errors in 0.00s\n" {
+	if got := buf.String(); got != "1 target in 0.00s: up 1, down 0, errors 0\n" {
 		t.Errorf("summary %q", got)
 	}
 }
@@ -354,10 +354,10 @@ func TestProgress(t *testing.T) {
 		}
 	}()
 	text := func() string { mu.Lock(); defer mu.Unlock(); return got.String() }
-	stop := output.StartProgress(pw, 100, func() output.Progress {
-		return output.Progress{Done: 40, Total: 100, Up: 37, Down: 2, Errors: 1, InFlight: 9, Rate: 123}
+	stop := output.StartProgress(output.NewTerminal(pw), func() output.Progress {
+		return output.Progress{Done: 40, Total: 100, Up: 37, Down: 2, Errors: 1, InFlight: 9}
 	})
-	wants := []string{"40/100", "up 37", "down 2", "err 1", "inflight 9", "123/s"}
+	wants := []string{"40/100 40%", "up 37", "down 2", "err 1", "in flight 9", "targets/s", "eta"}
 	// The bar is drawn on a tick: wait for a frame with everything in it,
 	// not for a moment by which one was probably drawn.
 	testwait.Until(testwait.Hang, func() bool {
@@ -379,7 +379,7 @@ func TestProgress(t *testing.T) {
 			t.Errorf("progress bar lacks %q: %q", want, s)
 		}
 	}
-	if !strings.HasSuffix(s, "\r") {
+	if !strings.HasSuffix(s, "\r\x1b[K") {
 		t.Errorf("bar not cleared at stop: ends %q", s[max(0, len(s)-20):])
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"math/bits"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,22 +15,38 @@ import (
 )
 
 // Summary accumulates Results for the end-of-sweep report: counts by status
-// and class, RTT min/avg/max and a log2 RTT histogram. It is fed from one
-// goroutine (the engine's emit) and needs no lock.
+// and class (and by exit status for commands), RTT min/avg/max, percentiles
+// and a log2 RTT histogram. It is fed from one goroutine (the engine's emit)
+// and needs no lock.
 type Summary struct {
 	Total            int64
 	Up, Down, Errors int64
 	ByClass          map[job.Class]int64
-	RTTMin, RTTMax   time.Duration
-	rttSum           time.Duration
-	RTTCount         int64
-	hist             [65]int64 // hist[k]: RTTs in [2^(k-1), 2^k) microseconds
-	NoHistogram      bool      // never print the histogram line
-	ForceHistogram   bool      // print it even when the writer is not a terminal
+	// ByExit counts the targets of class exit by what ended the command
+	// ("exit status 2", "signal killed"), at most maxExitKinds of them.
+	ByExit         map[string]int64
+	RTTMin, RTTMax time.Duration
+	rttSum         time.Duration
+	RTTCount       int64
+	RTT            Quantiles // the RTTs of the targets that were up
+	hist           [65]int64 // hist[k]: RTTs in [2^(k-1), 2^k) microseconds
+	NoHistogram    bool      // never print the histogram line
+	ForceHistogram bool      // print it even when the writer is not a terminal
 }
 
+// maxExitKinds bounds ByExit (results may come from the bus); the rest are
+// counted under otherExits.
+const (
+	maxExitKinds = 32
+	maxClasses   = 64
+	otherExits   = "other exit statuses"
+	otherClass   = job.Class("other")
+)
+
 // NewSummary returns an empty Summary.
-func NewSummary() *Summary { return &Summary{ByClass: make(map[job.Class]int64)} }
+func NewSummary() *Summary {
+	return &Summary{ByClass: make(map[job.Class]int64), ByExit: make(map[string]int64)}
+}
 
 // Add counts r.
 func (s *Summary) Add(r job.Result) {
@@ -46,7 +63,21 @@ func (s *Summary) Add(r job.Result) {
 		s.Errors++
 	}
 	if r.Class != job.ClassNone {
-		s.ByClass[r.Class]++
+		c := r.Class
+		if _, ok := s.ByClass[c]; !ok && len(s.ByClass) >= maxClasses {
+			c = otherClass
+		}
+		s.ByClass[c]++
+	}
+	if r.Class == job.ClassExit {
+		if s.ByExit == nil {
+			s.ByExit = make(map[string]int64)
+		}
+		k := exitKind(&r)
+		if _, ok := s.ByExit[k]; !ok && len(s.ByExit) >= maxExitKinds {
+			k = otherExits
+		}
+		s.ByExit[k]++
 	}
 	rtt := r.RTT
 	if r.RTTAvg != 0 {
@@ -61,6 +92,7 @@ func (s *Summary) Add(r job.Result) {
 		}
 		s.rttSum += rtt
 		s.RTTCount++
+		s.RTT.Add(rtt)
 		s.hist[bits.Len64(uint64(rtt/time.Microsecond))]++
 	}
 }
@@ -73,25 +105,43 @@ func (s *Summary) RTTAvg() time.Duration {
 	return s.rttSum / time.Duration(s.RTTCount)
 }
 
+// exitKind is what ended a command, in words: "exit status 2", or the
+// job's own word for a signal ("signal killed").
+func exitKind(r *job.Result) string {
+	if sig, ok := strings.CutPrefix(r.Error, "signal: "); ok {
+		return "signal " + sig
+	}
+	if r.ExitCode != nil {
+		return "exit status " + strconv.Itoa(*r.ExitCode)
+	}
+	return "exit"
+}
+
 // Print writes the summary to w (stderr):
 //
-//	65536 targets: 65530 up, 6 down (timeout 6), 0 errors in 1.23s (53280/s)
-//	rtt min/avg/max 0.01/0.04/0.30 ms
-//	rtt <16us ▁▃█▅▂ <512us                       (terminals only)
+//	65536 targets in 1.23s: up 65530, down 6 (timeout 6), errors 0; 53280 targets/s
+//	rtt min 10µs, avg 40µs, max 300µs; p50 35.2µs, p90 61.5µs, p99 102µs
+//	rtt 8us ▁▃█▅▂ 512us                       (terminals only)
 //	interrupted: 12 targets in flight had no result
 //
-// interrupted says the sweep was stopped (Ctrl-C); cancelled counts the
-// targets that were in flight then and got no Result.
+// Classes are named in words, with their counts ("down 12 (timeout 10,
+// refused 2)"), and a command's failures by their exit status ("down 5
+// (exit status 2: 3 hosts, exit status 1: 2 hosts)"). The rate is targets
+// finished per second of wall time (RateHelp). interrupted says the sweep
+// was stopped (Ctrl-C); cancelled counts the targets that were in flight
+// then and got no Result.
 func (s *Summary) Print(w io.Writer, elapsed time.Duration, interrupted bool, cancelled int64) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d targets: %d up, %d down%s, %d errors%s in %.2fs",
-		s.Total, s.Up, s.Down, s.classes(job.Down), s.Errors, s.classes(job.Error), elapsed.Seconds())
+	fmt.Fprintf(&b, "%d %s in %s: up %d, down %d%s, errors %d%s",
+		s.Total, plural(s.Total, "target", "targets"), FormatElapsed(elapsed), s.Up, s.Down, s.classes(job.Down), s.Errors, s.classes(job.Error))
 	if elapsed > 0 {
-		fmt.Fprintf(&b, " (%.0f/s)", float64(s.Total)/elapsed.Seconds())
+		fmt.Fprintf(&b, "; %s", FormatRate(Rate(s.Total, elapsed)))
 	}
 	b.WriteByte('\n')
 	if s.RTTCount > 0 {
-		fmt.Fprintf(&b, "rtt min/avg/max %s/%s/%s ms\n", msNum(s.RTTMin), msNum(s.RTTAvg()), msNum(s.RTTMax))
+		fmt.Fprintf(&b, "rtt min %s, avg %s, max %s; p50 %s, p90 %s, p99 %s\n",
+			FormatDuration(s.RTTMin), FormatDuration(s.RTTAvg()), FormatDuration(s.RTTMax),
+			FormatDuration(s.RTT.Quantile(0.5)), FormatDuration(s.RTT.Quantile(0.9)), FormatDuration(s.RTT.Quantile(0.99)))
 		if !s.NoHistogram && (s.ForceHistogram || isTerminalWriter(w)) {
 			b.WriteString(s.Histogram())
 			b.WriteByte('\n')
@@ -104,29 +154,51 @@ func (s *Summary) Print(w io.Writer, elapsed time.Duration, interrupted bool, ca
 	return err
 }
 
-// classes lists the class counts that belong to status st: " (timeout 6,
-// refused 2)", largest first; empty when there are none.
+// classes lists the class counts that belong to status st, largest first:
+// " (timeout 6, refused 2)"; class exit is spelled out by exit status,
+// " (exit status 2: 3 hosts, exit status 1: 1 host)". Empty when there are
+// none.
 func (s *Summary) classes(st job.Status) string {
-	var cs []job.Class
-	for c := range s.ByClass {
-		if classStatus(c) == st {
-			cs = append(cs, c)
-		}
+	type part struct {
+		name string
+		n    int64
+		exit bool
 	}
-	if len(cs) == 0 {
+	var parts []part
+	for c, n := range s.ByClass {
+		if classStatus(c) != st {
+			continue
+		}
+		if c == job.ClassExit && len(s.ByExit) > 0 {
+			for k, n := range s.ByExit {
+				parts = append(parts, part{k, n, true})
+			}
+			continue
+		}
+		parts = append(parts, part{string(c), n, false})
+	}
+	if len(parts) == 0 {
 		return ""
 	}
-	sort.Slice(cs, func(i, j int) bool {
-		if s.ByClass[cs[i]] != s.ByClass[cs[j]] {
-			return s.ByClass[cs[i]] > s.ByClass[cs[j]]
+	sort.Slice(parts, func(i, j int) bool {
+		if parts[i].n != parts[j].n {
+			return parts[i].n > parts[j].n
 		}
-		return cs[i] < cs[j]
+		return parts[i].name < parts[j].name
 	})
-	parts := make([]string, len(cs))
-	for i, c := range cs {
-		parts[i] = fmt.Sprintf("%s %d", Safe(string(c)), s.ByClass[c]) // a class may come from the bus
+	out := make([]string, len(parts))
+	for i, p := range parts {
+		name := Safe(p.name) // a class or a message may come from the bus
+		switch {
+		case p.exit && p.n == 1:
+			out[i] = name + ": 1 host"
+		case p.exit:
+			out[i] = fmt.Sprintf("%s: %d hosts", name, p.n)
+		default:
+			out[i] = fmt.Sprintf("%s %d", name, p.n)
+		}
 	}
-	return " (" + strings.Join(parts, ", ") + ")"
+	return " (" + strings.Join(out, ", ") + ")"
 }
 
 // classStatus is the status a class goes with: the target answered (down)
@@ -194,8 +266,11 @@ func bucketEdge(k int) string {
 	return fmt.Sprintf("%.3gs", float64(us)/1e6)
 }
 
-func msNum(d time.Duration) string {
-	return fmt.Sprintf("%.2f", float64(d)/1e6)
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 func isTerminalWriter(w io.Writer) bool {

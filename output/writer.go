@@ -65,8 +65,11 @@ const flushEvery = 200 * time.Millisecond
 
 func newLineWriter(w io.Writer, f Filter, json bool) *lineWriter {
 	l := &lineWriter{w: bufio.NewWriterSize(w, 64<<10), f: f, json: json, lastFlush: time.Now()}
-	if file, ok := w.(*os.File); ok {
-		l.tty = IsTerminal(file)
+	switch t := w.(type) {
+	case *os.File:
+		l.tty = IsTerminal(t)
+	case interface{ Terminal() bool }: // a Terminal's writer
+		l.tty = t.Terminal()
 	}
 	return l
 }

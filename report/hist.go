@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/fanout/fanout/output"
 )
 
 // bucketEdges are the upper bounds of the RTT histogram's buckets, a 1-2-5
@@ -20,13 +22,15 @@ var bucketEdges = []time.Duration{
 	time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second,
 }
 
-// Histogram counts RTTs in log-spaced buckets, in O(1) memory, and keeps a
-// reservoir-free sketch of the quantiles from the buckets.
+// Histogram counts RTTs in log-spaced buckets for the picture, in O(1)
+// memory, and tracks their quantiles on a finer scale (output.Quantiles:
+// within 0.8%, not at the picture's bucket edges).
 type Histogram struct {
 	Counts   [20]uint64 // Counts[i]: RTT < bucketEdges[i] (and >= the previous edge); [19]: >= 10s
 	N        uint64
 	Min, Max time.Duration
 	Sum      time.Duration
+	q        output.Quantiles
 }
 
 // Add counts one RTT; zero (no RTT measured) is ignored.
@@ -44,6 +48,7 @@ func (h *Histogram) Add(d time.Duration) {
 	}
 	h.N++
 	h.Sum += d
+	h.q.Add(d)
 }
 
 // Mean is the average RTT, 0 when none was added.
@@ -54,25 +59,9 @@ func (h *Histogram) Mean() time.Duration {
 	return h.Sum / time.Duration(h.N)
 }
 
-// Quantile estimates the q-quantile (0..1) as the upper edge of the bucket
-// it falls in, clamped to the observed maximum.
-func (h *Histogram) Quantile(q float64) time.Duration {
-	if h.N == 0 {
-		return 0
-	}
-	rank := uint64(q*float64(h.N-1)) + 1
-	var seen uint64
-	for i, c := range h.Counts {
-		seen += c
-		if seen >= rank {
-			if i < len(bucketEdges) && bucketEdges[i] < h.Max {
-				return bucketEdges[i]
-			}
-			return h.Max
-		}
-	}
-	return h.Max
-}
+// Quantile is the q-quantile (0..1) of the RTTs, nearest rank, to within
+// 0.8% (three significant digits, as Short prints it).
+func (h *Histogram) Quantile(q float64) time.Duration { return h.q.Quantile(q) }
 
 // Bucket is one bar of the histogram.
 type Bucket struct {

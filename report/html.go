@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"math"
 	"strings"
 	"time"
 
@@ -44,7 +45,25 @@ type histBar struct {
 	X, Y, W, H float64
 	Label      string // the bucket's range, for the tooltip
 	Count      uint64
+	CountText  string  // the count above the bar ("13.2k"); "" when it would not fit
 	LabelX     float64 // centre of the bar
+}
+
+// textWidth estimates the width of s in the histogram's 11-unit font
+// (digits and units are about 0.6em wide), to keep labels apart.
+func textWidth(s string) float64 { return 6.6 * float64(len([]rune(s))) }
+
+// compact is a count in at most four characters and a suffix: 950, 13.2k, 1.5M.
+func compact(n uint64) string {
+	switch {
+	case n < 1000:
+		return fmt.Sprint(n)
+	case n < 1e6:
+		return trim(float64(n)/1e3) + "k"
+	case n < 1e9:
+		return trim(float64(n)/1e6) + "M"
+	}
+	return trim(float64(n)/1e9) + "G"
 }
 
 // histTick is a labelled boundary between bars.
@@ -83,6 +102,9 @@ func (r *Report) HistBars() []histBar {
 		}
 		x := 4 + float64(i)*w
 		out[i] = histBar{X: x + 2, Y: histH - histPad - h, W: w - 4, H: h, Label: b.Label, Count: b.Count, LabelX: x + w/2}
+		if c := compact(b.Count); b.Count > 0 && textWidth(c) <= w-2 {
+			out[i].CountText = c // neighbours' counts never touch: each stays over its own bar
+		}
 	}
 	return out
 }
@@ -95,10 +117,14 @@ func (r *Report) HistTicks() []histTick {
 		return nil
 	}
 	w := (histW - 8) / float64(len(bs))
-	step := 1
-	if w < 44 {
-		step = 2
+	// Every step-th boundary, step such that labels never collide: two
+	// centred ones need the widest label and a gap between their centres,
+	// the first (anchored at its start) half a label more.
+	widest := 0.0
+	for _, b := range bs {
+		widest = max(widest, textWidth(Short(b.Lo)), textWidth(Short(b.Hi)))
 	}
+	step := max(1, int(math.Ceil((1.5*widest+10)/w)))
 	var out []histTick
 	for i := 0; i <= len(bs); i++ {
 		var d time.Duration
@@ -169,8 +195,12 @@ var funcs = template.FuncMap{
 	"labelSize": func(side int) string { return fmt.Sprintf("%.2f", float64(side)/38) },
 	"labelPad":  func(side int) string { return fmt.Sprintf("%.2f", float64(side)/80) },
 	"labelDy":   func(side int) string { return fmt.Sprintf("%.2f", float64(side)/28) },
-	"hh":        func() float64 { return histH },
-	"hb":        func() float64 { return histH - histPad },
+	// A halo of about 1px on a 512px map, whatever its side (in cells).
+	"labelStroke": func(side int) string { return fmt.Sprintf("%.3f", float64(side)/400) },
+	"u64":         func(n int) uint64 { return uint64(n) },
+	"maxGroups":   func() int { return maxGroups },
+	"hh":          func() float64 { return histH },
+	"hb":          func() float64 { return histH - histPad },
 }
 
 func num(n uint64) string {

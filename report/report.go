@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/output"
 	"github.com/fanout/fanout/store"
 )
 
@@ -25,6 +26,8 @@ type Report struct {
 	RTT       Histogram
 	Slowest   []job.Result
 	Failing   []job.Result
+	NotUp     NotUp   // every target not up, by class and /24 or node-set prefix
+	Command   string  // the sweep as a fanout command line (CommandLine)
 	Map       *Map    // nil when the sweep has no IPv4 address
 	Uptime    *Uptime // nil unless the sweep is a round of a watch
 	Generated time.Time
@@ -105,7 +108,7 @@ func Build(ctx context.Context, st *store.Store, id int64) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Report{File: st.Path(), Sweep: sw, Generated: time.Now()}
+	r := &Report{File: st.Path(), Sweep: sw, Generated: time.Now(), Command: CommandLine(sw.Spec)}
 	if r.Counts, err = st.Counts(id); err != nil {
 		return nil, err
 	}
@@ -151,6 +154,9 @@ func Build(ctx context.Context, st *store.Store, id int64) (*Report, error) {
 		return nil, err
 	}
 	if r.Uptime, err = buildUptime(ctx, st, id); err != nil {
+		return nil, err
+	}
+	if r.NotUp, err = notUp(ctx, st, id); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -292,13 +298,9 @@ func (r *Report) Classes() []classCount {
 	return out
 }
 
-// Rate is results per second of sweeping time.
-func (r *Report) Rate() float64 {
-	if r.Sweep.Elapsed <= 0 {
-		return 0
-	}
-	return float64(r.Counts.Done) / r.Sweep.Elapsed.Seconds()
-}
+// Rate is targets finished per second of wall time, as the summary, the
+// progress line and fanout sweeps define it (output.Rate).
+func (r *Report) Rate() float64 { return output.Rate(int64(r.Counts.Done), r.Sweep.Elapsed) }
 
 func pct(n, of uint64) string {
 	if of == 0 {

@@ -141,11 +141,21 @@ func TestHistogram(t *testing.T) {
 	if h.N != 100 || h.Min != 30*time.Microsecond || h.Max != 3*time.Millisecond {
 		t.Fatalf("n %d min %v max %v", h.N, h.Min, h.Max)
 	}
-	if q := h.Quantile(0.5); q != 50*time.Microsecond {
-		t.Errorf("p50 = %v, want the 20-50µs bucket's edge", q)
+	// Exact to the tracker's resolution, not the picture's bucket edges.
+	if q := Short(h.Quantile(0.5)); q != "30µs" {
+		t.Errorf("p50 = %v, want 30µs", q)
 	}
-	if q := h.Quantile(0.99); q != 3*time.Millisecond {
-		t.Errorf("p99 = %v, want 3ms (clamped to max)", q)
+	if q := Short(h.Quantile(0.95)); q != "3ms" {
+		t.Errorf("p95 = %v, want 3ms", q)
+	}
+	// Within one bucket of the picture, p50 and p90 are still apart (they
+	// were both its 50µs edge).
+	var u Histogram
+	for i := 0; i < 1000; i++ {
+		u.Add(time.Duration(21000 + 28*i)) // 21µs..49µs
+	}
+	if p50, p90 := Short(u.Quantile(0.5)), Short(u.Quantile(0.9)); p50 != "34.9µs" || p90 != "46.2µs" {
+		t.Errorf("uniform 21-49µs: p50 %s p90 %s, want 34.9µs 46.2µs (within 0.8%% of 35µs and 46.2µs)", p50, p90)
 	}
 	bs := h.Buckets()
 	if bs[0].Label != "20µs–50µs" || bs[0].Count != 90 || bs[len(bs)-1].Label != "2ms–5ms" {
@@ -154,7 +164,7 @@ func TestHistogram(t *testing.T) {
 	var b bytes.Buffer
 	h.WriteText(&b, 20)
 	out := b.String()
-	if !strings.Contains(out, "p50 50µs") || !strings.Contains(out, "████████████████████ 90") || !strings.Contains(out, "2ms–5ms ██▏ 10") {
+	if !strings.Contains(out, "p50 30µs  p90 30µs  p99 3ms") || !strings.Contains(out, "████████████████████ 90") || !strings.Contains(out, "2ms–5ms ██▏ 10") {
 		t.Errorf("text histogram:\n%s", out)
 	}
 }

@@ -64,14 +64,15 @@ func (s *Store) Results(ctx context.Context, id int64, q Query, fn func(job.Resu
 		args, fn)
 }
 
-// ResultsByTarget calls fn with sweep id's Results ordered by target (host,
-// then port, then index): what diff merges two sweeps on.
+// ResultsByTarget calls fn with sweep id's Results ordered by target (host
+// as CompareHosts orders them, then port, then index): what diff merges two
+// sweeps on.
 func (s *Store) ResultsByTarget(ctx context.Context, id int64, fn func(job.Result) error) error {
 	sw, err := s.Sweep(id)
 	if err != nil {
 		return err
 	}
-	return s.scan(ctx, sw.Spec.Job, `SELECT `+resultCols+` FROM results WHERE `+inSweep(id)+` ORDER BY host, port, sweep_idx`,
+	return s.scan(ctx, sw.Spec.Job, `SELECT `+resultCols+` FROM results WHERE `+inSweep(id)+` ORDER BY host COLLATE `+targetCollation+`, port, sweep_idx`,
 		nil, fn)
 }
 

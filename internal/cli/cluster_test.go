@@ -184,7 +184,7 @@ func TestClusterKillWorkerMidSweep(t *testing.T) {
 		t.Fatalf("results: exit %d:\n%s", stored.code, stored.stderr)
 	}
 	checkOnce(t, stored.stdout, n) // the submitter's store: every target once
-	if !strings.Contains(sub.errText(), fmt.Sprintf("%d targets: 0 up, %d down", n, n)) {
+	if !strings.Contains(sub.errText(), fmt.Sprintf("%d targets in ", n)) || !strings.Contains(sub.errText(), fmt.Sprintf(": up 0, down %d", n)) {
 		t.Errorf("summary missing or wrong:\n%s", sub.errText())
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -186,13 +187,14 @@ func stream(ctx context.Context, s side) (<-chan job.Result, func() error) {
 	return ch, func() error { return <-errc }
 }
 
-// cmpTarget orders Results as ResultsByTarget does: host (bytewise), port.
+// cmpTarget orders Results as ResultsByTarget does: host (addresses by
+// value, IPv4 then IPv6, then names in natural order: store.CompareHosts),
+// port.
 func cmpTarget(a, b *job.Result) int {
+	if c := store.CompareHosts(a.Host, b.Host); c != 0 {
+		return c
+	}
 	switch {
-	case a.Host < b.Host:
-		return -1
-	case a.Host > b.Host:
-		return 1
 	case a.Port < b.Port:
 		return -1
 	case a.Port > b.Port:
@@ -204,6 +206,7 @@ func cmpTarget(a, b *job.Result) int {
 // diffSweeps merges the two sweeps in target order (constant memory however
 // big they are) and writes each change; it returns the number of changes.
 func diffSweeps(ctx context.Context, a, b side, format string, stdout, stderr io.Writer) (int, error) {
+	warnMismatch(stderr, a, b)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ca, erra := stream(ctx, a)
@@ -301,6 +304,34 @@ func diffSweeps(ctx context.Context, a, b side, format string, stdout, stderr io
 		a.sw.ID, a.st.Path(), b.sw.ID, b.st.Path(), counts[changeUp], counts[changeDown], counts[changeClass],
 		counts[changeOutput], counts[changeNew], counts[changeGone], same)
 	return n, nil
+}
+
+// warnMismatch warns, once each, when the two sweeps ran different jobs or
+// over different target sets: their diff is then mostly new and gone targets,
+// or changes that are not changes of the hosts.
+func warnMismatch(stderr io.Writer, a, b side) {
+	name := func(s side) string {
+		if a.st.Path() == b.st.Path() {
+			return fmt.Sprintf("sweep %d", s.sw.ID)
+		}
+		return fmt.Sprintf("sweep %d of %s", s.sw.ID, output.Safe(s.st.Path()))
+	}
+	if a.sw.Spec.Job != b.sw.Spec.Job {
+		fmt.Fprintf(stderr, "fanout: warning: different jobs: %s ran %s, %s ran %s\n",
+			name(a), output.Safe(a.sw.Spec.Job), name(b), output.Safe(b.sw.Spec.Job))
+	}
+	targets := func(s side) string {
+		t := strings.Join(s.sw.Spec.Targets, " ")
+		if len(s.sw.Spec.Excludes) > 0 {
+			t += " excluding " + strings.Join(s.sw.Spec.Excludes, " ")
+		}
+		return t
+	}
+	ta, tb := targets(a), targets(b)
+	if ta != tb || a.sw.Total != b.sw.Total {
+		fmt.Fprintf(stderr, "fanout: warning: different target sets: %s has %d targets (%s), %s has %d (%s); a target in only one is new or gone\n",
+			name(a), a.sw.Total, abbrev(output.Safe(ta), 60), name(b), b.sw.Total, abbrev(output.Safe(tb), 60))
+	}
 }
 
 var label = map[string]string{

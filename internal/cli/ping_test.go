@@ -70,7 +70,7 @@ func TestPingDeadSlash20(t *testing.T) {
 			t.Fatalf("result %+v, want down/timeout 0/1", x)
 		}
 	}
-	if !strings.Contains(r.stderr, "4096 down") {
+	if !strings.Contains(r.stderr, "down 4096 (timeout 4096)") {
 		t.Errorf("summary: %s", r.stderr)
 	}
 	// That the timeouts are waited out together, not one after another, is

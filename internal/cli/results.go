@@ -154,6 +154,10 @@ func printStored(w io.Writer, file string, sw store.Sweep, c store.Counts) {
 		sort.Slice(cl, func(i, j int) bool { return cl[i].v > cl[j].v || (cl[i].v == cl[j].v && cl[i].k < cl[j].k) })
 		parts := make([]string, len(cl))
 		for i, e := range cl {
+			if e.k == string(job.ClassExit) { // in words: not to be read as "exit status 3"
+				parts[i] = fmt.Sprintf("non-zero exit status: %d %s", e.v, map[bool]string{true: "host", false: "hosts"}[e.v == 1])
+				continue
+			}
 			parts[i] = fmt.Sprintf("%s %d", output.Safe(e.k), e.v)
 		}
 		fmt.Fprintf(w, "not up: %s\n", strings.Join(parts, ", "))

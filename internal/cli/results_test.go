@@ -138,7 +138,7 @@ func TestResultsSweepsDiffReport(t *testing.T) {
 
 	// report: text, and a self-contained page.
 	r = fanout(t, "", "report", db, "--sweep", "1")
-	if r.code != 0 || !strings.Contains(r.stdout, "6 of 6 targets: 5 up, 1 down, 0 error") || !strings.Contains(r.stdout, "not up: exit 1") {
+	if r.code != 0 || !strings.Contains(r.stdout, "6 of 6 targets: 5 up, 1 down, 0 error") || !strings.Contains(r.stdout, "not up: non-zero exit status: 1 host") {
 		t.Errorf("report (text): exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	page := filepath.Join(dir, "fleet.html")

@@ -11,7 +11,6 @@ import (
 
 	"github.com/fanout/fanout"
 	jobssh "github.com/fanout/fanout/job/ssh"
-	"github.com/fanout/fanout/output"
 )
 
 func init() { register(newSSHCmd) }
@@ -21,8 +20,7 @@ type sshFlags struct {
 	cfg       jobssh.Config
 	options   []string
 	stdinFile string
-	gather    bool
-	outdir    string
+	out       *cmdOutput
 	// A repeated ssh job's (fanout watch ssh): addKeepFlags, keep.
 	reconnect bool
 	maxConns  int
@@ -115,11 +113,7 @@ be stricter than a worker's own policy.`,
 			// Retries are the job's: connection failures only, never a
 			// command that ran (the engine would retry a command timeout).
 			s.cfg.Retries, f.retries = f.retries, 0
-			f.results = s.resultWriter
-			if s.outdir != "" {
-				dir := s.outdir
-				f.extraSinks = append(f.extraSinks, func() (output.Writer, error) { return output.NewOutDir(dir) })
-			}
+			s.out.apply(f)
 			return runSweep(cmd, f, fanout.Spec{
 				Job:        jobssh.Kind,
 				JobOptions: jobOptions(s.cfg),
@@ -141,15 +135,13 @@ be stricter than a worker's own policy.`,
 	fl.IntVar(&s.cfg.MaxHandshakes, "max-handshakes", jobssh.DefaultMaxHandshakes, "SSH handshakes in flight at most (fewer while the servers answer slowly)")
 	fl.StringVar(&s.stdinFile, "stdin", "", "send FILE's bytes to every host's command (default: no stdin); --db keeps only their SHA-256 (resume asks for FILE again), --server keeps them on the server beside the sweep until its results are in")
 	fl.IntVar(&s.cfg.MaxOutput, "max-output", jobssh.DefaultMaxOutput, "bytes of stdout and of stderr kept per host")
-	fl.BoolVarP(&s.gather, "gather", "b", false, "print each distinct output once, under its hosts in node-set form")
-	fl.StringVar(&s.outdir, "outdir", "", "write DIR/HOST.stdout and DIR/HOST.stderr per host")
+	s.out = addCmdOutputFlags(cmd)
 	fl.BoolVar(&s.cfg.NoAgent, "no-agent", false, "do not use the ssh-agent")
 	// -o is both fanout's result format and OpenSSH's option flag: a value
 	// with "=" (or a space) is an ssh option.
 	out := fl.Lookup("output")
 	out.Value = &formatOrOption{format: out.Value, options: &s.options}
 	out.Usage = "result format text, jsonl or csv; or an ssh option Key=Value"
-	exclusive(cmd, "gather", "outdir")
 	// One round: nothing to keep a connection for (fanout watch ssh does).
 	s.addKeepFlags(fl)
 	for _, name := range []string{"reconnect", "max-connections"} {
@@ -200,17 +192,6 @@ func readStdinFile(cmd *cobra.Command, file string) ([]byte, error) {
 		data = []byte{}
 	}
 	return data, err
-}
-
-// resultWriter is the text-mode writer: inline lines, or gathered groups.
-func (s *sshFlags) resultWriter(w, stderr io.Writer) (output.Writer, error) {
-	switch {
-	case s.gather:
-		return output.NewGather(w), nil
-	case s.outdir != "":
-		return nil, nil // the core's one line per host; the output is in the files
-	}
-	return output.NewInline(w, stderr), nil
 }
 
 // formatOrOption is the value of -o: a result format, or an ssh option.

@@ -97,7 +97,7 @@ func addSweepFlags(cmd *cobra.Command, d sweepDefaults) *sweepFlags {
 	fl.StringVar(&f.outputFile, "output-file", "", "write results to FILE instead of stdout")
 	fl.BoolVar(&f.alive, "alive", false, "show only targets that are up")
 	fl.BoolVar(&f.dead, "dead", false, "show only targets that are not up")
-	fl.StringVar(&f.progress, "progress", "auto", "progress bar on stderr: auto (when a terminal), always, never")
+	fl.StringVar(&f.progress, "progress", "auto", "progress line on stderr: auto (when a terminal), always, never; its rate, as the summary's, is targets finished per second of wall time (over the last 5s)")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no summary on stderr")
 	fl.StringVar(&f.db, "db", "", "record the sweep and its results in this SQLite file (fanout resume/results/report read it)")
 	cmd.Flags().SortFlags = false
@@ -179,6 +179,10 @@ type plan struct {
 	// spools are copies of the spec's lists as they were read, for --db
 	// to store (lists.go).
 	spools []*os.File
+
+	// term, when the progress line is shown, owns the terminal: results
+	// written to it go through term so that they never tear the line.
+	term *output.Terminal
 
 	// execute runs the sweep and calls emit once per finished Result.
 	execute func(ctx context.Context, p *plan, c *engine.Counters, emit func(job.Result)) error
@@ -297,7 +301,8 @@ func fitConcurrency(stderr io.Writer, c, fdsPerTarget int) int {
 // openSinks sets up the result writers: the chosen format on stdout or
 // --output-file. Later sinks (a store) are appended here.
 func openSinks(cmd *cobra.Command, f *sweepFlags, p *plan) error {
-	var w io.Writer = cmd.OutOrStdout()
+	stdout, stderr := p.terminal(cmd.OutOrStdout(), cmd.ErrOrStderr(), f.progress)
+	w := stdout
 	if f.outputFile != "" {
 		file, err := os.Create(f.outputFile)
 		if err != nil {
@@ -312,12 +317,16 @@ func openSinks(cmd *cobra.Command, f *sweepFlags, p *plan) error {
 	// command's own writers too), never to the store.
 	filter := output.Filter{Alive: f.alive, Dead: f.dead}
 	if f.results != nil && f.output == "text" {
-		if rw, err = f.results(w, cmd.ErrOrStderr()); err != nil {
+		if rw, err = f.results(w, stderr); err != nil {
 			return usageError(err)
 		}
 		if rw != nil {
 			rw = output.Filtered(rw, filter)
 		}
+	}
+	if rw == nil && f.results == nil && f.output == "text" && isCommandJob(p.spec.Job) {
+		// resume and attach print a command's output as exec and ssh do.
+		rw = output.Filtered(output.NewInline(w, stderr), filter)
 	}
 	if rw == nil {
 		if rw, err = output.New(f.output, w, filter); err != nil {
@@ -352,7 +361,7 @@ func (p *plan) run(sigCtx, parent context.Context, f *sweepFlags, stderr io.Writ
 	var notUp int64
 	var writeErr error
 
-	stopProgress := startProgress(stderr, f.progress, p.order.Len(), &c)
+	stopProgress := p.startProgress(&c)
 	out := p.out()
 	stopFlush := out.FlushEvery(flushEvery)
 	began := time.Now()
@@ -421,20 +430,47 @@ func (p *plan) closeSinks() error {
 	return first
 }
 
-// startProgress shows the progress bar on stderr per --progress, and returns
-// the function that removes it.
-func startProgress(stderr io.Writer, mode string, total uint64, c *engine.Counters) (stop func()) {
+// terminal decides whether the progress line is shown on stderr (per
+// --progress), and if so sets p.term and returns stdout and stderr writing
+// through it (stdout only when it is the same terminal), so that result
+// lines and the progress line never tear each other.
+func (p *plan) terminal(stdout, stderr io.Writer, mode string) (io.Writer, io.Writer) {
 	file, ok := stderr.(*os.File)
 	if !ok || mode == "never" || (mode == "auto" && !output.IsTerminal(file)) {
+		return stdout, stderr
+	}
+	p.term = output.NewTerminal(file)
+	if out, ok := stdout.(*os.File); ok && sameFile(out, file) {
+		stdout = p.term.Writer(stdout)
+	}
+	return stdout, p.term.Writer(stderr)
+}
+
+// sameFile: a and b are the same file (stdout and stderr on one terminal).
+func sameFile(a, b *os.File) bool {
+	ia, erra := a.Stat()
+	ib, errb := b.Stat()
+	return erra == nil && errb == nil && os.SameFile(ia, ib)
+}
+
+// startProgress shows the progress line when p.term is set, and returns the
+// function that removes it.
+func (p *plan) startProgress(c *engine.Counters) (stop func()) {
+	if p.term == nil {
 		return func() {}
 	}
+	total := int64(p.order.Len())
 	snap := func() output.Progress {
+		t := c.Total.Load()
+		if t <= 0 {
+			t = total
+		}
 		return output.Progress{
-			Done: c.Done.Load(), Total: c.Total.Load(), Up: c.Up.Load(), Down: c.Down.Load(),
-			Errors: c.Errors.Load(), InFlight: c.InFlight.Load(), Rate: c.Rate(),
+			Done: c.Done.Load(), Total: t, Up: c.Up.Load(), Down: c.Down.Load(),
+			Errors: c.Errors.Load(), InFlight: c.InFlight.Load(),
 		}
 	}
 	var once sync.Once
-	stopBar := output.StartProgress(file, int64(total), snap)
-	return func() { once.Do(stopBar) }
+	stopLine := output.StartProgress(p.term, snap)
+	return func() { once.Do(stopLine) }
 }

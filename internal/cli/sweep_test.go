@@ -117,7 +117,8 @@ func TestFilters(t *testing.T) {
 	t.Parallel()
 	for _, format := range []string{"text", "jsonl", "csv"} {
 		for flag, want := range map[string]string{"--alive": "127.0.0.3", "--dead": "127.0.0.2"} {
-			r := fanout(t, "", append([]string{"exec", "-o", format, flag, "127.0.0.2-3"}, downIf2...)...)
+			// Text prints the command's output lines, each after its host.
+			r := fanout(t, "", "exec", "-o", format, flag, "127.0.0.2-3", "--", "sh", "-c", `echo hi; test "$1" != 127.0.0.2`, "sh", "{}")
 			if r.code != 1 {
 				t.Errorf("%s %s: exit %d, want 1", format, flag, r.code)
 			}
@@ -134,7 +135,7 @@ func TestFilters(t *testing.T) {
 
 func TestTextAndSummary(t *testing.T) {
 	t.Parallel()
-	r := fanout(t, "", append([]string{"exec", "127.0.0.1-3"}, downIf2...)...)
+	r := fanout(t, "", "exec", "127.0.0.1-3", "--", "sh", "-c", `echo hi; test "$1" != 127.0.0.2`, "sh", "{}")
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	if len(lines) != 3 {
 		t.Fatalf("want 3 lines of text, got:\n%s", r.stdout)
@@ -417,7 +418,7 @@ func TestClosedStdout(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The long sleeps outlast testwait.Hang: only fanout's kill ends them.
-	script := `case "$1" in 127.0.0.1) echo first;; 127.0.0.2) "$2" 1;; *) "$2" 3600;; esac`
+	script := `case "$1" in 127.0.0.1) echo first;; 127.0.0.2) "$2" 1; echo second;; *) "$2" 3600;; esac`
 	killSurvivors(t, sleep)
 	cmd := exec.Command(fanoutBin(t), "exec", "127.0.0.1-5", "--", "sh", "-c", script, "sh", "{}", sleep)
 	stdout, err := cmd.StdoutPipe()
@@ -530,7 +531,7 @@ func TestProgressOnTerminal(t *testing.T) {
 	// The command runs until the bar is drawn: it shows a percentage, which
 	// no result or summary line has.
 	flag := filepath.Join(t.TempDir(), "drawn")
-	line := fanoutBin(t) + ` exec 127.0.0.1 -- sh -c 'while [ ! -e "$0" ]; do sleep 0.05; done' ` + flag
+	line := fanoutBin(t) + ` exec 127.0.0.1 -- sh -c 'while [ ! -e "$0" ]; do sleep 0.05; done; echo done' ` + flag
 	cmd := exec.Command("script", "-qec", line, "/dev/null")
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -547,7 +548,9 @@ func TestProgressOnTerminal(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v; output:\n%q", err, out.String())
 	}
-	if !strings.Contains(out.String(), "127.0.0.1 ok") {
-		t.Errorf("no result line:\n%q", out.String())
+	// The result line is written whole after the bar was erased, never
+	// inside a frame (one writer owns the terminal).
+	if !strings.Contains(out.String(), "\x1b[K127.0.0.1: done\r\n") {
+		t.Errorf("no result line on a line of its own:\n%q", out.String())
 	}
 }

@@ -32,6 +32,7 @@ type sweepRow struct {
 	Errors    uint64   `json:"errors"`
 	Start     string   `json:"start"`
 	ElapsedMs int64    `json:"elapsed_ms"`
+	Rate      float64  `json:"rate"` // targets finished per second of wall time
 	Runs      int      `json:"runs"`
 	Version   string   `json:"version,omitempty"`
 }
@@ -41,6 +42,10 @@ func newSweepsCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "sweeps FILE",
 		Short: "List the sweeps in a fanout database, with their counts and durations",
+		Long: `List the sweeps in a fanout database, with their counts and durations.
+
+RATE is targets finished per second of wall time (done over duration), as
+in a sweep's summary and its progress line (which takes the last 5s).`,
 		Example: `  fanout sweeps scan.db
   fanout sweeps -o jsonl scan.db`,
 		Args: cobra.ExactArgs(1),
@@ -64,7 +69,7 @@ func newSweepsCmd() *cobra.Command {
 					fmt.Fprintf(cmd.ErrOrStderr(), "%s has no sweep yet\n", args[0])
 					return nil
 				}
-				fmt.Fprintln(tw, "ID\tJOB\tSTATE\tDONE/TOTAL\tUP\tDOWN\tERROR\tSTARTED\tDURATION\tRUNS\tTARGETS")
+				fmt.Fprintln(tw, "ID\tJOB\tSTATE\tDONE/TOTAL\tUP\tDOWN\tERROR\tSTARTED\tDURATION\tRATE\tRUNS\tTARGETS")
 			}
 			enc := json.NewEncoder(out)
 			for _, sw := range sws {
@@ -76,14 +81,14 @@ func newSweepsCmd() *cobra.Command {
 					if err := enc.Encode(sweepRow{ID: sw.ID, Job: sw.Spec.Job, Targets: sw.Spec.Targets, State: string(sw.State),
 						Reason: sw.Reason, Total: sw.Total, Done: c.Done, Up: c.Up, Down: c.Down, Errors: c.Errors,
 						Start: sw.Start.UTC().Format(time.RFC3339Nano), ElapsedMs: sw.Elapsed.Milliseconds(),
-						Runs: sw.Runs, Version: sw.Version}); err != nil {
+						Rate: output.Rate(int64(c.Done), sw.Elapsed), Runs: sw.Runs, Version: sw.Version}); err != nil {
 						return err
 					}
 					continue
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d\t%d\t%d\t%d\t%s\t%s\t%d\t%s\n", sw.ID, output.Safe(sw.Spec.Job), output.Safe(string(sw.State)),
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d\t%d\t%d\t%d\t%s\t%s\t%s\t%d\t%s\n", sw.ID, output.Safe(sw.Spec.Job), output.Safe(string(sw.State)),
 					c.Done, sw.Total, c.Up, c.Down, c.Errors, sw.Start.Local().Format("2006-01-02 15:04:05"),
-					report.Short(sw.Elapsed), sw.Runs, abbrev(output.Safe(strings.Join(sw.Spec.Targets, " ")), 40))
+					report.Short(sw.Elapsed), output.FormatRate(output.Rate(int64(c.Done), sw.Elapsed)), sw.Runs, abbrev(output.Safe(strings.Join(sw.Spec.Targets, " ")), 40))
 			}
 			return tw.Flush()
 		},

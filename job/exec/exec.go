@@ -328,7 +328,11 @@ func outcome(ctx context.Context, r *job.Result, ws syscall.WaitStatus, werr err
 	default: // killed by a signal
 		if s, c, done := job.CtxOutcome(ctx); done {
 			r.Status, r.Class = s, c
-			r.Error = "killed: " + ctx.Err().Error()
+			if c == job.ClassTimeout {
+				r.Error = job.TimedOut(ctx, "command") + ": killed"
+			} else {
+				r.Error = "killed: " + ctx.Err().Error()
+			}
 			return
 		}
 		code := 128 + int(ws.Signal())

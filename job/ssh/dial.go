@@ -351,12 +351,17 @@ type timeoutError struct {
 }
 
 func (e *timeoutError) Error() string {
+	if e.after <= 0 { // a deadline that is not ours to name: never "after 0s"
+		return e.what + " timed out (the sweep's deadline passed)"
+	}
 	return fmt.Sprintf("%s timed out after %v", e.what, e.after.Round(time.Millisecond))
 }
 
+// ctxErr is the error of what, stopped by ctx: a timeout names the engine's
+// per-attempt timeout that fired.
 func ctxErr(ctx context.Context, what string) error {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return &timeoutError{what: what, after: 0}
+		return &timeoutError{what: what, after: job.AttemptTimeout(ctx)}
 	}
 	return fmt.Errorf("%s: %w", what, ctx.Err())
 }

@@ -126,6 +126,9 @@ func (j *Job) Run(ctx context.Context, t target.Target) job.Result {
 	if err != nil {
 		r.Status, r.Class = classify(ctx, err)
 		r.Error = err.Error()
+		if r.Class == job.ClassTimeout && ctx.Err() != nil {
+			r.Error = job.TimedOut(ctx, "connect to "+ap.String())
+		}
 		return r
 	}
 	r.RTT = r.End.Sub(dialStart)
