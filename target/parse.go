@@ -366,6 +366,9 @@ func (b *builder) add(spec string) error {
 	if spec == "" {
 		return parseErr(spec, errors.New("empty target; "+Accepted))
 	}
+	if strings.ContainsAny(spec, "!&^") && setOps(spec) {
+		return b.addSetOps(spec)
+	}
 	if strings.IndexByte(spec, ',') >= 0 {
 		if parts := splitTop(spec); len(parts) > 1 {
 			for _, p := range parts {
