@@ -369,7 +369,7 @@ func (b *builder) add(spec string) error {
 	if strings.ContainsAny(spec, "!&^") && setOps(spec) {
 		return b.addSetOps(spec)
 	}
-	if strings.IndexByte(spec, ',') >= 0 {
+	if strings.IndexByte(spec, ',') >= 0 && !octetRanges(spec) {
 		if parts := splitTop(spec); len(parts) > 1 {
 			for _, p := range parts {
 				if p == "" {
@@ -434,6 +434,8 @@ func (b *builder) addPlain(s string) error {
 		}
 		b.s6.add(u128From16(a.As16()), &b.v6)
 		return nil
+	case octetRanges(s):
+		return b.addOctets(s)
 	case onlyDigitsDotsDash(s):
 		if lo, hi, ok := strings.Cut(s, "-"); ok {
 			return b.addRange4(lo, hi)
