@@ -35,6 +35,11 @@ type Spec struct {
 	Excludes   []string `json:"excludes,omitempty"`
 	MaxTargets uint64   `json:"max_targets,omitempty"`
 	AllowHuge  bool     `json:"allow_huge,omitempty"`
+	// SkipNetworkBroadcast leaves out the network and broadcast addresses
+	// of IPv4 CIDRs of /30 and wider (target.ParseOptions): the CLI sets it
+	// for ping, tcp and ssh unless --all-addresses. A Spec recorded before
+	// it existed reads false, and keeps the targets it was swept with.
+	SkipNetworkBroadcast bool `json:"skip_network_broadcast,omitempty"`
 
 	Shuffle bool   `json:"shuffle,omitempty"`
 	Seed    uint64 `json:"seed,omitempty"`
@@ -92,6 +97,7 @@ func (s Spec) Listed() int {
 func (s Spec) Set(stdin io.Reader) (target.Set, error) {
 	return target.Parse(s.Targets, target.ParseOptions{
 		Excludes: s.Excludes, MaxTargets: s.MaxTargets, AllowHuge: s.AllowHuge, Stdin: stdin,
+		SkipNetworkBroadcast: s.SkipNetworkBroadcast,
 	})
 }
 
@@ -120,6 +126,7 @@ func (s Spec) BuildFrom(lists Lists) (target.Set, target.Order, Job, error) {
 	}
 	opts := target.ParseOptions{
 		Excludes: s.Excludes, MaxTargets: s.MaxTargets, AllowHuge: s.AllowHuge, Job: j.Kind(), List: lists,
+		SkipNetworkBroadcast: s.SkipNetworkBroadcast,
 	}
 	if t, ok := j.(job.Taker); ok {
 		opts.Takes = t.Takes()

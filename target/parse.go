@@ -17,10 +17,16 @@ import (
 
 // ParseOptions tune Parse.
 type ParseOptions struct {
-	Excludes   []string  // specs removed from the set (same syntax)
-	MaxTargets uint64    // refuse sets larger than this; 0 = DefaultMaxTargets
-	AllowHuge  bool      // accept IPv6 prefixes of /64 and larger
-	Stdin      io.Reader // read for the spec "-"
+	Excludes   []string // specs removed from the set (same syntax)
+	MaxTargets uint64   // refuse sets larger than this; 0 = DefaultMaxTargets
+	AllowHuge  bool     // accept IPv6 prefixes of /64 and larger
+
+	// SkipNetworkBroadcast leaves out the network and broadcast addresses
+	// of the IPv4 CIDRs of /30 and wider among the targets (not the
+	// excludes), as fping -g does: 10.0.0.0/24 is 10.0.0.1 to 10.0.0.254.
+	// A /31 or /32, a range, an octet range and IPv6 keep every address.
+	SkipNetworkBroadcast bool
+	Stdin                io.Reader // read for the spec "-"
 
 	// Takes is what the job lets a target carry besides its host (a port,
 	// a user); Job names the job in the error that refuses the others:
@@ -106,7 +112,7 @@ func Parse(specs []string, opts ParseOptions) (Set, error) {
 		limit = DefaultMaxTargets
 	}
 	in := &sources{stdin: opts.Stdin, list: opts.List}
-	inc := &builder{limit: limit, allowHuge: opts.AllowHuge, takes: opts.Takes, job: opts.Job}
+	inc := &builder{limit: limit, allowHuge: opts.AllowHuge, takes: opts.Takes, job: opts.Job, skipEdges: opts.SkipNetworkBroadcast}
 	if err := eachSpec(specs, in, inc.add); err != nil {
 		return nil, err
 	}
@@ -230,6 +236,7 @@ type builder struct {
 	allowHuge bool
 	takes     Takes
 	job       string
+	skipEdges bool // ParseOptions.SkipNetworkBroadcast
 	v4        []span4
 	v6        []span6
 	s4        singles[u32] // single addresses, kept small until flush
@@ -574,6 +581,9 @@ func (b *builder) addCIDR(s string) error {
 		}
 		lo := v & mask
 		hi := lo | ^mask
+		if b.skipEdges && bitsN <= 30 {
+			lo, hi = lo+1, hi-1
+		}
 		b.v4 = appendSpan(b.v4, span4{u32(lo), u32(hi)})
 		return nil
 	}

@@ -70,7 +70,9 @@ func (b *builder) addSetOps(spec string) error {
 		if part[0] == '@' || part == "-" {
 			return parseErr(spec, errors.New(part[:1]+" goes alone, not in a set operation"))
 		}
-		v, err := b.operand(part)
+		// A CIDR after '!' or '&' selects: its network and broadcast
+		// addresses count (see ParseOptions.SkipNetworkBroadcast).
+		v, err := b.operand(part, b.skipEdges && op != '!' && op != '&')
 		if err != nil {
 			return err
 		}
@@ -94,8 +96,8 @@ func (b *builder) addSetOps(spec string) error {
 }
 
 // operand parses one side of an operator on its own.
-func (b *builder) operand(part string) (operand, error) {
-	sub := &builder{limit: b.limit, allowHuge: b.allowHuge, takes: b.takes, job: b.job}
+func (b *builder) operand(part string, skipEdges bool) (operand, error) {
+	sub := &builder{limit: b.limit, allowHuge: b.allowHuge, takes: b.takes, job: b.job, skipEdges: skipEdges}
 	if err := sub.add(part); err != nil {
 		return operand{}, err
 	}

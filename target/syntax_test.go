@@ -137,3 +137,58 @@ func seqPad(prefix string, lo, hi, width int, suffix string) []string {
 	}
 	return out
 }
+
+// SkipNetworkBroadcast leaves out the network and broadcast addresses of
+// IPv4 CIDRs of /30 and wider, as fping -g does; the set stays intervals.
+func TestSkipNetworkBroadcast(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		specs    []string
+		excludes []string
+		want     string
+	}{
+		{"/30", []string{"127.0.0.0/30"}, nil, "127.0.0.1 127.0.0.2"},
+		{"/29", []string{"127.0.0.8/29"}, nil, "127.0.0.9 127.0.0.10 127.0.0.11 127.0.0.12 127.0.0.13 127.0.0.14"},
+		{"/31 keeps both", []string{"127.0.0.0/31"}, nil, "127.0.0.0 127.0.0.1"},
+		{"/32 keeps it", []string{"127.0.0.0/32"}, nil, "127.0.0.0"},
+		{"range keeps all", []string{"127.0.0.0-3"}, nil, "127.0.0.0 127.0.0.1 127.0.0.2 127.0.0.3"},
+		{"octet range keeps all", []string{"127.0.0-1.0-1"}, nil, "127.0.0.0 127.0.0.1 127.0.1.0 127.0.1.1"},
+		{"ipv6 keeps all", []string{"fd00::/127"}, nil, "fd00:: fd00::1"},
+		{"address given keeps it", []string{"127.0.0.0/30", "127.0.0.3"}, nil, "127.0.0.1 127.0.0.2 127.0.0.3"},
+		{"exclude CIDR removes all", []string{"127.0.0.0/29"}, []string{"127.0.0.4/30"}, "127.0.0.1 127.0.0.2 127.0.0.3"},
+		{"difference operand selects", []string{"127.0.0.0/29!127.0.0.4/30"}, nil, "127.0.0.1 127.0.0.2 127.0.0.3"},
+		{"union operand adds", []string{"127.0.0.0/30,127.0.0.4/30"}, nil, "127.0.0.1 127.0.0.2 127.0.0.5 127.0.0.6"},
+		{"node-set of CIDRs", []string{"127.0.[0-1].0/30"}, nil, "127.0.0.1 127.0.0.2 127.0.1.1 127.0.1.2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s, err := Parse(tt.specs, ParseOptions{SkipNetworkBroadcast: true, Excludes: tt.excludes})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(names(t, s), " "); got != tt.want {
+				t.Errorf("Parse(%q) = %s, want %s", tt.specs, got, tt.want)
+			}
+			s, err = Parse(tt.specs, ParseOptions{Excludes: tt.excludes})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if all := names(t, s); tt.name == "/30" && len(all) != 4 {
+				t.Errorf("without SkipNetworkBroadcast, %q = %q", tt.specs, all)
+			}
+		})
+	}
+	// A /8 stays one interval: Len and At are arithmetic, no list.
+	s, err := Parse([]string{"10.0.0.0/8"}, ParseOptions{SkipNetworkBroadcast: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Len() != 1<<24-2 || s.At(0).Name() != "10.0.0.1" || s.At(s.Len()-1).Name() != "10.255.255.254" {
+		t.Errorf("10.0.0.0/8: Len %d, first %s, last %s", s.Len(), s.At(0).Name(), s.At(s.Len()-1).Name())
+	}
+	if v4 := s.(*set).v4; len(v4) != 1 {
+		t.Errorf("10.0.0.0/8: %d intervals, want 1", len(v4))
+	}
+}

@@ -104,7 +104,7 @@ be stricter than a worker's own policy.`,
 		},
 	}
 	// One socket per target in flight.
-	f = addSweepFlags(cmd, sweepDefaults{Timeout: 0, FDsPerTarget: 1})
+	f = addSweepFlags(cmd, sweepDefaults{Timeout: 0, FDsPerTarget: 1, HostsOnly: true})
 	fl := cmd.Flags()
 	fl.StringVarP(&s.cfg.User, "user", "l", "", "remote user (default: ssh config, else the local user)")
 	fl.IntVarP(&s.cfg.Port, "port", "p", 0, "remote port (default: ssh config, else 22)")

@@ -48,6 +48,10 @@ type sweepFlags struct {
 	excludes    []string
 	maxTargets  uint64
 	allowHuge   bool
+	allAddrs    bool // --all-addresses
+	// hostsOnly is the command's rule (ping, tcp, ssh): the network and
+	// broadcast addresses of a CIDR of /30 and wider are no hosts.
+	hostsOnly bool
 
 	output     string
 	outputFile string
@@ -74,6 +78,9 @@ type sweepFlags struct {
 type sweepDefaults struct {
 	Timeout      time.Duration // per attempt; 0 = none
 	FDsPerTarget int
+	// HostsOnly leaves out the network and broadcast addresses of IPv4
+	// CIDRs of /30 and wider, as fping -g does, unless --all-addresses.
+	HostsOnly bool
 	// Refuse names the sweep flags the command does not use, each with the
 	// reason it is refused: they are hidden from help (refuseFlag).
 	Refuse map[string]string
@@ -81,7 +88,7 @@ type sweepDefaults struct {
 
 // addSweepFlags binds the shared flags to cmd.
 func addSweepFlags(cmd *cobra.Command, d sweepDefaults) *sweepFlags {
-	f := &sweepFlags{fdsPerTarget: d.FDsPerTarget}
+	f := &sweepFlags{fdsPerTarget: d.FDsPerTarget, hostsOnly: d.HostsOnly}
 	// Defined apart, then added to cmd in order, refused ones refused.
 	fl := pflag.NewFlagSet(cmd.Name(), pflag.ContinueOnError)
 	fl.SortFlags = false
@@ -95,6 +102,7 @@ func addSweepFlags(cmd *cobra.Command, d sweepDefaults) *sweepFlags {
 	fl.StringArrayVar(&f.excludes, "exclude", nil, "remove targets (same syntax as TARGETS; repeatable)")
 	fl.Uint64Var(&f.maxTargets, "max-targets", target.DefaultMaxTargets, "refuse target sets larger than this")
 	fl.BoolVar(&f.allowHuge, "allow-huge", false, "accept IPv6 prefixes of /64 and larger")
+	fl.BoolVar(&f.allAddrs, "all-addresses", false, "keep the network and broadcast addresses of IPv4 CIDRs of /30 and wider (left out by default, as fping -g does)")
 	fl.StringVarP(&f.output, "output", "o", "text", "result format: text, jsonl or csv")
 	fl.StringVar(&f.outputFile, "output-file", "", "write results to FILE instead of stdout")
 	fl.BoolVar(&f.alive, "alive", false, "show only targets that are up")
@@ -150,6 +158,7 @@ func (f *sweepFlags) fill(spec *fanout.Spec) error {
 	spec.Excludes = append(spec.Excludes, f.excludes...)
 	spec.MaxTargets = f.maxTargets
 	spec.AllowHuge = f.allowHuge
+	spec.SkipNetworkBroadcast = f.hostsOnly && !f.allAddrs
 	spec.Shuffle, spec.Seed = f.shuffle, f.seed
 	spec.Concurrency, spec.Rate, spec.Timeout, spec.Retries = f.concurrency, f.rate, f.timeout, f.retries
 	return nil

@@ -46,6 +46,6 @@ Every (target, port) pair is its own result; the set of pairs counts against
 		},
 	}
 	cmd.Flags().StringVarP(&ports, "ports", "p", "", "ports to connect to: 22,80,443 and ranges 8000-8010")
-	f = addSweepFlags(cmd, sweepDefaults{Timeout: 2 * time.Second, FDsPerTarget: 1})
+	f = addSweepFlags(cmd, sweepDefaults{Timeout: 2 * time.Second, FDsPerTarget: 1, HostsOnly: true})
 	return cmd
 }
