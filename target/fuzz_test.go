@@ -41,7 +41,7 @@ func checkSet(t *testing.T, s Set) {
 		if tg.Index != i {
 			t.Fatalf("At(%d).Index = %d", i, tg.Index)
 		}
-		if (tg.Host == "") != tg.Addr.IsValid() {
+		if tg.Host == "" && !tg.Addr.IsValid() {
 			t.Fatalf("At(%d) = %+v: want a host or an address", i, tg)
 		}
 		if i > 0 && prev.Index == i-1 {
@@ -102,6 +102,11 @@ func FuzzParse(f *testing.F) {
 		{"admin@web[01-03].example.com:2222,10.0.0.1:22", "admin@web02.example.com:2222"},
 		{"fe80::%eth0/64", ""},
 		{"root@10.0.0.0/24", ""},
+		{"node[1-10/2]!node5,n[01-03]&n[02-09]^n07", "node3"},
+		{"127.0.1-3.5,127.0.0.*", "127.0.0.1-254"},
+		{"10.0-3.0.1-254", "10.1.0.*"},
+		{"web1=10.0.0.5,deploy@web2=[fd00::1]:2222", "10.0.0.5"},
+		{"web1 ansible_host=10.0.0.5 ansible_port=2222 ansible_user=deploy", ""},
 	} {
 		f.Add(seed.spec, seed.exclude)
 	}

@@ -47,6 +47,10 @@ type ParseOptions struct {
 type Takes struct {
 	Port bool   // host:22, 10.0.0.1:22, [fd00::1]:2222, [fe80::1%eth0]:22
 	User bool   // user@host
+	// VarPort takes the port of a host line's ansible_port (an
+	// inventory's), though not host:22: tcp, whose -p gives the ports
+	// otherwise. A job that takes neither ignores ansible_port.
+	VarPort bool
 	Note string // said when a port or user is refused, as in "its ports come from -p"
 }
 
@@ -144,7 +148,16 @@ func Parse(specs []string, opts ParseOptions) (Set, error) {
 			t := parseEntry(name)
 			switch {
 			case t.Host != "":
-				return !exNames || !has(&ex.names, t.Host)
+				if exNames && has(&ex.names, t.Host) {
+					return false
+				}
+				switch {
+				case t.Addr.Is4():
+					return !within(ex4, u32(v4of(t.Addr)))
+				case t.Addr.IsValid():
+					return !within(ex6, u128From16(t.Addr.As16()))
+				}
+				return true
 			case t.Addr.Is4():
 				return !within(ex4, u32(v4of(t.Addr)))
 			default:
@@ -279,7 +292,11 @@ func eachListed(spec string, in *sources, fn func(spec string) error) error {
 	if c, ok := r.(io.Closer); ok && owned {
 		defer c.Close()
 	}
-	return eachLine(r, name, func(line int, spec string) error {
+	br := bufio.NewReaderSize(decodeText(r), 64<<10)
+	if head, _ := br.Peek(64 << 10); inventoryFormat(name, head) != "" {
+		return eachInventoryHost(br, name, fn)
+	}
+	return eachDecodedLine(br, name, func(line int, spec string) error {
 		if spec == "-" || strings.HasPrefix(spec, "@") {
 			return fmt.Errorf("%s:%d: parse %q: %s inside a file is not supported (one level only)", name, line, spec, spec[:1])
 		}
@@ -299,12 +316,12 @@ func pathErr(err error) error {
 	return err
 }
 
-// eachLine calls fn with each spec of r: '#' starts a comment, blank lines
-// are skipped, surrounding space is trimmed. r is UTF-8, with or without a
-// byte order mark, or UTF-16 (see decodeText). spec is a view of the
+// eachDecodedLine calls fn with each spec of r: '#' starts a comment, blank
+// lines are skipped, surrounding space is trimmed. r is what decodeText
+// made of the file (UTF-8, or UTF-16 decoded). spec is a view of the
 // scanner's buffer, valid until fn returns: a line costs no allocation.
-func eachLine(r io.Reader, name string, fn func(line int, spec string) error) error {
-	sc := bufio.NewScanner(decodeText(r))
+func eachDecodedLine(r io.Reader, name string, fn func(line int, spec string) error) error {
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
 	line := 0
 	for sc.Scan() {
@@ -392,9 +409,21 @@ func (b *builder) add(spec string) error {
 	if spec[0] == '@' {
 		return parseErr(spec, errors.New("@FILE goes alone, not in a comma-separated list"))
 	}
+	if strings.ContainsAny(spec, " \t") && strings.Contains(spec, "ansible_") {
+		if err := b.addHostLine(spec); err != nil {
+			return parseErr(spec, err)
+		}
+		return nil
+	}
 	q, err := b.qualifiers(spec)
 	if err != nil {
 		return parseErr(spec, err)
+	}
+	if strings.IndexByte(q.host, '=') >= 0 {
+		if err := b.addAliased(q); err != nil {
+			return parseErr(spec, err)
+		}
+		return nil
 	}
 	if q.user != "" || q.port != 0 {
 		if err := b.addQualified(q); err != nil {
