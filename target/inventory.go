@@ -615,7 +615,9 @@ func (inv *Inventory) yamlGroup(parent *invGroup, key, body *yaml.Node, file str
 	return nil
 }
 
-func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && (n.Tag == "!!null" || n.Value == "") }
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && (n.Tag == "!!null" || n.Value == "")
+}
 
 // yamlVars reads a mapping of variables, keeping the scalars (the ones
 // fanout uses are scalars) as their text.

@@ -45,13 +45,13 @@ type ParseOptions struct {
 // Takes says what a job lets a target carry besides its host. Parse
 // refuses a port or a user the job does not take, saying so.
 type Takes struct {
-	Port bool   // host:22, 10.0.0.1:22, [fd00::1]:2222, [fe80::1%eth0]:22
-	User bool   // user@host
+	Port bool // host:22, 10.0.0.1:22, [fd00::1]:2222, [fe80::1%eth0]:22
+	User bool // user@host
 	// VarPort takes the port of a host line's ansible_port (an
 	// inventory's), though not host:22: tcp, whose -p gives the ports
 	// otherwise. A job that takes neither ignores ansible_port.
 	VarPort bool
-	Note string // said when a port or user is refused, as in "its ports come from -p"
+	Note    string // said when a port or user is refused, as in "its ports come from -p"
 }
 
 // Errors Parse wraps, for callers that want to tell them apart.
