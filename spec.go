@@ -139,6 +139,11 @@ func (s Spec) BuildFrom(lists Lists) (target.Set, target.Order, Job, error) {
 	if set, err = s.expand(set, x); err != nil {
 		return nil, nil, nil, err
 	}
+	if c, ok := j.(job.Checker); ok {
+		if err := c.Check(set); err != nil {
+			return nil, nil, nil, err
+		}
+	}
 	order, err := s.Order(set.Len())
 	if err != nil {
 		return nil, nil, nil, err

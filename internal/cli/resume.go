@@ -19,7 +19,7 @@ var fdsPerTarget = map[string]int{"exec": 8, "tcp": 1, "ping": 0, "ssh": 2}
 
 // resumeKeeps are the sweep flags a resumed sweep takes from its record, not
 // from the command line: resume refuses them (and help does not list them).
-var resumeKeeps = []string{"timeout", "retries", "shuffle", "seed", "shard", "exclude", "max-targets", "allow-huge", "all-addresses"}
+var resumeKeeps = []string{"timeout", "retries", "shuffle", "seed", "shard", "exclude", "max-targets", "allow-huge", "all-addresses", "inventory", "limit"}
 
 func newResumeCmd() *cobra.Command {
 	var f *sweepFlags

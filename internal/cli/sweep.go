@@ -49,6 +49,8 @@ type sweepFlags struct {
 	maxTargets  uint64
 	allowHuge   bool
 	allAddrs    bool // --all-addresses
+	inventory   string
+	limit       string
 	// hostsOnly is the command's rule (ping, tcp, ssh): the network and
 	// broadcast addresses of a CIDR of /30 and wider are no hosts.
 	hostsOnly bool
@@ -100,6 +102,8 @@ func addSweepFlags(cmd *cobra.Command, d sweepDefaults) *sweepFlags {
 	fl.Uint64Var(&f.seed, "seed", 0, "seed of --shuffle (same seed, same order)")
 	fl.StringVar(&f.shard, "shard", "", "run only the i-th of n disjoint slices, as i/n (1/3 .. 3/3)")
 	fl.StringArrayVar(&f.excludes, "exclude", nil, "remove targets (same syntax as TARGETS; repeatable)")
+	fl.StringVar(&f.inventory, "inventory", "", "also target the hosts of this Ansible inventory (INI or YAML), with their ansible_host, ansible_port, ansible_user")
+	fl.StringVar(&f.limit, "limit", "", "only the --inventory hosts these patterns select, as ansible --limit: GROUP[,GROUP], host names, globs, &GROUP, !GROUP")
 	fl.Uint64Var(&f.maxTargets, "max-targets", target.DefaultMaxTargets, "refuse target sets larger than this")
 	fl.BoolVar(&f.allowHuge, "allow-huge", false, "accept IPv6 prefixes of /64 and larger")
 	fl.BoolVar(&f.allAddrs, "all-addresses", false, "keep the network and broadcast addresses of IPv4 CIDRs of /30 and wider (left out by default, as fping -g does)")
@@ -154,6 +158,17 @@ func (f *sweepFlags) fill(spec *fanout.Spec) error {
 			return usageError(fmt.Errorf("--shard: %w", err))
 		}
 		spec.ShardI, spec.ShardN = i, n
+	}
+	if f.limit != "" && f.inventory == "" {
+		return usageErrorf("--limit %q: selects hosts of --inventory FILE, which is not given", f.limit)
+	}
+	if f.inventory != "" {
+		hosts, err := inventoryHosts(f.inventory, f.limit)
+		if err != nil {
+			return usageError(err)
+		}
+		spec.Targets = append(spec.Targets, hosts...)
+		f.inventory, f.limit = "", "" // read once: fill may run again (resume)
 	}
 	spec.Excludes = append(spec.Excludes, f.excludes...)
 	spec.MaxTargets = f.maxTargets
@@ -493,4 +508,41 @@ func startProgress(stderr io.Writer, mode string, total uint64, c *engine.Counte
 	var once sync.Once
 	stopBar := output.StartProgress(file, int64(total), snap)
 	return func() { once.Do(stopBar) }
+}
+
+// inventoryHosts is the host lines of the hosts of an Ansible inventory
+// that limit selects (all when empty).
+func inventoryHosts(file, limit string) ([]string, error) {
+	r, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("--inventory: %w", err)
+	}
+	defer r.Close()
+	inv, err := target.ReadInventory(r, file)
+	if err != nil {
+		return nil, fmt.Errorf("--inventory: %w", err)
+	}
+	hosts, err := inv.Hosts(limit)
+	if err != nil {
+		return nil, fmt.Errorf("--inventory %s: %w", file, err)
+	}
+	if len(hosts) == 0 {
+		return nil, fmt.Errorf("--inventory %s --limit %q: no hosts selected (groups: %s)", file, limit, strings.Join(inv.Groups(), ", "))
+	}
+	return hosts, nil
+}
+
+// inventoryTargets reports whether the targets may come from an
+// inventory, whose hosts may carry ports: --inventory, or an @FILE (which
+// Parse reads as an inventory when it is one).
+func inventoryTargets(args []string, f *sweepFlags) bool {
+	if f.inventory != "" {
+		return true
+	}
+	for _, a := range args {
+		if strings.HasPrefix(a, "@") {
+			return true
+		}
+	}
+	return false
 }

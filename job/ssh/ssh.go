@@ -297,7 +297,7 @@ func (j *Job) setup(ctx context.Context, t target.Target, r *job.Result, s *sess
 func (j *Job) hostSettings(t target.Target, r *job.Result) *hostSettings {
 	hs := j.settings(t)
 	r.Port = hs.port
-	if t.Addr.IsValid() && hs.hostname == t.Name() {
+	if t.Addr.IsValid() && (hs.hostname == t.Name() || hs.hostname == t.Addr.String()) {
 		r.Addr = t.Addr.String()
 	}
 	return &hs
