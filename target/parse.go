@@ -62,8 +62,8 @@ var (
 
 // Accepted is the one-line summary of the spec forms, for usage errors.
 const Accepted = "want an address (10.0.0.1, ::1, [::1], fe80::1%eth0), a CIDR (10.0.0.0/24, fd00::/120), " +
-	"a range (10.0.0.1-10.0.0.50, 10.0.0.1-50, fd00::1-ff), a node-set (web[01-20].example.com), " +
-	"a hostname (letters, digits, '-', '.', '_'), @FILE or -"
+	"a range (10.0.0.1-10.0.0.50, 10.0.0.1-50, 10.0.1-3.*, fd00::1-ff), a node-set (web[01-20].example.com, n[1-9/2]), " +
+	"a hostname (letters, digits, '-', '.', '_'), a set operation (a,b!c&d^e), @FILE (a list or an Ansible inventory) or -"
 
 // Parse turns target specs into a Set.
 //
@@ -75,18 +75,32 @@ const Accepted = "want an address (10.0.0.1, ::1, [::1], fe80::1%eth0), a CIDR (
 //	10.0.0.1-10.0.0.50, 10.0.0.1-50, fd00::1-fd00::ff, fd00::1-ff
 //	                               an inclusive range; the short end replaces
 //	                               the last octet (IPv4) or hextet (IPv6)
+//	10.0.1-3.5, 10.0.0.*, 10.0-3.0.1-254, 10.0.0.1,3-5, 10.0.0.250-
+//	                               nmap's octet ranges: the product of the
+//	                               four octets' numbers, ranges, lists, *
 //	web[01-20].example.com         a node-set: each [a-b,c,...] group expands to
 //	db[1-3,7].dc[1-2]              its numbers, keeping a's zero padding; several
 //	                               groups expand to their cartesian product with
 //	                               the rightmost group varying fastest
 //	                               (db1.dc1, db1.dc2, db2.dc1, ...); every
 //	                               expansion is then read as a spec of its own,
-//	                               so 10.0.0.[1-5] is five addresses
+//	                               so 10.0.0.[1-5] is five addresses;
+//	                               a-b/step takes every step-th (n[1-9/2])
+//	a,b!c&d^e                      ClusterShell's set operations, left to
+//	                               right: union, difference, intersection,
+//	                               symmetric difference
 //	host.example.com               a hostname, resolved later by the job
+//	web1=10.0.0.5                  a name and the address to reach it at
+//	web1 ansible_host=10.0.0.5 ansible_port=2222 ansible_user=deploy
+//	                               an inventory's host line: the port and
+//	                               user are kept when the job takes them,
+//	                               else left out (not refused)
 //	@FILE                          the specs in FILE, one a line; '#' starts a
 //	                               comment, blank lines are skipped; UTF-8
 //	                               (a byte order mark is skipped) or UTF-16
-//	                               (decoded), LF or CRLF line ends
+//	                               (decoded), LF or CRLF line ends; or an
+//	                               Ansible inventory, all its hosts
+//	                               (see ReadInventory)
 //	-                              the same, read from opts.Stdin (once)
 //
 // When the job takes them (opts.Takes), a host, address or node-set may
