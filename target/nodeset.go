@@ -335,44 +335,59 @@ type foldGroup struct {
 	items [][][]foldNum
 }
 
-// fold merges items that differ on one axis only, axis by axis from the
-// right, until no two items merge: node01.dc1 and node02.dc1 differ on the
-// first axis and merge even though their last numbers never vary.
+// fold merges items that differ on one axis only, until no two items
+// merge: node01.dc1 and node02.dc1 differ on the first axis and merge even
+// though their last numbers never vary. Each step folds the axis that
+// merges the most items (the rightmost of equals), so that a few items
+// that vary on another axis do not take numbers from a long run.
 func (g *foldGroup) fold() {
-	if len(g.items) < 2 {
-		return
-	}
 	axes := len(g.lits) - 1
-	for changed := true; changed; {
-		changed = false
+	for len(g.items) > 1 {
+		best, most := -1, 0
 		for a := axes - 1; a >= 0; a-- {
-			if g.foldAxis(a) {
-				changed = true
+			if n := len(g.items) - g.distinctRest(a); n > most {
+				best, most = a, n
 			}
 		}
+		if best < 0 {
+			return
+		}
+		g.foldAxis(best)
 	}
 }
 
-// foldAxis merges the items whose numbers are the same on every axis but a,
-// and reports whether any did. The items of a group are disjoint, so the
+// distinctRest counts the items' distinct numbers on every axis but a:
+// the items left once a is folded.
+func (g *foldGroup) distinctRest(a int) int {
+	seen := make(map[string]struct{}, len(g.items))
+	for _, it := range g.items {
+		seen[restKey(it, a)] = struct{}{}
+	}
+	return len(seen)
+}
+
+// restKey is it's numbers on every axis but a, as a map key.
+func restKey(it [][]foldNum, a int) string {
+	var sb strings.Builder
+	for k, nums := range it {
+		if k != a {
+			writeRanges(&sb, nums)
+		}
+		sb.WriteByte(0)
+	}
+	return sb.String()
+}
+
+// foldAxis merges the items whose numbers are the same on every axis but a.
+// The items of a group are disjoint, so the
 // sets of a merged axis are too: the union is a plain concatenation.
-func (g *foldGroup) foldAxis(a int) bool {
+func (g *foldGroup) foldAxis(a int) {
 	byRest := make(map[string]int, len(g.items))
 	out := g.items[:0:0]
-	merged := false
-	var sb strings.Builder
 	for _, it := range g.items {
-		sb.Reset()
-		for k, nums := range it {
-			if k != a {
-				writeRanges(&sb, nums)
-			}
-			sb.WriteByte(0)
-		}
-		key := sb.String()
+		key := restKey(it, a)
 		if j, ok := byRest[key]; ok {
 			out[j][a] = append(out[j][a], it[a]...)
-			merged = true
 			continue
 		}
 		byRest[key] = len(out)
@@ -385,7 +400,6 @@ func (g *foldGroup) foldAxis(a int) bool {
 		sortNums(it[a])
 	}
 	g.items = out
-	return merged
 }
 
 // write is one folded item: the literals with each axis between them, in
