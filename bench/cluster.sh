@@ -155,12 +155,12 @@ waitlog "$T/worker-ping.log" "pulling tasks"
 : >"$T/ping-cluster"
 for round in 1 2 3 4 5; do
 	t0=$(now)
-	lab "$F" ping -q --progress never -o jsonl 127.0.0.0/16 >"$T/ping-local.jsonl" || true
+	lab "$F" ping -q --progress never -o jsonl --all-addresses 127.0.0.0/16 >"$T/ping-local.jsonl" || true
 	t1=$(now)
 	l=$(secs "$t0" "$t1")
 	[ "$(wc -l <"$T/ping-local.jsonl")" = 65536 ] || { echo "local ping: $(wc -l <"$T/ping-local.jsonl") results" >&2; exit 1; }
 	t0=$(now)
-	lab "$F" ping -q --progress never -o jsonl --server nats://127.0.0.1:4399 127.0.0.0/16 >"$T/ping-cluster.jsonl" 2>"$T/submit-ping.log" || true
+	lab "$F" ping -q --progress never -o jsonl --all-addresses --server nats://127.0.0.1:4399 127.0.0.0/16 >"$T/ping-cluster.jsonl" 2>"$T/submit-ping.log" || true
 	t1=$(now)
 	c=$(secs "$t0" "$t1")
 	[ "$(wc -l <"$T/ping-cluster.jsonl")" = 65536 ] || { echo "cluster ping: $(wc -l <"$T/ping-cluster.jsonl") results" >&2; cat "$T/submit-ping.log" >&2; exit 1; }

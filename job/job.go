@@ -54,6 +54,13 @@ type Expander interface {
 	Expand(target.Set) target.Set
 }
 
+// Checker is a job kind that checks a sweep's targets before anything is
+// sent (tcp without -p: every target carries a port). Spec.Build calls it
+// on the expanded set; an error is a usage error.
+type Checker interface {
+	Check(target.Set) error
+}
+
 // Factory builds a job from its JSON options (the kind's own Config struct).
 type Factory func(options json.RawMessage) (Job, error)
 

@@ -54,8 +54,13 @@ func (g *Gather) Write(r job.Result) error {
 			note = "exit " + strconv.Itoa(*r.ExitCode)
 		} else if len(r.Stdout) == 0 && len(r.Stderr) == 0 && r.Error != "" {
 			// Without output the message is the content. Names in it would
-			// split groups per host: keep the text after the last host.
-			note += ": " + strings.ReplaceAll(r.Error, r.Host, "HOST")
+			// split groups per host: the host's name and address, as whole
+			// words, become HOST.
+			msg := replaceWord(r.Error, r.Host, "HOST")
+			if r.Addr != r.Host {
+				msg = replaceWord(msg, r.Addr, "HOST")
+			}
+			note += ": " + msg
 		}
 	}
 	h := sha256.New()
@@ -104,4 +109,54 @@ func (g *Gather) Close() error {
 	}
 	g.groups = map[[32]byte]*group{}
 	return bw.Flush()
+}
+
+// replaceWord replaces the whole-word occurrences of word in s: not inside
+// a longer name or address (web in webserver, web.example.com or
+// x.web; 10.0.0.1 in 10.0.0.12; fd00::1 in fd00::1:5).
+func replaceWord(s, word, with string) string {
+	if word == "" {
+		return s
+	}
+	var sb strings.Builder
+	for i := 0; ; {
+		j := strings.Index(s[i:], word)
+		if j < 0 {
+			sb.WriteString(s[i:])
+			return sb.String()
+		}
+		j += i
+		end := j + len(word)
+		if wordBefore(s, j) || wordAfter(s, end, word) {
+			sb.WriteString(s[i : j+1])
+			i = j + 1
+			continue
+		}
+		sb.WriteString(s[i:j])
+		sb.WriteString(with)
+		i = end
+	}
+}
+
+func nameByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+}
+
+// wordBefore reports whether s[j] continues a name that starts before it.
+func wordBefore(s string, j int) bool {
+	return j > 0 && (nameByte(s[j-1]) || s[j-1] == '.' && j > 1 && nameByte(s[j-2]))
+}
+
+// wordAfter reports whether s[end:] continues the name that ends at end: a
+// name byte, or '.' (':' after an IPv6 address) followed by one.
+func wordAfter(s string, end int, word string) bool {
+	if end >= len(s) {
+		return false
+	}
+	c := s[end]
+	if nameByte(c) {
+		return true
+	}
+	sep := c == '.' || c == ':' && strings.Contains(word, ":")
+	return sep && end+1 < len(s) && nameByte(s[end+1])
 }

@@ -59,3 +59,29 @@ func box(head string) string {
 	rule := strings.Repeat("-", len(head))
 	return rule + "\n" + head + "\n" + rule + "\n"
 }
+
+// A host's name or address in a message becomes HOST only as a whole word:
+// short names (a, web) no longer garble the words that contain them.
+func TestGatherMarksWholeWords(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ host, addr, msg, want string }{
+		{"web", "", "dial tcp web:22: connect: connection refused", "dial tcp HOST:22: connect: connection refused"},
+		{"web", "", "lookup webserver: no such host web", "lookup webserver: no such host HOST"},
+		{"web", "", "web.example.com is not web", "web.example.com is not HOST"},
+		{"web", "", "x.web, web-1, web_2, web.", "x.web, web-1, web_2, HOST."},
+		{"a", "", "a: ssh: handshake failed: a bad key", "HOST: ssh: handshake failed: HOST bad key"},
+		{"a", "", "lookup a.b on 127.0.0.53:53: no such host", "lookup a.b on 127.0.0.53:53: no such host"},
+		{"h", "127.0.0.1", "dial tcp 127.0.0.1:22 (h): refused; 127.0.0.12 too", "dial tcp HOST:22 (HOST): refused; 127.0.0.12 too"},
+		{"10.0.0.1", "10.0.0.1", "10.0.0.1 and 10.0.0.10 and 110.0.0.1", "HOST and 10.0.0.10 and 110.0.0.1"},
+		{"fd00::1", "fd00::1", "dial [fd00::1]:22, not fd00::1:5 or fd00::12", "dial [HOST]:22, not fd00::1:5 or fd00::12"},
+	}
+	for _, tt := range tests {
+		var out bytes.Buffer
+		g := NewGather(&out)
+		g.Write(job.Result{Host: tt.host, Addr: tt.addr, Status: job.Down, Class: job.ClassRefused, Error: tt.msg})
+		g.Close()
+		if !strings.Contains(out.String(), "[refused: "+tt.want+"]") {
+			t.Errorf("host %q, message %q:\n got %q\nwant [refused: %s]", tt.host, tt.msg, out.String(), tt.want)
+		}
+	}
+}

@@ -39,6 +39,11 @@ type Spec struct {
 	Excludes   []string `json:"excludes,omitempty"`
 	MaxTargets uint64   `json:"max_targets,omitempty"`
 	AllowHuge  bool     `json:"allow_huge,omitempty"`
+	// SkipNetworkBroadcast leaves out the network and broadcast addresses
+	// of IPv4 CIDRs of /30 and wider (target.ParseOptions): the CLI sets it
+	// for ping, tcp and ssh unless --all-addresses. A Spec recorded before
+	// it existed reads false, and keeps the targets it was swept with.
+	SkipNetworkBroadcast bool `json:"skip_network_broadcast,omitempty"`
 
 	Shuffle bool   `json:"shuffle,omitempty"`
 	Seed    uint64 `json:"seed,omitempty"`
@@ -103,7 +108,7 @@ func (s Spec) parse(lists Lists, stdin io.Reader) (target.Set, error) {
 	traits, _ := job.TraitsOf(s.Job)
 	return target.Parse(s.Targets, target.ParseOptions{
 		Excludes: s.Excludes, MaxTargets: s.MaxTargets, AllowHuge: s.AllowHuge, Stdin: stdin,
-		Takes: traits.Takes, Job: s.Job, List: lists,
+		Takes: traits.Takes, Job: s.Job, List: lists, SkipNetworkBroadcast: s.SkipNetworkBroadcast,
 	})
 }
 
@@ -150,7 +155,15 @@ func (s Spec) SetFor(j job.Job, lists Lists) (target.Set, error) {
 		return nil, err
 	}
 	x, _ := j.(job.Expander)
-	return s.expand(set, x)
+	if set, err = s.expand(set, x); err != nil {
+		return nil, err
+	}
+	if c, ok := j.(job.Checker); ok {
+		if err := c.Check(set); err != nil {
+			return nil, err
+		}
+	}
+	return set, nil
 }
 
 // Visit is Build without the job: the set and order a sweep of this Spec

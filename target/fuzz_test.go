@@ -1,6 +1,8 @@
 package target
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -41,7 +43,7 @@ func checkSet(t *testing.T, s Set) {
 		if tg.Index != i {
 			t.Fatalf("At(%d).Index = %d", i, tg.Index)
 		}
-		if (tg.Host == "") != tg.Addr.IsValid() {
+		if tg.Host == "" && !tg.Addr.IsValid() {
 			t.Fatalf("At(%d) = %+v: want a host or an address", i, tg)
 		}
 		if i > 0 && prev.Index == i-1 {
@@ -102,6 +104,11 @@ func FuzzParse(f *testing.F) {
 		{"admin@web[01-03].example.com:2222,10.0.0.1:22", "admin@web02.example.com:2222"},
 		{"fe80::%eth0/64", ""},
 		{"root@10.0.0.0/24", ""},
+		{"node[1-10/2]!node5,n[01-03]&n[02-09]^n07", "node3"},
+		{"127.0.1-3.5,127.0.0.*", "127.0.0.1-254"},
+		{"10.0-3.0.1-254", "10.1.0.*"},
+		{"web1=10.0.0.5,deploy@web2=[fd00::1]:2222", "10.0.0.5"},
+		{"web1 ansible_host=10.0.0.5 ansible_port=2222 ansible_user=deploy", ""},
 	} {
 		f.Add(seed.spec, seed.exclude)
 	}
@@ -171,4 +178,71 @@ func FuzzShuffle(f *testing.F) {
 	f.Fuzz(func(t *testing.T, n uint16, seed uint64) {
 		checkPermutation(t, Shuffle(uint64(n), seed), uint64(n))
 	})
+}
+
+// FuzzFold folds random sets of names (the fuzzer's, and a seeded
+// generator's of names that differ in one or more numbers) and parses the
+// fold back to the same names; every range it writes keeps one width, as
+// ClusterShell requires.
+func FuzzFold(f *testing.F) {
+	f.Add("node01.dc1 node02.dc1 node03.dc2", uint64(1), uint8(20))
+	f.Add("n8 n9 n10 n098 n099 n100", uint64(2), uint8(0))
+	f.Add("a1b2c3 a1b2c4 a2b2c3 x", uint64(3), uint8(100))
+	f.Add("127.0.0.1 127.0.1.1 web", uint64(4), uint8(255))
+	f.Fuzz(func(t *testing.T, given string, seed uint64, n uint8) {
+		var in []string
+		for _, name := range strings.Fields(given) {
+			if checkHostname(name) == nil && !onlyDigitsDotsDash(name) {
+				in = append(in, name)
+			}
+		}
+		rng := rand.New(rand.NewPCG(seed, uint64(n)))
+		patterns := []string{"node%02d.dc%d", "r%dn%d", "n%d", "web%03d", "c%d-%d.ib%d", "x%02dy", "%d.h%d"}
+		for range int(n) {
+			p := patterns[rng.IntN(len(patterns))]
+			args := make([]any, strings.Count(p, "%"))
+			for k := range args {
+				args[k] = rng.IntN([]int{3, 12, 130, 1100}[rng.IntN(4)])
+			}
+			in = append(in, fmt.Sprintf(p, args...))
+		}
+		if len(in) == 0 {
+			return
+		}
+		s, err := Parse(in, ParseOptions{MaxTargets: 1 << 16})
+		if err != nil {
+			t.Skip(err) // not names this fuzzer folds
+		}
+		want := sortedNames(t, s)
+		folded := Fold(want)
+		checkWidths(t, folded)
+		r, err := Parse([]string{folded}, ParseOptions{MaxTargets: 1 << 16})
+		if err != nil {
+			t.Fatalf("Parse(Fold(%q) = %q): %v", want, folded, err)
+		}
+		if got := sortedNames(t, r); strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Fatalf("Parse(Fold(x)) != x\n   x: %q\nfold: %q\n got: %q", want, folded, got)
+		}
+	})
+}
+
+// checkWidths fails when a range a-b inside brackets of folded mixes
+// widths as ClusterShell refuses: a padded start and an end of another
+// length.
+func checkWidths(t *testing.T, folded string) {
+	t.Helper()
+	for rest := folded; ; {
+		i := strings.IndexByte(rest, '[')
+		if i < 0 {
+			return
+		}
+		j := strings.IndexByte(rest[i:], ']')
+		for _, item := range strings.Split(rest[i+1:i+j], ",") {
+			lo, hi, ok := strings.Cut(item, "-")
+			if ok && len(lo) > 1 && lo[0] == '0' && len(hi) != len(lo) {
+				t.Fatalf("Fold wrote %q: range %s mixes widths (ClusterShell refuses it)", folded, item)
+			}
+		}
+		rest = rest[i+j:]
+	}
 }

@@ -14,9 +14,11 @@ import (
 // maxDigits bounds a node-set number so that it fits a uint64 with room.
 const maxDigits = 18
 
-// nsItem is one a-b item of a bracket group; width > 0 pads with zeros.
+// nsItem is one a-b or a-b/step item of a bracket group; width > 0 pads
+// with zeros.
 type nsItem struct {
 	lo, hi uint64
+	step   uint64 // 1 unless a-b/step
 	width  int
 }
 
@@ -65,21 +67,34 @@ func parseNodeSet(s string) (pieces []nsPiece, count uint64, err error) {
 	return pieces, count, nil
 }
 
-// parseGroup reads the inside of a bracket group: "01-20", "1-3,7".
+// parseGroup reads the inside of a bracket group: "01-20", "1-3,7",
+// "1-10/2" (every second number, as ClusterShell writes steps).
 func parseGroup(g string) (items []nsItem, count uint64, err error) {
 	if g == "" {
 		return nil, 0, errors.New("empty '[]' (want [1-3] or [1,4,7-9])")
 	}
 	for _, it := range strings.Split(g, ",") {
-		los, his, isRange := strings.Cut(it, "-")
+		rng, steps, hasStep := strings.Cut(it, "/")
+		los, his, isRange := strings.Cut(rng, "-")
 		lo, err := nsNumber(los, it)
 		if err != nil {
 			return nil, 0, err
 		}
-		hi := lo
+		hi, step := lo, uint64(1)
 		if isRange {
 			if hi, err = nsNumber(his, it); err != nil {
 				return nil, 0, err
+			}
+		}
+		if hasStep {
+			if !isRange {
+				return nil, 0, fmt.Errorf("[%s]: a step goes with a range (want [1-10/2])", it)
+			}
+			if step, err = nsNumber(steps, it); err != nil {
+				return nil, 0, err
+			}
+			if step == 0 {
+				return nil, 0, fmt.Errorf("[%s]: step 0 (want a step of 1 or more, as in [1-10/2])", it)
 			}
 		}
 		if hi < lo {
@@ -89,8 +104,9 @@ func parseGroup(g string) (items []nsItem, count uint64, err error) {
 		if len(los) > 1 && los[0] == '0' {
 			w = len(los)
 		}
-		items = append(items, nsItem{lo, hi, w})
-		count += hi - lo + 1 // at most ~2^60 per item: cannot wrap in practice, capped below
+		hi -= (hi - lo) % step // the last number the step reaches
+		items = append(items, nsItem{lo, hi, step, w})
+		count += (hi-lo)/step + 1 // at most ~2^60 per item: cannot wrap in practice, capped below
 		if count > 1<<62 {
 			count = 1 << 62
 		}
@@ -197,7 +213,7 @@ func expand(pieces []nsPiece, fn func([]byte) error) error {
 			return err
 		}
 		for _, it := range p.group {
-			for n := it.lo; ; n++ {
+			for n := it.lo; ; n += it.step {
 				buf = appendPadded(buf[:mark], n, it.width)
 				if err := rec(k + 1); err != nil {
 					return err
@@ -224,135 +240,230 @@ func appendPadded(buf []byte, n uint64, width int) []byte {
 
 // Fold is the inverse of node-set expansion, for gathered output in the style
 // of clush -b: web01,web02,web03,db1 gives "db1,web[01-03]", and 127.0.0.1 to
-// 127.0.0.5 give "127.0.0.[1-5]". It folds the rightmost number of each name
-// first, then the numbers to its left (db[1-3].dc[1-2]), keeps zero padding,
-// drops duplicates, and sorts the folded items. Parse accepts the
-// comma-separated result as one spec: Parse([]string{Fold(x)}) gives back the
-// names of x.
+// 127.0.0.5 give "127.0.0.[1-5]". Every number of a name folds, not only the
+// last one (node01.dc1 to node20.dc1 give "node[01-20].dc1"), and several at
+// once (db[1-3].dc[1-2]); it keeps zero padding, drops duplicates, and sorts
+// the folded items.
+//
+// What it writes reads back to the same names in Parse and in ClusterShell
+// (nodeset -e): a range keeps one width, as ClusterShell requires, so n01 to
+// n128 fold to "n[01-99,100-128]", never "n[01-128]", which ClusterShell
+// refuses. Parse([]string{Fold(x)}) gives back the names of x.
 func Fold(names []string) string {
-	items := make(map[string]struct{}, len(names))
+	seen := make(map[string]struct{}, len(names))
+	groups := map[string]*foldGroup{}
+	var order []string // group keys, for a deterministic walk
+	var out []string
 	for _, n := range names {
-		items[n] = struct{}{}
-	}
-	for {
-		next, changed := foldOnce(items)
-		items = next
-		if !changed {
-			break
+		if _, dup := seen[n]; dup {
+			continue
 		}
+		seen[n] = struct{}{}
+		lits, nums := splitNumbers(n)
+		if len(nums) == 0 {
+			out = append(out, n)
+			continue
+		}
+		key := strings.Join(lits, "\x00")
+		g := groups[key]
+		if g == nil {
+			g = &foldGroup{lits: lits}
+			groups[key] = g
+			order = append(order, key)
+		}
+		v := make([][]foldNum, len(nums))
+		for k, num := range nums {
+			v[k] = []foldNum{num}
+		}
+		g.items = append(g.items, v)
 	}
-	out := make([]string, 0, len(items))
-	for it := range items {
-		out = append(out, it)
+	for _, key := range order {
+		g := groups[key]
+		g.fold()
+		for _, it := range g.items {
+			out = append(out, g.write(it))
+		}
 	}
 	sort.Strings(out)
 	return strings.Join(out, ",")
 }
 
-// foldNum is one number of a fold group, as written.
+// foldNum is one number of a name, as written.
 type foldNum struct {
 	v    uint64
 	text string
 }
 
-// foldOnce groups the items by everything but their rightmost number outside
-// brackets, and writes each group of two or more as one item.
-func foldOnce(items map[string]struct{}) (map[string]struct{}, bool) {
-	type group struct {
-		prefix, suffix string
-		nums           []foldNum
+// width is the zero padding of a number as written: its length when it
+// starts with a 0 (and is not 0 itself), else 0 (no padding).
+func (n foldNum) width() int {
+	if len(n.text) > 1 && n.text[0] == '0' {
+		return len(n.text)
 	}
-	groups := map[string]*group{}
-	out := make(map[string]struct{}, len(items))
-	for it := range items {
-		i, j, ok := rightmostNumber(it)
-		if !ok {
-			out[it] = struct{}{}
-			continue
-		}
-		v, _ := strconv.ParseUint(it[i:j], 10, 64)
-		key := it[:i] + "\x00" + it[j:]
-		g := groups[key]
-		if g == nil {
-			g = &group{prefix: it[:i], suffix: it[j:]}
-			groups[key] = g
-		}
-		g.nums = append(g.nums, foldNum{v, it[i:j]})
-	}
-	changed := false
-	for _, g := range groups {
-		if len(g.nums) == 1 {
-			out[g.prefix+g.nums[0].text+g.suffix] = struct{}{}
-			continue
-		}
-		changed = true
-		out[g.prefix+"["+foldRanges(g.nums)+"]"+g.suffix] = struct{}{}
-	}
-	return out, changed
+	return 0
 }
 
-// rightmostNumber finds the last run of digits outside brackets, of at most
-// maxDigits digits, that is not folded already (not followed by '[').
-func rightmostNumber(s string) (i, j int, ok bool) {
-	depth := 0
-	for k := len(s) - 1; k >= 0; k-- {
-		c := s[k]
-		switch {
-		case c == ']':
-			depth++
-		case c == '[':
-			depth--
-		case depth == 0 && c >= '0' && c <= '9':
-			j = k + 1
-			for k > 0 && s[k-1] >= '0' && s[k-1] <= '9' {
-				k--
-			}
-			if j-k > maxDigits || (j < len(s) && s[j] == '[') || (k > 0 && s[k-1] == ']') {
-				return 0, 0, false
-			}
-			return k, j, true
+// splitNumbers cuts name into literal text around its runs of digits:
+// lits has one more entry than nums. A run longer than maxDigits stays text.
+func splitNumbers(name string) (lits []string, nums []foldNum) {
+	start := 0 // of the current literal
+	for i := 0; i < len(name); {
+		if name[i] < '0' || name[i] > '9' {
+			i++
+			continue
 		}
+		j := i
+		for j < len(name) && name[j] >= '0' && name[j] <= '9' {
+			j++
+		}
+		if j-i <= maxDigits {
+			v, _ := strconv.ParseUint(name[i:j], 10, 64)
+			lits = append(lits, name[start:i])
+			nums = append(nums, foldNum{v, name[i:j]})
+			start = j
+		}
+		i = j
 	}
-	return 0, 0, false
+	return append(lits, name[start:]), nums
 }
 
-// foldRanges writes nums as "01-03,07": consecutive values with the same
-// padding become one a-b item.
-func foldRanges(nums []foldNum) string {
+// foldGroup is the names that differ only in their numbers: the same
+// literal text around the same count of numbers. Each item is a product of
+// one set of numbers per position (an axis).
+type foldGroup struct {
+	lits  []string
+	items [][][]foldNum
+}
+
+// fold merges items that differ on one axis only, until no two items
+// merge: node01.dc1 and node02.dc1 differ on the first axis and merge even
+// though their last numbers never vary. Each step folds the axis that
+// merges the most items (the rightmost of equals), so that a few items
+// that vary on another axis do not take numbers from a long run.
+func (g *foldGroup) fold() {
+	axes := len(g.lits) - 1
+	for len(g.items) > 1 {
+		best, most := -1, 0
+		for a := axes - 1; a >= 0; a-- {
+			if n := len(g.items) - g.distinctRest(a); n > most {
+				best, most = a, n
+			}
+		}
+		if best < 0 {
+			return
+		}
+		g.foldAxis(best)
+	}
+}
+
+// distinctRest counts the items' distinct numbers on every axis but a:
+// the items left once a is folded.
+func (g *foldGroup) distinctRest(a int) int {
+	seen := make(map[string]struct{}, len(g.items))
+	for _, it := range g.items {
+		seen[restKey(it, a)] = struct{}{}
+	}
+	return len(seen)
+}
+
+// restKey is it's numbers on every axis but a, as a map key.
+func restKey(it [][]foldNum, a int) string {
+	var sb strings.Builder
+	for k, nums := range it {
+		if k != a {
+			writeRanges(&sb, nums)
+		}
+		sb.WriteByte(0)
+	}
+	return sb.String()
+}
+
+// foldAxis merges the items whose numbers are the same on every axis but a.
+// The items of a group are disjoint, so the
+// sets of a merged axis are too: the union is a plain concatenation.
+func (g *foldGroup) foldAxis(a int) {
+	byRest := make(map[string]int, len(g.items))
+	out := g.items[:0:0]
+	for _, it := range g.items {
+		key := restKey(it, a)
+		if j, ok := byRest[key]; ok {
+			out[j][a] = append(out[j][a], it[a]...)
+			continue
+		}
+		byRest[key] = len(out)
+		cp := make([][]foldNum, len(it))
+		copy(cp, it)
+		cp[a] = append([]foldNum(nil), it[a]...)
+		out = append(out, cp)
+	}
+	for _, it := range out {
+		sortNums(it[a])
+	}
+	g.items = out
+}
+
+// write is one folded item: the literals with each axis between them, in
+// brackets when it holds more than one number.
+func (g *foldGroup) write(it [][]foldNum) string {
+	var sb strings.Builder
+	for k, nums := range it {
+		sb.WriteString(g.lits[k])
+		if len(nums) == 1 {
+			sb.WriteString(nums[0].text)
+			continue
+		}
+		sb.WriteByte('[')
+		writeRanges(&sb, nums)
+		sb.WriteByte(']')
+	}
+	sb.WriteString(g.lits[len(g.lits)-1])
+	return sb.String()
+}
+
+func sortNums(nums []foldNum) {
 	sort.Slice(nums, func(a, b int) bool {
 		if nums[a].v != nums[b].v {
 			return nums[a].v < nums[b].v
 		}
 		return nums[a].text < nums[b].text
 	})
+}
+
+// writeRanges writes nums (sorted) as "01-03,07": consecutive values of one
+// width become one a-b item. A padded range keeps one length, as
+// ClusterShell requires ("01-99,100-128", not "01-128"); an unpadded one
+// may grow ("8-10").
+func writeRanges(sb *strings.Builder, nums []foldNum) {
 	used := make([]bool, len(nums))
-	var sb strings.Builder
+	first := true
 	for k := range nums {
 		if used[k] {
 			continue
 		}
 		used[k] = true
-		first, last := nums[k], nums[k]
-		w := 0
-		if len(first.text) > 1 && first.text[0] == '0' {
-			w = len(first.text)
-		}
-		// Extend with last+1 written in the same padding; nums is sorted, so
+		lo, hi := nums[k], nums[k]
+		w := lo.width()
+		// Extend with hi+1 written in the same padding; nums is sorted, so
 		// it is among the next few entries.
-		for j := k + 1; j < len(nums) && nums[j].v <= last.v+1; j++ {
-			if !used[j] && nums[j].v == last.v+1 && nums[j].text == string(appendPadded(nil, nums[j].v, w)) {
-				used[j] = true
-				last = nums[j]
+		for j := k + 1; j < len(nums) && nums[j].v <= hi.v+1; j++ {
+			n := nums[j]
+			// One width: no padding, or the padded length (a text of that
+			// length for hi+1 is its padded form, "10" after "09").
+			sameWidth := w == 0 && n.width() == 0 || w > 0 && len(n.text) == w
+			if used[j] || n.v != hi.v+1 || !sameWidth {
+				continue
 			}
+			used[j] = true
+			hi = n
 		}
-		if sb.Len() > 0 {
+		if !first {
 			sb.WriteByte(',')
 		}
-		sb.WriteString(first.text)
-		if last.text != first.text {
+		first = false
+		sb.WriteString(lo.text)
+		if hi.text != lo.text {
 			sb.WriteByte('-')
-			sb.WriteString(last.text)
+			sb.WriteString(hi.text)
 		}
 	}
-	return sb.String()
 }

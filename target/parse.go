@@ -17,10 +17,16 @@ import (
 
 // ParseOptions tune Parse.
 type ParseOptions struct {
-	Excludes   []string  // specs removed from the set (same syntax)
-	MaxTargets uint64    // refuse sets larger than this; 0 = DefaultMaxTargets
-	AllowHuge  bool      // accept IPv6 prefixes of /64 and larger
-	Stdin      io.Reader // read for the spec "-"
+	Excludes   []string // specs removed from the set (same syntax)
+	MaxTargets uint64   // refuse sets larger than this; 0 = DefaultMaxTargets
+	AllowHuge  bool     // accept IPv6 prefixes of /64 and larger
+
+	// SkipNetworkBroadcast leaves out the network and broadcast addresses
+	// of the IPv4 CIDRs of /30 and wider among the targets (not the
+	// excludes), as fping -g does: 10.0.0.0/24 is 10.0.0.1 to 10.0.0.254.
+	// A /31 or /32, a range, an octet range and IPv6 keep every address.
+	SkipNetworkBroadcast bool
+	Stdin                io.Reader // read for the spec "-"
 
 	// Takes is what the job lets a target carry besides its host (a port,
 	// a user); Job names the job in the error that refuses the others:
@@ -39,9 +45,13 @@ type ParseOptions struct {
 // Takes says what a job lets a target carry besides its host. Parse
 // refuses a port or a user the job does not take, saying so.
 type Takes struct {
-	Port bool   // host:22, 10.0.0.1:22, [fd00::1]:2222, [fe80::1%eth0]:22
-	User bool   // user@host
-	Note string // said when a port or user is refused, as in "its ports come from -p"
+	Port bool // host:22, 10.0.0.1:22, [fd00::1]:2222, [fe80::1%eth0]:22
+	User bool // user@host
+	// VarPort takes the port of a host line's ansible_port (an
+	// inventory's), though not host:22: tcp, whose -p gives the ports
+	// otherwise. A job that takes neither ignores ansible_port.
+	VarPort bool
+	Note    string // said when a port or user is refused, as in "its ports come from -p"
 }
 
 // Errors Parse wraps, for callers that want to tell them apart.
@@ -52,8 +62,8 @@ var (
 
 // Accepted is the one-line summary of the spec forms, for usage errors.
 const Accepted = "want an address (10.0.0.1, ::1, [::1], fe80::1%eth0), a CIDR (10.0.0.0/24, fd00::/120), " +
-	"a range (10.0.0.1-10.0.0.50, 10.0.0.1-50, fd00::1-ff), a node-set (web[01-20].example.com), " +
-	"a hostname (letters, digits, '-', '.', '_'), @FILE or -"
+	"a range (10.0.0.1-10.0.0.50, 10.0.0.1-50, 10.0.1-3.*, fd00::1-ff), a node-set (web[01-20].example.com, n[1-9/2]), " +
+	"a hostname (letters, digits, '-', '.', '_'), a set operation (a,b!c&d^e), @FILE (a list or an Ansible inventory) or -"
 
 // Parse turns target specs into a Set.
 //
@@ -65,18 +75,32 @@ const Accepted = "want an address (10.0.0.1, ::1, [::1], fe80::1%eth0), a CIDR (
 //	10.0.0.1-10.0.0.50, 10.0.0.1-50, fd00::1-fd00::ff, fd00::1-ff
 //	                               an inclusive range; the short end replaces
 //	                               the last octet (IPv4) or hextet (IPv6)
+//	10.0.1-3.5, 10.0.0.*, 10.0-3.0.1-254, 10.0.0.1,3-5, 10.0.0.250-
+//	                               nmap's octet ranges: the product of the
+//	                               four octets' numbers, ranges, lists, *
 //	web[01-20].example.com         a node-set: each [a-b,c,...] group expands to
 //	db[1-3,7].dc[1-2]              its numbers, keeping a's zero padding; several
 //	                               groups expand to their cartesian product with
 //	                               the rightmost group varying fastest
 //	                               (db1.dc1, db1.dc2, db2.dc1, ...); every
 //	                               expansion is then read as a spec of its own,
-//	                               so 10.0.0.[1-5] is five addresses
+//	                               so 10.0.0.[1-5] is five addresses;
+//	                               a-b/step takes every step-th (n[1-9/2])
+//	a,b!c&d^e                      ClusterShell's set operations, left to
+//	                               right: union, difference, intersection,
+//	                               symmetric difference
 //	host.example.com               a hostname, resolved later by the job
+//	web1=10.0.0.5                  a name and the address to reach it at
+//	web1 ansible_host=10.0.0.5 ansible_port=2222 ansible_user=deploy
+//	                               an inventory's host line: the port and
+//	                               user are kept when the job takes them,
+//	                               else left out (not refused)
 //	@FILE                          the specs in FILE, one a line; '#' starts a
 //	                               comment, blank lines are skipped; UTF-8
 //	                               (a byte order mark is skipped) or UTF-16
-//	                               (decoded), LF or CRLF line ends
+//	                               (decoded), LF or CRLF line ends; or an
+//	                               Ansible inventory, all its hosts
+//	                               (see ReadInventory)
 //	-                              the same, read from opts.Stdin (once)
 //
 // When the job takes them (opts.Takes), a host, address or node-set may
@@ -106,7 +130,7 @@ func Parse(specs []string, opts ParseOptions) (Set, error) {
 		limit = DefaultMaxTargets
 	}
 	in := &sources{stdin: opts.Stdin, list: opts.List}
-	inc := &builder{limit: limit, allowHuge: opts.AllowHuge, takes: opts.Takes, job: opts.Job}
+	inc := &builder{limit: limit, allowHuge: opts.AllowHuge, takes: opts.Takes, job: opts.Job, skipEdges: opts.SkipNetworkBroadcast}
 	if err := eachSpec(specs, in, inc.add); err != nil {
 		return nil, err
 	}
@@ -138,7 +162,16 @@ func Parse(specs []string, opts ParseOptions) (Set, error) {
 			t := parseEntry(name)
 			switch {
 			case t.Host != "":
-				return !exNames || !has(&ex.names, t.Host)
+				if exNames && has(&ex.names, t.Host) {
+					return false
+				}
+				switch {
+				case t.Addr.Is4():
+					return !within(ex4, u32(v4of(t.Addr)))
+				case t.Addr.IsValid():
+					return !within(ex6, u128From16(t.Addr.As16()))
+				}
+				return true
 			case t.Addr.Is4():
 				return !within(ex4, u32(v4of(t.Addr)))
 			default:
@@ -230,6 +263,7 @@ type builder struct {
 	allowHuge bool
 	takes     Takes
 	job       string
+	skipEdges bool // ParseOptions.SkipNetworkBroadcast
 	v4        []span4
 	v6        []span6
 	s4        singles[u32] // single addresses, kept small until flush
@@ -272,7 +306,11 @@ func eachListed(spec string, in *sources, fn func(spec string) error) error {
 	if c, ok := r.(io.Closer); ok && owned {
 		defer c.Close()
 	}
-	return eachLine(r, name, func(line int, spec string) error {
+	br := bufio.NewReaderSize(decodeText(r), 64<<10)
+	if head, _ := br.Peek(64 << 10); inventoryFormat(name, head) != "" {
+		return eachInventoryHost(br, name, fn)
+	}
+	return eachDecodedLine(br, name, func(line int, spec string) error {
 		if spec == "-" || strings.HasPrefix(spec, "@") {
 			return fmt.Errorf("%s:%d: parse %q: %s inside a file is not supported (one level only)", name, line, spec, spec[:1])
 		}
@@ -292,12 +330,12 @@ func pathErr(err error) error {
 	return err
 }
 
-// eachLine calls fn with each spec of r: '#' starts a comment, blank lines
-// are skipped, surrounding space is trimmed. r is UTF-8, with or without a
-// byte order mark, or UTF-16 (see decodeText). spec is a view of the
+// eachDecodedLine calls fn with each spec of r: '#' starts a comment, blank
+// lines are skipped, surrounding space is trimmed. r is what decodeText
+// made of the file (UTF-8, or UTF-16 decoded). spec is a view of the
 // scanner's buffer, valid until fn returns: a line costs no allocation.
-func eachLine(r io.Reader, name string, fn func(line int, spec string) error) error {
-	sc := bufio.NewScanner(decodeText(r))
+func eachDecodedLine(r io.Reader, name string, fn func(line int, spec string) error) error {
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
 	line := 0
 	for sc.Scan() {
@@ -366,7 +404,10 @@ func (b *builder) add(spec string) error {
 	if spec == "" {
 		return parseErr(spec, errors.New("empty target; "+Accepted))
 	}
-	if strings.IndexByte(spec, ',') >= 0 {
+	if strings.ContainsAny(spec, "!&^") && setOps(spec) {
+		return b.addSetOps(spec)
+	}
+	if strings.IndexByte(spec, ',') >= 0 && !octetRanges(spec) {
 		if parts := splitTop(spec); len(parts) > 1 {
 			for _, p := range parts {
 				if p == "" {
@@ -382,9 +423,21 @@ func (b *builder) add(spec string) error {
 	if spec[0] == '@' {
 		return parseErr(spec, errors.New("@FILE goes alone, not in a comma-separated list"))
 	}
+	if strings.ContainsAny(spec, " \t") && strings.Contains(spec, "ansible_") {
+		if err := b.addHostLine(spec); err != nil {
+			return parseErr(spec, err)
+		}
+		return nil
+	}
 	q, err := b.qualifiers(spec)
 	if err != nil {
 		return parseErr(spec, err)
+	}
+	if strings.IndexByte(q.host, '=') >= 0 {
+		if err := b.addAliased(q); err != nil {
+			return parseErr(spec, err)
+		}
+		return nil
 	}
 	if q.user != "" || q.port != 0 {
 		if err := b.addQualified(q); err != nil {
@@ -431,6 +484,8 @@ func (b *builder) addPlain(s string) error {
 		}
 		b.s6.add(u128From16(a.As16()), &b.v6)
 		return nil
+	case octetRanges(s):
+		return b.addOctets(s)
 	case onlyDigitsDotsDash(s):
 		if lo, hi, ok := strings.Cut(s, "-"); ok {
 			return b.addRange4(lo, hi)
@@ -569,6 +624,9 @@ func (b *builder) addCIDR(s string) error {
 		}
 		lo := v & mask
 		hi := lo | ^mask
+		if b.skipEdges && bitsN <= 30 {
+			lo, hi = lo+1, hi-1
+		}
 		b.v4 = appendSpan(b.v4, span4{u32(lo), u32(hi)})
 		return nil
 	}

@@ -267,11 +267,12 @@ func parseIPv6Zoned(s string) (netip.Addr, error) {
 	return a.WithZone(zone), nil
 }
 
-// isEntry reports whether a stored name is an entry (has a zone, port or
-// user) rather than a plain hostname, which has none of '@', ':', '%'.
+// isEntry reports whether a stored name is an entry (has a zone, port, user
+// or address) rather than a plain hostname, which has none of '@', ':',
+// '%', '='.
 func isEntry(name string) bool {
 	for i := 0; i < len(name); i++ {
-		if c := name[i]; c == '@' || c == ':' || c == '%' {
+		if c := name[i]; c == '@' || c == ':' || c == '%' || c == '=' {
 			return true
 		}
 	}
@@ -283,6 +284,10 @@ func parseEntry(s string) Target {
 	var t Target
 	if i := strings.LastIndexByte(s, '@'); i >= 0 {
 		t.User, s = s[:i], s[i+1:]
+	}
+	name := ""
+	if i := strings.IndexByte(s, '='); i >= 0 {
+		name, s = s[:i], s[i+1:]
 	}
 	port := ""
 	if s != "" && s[0] == '[' {
@@ -301,6 +306,9 @@ func parseEntry(s string) Target {
 	} else {
 		t.Host = s
 	}
+	if name != "" {
+		t.Host = name
+	}
 	return t
 }
 
@@ -310,11 +318,18 @@ func v4of(a netip.Addr) uint32 {
 }
 
 // Spec is t written as a target spec that Parse reads back (with the port
-// and user taken): user@host:port, [fd00::1]:22, fe80::1%eth0, or its Name.
+// and user taken): user@host:port, [fd00::1]:22, fe80::1%eth0, a name with
+// its address web1=10.0.0.5, or its Name.
 func (t Target) Spec() string {
 	host := t.Name()
-	if t.Port != 0 && t.Host == "" && t.Addr.Is6() {
+	if t.Host != "" && t.Addr.IsValid() {
+		host = t.Addr.String()
+	}
+	if t.Port != 0 && t.Addr.Is6() {
 		host = "[" + host + "]"
+	}
+	if t.Host != "" && t.Addr.IsValid() {
+		host = t.Host + "=" + host
 	}
 	if t.User != "" {
 		host = t.User + "@" + host
@@ -323,4 +338,130 @@ func (t Target) Spec() string {
 		host += ":" + strconv.Itoa(int(t.Port))
 	}
 	return host
+}
+
+// addAliased adds a name with the address to reach it at, name=addr (an
+// inventory's ansible_host), with q's user and port: the name is what
+// results show, the address what the job connects to.
+func (b *builder) addAliased(q qualified) error {
+	name, addr, _ := strings.Cut(q.host, "=")
+	switch {
+	case name == "" || addr == "":
+		return fmt.Errorf("%q: want name=address, as in web1=10.0.0.5", q.host)
+	case strings.ContainsAny(name, "[]"):
+		return fmt.Errorf("%q: a node-set takes no address (name=address names one host)", q.host)
+	case strings.IndexByte(addr, '=') >= 0:
+		return fmt.Errorf("%q: want one '=' (name=address)", q.host)
+	}
+	if err := checkHostname(name); err != nil {
+		return err
+	}
+	if _, err := netip.ParseAddr(name); err == nil || onlyDigitsDotsDash(name) {
+		return fmt.Errorf("%q: %q is an address, not a name (want name=address, as in web1=10.0.0.5)", q.host, name)
+	}
+	if inner, prefix, ok := bracketed6(addr); ok && prefix == "" {
+		addr = inner
+	}
+	var a netip.Addr
+	if strings.IndexByte(addr, ':') >= 0 {
+		var err error
+		if a, err = parseIPv6Zoned(addr); err != nil {
+			return err
+		}
+	} else if onlyDigitsDotsDash(addr) && strings.IndexByte(addr, '-') < 0 {
+		v, err := parseIPv4(addr)
+		if err != nil {
+			return err
+		}
+		a = addr4(uint64(v))
+	} else {
+		return fmt.Errorf("%q: the address after '=' is one IPv4 or IPv6 address (as in web1=10.0.0.5)", q.host)
+	}
+	t := Target{Host: name, Addr: a, Port: q.port, User: q.user}
+	s := t.Spec()
+	if len(s) > maxNameLen {
+		return fmt.Errorf("%q is longer than %d bytes", s, maxNameLen)
+	}
+	b.entries++
+	return addName(b, s)
+}
+
+// Variables a host line may carry, as an Ansible inventory writes them.
+const (
+	varHost = "ansible_host"
+	varPort = "ansible_port"
+	varUser = "ansible_user"
+)
+
+// addHostLine adds a host line of an inventory: a host, an address or
+// a name, then ansible_host=, ansible_port=, ansible_user=, separated
+// by spaces: web1 ansible_host=10.0.0.5 ansible_port=2222 ansible_user=deploy.
+// Unlike user@host:port, what the job does not take is left out, not
+// refused: an inventory describes hosts for every job (ping ignores the
+// port and user, tcp takes the port, ssh both).
+func (b *builder) addHostLine(spec string) error {
+	fields := strings.Fields(spec)
+	host := fields[0]
+	if strings.ContainsAny(host, "[]@,") && !isBracketed6(host) {
+		return fmt.Errorf("%q: a host line starts with one host or address (no node-set, user or list)", host)
+	}
+	if inner, prefix, ok := bracketed6(host); ok && prefix == "" {
+		host = inner
+	}
+	var q qualified
+	alias := ""
+	for _, f := range fields[1:] {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok || v == "" {
+			return fmt.Errorf("%q: want ansible_host=ADDRESS, ansible_port=PORT or ansible_user=USER after the host", f)
+		}
+		switch k {
+		case varHost:
+			alias = v
+		case varPort:
+			p, err := parsePort(v)
+			if err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+			if b.takes.Port || b.takes.VarPort {
+				q.port = p
+			}
+		case varUser:
+			if err := checkUser(v); err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+			if b.takes.User {
+				q.user = v
+			}
+		default:
+			return fmt.Errorf("%q: want ansible_host=ADDRESS, ansible_port=PORT or ansible_user=USER after the host", f)
+		}
+	}
+	q.host = host
+	if alias != "" && alias != host {
+		if inner, prefix, ok := bracketed6(alias); ok && prefix == "" {
+			alias = inner
+		}
+		if _, err := netip.ParseAddr(alias); err == nil {
+			if _, err := netip.ParseAddr(host); err != nil {
+				q.host = host + "=" + alias
+				return b.addAliased(q)
+			}
+		}
+		// A name (or a host that is an address itself) to reach the host
+		// by: it is the target, as it is what the job connects to.
+		q.host = alias
+	}
+	if strings.ContainsAny(q.host, "/[]") || strings.Count(q.host, "-") > 0 && onlyDigitsDotsDash(q.host) {
+		return fmt.Errorf("%q: a host line names one host or address, not a CIDR, range or node-set", q.host)
+	}
+	if q.user == "" && q.port == 0 && strings.IndexByte(q.host, '%') < 0 {
+		return b.addPlain(q.host)
+	}
+	return addEntry(b, q.user, q.host, q.port)
+}
+
+func isBracketed6(s string) bool {
+	_, prefix, ok := bracketed6(s)
+	return ok && prefix == ""
 }

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"github.com/fanout/fanout/job"
+
 	"io"
 
 	"github.com/spf13/cobra"
@@ -50,5 +52,6 @@ func (c *cmdOutput) resultWriter(w, stderr io.Writer) (output.Writer, error) {
 }
 
 // isCommandJob: the job runs a command per target, whose text output is the
-// command's (resume and attach print it as exec and ssh do).
-func isCommandJob(kind string) bool { return kind == "exec" || kind == "ssh" }
+// command's (resume and attach print it as exec and ssh do): the kind's
+// registered PrintsOutput trait.
+func isCommandJob(kind string) bool { return job.PrintsOutput(kind) }

@@ -59,7 +59,9 @@ the full Result.`,
 	}
 	// A command is a process plus three pipes (six descriptors until the
 	// child has them), so budget generously.
-	f = addSweepFlags(cmd, sweepDefaults{Timeout: 0 * time.Second})
+	f = addSweepFlags(cmd, sweepDefaults{Timeout: 0 * time.Second, Refuse: map[string]string{
+		"all-addresses": "exec keeps every address of a CIDR (its command decides what an address is for)",
+	}})
 	out = addCmdOutputFlags(cmd)
 	cmd.Flags().IntVar(&maxOutput, "max-output", jobexec.DefaultMaxOutput, "bytes of stdout and of stderr kept per target (the rest is counted as truncated)")
 	return cmd

@@ -94,7 +94,7 @@ second.`,
 	fl := cmd.Flags()
 	fl.IntVar(&count, "count", icmp.DefaultCount, "echo requests per target (ping -c)")
 	fl.DurationVar(&interval, "interval", icmp.DefaultInterval, "between a target's echo requests (ping -i)")
-	f = addSweepFlags(cmd, sweepDefaults{Timeout: icmp.DefaultTimeout, Refuse: map[string]string{
+	f = addSweepFlags(cmd, sweepDefaults{Timeout: icmp.DefaultTimeout, HostsOnly: true, Refuse: map[string]string{
 		"retries": "ping sends --count echo requests per target and does not retry; use --count",
 	}})
 	fl.StringVar(&socket, "socket", "", "ICMP socket: raw, dgram, or empty to pick (raw when permitted)")

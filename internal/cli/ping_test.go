@@ -41,7 +41,7 @@ func aliveLines(t *testing.T, stdout string) map[string]bool {
 func TestPingLiveSlash16(t *testing.T) {
 	lab.Require(t)
 	t.Parallel()
-	r := fanout(t, "", "ping", "-q", "--alive", "-o", "text", "127.0.0.0/16")
+	r := fanout(t, "", "ping", "-q", "--alive", "--all-addresses", "-o", "text", "127.0.0.0/16")
 	if r.code != 0 {
 		t.Fatalf("exit %d, want 0; stderr: %s", r.code, r.stderr)
 	}
@@ -57,7 +57,7 @@ func TestPingLiveSlash16(t *testing.T) {
 func TestPingDeadSlash20(t *testing.T) {
 	lab.Require(t)
 	t.Parallel()
-	r := fanout(t, "", "ping", "--timeout", "1s", "-o", "jsonl", "127.1.0.0/20")
+	r := fanout(t, "", "ping", "--timeout", "1s", "--all-addresses", "-o", "jsonl", "127.1.0.0/20")
 	if r.code != 1 {
 		t.Fatalf("exit %d, want 1; stderr: %s", r.code, r.stderr)
 	}
@@ -75,7 +75,7 @@ func TestPingDeadSlash20(t *testing.T) {
 	}
 	// That the timeouts are waited out together, not one after another, is
 	// job/icmp's TestDeadSlash20; how soon is the machine's business.
-	r = fanout(t, "", "ping", "-q", "--dead", "--timeout", "1s", "127.1.0.0/24", "127.0.0.0/24")
+	r = fanout(t, "", "ping", "-q", "--dead", "--timeout", "1s", "--all-addresses", "127.1.0.0/24", "127.0.0.0/24")
 	if n := strings.Count(r.stdout, " is unreachable (timeout"); n != 256 || strings.Count(r.stdout, "\n") != 256 {
 		t.Errorf("--dead printed %d unreachable lines:\n%s", n, r.stdout)
 	}
@@ -85,7 +85,7 @@ func TestPingDeadSlash20(t *testing.T) {
 func TestPingMixed(t *testing.T) {
 	lab.Require(t)
 	t.Parallel()
-	r := fanout(t, "", "ping", "--timeout", "1s", "-o", "jsonl",
+	r := fanout(t, "", "ping", "--timeout", "1s", "--all-addresses", "-o", "jsonl",
 		"127.0.2.0/24", "127.1.2.0/25", "::1", "localhost", "127.0.3.1-10", "--exclude", "127.0.3.5")
 	rs := results(t, r.stdout)
 	var up, down int
@@ -160,7 +160,7 @@ func TestPingConcurrentProcesses(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			out, _ := exec.CommandContext(ctx, bin, "ping", "--count", "4", "--interval", "100ms",
-				"--timeout", "1s", "-o", "jsonl", "127.0.6.0/24", "127.1.6.0/28").Output()
+				"--timeout", "1s", "--all-addresses", "-o", "jsonl", "127.0.6.0/24", "127.1.6.0/28").Output()
 			outs[k] = string(out)
 		}()
 	}
@@ -242,7 +242,7 @@ func asNobody(t *testing.T, args ...string) *exec.Cmd {
 func TestPingUnprivileged(t *testing.T) {
 	lab.Require(t)
 	t.Parallel()
-	out, err := asNobody(t, "ping", "--timeout", "1s", "-o", "jsonl", "127.0.7.0/24", "127.1.7.0/28", "::1").Output()
+	out, err := asNobody(t, "ping", "--timeout", "1s", "--all-addresses", "-o", "jsonl", "127.0.7.0/24", "127.1.7.0/28", "::1").Output()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Fatalf("as nobody: %v (want exit 1): %s", err, out)
 	}

@@ -15,7 +15,7 @@ func init() { register(newResumeCmd) }
 
 // resumeKeeps are the sweep flags a resumed sweep takes from its record, not
 // from the command line: resume refuses them (and help does not list them).
-var resumeKeeps = []string{"timeout", "retries", "shuffle", "seed", "shard", "exclude", "max-targets", "allow-huge"}
+var resumeKeeps = []string{"timeout", "retries", "shuffle", "seed", "shard", "exclude", "max-targets", "allow-huge", "all-addresses", "inventory", "limit"}
 
 func newResumeCmd() *cobra.Command {
 	var f *sweepFlags
@@ -93,6 +93,7 @@ the bytes given must match it.`,
 			}
 			f.excludes = nil // spec.Excludes are kept as they are
 			f.maxTargets, f.allowHuge = spec.MaxTargets, spec.AllowHuge
+			f.hostsOnly, f.allAddrs = spec.SkipNetworkBroadcast, false
 			if f.maxTargets == 0 {
 				f.maxTargets = target.DefaultMaxTargets
 			}

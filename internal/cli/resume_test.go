@@ -109,7 +109,7 @@ func TestResumeAfterKill(t *testing.T) {
 	}
 	t.Logf("job: %v", kind)
 	sweep := append(kind, "--db", db, "--shuffle", "--seed", "99", "-c", "500",
-		"--rate", "10000", "-q", "-o", "jsonl", "127.0.0.0/16")
+		"--rate", "10000", "-q", "-o", "jsonl", "--all-addresses", "127.0.0.0/16")
 	resume := []string{"resume", db, "-q", "-o", "jsonl"}
 
 	// at is a fraction of what remains: kill after a random share of it.
@@ -239,7 +239,7 @@ func TestDiskFullThenResume(t *testing.T) {
 	db := filepath.Join(dir, "full.db")
 	const n = 1 << 14
 	port := strconv.Itoa(closedPort(t))
-	r := fanout(t, "", "tcp", "-p", port, "--db", db, "-q", "--output-file", os.DevNull, "127.0.0.0/18")
+	r := fanout(t, "", "tcp", "-p", port, "--db", db, "-q", "--output-file", os.DevNull, "--all-addresses", "127.0.0.0/18")
 	if r.code != 1 || !strings.Contains(r.stderr, "disk full") || !strings.Contains(r.stderr, "fanout resume "+db) {
 		t.Fatalf("disk full: exit %d, stderr:\n%s", r.code, r.stderr)
 	}

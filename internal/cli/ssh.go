@@ -121,7 +121,7 @@ be stricter than a worker's own policy.`,
 			})
 		},
 	}
-	f = addSweepFlags(cmd, sweepDefaults{Timeout: 0})
+	f = addSweepFlags(cmd, sweepDefaults{Timeout: 0, HostsOnly: true})
 	fl := cmd.Flags()
 	fl.StringVarP(&s.cfg.User, "user", "l", "", "remote user (default: ssh config, else the local user)")
 	fl.IntVarP(&s.cfg.Port, "port", "p", 0, "remote port (default: ssh config, else 22)")

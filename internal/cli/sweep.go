@@ -48,6 +48,12 @@ type sweepFlags struct {
 	excludes    []string
 	maxTargets  uint64
 	allowHuge   bool
+	allAddrs    bool // --all-addresses
+	inventory   string
+	limit       string
+	// hostsOnly is the command's rule (ping, tcp, ssh): the network and
+	// broadcast addresses of a CIDR of /30 and wider are no hosts.
+	hostsOnly bool
 
 	output     string
 	outputFile string
@@ -72,6 +78,9 @@ type sweepFlags struct {
 // sweepDefaults are the per-command defaults of the sweep flags.
 type sweepDefaults struct {
 	Timeout time.Duration // per attempt; 0 = none
+	// HostsOnly leaves out the network and broadcast addresses of IPv4
+	// CIDRs of /30 and wider, as fping -g does, unless --all-addresses.
+	HostsOnly bool
 	// Refuse names the sweep flags the command does not use, each with the
 	// reason it is refused: they are hidden from help (refuseFlag).
 	Refuse map[string]string
@@ -79,7 +88,7 @@ type sweepDefaults struct {
 
 // addSweepFlags binds the shared flags to cmd.
 func addSweepFlags(cmd *cobra.Command, d sweepDefaults) *sweepFlags {
-	f := &sweepFlags{}
+	f := &sweepFlags{hostsOnly: d.HostsOnly}
 	// Defined apart, then added to cmd in order, refused ones refused.
 	fl := pflag.NewFlagSet(cmd.Name(), pflag.ContinueOnError)
 	fl.SortFlags = false
@@ -91,8 +100,11 @@ func addSweepFlags(cmd *cobra.Command, d sweepDefaults) *sweepFlags {
 	fl.Uint64Var(&f.seed, "seed", 0, "seed of --shuffle (same seed, same order)")
 	fl.StringVar(&f.shard, "shard", "", "run only the i-th of n disjoint slices, as i/n (1/3 .. 3/3)")
 	fl.StringArrayVar(&f.excludes, "exclude", nil, "remove targets (same syntax as TARGETS; repeatable)")
+	fl.StringVar(&f.inventory, "inventory", "", "also target the hosts of this Ansible inventory (INI or YAML), with their ansible_host, ansible_port, ansible_user")
+	fl.StringVar(&f.limit, "limit", "", "only the --inventory hosts these patterns select, as ansible --limit: GROUP[,GROUP], host names, globs, &GROUP, !GROUP")
 	fl.Uint64Var(&f.maxTargets, "max-targets", target.DefaultMaxTargets, "refuse target sets larger than this")
 	fl.BoolVar(&f.allowHuge, "allow-huge", false, "accept IPv6 prefixes of /64 and larger")
+	fl.BoolVar(&f.allAddrs, "all-addresses", false, "keep the network and broadcast addresses of IPv4 CIDRs of /30 and wider (left out by default, as fping -g does)")
 	fl.StringVarP(&f.output, "output", "o", "text", "result format: text, jsonl or csv")
 	fl.StringVar(&f.outputFile, "output-file", "", "write results to FILE instead of stdout")
 	fl.BoolVar(&f.alive, "alive", false, "show only targets that are up")
@@ -145,9 +157,21 @@ func (f *sweepFlags) fill(spec *fanout.Spec) error {
 		}
 		spec.ShardI, spec.ShardN = i, n
 	}
+	if f.limit != "" && f.inventory == "" {
+		return usageErrorf("--limit %q: selects hosts of --inventory FILE, which is not given", f.limit)
+	}
+	if f.inventory != "" {
+		hosts, err := inventoryHosts(f.inventory, f.limit)
+		if err != nil {
+			return usageError(err)
+		}
+		spec.Targets = append(spec.Targets, hosts...)
+		f.inventory, f.limit = "", "" // read once: fill may run again (resume)
+	}
 	spec.Excludes = append(spec.Excludes, f.excludes...)
 	spec.MaxTargets = f.maxTargets
 	spec.AllowHuge = f.allowHuge
+	spec.SkipNetworkBroadcast = f.hostsOnly && !f.allAddrs
 	spec.Shuffle, spec.Seed = f.shuffle, f.seed
 	spec.Concurrency, spec.Rate, spec.Timeout, spec.Retries = f.concurrency, f.rate, f.timeout, f.retries
 	return nil
@@ -473,4 +497,41 @@ func (p *plan) startProgress(c *engine.Counters) (stop func()) {
 	var once sync.Once
 	stopLine := output.StartProgress(p.term, snap)
 	return func() { once.Do(stopLine) }
+}
+
+// inventoryHosts is the host lines of the hosts of an Ansible inventory
+// that limit selects (all when empty).
+func inventoryHosts(file, limit string) ([]string, error) {
+	r, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("--inventory: %w", err)
+	}
+	defer r.Close()
+	inv, err := target.ReadInventory(r, file)
+	if err != nil {
+		return nil, fmt.Errorf("--inventory: %w", err)
+	}
+	hosts, err := inv.Hosts(limit)
+	if err != nil {
+		return nil, fmt.Errorf("--inventory %s: %w", file, err)
+	}
+	if len(hosts) == 0 {
+		return nil, fmt.Errorf("--inventory %s --limit %q: no hosts selected (groups: %s)", file, limit, strings.Join(inv.Groups(), ", "))
+	}
+	return hosts, nil
+}
+
+// inventoryTargets reports whether the targets may come from an
+// inventory, whose hosts may carry ports: --inventory, or an @FILE (which
+// Parse reads as an inventory when it is one).
+func inventoryTargets(args []string, f *sweepFlags) bool {
+	if f.inventory != "" {
+		return true
+	}
+	for _, a := range args {
+		if strings.HasPrefix(a, "@") {
+			return true
+		}
+	}
+	return false
 }

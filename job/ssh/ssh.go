@@ -369,7 +369,7 @@ func (j *Job) reuse(ctx context.Context, hs *hostSettings, r *job.Result, s *ses
 func (j *Job) hostSettings(t target.Target, r *job.Result) *hostSettings {
 	hs := j.settings(t)
 	r.Port = hs.port
-	if t.Addr.IsValid() && hs.hostname == t.Name() {
+	if t.Addr.IsValid() && (hs.hostname == t.Name() || hs.hostname == t.Addr.String()) {
 		r.Addr = t.Addr.String()
 	}
 	return &hs

@@ -539,6 +539,11 @@ func (j *Job) settings(t target.Target) hostSettings {
 	if v := sc.get(alias, "HostName"); v != "" {
 		hs.hostname = strings.ReplaceAll(v, "%h", alias)
 	}
+	if t.Host != "" && t.Addr.IsValid() {
+		// A name with its address (an inventory's ansible_host): the
+		// address is where to connect, as Ansible hands it to ssh.
+		hs.hostname = t.Addr.String()
+	}
 	if p, err := strconv.Atoi(sc.get(alias, "Port")); err == nil && p > 0 {
 		hs.port = p
 	}

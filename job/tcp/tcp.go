@@ -53,7 +53,8 @@ var _ job.Job = (*Job)(nil)
 // for every host: the job expands its set to host x port).
 var Traits = job.Traits{
 	TaskSize: [2]uint64{128, 1024}, FDsPerTarget: 1,
-	Takes: target.Takes{Note: "its ports come from -p"},
+	// An inventory's ansible_port is a host's port when there is no -p.
+	Takes: target.Takes{VarPort: true, Note: "its ports come from -p"},
 	Expander: func(options json.RawMessage) (job.Expander, error) {
 		var c Config
 		if err := job.DecodeOptions(Kind, options, &c); err != nil {
@@ -73,11 +74,9 @@ func init() {
 	})
 }
 
-// New checks cfg: at least one port, each in 1-65535.
+// New checks cfg: each port in 1-65535. Without ports, every target must
+// carry its own (an inventory's ansible_port; see Check).
 func New(cfg Config) (*Job, error) {
-	if len(cfg.Ports) == 0 {
-		return nil, errors.New("tcp: no port given (want -p PORTS, e.g. 22,80,443,8000-8010)")
-	}
 	j := &Job{cfg: cfg}
 	for _, p := range cfg.Ports {
 		if p < 1 || p > 65535 {
@@ -90,6 +89,21 @@ func New(cfg Config) (*Job, error) {
 
 // Kind implements job.Job.
 func (j *Job) Kind() string { return Kind }
+
+// Check implements job.Checker: without ports of its own (-p), the job
+// connects to the port each target carries, and every target must carry
+// one.
+func (j *Job) Check(set target.Set) error {
+	if len(j.ports) > 0 {
+		return nil
+	}
+	for i := uint64(0); i < set.Len(); i++ {
+		if t := set.At(i); t.Port == 0 {
+			return fmt.Errorf("tcp: no port for %s: give -p PORTS (as in -p 22,80,443), or targets from an inventory with ansible_port", t.Name())
+		}
+	}
+	return nil
+}
 
 // Config returns the options the job was built from.
 func (j *Job) Config() Config { return j.cfg }
@@ -104,6 +118,12 @@ func (j *Job) Expand(set target.Set) target.Set { return Expand(set, j.ports) }
 // on t.Port.
 func (j *Job) Run(ctx context.Context, t target.Target) job.Result {
 	start := time.Now()
+	if t.Port == 0 && len(j.ports) == 0 {
+		r := job.For(t, Kind)
+		r.Start, r.End = start, time.Now()
+		r.Status, r.Class, r.Error = job.Error, job.ClassLocal, "no port: give -p PORTS, or a target that carries one"
+		return r
+	}
 	if t.Port == 0 {
 		t.Port = j.ports[0]
 	}

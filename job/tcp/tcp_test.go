@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -366,7 +367,7 @@ func TestNewAndRegistry(t *testing.T) {
 		opts, wantErr string
 	}{
 		{`{"ports":[22,80]}`, ""},
-		{`{"ports":[]}`, "tcp: no port given"},
+		{`{"ports":[]}`, ""}, // the targets carry their ports (Check)
 		{`{"ports":[70000]}`, "tcp: port 70000 out of range 1-65535"},
 		{`{"ports":[22],"x":1}`, "unknown field"},
 	} {
@@ -407,4 +408,39 @@ func runSS(port uint16) (string, error) {
 	f := fmt.Sprintf("( sport = :%d or dport = :%d )", port, port)
 	out, err := exec.Command("ss", "-Htan", "state", "time-wait", f).Output()
 	return string(out), err
+}
+
+// TestCheckWithoutPorts: without -p, tcp connects to the port each target
+// carries (an inventory's ansible_port); Check refuses a set with a target
+// that carries none, and Run answers such a target with an error, never a
+// panic.
+func TestCheckWithoutPorts(t *testing.T) {
+	t.Parallel()
+	p := listen(t)
+	j, err := tcp.New(tcp.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	with, err := target.Parse([]string{"web1 ansible_host=127.0.0.1 ansible_port=" + strconv.Itoa(int(p))}, target.ParseOptions{Takes: tcp.Traits.Takes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Check(j.Expand(with)); err != nil {
+		t.Errorf("Check(a target with a port): %v", err)
+	}
+	if r := j.Run(context.Background(), with.At(0)); r.Status != job.Up || r.Host != "web1" || r.Port != int(p) || r.Addr != "127.0.0.1" {
+		t.Errorf("Run(web1 at 127.0.0.1:%d) = %+v", p, r)
+	}
+	without, _ := target.Parse([]string{"web1 ansible_host=127.0.0.1 ansible_port=22", "127.0.0.2"}, target.ParseOptions{Takes: tcp.Traits.Takes})
+	if err := j.Check(without); err == nil || !strings.Contains(err.Error(), "tcp: no port for 127.0.0.2: give -p PORTS") {
+		t.Errorf("Check(a target without a port) = %v", err)
+	}
+	if r := j.Run(context.Background(), target.Target{Addr: lo}); r.Status != job.Error || r.Class != job.ClassLocal {
+		t.Errorf("Run(no port) = %s/%s %q", r.Status, r.Class, r.Error)
+	}
+	// With ports, a host line's ansible_port gives way to -p.
+	j2, _ := tcp.New(tcp.Config{Ports: []int{int(p)}})
+	if got := j2.Expand(with).At(0).Port; got != p {
+		t.Errorf("with -p %d: port %d", p, got)
+	}
 }
