@@ -280,7 +280,7 @@ func TestHostKeyOffWarns(t *testing.T) {
 	if !strings.Contains(warn.String(), "WARNING") || !strings.Contains(warn.String(), "host key checking is off") {
 		t.Errorf("--host-key off warned %q", warn.String())
 	}
-	if err := j.hostKeys.check("127.0.0.1:22", nil, h.pub); err != nil {
+	if err := j.hostKeys.Check("127.0.0.1:22", nil, h.pub); err != nil {
 		t.Errorf("off: check = %v, want nil", err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/fanout/fanout/internal/backoff"
 	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/job/ssh/internal/hostkeys"
 )
 
 // clientVersion is what fanout says it is in the SSH banner.
@@ -58,8 +59,8 @@ func (j *Job) connect(ctx context.Context, hs *hostSettings) (*link, error) {
 	cc := &ssh.ClientConfig{
 		User:              hs.user,
 		Auth:              j.keys.authFor(hs),
-		HostKeyCallback:   j.hostKeys.callback(hs.hashKnown),
-		HostKeyAlgorithms: j.hostKeys.algorithms(hs.addr()),
+		HostKeyCallback:   j.hostKeys.Callback(hs.hashKnown),
+		HostKeyAlgorithms: j.hostKeys.Algorithms(hs.addr()),
 		ClientVersion:     clientVersion,
 	}
 	cc.KeyExchanges = j.kex
@@ -208,8 +209,8 @@ func (j *Job) bastion(ctx context.Context, spec string) (*bastion, error) {
 		}
 		hs.proxyJump = "" // one bastion, not a chain
 		cc := &ssh.ClientConfig{
-			User: hs.user, Auth: j.keys.authFor(&hs), HostKeyCallback: j.hostKeys.callback(hs.hashKnown),
-			HostKeyAlgorithms: j.hostKeys.algorithms(hs.addr()), ClientVersion: clientVersion,
+			User: hs.user, Auth: j.keys.authFor(&hs), HostKeyCallback: j.hostKeys.Callback(hs.hashKnown),
+			HostKeyAlgorithms: j.hostKeys.Algorithms(hs.addr()), ClientVersion: clientVersion,
 		}
 		cc.KeyExchanges = j.kex
 		cc.Ciphers = ciphers
@@ -352,7 +353,7 @@ func fail(r *job.Result, err error) {
 
 // classify maps an error to the Result's class.
 func classify(err error) job.Class {
-	var hk *hostKeyError
+	var hk *hostkeys.Error
 	var te *timeoutError
 	var dns *net.DNSError
 	var be *bannerError

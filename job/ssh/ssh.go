@@ -39,6 +39,8 @@ import (
 
 	"github.com/fanout/fanout/internal/backoff"
 	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/job/ssh/internal/hostkeys"
+	"github.com/fanout/fanout/job/ssh/internal/sshconfig"
 	"github.com/fanout/fanout/target"
 )
 
@@ -84,9 +86,9 @@ func DefaultEnv() Env {
 type Job struct {
 	cfg      Config
 	env      Env
-	conf     *sshConfig
+	conf     *sshconfig.Config
 	keys     *keyring
-	hostKeys *hostKeys
+	hostKeys *hostkeys.DB
 	sem      chan struct{} // handshakes in flight
 	poll     poller        // answers running sessions' requests
 	kex      []string
@@ -131,15 +133,15 @@ func New(c Config, env Env) (*Job, error) {
 	// config file's "Host *" value.
 	if len(c.Kex) > 0 {
 		j.kex = c.Kex
-	} else if v := j.conf.global("KexAlgorithms"); v != "" {
+	} else if v := j.conf.Global("KexAlgorithms"); v != "" {
 		if j.kex, err = kexList(v); err != nil {
 			return nil, err
 		}
 	}
 	policy := c.HostKey
-	if v := j.conf.global("StrictHostKeyChecking"); v != "" && policy == "" {
+	if v := j.conf.Global("StrictHostKeyChecking"); v != "" && policy == "" {
 		if policy, err = policyFromOpenSSH(v); err != nil {
-			return nil, fmt.Errorf("%v (%s)", err, j.conf.path)
+			return nil, fmt.Errorf("%v (%s)", err, j.conf.Path())
 		}
 	}
 	if policy == "" {
@@ -148,7 +150,7 @@ func New(c Config, env Env) (*Job, error) {
 	// --known-hosts replaces UserKnownHostsFile only: the global files are
 	// read too, as with ssh -o UserKnownHostsFile.
 	files := slices.Clone(c.KnownHosts)
-	if v := j.conf.global("UserKnownHostsFile"); v != "" && len(files) == 0 {
+	if v := j.conf.Global("UserKnownHostsFile"); v != "" && len(files) == 0 {
 		files = knownHostsList(v, env)
 	} else if len(files) == 0 {
 		files = []string{env.Home + "/.ssh/known_hosts"}
@@ -157,14 +159,14 @@ func New(c Config, env Env) (*Job, error) {
 		files[i] = expandTilde(files[i], env.Home)
 	}
 	global := defaultGlobalKnownHosts
-	if v := j.conf.global("GlobalKnownHostsFile"); v != "" {
+	if v := j.conf.Global("GlobalKnownHostsFile"); v != "" {
 		global = knownHostsList(v, env)
 	}
-	if j.hostKeys, err = newHostKeys(policy, files, global, env.Warn); err != nil {
+	if j.hostKeys, err = hostkeys.New(policy, files, global, env.Warn); err != nil {
 		return nil, err
 	}
 	if j.keys, err = loadKeyring(&j.cfg, j.conf, env); err != nil {
-		j.hostKeys.close()
+		j.hostKeys.Close()
 		return nil, err
 	}
 	return j, nil
@@ -207,7 +209,7 @@ func (j *Job) Close() error {
 	}
 	j.bastionMu.Unlock()
 	j.keys.close()
-	j.hostKeys.close()
+	j.hostKeys.Close()
 	return nil
 }
 

@@ -81,10 +81,10 @@ func (l Local) policy(env Env) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if v := sc.global("StrictHostKeyChecking"); v != "" {
+	if v := sc.Global("StrictHostKeyChecking"); v != "" {
 		p, err := policyFromOpenSSH(v)
 		if err != nil {
-			return "", fmt.Errorf("%v (%s)", err, sc.path)
+			return "", fmt.Errorf("%v (%s)", err, sc.Path())
 		}
 		return p, nil
 	}
