@@ -123,8 +123,8 @@ func loadKeyring(c *Config, sc *sshconfig.Config, env Env) (*keyring, error) {
 			continue // per-host tokens: loaded never; OpenSSH-only feature
 		}
 		where := ""
-		if cv.Line > 0 {
-			where = fmt.Sprintf(" (%s line %d)", cv.Path, cv.Line)
+		if cv.Where != "" {
+			where = " (" + cv.Where + ")"
 		}
 		// A missing file named by the config is skipped, as OpenSSH does.
 		if err := load(expandPath(p, env), false, where); err != nil {

@@ -52,6 +52,10 @@ type Config struct {
 	Options map[string]string `json:"options,omitempty"`
 
 	HostKey string `json:"host_key,omitempty"` // strict (default), accept-new, off
+	// HostKeyAtLeast is the widest policy any host gets, whatever its
+	// config says: a cluster worker sets it to the policy a sweep asks,
+	// which narrows the worker's own per host (see Confine).
+	HostKeyAtLeast string `json:"host_key_at_least,omitempty"`
 	// KnownHosts replaces UserKnownHostsFile (default ~/.ssh/known_hosts);
 	// the GlobalKnownHostsFile ones are read too.
 	KnownHosts []string `json:"known_hosts,omitempty"`
@@ -83,10 +87,12 @@ func (c *Config) validate() error {
 	if strings.TrimSpace(c.Command) == "" {
 		return fmt.Errorf("ssh: no command given (fanout ssh TARGETS... -- COMMAND)")
 	}
-	switch c.HostKey {
-	case "", HostKeyStrict, HostKeyAcceptNew, HostKeyOff:
-	default:
-		return fmt.Errorf("ssh: host key policy %q: want strict, accept-new or off", c.HostKey)
+	for _, p := range []string{c.HostKey, c.HostKeyAtLeast} {
+		switch p {
+		case "", HostKeyStrict, HostKeyAcceptNew, HostKeyOff:
+		default:
+			return fmt.Errorf("ssh: host key policy %q: want strict, accept-new or off", p)
+		}
 	}
 	if c.Port < 0 || c.Port > 65535 {
 		return fmt.Errorf("ssh: port %d out of range 1-65535", c.Port)

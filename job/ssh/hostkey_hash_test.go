@@ -111,7 +111,7 @@ func TestHashKnownHostsAcceptNew(t *testing.T) {
 			for _, j := range []*Job{strict, again} {
 				for _, r := range run(t, j, targets, 3) {
 					if r.Status != job.Up {
-						t.Errorf("later sweep (%s): %s: %s/%s %q", j.hostKeys.Policy(), r.Host, r.Status, r.Class, r.Error)
+						t.Errorf("later sweep (%s): %s: %s/%s %q", j.cfg.HostKey, r.Host, r.Status, r.Class, r.Error)
 					}
 				}
 			}

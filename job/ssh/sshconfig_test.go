@@ -59,12 +59,12 @@ Host *
 `, fleet.Port))
 
 	j := newJob(t, Config{Command: "hostname", SystemSSHConfig: sys}, h.env())
-	hs := j.settings(target.Target{Host: "web01"})
+	hs := settingsOf(t, j, target.Target{Host: "web01"})
 	if hs.user != "alice" || hs.connect != 600*time.Second || hs.hostname != "127.2.9.7" || hs.port != fleet.Port ||
 		!hs.onlyIDs || len(hs.identities) != 1 || hs.identities[0] != filepath.Join(h.dir, "sys_key") {
 		t.Errorf("web01: %+v; want user and timeout from ~/.ssh/config, the rest from %s", hs, sys)
 	}
-	if hs = j.settings(target.Target{Host: "db1"}); hs.user != "tester" || hs.connect != 7*time.Second || hs.port != fleet.Port {
+	if hs = settingsOf(t, j, target.Target{Host: "db1"}); hs.user != "tester" || hs.connect != 7*time.Second || hs.port != fleet.Port {
 		t.Errorf("db1: %+v; want the local user, timeout and port of %s", hs, sys)
 	}
 	// The fleet accepts only sys_key, named by the system file alone.
@@ -73,18 +73,18 @@ Host *
 	}
 
 	j = newJob(t, Config{Command: "true", SystemSSHConfig: sys, Options: map[string]string{"User": "ops"}}, h.env())
-	if hs = j.settings(target.Target{Host: "web01"}); hs.user != "ops" {
+	if hs = settingsOf(t, j, target.Target{Host: "web01"}); hs.user != "ops" {
 		t.Errorf("-o User: %q, want ops", hs.user)
 	}
 	// -F FILE: that file only.
 	other := writeFile(t, h.dir, "other_config", "Host *\n  User carol\n")
 	j = newJob(t, Config{Command: "true", SSHConfig: other, SystemSSHConfig: sys}, h.env())
-	if hs = j.settings(target.Target{Host: "web01"}); hs.user != "carol" || hs.port != 22 || hs.hostname != "web01" {
+	if hs = settingsOf(t, j, target.Target{Host: "web01"}); hs.user != "carol" || hs.port != 22 || hs.hostname != "web01" {
 		t.Errorf("-F %s: %+v, want nothing of %s", other, hs, sys)
 	}
 	// -F none: neither file.
 	j = newJob(t, Config{Command: "true", SSHConfig: "none", SystemSSHConfig: sys}, h.env())
-	if hs = j.settings(target.Target{Host: "web01"}); hs.user != "tester" || hs.port != 22 || hs.hostname != "web01" {
+	if hs = settingsOf(t, j, target.Target{Host: "web01"}); hs.user != "tester" || hs.port != 22 || hs.hostname != "web01" {
 		t.Errorf("-F none: %+v, want no file read", hs)
 	}
 }
@@ -173,7 +173,7 @@ Match final all
 	ForwardX11Trusted yes
 	SendEnv LANG LC_CTYPE LC_NUMERIC
 `, etc))
-	site := writeFile(t, etc, "ssh_config.d/10-site.conf", fmt.Sprintf(`Match exec "test -f /nonexistent"
+	site := writeFile(t, etc, "ssh_config.d/10-site.conf", fmt.Sprintf(`Match host 10.* exec "test -f /nonexistent"
   User nobody
 Match host 127.2.*,!127.2.0.9 localuser tester
   Port %d
@@ -183,14 +183,15 @@ Match host 127.2.*,!127.2.0.9 localuser tester
 	env := h.env()
 	env.Warn = &warn
 	j := newJob(t, Config{Command: "echo hi", SystemSSHConfig: sys}, env)
-	if want := []string{"curve25519-sha256", "ecdh-sha2-nistp256"}; strings.Join(j.kex, ",") != strings.Join(want, ",") {
-		t.Errorf("kex %v, want the crypto policy's without what x/crypto lacks: %v", j.kex, want)
+	if want, kex := []string{"curve25519-sha256", "ecdh-sha2-nistp256"}, settingsOf(t, j, at(1, fleet.Port)).kex; strings.Join(kex, ",") != strings.Join(want, ",") {
+		t.Errorf("kex %v, want the crypto policy's without what x/crypto lacks: %v", kex, want)
 	}
-	if !strings.Contains(warn.String(), site+" line 1: Match exec") {
-		t.Errorf("warnings %q, want one naming %s line 1", warn.String(), site)
+	// Match exec is not run: an error for the hosts that reach it only.
+	if _, err := j.settings(target.Target{Host: "10.1.2.3"}); err == nil || !strings.Contains(err.Error(), site+" line 1: Match exec") {
+		t.Errorf("a host reaching Match exec: %v, want an error naming %s line 1", err, site)
 	}
 	for i, wantPort := range map[int]int{1: fleet.Port, 9: 22} {
-		if hs := j.settings(target.Target{Host: host(i).String()}); hs.port != wantPort || hs.user != "tester" {
+		if hs := settingsOf(t, j, target.Target{Host: host(i).String()}); hs.port != wantPort || hs.user != "tester" {
 			t.Errorf("%s: port %d user %q, want %d and the local user", host(i), hs.port, hs.user, wantPort)
 		}
 	}
@@ -226,7 +227,7 @@ func TestSystemSSHConfigErrors(t *testing.T) {
 			[]string{"ETC/ssh_config", "line 2", "curve25519-sha265"}},
 		{"include loop", map[string]string{"ssh_config": "Include ssh_config\n"}, "",
 			[]string{"ETC/ssh_config", "line 1", "nested"}},
-		{"Match exec in the user's file", nil, "User x\n\nMatch exec true\n",
+		{"Match exec in the user's file", map[string]string{"ssh_config": ""}, "User x\n\nMatch exec true\n",
 			[]string{".ssh/config", "line 3", "Match exec", "not supported"}},
 		{"Match without criteria", map[string]string{"ssh_config": "Match\n"}, "",
 			[]string{"ETC/ssh_config", "line 1", "Match"}},
@@ -281,9 +282,19 @@ func TestSSHConfigInclude(t *testing.T) {
 		{"other", "siteuser", 2202},
 	}
 	for _, tt := range tests {
-		hs := j.settings(target.Target{Host: tt.alias})
+		hs := settingsOf(t, j, target.Target{Host: tt.alias})
 		if hs.user != tt.user || hs.port != tt.port || hs.connect != 4*time.Second {
 			t.Errorf("%s: user %q port %d timeout %v, want %q %d 4s", tt.alias, hs.user, hs.port, hs.connect, tt.user, tt.port)
 		}
 	}
+}
+
+// settingsOf resolves t's settings, failing the test on an error.
+func settingsOf(t *testing.T, j *Job, tg target.Target) hostSettings {
+	t.Helper()
+	hs, err := j.settings(tg)
+	if err != nil {
+		t.Fatalf("settings of %s: %v", tg.Name(), err)
+	}
+	return hs
 }
