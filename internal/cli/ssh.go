@@ -12,6 +12,7 @@ import (
 	"github.com/fanout/fanout"
 	jobssh "github.com/fanout/fanout/job/ssh"
 	"github.com/fanout/fanout/output"
+	"github.com/fanout/fanout/target"
 )
 
 func init() { register(newSSHCmd) }
@@ -24,6 +25,7 @@ type sshFlags struct {
 	gather     bool
 	outdir     string
 	noDefaults bool
+	printG     bool
 }
 
 func newSSHCmd() *cobra.Command {
@@ -72,6 +74,9 @@ be stricter than a worker's own policy.`,
   fanout ssh --outdir out/ --timeout 30s @hosts.txt -- journalctl -n 50
   fanout ssh -J admin@bastion -o StrictHostKeyChecking=accept-new db[1-3] -- hostname`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if s.printG {
+				return s.printConfig(cmd, args)
+			}
 			dash := cmd.ArgsLenAtDash()
 			if dash < 0 || dash == len(args) {
 				return usageErrorf("no command given: want ssh TARGETS... -- COMMAND")
@@ -122,6 +127,7 @@ be stricter than a worker's own policy.`,
 	fl.BoolVarP(&s.gather, "gather", "b", false, "print each distinct output once, under its hosts in node-set form")
 	fl.StringVar(&s.outdir, "outdir", "", "write DIR/HOST.stdout and DIR/HOST.stderr per host")
 	fl.BoolVar(&s.cfg.NoAgent, "no-agent", false, "do not use the ssh-agent")
+	fl.BoolVarP(&s.printG, "print-config", "G", false, "print the ssh config fanout resolves for each target, in ssh -G's form, and exit (nothing is run)")
 	// -o is both fanout's result format and OpenSSH's option flag: a value
 	// with "=" (or a space) is an ssh option.
 	out := fl.Lookup("output")
@@ -129,6 +135,37 @@ be stricter than a worker's own policy.`,
 	out.Usage = "result format text, jsonl or csv; or an ssh option Key=Value"
 	exclusive(cmd, "gather", "outdir")
 	return cmd
+}
+
+// printConfig is -G: each target's resolved ssh config, as ssh -G prints
+// it, in the order given.
+func (s *sshFlags) printConfig(cmd *cobra.Command, args []string) error {
+	if dash := cmd.ArgsLenAtDash(); dash >= 0 {
+		args = args[:dash]
+	}
+	if len(args) == 0 {
+		return usageErrorf("-G: no target given: want ssh -G TARGETS...")
+	}
+	s.cfg.Command = "true"
+	if err := s.finish(cmd, nil); err != nil {
+		return err
+	}
+	env := jobssh.DefaultEnv()
+	env.Warn = cmd.ErrOrStderr()
+	var targets []target.Target
+	for _, a := range args {
+		set, err := target.Parse([]string{a}, target.ParseOptions{Takes: target.Takes{Port: true, User: true}, Job: jobssh.Kind, Stdin: cmd.InOrStdin()})
+		if err != nil {
+			return usageError(err)
+		}
+		for i := uint64(0); i < set.Len() && i < 1<<20; i++ {
+			targets = append(targets, set.At(i))
+		}
+	}
+	if err := jobssh.PrintConfig(cmd.OutOrStdout(), s.cfg, env, targets); err != nil {
+		return usageError(err)
+	}
+	return nil
 }
 
 // finish checks and completes the ssh flags.

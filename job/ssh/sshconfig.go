@@ -73,7 +73,10 @@ func jumpSpec(hops []sshconfig.Jump) string {
 // settings resolves t's settings: the target's port and user, then -p and
 // -l, then -o, then the config files, then the defaults, as `ssh -l user
 // -p port user@host:port` would.
-func (j *Job) settings(t target.Target) (hostSettings, error) {
+func (j *Job) settings(t target.Target) (hostSettings, error) { return j.resolve(j.query(t)) }
+
+// query is what t is resolved for.
+func (j *Job) query(t target.Target) sshconfig.Query {
 	q := sshconfig.Query{Host: t.Name(), Port: j.cfg.Port, User: j.cfg.User}
 	if t.Port != 0 {
 		q.Port = int(t.Port)
@@ -81,7 +84,7 @@ func (j *Job) settings(t target.Target) (hostSettings, error) {
 	if t.User != "" {
 		q.User = t.User
 	}
-	return j.resolve(q)
+	return q
 }
 
 // resolve is settings for a query (a target, or a ProxyJump hop).
