@@ -74,7 +74,9 @@ const Accepted = "want an address (10.0.0.1, ::1, [::1], fe80::1%eth0), a CIDR (
 //	                               so 10.0.0.[1-5] is five addresses
 //	host.example.com               a hostname, resolved later by the job
 //	@FILE                          the specs in FILE, one a line; '#' starts a
-//	                               comment, blank lines are skipped; UTF-8
+//	                               comment, blank lines are skipped; a line
+//	                               "host[:port] user" (pssh's hosts file) is
+//	                               user@host[:port]; UTF-8
 //	                               (a byte order mark is skipped) or UTF-16
 //	                               (decoded), LF or CRLF line ends
 //	-                              the same, read from opts.Stdin (once)
@@ -273,6 +275,7 @@ func eachListed(spec string, in *sources, fn func(spec string) error) error {
 		defer c.Close()
 	}
 	return eachLine(r, name, func(line int, spec string) error {
+		spec = psshLine(spec)
 		if spec == "-" || strings.HasPrefix(spec, "@") {
 			return fmt.Errorf("%s:%d: parse %q: %s inside a file is not supported (one level only)", name, line, spec, spec[:1])
 		}
@@ -281,6 +284,19 @@ func eachListed(spec string, in *sources, fn func(spec string) error) error {
 		}
 		return nil
 	})
+}
+
+// psshLine reads a host file line in pssh's format, "host[:port] user", as
+// user@host[:port]; any other line is returned as it is.
+func psshLine(line string) string {
+	if strings.IndexAny(line, " \t") < 0 {
+		return line
+	}
+	f := strings.Fields(line)
+	if len(f) != 2 || strings.Contains(f[0], "@") || f[1] == "" || f[1][0] == '@' || f[1][0] == '-' {
+		return line
+	}
+	return f[1] + "@" + f[0]
 }
 
 // pathErr drops the path an *fs.PathError repeats.
