@@ -41,9 +41,13 @@ admin@[fe80::1%eth0]:2222), which win over -l and -p.
 Authentication is OpenSSH's: the ssh-agent (SSH_AUTH_SOCK), identity files
 (-i, IdentityFile in ~/.ssh/config, else ~/.ssh/id_ed25519, id_ecdsa, id_rsa;
 an encrypted key's passphrase is asked once, on the terminal), and
-~/.ssh/config then /etc/ssh/ssh_config (Host patterns, Match, Include,
-HostName, User, Port, IdentityFile, ProxyJump, ConnectTimeout; -F replaces
-both). Host keys are checked against ~/.ssh/known_hosts (UserKnownHostsFile,
+~/.ssh/config then /etc/ssh/ssh_config (-F replaces both), resolved for
+each host as OpenSSH does: Host and Match blocks, Include, tokens, first
+value wins, every option per host (HostName, User, Port, IdentityFile,
+ProxyJump chains, ConnectTimeout, StrictHostKeyChecking, known_hosts files,
+KexAlgorithms, ...); -G prints what fanout resolved for each target in ssh
+-G's form. What fanout cannot honour (Match exec, ProxyCommand) fails the
+hosts that use it, naming the file and line. Host keys are checked against ~/.ssh/known_hosts (UserKnownHostsFile,
 or --known-hosts instead) and the global /etc/ssh/ssh_known_hosts
 (GlobalKnownHostsFile; "none" for none), host certificates included
 (@cert-authority), and an unknown or changed key fails that host
@@ -72,7 +76,8 @@ be stricter than a worker's own policy.`,
   fanout ssh --gather -l root 10.1.0.0/24 -- cat /etc/debian_version
   fanout ssh -c 5000 --max-handshakes 256 -o jsonl @hosts.txt -- 'df -h /'
   fanout ssh --outdir out/ --timeout 30s @hosts.txt -- journalctl -n 50
-  fanout ssh -J admin@bastion -o StrictHostKeyChecking=accept-new db[1-3] -- hostname`,
+  fanout ssh -J admin@bastion -o StrictHostKeyChecking=accept-new db[1-3] -- hostname
+  fanout ssh -G alice@web1 db[1-2]:2222`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if s.printG {
 				return s.printConfig(cmd, args)
