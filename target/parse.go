@@ -275,7 +275,6 @@ func eachListed(spec string, in *sources, fn func(spec string) error) error {
 		defer c.Close()
 	}
 	return eachLine(r, name, func(line int, spec string) error {
-		spec = psshLine(spec)
 		if spec == "-" || strings.HasPrefix(spec, "@") {
 			return fmt.Errorf("%s:%d: parse %q: %s inside a file is not supported (one level only)", name, line, spec, spec[:1])
 		}
@@ -287,7 +286,8 @@ func eachListed(spec string, in *sources, fn func(spec string) error) error {
 }
 
 // psshLine reads a host file line in pssh's format, "host[:port] user", as
-// user@host[:port]; any other line is returned as it is.
+// user@host[:port] (for a job that takes users); any other spec is
+// returned as it is.
 func psshLine(line string) string {
 	if strings.IndexAny(line, " \t") < 0 {
 		return line
@@ -397,6 +397,9 @@ func (b *builder) add(spec string) error {
 	}
 	if spec[0] == '@' {
 		return parseErr(spec, errors.New("@FILE goes alone, not in a comma-separated list"))
+	}
+	if b.takes.User {
+		spec = psshLine(spec)
 	}
 	q, err := b.qualifiers(spec)
 	if err != nil {
