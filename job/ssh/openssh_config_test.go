@@ -3,11 +3,14 @@ package ssh
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -110,5 +113,86 @@ Host *
 				t.Errorf("warnings %q, want none", warn.String())
 			}
 		})
+	}
+}
+
+// ProxyJump as users write it: a chain a,b is reached hop by hop (b
+// through a, the target through b), in the URI form too; "none" in a
+// host's own block beats a later Host * jump; a config whose jump host
+// jumps through itself is an error, not a hang; ProxyCommand is refused
+// for the host that uses it, never a direct connection.
+func TestOpenSSHConfigProxyJumpChain(t *testing.T) {
+	t.Parallel()
+	home := newHome(t, "")
+	a := startSSHD(t, []ssh.PublicKey{home.pub})
+	b := startSSHD(t, []ssh.PublicKey{home.pub})
+	inner := startSSHD(t, []ssh.PublicKey{home.pub}, "ListenAddress 127.0.0.2")
+	kh := filepath.Join(home.dir, ".ssh", "known_hosts")
+	os.WriteFile(kh, []byte(a.knownHosts()+b.knownHosts()+
+		fmt.Sprintf("[127.0.0.2]:%d %s", inner.port, ssh.MarshalAuthorizedKey(inner.hostKey))), 0o600)
+	conf := fmt.Sprintf(`Host chain
+  HostName 127.0.0.2
+  Port %d
+  ProxyJump hopa,ssh://root@hopb:%d
+Host direct
+  HostName 127.0.0.1
+  Port %d
+  ProxyJump none
+Host loop
+  HostName 127.0.0.1
+  Port %d
+  ProxyJump loop
+Host viacmd
+  HostName 127.0.0.1
+  Port %d
+  ProxyCommand nc %%h %%p
+Host hopa
+  HostName 127.0.0.1
+  Port %d
+Host hopb
+  HostName 127.0.0.1
+Host *
+  User root
+Host * !hop*
+  ProxyJump hopa
+`, inner.port, b.port, a.port, a.port, a.port, a.port)
+	os.WriteFile(filepath.Join(home.dir, ".ssh", "config"), []byte(conf), 0o600)
+	// fanout itself may dial a only: b is reached through a, the target
+	// through b, or not at all.
+	env := rootEnv(home)
+	var direct []string
+	var mu sync.Mutex
+	env.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		mu.Lock()
+		direct = append(direct, addr)
+		mu.Unlock()
+		if addr != fmt.Sprintf("127.0.0.1:%d", a.port) {
+			return nil, fmt.Errorf("test: direct dial of %s refused", addr)
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	j := newJob(t, Config{Command: "echo $SSH_CONNECTION"}, env)
+	r := j.Run(context.Background(), target.Target{Host: "chain"})
+	if r.Status != job.Up || !strings.HasSuffix(strings.TrimSpace(string(r.Stdout)), fmt.Sprintf("127.0.0.2 %d", inner.port)) {
+		mu.Lock()
+		t.Errorf("chain: %s/%s %q stdout %q (direct dials %q)", r.Status, r.Class, r.Error, r.Stdout, direct)
+		mu.Unlock()
+	}
+	if r := j.Run(context.Background(), target.Target{Host: "direct"}); r.Status != job.Up {
+		t.Errorf("ProxyJump none: %s/%s %q", r.Status, r.Class, r.Error)
+	}
+	mu.Lock()
+	if n := len(direct); n != 2 {
+		t.Errorf("direct dials %q, want a's twice (the first hop, then the host with ProxyJump none)", direct)
+	}
+	mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if r := j.Run(ctx, target.Target{Host: "loop"}); r.Status == job.Up || !strings.Contains(r.Error, "loop") {
+		t.Errorf("a jump host through itself: %s/%s %q, want a loop error", r.Status, r.Class, r.Error)
+	}
+	if r := j.Run(ctx, target.Target{Host: "viacmd"}); r.Status == job.Up || !strings.Contains(r.Error, "ProxyCommand") || !strings.Contains(r.Error, "line 16") {
+		t.Errorf("ProxyCommand: %s/%s %q, want a refusal naming the line", r.Status, r.Class, r.Error)
 	}
 }
