@@ -127,7 +127,7 @@ var (
 var knownOptions = []string{
 	"user", "port", "hostname", "identityfile", "identitiesonly", "proxyjump",
 	"connecttimeout", "stricthostkeychecking", "userknownhostsfile", "globalknownhostsfile",
-	"hashknownhosts", "kexalgorithms", "batchmode", "loglevel",
+	"hashknownhosts", "kexalgorithms", "batchmode", "loglevel", "hostkeyalias",
 }
 
 func checkOption(k, v string) error {
@@ -139,7 +139,7 @@ func checkOption(k, v string) error {
 		}
 	}
 	if !known {
-		return fmt.Errorf("ssh: option %q not supported (supported: User, Port, HostName, IdentityFile, IdentitiesOnly, ProxyJump, ConnectTimeout, StrictHostKeyChecking, UserKnownHostsFile, GlobalKnownHostsFile, HashKnownHosts, KexAlgorithms, BatchMode, LogLevel)", k)
+		return fmt.Errorf("ssh: option %q not supported (supported: User, Port, HostName, IdentityFile, IdentitiesOnly, ProxyJump, ConnectTimeout, StrictHostKeyChecking, UserKnownHostsFile, GlobalKnownHostsFile, HashKnownHosts, KexAlgorithms, BatchMode, LogLevel, HostKeyAlias)", k)
 	}
 	switch lk {
 	case "port":

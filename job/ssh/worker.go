@@ -33,8 +33,9 @@ type Local struct {
 }
 
 // localOptions are the ssh_config keys (lower case) a sweep may not set on a
-// worker: they name the worker's files or route its connections.
-var localOptions = []string{"identityfile", "proxyjump", "userknownhostsfile", "globalknownhostsfile", "hashknownhosts"}
+// worker: they name the worker's files, route its connections, or say under
+// which name a host's key is looked up (HostKeyAlias).
+var localOptions = []string{"identityfile", "proxyjump", "userknownhostsfile", "globalknownhostsfile", "hashknownhosts", "hostkeyalias"}
 
 // LocalSettings lists the settings of c that name files or routes of the
 // machine that runs it (identity files, ssh_config, known_hosts, bastion),
