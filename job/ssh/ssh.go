@@ -85,6 +85,7 @@ type Job struct {
 	hkMu    sync.Mutex
 	dbs     map[string]*hostkeys.DB // by policy and files (hostKeysFor)
 	warned  map[string]bool         // policy sources warned about
+	idTried map[string]bool         // per-host identity files tried (under keys.mu)
 	sem     chan struct{}           // handshakes in flight
 	poll    poller                  // answers running sessions' requests
 	kex     []string

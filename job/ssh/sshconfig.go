@@ -123,7 +123,45 @@ func (j *Job) resolve(q sshconfig.Query) (hostSettings, error) {
 	if hs.hostKeys, err = j.hostKeysFor(r); err != nil {
 		return hs, &knownHostsError{err}
 	}
+	j.hostIdentities(hs.identities, q.Host)
 	return hs, nil
+}
+
+// hostIdentities loads the identity files of a host that the sweep did not
+// load up front, their names having per-host tokens (%h, %r, %p, ...):
+// unencrypted ones (a passphrase is never asked in the middle of a sweep;
+// the agent signs for an encrypted one it holds), each once.
+func (j *Job) hostIdentities(files []string, host string) {
+	k := j.keys
+	if k == nil || len(files) == 0 {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, f := range files {
+		if _, ok := k.files[f]; ok || j.idTried[f] {
+			continue
+		}
+		if j.idTried == nil {
+			j.idTried = map[string]bool{}
+		}
+		j.idTried[f] = true
+		data, err := os.ReadFile(f)
+		if err != nil {
+			if !os.IsNotExist(err) {
+				fmt.Fprintf(j.env.Warn, "fanout: identity file %s (IdentityFile of %s): %v: skipped\n", f, host, err)
+			}
+			continue
+		}
+		signer, err := ssh.ParsePrivateKey(data)
+		if err != nil {
+			if readPub(f) == nil {
+				fmt.Fprintf(j.env.Warn, "fanout: identity file %s (IdentityFile of %s): %v: skipped (an encrypted key named per host is used through the agent only: ssh-add it)\n", f, host, err)
+			}
+			continue
+		}
+		k.files[f] = signer
+	}
 }
 
 // configError is a target whose ssh config fanout cannot honour.
