@@ -185,7 +185,10 @@ func (j *Job) policy(r *sshconfig.Resolved) (policy, where string) {
 	case j.cfg.HostKey != "":
 		policy, where = j.cfg.HostKey, "--host-key "+j.cfg.HostKey
 	case r.Policy != "":
-		policy, where = r.Policy, r.StrictHostKeyChecking.Where+": StrictHostKeyChecking "+r.StrictHostKeyChecking.Value
+		policy, where = r.Policy, r.StrictHostKeyChecking.Where
+		if !strings.HasPrefix(where, "-o ") {
+			where += ": StrictHostKeyChecking " + r.StrictHostKeyChecking.Value
+		}
 		if b := r.StrictHostKeyChecking.Block; b != "" {
 			where += ", under " + b
 		}

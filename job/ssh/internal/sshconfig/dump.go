@@ -30,7 +30,7 @@ func (r *Resolved) Dump(w io.Writer, kex []string) {
 	p("globalknownhostsfile", noneList(r.GlobalKnownHosts))
 	p("userknownhostsfile", noneList(r.UserKnownHosts))
 	switch {
-	case r.TimeoutNone || r.ConnectTimeout == 0:
+	case r.TimeoutNone || !r.TimeoutSet:
 		p("connecttimeout", "none")
 	default:
 		p("connecttimeout", strconv.Itoa(int(r.ConnectTimeout.Seconds())))

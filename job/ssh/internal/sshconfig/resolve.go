@@ -142,7 +142,8 @@ type Resolved struct {
 	JumpWhere    string  // where it was read
 	ProxyCommand Setting // set, and not none: a ProxyCommand
 
-	ConnectTimeout time.Duration // 0: not set, or none
+	ConnectTimeout time.Duration // 0: not set, none, or 0
+	TimeoutSet     bool          // ConnectTimeout given (0 and none mean no bound of the config's)
 	TimeoutNone    bool          // ConnectTimeout none
 
 	StrictHostKeyChecking Setting // raw; Policy is what it means
@@ -476,6 +477,7 @@ func (s *state) result(host string) (*Resolved, error) {
 	r.BatchMode = FlagOn(s.value("batchmode"))
 	if l := s.first["connecttimeout"]; l != nil {
 		r.ConnectTimeout, r.TimeoutNone, _ = ParseTime(l.args[0])
+		r.TimeoutSet = true
 	}
 	if l := s.first["stricthostkeychecking"]; l != nil {
 		r.StrictHostKeyChecking = s.setting(l.kw)
