@@ -239,10 +239,14 @@ func offScope(r *sshconfig.Resolved, where string) string {
 	if strings.HasPrefix(where, "--host-key") {
 		return "every host"
 	}
-	if b := r.StrictHostKeyChecking.Block; b != "" {
-		return "hosts matching " + b + " (" + r.Alias + " first)"
+	first := ""
+	if r.Alias != "*" { // "*" is New's look at the sweep-wide settings
+		first = " (" + r.Alias + " first)"
 	}
-	return "every host (" + r.Alias + " first)"
+	if b := r.StrictHostKeyChecking.Block; b != "" {
+		return "hosts matching " + b + first
+	}
+	return "every host" + first
 }
 
 // expandPath expands ~ and the tokens that do not depend on the host.
