@@ -289,7 +289,7 @@ func eachListed(spec string, in *sources, fn func(spec string) error) error {
 // user@host[:port] (for a job that takes users); any other spec is
 // returned as it is.
 func psshLine(line string) string {
-	if strings.IndexAny(line, " \t") < 0 {
+	if !strings.ContainsAny(line, " \t") {
 		return line
 	}
 	f := strings.Fields(line)

@@ -118,7 +118,6 @@ var DefaultKex = sshconfig.DefaultKex
 
 var (
 	opensshFlag       = sshconfig.Flag
-	flagOn            = sshconfig.FlagOn
 	policyFromOpenSSH = sshconfig.Policy
 	kexList           = sshconfig.KexList
 )

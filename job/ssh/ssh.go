@@ -29,7 +29,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
 	"os"
 	"sync"
 	"time"
@@ -88,8 +87,7 @@ type Job struct {
 	idTried map[string]bool         // per-host identity files tried (under keys.mu)
 	sem     chan struct{}           // handshakes in flight
 	poll    poller                  // answers running sessions' requests
-	kex     []string
-	execReq []byte // the exec request's payload, marshalled once
+	execReq []byte                  // the exec request's payload, marshalled once
 
 	bastionMu sync.Mutex
 	bastions  map[string]*bastion
@@ -313,12 +311,4 @@ func (j *Job) open(ctx context.Context, hs *hostSettings, r *job.Result) (*link,
 			return nil, ctxErr(ctx, "connect")
 		}
 	}
-}
-
-// targetNamed is a target for a host given as text (the bastion).
-func targetNamed(host string) target.Target {
-	if a, err := netip.ParseAddr(host); err == nil {
-		return target.Target{Addr: a}
-	}
-	return target.Target{Host: host}
 }

@@ -260,8 +260,6 @@ func expandPath(p string, env Env) string {
 
 func expandTilde(p, home string) string { return sshconfig.ExpandTilde(p, home) }
 
-var splitList = sshconfig.SplitList
-
 // confEnv is what reading the ssh config takes from env.
 func (env Env) confEnv() sshconfig.Env {
 	host, _ := os.Hostname()
