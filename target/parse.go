@@ -293,7 +293,7 @@ func psshLine(line string) string {
 		return line
 	}
 	f := strings.Fields(line)
-	if len(f) != 2 || strings.Contains(f[0], "@") || f[1] == "" || f[1][0] == '@' || f[1][0] == '-' {
+	if len(f) != 2 || strings.Contains(f[0], "@") || strings.ContainsAny(f[1], "@:[]/,") || f[1][0] == '-' {
 		return line
 	}
 	return f[1] + "@" + f[0]
