@@ -4,7 +4,6 @@ go 1.26.0
 
 require (
 	github.com/gofrs/flock v0.13.2
-	github.com/kevinburke/ssh_config v1.6.0
 	github.com/mattn/go-isatty v0.0.24
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0

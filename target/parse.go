@@ -96,7 +96,9 @@ const Accepted = "want an address (10.0.0.1, ::1, [::1], fe80::1%eth0), a CIDR (
 //	                               user are kept when the job takes them,
 //	                               else left out (not refused)
 //	@FILE                          the specs in FILE, one a line; '#' starts a
-//	                               comment, blank lines are skipped; UTF-8
+//	                               comment, blank lines are skipped; a line
+//	                               "host[:port] user" (pssh's hosts file) is
+//	                               user@host[:port]; UTF-8
 //	                               (a byte order mark is skipped) or UTF-16
 //	                               (decoded), LF or CRLF line ends; or an
 //	                               Ansible inventory, all its hosts
@@ -321,6 +323,20 @@ func eachListed(spec string, in *sources, fn func(spec string) error) error {
 	})
 }
 
+// psshLine reads a host file line in pssh's format, "host[:port] user", as
+// user@host[:port] (for a job that takes users); any other spec is
+// returned as it is.
+func psshLine(line string) string {
+	if !strings.ContainsAny(line, " \t") {
+		return line
+	}
+	f := strings.Fields(line)
+	if len(f) != 2 || strings.Contains(f[0], "@") || strings.ContainsAny(f[1], "@:[]/,") || f[1][0] == '-' {
+		return line
+	}
+	return f[1] + "@" + f[0]
+}
+
 // pathErr drops the path an *fs.PathError repeats.
 func pathErr(err error) error {
 	var pe *fs.PathError
@@ -428,6 +444,9 @@ func (b *builder) add(spec string) error {
 			return parseErr(spec, err)
 		}
 		return nil
+	}
+	if b.takes.User {
+		spec = psshLine(spec)
 	}
 	q, err := b.qualifiers(spec)
 	if err != nil {

@@ -154,3 +154,28 @@ func TestParseZonesPortsUsersBad(t *testing.T) {
 		})
 	}
 }
+
+// A host file in pssh's format, "host[:port] [user]", gives each line's
+// user as user@host would for a job that takes users; lines of one field
+// are read as before, and a job that takes no user refuses the line as
+// before, naming it.
+func TestParsePsshHostsFile(t *testing.T) {
+	t.Parallel()
+	f := writeFile(t, "pssh-hosts", "web1:2222 alice\nweb2 bob\n# comment\n[::1]:2200 carol\ndb1\nroot@db2:22\n  db3\tdave  \n")
+	s, err := Parse([]string{"@" + f}, ssh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "alice@web1:2222 bob@web2 carol@[::1]:2200 db1 root@db2:22 dave@db3"
+	if got := strings.Join(specs(t, s), " "); got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	_, err = Parse([]string{"@" + f}, ParseOptions{Job: "ping"})
+	if err == nil || !strings.Contains(err.Error(), f+":1:") || !strings.Contains(err.Error(), "web1:2222 alice") {
+		t.Errorf("ping with a pssh hosts file: %v, want the line's error", err)
+	}
+	bad := writeFile(t, "pssh-bad", "web1 alice extra\n")
+	if _, err := Parse([]string{"@" + bad}, ssh); err == nil || !strings.Contains(err.Error(), bad+":1:") {
+		t.Errorf("three fields: %v, want an error naming the line", err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/fanout/fanout"
 	jobssh "github.com/fanout/fanout/job/ssh"
+	"github.com/fanout/fanout/target"
 )
 
 func init() { register(newSSHCmd) }
@@ -24,6 +25,7 @@ type sshFlags struct {
 	// A repeated ssh job's (fanout watch ssh): addKeepFlags, keep.
 	reconnect bool
 	maxConns  int
+	printG    bool
 }
 
 // addKeepFlags registers the flags of an ssh job that runs round after
@@ -57,9 +59,13 @@ admin@[fe80::1%eth0]:2222), which win over -l and -p.
 Authentication is OpenSSH's: the ssh-agent (SSH_AUTH_SOCK), identity files
 (-i, IdentityFile in ~/.ssh/config, else ~/.ssh/id_ed25519, id_ecdsa, id_rsa;
 an encrypted key's passphrase is asked once, on the terminal), and
-~/.ssh/config then /etc/ssh/ssh_config (Host patterns, Match, Include,
-HostName, User, Port, IdentityFile, ProxyJump, ConnectTimeout; -F replaces
-both). Host keys are checked against ~/.ssh/known_hosts (UserKnownHostsFile,
+~/.ssh/config then /etc/ssh/ssh_config (-F replaces both), resolved for
+each host as OpenSSH does: Host and Match blocks, Include, tokens, first
+value wins, every option per host (HostName, User, Port, IdentityFile,
+ProxyJump chains, ConnectTimeout, StrictHostKeyChecking, known_hosts files,
+KexAlgorithms, ...); -G prints what fanout resolved for each target in ssh
+-G's form. What fanout cannot honour (Match exec, ProxyCommand) fails the
+hosts that use it, naming the file and line. Host keys are checked against ~/.ssh/known_hosts (UserKnownHostsFile,
 or --known-hosts instead) and the global /etc/ssh/ssh_known_hosts
 (GlobalKnownHostsFile; "none" for none), host certificates included
 (@cert-authority), and an unknown or changed key fails that host
@@ -91,8 +97,12 @@ be stricter than a worker's own policy.`,
   fanout ssh --gather -l root 10.1.0.0/24 -- cat /etc/debian_version
   fanout ssh -c 5000 --max-handshakes 256 -o jsonl @hosts.txt -- 'df -h /'
   fanout ssh --outdir out/ --timeout 30s @hosts.txt -- journalctl -n 50
-  fanout ssh -J admin@bastion -o StrictHostKeyChecking=accept-new db[1-3] -- hostname`,
+  fanout ssh -J admin@bastion -o StrictHostKeyChecking=accept-new db[1-3] -- hostname
+  fanout ssh -G alice@web1 db[1-2]:2222`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if s.printG {
+				return s.printConfig(cmd, args)
+			}
 			dash := cmd.ArgsLenAtDash()
 			if dash < 0 || dash == len(args) {
 				return usageErrorf("no command given: want ssh TARGETS... -- COMMAND")
@@ -137,6 +147,7 @@ be stricter than a worker's own policy.`,
 	fl.IntVar(&s.cfg.MaxOutput, "max-output", jobssh.DefaultMaxOutput, "bytes of stdout and of stderr kept per host")
 	s.out = addCmdOutputFlags(cmd)
 	fl.BoolVar(&s.cfg.NoAgent, "no-agent", false, "do not use the ssh-agent")
+	fl.BoolVarP(&s.printG, "print-config", "G", false, "print the ssh config fanout resolves for each target, in ssh -G's form, and exit (nothing is run)")
 	// -o is both fanout's result format and OpenSSH's option flag: a value
 	// with "=" (or a space) is an ssh option.
 	out := fl.Lookup("output")
@@ -148,6 +159,37 @@ be stricter than a worker's own policy.`,
 		refuseFlag(fl.Lookup(name), "fanout ssh runs one round and keeps no connection; connections are kept between the rounds of fanout watch ssh")
 	}
 	return cmd
+}
+
+// printConfig is -G: each target's resolved ssh config, as ssh -G prints
+// it, in the order given.
+func (s *sshFlags) printConfig(cmd *cobra.Command, args []string) error {
+	if dash := cmd.ArgsLenAtDash(); dash >= 0 {
+		args = args[:dash]
+	}
+	if len(args) == 0 {
+		return usageErrorf("-G: no target given: want ssh -G TARGETS...")
+	}
+	s.cfg.Command = "true"
+	if err := s.finish(cmd, nil); err != nil {
+		return err
+	}
+	env := jobssh.DefaultEnv()
+	env.Warn = cmd.ErrOrStderr()
+	var targets []target.Target
+	for _, a := range args {
+		set, err := target.Parse([]string{a}, target.ParseOptions{Takes: target.Takes{Port: true, User: true}, Job: jobssh.Kind, Stdin: cmd.InOrStdin()})
+		if err != nil {
+			return usageError(err)
+		}
+		for i := uint64(0); i < set.Len() && i < 1<<20; i++ {
+			targets = append(targets, set.At(i))
+		}
+	}
+	if err := jobssh.PrintConfig(cmd.OutOrStdout(), s.cfg, env, targets); err != nil {
+		return usageError(err)
+	}
+	return nil
 }
 
 // finish checks and completes the ssh flags.

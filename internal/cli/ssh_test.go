@@ -150,3 +150,34 @@ func TestSSHBadInput(t *testing.T) {
 		}
 	}
 }
+
+// fanout ssh -G prints each target's resolved config in ssh -G's form,
+// in the order given, without connecting; a target the config refuses
+// exits 2 naming the file and line.
+func TestSSHPrintConfig(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config")
+	os.WriteFile(cfg, []byte("Host web1\n  HostName 127.0.0.9\n  Port 2222\n  User alice\n  StrictHostKeyChecking no\nHost px\n  ProxyCommand nc %h %p\n"), 0o600)
+	r := fanout(t, "", "ssh", "-G", "-F", cfg, "web1", "bob@db[1-2]:2200")
+	if r.code != 0 {
+		t.Fatalf("exit %d, stderr %s", r.code, r.stderr)
+	}
+	for _, want := range []string{
+		"host web1\nuser alice\nhostname 127.0.0.9\nport 2222\n",
+		"stricthostkeychecking false\n",
+		"host db1\nuser bob\nhostname db1\nport 2200\n",
+		"host db2\nuser bob\nhostname db2\nport 2200\n",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if i, j := strings.Index(r.stdout, "host web1"), strings.Index(r.stdout, "host db1"); i < 0 || j < i {
+		t.Errorf("hosts not in the order given:\n%s", r.stdout)
+	}
+	r = fanout(t, "", "ssh", "-G", "-F", cfg, "px")
+	if r.code != 2 || !strings.Contains(r.stderr, cfg+" line 7") || !strings.Contains(r.stderr, "ProxyCommand") {
+		t.Errorf("ProxyCommand: exit %d, stderr %q; want exit 2 naming %s line 7", r.code, r.stderr, cfg)
+	}
+}

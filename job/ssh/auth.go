@@ -15,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/job/ssh/internal/sshconfig"
 )
 
 // defaultIdentities are tried, as by OpenSSH, when no IdentityFile is given.
@@ -43,7 +44,7 @@ func (k *keyring) close() {
 // may use: -i files, every IdentityFile of the ssh config, else the default
 // ones. A passphrase is asked once per encrypted file (the last good one is
 // tried first), and never when the agent already holds that key.
-func loadKeyring(c *Config, sc *sshConfig, env Env) (*keyring, error) {
+func loadKeyring(c *Config, sc *sshconfig.Config, env Env) (*keyring, error) {
 	k := &keyring{files: map[string]ssh.Signer{}}
 	if env.AuthSock != "" && !c.NoAgent {
 		conn, err := net.Dial("unix", env.AuthSock)
@@ -118,14 +119,14 @@ func loadKeyring(c *Config, sc *sshConfig, env Env) (*keyring, error) {
 		}
 		k.explicit = append(k.explicit, p)
 	}
-	for _, cv := range sc.allValues("IdentityFile") {
-		p := cv.value
+	for _, cv := range sc.AllValues("IdentityFile") {
+		p := cv.Value
 		if strings.Contains(p, "%") && strings.ContainsAny(p[strings.Index(p, "%")+1:], "hnrpCLlki") {
 			continue // per-host tokens: loaded never; OpenSSH-only feature
 		}
 		where := ""
-		if cv.line > 0 {
-			where = fmt.Sprintf(" (%s line %d)", cv.path, cv.line)
+		if cv.Where != "" {
+			where = " (" + cv.Where + ")"
 		}
 		// A missing file named by the config is skipped, as OpenSSH does.
 		if err := load(expandPath(p, env), false, where); err != nil {

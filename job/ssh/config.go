@@ -4,17 +4,19 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fanout/fanout/job/ssh/internal/hostkeys"
+	"github.com/fanout/fanout/job/ssh/internal/sshconfig"
 )
 
 // Host key policies, as OpenSSH's StrictHostKeyChecking yes / accept-new / no.
 const (
-	HostKeyStrict    = "strict"
-	HostKeyAcceptNew = "accept-new"
-	HostKeyOff       = "off"
+	HostKeyStrict    = hostkeys.Strict
+	HostKeyAcceptNew = hostkeys.AcceptNew
+	HostKeyOff       = hostkeys.Off
 )
 
 // Defaults.
@@ -24,18 +26,6 @@ const (
 	DefaultMaxOutput        = 1 << 20
 	DefaultHandshakeRetries = 3
 )
-
-// DefaultKex is fanout's key-exchange preference. curve25519-sha256 comes
-// first: it is what every OpenSSH since 6.5 speaks, it costs the client the
-// least CPU per handshake (the figure that decides how many hosts one machine
-// drives), and it keeps the first kex packet small. The post-quantum
-// mlkem768x25519-sha256 follows, so `-o KexAlgorithms=mlkem768x25519-sha256`
-// (or a server that offers nothing else) gets it.
-var DefaultKex = []string{
-	"curve25519-sha256", "curve25519-sha256@libssh.org", "mlkem768x25519-sha256",
-	"ecdh-sha2-nistp256", "ecdh-sha2-nistp384", "ecdh-sha2-nistp521",
-	"diffie-hellman-group14-sha256",
-}
 
 // Config is the ssh job's options: what the CLI builds from its flags, what
 // the store records and what a cluster worker rebuilds the job from. It never
@@ -62,6 +52,10 @@ type Config struct {
 	Options map[string]string `json:"options,omitempty"`
 
 	HostKey string `json:"host_key,omitempty"` // strict (default), accept-new, off
+	// HostKeyAtLeast is the widest policy any host gets, whatever its
+	// config says: a cluster worker sets it to the policy a sweep asks,
+	// which narrows the worker's own per host (see Confine).
+	HostKeyAtLeast string `json:"host_key_at_least,omitempty"`
 	// KnownHosts replaces UserKnownHostsFile (default ~/.ssh/known_hosts);
 	// the GlobalKnownHostsFile ones are read too.
 	KnownHosts []string `json:"known_hosts,omitempty"`
@@ -104,10 +98,12 @@ func (c *Config) validate() error {
 	if strings.TrimSpace(c.Command) == "" {
 		return fmt.Errorf("ssh: no command given (fanout ssh TARGETS... -- COMMAND)")
 	}
-	switch c.HostKey {
-	case "", HostKeyStrict, HostKeyAcceptNew, HostKeyOff:
-	default:
-		return fmt.Errorf("ssh: host key policy %q: want strict, accept-new or off", c.HostKey)
+	for _, p := range []string{c.HostKey, c.HostKeyAtLeast} {
+		switch p {
+		case "", HostKeyStrict, HostKeyAcceptNew, HostKeyOff:
+		default:
+			return fmt.Errorf("ssh: host key policy %q: want strict, accept-new or off", p)
+		}
 	}
 	if c.Port < 0 || c.Port > 65535 {
 		return fmt.Errorf("ssh: port %d out of range 1-65535", c.Port)
@@ -128,29 +124,20 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// opensshFlag reads a yes/no option as OpenSSH does: yes or true, no or
-// false, in any case; anything else is an error naming the option.
-func opensshFlag(key, v string) (bool, error) {
-	switch strings.ToLower(v) {
-	case "yes", "true":
-		return true, nil
-	case "no", "false":
-		return false, nil
-	}
-	return false, fmt.Errorf("ssh: option %s=%q: want yes or no", key, v)
-}
+// DefaultKex is fanout's key-exchange preference (see sshconfig.DefaultKex).
+var DefaultKex = sshconfig.DefaultKex
 
-// flagOn is a checked yes/no value: true for yes or true.
-func flagOn(v string) bool {
-	on, _ := opensshFlag("", v)
-	return on
-}
+var (
+	opensshFlag       = sshconfig.Flag
+	policyFromOpenSSH = sshconfig.Policy
+	kexList           = sshconfig.KexList
+)
 
 // knownOptions are the -o keys fanout honours (lower case).
 var knownOptions = []string{
 	"user", "port", "hostname", "identityfile", "identitiesonly", "proxyjump",
 	"connecttimeout", "stricthostkeychecking", "userknownhostsfile", "globalknownhostsfile",
-	"hashknownhosts", "kexalgorithms", "batchmode", "loglevel",
+	"hashknownhosts", "kexalgorithms", "batchmode", "loglevel", "hostkeyalias",
 }
 
 func checkOption(k, v string) error {
@@ -162,7 +149,7 @@ func checkOption(k, v string) error {
 		}
 	}
 	if !known {
-		return fmt.Errorf("ssh: option %q not supported (supported: User, Port, HostName, IdentityFile, IdentitiesOnly, ProxyJump, ConnectTimeout, StrictHostKeyChecking, UserKnownHostsFile, GlobalKnownHostsFile, HashKnownHosts, KexAlgorithms, BatchMode, LogLevel)", k)
+		return fmt.Errorf("ssh: option %q not supported (supported: User, Port, HostName, IdentityFile, IdentitiesOnly, ProxyJump, ConnectTimeout, StrictHostKeyChecking, UserKnownHostsFile, GlobalKnownHostsFile, HashKnownHosts, KexAlgorithms, BatchMode, LogLevel, HostKeyAlias)", k)
 	}
 	switch lk {
 	case "port":
@@ -189,19 +176,6 @@ func checkOption(k, v string) error {
 	return nil
 }
 
-// policyFromOpenSSH maps StrictHostKeyChecking values to fanout's policies.
-func policyFromOpenSSH(v string) (string, error) {
-	switch strings.ToLower(v) {
-	case "yes", "ask":
-		return HostKeyStrict, nil
-	case "accept-new":
-		return HostKeyAcceptNew, nil
-	case "no", "off":
-		return HostKeyOff, nil
-	}
-	return "", fmt.Errorf("ssh: StrictHostKeyChecking=%q: want yes, accept-new or no", v)
-}
-
 // ParseOption splits a -o argument ("Key=Value" or "Key Value").
 func ParseOption(s string) (key, value string, err error) {
 	s = strings.TrimSpace(s)
@@ -214,37 +188,4 @@ func ParseOption(s string) (key, value string, err error) {
 		return "", "", fmt.Errorf("ssh: option %q: want Key=Value", s)
 	}
 	return key, value, checkOption(key, value)
-}
-
-// supportedKex are the key exchanges x/crypto/ssh implements.
-var supportedKex = []string{
-	"curve25519-sha256", "curve25519-sha256@libssh.org", "mlkem768x25519-sha256",
-	"ecdh-sha2-nistp256", "ecdh-sha2-nistp384", "ecdh-sha2-nistp521",
-	"diffie-hellman-group14-sha256", "diffie-hellman-group16-sha512",
-	"diffie-hellman-group-exchange-sha256", "diffie-hellman-group14-sha1",
-}
-
-// kexList reads an OpenSSH KexAlgorithms value: a list, or +list (append
-// to the default), -list (remove), ^list (put first).
-func kexList(v string) ([]string, error) {
-	op := byte(0)
-	if v != "" && strings.ContainsRune("+-^", rune(v[0])) {
-		op, v = v[0], v[1:]
-	}
-	names := splitList(v)
-	for _, n := range names {
-		if !slices.Contains(supportedKex, n) {
-			return nil, fmt.Errorf("ssh: KexAlgorithms %q: not supported (supported: %s)", n, strings.Join(supportedKex, ","))
-		}
-	}
-	switch op {
-	case '+':
-		return append(slices.Clone(DefaultKex), names...), nil
-	case '-':
-		return slices.DeleteFunc(slices.Clone(DefaultKex), func(k string) bool { return slices.Contains(names, k) }), nil
-	case '^':
-		rest := slices.DeleteFunc(slices.Clone(DefaultKex), func(k string) bool { return slices.Contains(names, k) })
-		return append(names, rest...), nil
-	}
-	return names, nil
 }

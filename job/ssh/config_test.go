@@ -152,7 +152,7 @@ Host db1
 	os.WriteFile(filepath.Join(h.dir, ".ssh", "config"), []byte(conf), 0o600)
 	j := newJob(t, Config{Command: "hostname"}, h.env())
 
-	hs := j.settings(target.Target{Host: "web01"})
+	hs := settingsOf(t, j, target.Target{Host: "web01"})
 	if hs.hostname != "127.2.9.7" || hs.port != fleet.Port || hs.user != "deploy" || hs.connect != 600*time.Second ||
 		len(hs.identities) != 1 || hs.identities[0] != idFile {
 		t.Errorf("web01 settings %+v", hs)
@@ -166,15 +166,15 @@ Host db1
 	}
 	// -l, -p and -o beat the config; the target's own port beats all.
 	j2 := newJob(t, Config{Command: "hostname", User: "ops", Port: 2222, Options: map[string]string{"ConnectTimeout": "5"}}, h.env())
-	hs = j2.settings(target.Target{Host: "web01"})
+	hs = settingsOf(t, j2, target.Target{Host: "web01"})
 	if hs.user != "ops" || hs.port != 2222 || hs.connect != 5*time.Second {
 		t.Errorf("with -l -p -o: %+v", hs)
 	}
-	if hs = j2.settings(target.Target{Host: "web01", Port: 2022}); hs.port != 2022 {
+	if hs = settingsOf(t, j2, target.Target{Host: "web01", Port: 2022}); hs.port != 2022 {
 		t.Errorf("target port: %d, want 2022", hs.port)
 	}
 	// The target's own user (user@host) beats -l and the config.
-	if hs = j2.settings(target.Target{Host: "web01", User: "root"}); hs.user != "root" || hs.port != 2222 {
+	if hs = settingsOf(t, j2, target.Target{Host: "web01", User: "root"}); hs.user != "root" || hs.port != 2222 {
 		t.Errorf("target user: %q port %d, want root, 2222", hs.user, hs.port)
 	}
 }
@@ -262,8 +262,8 @@ func TestConfigFileSweepSettings(t *testing.T) {
 	conf := fmt.Sprintf("Host *\n  UserKnownHostsFile %s\n  KexAlgorithms mlkem768x25519-sha256\n", kh)
 	os.WriteFile(filepath.Join(h.dir, ".ssh", "config"), []byte(conf), 0o600)
 	j := newJob(t, Config{Command: "echo hi"}, h.env())
-	if len(j.kex) != 1 || j.kex[0] != "mlkem768x25519-sha256" {
-		t.Errorf("kex %v, want the config's", j.kex)
+	if kex := settingsOf(t, j, at(1, fleet.Port)).kex; len(kex) != 1 || kex[0] != "mlkem768x25519-sha256" {
+		t.Errorf("kex %v, want the config's", kex)
 	}
 	if r := j.Run(context.Background(), at(1, fleet.Port)); r.Status != job.Up {
 		t.Errorf("with the config's known_hosts: %s/%s %q", r.Status, r.Class, r.Error)
@@ -280,7 +280,8 @@ func TestHostKeyOffWarns(t *testing.T) {
 	if !strings.Contains(warn.String(), "WARNING") || !strings.Contains(warn.String(), "host key checking is off") {
 		t.Errorf("--host-key off warned %q", warn.String())
 	}
-	if err := j.hostKeys.check("127.0.0.1:22", nil, h.pub); err != nil {
+	hs := settingsOf(t, j, target.Target{Host: "127.0.0.1"})
+	if err := hs.hostKeyCallback()("127.0.0.1:22", nil, h.pub); err != nil {
 		t.Errorf("off: check = %v, want nil", err)
 	}
 }

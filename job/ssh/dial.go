@@ -7,7 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
-	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +18,8 @@ import (
 
 	"github.com/fanout/fanout/internal/backoff"
 	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/job/ssh/internal/hostkeys"
+	"github.com/fanout/fanout/job/ssh/internal/sshconfig"
 )
 
 // clientVersion is what fanout says it is in the SSH banner.
@@ -57,11 +59,11 @@ func (j *Job) connect(ctx context.Context, hs *hostSettings, seq uint64) (l *lin
 	cc := &ssh.ClientConfig{
 		User:              hs.user,
 		Auth:              j.keys.authFor(hs),
-		HostKeyCallback:   j.hostKeys.callback(hs.hashKnown),
-		HostKeyAlgorithms: j.hostKeys.algorithms(hs.addr()),
+		HostKeyCallback:   hs.hostKeyCallback(),
+		HostKeyAlgorithms: hs.hostKeyAlgorithms(),
 		ClientVersion:     clientVersion,
 	}
-	cc.KeyExchanges = j.kex
+	cc.KeyExchanges = hs.kex
 	cc.Ciphers = ciphers
 	for attempt := 0; ; attempt++ {
 		s := sample{seq: seq, timeout: hs.connect}
@@ -175,17 +177,18 @@ func (j *Job) handshake(ctx context.Context, hs *hostSettings, cc *ssh.ClientCon
 
 // dial opens the TCP connection, through the ProxyJump bastion if any.
 func (j *Job) dial(ctx context.Context, hs *hostSettings, addr string) (net.Conn, error) {
-	if hs.proxyJump != "" {
-		b, err := j.bastion(ctx, hs.proxyJump)
+	if len(hs.jumps) > 0 {
+		spec := jumpSpec(hs.jumps)
+		b, err := j.bastion(ctx, hs.jumps, hs.via)
 		if err != nil {
-			return nil, &jumpError{hs.proxyJump, err}
+			return nil, &jumpError{spec, err}
 		}
 		conn, err := b.client.DialContext(ctx, "tcp", addr)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) {
-				j.dropBastion(hs.proxyJump, b)
+				j.dropBastion(spec, b)
 			}
-			return nil, fmt.Errorf("through %s: %w", hs.proxyJump, err)
+			return nil, fmt.Errorf("through %s: %w", spec, err)
 		}
 		return conn, nil
 	}
@@ -220,7 +223,24 @@ func (b *bastion) close() {
 	}
 }
 
-func (j *Job) bastion(ctx context.Context, spec string) (*bastion, error) {
+// maxJumpDepth bounds a ProxyJump chain, hops of hops included (a config
+// may make a loop).
+const maxJumpDepth = 8
+
+// bastion is the connection to the last of hops, reached hop by hop as
+// ssh -J reaches it: the last hop through the ones before it, the first
+// hop as its own config says (its own ProxyJump included).
+// via is the bastions being opened on the way to this one: a config that
+// loops (Host * / ProxyJump b, b included) is an error, not a wait on
+// itself.
+func (j *Job) bastion(ctx context.Context, hops []sshconfig.Jump, via []string) (*bastion, error) {
+	spec := jumpSpec(hops)
+	if slices.Contains(via, spec) {
+		return nil, fmt.Errorf("jump host loop via %s (%s)", spec, strings.Join(append(via, spec), " -> "))
+	}
+	if len(via) >= maxJumpDepth {
+		return nil, fmt.Errorf("ProxyJump chain deeper than %d hops (%s)", maxJumpDepth, strings.Join(append(via, spec), " -> "))
+	}
 	j.bastionMu.Lock()
 	b, ok := j.bastions[spec]
 	if !ok {
@@ -229,20 +249,23 @@ func (j *Job) bastion(ctx context.Context, spec string) (*bastion, error) {
 	}
 	j.bastionMu.Unlock()
 	b.once.Do(func() {
-		user, host, port := parseJump(spec)
-		hs := j.settings(targetNamed(host))
-		if port > 0 {
-			hs.port = port
+		last := hops[len(hops)-1]
+		hs, err := j.resolve(sshconfig.Query{Host: last.Host, Port: last.Port, User: last.User})
+		if err != nil {
+			b.err = err
+			return
 		}
-		if user != "" {
-			hs.user = user
+		if len(hops) > 1 {
+			hs.jumps = hops[:len(hops)-1]
+		} else if j.cfg.ProxyJump != "" {
+			hs.jumps = nil // --jump's hop is reached directly, as ssh -J's first hop
 		}
-		hs.proxyJump = "" // one bastion, not a chain
+		hs.via = append(slices.Clone(via), spec)
 		cc := &ssh.ClientConfig{
-			User: hs.user, Auth: j.keys.authFor(&hs), HostKeyCallback: j.hostKeys.callback(hs.hashKnown),
-			HostKeyAlgorithms: j.hostKeys.algorithms(hs.addr()), ClientVersion: clientVersion,
+			User: hs.user, Auth: j.keys.authFor(&hs), HostKeyCallback: hs.hostKeyCallback(),
+			HostKeyAlgorithms: hs.hostKeyAlgorithms(), ClientVersion: clientVersion,
 		}
-		cc.KeyExchanges = j.kex
+		cc.KeyExchanges = hs.kex
 		cc.Ciphers = ciphers
 		// Not under ctx: the bastion serves the whole sweep, not this target.
 		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), hs.connect)
@@ -265,19 +288,6 @@ func (j *Job) dropBastion(spec string, b *bastion) {
 		delete(j.bastions, spec)
 	}
 	j.bastionMu.Unlock()
-}
-
-// parseJump splits [user@]host[:port].
-func parseJump(s string) (user, host string, port int) {
-	if i := strings.LastIndex(s, "@"); i >= 0 {
-		user, s = s[:i], s[i+1:]
-	}
-	host = s
-	if h, p, err := net.SplitHostPort(s); err == nil {
-		host = h
-		port, _ = strconv.Atoi(p)
-	}
-	return
 }
 
 // countingConn counts the bytes read, to tell a connection dropped before
@@ -388,13 +398,17 @@ func fail(r *job.Result, err error) {
 
 // classify maps an error to the Result's class.
 func classify(err error) job.Class {
-	var hk *hostKeyError
+	var hk *hostkeys.Error
+	var ce *configError
+	var ke *knownHostsError
 	var te *timeoutError
 	var dns *net.DNSError
 	var be *bannerError
 	switch {
 	case errors.As(err, &hk):
 		return job.ClassHostKey
+	case errors.As(err, &ce), errors.As(err, &ke):
+		return job.ClassLocal // the host's ssh config or known_hosts: fanout's side
 	case errors.Is(err, context.Canceled):
 		return job.ClassCanceled
 	case errors.As(err, &dns):

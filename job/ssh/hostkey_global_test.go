@@ -171,9 +171,9 @@ func TestGlobalKnownHostsDefaultAndDisabled(t *testing.T) {
 		unknownMsg string
 	}{
 		{"default", Config{}, true, false, defaultGlobalKnownHosts[1]},
-		{"-o none", Config{Options: map[string]string{"GlobalKnownHostsFile": "none"}}, false, false, ".ssh/known_hosts)"},
+		{"-o none", Config{Options: map[string]string{"GlobalKnownHostsFile": "none"}}, false, false, ".ssh/known_hosts2)"},
 		{"-o /dev/null", Config{Options: map[string]string{"GlobalKnownHostsFile": "/dev/null"}}, false, false, "/dev/null"},
-		{"config none", Config{SSHConfig: noneInFile}, false, false, ".ssh/known_hosts)"},
+		{"config none", Config{SSHConfig: noneInFile}, false, false, ".ssh/known_hosts2)"},
 		{"bench's -F", Config{SSHConfig: benchLike}, false, true, user + ", /dev/null"},
 		{"user none", Config{Options: map[string]string{"UserKnownHostsFile": "none"}}, true, false, "not in " + defaultGlobalKnownHosts[1] + ")"},
 		{"both none", Config{Options: map[string]string{"UserKnownHostsFile": "none", "GlobalKnownHostsFile": "none"}}, false, false, "UserKnownHostsFile is none"},

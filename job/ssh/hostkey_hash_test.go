@@ -15,6 +15,7 @@ import (
 
 	"github.com/fanout/fanout/internal/lab"
 	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/job/ssh/internal/hostkeys"
 	"github.com/fanout/fanout/target"
 )
 
@@ -28,11 +29,11 @@ func knownFileLines(t *testing.T, path string, n, port int) (lines []string, hos
 	}
 	for _, l := range strings.Split(text, "\n") {
 		field, _, _ := strings.Cut(l, " ")
-		salt, hash, isHashed := parseHashed(field)
+		isHashed, _ := hostkeys.FieldNames(field, "")
 		var hs []int
 		for i := 1; i <= n; i++ {
 			norm := fmt.Sprintf("[%s]:%d", host(i), port)
-			if (isHashed && hashMatches(salt, hash, norm)) || (!isHashed && field == norm) {
+			if _, names := hostkeys.FieldNames(field, norm); names {
 				hs = append(hs, i)
 			}
 		}
@@ -110,7 +111,7 @@ func TestHashKnownHostsAcceptNew(t *testing.T) {
 			for _, j := range []*Job{strict, again} {
 				for _, r := range run(t, j, targets, 3) {
 					if r.Status != job.Up {
-						t.Errorf("later sweep (%s): %s: %s/%s %q", j.hostKeys.policy, r.Host, r.Status, r.Class, r.Error)
+						t.Errorf("later sweep (%s): %s: %s/%s %q", j.cfg.HostKey, r.Host, r.Status, r.Class, r.Error)
 					}
 				}
 			}

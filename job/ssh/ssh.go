@@ -26,13 +26,11 @@ package ssh
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
 	"os"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -40,6 +38,8 @@ import (
 
 	"github.com/fanout/fanout/internal/backoff"
 	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/job/ssh/internal/hostkeys"
+	"github.com/fanout/fanout/job/ssh/internal/sshconfig"
 	"github.com/fanout/fanout/target"
 )
 
@@ -72,37 +72,34 @@ func init() {
 type Env struct {
 	Home     string                                                            // for ~ and the default files
 	User     string                                                            // the local user (default remote user)
+	UID      string                                                            // the local user's uid (%i)
 	AuthSock string                                                            // SSH_AUTH_SOCK; "" = no agent
 	Prompt   func(file string) ([]byte, error)                                 // asks a key's passphrase; nil = no terminal
 	Warn     io.Writer                                                         // warnings (host-key off, skipped keys); nil = discard
 	Dial     func(ctx context.Context, network, addr string) (net.Conn, error) // nil = net.Dialer
 }
 
-// DefaultEnv is the environment of this process, with the passphrase asked
-// on /dev/tty.
+// DefaultEnv is the environment of this process: home and user from the
+// passwd entry (as OpenSSH takes them, not $HOME or $USER), the
+// passphrase asked on /dev/tty.
 func DefaultEnv() Env {
-	home, _ := os.UserHomeDir()
-	u := os.Getenv("USER")
-	if u == "" {
-		u = os.Getenv("LOGNAME")
-	}
-	if u == "" {
-		u = "root"
-	}
-	return Env{Home: home, User: u, AuthSock: os.Getenv("SSH_AUTH_SOCK"), Prompt: ttyPrompt, Warn: os.Stderr}
+	home, u, uid := passwdEnv()
+	return Env{Home: home, User: u, UID: uid, AuthSock: os.Getenv("SSH_AUTH_SOCK"), Prompt: ttyPrompt, Warn: os.Stderr}
 }
 
 // Job runs a command over SSH. Build it with New (or job.New("ssh", ...)).
 type Job struct {
-	cfg      Config
-	env      Env
-	conf     *sshConfig
-	keys     *keyring
-	hostKeys *hostKeys
-	slots    *handshakeSlots // handshakes in flight, adaptive (limit.go)
-	poll     poller          // answers running sessions' requests
-	kex      []string
-	execReq  []byte // the exec request's payload, marshalled once
+	cfg     Config
+	env     Env
+	conf    *sshconfig.Config
+	keys    *keyring
+	hkMu    sync.Mutex
+	dbs     map[string]*hostkeys.DB // by policy and files (hostKeysFor)
+	warned  map[string]bool         // policy sources warned about
+	idTried map[string]bool         // per-host identity files tried (under keys.mu)
+	slots   *handshakeSlots         // handshakes in flight, adaptive (limit.go)
+	poll    poller                  // answers running sessions' requests
+	execReq []byte                  // the exec request's payload, marshalled once
 
 	bastionMu sync.Mutex
 	bastions  map[string]*bastion
@@ -126,7 +123,7 @@ func New(c Config, env Env) (*Job, error) {
 	if env.Warn == nil {
 		env.Warn = io.Discard
 	}
-	j := &Job{cfg: c, env: env, bastions: map[string]*bastion{}}
+	j := &Job{cfg: c, env: env, bastions: map[string]*bastion{}, dbs: map[string]*hostkeys.DB{}, warned: map[string]bool{}}
 	if j.cfg.MaxHandshakes <= 0 {
 		j.cfg.MaxHandshakes = DefaultMaxHandshakes
 	}
@@ -150,45 +147,22 @@ func New(c Config, env Env) (*Job, error) {
 	if j.conf, err = loadSSHConfig(&j.cfg, env); err != nil {
 		return nil, err
 	}
-	j.kex = DefaultKex
-	// These apply to the whole sweep: the Config, else -o, else the
-	// config file's "Host *" value.
-	if len(c.Kex) > 0 {
-		j.kex = c.Kex
-	} else if v := j.conf.global("KexAlgorithms"); v != "" {
-		if j.kex, err = kexList(v); err != nil {
-			return nil, err
+	if c.HostKey == HostKeyOff {
+		j.warned["--host-key off"] = true
+		fmt.Fprintln(env.Warn, "fanout: WARNING: host key checking is off for every host (--host-key off): any server, or anyone in between, is accepted")
+	}
+	// The known_hosts files of the hosts that match no block of their own
+	// are read now, so that an unreadable one is an error before the
+	// sweep; a host's own files are read when the first such host comes.
+	if _, err := j.resolve(sshconfig.Query{Host: "*", Port: c.Port, User: c.User}); err != nil {
+		var ke *knownHostsError
+		if errors.As(err, &ke) {
+			j.closeHostKeys()
+			return nil, ke.err
 		}
-	}
-	policy := c.HostKey
-	if v := j.conf.global("StrictHostKeyChecking"); v != "" && policy == "" {
-		if policy, err = policyFromOpenSSH(v); err != nil {
-			return nil, fmt.Errorf("%w (%s)", err, j.conf.path)
-		}
-	}
-	if policy == "" {
-		policy = HostKeyStrict
-	}
-	// --known-hosts replaces UserKnownHostsFile only: the global files are
-	// read too, as with ssh -o UserKnownHostsFile.
-	files := slices.Clone(c.KnownHosts)
-	if v := j.conf.global("UserKnownHostsFile"); v != "" && len(files) == 0 {
-		files = knownHostsList(v, env)
-	} else if len(files) == 0 {
-		files = []string{env.Home + "/.ssh/known_hosts"}
-	}
-	for i := range files {
-		files[i] = expandTilde(files[i], env.Home)
-	}
-	global := defaultGlobalKnownHosts
-	if v := j.conf.global("GlobalKnownHostsFile"); v != "" {
-		global = knownHostsList(v, env)
-	}
-	if j.hostKeys, err = newHostKeys(policy, files, global, env.Warn); err != nil {
-		return nil, err
 	}
 	if j.keys, err = loadKeyring(&j.cfg, j.conf, env); err != nil {
-		j.hostKeys.close()
+		j.closeHostKeys()
 		return nil, err
 	}
 	return j, nil
@@ -198,17 +172,14 @@ func New(c Config, env Env) (*Job, error) {
 // it away).
 var defaultGlobalKnownHosts = []string{"/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"}
 
-// knownHostsList reads a UserKnownHostsFile or GlobalKnownHostsFile value:
-// files, or none ("none").
-func knownHostsList(v string, env Env) []string {
-	if strings.EqualFold(v, "none") {
-		return nil
+// closeHostKeys closes every known_hosts checker the job opened.
+func (j *Job) closeHostKeys() {
+	j.hkMu.Lock()
+	defer j.hkMu.Unlock()
+	for k, db := range j.dbs {
+		db.Close()
+		delete(j.dbs, k)
 	}
-	files := splitList(v)
-	for i := range files {
-		files[i] = expandPath(files[i], env)
-	}
-	return files
 }
 
 // Kind is "ssh".
@@ -231,7 +202,7 @@ func (j *Job) Close() error {
 	}
 	j.bastionMu.Unlock()
 	j.keys.close()
-	j.hostKeys.close()
+	j.closeHostKeys()
 	return nil
 }
 
@@ -304,9 +275,13 @@ func (j *Job) follow(ctx context.Context, s *session, r *job.Result) {
 // s.ch on return means r is filled.
 func (j *Job) setup(ctx context.Context, t target.Target, r *job.Result, s *session, done chan<- struct{}) {
 	defer close(done)
-	hs := j.hostSettings(t, r)
+	hs, err := j.hostSettings(t, r)
+	if err != nil {
+		fail(r, err)
+		return
+	}
 	if j.pool != nil {
-		s.key = hs.user + "@" + hs.addr() + " " + hs.proxyJump
+		s.key = hs.poolKey()
 		if j.reuse(ctx, hs, r, s) {
 			return
 		}
@@ -366,13 +341,16 @@ func (j *Job) reuse(ctx context.Context, hs *hostSettings, r *job.Result, s *ses
 // hostSettings resolves t's settings, and the port and address r shows.
 //
 //go:noinline
-func (j *Job) hostSettings(t target.Target, r *job.Result) *hostSettings {
-	hs := j.settings(t)
+func (j *Job) hostSettings(t target.Target, r *job.Result) (*hostSettings, error) {
+	hs, err := j.settings(t)
+	if err != nil {
+		return nil, err
+	}
 	r.Port = hs.port
 	if t.Addr.IsValid() && (hs.hostname == t.Name() || hs.hostname == t.Addr.String()) {
 		r.Addr = t.Addr.String()
 	}
-	return &hs
+	return &hs, nil
 }
 
 // connectRetry spaces open's retries. They stand in for the engine's
@@ -410,12 +388,4 @@ func (j *Job) open(ctx context.Context, hs *hostSettings, r *job.Result, seq uin
 			return nil, ctxErr(ctx, "connect")
 		}
 	}
-}
-
-// targetNamed is a target for a host given as text (the bastion).
-func targetNamed(host string) target.Target {
-	if a, err := netip.ParseAddr(host); err == nil {
-		return target.Target{Addr: a}
-	}
-	return target.Target{Host: host}
 }

@@ -1,519 +1,25 @@
 package ssh
 
 import (
-	"bytes"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
-	"path/filepath"
+	"os/user"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/kevinburke/ssh_config"
+	"golang.org/x/crypto/ssh"
 
+	"github.com/fanout/fanout/job/ssh/internal/hostkeys"
+	"github.com/fanout/fanout/job/ssh/internal/sshconfig"
 	"github.com/fanout/fanout/target"
 )
 
-// defaultSystemSSHConfig is OpenSSH's system-wide file, read after the
-// user's (Config.SystemSSHConfig overrides it; tests point it away).
-var defaultSystemSSHConfig = "/etc/ssh/ssh_config"
-
-// maxIncludeDepth is OpenSSH's READCONF_MAX_DEPTH.
-const maxIncludeDepth = 16
-
-// includeKey stands in the parsed file for an Include line (the parser
-// would resolve it against the process's HOME, not Env.Home, and without
-// our checks), its value the index of the files it names.
-const includeKey = "fanoutinclude"
-
-// sshConfig answers per-host settings: -o options first, then the user's
-// ssh config, then the system-wide one, as OpenSSH does (the first value
-// obtained wins).
-type sshConfig struct {
-	path  string      // the user's file, "" without one
-	files []*confFile // user, then system; each present only if read
-	opts  map[string]string
-}
-
-// confFile is one parsed ssh_config and the files its Include lines read.
-type confFile struct {
-	path     string
-	cfg      *ssh_config.Config
-	includes [][]*confFile // by includeKey value
-}
-
-// confValue is a keyword's value and where it was read.
-type confValue struct {
-	value string
-	path  string // "" for -o
-	line  int
-}
-
-// confReader reads one chain of files (user or system): relative Include
-// paths are under dir, as OpenSSH resolves them under ~/.ssh or /etc/ssh.
-type confReader struct {
-	env    Env
-	dir    string
-	system bool
-}
-
-func loadSSHConfig(c *Config, env Env) (*sshConfig, error) {
-	sc := &sshConfig{opts: map[string]string{}}
-	for k, v := range c.Options {
-		sc.opts[strings.ToLower(k)] = v
-	}
-	userDir := filepath.Join(env.Home, ".ssh")
-	path, explicit := c.SSHConfig, c.SSHConfig != ""
-	if !explicit {
-		path = filepath.Join(userDir, "config")
-	}
-	if path == "none" { // -F none: neither file
-		return sc, nil
-	}
-	path = expandTilde(path, env.Home)
-	user := &confReader{env: env, dir: userDir}
-	f, err := user.load(path, explicit, 0)
-	if err != nil {
-		return nil, err
-	}
-	if f != nil {
-		sc.path = path
-		sc.files = append(sc.files, f)
-	}
-	if explicit { // -F FILE replaces both files
-		return sc, nil
-	}
-	sys := c.SystemSSHConfig
-	if sys == "" {
-		sys = defaultSystemSSHConfig
-	}
-	if sys == "none" || sys == "" {
-		return sc, nil
-	}
-	system := &confReader{env: env, dir: filepath.Dir(sys), system: true}
-	if f, err = system.load(sys, c.SystemSSHConfig != "", 0); err != nil {
-		return nil, err
-	}
-	if f != nil {
-		sc.files = append(sc.files, f)
-	}
-	return sc, nil
-}
-
-// load reads and parses path; nil, nil when it does not exist and need not.
-func (cr *confReader) load(path string, must bool, depth int) (*confFile, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		if !must && os.IsNotExist(err) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("ssh config %s: %w", path, err)
-	}
-	cf := &confFile{path: path}
-	data, err = cr.rewrite(cf, data, depth)
-	if err != nil {
-		return nil, fmt.Errorf("ssh config %s: %w", path, err)
-	}
-	if cf.cfg, err = decodeConfig(data); err != nil {
-		return nil, fmt.Errorf("ssh config %s: %w", path, err)
-	}
-	if err := cf.check(); err != nil {
-		return nil, fmt.Errorf("ssh config %s: %w", path, err)
-	}
-	return cf, nil
-}
-
-// rewrite replaces, line for line (so that positions hold), the Include
-// lines by includeKey lines after reading their files, and the Match lines
-// by the Host line they amount to for fanout.
-func (cr *confReader) rewrite(cf *confFile, data []byte, depth int) ([]byte, error) {
-	lines := bytes.SplitAfter(data, []byte("\n"))
-	for i, raw := range lines {
-		line := strings.TrimRight(string(raw), "\r\n")
-		body := strings.TrimLeft(line, " \t")
-		indent := line[:len(line)-len(body)]
-		kw, rest := body, ""
-		if j := strings.IndexAny(body, " \t="); j >= 0 {
-			kw, rest = body[:j], strings.TrimLeft(body[j:], " \t")
-			rest = strings.TrimLeft(strings.TrimPrefix(rest, "="), " \t")
-		}
-		switch strings.ToLower(kw) {
-		case "include":
-			args := splitArgs(rest)
-			if len(args) == 0 {
-				return nil, fmt.Errorf("line %d: Include has no value", i+1)
-			}
-			files, err := cr.include(args, i+1, depth)
-			if err != nil {
-				return nil, err
-			}
-			lines[i] = []byte(fmt.Sprintf("%s%s %d\n", indent, includeKey, len(cf.includes)))
-			cf.includes = append(cf.includes, files)
-		case "match":
-			hosts, err := cr.match(cf.path, rest, i+1)
-			if err != nil {
-				return nil, err
-			}
-			lines[i] = []byte(indent + "Host " + hosts + "\n")
-		}
-	}
-	return bytes.Join(lines, nil), nil
-}
-
-// include reads the files an Include line names, in glob order; a pattern
-// that matches nothing is no error, as in OpenSSH.
-func (cr *confReader) include(args []string, line, depth int) ([]*confFile, error) {
-	if depth+1 > maxIncludeDepth {
-		return nil, fmt.Errorf("line %d: Include nested more than %d deep", line, maxIncludeDepth)
-	}
-	var files []*confFile
-	for _, a := range args {
-		p := expandTilde(a, cr.env.Home)
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(cr.dir, p)
-		}
-		matches, err := filepath.Glob(p)
-		if err != nil {
-			return nil, fmt.Errorf("line %d: Include %s: %w", line, a, err)
-		}
-		for _, m := range matches {
-			if fi, err := os.Stat(m); err == nil && fi.IsDir() {
-				continue
-			}
-			f, err := cr.load(m, false, depth+1)
-			if err != nil {
-				return nil, err
-			}
-			if f != nil {
-				files = append(files, f)
-			}
-		}
-	}
-	return files, nil
-}
-
-// never is a Host line no alias matches.
-const never = "!*"
-
-// match turns the criteria of a Match line into Host patterns: "all",
-// "final" (fanout resolves a host in one pass and never canonicalizes, so
-// the final pass is that pass), "canonical" (never, for the same reason),
-// "localuser" (decided now), "host" and "originalhost" (the target as
-// given: fanout does not resolve HostName first). Other criteria (exec,
-// user, localnetwork, tagged, ...) are an error in the user's file; in the
-// system-wide one, which the user cannot fix, the block is skipped with a
-// warning.
-func (cr *confReader) match(path, rest string, line int) (string, error) {
-	args := splitArgs(rest)
-	unsupported := func(what string) (string, error) {
-		if cr.system {
-			fmt.Fprintf(cr.env.Warn, "fanout: %s line %d: Match %s not supported by fanout: block ignored\n", path, line, what)
-			return never, nil
-		}
-		return "", fmt.Errorf("line %d: Match %s not supported (supported: all, final, canonical, host, originalhost, localuser)", line, what)
-	}
-	if len(args) == 0 {
-		return "", fmt.Errorf("line %d: Match has no criteria", line)
-	}
-	static := true
-	var hosts []string
-	for i := 0; i < len(args); i++ {
-		crit := strings.ToLower(args[i])
-		neg := strings.HasPrefix(crit, "!")
-		crit = strings.TrimPrefix(crit, "!")
-		var val bool
-		switch crit {
-		case "all", "final":
-			val = true
-		case "canonical":
-			val = false
-		case "host", "originalhost", "localuser":
-			if i+1 >= len(args) {
-				return "", fmt.Errorf("line %d: Match %s has no pattern list", line, crit)
-			}
-			i++
-			pats := strings.Split(args[i], ",")
-			if crit == "localuser" {
-				val = patternListMatches(pats, cr.env.User)
-				break
-			}
-			if hosts != nil {
-				return unsupported("with two host pattern lists")
-			}
-			if neg {
-				// "!host a,b" is "* !a !b"; a negation inside cannot be turned round.
-				hosts = []string{"*"}
-				for _, p := range pats {
-					if strings.HasPrefix(p, "!") {
-						return unsupported("!" + crit + " with a negated pattern")
-					}
-					hosts = append(hosts, "!"+p)
-				}
-			} else {
-				hosts = pats
-			}
-			continue
-		default:
-			return unsupported(args[i])
-		}
-		if val == neg {
-			static = false
-		}
-	}
-	switch {
-	case !static:
-		return never, nil
-	case hosts == nil:
-		return "*", nil
-	}
-	for _, h := range hosts {
-		if h == "" || h == "!" {
-			return "", fmt.Errorf("line %d: Match: empty host pattern", line)
-		}
-	}
-	return strings.Join(hosts, " "), nil
-}
-
-// patternListMatches is OpenSSH's pattern-list test: some pattern matches
-// and no negated one does.
-func patternListMatches(pats []string, s string) bool {
-	h := &ssh_config.Host{}
-	for _, p := range pats {
-		if pat, err := ssh_config.NewPattern(p); err == nil {
-			h.Patterns = append(h.Patterns, pat)
-		}
-	}
-	return h.Matches(s)
-}
-
-// splitArgs splits an ssh_config value into words; double quotes group,
-// and a word starting with # starts a comment.
-func splitArgs(s string) []string {
-	var out []string
-	for {
-		s = strings.TrimLeft(s, " \t")
-		if s == "" || s[0] == '#' {
-			return out
-		}
-		if s[0] == '"' {
-			end := strings.IndexByte(s[1:], '"')
-			if end < 0 {
-				return append(out, s[1:])
-			}
-			out, s = append(out, s[1:end+1]), s[end+2:]
-			continue
-		}
-		end := strings.IndexAny(s, " \t")
-		if end < 0 {
-			return append(out, s)
-		}
-		out, s = append(out, s[:end]), s[end:]
-	}
-}
-
-// decodeConfig parses an ssh_config; the parser panics on some malformed
-// input instead of failing, so the panic becomes the error.
-func decodeConfig(data []byte) (f *ssh_config.Config, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("%v", p)
-		}
-	}()
-	f, err = ssh_config.Decode(bytes.NewReader(data))
-	if err != nil {
-		return nil, err
-	}
-	// The parser accepts a keyword without a value; OpenSSH does not.
-	for _, h := range f.Hosts {
-		for _, n := range h.Nodes {
-			if kv, ok := n.(*ssh_config.KV); ok && strings.TrimSpace(kv.Value) == "" {
-				return nil, fmt.Errorf("line %d: %s has no value", kv.Pos().Line, kv.Key)
-			}
-		}
-	}
-	return f, nil
-}
-
-// check validates the values fanout reads that can be wrong
-// (StrictHostKeyChecking, KexAlgorithms, the yes/no options), wherever they
-// are (OpenSSH too refuses a bad value in a block that never applies), so
-// that an error names this file and line. KexAlgorithms names OpenSSH
-// implements and x/crypto does not (sntrup761x25519-sha512, ...) are
-// dropped: a distribution's policy lists them, and fanout then uses the
-// names it has of that allowed list.
-func (cf *confFile) check() error {
-	for _, h := range cf.cfg.Hosts {
-		for _, n := range h.Nodes {
-			kv, ok := n.(*ssh_config.KV)
-			if !ok {
-				continue
-			}
-			line := kv.Pos().Line
-			switch strings.ToLower(kv.Key) {
-			case "stricthostkeychecking":
-				if _, err := policyFromOpenSSH(kv.Value); err != nil {
-					return fmt.Errorf("line %d: %w", line, err)
-				}
-			case "hashknownhosts", "identitiesonly", "batchmode":
-				if _, err := opensshFlag(kv.Key, kv.Value); err != nil {
-					return fmt.Errorf("line %d: %w", line, err)
-				}
-			case "kexalgorithms":
-				v, err := opensshKex(kv.Value)
-				if err == nil {
-					_, err = kexList(v)
-				}
-				if err != nil {
-					return fmt.Errorf("line %d: %w", line, err)
-				}
-				kv.Value = v
-			}
-		}
-	}
-	return nil
-}
-
-// opensshOnlyKex are key exchanges of OpenSSH that x/crypto lacks.
-var opensshOnlyKex = []string{
-	"sntrup761x25519-sha512", "sntrup761x25519-sha512@openssh.com",
-	"mlkem768nistp256-sha256", "mlkem1024nistp384-sha384",
-	"diffie-hellman-group18-sha512", "diffie-hellman-group1-sha1",
-	"diffie-hellman-group-exchange-sha1",
-}
-
-// opensshKex drops opensshOnlyKex from a KexAlgorithms value.
-func opensshKex(v string) (string, error) {
-	op := ""
-	if v != "" && strings.ContainsRune("+-^", rune(v[0])) {
-		op, v = v[:1], v[1:]
-	}
-	var keep []string
-	for _, n := range splitList(v) {
-		if !slices.Contains(opensshOnlyKex, n) {
-			keep = append(keep, n)
-		}
-	}
-	if len(keep) == 0 {
-		if op == "" {
-			return "", fmt.Errorf("ssh: KexAlgorithms %q: none of them is implemented by fanout (supported: %s)", v, strings.Join(supportedKex, ","))
-		}
-		return "+", nil // adding or removing only what fanout lacks: the default
-	}
-	return op + strings.Join(keep, ","), nil
-}
-
-// global is a sweep-wide setting: -o, else the files' value for any host
-// ("Host *"), else "".
-func (sc *sshConfig) global(key string) string { return sc.get("*", key) }
-
-// get is the first value of key for host alias: -o first, then the files.
-func (sc *sshConfig) get(alias, key string) string {
-	lk := strings.ToLower(key)
-	if v, ok := sc.opts[lk]; ok {
-		return v
-	}
-	for _, f := range sc.files {
-		if v, ok := f.get(alias, lk); ok {
-			return v
-		}
-	}
-	return ""
-}
-
-// getAll is every value of key for alias (IdentityFile accumulates).
-func (sc *sshConfig) getAll(alias, key string) []string {
-	lk := strings.ToLower(key)
-	var out []string
-	if v, ok := sc.opts[lk]; ok {
-		out = append(out, v)
-	}
-	for _, f := range sc.files {
-		out = f.getAll(alias, lk, out)
-	}
-	return out
-}
-
-// allValues is every value of key in -o and anywhere in the files, with
-// where it was read: the IdentityFiles to load before the sweep.
-func (sc *sshConfig) allValues(key string) []confValue {
-	lk := strings.ToLower(key)
-	var out []confValue
-	if v, ok := sc.opts[lk]; ok {
-		out = append(out, confValue{value: v})
-	}
-	for _, f := range sc.files {
-		out = f.allValues(lk, out)
-	}
-	return out
-}
-
-// each calls fn with every line of key lk in f, in file order, following
-// Include lines where they stand: in the Host blocks matching alias, or in
-// every block when alias is "". fn returns false to stop, and so does each.
-func (f *confFile) each(alias, lk string, fn func(f *confFile, kv *ssh_config.KV) bool) bool {
-	for _, h := range f.cfg.Hosts {
-		if alias != "" && !h.Matches(alias) {
-			continue
-		}
-		for _, n := range h.Nodes {
-			kv, ok := n.(*ssh_config.KV)
-			if !ok {
-				continue
-			}
-			switch k := strings.ToLower(kv.Key); {
-			case k == includeKey:
-				for _, inc := range f.included(kv) {
-					if !inc.each(alias, lk, fn) {
-						return false
-					}
-				}
-			case k == lk:
-				if !fn(f, kv) {
-					return false
-				}
-			}
-		}
-	}
-	return true
-}
-
-func (f *confFile) get(alias, lk string) (v string, found bool) {
-	f.each(alias, lk, func(_ *confFile, kv *ssh_config.KV) bool {
-		v, found = kv.Value, true
-		return false
-	})
-	return v, found
-}
-
-func (f *confFile) getAll(alias, lk string, out []string) []string {
-	f.each(alias, lk, func(_ *confFile, kv *ssh_config.KV) bool {
-		out = append(out, kv.Value)
-		return true
-	})
-	return out
-}
-
-func (f *confFile) allValues(lk string, out []confValue) []confValue {
-	f.each("", lk, func(cf *confFile, kv *ssh_config.KV) bool {
-		out = append(out, confValue{value: kv.Value, path: cf.path, line: kv.Pos().Line})
-		return true
-	})
-	return out
-}
-
-// included is the files of an includeKey line (none for a line the user
-// wrote with that name: it is not an OpenSSH keyword).
-func (f *confFile) included(kv *ssh_config.KV) []*confFile {
-	i, err := strconv.Atoi(kv.Value)
-	if err != nil || i < 0 || i >= len(f.includes) {
-		return nil
-	}
-	return f.includes[i]
-}
-
-// hostSettings is what one target is dialled with.
+// hostSettings is what one target is dialled with: its ssh config
+// resolved for it, as OpenSSH resolves it, under the job's flags.
 type hostSettings struct {
 	alias      string
 	hostname   string // to dial and to check in known_hosts
@@ -521,68 +27,237 @@ type hostSettings struct {
 	user       string
 	identities []string // from the config for this host (expanded)
 	onlyIDs    bool
-	proxyJump  string
+	jumps      []sshconfig.Jump // ProxyJump hops, first hop first
+	via        []string         // for a bastion: the bastions on the way to it
 	connect    time.Duration
 	hashKnown  bool
+	kex        []string
+	keyAlias   string       // HostKeyAlias: the name known_hosts has the host under
+	hostKeys   *hostkeys.DB // the known_hosts files and policy of this host
+}
+
+// poolKey names the kept connection hs is reached by (watch ssh): user,
+// address and the hops on the way.
+func (hs *hostSettings) poolKey() string {
+	k := hs.user + "@" + hs.addr()
+	for _, j := range hs.jumps {
+		k += " " + j.String()
+	}
+	return k
 }
 
 func (hs *hostSettings) addr() string {
 	return net.JoinHostPort(hs.hostname, strconv.Itoa(hs.port))
 }
 
-// settings resolves t's settings: target port, then -p, -o, config, 22;
-// target user (user@host), then -l, -o, config, the local user.
-func (j *Job) settings(t target.Target) hostSettings {
-	alias := t.Name()
-	hs := hostSettings{alias: alias, hostname: alias, port: 22, user: j.env.User}
-	sc := j.conf
-	if v := sc.get(alias, "HostName"); v != "" {
-		hs.hostname = strings.ReplaceAll(v, "%h", alias)
+// knownName is the name hs's key is looked up under, as host:port
+// (HostKeyAlias has no port, as in OpenSSH).
+func (hs *hostSettings) knownName() string {
+	if hs.keyAlias != "" {
+		return net.JoinHostPort(hs.keyAlias, "22")
 	}
-	if t.Host != "" && t.Addr.IsValid() {
-		// A name with its address (an inventory's ansible_host): the
-		// address is where to connect, as Ansible hands it to ssh.
-		hs.hostname = t.Addr.String()
+	return hs.addr()
+}
+
+// hostKeyCallback checks hs's host key.
+func (hs *hostSettings) hostKeyCallback() ssh.HostKeyCallback {
+	cb := hs.hostKeys.Callback(hs.hashKnown)
+	if hs.keyAlias == "" {
+		return cb
 	}
-	if p, err := strconv.Atoi(sc.get(alias, "Port")); err == nil && p > 0 {
-		hs.port = p
+	name := hs.knownName()
+	return func(_ string, remote net.Addr, key ssh.PublicKey) error { return cb(name, remote, key) }
+}
+
+// hostKeyAlgorithms is the host key algorithms to ask hs for.
+func (hs *hostSettings) hostKeyAlgorithms() []string { return hs.hostKeys.Algorithms(hs.knownName()) }
+
+// jumpSpec is hs's ProxyJump, as ssh -J takes it.
+func jumpSpec(hops []sshconfig.Jump) string {
+	s := make([]string, len(hops))
+	for i, h := range hops {
+		s[i] = h.String()
 	}
-	if j.cfg.Port > 0 {
-		hs.port = j.cfg.Port
-	}
+	return strings.Join(s, ",")
+}
+
+// settings resolves t's settings: the target's port and user, then -p and
+// -l, then -o, then the config files, then the defaults, as `ssh -l user
+// -p port user@host:port` would.
+func (j *Job) settings(t target.Target) (hostSettings, error) { return j.resolve(j.query(t)) }
+
+// query is what t is resolved for.
+func (j *Job) query(t target.Target) sshconfig.Query {
+	q := sshconfig.Query{Host: t.Name(), Port: j.cfg.Port, User: j.cfg.User}
 	if t.Port != 0 {
-		hs.port = int(t.Port)
-	}
-	if v := sc.get(alias, "User"); v != "" {
-		hs.user = v
-	}
-	if j.cfg.User != "" {
-		hs.user = j.cfg.User
+		q.Port = int(t.Port)
 	}
 	if t.User != "" {
-		hs.user = t.User
+		q.User = t.User
 	}
-	hs.proxyJump = j.cfg.ProxyJump
-	if hs.proxyJump == "" {
-		if v := sc.get(alias, "ProxyJump"); v != "" && !strings.EqualFold(v, "none") {
-			hs.proxyJump = v
+	return q
+}
+
+// resolve is settings for a query (a target, or a ProxyJump hop).
+func (j *Job) resolve(q sshconfig.Query) (hostSettings, error) {
+	r, err := j.conf.Resolve(q)
+	if err != nil {
+		return hostSettings{}, &configError{err}
+	}
+	hs := hostSettings{alias: r.Alias, hostname: r.HostName, port: r.Port, user: r.User,
+		identities: r.IdentityFiles, onlyIDs: r.IdentitiesOnly, hashKnown: r.HashKnownHosts, keyAlias: r.HostKeyAlias}
+	if r.ProxyCommand.Value != "" && j.cfg.ProxyJump == "" {
+		return hs, &configError{fmt.Errorf("ssh config %s: ProxyCommand %q: fanout does not run proxy commands: refused for %s rather than connecting directly (use ProxyJump, or --jump)",
+			r.ProxyCommand.Where, r.ProxyCommand.Value, q.Host)}
+	}
+	hs.jumps = r.Jumps
+	if j.cfg.ProxyJump != "" {
+		if hs.jumps, err = sshconfig.ParseJump(j.cfg.ProxyJump); err != nil {
+			return hs, &configError{fmt.Errorf("ssh: --jump: %v", err)}
 		}
 	}
 	hs.connect = j.cfg.ConnectTimeout
 	if hs.connect == 0 {
 		hs.connect = DefaultConnectTimeout
-		if s, err := strconv.Atoi(sc.get(alias, "ConnectTimeout")); err == nil && s > 0 {
-			hs.connect = time.Duration(s) * time.Second
+		if r.ConnectTimeout > 0 {
+			hs.connect = r.ConnectTimeout
 		}
 	}
-	if len(sc.files) > 0 || len(sc.opts) > 0 {
-		for _, f := range sc.getAll(alias, "IdentityFile") {
-			hs.identities = append(hs.identities, expandPath(f, j.env))
+	hs.kex = DefaultKex
+	if len(j.cfg.Kex) > 0 {
+		hs.kex = j.cfg.Kex
+	} else if v := r.KexAlgorithms.Value; v != "" {
+		if hs.kex, err = sshconfig.Kex(v, DefaultKex); err != nil {
+			return hs, &configError{fmt.Errorf("ssh config %s: %v", r.KexAlgorithms.Where, err)}
 		}
-		hs.onlyIDs = flagOn(sc.get(alias, "IdentitiesOnly"))
-		hs.hashKnown = flagOn(sc.get(alias, "HashKnownHosts"))
 	}
-	return hs
+	if hs.hostKeys, err = j.hostKeysFor(r); err != nil {
+		return hs, &knownHostsError{err}
+	}
+	j.hostIdentities(hs.identities, q.Host)
+	return hs, nil
+}
+
+// hostIdentities loads the identity files of a host that the sweep did not
+// load up front, their names having per-host tokens (%h, %r, %p, ...):
+// unencrypted ones (a passphrase is never asked in the middle of a sweep;
+// the agent signs for an encrypted one it holds), each once.
+func (j *Job) hostIdentities(files []string, host string) {
+	k := j.keys
+	if k == nil || len(files) == 0 {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, f := range files {
+		if _, ok := k.files[f]; ok || j.idTried[f] {
+			continue
+		}
+		if j.idTried == nil {
+			j.idTried = map[string]bool{}
+		}
+		j.idTried[f] = true
+		data, err := os.ReadFile(f)
+		if err != nil {
+			if !os.IsNotExist(err) {
+				fmt.Fprintf(j.env.Warn, "fanout: identity file %s (IdentityFile of %s): %v: skipped\n", f, host, err)
+			}
+			continue
+		}
+		signer, err := ssh.ParsePrivateKey(data)
+		if err != nil {
+			if readPub(f) == nil {
+				fmt.Fprintf(j.env.Warn, "fanout: identity file %s (IdentityFile of %s): %v: skipped (an encrypted key named per host is used through the agent only: ssh-add it)\n", f, host, err)
+			}
+			continue
+		}
+		k.files[f] = signer
+	}
+}
+
+// configError is a target whose ssh config fanout cannot honour.
+type configError struct{ err error }
+
+func (e *configError) Error() string { return e.err.Error() }
+func (e *configError) Unwrap() error { return e.err }
+
+// knownHostsError is a known_hosts file that cannot be read (or, for
+// accept-new, written).
+type knownHostsError struct{ err error }
+
+func (e *knownHostsError) Error() string { return e.err.Error() }
+func (e *knownHostsError) Unwrap() error { return e.err }
+
+// policy is the host-key policy of a resolved host, and where it came
+// from: --host-key, else the config (-o first), else strict; never wider
+// than Config.HostKeyAtLeast.
+func (j *Job) policy(r *sshconfig.Resolved) (policy, where string) {
+	switch {
+	case j.cfg.HostKey != "":
+		policy, where = j.cfg.HostKey, "--host-key "+j.cfg.HostKey
+	case r.Policy != "":
+		policy, where = r.Policy, r.StrictHostKeyChecking.Where
+		if !strings.HasPrefix(where, "-o ") {
+			where += ": StrictHostKeyChecking " + r.StrictHostKeyChecking.Value
+		}
+		if b := r.StrictHostKeyChecking.Block; b != "" {
+			where += ", under " + b
+		}
+	default:
+		policy = HostKeyStrict
+	}
+	if n := j.cfg.HostKeyAtLeast; n != "" && policyRank[policy] < policyRank[n] {
+		policy, where = n, "the sweep's host-key policy "+n
+	}
+	return policy, where
+}
+
+// hostKeysFor is the known_hosts checker of a resolved host: one per
+// distinct (policy, files), read when a host first needs it.
+func (j *Job) hostKeysFor(r *sshconfig.Resolved) (*hostkeys.DB, error) {
+	policy, where := j.policy(r)
+	files := r.UserKnownHosts
+	if len(j.cfg.KnownHosts) > 0 {
+		files = make([]string, len(j.cfg.KnownHosts))
+		for i, f := range j.cfg.KnownHosts {
+			files[i] = expandTilde(f, j.env.Home)
+		}
+	}
+	global := r.GlobalKnownHosts
+	if !r.GlobalSet {
+		global = defaultGlobalKnownHosts
+	}
+	key := policy + "\x00" + strings.Join(files, "\x00") + "\x00\x00" + strings.Join(global, "\x00")
+	j.hkMu.Lock()
+	defer j.hkMu.Unlock()
+	if policy == HostKeyOff && !j.warned[where] {
+		j.warned[where] = true
+		fmt.Fprintf(j.env.Warn, "fanout: WARNING: host key checking is off for %s (%s): any server, or anyone in between, is accepted\n", offScope(r, where), where)
+	}
+	if db, ok := j.dbs[key]; ok {
+		return db, nil
+	}
+	db, err := hostkeys.New(policy, slices.Clone(files), slices.Clone(global), nil)
+	if err != nil {
+		return nil, err
+	}
+	j.dbs[key] = db
+	return db, nil
+}
+
+// offScope says which hosts a policy source covers.
+func offScope(r *sshconfig.Resolved, where string) string {
+	if strings.HasPrefix(where, "--host-key") {
+		return "every host"
+	}
+	first := ""
+	if r.Alias != "*" { // "*" is New's look at the sweep-wide settings
+		first = " (" + r.Alias + " first)"
+	}
+	if b := r.StrictHostKeyChecking.Block; b != "" {
+		return "hosts matching " + b + first
+	}
+	return "every host" + first
 }
 
 // expandPath expands ~ and the tokens that do not depend on the host.
@@ -594,17 +269,39 @@ func expandPath(p string, env Env) string {
 	return p
 }
 
-func expandTilde(p, home string) string {
-	if p == "~" {
-		return home
-	}
-	if strings.HasPrefix(p, "~/") {
-		return home + p[1:]
-	}
-	return p
+func expandTilde(p, home string) string { return sshconfig.ExpandTilde(p, home) }
+
+// confEnv is what reading the ssh config takes from env.
+func (env Env) confEnv() sshconfig.Env {
+	host, _ := os.Hostname()
+	return sshconfig.Env{Home: env.Home, User: env.User, UID: env.UID, Hostname: host, Warn: env.Warn}
 }
 
-// splitList splits an OpenSSH list (commas or spaces).
-func splitList(v string) []string {
-	return strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
+// loadSSHConfig reads the ssh config files c names.
+func loadSSHConfig(c *Config, env Env) (*sshconfig.Config, error) {
+	return sshconfig.Load(sshconfig.Options{UserFile: c.SSHConfig, SystemFile: c.SystemSSHConfig, Opts: c.Options}, env.confEnv())
 }
+
+// passwdEnv is the home, name and uid of the user running fanout, from the
+// passwd entry as OpenSSH takes them (not $HOME, $USER).
+func passwdEnv() (home, name, uid string) {
+	if u, err := user.Current(); err == nil {
+		return u.HomeDir, u.Username, u.Uid
+	}
+	home, _ = os.UserHomeDir()
+	name = os.Getenv("USER")
+	if name == "" {
+		name = "root"
+	}
+	return home, name, strconv.Itoa(os.Getuid())
+}
+
+// targetNamed is a target for a host given as text.
+func targetNamed(host string) target.Target {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return target.Target{Addr: a}
+	}
+	return target.Target{Host: host}
+}
+
+var _ = targetNamed // kept for the callers of other branches

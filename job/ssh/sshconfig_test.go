@@ -15,12 +15,13 @@ import (
 
 	"github.com/fanout/fanout/internal/lab"
 	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/job/ssh/internal/sshconfig"
 	"github.com/fanout/fanout/target"
 )
 
 // No test reads this machine's /etc/ssh/ssh_config: one that wants a
 // system-wide file names it in Config.SystemSSHConfig.
-func init() { defaultSystemSSHConfig = "none" }
+func init() { sshconfig.DefaultSystemFile = "none" }
 
 // writeFile writes text to dir/name (directories made) and returns the path.
 func writeFile(t *testing.T, dir, name, text string) string {
@@ -58,12 +59,12 @@ Host *
 `, fleet.Port))
 
 	j := newJob(t, Config{Command: "hostname", SystemSSHConfig: sys}, h.env())
-	hs := j.settings(target.Target{Host: "web01"})
+	hs := settingsOf(t, j, target.Target{Host: "web01"})
 	if hs.user != "alice" || hs.connect != 600*time.Second || hs.hostname != "127.2.9.7" || hs.port != fleet.Port ||
 		!hs.onlyIDs || len(hs.identities) != 1 || hs.identities[0] != filepath.Join(h.dir, "sys_key") {
 		t.Errorf("web01: %+v; want user and timeout from ~/.ssh/config, the rest from %s", hs, sys)
 	}
-	if hs = j.settings(target.Target{Host: "db1"}); hs.user != "tester" || hs.connect != 7*time.Second || hs.port != fleet.Port {
+	if hs = settingsOf(t, j, target.Target{Host: "db1"}); hs.user != "tester" || hs.connect != 7*time.Second || hs.port != fleet.Port {
 		t.Errorf("db1: %+v; want the local user, timeout and port of %s", hs, sys)
 	}
 	// The fleet accepts only sys_key, named by the system file alone.
@@ -72,18 +73,18 @@ Host *
 	}
 
 	j = newJob(t, Config{Command: "true", SystemSSHConfig: sys, Options: map[string]string{"User": "ops"}}, h.env())
-	if hs = j.settings(target.Target{Host: "web01"}); hs.user != "ops" {
+	if hs = settingsOf(t, j, target.Target{Host: "web01"}); hs.user != "ops" {
 		t.Errorf("-o User: %q, want ops", hs.user)
 	}
 	// -F FILE: that file only.
 	other := writeFile(t, h.dir, "other_config", "Host *\n  User carol\n")
 	j = newJob(t, Config{Command: "true", SSHConfig: other, SystemSSHConfig: sys}, h.env())
-	if hs = j.settings(target.Target{Host: "web01"}); hs.user != "carol" || hs.port != 22 || hs.hostname != "web01" {
+	if hs = settingsOf(t, j, target.Target{Host: "web01"}); hs.user != "carol" || hs.port != 22 || hs.hostname != "web01" {
 		t.Errorf("-F %s: %+v, want nothing of %s", other, hs, sys)
 	}
 	// -F none: neither file.
 	j = newJob(t, Config{Command: "true", SSHConfig: "none", SystemSSHConfig: sys}, h.env())
-	if hs = j.settings(target.Target{Host: "web01"}); hs.user != "tester" || hs.port != 22 || hs.hostname != "web01" {
+	if hs = settingsOf(t, j, target.Target{Host: "web01"}); hs.user != "tester" || hs.port != 22 || hs.hostname != "web01" {
 		t.Errorf("-F none: %+v, want no file read", hs)
 	}
 }
@@ -172,7 +173,7 @@ Match final all
 	ForwardX11Trusted yes
 	SendEnv LANG LC_CTYPE LC_NUMERIC
 `, etc))
-	site := writeFile(t, etc, "ssh_config.d/10-site.conf", fmt.Sprintf(`Match exec "test -f /nonexistent"
+	site := writeFile(t, etc, "ssh_config.d/10-site.conf", fmt.Sprintf(`Match host 10.* exec "test -f /nonexistent"
   User nobody
 Match host 127.2.*,!127.2.0.9 localuser tester
   Port %d
@@ -182,14 +183,15 @@ Match host 127.2.*,!127.2.0.9 localuser tester
 	env := h.env()
 	env.Warn = &warn
 	j := newJob(t, Config{Command: "echo hi", SystemSSHConfig: sys}, env)
-	if want := []string{"curve25519-sha256", "ecdh-sha2-nistp256"}; strings.Join(j.kex, ",") != strings.Join(want, ",") {
-		t.Errorf("kex %v, want the crypto policy's without what x/crypto lacks: %v", j.kex, want)
+	if want, kex := []string{"curve25519-sha256", "ecdh-sha2-nistp256"}, settingsOf(t, j, at(1, fleet.Port)).kex; strings.Join(kex, ",") != strings.Join(want, ",") {
+		t.Errorf("kex %v, want the crypto policy's without what x/crypto lacks: %v", kex, want)
 	}
-	if !strings.Contains(warn.String(), site+" line 1: Match exec") {
-		t.Errorf("warnings %q, want one naming %s line 1", warn.String(), site)
+	// Match exec is not run: an error for the hosts that reach it only.
+	if _, err := j.settings(target.Target{Host: "10.1.2.3"}); err == nil || !strings.Contains(err.Error(), site+" line 1: Match exec") {
+		t.Errorf("a host reaching Match exec: %v, want an error naming %s line 1", err, site)
 	}
 	for i, wantPort := range map[int]int{1: fleet.Port, 9: 22} {
-		if hs := j.settings(target.Target{Host: host(i).String()}); hs.port != wantPort || hs.user != "tester" {
+		if hs := settingsOf(t, j, target.Target{Host: host(i).String()}); hs.port != wantPort || hs.user != "tester" {
 			t.Errorf("%s: port %d user %q, want %d and the local user", host(i), hs.port, hs.user, wantPort)
 		}
 	}
@@ -225,7 +227,7 @@ func TestSystemSSHConfigErrors(t *testing.T) {
 			[]string{"ETC/ssh_config", "line 2", "curve25519-sha265"}},
 		{"include loop", map[string]string{"ssh_config": "Include ssh_config\n"}, "",
 			[]string{"ETC/ssh_config", "line 1", "nested"}},
-		{"Match exec in the user's file", nil, "User x\n\nMatch exec true\n",
+		{"Match exec in the user's file", map[string]string{"ssh_config": ""}, "User x\n\nMatch exec true\n",
 			[]string{".ssh/config", "line 3", "Match exec", "not supported"}},
 		{"Match without criteria", map[string]string{"ssh_config": "Match\n"}, "",
 			[]string{"ETC/ssh_config", "line 1", "Match"}},
@@ -280,54 +282,19 @@ func TestSSHConfigInclude(t *testing.T) {
 		{"other", "siteuser", 2202},
 	}
 	for _, tt := range tests {
-		hs := j.settings(target.Target{Host: tt.alias})
+		hs := settingsOf(t, j, target.Target{Host: tt.alias})
 		if hs.user != tt.user || hs.port != tt.port || hs.connect != 4*time.Second {
 			t.Errorf("%s: user %q port %d timeout %v, want %q %d 4s", tt.alias, hs.user, hs.port, hs.connect, tt.user, tt.port)
 		}
 	}
 }
 
-func TestMatchCriteria(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		in     string
-		system bool
-		hosts  string // "" when an error is wanted
-		warn   bool
-	}{
-		{"all", false, "*", false},
-		{"final all", false, "*", false},
-		{"canonical all", false, never, false},
-		{"!canonical host web*", false, "web*", false},
-		{"host web*,db?", false, "web* db?", false},
-		{"Host \"a*,!ab\"", false, "a* !ab", false},
-		{"originalhost web*", false, "web*", false},
-		{"!host web*,db*", false, "* !web* !db*", false},
-		{"localuser tester host x", false, "x", false},
-		{"localuser root,bob host x", false, never, false},
-		{"localuser !tester,*", false, never, false},
-		{"exec true", false, "", false},
-		{"user root", false, "", false},
-		{"exec true", true, never, true},
-		{"host a host b", true, never, true},
-		{"tagged x", true, never, true},
-		{"", true, "", false},
-		{"host", false, "", false},
+// settingsOf resolves t's settings, failing the test on an error.
+func settingsOf(t *testing.T, j *Job, tg target.Target) hostSettings {
+	t.Helper()
+	hs, err := j.settings(tg)
+	if err != nil {
+		t.Fatalf("settings of %s: %v", tg.Name(), err)
 	}
-	for _, tt := range tests {
-		var warn strings.Builder
-		cr := &confReader{env: Env{User: "tester", Warn: &warn}, system: tt.system}
-		got, err := cr.match("cfg", tt.in, 7)
-		switch {
-		case tt.hosts == "" && err == nil:
-			t.Errorf("Match %s: %q, want an error", tt.in, got)
-		case tt.hosts != "" && (err != nil || got != tt.hosts):
-			t.Errorf("Match %s (system %v): %q, %v; want %q", tt.in, tt.system, got, err, tt.hosts)
-		case err != nil && !strings.Contains(err.Error(), "line 7"):
-			t.Errorf("Match %s: error %q names no line", tt.in, err)
-		}
-		if (warn.Len() > 0) != tt.warn {
-			t.Errorf("Match %s (system %v): warning %q", tt.in, tt.system, warn.String())
-		}
-	}
+	return hs
 }

@@ -3,6 +3,7 @@ package ssh
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -32,8 +33,9 @@ type Local struct {
 }
 
 // localOptions are the ssh_config keys (lower case) a sweep may not set on a
-// worker: they name the worker's files or route its connections.
-var localOptions = []string{"identityfile", "proxyjump", "userknownhostsfile", "globalknownhostsfile", "hashknownhosts"}
+// worker: they name the worker's files, route its connections, or say under
+// which name a host's key is looked up (HostKeyAlias).
+var localOptions = []string{"identityfile", "proxyjump", "userknownhostsfile", "globalknownhostsfile", "hashknownhosts", "hostkeyalias"}
 
 // LocalSettings lists the settings of c that name files or routes of the
 // machine that runs it (identity files, ssh_config, known_hosts, bastion),
@@ -68,33 +70,46 @@ func (c Config) LocalSettings() []string {
 // policyRank orders host-key policies from widest (off) to narrowest.
 var policyRank = map[string]int{HostKeyOff: 0, HostKeyAcceptNew: 1, HostKeyStrict: 2}
 
-// policy is the worker's own host-key policy: HostKey, else its ssh
-// config's StrictHostKeyChecking, else strict.
-func (l Local) policy(env Env) (string, error) {
+// policy is the worker's own host-key policy: HostKey, else the widest
+// StrictHostKeyChecking of its ssh config, else strict. perHost is set
+// when the config decides it host by host: the sweep then leaves it there.
+func (l Local) policy(env Env) (policy string, perHost bool, err error) {
 	if l.HostKey != "" {
 		if _, ok := policyRank[l.HostKey]; !ok {
-			return "", fmt.Errorf("ssh: host key policy %q: want strict, accept-new or off", l.HostKey)
+			return "", false, fmt.Errorf("ssh: host key policy %q: want strict, accept-new or off", l.HostKey)
 		}
-		return l.HostKey, nil
+		return l.HostKey, false, nil
 	}
 	sc, err := loadSSHConfig(&Config{SSHConfig: l.SSHConfig}, env)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
-	if v := sc.global("StrictHostKeyChecking"); v != "" {
-		p, err := policyFromOpenSSH(v)
+	policy = HostKeyStrict
+	var seen []string
+	for _, v := range sc.AllValues("StrictHostKeyChecking") {
+		p, err := policyFromOpenSSH(v.Value)
 		if err != nil {
-			return "", fmt.Errorf("%w (%s)", err, sc.path)
+			return "", false, fmt.Errorf("%w (%s)", err, v.Where)
 		}
-		return p, nil
+		if policyRank[p] < policyRank[policy] {
+			policy = p
+		}
+		// One policy for every host (at the top, or under Host *) is the
+		// worker's; any other is decided per host.
+		if !slices.Contains(seen, p) {
+			seen = append(seen, p)
+		}
+		if v.Block != "" && v.Block != "Host *" {
+			perHost = true
+		}
 	}
-	return HostKeyStrict, nil
+	return policy, perHost || len(seen) > 1, nil
 }
 
 // Check reports whether l is usable: its policy is known and its ssh config
 // reads (a worker checks this once, at start).
 func (l Local) Check(env Env) error {
-	_, err := l.policy(env)
+	_, _, err := l.policy(env)
 	return err
 }
 
@@ -116,7 +131,7 @@ func Confine(options json.RawMessage, l Local, env Env) (json.RawMessage, error)
 	if s := c.LocalSettings(); len(s) > 0 {
 		return nil, fmt.Errorf("ssh: the sweep sets %s, which on a worker only its operator chooses (fanout worker --identity, --ssh-config, --known-hosts, --jump): refused", strings.Join(s, ", "))
 	}
-	mine, err := l.policy(env)
+	mine, perHost, err := l.policy(env)
 	if err != nil {
 		return nil, err
 	}
@@ -131,12 +146,21 @@ func Confine(options json.RawMessage, l Local, env Env) (json.RawMessage, error)
 			delete(c.Options, k)
 		}
 	}
-	c.HostKey = mine
+	c.HostKey, c.HostKeyAtLeast = mine, ""
+	if perHost {
+		// The worker's config keeps some hosts stricter than others: it
+		// decides per host, and the sweep's policy only narrows it.
+		c.HostKey = ""
+	}
 	if asked != "" {
 		if policyRank[asked] < policyRank[mine] {
 			return nil, fmt.Errorf("ssh: the sweep asks host-key policy %s, wider than this worker's %s: refused (a sweep may narrow the worker's policy, never widen it)", asked, mine)
 		}
-		c.HostKey = asked
+		if perHost {
+			c.HostKeyAtLeast = asked
+		} else {
+			c.HostKey = asked
+		}
 	}
 	c.SSHConfig, c.SystemSSHConfig = l.SSHConfig, ""
 	c.Identities = l.Identities

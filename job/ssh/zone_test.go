@@ -38,7 +38,7 @@ func TestDialsTargetZoneUserPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	tg := set.At(0)
-	if hs := j.settings(tg); hs.user != "admin" || hs.port != 2222 || hs.addr() != "[fe80::1%lo]:2222" {
+	if hs := settingsOf(t, j, tg); hs.user != "admin" || hs.port != 2222 || hs.addr() != "[fe80::1%lo]:2222" {
 		t.Errorf("settings: user %q port %d addr %q, want admin, 2222, [fe80::1%%lo]:2222", hs.user, hs.port, hs.addr())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -1,4 +1,4 @@
-package ssh
+package hostkeys
 
 import (
 	"crypto/ed25519"
@@ -21,7 +21,7 @@ import (
 // in the file's order (a sweep after the accept-new sweep that wrote it),
 // shuffled, or for hosts the file lacks (unknown, so strict fails them).
 //
-//	go test -run NONE -bench KnownHostsSweep ./job/ssh/
+//	go test -run NONE -bench KnownHostsSweep ./job/ssh/internal/hostkeys/
 func BenchmarkKnownHostsSweep(b *testing.B) {
 	pub, _, _ := ed25519.GenerateKey(rand.Reader)
 	key, _ := ssh.NewPublicKey(pub)
@@ -57,14 +57,14 @@ func BenchmarkKnownHostsSweep(b *testing.B) {
 					}
 					for b.Loop() {
 						b.StopTimer()
-						hk, err := newHostKeys(HostKeyStrict, []string{f}, nil, io.Discard)
+						hk, err := New(Strict, []string{f}, nil, io.Discard)
 						if err != nil {
 							b.Fatal(err)
 						}
 						b.StartTimer()
 						for _, hn := range hosts {
-							hk.algorithms(hn)
-							if err := hk.check(hn, remote, key); (err == nil) != (order != "unknown") {
+							hk.Algorithms(hn)
+							if err := hk.Check(hn, remote, key); (err == nil) != (order != "unknown") {
 								b.Fatalf("%s: %v", hn, err)
 							}
 						}

@@ -1,4 +1,4 @@
-package ssh
+package hostkeys
 
 import (
 	"crypto/ecdsa"
@@ -10,6 +10,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,7 +26,7 @@ import (
 func verdict(err error) string {
 	var ke *knownhosts.KeyError
 	var re *knownhosts.RevokedError
-	var he *hostKeyError
+	var he *Error
 	switch {
 	case err == nil:
 		return "ok"
@@ -107,7 +108,7 @@ func TestKnownHostsIndexesAgreeWithXCrypto(t *testing.T) {
 	for name, order := range orders {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			hk, err := newHostKeys(HostKeyStrict, files[:1], files[1:], io.Discard)
+			hk, err := New(Strict, files[:1], files[1:], io.Discard)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -121,8 +122,8 @@ func TestKnownHostsIndexesAgreeWithXCrypto(t *testing.T) {
 					defer wg.Done()
 					for k := w; k < len(order); k += 8 {
 						i := order[k]
-						algos := hk.algorithms(addr(i))
-						got, want := verdict(hk.check(addr(i), remote, good)), verdict(xc(addr(i), remote, good))
+						algos := hk.Algorithms(addr(i))
+						got, want := verdict(hk.Check(addr(i), remote, good)), verdict(xc(addr(i), remote, good))
 						if got != want {
 							t.Errorf("host %d: %s, x/crypto says %s", i, got, want)
 						}
@@ -177,7 +178,7 @@ func TestKnownHostsIndexesDeferToXCrypto(t *testing.T) {
 			if err := os.WriteFile(f, []byte(tt.file), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			hk, err := newHostKeys(HostKeyStrict, []string{f}, nil, io.Discard)
+			hk, err := New(Strict, []string{f}, nil, io.Discard)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -189,8 +190,8 @@ func TestKnownHostsIndexesDeferToXCrypto(t *testing.T) {
 			if tt.want != "" && want != tt.want {
 				t.Fatalf("x/crypto says %s, the test expects %s", want, tt.want)
 			}
-			hk.algorithms(tt.host)
-			if got := verdict(hk.check(tt.host, remote, key)); got != want {
+			hk.Algorithms(tt.host)
+			if got := verdict(hk.Check(tt.host, remote, key)); got != want {
 				t.Errorf("check says %s, x/crypto %s", got, want)
 			}
 		})
@@ -220,3 +221,6 @@ func TestHashedPoolMissesBounded(t *testing.T) {
 		t.Errorf("127.0.0.1 not remembered as found")
 	}
 }
+
+// host is the i-th address of a lab fleet (127.2.x.y).
+func host(i int) netip.Addr { return netip.AddrFrom4([4]byte{127, 2, byte(i >> 8), byte(i)}) }

@@ -1,4 +1,8 @@
-package ssh
+// Package hostkeys checks SSH host keys against known_hosts files as
+// OpenSSH does (plain, hashed, patterns, @cert-authority, @revoked), under a
+// policy (strict, accept-new, off), with indexes that keep a sweep of N hosts
+// against an N-line file O(N).
+package hostkeys
 
 import (
 	"bytes"
@@ -23,17 +27,24 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 )
 
-// hostKeyError is a host key that was not accepted: unknown (strict policy),
+// Host key policies, as OpenSSH's StrictHostKeyChecking yes / accept-new / no.
+const (
+	Strict    = "strict"
+	AcceptNew = "accept-new"
+	Off       = "off"
+)
+
+// Error is a host key that was not accepted: unknown (strict policy),
 // changed, or revoked.
-type hostKeyError struct {
+type Error struct {
 	host string
 	msg  string
 }
 
-func (e *hostKeyError) Error() string { return "host key for " + e.host + " " + e.msg }
+func (e *Error) Error() string { return "host key for " + e.host + " " + e.msg }
 
-// hostKeys checks host keys against the known_hosts files under a policy.
-type hostKeys struct {
+// DB checks host keys against the known_hosts files under a policy.
+type DB struct {
 	policy string
 	files  []string // the user's, existing or not; the first is where accept-new writes
 	global []string // the system-wide files that exist: read, never written
@@ -87,18 +98,17 @@ type hashedKey struct {
 	tailKey
 }
 
-// newHostKeys reads the user's known_hosts files and then the global ones,
+// New reads the user's known_hosts files and then the global ones,
 // as OpenSSH does: a key in either is trusted, a marker or a changed key in
 // either counts. A missing file is none; an unreadable one is an error.
 // accept-new writes to files[0] only.
-func newHostKeys(policy string, files, global []string, warn io.Writer) (*hostKeys, error) {
-	h := &hostKeys{policy: policy, files: files, warn: warn, exact: map[string][]ssh.PublicKey{}, hashed: &hashedPool{},
+func New(policy string, files, global []string, warn io.Writer) (*DB, error) {
+	h := &DB{policy: policy, files: files, warn: warn, exact: map[string][]ssh.PublicKey{}, hashed: &hashedPool{},
 		added: map[string]ssh.PublicKey{}}
-	if policy == HostKeyOff {
-		fmt.Fprintln(warn, "fanout: WARNING: host key checking is off (--host-key off): any server, or anyone in between, is accepted")
+	if policy == Off { // the caller warns, naming where the policy came from
 		return h, nil
 	}
-	if policy == HostKeyAcceptNew {
+	if policy == AcceptNew {
 		if len(files) == 0 {
 			return nil, fmt.Errorf("known_hosts: --host-key accept-new needs a file to write, and UserKnownHostsFile is none")
 		}
@@ -115,7 +125,7 @@ func newHostKeys(policy string, files, global []string, warn io.Writer) (*hostKe
 	if h.lock != nil {
 		// No other fanout process is half-way through a line while we read.
 		if err := h.lock.Lock(); err != nil {
-			h.close()
+			h.Close()
 			return nil, fmt.Errorf("known_hosts %s: lock: %w", files[0], err)
 		}
 		defer h.lock.Unlock()
@@ -134,7 +144,7 @@ func newHostKeys(policy string, files, global []string, warn io.Writer) (*hostKe
 			if os.IsNotExist(err) {
 				continue
 			}
-			h.close()
+			h.Close()
 			if i >= len(files) {
 				return nil, fmt.Errorf("known_hosts %s (GlobalKnownHostsFile): %w", f, err)
 			}
@@ -160,7 +170,7 @@ func newHostKeys(policy string, files, global []string, warn io.Writer) (*hostKe
 	if len(existing) > 0 {
 		cb, err := knownhosts.New(existing...)
 		if err != nil {
-			h.close()
+			h.Close()
 			return nil, err
 		}
 		h.cb = cb
@@ -199,7 +209,7 @@ func knownLines(data []byte, fn func(n int, hosts string, key []byte), marked fu
 // index adds the plain entries of a known_hosts file to exact, the hashed
 // ones to hashed, the keys of @cert-authority lines to cas, and reports
 // whether the file has marker lines (which the indexes do not model).
-func (h *hostKeys) index(data []byte) (markers bool) {
+func (h *DB) index(data []byte) (markers bool) {
 	ca := func(marker, _ string, key []byte) { h.cas = addCA(h.cas, marker, key) }
 	_, markers = knownLines(data, func(_ int, hosts string, key []byte) {
 		if strings.ContainsAny(hosts, "*?!|") {
@@ -225,7 +235,11 @@ func (h *hostKeys) index(data []byte) (markers bool) {
 	return markers
 }
 
-func (h *hostKeys) close() {
+// Policy is the DB's policy: Strict, AcceptNew or Off.
+func (h *DB) Policy() string { return h.policy }
+
+// Close releases the file accept-new writes to.
+func (h *DB) Close() {
 	if h != nil && h.out != nil {
 		h.out.Close()
 	}
@@ -233,24 +247,24 @@ func (h *hostKeys) close() {
 
 // check is the ssh.HostKeyCallback of a host whose HashKnownHosts is no:
 // hostname is "HostName:port".
-func (h *hostKeys) check(hostname string, remote net.Addr, key ssh.PublicKey) error {
+func (h *DB) Check(hostname string, remote net.Addr, key ssh.PublicKey) error {
 	return h.verify(hostname, remote, key, false)
 }
 
 // callback is the ssh.HostKeyCallback of one host; hash is its
 // HashKnownHosts (from the Host blocks its alias matches), which decides how
 // accept-new writes it.
-func (h *hostKeys) callback(hash bool) ssh.HostKeyCallback {
+func (h *DB) Callback(hash bool) ssh.HostKeyCallback {
 	if !hash {
-		return h.check
+		return h.Check
 	}
 	return func(hostname string, remote net.Addr, key ssh.PublicKey) error {
 		return h.verify(hostname, remote, key, true)
 	}
 }
 
-func (h *hostKeys) verify(hostname string, remote net.Addr, key ssh.PublicKey, hash bool) error {
-	if h.policy == HostKeyOff {
+func (h *DB) verify(hostname string, remote net.Addr, key ssh.PublicKey, hash bool) error {
+	if h.policy == Off {
 		return nil
 	}
 	norm := knownhosts.Normalize(hostname)
@@ -264,7 +278,7 @@ func (h *hostKeys) verify(hostname string, remote net.Addr, key ssh.PublicKey, h
 			// so its plain key is checked (and, with accept-new, added).
 			return h.verify(hostname, remote, cert.Key, hash)
 		}
-		return &hostKeyError{host: norm, msg: "has a certificate that is not accepted: " + strings.TrimPrefix(err.Error(), "ssh: ")}
+		return &Error{host: norm, msg: "has a certificate that is not accepted: " + strings.TrimPrefix(err.Error(), "ssh: ")}
 	}
 	if h.exact != nil {
 		if hasKey(h.exact[norm], key) {
@@ -292,12 +306,12 @@ func (h *hostKeys) verify(hostname string, remote net.Addr, key ssh.PublicKey, h
 		return revoked(norm, re)
 	case errors.As(err, &ke) && len(ke.Want) > 0:
 		w := ke.Want[0]
-		return &hostKeyError{host: norm, msg: fmt.Sprintf("CHANGED: the server offered %s %s, known_hosts has %s at %s:%d (possible man-in-the-middle; remove that line if the change is expected)",
+		return &Error{host: norm, msg: fmt.Sprintf("CHANGED: the server offered %s %s, known_hosts has %s at %s:%d (possible man-in-the-middle; remove that line if the change is expected)",
 			key.Type(), ssh.FingerprintSHA256(key), w.Key.Type(), w.Filename, w.Line)}
 	case errors.As(err, &ke):
 		return h.unknown(hostname, remote, norm, key, hash)
 	}
-	return &hostKeyError{host: norm, msg: err.Error()}
+	return &Error{host: norm, msg: err.Error()}
 }
 
 // addCA adds the key of a marker line to cas if it is an @cert-authority.
@@ -334,7 +348,7 @@ func noAuthority(err error) bool {
 // ("host:port"). It asks x/crypto's matcher, which decides the real check,
 // with a certificate each CA key would have signed: one it matches fails
 // later (the signature), one it does not fails as noAuthority.
-func (h *hostKeys) hasAuthority(hostname string) bool {
+func (h *DB) hasAuthority(hostname string) bool {
 	if h.cb == nil {
 		return false
 	}
@@ -347,7 +361,7 @@ func (h *hostKeys) hasAuthority(hostname string) bool {
 	return false
 }
 
-func (h *hostKeys) lookup(hostname string, remote net.Addr, key ssh.PublicKey) error {
+func (h *DB) lookup(hostname string, remote net.Addr, key ssh.PublicKey) error {
 	if h.cb == nil {
 		return &knownhosts.KeyError{}
 	}
@@ -355,21 +369,21 @@ func (h *hostKeys) lookup(hostname string, remote net.Addr, key ssh.PublicKey) e
 }
 
 // unknown handles a host known_hosts had no key for when it was read.
-func (h *hostKeys) unknown(hostname string, remote net.Addr, norm string, key ssh.PublicKey, hash bool) error {
+func (h *DB) unknown(hostname string, remote net.Addr, norm string, key ssh.PublicKey, hash bool) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if k, ok := h.added[norm]; ok {
 		if keyEq(k, key) {
 			return nil
 		}
-		return &hostKeyError{host: norm, msg: "CHANGED during this sweep (was just added to " + h.files[0] + ")"}
+		return &Error{host: norm, msg: "CHANGED during this sweep (was just added to " + h.files[0] + ")"}
 	}
-	if h.policy != HostKeyAcceptNew {
+	if h.policy != AcceptNew {
 		read := strings.Join(append(slices.Clone(h.files), h.global...), ", ")
 		if read == "" {
 			read = "any known_hosts file: UserKnownHostsFile is none"
 		}
-		return &hostKeyError{host: norm, msg: fmt.Sprintf("is unknown (%s %s not in %s); use --host-key accept-new to add it",
+		return &Error{host: norm, msg: fmt.Sprintf("is unknown (%s %s not in %s); use --host-key accept-new to add it",
 			key.Type(), ssh.FingerprintSHA256(key), read)}
 	}
 	field := norm
@@ -378,13 +392,13 @@ func (h *hostKeys) unknown(hostname string, remote net.Addr, norm string, key ss
 	}
 	line := field + " " + key.Type() + " " + base64.StdEncoding.EncodeToString(key.Marshal()) + "\n"
 	if err := h.lock.Lock(); err != nil {
-		return &hostKeyError{host: norm, msg: "could not be added: lock " + h.files[0] + ": " + err.Error()}
+		return &Error{host: norm, msg: "could not be added: lock " + h.files[0] + ": " + err.Error()}
 	}
 	defer h.lock.Unlock()
 	// Under the lock, the file as it is now: another process may have
 	// added this host since it was read.
 	if err := h.readTail(); err != nil {
-		return &hostKeyError{host: norm, msg: "could not be added: read " + h.files[0] + ": " + err.Error()}
+		return &Error{host: norm, msg: "could not be added: read " + h.files[0] + ": " + err.Error()}
 	}
 	switch err := h.tail.check(h.files[0], hostname, remote, norm, key, h.cas); {
 	case err == errTailNone:
@@ -398,7 +412,7 @@ func (h *hostKeys) unknown(hostname string, remote net.Addr, norm string, key ss
 		line = "\n" + line // not glued to a last line an editor left without its newline
 	}
 	if _, err := h.out.WriteString(line); err != nil {
-		return &hostKeyError{host: norm, msg: "could not be added to " + h.files[0] + ": " + err.Error()}
+		return &Error{host: norm, msg: "could not be added to " + h.files[0] + ": " + err.Error()}
 	}
 	h.added[norm] = key
 	// Our line alone since the tail was read (ssh appends without the
@@ -412,7 +426,7 @@ func (h *hostKeys) unknown(hostname string, remote net.Addr, norm string, key ss
 
 // readTail indexes the lines files[0] gained since it was last read. Called
 // with the file lock held.
-func (h *hostKeys) readTail() error {
+func (h *DB) readTail() error {
 	f, err := os.Open(h.files[0])
 	if err != nil {
 		return err
@@ -473,14 +487,14 @@ func (t *knownTail) index(data []byte) {
 // errTailNone: the tail has no key for the host.
 var errTailNone = errors.New("not in the tail")
 
-// check is nil when the tail holds key for norm, a hostKeyError when it
+// check is nil when the tail holds key for norm, a Error when it
 // holds another key only, errTailNone when it holds none.
 func (t *knownTail) check(file, hostname string, remote net.Addr, norm string, key ssh.PublicKey, cas []ssh.PublicKey) error {
 	if t.odd {
 		// Rare (no fanout or ssh writes these): x/crypto reads the file.
 		cb, err := knownhosts.New(file)
 		if err != nil {
-			return &hostKeyError{host: norm, msg: "could not be added: " + err.Error()}
+			return &Error{host: norm, msg: "could not be added: " + err.Error()}
 		}
 		var ke *knownhosts.KeyError
 		var re *knownhosts.RevokedError
@@ -498,7 +512,7 @@ func (t *knownTail) check(file, hostname string, remote net.Addr, norm string, k
 		case errors.As(err, &ke):
 			return errTailNone
 		default:
-			return &hostKeyError{host: norm, msg: err.Error()}
+			return &Error{host: norm, msg: err.Error()}
 		}
 	}
 	known := t.plain[norm]
@@ -524,11 +538,11 @@ func (t *knownTail) check(file, hostname string, remote net.Addr, norm string, k
 
 // revoked is the error for a key an @revoked line names.
 func revoked(norm string, re *knownhosts.RevokedError) error {
-	return &hostKeyError{host: norm, msg: fmt.Sprintf("is revoked (%s:%d)", re.Revoked.Filename, re.Revoked.Line)}
+	return &Error{host: norm, msg: fmt.Sprintf("is revoked (%s:%d)", re.Revoked.Filename, re.Revoked.Line)}
 }
 
 func changedMeanwhile(norm string, key, want ssh.PublicKey, file string, line int) error {
-	return &hostKeyError{host: norm, msg: fmt.Sprintf("CHANGED: the server offered %s %s, known_hosts has %s at %s:%d, added during this sweep by another process (possible man-in-the-middle; remove that line if the change is expected)",
+	return &Error{host: norm, msg: fmt.Sprintf("CHANGED: the server offered %s %s, known_hosts has %s at %s:%d, added during this sweep by another process (possible man-in-the-middle; remove that line if the change is expected)",
 		key.Type(), ssh.FingerprintSHA256(key), want.Type(), file, line)}
 }
 
@@ -547,6 +561,16 @@ func parseHashed(s string) (salt, hash []byte, ok bool) {
 	return salt, hash, err1 == nil && err2 == nil
 }
 
+// FieldNames reports whether a known_hosts host field is hashed
+// (|1|salt|hash) and whether it names host (hashed, or spelt as host).
+func FieldNames(field, host string) (hashed, names bool) {
+	salt, hash, ok := parseHashed(field)
+	if !ok {
+		return false, field == host
+	}
+	return true, hashMatches(salt, hash, host)
+}
+
 // hashMatches is OpenSSH's HashKnownHosts test: HMAC-SHA1 of the host
 // keyed by the salt.
 func hashMatches(salt, hash []byte, host string) bool {
@@ -558,8 +582,8 @@ func hashMatches(salt, hash []byte, host string) bool {
 // algorithms is the host key algorithms to ask hostname for: the types
 // known_hosts has for it, so a server with several host keys shows the one
 // we know (as OpenSSH orders them); else OpenSSH's default order.
-func (h *hostKeys) algorithms(hostname string) []string {
-	if h.policy == HostKeyOff {
+func (h *DB) Algorithms(hostname string) []string {
+	if h.policy == Off {
 		return nil
 	}
 	var known []ssh.PublicKey
