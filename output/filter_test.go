@@ -28,7 +28,7 @@ func TestFilteredWriters(t *testing.T) {
 		gatherHeader string
 	}{
 		{"alive", Filter{Alive: true}, alive, dead, " (2)"},
-		{"dead", Filter{Dead: true}, dead, alive, "bad (1) [exit 3]"},
+		{"dead", Filter{Dead: true}, dead, alive, "bad (1) [exit status 3]"},
 		{"both", Filter{Alive: true, Dead: true}, append(alive, dead...), nil, " (2)"},
 	} {
 		t.Run("inline "+f.name, func(t *testing.T) {

@@ -34,7 +34,7 @@ type Gather struct {
 
 type group struct {
 	first  uint64 // lowest index, to print groups in sweep order
-	note   string // "" when up, else the outcome ("exit 3", "timeout", ...)
+	note   string // "" when up, else the outcome ("exit status 3", "timeout", ...)
 	output []byte // stdout then stderr
 	trunc  bool
 	hosts  []string
@@ -51,7 +51,7 @@ func (g *Gather) Write(r job.Result) error {
 	if r.Status != job.Up {
 		note = string(r.Class)
 		if r.Class == job.ClassExit && r.ExitCode != nil {
-			note = "exit " + strconv.Itoa(*r.ExitCode)
+			note = "exit status " + strconv.Itoa(*r.ExitCode)
 		} else if len(r.Stdout) == 0 && len(r.Stderr) == 0 && r.Error != "" {
 			// Without output the message is the content. Names in it would
 			// split groups per host: the host's name and address, as whole

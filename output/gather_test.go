@@ -34,7 +34,7 @@ func TestGatherGroupsIdenticalOutputs(t *testing.T) {
 	}
 	want := box("web[01-06,10-11,14-20] (15)") + "hello world\n" +
 		box("web07 (1)") + "other\n" +
-		box("web[08-09] (2) [exit 3]") + "hello world\n" +
+		box("web[08-09] (2) [exit status 3]") + "hello world\n" +
 		box("web[12-13] (2) [refused: dial tcp HOST:22: connect: connection refused]")
 	if out.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", out.String(), want)

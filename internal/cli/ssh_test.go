@@ -73,7 +73,7 @@ func TestSSHGather(t *testing.T) {
 	if r.code != 1 {
 		t.Fatalf("exit %d (want 1: one host exits 3), stderr %s", r.code, r.stderr)
 	}
-	for _, want := range []string{"\n127.2.0.[1-6,8-20] (19)\n", "\nhello world\n", "\n127.2.0.7 (1) [exit 3]\n"} {
+	for _, want := range []string{"\n127.2.0.[1-6,8-20] (19)\n", "\nhello world\n", "\n127.2.0.7 (1) [exit status 3]\n"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("gathered output lacks %q:\n%s", want, r.stdout)
 		}
