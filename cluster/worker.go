@@ -240,6 +240,11 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 		}
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		w.watchLoop(ctx) // cluster watches (watchworker.go)
+	}()
 	// Hold only what the worker can start soon: fetch another task while
 	// fewer targets than 1.5x the concurrency are outstanding, so the next
 	// task's targets fill the slots the current one's tail frees, and no
@@ -654,6 +659,14 @@ type chunkPublisher struct {
 	sr   *sweepRun
 	slot int             // next slot to try
 	have map[uint64]bool // indexes stored by other runs, read back
+
+	// A watch round's chunk (watchworker.go) names its own subjects and
+	// stream; nil: the sweep's.
+	subject func(slot int) string
+	stream  jetstream.Stream
+	// stored, when set, receives the results this run stored (not those
+	// another run stored first).
+	stored func([]job.Result)
 }
 
 func (p *chunkPublisher) publish(ctx context.Context, results []job.Result) error {
@@ -670,13 +683,19 @@ func (p *chunkPublisher) publish(ctx context.Context, results []job.Result) erro
 			return err
 		}
 		subj := resultSubject(p.t.Sweep, p.t.Chunk, p.slot)
+		if p.subject != nil {
+			subj = p.subject(p.slot)
+		}
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		ack, err := w.s.js.PublishMsg(pctx, &nats.Msg{
 			Subject: subj, Data: data,
-			Header: nats.Header{"Nats-Msg-Id": []string{subj[len(resultsPrefix):]}},
+			Header: nats.Header{"Nats-Msg-Id": []string{strings.TrimPrefix(subj, resultsPrefix)}},
 		}, jetstream.WithRetryAttempts(20), jetstream.WithRetryWait(250*time.Millisecond), jetstream.WithMsgTTL(p.ttl()))
 		cancel()
 		if err == nil && !ack.Duplicate {
+			if p.stored != nil {
+				p.stored(pending[:n])
+			}
 			pending = pending[n:]
 			p.slot++
 			continue
@@ -731,7 +750,11 @@ func (p *chunkPublisher) ttl() time.Duration {
 func (p *chunkPublisher) storedIndexes(ctx context.Context, subj string) (map[uint64]bool, error) {
 	gctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	m, err := p.w.s.results.GetLastMsgForSubject(gctx, subj)
+	st := p.w.s.results
+	if p.stream != nil {
+		st = p.stream
+	}
+	m, err := st.GetLastMsgForSubject(gctx, subj)
 	if err != nil {
 		return nil, err
 	}
