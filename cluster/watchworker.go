@@ -59,6 +59,10 @@ type watchRun struct {
 	mu     sync.Mutex
 	rounds map[uint64]*openRound
 	state  map[uint64]*chunkState // chunk -> its statuses in state.round
+	// last is, per chunk, closed when this worker's latest run of it has
+	// published its changes: the next round's run of the chunk waits for
+	// it, so that changes are reckoned round after round.
+	last map[uint64]chan struct{}
 }
 
 // openRound is a round ticked and not yet complete.
@@ -133,7 +137,9 @@ func (w *Worker) watchLoop(ctx context.Context) {
 			w.startOwned(ctx, &wg, wr, n, live.get(ctx, w, wr.rec.Spec.Job), false)
 		case <-scan.C:
 			for id, wr := range runs {
-				if stopped, _, err := watchStopped(ctx, w.s, id); err == nil && stopped || wr.idle() {
+				// A stopped watch starts no round (see the tick above); the
+				// rounds open when it stopped finish.
+				if stopped, _, err := watchStopped(ctx, w.s, id); err == nil && stopped && wr.openRounds() == 0 || wr.idle() {
 					if stopped {
 						w.opts.Logf("watch %s: stopped", id)
 					}
@@ -147,6 +153,7 @@ func (w *Worker) watchLoop(ctx context.Context) {
 					open = append(open, n)
 				}
 				wr.mu.Unlock()
+				slices.Sort(open) // a chunk's rounds in order (see watchRun.last)
 				for _, n := range open {
 					w.startOwned(ctx, &wg, wr, n, live.get(ctx, w, wr.rec.Spec.Job), true)
 				}
@@ -230,7 +237,7 @@ func (w *Worker) watchRunFor(ctx context.Context, runs map[string]*watchRun, id 
 		w.logSweep(id, "watch %s: %v", id, err)
 		return nil
 	}
-	wr := &watchRun{sr: sr, rec: rec, anchor: anchor, rounds: map[uint64]*openRound{}, state: map[uint64]*chunkState{}}
+	wr := &watchRun{sr: sr, rec: rec, anchor: anchor, rounds: map[uint64]*openRound{}, state: map[uint64]*chunkState{}, last: map[uint64]chan struct{}{}}
 	runs[id] = wr
 	if sr.err != nil {
 		return nil
@@ -246,6 +253,12 @@ func (wr *watchRun) close() {
 		_ = c.Close()
 	}
 	wr.sr.job = nil
+}
+
+func (wr *watchRun) openRounds() int {
+	wr.mu.Lock()
+	defer wr.mu.Unlock()
+	return len(wr.rounds)
 }
 
 // idle: no round open for long; forget the watch (a refused one is
@@ -301,11 +314,14 @@ func (w *Worker) startOwned(ctx context.Context, wg *sync.WaitGroup, wr *watchRu
 			continue
 		}
 		rd.started[c] = true
+		prev, mine := wr.last[c], make(chan struct{})
+		wr.last[c] = mine
 		wr.mu.Unlock()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := w.runChunk(ctx, wr, rd, c); err != nil && ctx.Err() == nil {
+			defer close(mine)
+			if err := w.runChunk(ctx, wr, rd, c, prev); err != nil && ctx.Err() == nil {
 				w.opts.Logf("watch %s round %d chunk %d: %v; retried", wr.rec.ID, n, c, err)
 				wr.mu.Lock()
 				rd.started[c] = false // the next scan runs it again
@@ -364,7 +380,7 @@ func (l *liveCache) get(ctx context.Context, w *Worker, kind string) []string {
 // runChunk polls chunk c of round rd, stores its results (one per index,
 // whoever else ran it too), publishes the changes its stored results make,
 // then the chunk's done mark.
-func (w *Worker) runChunk(ctx context.Context, wr *watchRun, rd *openRound, c uint64) error {
+func (w *Worker) runChunk(ctx context.Context, wr *watchRun, rd *openRound, c uint64, prev <-chan struct{}) error {
 	rec := wr.rec
 	lo := c * rec.ChunkSize
 	hi := min(lo+rec.ChunkSize, rec.Total)
@@ -412,6 +428,13 @@ func (w *Worker) runChunk(ctx context.Context, wr *watchRun, rd *openRound, c ui
 		return fmt.Errorf("publish results: %w", err)
 	}
 	w.resultsDone.Add(int64(len(mine)))
+	if prev != nil {
+		select {
+		case <-prev:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	if err := w.publishChanges(ctx, wr, rd.n, c, mine, len(mine) == len(results)); err != nil {
 		return err
 	}
@@ -453,8 +476,17 @@ func (w *Worker) publishChanges(ctx context.Context, wr *watchRun, n, c uint64, 
 	wr.mu.Lock()
 	prev := wr.state[c]
 	wr.mu.Unlock()
-	if prev == nil || prev.round != n-1 {
-		prev = w.storedState(ctx, wr, n-1, c)
+	// The chunk's last stored state: round n-1's, or the newest of the few
+	// before it (a round not stored at all: the watch was stopped, or no
+	// worker was there).
+	for back := uint64(1); back <= 4 && back < n && (prev == nil || prev.round != n-back); back++ {
+		if st := w.storedState(ctx, wr, n-back, c); st != nil {
+			prev = st
+			break
+		}
+	}
+	if prev != nil && prev.round >= n {
+		prev = nil
 	}
 	next := &chunkState{round: n, codes: make([]stateCode, hi-lo)}
 	for _, r := range mine {

@@ -1,0 +1,302 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/fanout/fanout/internal/testwait"
+	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/spec"
+	"github.com/fanout/fanout/watch"
+)
+
+// watchLog gathers what Follow passes on: per round, the worker that
+// polled each index; the rounds ended; the change events.
+type watchLog struct {
+	mu     sync.Mutex
+	owner  map[uint64]map[uint64]string // round -> index -> worker
+	ended  map[uint64]watch.Round
+	events []Event
+	endC   chan uint64
+}
+
+func newWatchLog() *watchLog {
+	return &watchLog{owner: map[uint64]map[uint64]string{}, ended: map[uint64]watch.Round{}, endC: make(chan uint64, 1024)}
+}
+
+func (l *watchLog) opts() FollowOptions {
+	return FollowOptions{
+		FromStart: true,
+		Result: func(n uint64, r job.Result) {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if l.owner[n] == nil {
+				l.owner[n] = map[uint64]string{}
+			}
+			l.owner[n][r.Index] = r.Worker
+		},
+		RoundEnd: func(rd watch.Round) {
+			l.mu.Lock()
+			l.ended[rd.N] = rd
+			l.mu.Unlock()
+			l.endC <- rd.N
+		},
+		Change: func(e Event) {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			l.events = append(l.events, e)
+		},
+	}
+}
+
+// waitRound waits until round n (or a later one) has ended, and returns it.
+func (l *watchLog) waitRound(t *testing.T, n uint64) uint64 {
+	t.Helper()
+	deadline := time.After(testwait.Hang + time.Minute)
+	for {
+		select {
+		case got := <-l.endC:
+			if got >= n {
+				return got
+			}
+		case <-deadline:
+			t.Fatalf("round %d never ended", n)
+		}
+	}
+}
+
+// moved is the fraction of indexes polled by another worker in round b
+// than in round a.
+func (l *watchLog) moved(a, b uint64, n int) float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m := 0
+	for i := uint64(0); i < uint64(n); i++ {
+		if l.owner[a][i] != l.owner[b][i] {
+			m++
+		}
+	}
+	return float64(m) / float64(n)
+}
+
+func (l *watchLog) workersOf(n uint64) map[string]int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[string]int{}
+	for _, w := range l.owner[n] {
+		out[w]++
+	}
+	return out
+}
+
+// storedWatchCounts reads every stored result message of a watch, without
+// deduplication: (round, index) -> how many stored results.
+func storedWatchCounts(t *testing.T, ctx context.Context, c *Client, id string) map[[2]uint64]int {
+	t.Helper()
+	filter := wresultsPrefix + id + ".*.*.*"
+	info, err := c.s.wresults.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := c.s.js.OrderedConsumer(ctx, WatchResultsStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[[2]uint64]int{}
+	for i := 0; i < len(info.State.Subjects); i++ {
+		m, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second))
+		if err != nil {
+			t.Fatalf("reading stored results %d/%d: %v", i, len(info.State.Subjects), err)
+		}
+		n, _, done, ok := parseWResult(id, m.Subject())
+		if !ok {
+			t.Fatalf("stored subject %s", m.Subject())
+		}
+		if done {
+			continue
+		}
+		rs, err := decodeBatch(m.Data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			counts[[2]uint64{n, r.Index}]++
+		}
+	}
+	return counts
+}
+
+// checkRounds checks that every round in [from, to] has exactly one stored
+// result for every index.
+func checkRounds(t *testing.T, counts map[[2]uint64]int, from, to uint64, n int) {
+	t.Helper()
+	for r := from; r <= to; r++ {
+		missing, twice := 0, 0
+		for i := uint64(0); i < uint64(n); i++ {
+			switch counts[[2]uint64{r, i}] {
+			case 0:
+				missing++
+			case 1:
+			default:
+				twice++
+			}
+		}
+		if missing > 0 || twice > 0 {
+			t.Errorf("round %d: %d of %d indexes without a stored result, %d stored more than once", r, missing, n, twice)
+		}
+	}
+}
+
+// TestWatchOnCluster: three worker processes and a real server; a tcp watch
+// of 2,049 loopback targets every 2 s. While membership holds, every index
+// of every round is stored once and polled by the same worker round after
+// round; a worker killed with SIGKILL loses no target of any round (its
+// unfinished chunks are taken over once its heartbeat expires) and only its
+// share moves; a fourth worker takes about a quarter; once stopped, no
+// round starts.
+func TestWatchOnCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a minute of rounds")
+	}
+	tc := newTestCluster(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	workers := map[string]*proc{}
+	for _, name := range []string{"wa", "wb", "wc"} {
+		workers[name] = tc.worker(name, 300, "tcp")
+	}
+	c := tc.client(ctx)
+	const n = 2049
+	sp := spec.Spec{Job: "tcp", JobOptions: json.RawMessage(fmt.Sprintf(`{"ports":[%d]}`, port)),
+		Targets: []string{"127.0.0.1", "127.1.0.0/21"}, Timeout: time.Second}
+	rec, err := c.SubmitWatch(ctx, sp, n, WatchOptions{ID: "wtest", Every: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Chunks < 128 {
+		t.Fatalf("%d chunks of %d: too few for rendezvous hashing to share evenly", rec.Chunks, rec.ChunkSize)
+	}
+	log := newWatchLog()
+	followErr := make(chan error, 1)
+	go func() { followErr <- c.Follow(ctx, rec.ID, log.opts()) }()
+
+	// 1. Steady membership: rounds a and a+1, each index once, same owner.
+	a := log.waitRound(t, 2)
+	b := log.waitRound(t, a+1)
+	if ws := log.workersOf(b); len(ws) != 3 {
+		t.Fatalf("round %d polled by %v, want the 3 workers", b, ws)
+	}
+	if m := log.moved(b-1, b, n); m > 0.01 {
+		t.Errorf("rounds %d and %d, no membership change: %.1f%% of targets changed worker, want at most 1%%", b-1, b, 100*m)
+	}
+
+	// 2. kill -9 one worker: after its heartbeat expires, its chunks (of the
+	// open rounds too) go to the two others.
+	workers["wb"].kill()
+	killedAfter := b
+	c2 := log.waitRound(t, killedAfter+1+uint64((WorkerTTL+4*time.Second)/rec.Every))
+	after := log.waitRound(t, c2+2)
+	if ws := log.workersOf(after); ws["wb"] > 0 || len(ws) != 2 {
+		t.Fatalf("round %d, wb killed: polled by %v", after, ws)
+	}
+	m := log.moved(killedAfter, after, n)
+	t.Logf("kill -9 wb after round %d: %.1f%% of targets changed worker by round %d", killedAfter, 100*m, after)
+	if m > 0.40 {
+		t.Errorf("one worker of three killed: %.1f%% of targets changed worker, want at most 40%%", 100*m)
+	}
+
+	// 3. A fourth worker takes about a quarter.
+	workers["wd"] = tc.worker("wd", 300, "tcp")
+	joined := log.waitRound(t, after+1)
+	later := log.waitRound(t, joined+2)
+	if ws := log.workersOf(later); ws["wd"] == 0 {
+		t.Fatalf("round %d, wd started before round %d: polled by %v", later, joined, ws)
+	}
+	m = log.moved(after, later, n)
+	t.Logf("wd joined after round %d: %.1f%% of targets changed worker by round %d", after, 100*m, later)
+	if m > 0.30 {
+		t.Errorf("a worker joined two: %.1f%% of targets changed worker, want at most 30%%", 100*m)
+	}
+
+	// 4. Stop: no round ticks or starts after.
+	if err := c.StopWatch(ctx, rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	stoppedAt := time.Now()
+	var lastTick uint64
+	if m, err := c.s.rounds.GetLastMsgForSubject(ctx, tickSubject(rec.ID)); err == nil {
+		anchor, err := c.anchor(ctx, rec.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lastTick = roundOf(anchor, rec.Every, tickTime(m.Header, m.Time, rec.Every))
+	}
+	time.Sleep(3 * rec.Every) // the absence of ticks: three intervals
+	if m, err := c.s.rounds.GetLastMsgForSubject(ctx, tickSubject(rec.ID)); err == nil && m.Time.After(stoppedAt) {
+		t.Errorf("a tick at %v, after the watch was stopped at %v", m.Time, stoppedAt)
+	}
+	// Rounds started before the stop finish (a tick that reached the
+	// workers after the stop mark starts nothing).
+	counts := storedWatchCounts(t, ctx, c, rec.ID)
+	var maxRound uint64
+	for k := range counts {
+		maxRound = max(maxRound, k[0])
+	}
+	if maxRound > lastTick {
+		t.Errorf("results stored for round %d, after the last round ticked before the stop (%d)", maxRound, lastTick)
+	}
+	log.waitRound(t, maxRound)
+	counts = storedWatchCounts(t, ctx, c, rec.ID)
+	checkRounds(t, counts, 1, maxRound, n)
+
+	// The changes: round 1 reports every refused target down once, and
+	// nothing else changes.
+	log.mu.Lock()
+	downs := map[string]int{}
+	for _, e := range log.events {
+		if e.Kind != watch.Down || e.Round != 1 {
+			t.Errorf("change %s %s in round %d: nothing changed after round 1", e.ID, e.Kind, e.Round)
+		}
+		downs[e.ID]++
+	}
+	log.mu.Unlock()
+	if len(downs) != n-1 {
+		t.Errorf("%d down changes in round 1, want %d (every target but the listener)", len(downs), n-1)
+	}
+	for id, k := range downs {
+		if k > 1 {
+			t.Errorf("change %s published %d times", id, k)
+		}
+	}
+	ws, err := c.Watches(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ws) != 1 || !ws[0].Stopped || ws[0].LastRound != lastTick || ws[0].Complete != maxRound || ws[0].Up != 1 || ws[0].Down != n-1 {
+		t.Errorf("watch ls: %+v", ws)
+	}
+	cancel()
+	<-followErr
+}
