@@ -24,11 +24,10 @@ type watchLog struct {
 	owner  map[uint64]map[uint64]string // round -> index -> worker
 	ended  map[uint64]watch.Round
 	events []Event
-	endC   chan uint64
 }
 
 func newWatchLog() *watchLog {
-	return &watchLog{owner: map[uint64]map[uint64]string{}, ended: map[uint64]watch.Round{}, endC: make(chan uint64, 1024)}
+	return &watchLog{owner: map[uint64]map[uint64]string{}, ended: map[uint64]watch.Round{}}
 }
 
 func (l *watchLog) opts() FollowOptions {
@@ -46,7 +45,6 @@ func (l *watchLog) opts() FollowOptions {
 			l.mu.Lock()
 			l.ended[rd.N] = rd
 			l.mu.Unlock()
-			l.endC <- rd.N
 		},
 		Change: func(e Event) {
 			l.mu.Lock()
@@ -56,20 +54,35 @@ func (l *watchLog) opts() FollowOptions {
 	}
 }
 
-// waitRound waits until round n (or a later one) has ended, and returns it.
+// waitRound waits until a round numbered n or more has ended and returns
+// the first such.
 func (l *watchLog) waitRound(t *testing.T, n uint64) uint64 {
 	t.Helper()
-	deadline := time.After(testwait.Hang + time.Minute)
-	for {
-		select {
-		case got := <-l.endC:
-			if got >= n {
-				return got
+	return l.waitFor(t, fmt.Sprintf("round %d", n), func(rd watch.Round) bool { return rd.N >= n })
+}
+
+// waitDueAfter waits until a round due after tm has ended and returns the
+// first such.
+func (l *watchLog) waitDueAfter(t *testing.T, tm time.Time) uint64 {
+	t.Helper()
+	return l.waitFor(t, fmt.Sprintf("a round due after %v", tm), func(rd watch.Round) bool { return rd.Due.After(tm) })
+}
+
+func (l *watchLog) waitFor(t *testing.T, what string, ok func(watch.Round) bool) uint64 {
+	t.Helper()
+	var got uint64
+	testwait.For(t, what+" ended", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		got = 0
+		for n, rd := range l.ended {
+			if ok(rd) && (got == 0 || n < got) {
+				got = n
 			}
-		case <-deadline:
-			t.Fatalf("round %d never ended", n)
 		}
-	}
+		return got > 0
+	})
+	return got
 }
 
 // moved is the fraction of indexes polled by another worker in round b
@@ -216,8 +229,7 @@ func TestWatchOnCluster(t *testing.T) {
 	// open rounds too) go to the two others.
 	workers["wb"].kill()
 	killedAfter := b
-	c2 := log.waitRound(t, killedAfter+1+uint64((WorkerTTL+4*time.Second)/rec.Every))
-	after := log.waitRound(t, c2+2)
+	after := log.waitDueAfter(t, time.Now().Add(WorkerTTL+2*rec.Every))
 	if ws := log.workersOf(after); ws["wb"] > 0 || len(ws) != 2 {
 		t.Fatalf("round %d, wb killed: polled by %v", after, ws)
 	}
@@ -229,10 +241,9 @@ func TestWatchOnCluster(t *testing.T) {
 
 	// 3. A fourth worker takes about a quarter.
 	workers["wd"] = tc.worker("wd", 300, "tcp")
-	joined := log.waitRound(t, after+1)
-	later := log.waitRound(t, joined+2)
-	if ws := log.workersOf(later); ws["wd"] == 0 {
-		t.Fatalf("round %d, wd started before round %d: polled by %v", later, joined, ws)
+	later := log.waitDueAfter(t, time.Now().Add(2*rec.Every))
+	if ws := log.workersOf(later); ws["wd"] == 0 || len(ws) != 3 {
+		t.Fatalf("round %d, wd started: polled by %v", later, ws)
 	}
 	m = log.moved(after, later, n)
 	t.Logf("wd joined after round %d: %.1f%% of targets changed worker by round %d", after, 100*m, later)
