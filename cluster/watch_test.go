@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -310,4 +311,96 @@ func TestWatchOnCluster(t *testing.T) {
 	}
 	cancel()
 	<-followErr
+}
+
+// TestRolesRunAWatch: a worker-role worker and a submitter-role client run
+// a watch to its stop without a permission error; a worker may not write
+// watch records or clocks, a submitter may not store watch results or
+// events: the server refuses.
+func TestRolesRunAWatch(t *testing.T) {
+	t.Parallel()
+	users, seeds := roleUsers(t)
+	s, err := StartServer(ServerOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Users: users})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang)
+	defer cancel()
+	var errMu sync.Mutex
+	var asyncErrs []string
+	logf := func(f string, a ...any) {
+		errMu.Lock()
+		asyncErrs = append(asyncErrs, fmt.Sprintf(f, a...))
+		errMu.Unlock()
+		t.Logf(f, a...)
+	}
+	wnc, err := Connect(ctx, s.URL, Credentials{NkeySeed: seeds[RoleWorker]}, "worker", logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wnc.Close()
+	w, err := NewWorker(ctx, wnc, WorkerOptions{Name: "w", Concurrency: 50, Logf: logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = w.Run(wctx); close(done) }()
+	defer func() { stop(); <-done }()
+
+	snc, err := Connect(ctx, s.URL, Credentials{NkeySeed: seeds[RoleSubmitter]}, "submitter", logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snc.Close()
+	c, err := NewClient(ctx, snc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 100
+	rec, err := c.SubmitWatch(ctx, sleepSpec(n, 1), n, WatchOptions{Every: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := newWatchLog()
+	fctx, fcancel := context.WithCancel(ctx)
+	followed := make(chan error, 1)
+	go func() { followed <- c.Follow(fctx, rec.ID, log.opts()) }()
+	last := log.waitRound(t, 2)
+	if err := c.StopWatch(ctx, rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	fcancel()
+	<-followed
+	if got := log.workersOf(last); got["w"] != n {
+		t.Errorf("round %d: polled by %v, want all %d by w", last, got, n)
+	}
+	if ws, err := c.Watches(ctx); err != nil || len(ws) != 1 || !ws[0].Stopped {
+		t.Errorf("watch ls as a submitter: %+v, %v", ws, err)
+	}
+	errMu.Lock()
+	for _, e := range asyncErrs {
+		if strings.Contains(strings.ToLower(e), "permission") {
+			t.Errorf("a permitted flow hit a permission error: %s", e)
+		}
+	}
+	errMu.Unlock()
+
+	wraw, wv := rawConn(t, s.URL, seeds[RoleWorker])
+	wjs, _ := jetstream.New(wraw)
+	for _, subj := range []string{"$KV." + WatchesBucket + ".forged", clockSubject("forged"), tickSubject(rec.ID)} {
+		refused(t, wv, "worker publishes "+subj, subj, func(ctx context.Context) error {
+			_, err := wjs.Publish(ctx, subj, []byte("x"))
+			return err
+		})
+	}
+	sraw, sv := rawConn(t, s.URL, seeds[RoleSubmitter])
+	sjs, _ := jetstream.New(sraw)
+	for _, subj := range []string{wresultSubject(rec.ID, 99, 0, 0), wdoneSubject(rec.ID, 99, 0), eventSubject(rec.ID)} {
+		refused(t, sv, "submitter publishes "+subj, subj, func(ctx context.Context) error {
+			_, err := sjs.Publish(ctx, subj, []byte("x"))
+			return err
+		})
+	}
 }
