@@ -14,6 +14,7 @@ import (
 
 	"github.com/fanout/fanout/internal/testwait"
 	"github.com/fanout/fanout/job"
+	_ "github.com/fanout/fanout/job/exec"
 	"github.com/fanout/fanout/spec"
 	"github.com/fanout/fanout/watch"
 )
@@ -402,5 +403,67 @@ func TestRolesRunAWatch(t *testing.T) {
 			_, err := sjs.Publish(ctx, subj, []byte("x"))
 			return err
 		})
+	}
+}
+
+// TestWatchExecOnlyWhereAllowed: a watch of kind exec is polled only by the
+// worker that --allow exec, every round, the other worker being alive.
+func TestWatchExecOnlyWhereAllowed(t *testing.T) {
+	t.Parallel()
+	s := startTestServer(t, Credentials{})
+	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang)
+	defer cancel()
+	for _, w := range []struct {
+		name  string
+		allow []string
+	}{{"plain", nil}, {"execs", []string{"exec"}}} {
+		nc, err := Connect(ctx, s.URL, Credentials{}, w.name, t.Logf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		wk, err := NewWorker(ctx, nc, WorkerOptions{Name: w.name, Concurrency: 20, Allow: w.allow, Logf: t.Logf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { _ = wk.Run(wctx); close(done) }()
+		defer func() { stop(); <-done }()
+	}
+	nc, err := Connect(ctx, s.URL, Credentials{}, "submitter", t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c, err := NewClient(ctx, nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Both workers are alive before the first tick.
+	testwait.For(t, "two live workers", func() bool {
+		ws, err := c.Workers(ctx)
+		return err == nil && len(ws) == 2
+	})
+	const n = 20
+	sp := spec.Spec{Job: "exec", JobOptions: json.RawMessage(`{"argv":["true"]}`), Targets: []string{"127.0.0.1-20"}, Timeout: 5 * time.Second}
+	rec, err := c.SubmitWatch(ctx, sp, n, WatchOptions{Every: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := newWatchLog()
+	fctx, fcancel := context.WithCancel(ctx)
+	followed := make(chan error, 1)
+	go func() { followed <- c.Follow(fctx, rec.ID, log.opts()) }()
+	last := log.waitRound(t, 3)
+	if err := c.StopWatch(ctx, rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	fcancel()
+	<-followed
+	for r := uint64(1); r <= last; r++ {
+		if got := log.workersOf(r); len(got) > 0 && got["execs"] != n {
+			t.Errorf("round %d: polled by %v, want all %d by execs (plain does not allow exec)", r, got, n)
+		}
 	}
 }
