@@ -124,6 +124,14 @@ removed. SIGHUP re-reads them at once and starts a round. Standard input
 round's targets in flight finish and are printed, the summary follows, and
 fanout exits 130 (a second signal kills it).
 
+--server URL runs the watch on a cluster (fanout server, fanout worker)
+instead: the server fires its rounds, each worker polls its share of the
+targets, and the watch goes on until fanout watch stop --server URL ID,
+whoever submitted it. --detach prints its id and returns; else its changes
+print here until Ctrl-C. fanout watch events follows one, fanout watch ls
+lists them. --every is then whole seconds; --rounds, --confirm, --flap,
+--alive, --dead, --db and --spread are not taken.
+
 Exit status: 0 when every target of the last round was up, 1 otherwise, 2
 on usage errors (nothing sent), 130 interrupted.`,
 		Example: `  fanout watch ping --every 30s 10.0.0.0/16
