@@ -97,3 +97,27 @@ func TestClusterWatchCLI(t *testing.T) {
 		t.Fatalf("watch stop: exit %d: %s", st.code, st.stderr)
 	}
 }
+
+// TestClusterWatchUsage: what a cluster watch does not take is a usage
+// error (exit 2) before any connection.
+func TestClusterWatchUsage(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--rounds", "3"}, "--rounds with --server"},
+		{[]string{"--confirm", "2/3"}, "--confirm with --server"},
+		{[]string{"--every", "1500ms"}, "whole seconds"},
+		{[]string{"--every", "10s", "--retention", "5s"}, "--retention 5s"},
+	} {
+		args := append([]string{"watch", "tcp", "-p", "1", "--timeout", "1s", "--server", "nats://127.0.0.1:1"}, tc.args...)
+		if !strings.Contains(strings.Join(tc.args, " "), "--every") {
+			args = append(args, "--every", "2s")
+		}
+		r := fanout(t, "", append(args, "127.0.0.1")...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, r.code, r.stderr, tc.want)
+		}
+	}
+}
