@@ -302,3 +302,23 @@ result of every round too; --from-start replays what the server keeps.`,
 	fl.BoolVarP(&quiet, "quiet", "q", false, "no summary lines on stderr")
 	return cmd
 }
+
+// attachWatch is fanout attach --server URL ID for a cluster watch: its
+// changes from now on, as fanout watch events prints them.
+func attachWatch(ctx context.Context, cmd *cobra.Command, client *cluster.Client, id string, f *sweepFlags) error {
+	printer, err := output.NewWatch(f.output, cmd.OutOrStdout(), output.WatchMode{})
+	if err != nil {
+		return usageError(fmt.Errorf("--output: %w", err))
+	}
+	err = followWatch(ctx, client, id, printer, false, f.quiet, false, cmd.ErrOrStderr())
+	if werr := printer.Close(); err == nil && werr != nil {
+		err = fmt.Errorf("write: %w", werr)
+	}
+	if ctx.Err() != nil {
+		return exitCode(ExitInterrupted)
+	}
+	if err != nil {
+		return &exitError{code: ExitSomeNotUp, err: err}
+	}
+	return nil
+}

@@ -32,7 +32,7 @@ func lsRow(t *testing.T, url, id string) []string {
 // id and returns, the watch runs on the workers (watch events shows its
 // changes, watch ls its rounds), watch stop ends it: its rounds stop. A
 // watch followed in the foreground prints its changes and, interrupted,
-// says it goes on in the cluster.
+// says it goes on in the cluster, where fanout attach follows it.
 func TestClusterWatchCLI(t *testing.T) {
 	t.Parallel()
 	const n = 40
@@ -93,6 +93,9 @@ func TestClusterWatchCLI(t *testing.T) {
 	if row := lsRow(t, url, m[1]); row[len(row)-2] != "running" {
 		t.Errorf("watch ls row %v: want running after the submitter left", row)
 	}
+	at := startFanout(t, nil, "attach", "--server", url, m[1])
+	waitFor(t, "attach: a round line", testwait.Hang, func() bool { return strings.Contains(at.errText(), "40 targets, 0 up, 40 down") })
+	at.kill()
 	if st := fanout(t, "", "watch", "stop", "--server", url, m[1]); st.code != 0 {
 		t.Fatalf("watch stop: exit %d: %s", st.code, st.stderr)
 	}
