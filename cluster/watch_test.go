@@ -477,3 +477,56 @@ func TestWatchExecOnlyWhereAllowed(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchSurvivesServerRestart: the server killed with SIGKILL and started
+// again on its file store: the schedule fires again, the workers follow its
+// ticks, and no (round, index) is stored twice; every round that started is
+// complete.
+func TestWatchSurvivesServerRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("rounds across a server restart")
+	}
+	tc := newTestCluster(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tc.worker("wa", 100, "clustertest-sleep")
+	tc.worker("wb", 100, "clustertest-sleep")
+	c := tc.client(ctx)
+	const n = 200
+	rec, err := c.SubmitWatch(ctx, sleepSpec(n, 1), n, WatchOptions{ID: "wrestart", Every: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := newWatchLog()
+	go func() { _ = c.Follow(ctx, rec.ID, log.opts()) }()
+	before := log.waitRound(t, 2)
+	tc.server.kill()
+	tc.startServer()
+	restarted := time.Now()
+	after := log.waitDueAfter(t, restarted.Add(2*rec.Every))
+	if after <= before {
+		t.Fatalf("round %d after the restart, %d before", after, before)
+	}
+	if err := c.StopWatch(ctx, rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * rec.Every)
+	info, err := c.s.wresults.Info(ctx, jetstream.WithSubjectFilter(wresultsPrefix+rec.ID+".>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := map[uint64]bool{}
+	for subj := range info.State.Subjects {
+		if r, _, _, ok := parseWResult(rec.ID, subj); ok {
+			started[r] = true
+		}
+	}
+	for r := range started {
+		log.waitRound(t, r)
+	}
+	counts := storedWatchCounts(t, ctx, c, rec.ID)
+	for r := range started {
+		checkRounds(t, counts, r, r, n)
+	}
+	t.Logf("rounds %d before the restart, %d after; %d rounds stored", before, after, len(started))
+}
