@@ -522,7 +522,7 @@ func TestWatchSurvivesServerRestart(t *testing.T) {
 		}
 	}
 	for r := range started {
-		log.waitRound(t, r)
+		log.waitFor(t, fmt.Sprintf("round %d", r), func(rd watch.Round) bool { return rd.N == r })
 	}
 	counts := storedWatchCounts(t, ctx, c, rec.ID)
 	for r := range started {
