@@ -412,7 +412,7 @@ type WatchStatus struct {
 	LastRound uint64    `json:"last_round"`  // the newest round ticked
 	LastTick  time.Time `json:"last_tick"`   // when it was due
 	Complete  uint64    `json:"complete"`    // the newest round whose every chunk is done
-	Late      int       `json:"late_rounds"` // of the rounds kept, those that ended after the next was due
+	Late      int       `json:"late_rounds"` // of the last lsRounds complete, those that ended after the next was due
 	Up        int       `json:"up"`          // in round Complete
 	Down      int       `json:"down"`        // down or error, in round Complete
 	Owners    []string  `json:"owners"`      // workers that polled round Complete
@@ -737,6 +737,7 @@ func roundOfDone(rec WatchRecord, n uint64, done map[uint64]chunkDone) watch.Rou
 			rd.End = d.End
 		}
 	}
-	rd.Late = !rd.Due.IsZero() && rd.Start.After(rd.Due.Add(rec.Every))
+	// Late: it ended after the next round was due (as watch ls counts).
+	rd.Late = !rd.Due.IsZero() && rd.End.After(rd.Due.Add(rec.Every))
 	return rd
 }
