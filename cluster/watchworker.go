@@ -227,7 +227,7 @@ func (w *Worker) watchRunFor(ctx context.Context, runs map[string]*watchRun, id 
 		return nil
 	}
 	srec := rec.sweepRecord()
-	sr, err := w.rebuild(ctx, srec)
+	sr, err := w.rebuildFor(ctx, srec, true)
 	var leave *leaveError
 	switch {
 	case errors.As(err, &leave):

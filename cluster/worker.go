@@ -96,6 +96,11 @@ type WorkerOptions struct {
 	// A kind that lends the worker's identity (job.Traits.LendsIdentity:
 	// ssh) may be allowed only with one.
 	Confine map[string]func(options json.RawMessage) (json.RawMessage, error)
+	// Rounds, per job kind, rewrites a watch's confined job options for a
+	// job this worker keeps across the watch's rounds (ssh: keep each
+	// host's connection between rounds, job/ssh.KeepForRounds). A kind
+	// without one runs its rounds with the options as confined.
+	Rounds map[string]func(options json.RawMessage) (json.RawMessage, error)
 }
 
 // Worker pulls tasks and runs them with the local engine.
@@ -603,6 +608,11 @@ func (w *Worker) closeJobs() {
 // job options confined to this worker's own settings (WorkerOptions.Confine),
 // its stdin (kept beside the record) the bytes its digest names.
 func (w *Worker) rebuild(ctx context.Context, rec Record) (*sweepRun, error) {
+	return w.rebuildFor(ctx, rec, false)
+}
+
+// rebuildFor is rebuild; with rounds, for a watch (WorkerOptions.Rounds).
+func (w *Worker) rebuildFor(ctx context.Context, rec Record, rounds bool) (*sweepRun, error) {
 	spec := rec.Spec
 	if !w.allow[spec.Job] {
 		return nil, &leaveError{fmt.Errorf("is job kind %q, not allowed here (--allow %s)", spec.Job, strings.Join(w.opts.Allow, ","))}
@@ -621,6 +631,13 @@ func (w *Worker) rebuild(ctx context.Context, rec Record) (*sweepRun, error) {
 	}
 	if confine := w.opts.Confine[spec.Job]; confine != nil {
 		opts, err := confine(spec.JobOptions)
+		if err != nil {
+			return nil, &leaveError{err}
+		}
+		spec.JobOptions = opts
+	}
+	if keep := w.opts.Rounds[spec.Job]; rounds && keep != nil {
+		opts, err := keep(spec.JobOptions)
 		if err != nil {
 			return nil, &leaveError{err}
 		}
