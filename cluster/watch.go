@@ -69,6 +69,8 @@ const (
 	watchChunks = 256
 	// lsRounds is how many of the last complete rounds watch ls reads.
 	lsRounds = 10
+	// maxWatchChunk bounds a chunk (a record from the bus says its size).
+	maxWatchChunk = 1 << 16
 )
 
 // ErrNoWatch: the watch is not (or no longer) on the server.
@@ -110,6 +112,9 @@ func decodeWatchRecord(id string, b []byte) (WatchRecord, error) {
 		return r, fmt.Errorf("watch %s: bad record: every %v", id, r.Every)
 	case r.Retention <= 0 || r.Retention > MaxRetention:
 		return r, fmt.Errorf("watch %s: bad record: retention %v", id, r.Retention)
+	case r.ChunkSize > maxWatchChunk:
+		// A chunk's results are gathered in memory before they are stored.
+		return r, fmt.Errorf("watch %s: bad record: chunks of %d targets, at most %d", id, r.ChunkSize, maxWatchChunk)
 	case r.Total == 0 && r.Chunks == 0:
 	case r.ChunkSize == 0 || r.Chunks != r.Total/r.ChunkSize+min(r.Total%r.ChunkSize, 1):
 		return r, fmt.Errorf("watch %s: bad record: %d chunks of %d do not make %d targets", id, r.Chunks, r.ChunkSize, r.Total)
@@ -274,6 +279,9 @@ func (c *Client) SubmitWatch(ctx context.Context, sp spec.Spec, n uint64, o Watc
 	size := o.ChunkSize
 	if size == 0 {
 		size = WatchChunkSize(sp.Job, n)
+	}
+	if size > maxWatchChunk {
+		return WatchRecord{}, fmt.Errorf("chunk size %d: at most %d", size, maxWatchChunk)
 	}
 	h, _ := os.Hostname()
 	rec := WatchRecord{ID: id, Spec: sp, Every: o.Every, Total: n, ChunkSize: size, Chunks: n/size + min(n%size, 1),
@@ -551,7 +559,9 @@ func (c *Client) Follow(ctx context.Context, id string, o FollowOptions) error {
 	if err != nil {
 		return err
 	}
-	set, order, err := rec.sweepRecord().visit(max(rec.Total, 1))
+	// At most the default target limit: the record is read from the bus,
+	// and a bit per target is kept per round.
+	set, order, err := rec.sweepRecord().visit(target.DefaultMaxTargets)
 	if err != nil {
 		return err
 	}

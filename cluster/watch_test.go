@@ -530,3 +530,78 @@ func TestWatchSurvivesServerRestart(t *testing.T) {
 	}
 	t.Logf("rounds %d before the restart, %d after; %d rounds stored", before, after, len(started))
 }
+
+// TestDecodeWatchRecord: a record from the bus is checked before it sizes
+// anything: its interval, retention, chunk layout and chunk size.
+func TestDecodeWatchRecord(t *testing.T) {
+	t.Parallel()
+	good := WatchRecord{ID: "w1", Spec: sleepSpec(10, 1), Every: 2 * time.Second, Total: 10, ChunkSize: 4, Chunks: 3, Retention: time.Hour}
+	for _, tc := range []struct {
+		name string
+		edit func(*WatchRecord)
+		want string
+	}{
+		{"good", func(*WatchRecord) {}, ""},
+		{"other id", func(r *WatchRecord) { r.ID = "w2" }, "names watch"},
+		{"every under a second", func(r *WatchRecord) { r.Every = 500 * time.Millisecond }, "every"},
+		{"every not whole seconds", func(r *WatchRecord) { r.Every = 1500 * time.Millisecond }, "every"},
+		{"no retention", func(r *WatchRecord) { r.Retention = 0 }, "retention"},
+		{"layout", func(r *WatchRecord) { r.Chunks = 2 }, "do not make"},
+		{"huge chunk", func(r *WatchRecord) { r.Total, r.ChunkSize, r.Chunks = 1<<40, 1<<40, 1 }, "at most"},
+		{"a file", func(r *WatchRecord) { r.Spec.Targets = []string{"@/etc/hosts"} }, "/etc/hosts"},
+	} {
+		r := good
+		tc.edit(&r)
+		b, _ := json.Marshal(r)
+		_, err := decodeWatchRecord("w1", b)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v, want an error saying %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestRendezvousShares: over 256 chunks, each of 3 workers owns about a
+// third; a fourth takes about a quarter, all from the others; removing one
+// moves only its own.
+func TestRendezvousShares(t *testing.T) {
+	t.Parallel()
+	const chunks = 256
+	owners := func(ws []string) []string {
+		out := make([]string, chunks)
+		for c := range out {
+			out[c] = Owner("some-watch", uint64(c), ws)
+		}
+		return out
+	}
+	three := owners([]string{"a", "b", "c"})
+	four := owners([]string{"a", "b", "c", "d"})
+	two := owners([]string{"a", "c"})
+	share := map[string]int{}
+	movedIn, movedOut := 0, 0
+	for c := 0; c < chunks; c++ {
+		share[three[c]]++
+		if four[c] != three[c] {
+			movedIn++
+			if four[c] != "d" {
+				t.Errorf("chunk %d moved from %s to %s when d joined", c, three[c], four[c])
+			}
+		}
+		if two[c] != three[c] {
+			movedOut++
+			if three[c] != "b" {
+				t.Errorf("chunk %d moved from %s to %s when b left", c, three[c], two[c])
+			}
+		}
+	}
+	for w, n := range share {
+		if n < chunks/3-30 || n > chunks/3+30 {
+			t.Errorf("worker %s owns %d of %d chunks, want about a third", w, n, chunks)
+		}
+	}
+	if movedIn > chunks*35/100 || movedOut != share["b"] {
+		t.Errorf("d joining moved %d of %d, b leaving %d (its share %d)", movedIn, chunks, movedOut, share["b"])
+	}
+}
