@@ -366,6 +366,11 @@ type setup struct {
 	workers jetstream.KeyValue
 	tasks   jetstream.Stream
 	results jetstream.Stream
+	// watches (watch.go)
+	watches  jetstream.KeyValue
+	rounds   jetstream.Stream
+	wresults jetstream.Stream
+	events   jetstream.Stream
 }
 
 // ensure finds the buckets and streams every party needs, creating those
@@ -440,6 +445,9 @@ func ensureOnce(ctx context.Context, nc *nats.Conn, update bool) (*setup, error)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", ResultsStream, err)
+	}
+	if err := s.ensureWatch(ctx, update); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

@@ -122,6 +122,9 @@ func roleWorker() int {
 		o.Confine = map[string]func(json.RawMessage) (json.RawMessage, error){
 			"ssh": func(opts json.RawMessage) (json.RawMessage, error) { return sshjob.Confine(opts, local, env) },
 		}
+		o.Rounds = map[string]func(json.RawMessage) (json.RawMessage, error){
+			"ssh": func(opts json.RawMessage) (json.RawMessage, error) { return sshjob.KeepForRounds(opts, o.Concurrency) },
+		}
 	}
 	w, err := NewWorker(ctx, nc, o)
 	if err != nil {

@@ -232,7 +232,8 @@ func rolePermissions(r Role) *server.Permissions {
 			"$JS.FC." + s + ".>", "$JS.FC.*.*." + s + ".>",
 		}
 	}
-	streams := info(kvStream(SweepsBucket), kvStream(WorkersBucket), TasksStream, ResultsStream)
+	streams := info(kvStream(SweepsBucket), kvStream(WorkersBucket), TasksStream, ResultsStream,
+		kvStream(WatchesBucket), RoundsStream, WatchResultsStream, EventsStream)
 	inbox := &server.SubjectPermission{Allow: []string{"_INBOX.>"}}
 	deleting := []string{jsAPI + "STREAM.DELETE.>", jsAPI + "STREAM.PURGE.>", jsAPI + "STREAM.MSG.DELETE.>",
 		jsAPI + "STREAM.CREATE.>", jsAPI + "STREAM.UPDATE.>", jsAPI + "CONSUMER.DELETE." + TasksStream + ".>"}
@@ -254,22 +255,36 @@ func rolePermissions(r Role) *server.Permissions {
 		)
 		pub = append(pub, get(kvStream(SweepsBucket))...) // specs
 		pub = append(pub, get(ResultsStream)...)          // a redelivered task reads back what is stored
+		// Watches: read their records and clocks, follow the ticks, list
+		// the live workers (ownership), store results, done marks and
+		// change events, and read them back.
+		pub = append(pub, wresultsPrefix+">", eventsPrefix+">")
+		pub = append(pub, get(kvStream(WatchesBucket))...)
+		pub = append(pub, get(RoundsStream)...)
+		pub = append(pub, consume(RoundsStream)...)
+		pub = append(pub, get(WatchResultsStream)...)
+		pub = append(pub, get(kvStream(WorkersBucket))...)
+		pub = append(pub, consume(kvStream(WorkersBucket))...)
 		return &server.Permissions{
-			Publish:   &server.SubjectPermission{Allow: pub, Deny: append(deleting, kvPre+SweepsBucket+".>", tasksPrefix+">")},
+			Publish: &server.SubjectPermission{Allow: pub, Deny: append(deleting, kvPre+SweepsBucket+".>", tasksPrefix+">",
+				kvPre+WatchesBucket+".>", roundsPrefix+">")},
 			Subscribe: inbox,
 		}
 	case RoleSubmitter:
 		pub := append(streams,
 			kvPre+SweepsBucket+".>", // specs
 			tasksPrefix+">",
+			kvPre+WatchesBucket+".>", // watch records and stop marks
+			roundsPrefix+">",         // watch clocks (schedules) and their removal
 		)
-		for _, s := range []string{kvStream(SweepsBucket), kvStream(WorkersBucket), ResultsStream} {
+		for _, s := range []string{kvStream(SweepsBucket), kvStream(WorkersBucket), ResultsStream,
+			kvStream(WatchesBucket), RoundsStream, WatchResultsStream, EventsStream} {
 			pub = append(pub, get(s)...)
 			pub = append(pub, consume(s)...)
 		}
 		return &server.Permissions{
 			Publish: &server.SubjectPermission{Allow: pub, Deny: append(deleting,
-				resultsPrefix+">", kvPre+WorkersBucket+".>",
+				resultsPrefix+">", kvPre+WorkersBucket+".>", wresultsPrefix+">", eventsPrefix+">",
 				jsAPI+"CONSUMER.MSG.NEXT."+TasksStream+".>", "$JS.ACK."+TasksStream+".>", "$JS.ACK.*.*."+TasksStream+".>")},
 			Subscribe: inbox,
 		}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -104,4 +105,81 @@ func TestSSHSweepThroughCluster(t *testing.T) {
 		t.Errorf("results came from %v, want both workers", k.workers)
 	}
 	t.Logf("results per worker: %v", k.workers)
+}
+
+// A watch ssh on the cluster: each worker keeps its job (and so its hosts'
+// connections) round after round, while membership holds: after round 2, no
+// new connection reaches the fleet, and every round reaches every host.
+func TestSSHWatchKeepsConnections(t *testing.T) {
+	t.Parallel()
+	const n = 60
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sshPub, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleet := lab.StartSSHFleetT(t, lab.SSHFleetOptions{AuthorizedKeys: []ssh.PublicKey{sshPub}})
+	dir := t.TempDir()
+	block, err := ssh.MarshalPrivateKey(priv, "cluster test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, "id_ed25519")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	knownFile := filepath.Join(dir, "known_hosts")
+	line := fmt.Sprintf("[127.4.*]:%d %s", fleet.Port, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(fleet.HostKey))))
+	if err := os.WriteFile(knownFile, []byte(line+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	confFile := filepath.Join(dir, "ssh_config")
+	if err := os.WriteFile(confFile, []byte("GlobalKnownHostsFile none\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	local, _ := json.Marshal(sshjob.Local{SSHConfig: confFile, Identities: []string{keyFile}, NoAgent: true, KnownHosts: []string{knownFile}})
+	opts, err := json.Marshal(sshjob.Config{
+		Command: "hostname", User: "fanout", Port: fleet.Port, NoDefaultIdentities: true, KeepConnections: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := spec.Spec{Job: sshjob.Kind, JobOptions: opts, Targets: []string{fmt.Sprintf("127.4.0.0-127.4.0.%d", n-1)}}
+
+	tc := newTestCluster(t)
+	tc.worker("w1", 64, "ssh", "FANOUT_CLUSTER_SSH="+string(local))
+	tc.worker("w2", 64, "ssh", "FANOUT_CLUSTER_SSH="+string(local))
+	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang)
+	defer cancel()
+	c := tc.client(ctx)
+	rec, err := c.SubmitWatch(ctx, sp, n, WatchOptions{Every: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := newWatchLog()
+	fctx, fcancel := context.WithCancel(ctx)
+	followed := make(chan error, 1)
+	go func() { followed <- c.Follow(fctx, rec.ID, log.opts()) }()
+	r2 := log.waitRound(t, 2)
+	accepted := fleet.Accepted.Load()
+	r5 := log.waitRound(t, r2+3)
+	if got := fleet.Accepted.Load(); got != accepted {
+		t.Errorf("rounds %d to %d opened %d new connections, want none (kept)", r2+1, r5, got-accepted)
+	}
+	if err := c.StopWatch(ctx, rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	fcancel()
+	<-followed
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	for r := uint64(1); r <= r5; r++ {
+		if len(log.owner[r]) != n {
+			t.Errorf("round %d: %d hosts reached, want %d", r, len(log.owner[r]), n)
+		}
+	}
+	t.Logf("%d connections accepted by round %d, none after", accepted, r2)
 }

@@ -96,6 +96,11 @@ type WorkerOptions struct {
 	// A kind that lends the worker's identity (job.Traits.LendsIdentity:
 	// ssh) may be allowed only with one.
 	Confine map[string]func(options json.RawMessage) (json.RawMessage, error)
+	// Rounds, per job kind, rewrites a watch's confined job options for a
+	// job this worker keeps across the watch's rounds (ssh: keep each
+	// host's connection between rounds, job/ssh.KeepForRounds). A kind
+	// without one runs its rounds with the options as confined.
+	Rounds map[string]func(options json.RawMessage) (json.RawMessage, error)
 }
 
 // Worker pulls tasks and runs them with the local engine.
@@ -239,6 +244,11 @@ func (w *Worker) Run(ctx context.Context) error {
 			case <-t.C:
 			}
 		}
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		w.watchLoop(ctx) // cluster watches (watchworker.go)
 	}()
 	// Hold only what the worker can start soon: fetch another task while
 	// fewer targets than 1.5x the concurrency are outstanding, so the next
@@ -598,6 +608,11 @@ func (w *Worker) closeJobs() {
 // job options confined to this worker's own settings (WorkerOptions.Confine),
 // its stdin (kept beside the record) the bytes its digest names.
 func (w *Worker) rebuild(ctx context.Context, rec Record) (*sweepRun, error) {
+	return w.rebuildFor(ctx, rec, false)
+}
+
+// rebuildFor is rebuild; with rounds, for a watch (WorkerOptions.Rounds).
+func (w *Worker) rebuildFor(ctx context.Context, rec Record, rounds bool) (*sweepRun, error) {
 	spec := rec.Spec
 	if !w.allow[spec.Job] {
 		return nil, &leaveError{fmt.Errorf("is job kind %q, not allowed here (--allow %s)", spec.Job, strings.Join(w.opts.Allow, ","))}
@@ -616,6 +631,13 @@ func (w *Worker) rebuild(ctx context.Context, rec Record) (*sweepRun, error) {
 	}
 	if confine := w.opts.Confine[spec.Job]; confine != nil {
 		opts, err := confine(spec.JobOptions)
+		if err != nil {
+			return nil, &leaveError{err}
+		}
+		spec.JobOptions = opts
+	}
+	if keep := w.opts.Rounds[spec.Job]; rounds && keep != nil {
+		opts, err := keep(spec.JobOptions)
 		if err != nil {
 			return nil, &leaveError{err}
 		}
@@ -654,6 +676,14 @@ type chunkPublisher struct {
 	sr   *sweepRun
 	slot int             // next slot to try
 	have map[uint64]bool // indexes stored by other runs, read back
+
+	// A watch round's chunk (watchworker.go) names its own subjects and
+	// stream; nil: the sweep's.
+	subject func(slot int) string
+	stream  jetstream.Stream
+	// stored, when set, receives the results this run stored (not those
+	// another run stored first).
+	stored func([]job.Result)
 }
 
 func (p *chunkPublisher) publish(ctx context.Context, results []job.Result) error {
@@ -670,13 +700,19 @@ func (p *chunkPublisher) publish(ctx context.Context, results []job.Result) erro
 			return err
 		}
 		subj := resultSubject(p.t.Sweep, p.t.Chunk, p.slot)
+		if p.subject != nil {
+			subj = p.subject(p.slot)
+		}
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		ack, err := w.s.js.PublishMsg(pctx, &nats.Msg{
 			Subject: subj, Data: data,
-			Header: nats.Header{"Nats-Msg-Id": []string{subj[len(resultsPrefix):]}},
+			Header: nats.Header{"Nats-Msg-Id": []string{strings.TrimPrefix(subj, resultsPrefix)}},
 		}, jetstream.WithRetryAttempts(20), jetstream.WithRetryWait(250*time.Millisecond), jetstream.WithMsgTTL(p.ttl()))
 		cancel()
 		if err == nil && !ack.Duplicate {
+			if p.stored != nil {
+				p.stored(pending[:n])
+			}
 			pending = pending[n:]
 			p.slot++
 			continue
@@ -731,7 +767,11 @@ func (p *chunkPublisher) ttl() time.Duration {
 func (p *chunkPublisher) storedIndexes(ctx context.Context, subj string) (map[uint64]bool, error) {
 	gctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	m, err := p.w.s.results.GetLastMsgForSubject(gctx, subj)
+	st := p.w.s.results
+	if p.stream != nil {
+		st = p.stream
+	}
+	m, err := st.GetLastMsgForSubject(gctx, subj)
 	if err != nil {
 		return nil, err
 	}

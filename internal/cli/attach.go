@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -99,6 +100,11 @@ The server is --server, as for every cluster command; the older form
 			}
 			defer closeConn()
 			rec, err := client.Lookup(ctx, id)
+			if errors.Is(err, cluster.ErrNoSweep) && f.db == "" {
+				if _, werr := client.LookupWatch(ctx, id); werr == nil {
+					return attachWatch(ctx, cmd, client, id, f) // cwatch.go
+				}
+			}
 			if err != nil {
 				return usageError(err)
 			}

@@ -124,6 +124,14 @@ removed. SIGHUP re-reads them at once and starts a round. Standard input
 round's targets in flight finish and are printed, the summary follows, and
 fanout exits 130 (a second signal kills it).
 
+--server URL runs the watch on a cluster (fanout server, fanout worker)
+instead: the server fires its rounds, each worker polls its share of the
+targets, and the watch goes on until fanout watch stop --server URL ID,
+whoever submitted it. --detach prints its id and returns; else its changes
+print here until Ctrl-C. fanout watch events follows one, fanout watch ls
+lists them. --every is then whole seconds; --rounds, --confirm, --flap,
+--alive, --dead, --db and --spread are not taken.
+
 Exit status: 0 when every target of the last round was up, 1 otherwise, 2
 on usage errors (nothing sent), 130 interrupted.`,
 		Example: `  fanout watch ping --every 30s 10.0.0.0/16
@@ -141,21 +149,13 @@ on usage errors (nothing sent), 130 interrupted.`,
 	for _, newJob := range []func() *cobra.Command{newPingCmd, newTCPCmd, newExecCmd, newSSHCmd} {
 		cmd.AddCommand(watchJob(newJob()))
 	}
+	cmd.AddCommand(newWatchStopCmd(), newWatchLsCmd(), newWatchEventsCmd()) // cluster watches (cwatch.go)
 	return cmd
 }
 
 // watchRefuses are the job commands' flags a local watch does not take.
 var watchRefuses = map[string]string{
-	"server":       "a watch runs on this machine (a cluster watch is to come)",
-	"detach":       "a watch runs on this machine",
-	"retention":    "a watch runs on this machine",
-	"token":        "a watch runs on this machine",
-	"nkey-seed":    "a watch runs on this machine",
-	"cluster-user": "a watch runs on this machine",
-	"tls-ca":       "a watch runs on this machine",
-	"tls-cert":     "a watch runs on this machine",
-	"tls-key":      "a watch runs on this machine",
-	"progress":     "a watch prints a summary line per round on stderr instead",
+	"progress": "a watch prints a summary line per round on stderr instead",
 }
 
 // watchJob makes job command sub a watch command: the watch's flags, the
@@ -261,6 +261,9 @@ func (wf *watchFlags) check(cmd *cobra.Command) error {
 // runWatch is runSweep for a command under watch: spec and the sweep flags
 // f as the job command made them, the watch flags wf.
 func runWatch(cmd *cobra.Command, f *sweepFlags, spec fanout.Spec, wf *watchFlags) error {
+	if f.cluster != nil && f.cluster.server != "" {
+		return runClusterWatch(cmd, f, spec, wf) // cwatch.go
+	}
 	// The rounds' summaries and the signal handler both write to stderr.
 	stderr := &lockedWriter{w: cmd.ErrOrStderr()}
 	// 1. Everything the user typed is checked before any traffic.

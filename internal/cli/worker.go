@@ -98,6 +98,11 @@ resumes when it is accepted again. See SECURITY.md.`,
 			}
 			o.AckWait = ackWait
 			o.Concurrency = fitConcurrency(stderr, o.Concurrency, 2)
+			// A cluster watch ssh keeps its hosts' connections between
+			// rounds, as many as -c.
+			o.Rounds = map[string]func(json.RawMessage) (json.RawMessage, error){
+				jobssh.Kind: func(opts json.RawMessage) (json.RawMessage, error) { return jobssh.KeepForRounds(opts, o.Concurrency) },
+			}
 			creds, err := clusterCreds(creds)
 			if err != nil {
 				return err

@@ -173,3 +173,16 @@ func Confine(options json.RawMessage, l Local, env Env) (json.RawMessage, error)
 	c.KeepConnections, c.MaxConnections, c.IdleTimeout = false, 0, 0
 	return json.Marshal(c)
 }
+
+// KeepForRounds rewrites confined options (Confine's) for a job a worker
+// keeps across the rounds of a cluster watch: each host's authenticated
+// connection is kept between rounds (keepalives, redialled when broken), at
+// most max of them (0: no bound), the least recently used closed first.
+func KeepForRounds(options json.RawMessage, max int) (json.RawMessage, error) {
+	var c Config
+	if err := job.DecodeOptions(Kind, options, &c); err != nil {
+		return nil, err
+	}
+	c.KeepConnections, c.MaxConnections = true, max
+	return json.Marshal(c)
+}

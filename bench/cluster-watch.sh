@@ -1,0 +1,122 @@
+#!/bin/sh
+# bench/cluster-watch.sh [N]: a watch on the cluster, by hand (needs root).
+#
+# On the latency-bound fleet of bench/cluster.sh (bench/clusterfleet: every
+# SYN-ACK held 50 ms by an NFQUEUE verdict delay, inside a namespace of this
+# script), a tcp watch of N (default 30000) targets run by 1, 3 and 6
+# workers, each -c 100: the shortest interval (whole seconds) at which no
+# round is late (a round is late when it ends after the next one is due),
+# over rounds 2 to ROUNDS (default 5; round 1 is a warm-up). Intervals are
+# tried upwards from 70% of the ideal (N / (2000 x workers) seconds). The
+# target: at least 2.5x shorter with 3 workers than with 1. Each trial is
+# bounded: ROUNDS + 2 intervals, then the watch is stopped.
+#
+# Everything runs on loopback inside a network namespace this script
+# creates; nothing leaves the machine. Needs iptables (apt-get install -y
+# iptables) for the NFQUEUE rule.
+set -eu
+N=${1:-30000}
+ROUNDS=${ROUNDS:-5}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+NS=fanout-cwatchbench
+PORT=7777
+[ "$(id -u)" = 0 ] || { echo "cluster-watch.sh: needs root (ip netns, iptables)" >&2; exit 1; }
+command -v iptables >/dev/null || { echo "cluster-watch.sh: needs iptables (apt-get install -y iptables)" >&2; exit 1; }
+command -v bc >/dev/null || { echo "cluster-watch.sh: needs bc" >&2; exit 1; }
+[ "$N" -ge 1 ] && [ "$N" -le 65536 ] || { echo "cluster-watch.sh: N must be 1..65536" >&2; exit 2; }
+[ "$ROUNDS" -ge 2 ] && [ "$ROUNDS" -le 20 ] || { echo "cluster-watch.sh: ROUNDS must be 2..20" >&2; exit 2; }
+
+T=$(mktemp -d)
+PIDS=""
+cleanup() {
+	for p in $PIDS; do kill "$p" 2>/dev/null || true; done
+	for p in $PIDS; do wait "$p" 2>/dev/null || true; done
+	ip netns del "$NS" 2>/dev/null || true
+	rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+bg() { "$@" & PIDS="$PIDS $!"; LAST=$!; }
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+waitlog() { # file pattern seconds: wait for pattern in file
+	_polls=0
+	until grep -q "$2" "$1" 2>/dev/null; do
+		_polls=$((_polls + 1))
+		[ $_polls -le $(($3 * 20)) ] || return 1
+		sleep 0.05
+	done
+}
+
+echo "== build"
+(cd "$ROOT" && go build -o "$T/fanout" ./cmd/fanout && go build -o "$T/fleet" ./bench/clusterfleet)
+F=$T/fanout
+echo "uptime before: $(uptime)"
+
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+ip netns exec "$NS" iptables -A OUTPUT -p tcp --sport $PORT --tcp-flags SYN,ACK SYN,ACK -j NFQUEUE --queue-num 7 --queue-bypass
+ns() { ip netns exec "$NS" "$@"; }
+bg ip netns exec "$NS" "$T/fleet" -listen 0.0.0.0:$PORT -queue 7 -delay 50ms >"$T/fleet.log" 2>&1
+waitlog "$T/fleet.log" ready 20 || { echo "fleet not ready" >&2; cat "$T/fleet.log" >&2; exit 1; }
+
+last=$((N - 1))
+TARGETS="127.0.0.0-127.$((last >> 16 & 255)).$((last >> 8 & 255)).$((last & 255))"
+
+# trial URL EVERY: 0 when rounds 2..ROUNDS of a watch every EVERY s were on time.
+trial() {
+	id=$(ns "$F" watch tcp -p $PORT --every "${2}s" --timeout 1s --server "$1" --detach "$TARGETS" 2>"$T/submit.log") || { cat "$T/submit.log" >&2; exit 1; }
+	bg ip netns exec "$NS" "$F" watch events --server "$1" "$id" >/dev/null 2>"$T/events-$id.log"
+	ev=$LAST
+	ok=0
+	if waitlog "$T/events-$id.log" "^round $ROUNDS:" $((($ROUNDS + 2) * $2 + 30)); then
+		r=2
+		while [ $r -le "$ROUNDS" ]; do
+			grep "^round $r:" "$T/events-$id.log" | grep -q "on time" || ok=1
+			r=$((r + 1))
+		done
+	else
+		ok=1 # the rounds did not even end in time
+	fi
+	stop "$ev"
+	ns "$F" watch stop --server "$1" "$id" 2>/dev/null || true
+	grep "^round" "$T/events-$id.log" | sed "s/^/    /" >&2
+	return $ok
+}
+
+shortest() { # workers -> the shortest on-time interval, in $T/every-$1
+	w=$1 p=$((4400 + w))
+	bg ip netns exec "$NS" "$F" server --listen 127.0.0.1:$p --store "$T/store-$w" 2>"$T/server-$w.log"
+	srv=$LAST
+	waitlog "$T/server-$w.log" "ready on" 30 || { cat "$T/server-$w.log" >&2; exit 1; }
+	ws=""
+	i=1
+	while [ $i -le "$w" ]; do
+		bg ip netns exec "$NS" "$F" worker --server nats://127.0.0.1:$p -c 100 --name "w$i" 2>"$T/worker-$w-$i.log"
+		ws="$ws $LAST"
+		waitlog "$T/worker-$w-$i.log" "pulling tasks" 30 || { cat "$T/worker-$w-$i.log" >&2; exit 1; }
+		i=$((i + 1))
+	done
+	every=$(echo "x = 0.7 * $N / (2000 * $w); scale=0; if (x < 1) 1 else (x + 0.999) / 1" | bc -l)
+	while :; do
+		echo "  $w workers, every ${every}s:" >&2
+		if trial nats://127.0.0.1:$p "$every"; then break; fi
+		[ "$every" -lt 120 ] || { echo "cluster-watch.sh: $w workers late even every ${every}s" >&2; exit 1; }
+		every=$(echo "scale=0; ($every * 5 + 3) / 4" | bc) # +25%, at least +1
+	done
+	for x in $ws; do stop "$x"; done
+	stop "$srv"
+	echo "$every" >"$T/every-$w"
+}
+
+echo
+echo "== shortest on-time interval: a tcp watch of $N targets, SYN-ACK held 50 ms, -c 100 per worker"
+for w in 1 3 6; do
+	shortest $w
+	printf '%d worker(s): every %ss (ideal %.1fs)\n' $w "$(cat "$T/every-$w")" "$(echo "$N / (2000 * $w)" | bc -l)"
+done
+E1=$(cat "$T/every-1") E3=$(cat "$T/every-3") E6=$(cat "$T/every-6")
+R3=$(echo "$E1 / $E3" | bc -l)
+printf 'interval 1 vs 3 workers: %.2fx shorter (target >= 2.50x): %s\n' "$R3" "$(echo "$R3 >= 2.5" | bc -l | sed 's/1/PASS/;s/0/FAIL/')"
+printf 'interval 1 vs 6 workers: %.2fx shorter\n' "$(echo "$E1 / $E6" | bc -l)"
+echo "uptime after: $(uptime)"

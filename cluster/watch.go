@@ -1,0 +1,753 @@
+package cluster
+
+// Watches on the cluster: a watch is a sweep that repeats. Its record goes
+// into the KV bucket fanout_watches (write-once, like a sweep's); its clock
+// is a JetStream message schedule (Nats-Schedule: @every D) on
+// fanout.rounds.<watch>.clock, which the server itself fires as a tick on
+// fanout.rounds.<watch>.tick, so no process of ours keeps time and none needs
+// electing. Every worker sees every tick and expands it, by arithmetic, into
+// the watch's fixed chunks; each chunk is polled by its owner, the live
+// worker (heartbeats) with the highest rendezvous weight for (watch, chunk),
+// so ownership holds while membership does and moves by about 1/N when it
+// changes. Results are stored as a sweep's are, on
+// fanout.wresults.<watch>.<round>.<chunk>.<slot> (first writer wins: one
+// Result per (watch, round, index)), and a chunk's end on
+// fanout.wresults.<watch>.<round>.<chunk>.done. Each change of a target's
+// state is published once on fanout.events.<watch>, its event id as the
+// message id.
+//
+//	KV fanout_watches        key <watch>: the WatchRecord; <watch>/stopped
+//	stream FANOUT_ROUNDS     fanout.rounds.<watch>.clock (the schedule),
+//	                         fanout.rounds.<watch>.tick (what it fires)
+//	stream FANOUT_WRESULTS   fanout.wresults.<watch>.<round>.<chunk>.<slot|done>
+//	stream FANOUT_EVENTS     fanout.events.<watch>
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/spec"
+	"github.com/fanout/fanout/target"
+	"github.com/fanout/fanout/watch"
+)
+
+// Names of what a cluster watch keeps on the server.
+const (
+	WatchesBucket      = "fanout_watches"
+	RoundsStream       = "FANOUT_ROUNDS"
+	WatchResultsStream = "FANOUT_WRESULTS"
+	EventsStream       = "FANOUT_EVENTS"
+
+	roundsPrefix     = "fanout.rounds."
+	wresultsPrefix   = "fanout.wresults."
+	eventsPrefix     = "fanout.events."
+	stoppedKeySuffix = "/stopped"
+)
+
+// Watch bounds: the schedule fires at whole seconds (nats-server's @every
+// takes at least one second), and a watch keeps its rounds' results for
+// DefaultWatchRetention unless told otherwise.
+const (
+	MinWatchEvery         = time.Second
+	DefaultWatchRetention = time.Hour
+	// watchChunks is how many chunks a watch's targets are cut into, at
+	// most: enough for rendezvous hashing to share them out evenly (a
+	// worker's share is within a few percent of 1/N).
+	watchChunks = 256
+	// lsRounds is how many of the last complete rounds watch ls reads.
+	lsRounds = 10
+	// maxWatchChunk bounds a chunk (a record from the bus says its size).
+	maxWatchChunk = 1 << 16
+)
+
+// ErrNoWatch: the watch is not (or no longer) on the server.
+var ErrNoWatch = errors.New("no such watch on this server")
+
+// WatchRecord is a watch as kept in the watches bucket, written once.
+type WatchRecord struct {
+	ID        string        `json:"id"`
+	Spec      spec.Spec     `json:"spec"`
+	Every     time.Duration `json:"every_ns"`
+	Total     uint64        `json:"total"`      // targets in the watch's order
+	ChunkSize uint64        `json:"chunk_size"` // targets per chunk (the last may be short)
+	Chunks    uint64        `json:"chunks"`
+	Created   time.Time     `json:"created"`
+	Owner     string        `json:"owner"` // who submitted it (host-pid)
+	// Retention is how long each round's results and events are kept.
+	Retention time.Duration `json:"retention_ns"`
+
+	Digest   string `json:"-"`
+	Revision uint64 `json:"-"`
+}
+
+// sweepRecord is the record of one round seen as a sweep, for the checker
+// and the publisher: same targets, chunks as tasks.
+func (r WatchRecord) sweepRecord() Record {
+	return Record{ID: r.ID, Spec: r.Spec, Total: r.Total, TaskSize: r.ChunkSize, Tasks: r.Chunks,
+		Submitted: r.Created, Submitter: r.Owner, Retention: r.Retention, Digest: r.Digest, Revision: r.Revision}
+}
+
+func decodeWatchRecord(id string, b []byte) (WatchRecord, error) {
+	var r WatchRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, fmt.Errorf("watch %s: bad record: %w", id, err)
+	}
+	switch {
+	case r.ID != id:
+		return r, fmt.Errorf("watch %s: the record names watch %q", id, r.ID)
+	case r.Every < MinWatchEvery || r.Every%time.Second != 0:
+		return r, fmt.Errorf("watch %s: bad record: every %v", id, r.Every)
+	case r.Retention <= 0 || r.Retention > MaxRetention:
+		return r, fmt.Errorf("watch %s: bad record: retention %v", id, r.Retention)
+	case r.ChunkSize > maxWatchChunk:
+		// A chunk's results are gathered in memory before they are stored.
+		return r, fmt.Errorf("watch %s: bad record: chunks of %d targets, at most %d", id, r.ChunkSize, maxWatchChunk)
+	case r.Total == 0 && r.Chunks == 0:
+	case r.ChunkSize == 0 || r.Chunks != r.Total/r.ChunkSize+min(r.Total%r.ChunkSize, 1):
+		return r, fmt.Errorf("watch %s: bad record: %d chunks of %d do not make %d targets", id, r.Chunks, r.ChunkSize, r.Total)
+	}
+	if err := r.Spec.Standalone(); err != nil {
+		return r, fmt.Errorf("watch %s: %w", id, err)
+	}
+	r.Digest = digest(b)
+	return r, nil
+}
+
+// WatchChunkSize is the chunk size of a watch of n targets of kind: about
+// watchChunks chunks, each no larger than the kind's task size.
+func WatchChunkSize(kind string, n uint64) uint64 {
+	b := defaultTaskSize
+	if t, ok := job.TraitsOf(kind); ok {
+		b = t.TaskSize
+	}
+	return max(1, min(b[1], (n+watchChunks-1)/watchChunks))
+}
+
+// ensureWatch finds or creates what watches need (see ensure).
+func (s *setup) ensureWatch(ctx context.Context, update bool) error {
+	var err error
+	s.watches, err = bucket(ctx, s.js, update, jetstream.KeyValueConfig{
+		Bucket: WatchesBucket, Description: "fanout watches: spec, interval, owner",
+		Storage: jetstream.FileStorage, History: 1, TTL: resultsMaxAge,
+	})
+	if err != nil {
+		return fmt.Errorf("kv %s: %w", WatchesBucket, err)
+	}
+	s.rounds, err = stream(ctx, s.js, update, jetstream.StreamConfig{
+		Name: RoundsStream, Description: "fanout watch clocks (message schedules) and their ticks",
+		Subjects: []string{roundsPrefix + ">"}, Storage: jetstream.FileStorage,
+		// A schedule message is stored as a subject rollup (the server adds
+		// the header), which needs AllowRollup.
+		AllowMsgSchedules: true, AllowRollup: true, AllowMsgTTL: true,
+		MaxMsgsPerSubject: 64, MaxAge: resultsMaxAge,
+	})
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", RoundsStream, err)
+	}
+	s.wresults, err = stream(ctx, s.js, update, jetstream.StreamConfig{
+		Name: WatchResultsStream, Description: "fanout watch results, one message per (watch, round, chunk, batch)",
+		Subjects: []string{wresultsPrefix + ">"}, Storage: jetstream.FileStorage,
+		MaxMsgsPerSubject: 1, Discard: jetstream.DiscardNew, DiscardNewPerSubject: true,
+		MaxAge: resultsMaxAge, Duplicates: 2 * time.Minute, AllowMsgTTL: true,
+	})
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", WatchResultsStream, err)
+	}
+	s.events, err = stream(ctx, s.js, update, jetstream.StreamConfig{
+		Name: EventsStream, Description: "fanout watch change events, one per (watch, round, target)",
+		Subjects: []string{eventsPrefix + ">"}, Storage: jetstream.FileStorage,
+		MaxAge: resultsMaxAge, Duplicates: 10 * time.Minute, AllowMsgTTL: true,
+	})
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", EventsStream, err)
+	}
+	return nil
+}
+
+func clockSubject(w string) string { return roundsPrefix + w + ".clock" }
+func tickSubject(w string) string  { return roundsPrefix + w + ".tick" }
+func eventSubject(w string) string { return eventsPrefix + w }
+
+func wresultSubject(w string, round, chunk uint64, slot int) string {
+	return fmt.Sprintf("%s%s.%d.%d.%d", wresultsPrefix, w, round, chunk, slot)
+}
+
+func wdoneSubject(w string, round, chunk uint64) string {
+	return fmt.Sprintf("%s%s.%d.%d.done", wresultsPrefix, w, round, chunk)
+}
+
+// parseWResult reads fanout.wresults.<w>.<round>.<chunk>.<slot|done>.
+func parseWResult(w, subject string) (round, chunk uint64, done, ok bool) {
+	rest, ok := strings.CutPrefix(subject, wresultsPrefix+w+".")
+	if !ok {
+		return 0, 0, false, false
+	}
+	p := strings.Split(rest, ".")
+	if len(p) != 3 {
+		return 0, 0, false, false
+	}
+	var err1, err2 error
+	round, err1 = strconv.ParseUint(p[0], 10, 64)
+	chunk, err2 = strconv.ParseUint(p[1], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, 0, false, false
+	}
+	if p[2] == "done" {
+		return round, chunk, true, true
+	}
+	if _, err := strconv.ParseUint(p[2], 10, 31); err != nil {
+		return 0, 0, false, false
+	}
+	return round, chunk, false, true
+}
+
+// roundOf is the number of the round a tick fired for: ticks fire at
+// anchor + k x every (k >= 1), anchor being the clock message's time to the
+// second; after a server restart the schedule skips ahead, so k is rounded
+// to the nearest (consecutive ticks still differ by one).
+func roundOf(anchor time.Time, every time.Duration, fired time.Time) uint64 {
+	k := math.Floor(float64(fired.Sub(anchor))/float64(every) + 0.5)
+	if k < 1 {
+		return 1
+	}
+	return uint64(k)
+}
+
+// tickTime is when a tick was due: its Nats-Schedule-Next header (the next
+// firing) less the interval; else when it was stored.
+func tickTime(h nats.Header, stored time.Time, every time.Duration) time.Time {
+	if next, err := time.Parse(time.RFC3339Nano, h.Get("Nats-Schedule-Next")); err == nil {
+		return next.Add(-every)
+	}
+	return stored
+}
+
+// WatchOptions tune a watch's submission.
+type WatchOptions struct {
+	ID        string        // default a new sweep-style id
+	Every     time.Duration // whole seconds, at least MinWatchEvery
+	Retention time.Duration // of each round's results; default DefaultWatchRetention
+	ChunkSize uint64        // default WatchChunkSize
+}
+
+// SubmitWatch puts the watch's record into the watches bucket (write-once)
+// and starts its clock: a message schedule that fires a tick every
+// o.Every. n is the number of targets the spec visits (see Submit).
+func (c *Client) SubmitWatch(ctx context.Context, sp spec.Spec, n uint64, o WatchOptions) (WatchRecord, error) {
+	sp, err := sp.Inline(nil)
+	if err != nil {
+		return WatchRecord{}, err
+	}
+	if _, stdin, err := sp.SplitStdin(); err != nil {
+		return WatchRecord{}, err
+	} else if stdin != nil || sp.StdinDigest() != "" {
+		return WatchRecord{}, errors.New("a cluster watch does not take --stdin")
+	}
+	if max := sp.MaxTargets; max == 0 && n > target.DefaultMaxTargets || max > 0 && n > max {
+		return WatchRecord{}, fmt.Errorf("%w: %d targets; raise the limit with --max-targets N", target.ErrTooMany, n)
+	}
+	if o.Every < MinWatchEvery || o.Every%time.Second != 0 {
+		return WatchRecord{}, fmt.Errorf("every %v: a cluster watch's interval is whole seconds, at least %v", o.Every, MinWatchEvery)
+	}
+	ret := o.Retention
+	if ret == 0 {
+		ret = DefaultWatchRetention
+	}
+	if ret < o.Every || ret > MaxRetention {
+		return WatchRecord{}, fmt.Errorf("retention %v: want from the interval (%v) to %v", ret, o.Every, MaxRetention)
+	}
+	id := o.ID
+	if id == "" {
+		id = NewSweepID()
+	}
+	if !ValidSweepID(id) {
+		return WatchRecord{}, fmt.Errorf("watch id %q: want letters, digits, - and _", id)
+	}
+	size := o.ChunkSize
+	if size == 0 {
+		size = WatchChunkSize(sp.Job, n)
+	}
+	if size > maxWatchChunk {
+		return WatchRecord{}, fmt.Errorf("chunk size %d: at most %d", size, maxWatchChunk)
+	}
+	h, _ := os.Hostname()
+	rec := WatchRecord{ID: id, Spec: sp, Every: o.Every, Total: n, ChunkSize: size, Chunks: n/size + min(n%size, 1),
+		Created: time.Now().UTC(), Owner: fmt.Sprintf("%s-%d", h, os.Getpid()), Retention: ret}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return WatchRecord{}, err
+	}
+	if limit := int(c.nc.MaxPayload()) - 4096; len(b) > limit {
+		return WatchRecord{}, fmt.Errorf("watch spec is %d bytes, over the server's %d-byte message limit (a long host list?)", len(b), c.nc.MaxPayload())
+	}
+	if rec.Revision, err = c.s.watches.Create(ctx, id, b); err != nil {
+		return WatchRecord{}, fmt.Errorf("watch %s: %w", id, err)
+	}
+	rec.Digest = digest(b)
+	// The clock: the server fires a tick on the tick subject every interval.
+	_, err = c.s.js.PublishMsg(ctx, &nats.Msg{
+		Subject: clockSubject(id), Data: []byte(id),
+		Header: nats.Header{
+			"Nats-Schedule":        []string{"@every " + o.Every.String()},
+			"Nats-Schedule-Target": []string{tickSubject(id)},
+			"Nats-Schedule-TTL":    []string{ret.String()},
+		},
+	})
+	if err != nil {
+		return rec, fmt.Errorf("watch %s: start its clock: %w (the server must be nats-server 2.14 or later)", id, err)
+	}
+	return rec, nil
+}
+
+// LookupWatch returns a watch's record.
+func (c *Client) LookupWatch(ctx context.Context, id string) (WatchRecord, error) {
+	return getWatch(ctx, c.s, id)
+}
+
+func getWatch(ctx context.Context, s *setup, id string) (WatchRecord, error) {
+	if !ValidSweepID(id) {
+		return WatchRecord{}, fmt.Errorf("watch id %q: want letters, digits, - and _", id)
+	}
+	e, err := s.watches.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return WatchRecord{}, fmt.Errorf("watch %q: %w (see fanout watch ls)", id, ErrNoWatch)
+	}
+	if err != nil {
+		return WatchRecord{}, fmt.Errorf("watch %s: %w", id, err)
+	}
+	rec, err := decodeWatchRecord(id, e.Value())
+	rec.Revision = e.Revision()
+	return rec, err
+}
+
+// watchStopped reports whether watch id was stopped.
+func watchStopped(ctx context.Context, s *setup, id string) (bool, time.Time, error) {
+	e, err := s.watches.Get(ctx, id+stoppedKeySuffix)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, time.Time{}, nil
+	}
+	if err != nil {
+		return false, time.Time{}, err
+	}
+	return true, e.Created(), nil
+}
+
+// StopWatch stops a watch: the stop mark first (workers start no round of
+// a stopped watch, even one whose tick was already on its way), then its
+// schedule is removed (a message without a schedule on the clock subject).
+// Rounds already running finish.
+func (c *Client) StopWatch(ctx context.Context, id string) error {
+	if _, err := c.LookupWatch(ctx, id); err != nil {
+		return err
+	}
+	if _, err := c.s.watches.Create(ctx, id+stoppedKeySuffix, []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("watch %s: %w", id, err)
+	}
+	if _, err := c.s.js.Publish(ctx, clockSubject(id), []byte("stopped")); err != nil {
+		return fmt.Errorf("watch %s: stop its clock: %w", id, err)
+	}
+	return nil
+}
+
+// rendezvous is the weight of worker for chunk of watch: the chunk belongs
+// to the live worker of highest weight (highest-random-weight hashing).
+func rendezvous(watch string, chunk uint64, worker string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(watch))
+	var b [9]byte
+	b[0] = 0
+	for i := range 8 {
+		b[i+1] = byte(chunk >> (8 * i))
+	}
+	h.Write(b[:])
+	h.Write([]byte(worker))
+	return mix64(h.Sum64())
+}
+
+// mix64 spreads FNV's bits (splitmix64's finalizer): FNV alone weighs
+// names that differ in their last byte too alike.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+// Owner is the worker among workers that owns chunk of watch ("" if none).
+func Owner(watch string, chunk uint64, workers []string) string {
+	var best string
+	var bw uint64
+	for _, w := range workers {
+		if x := rendezvous(watch, chunk, w); best == "" || x > bw || x == bw && w > best {
+			best, bw = w, x
+		}
+	}
+	return best
+}
+
+// chunkDone is what a chunk's done mark says.
+type chunkDone struct {
+	Worker string    `json:"worker"`
+	Up     int       `json:"up"`
+	Down   int       `json:"down"`
+	Error  int       `json:"error"`
+	Start  time.Time `json:"start"`
+	End    time.Time `json:"end"`
+	Due    time.Time `json:"due"`
+}
+
+// WatchStatus is one watch as `fanout watch ls` shows it.
+type WatchStatus struct {
+	WatchRecord
+	SHA256    string    `json:"sha256"`
+	Stopped   bool      `json:"stopped"`
+	StoppedAt time.Time `json:"stopped_at,omitzero"`
+	LastRound uint64    `json:"last_round"`  // the newest round ticked
+	LastTick  time.Time `json:"last_tick"`   // when it was due
+	Complete  uint64    `json:"complete"`    // the newest round whose every chunk is done
+	Late      int       `json:"late_rounds"` // of the last lsRounds complete, those that ended after the next was due
+	Up        int       `json:"up"`          // in round Complete
+	Down      int       `json:"down"`        // down or error, in round Complete
+	Owners    []string  `json:"owners"`      // workers that polled round Complete
+}
+
+// Watches lists the watches on the server, with their last rounds.
+func (c *Client) Watches(ctx context.Context) ([]WatchStatus, error) {
+	kl, err := c.s.watches.ListKeys(ctx)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var out []WatchStatus
+	for id := range kl.Keys() {
+		if strings.Contains(id, "/") {
+			continue
+		}
+		rec, err := c.LookupWatch(ctx, id)
+		if err != nil {
+			continue
+		}
+		ws := WatchStatus{WatchRecord: rec, SHA256: rec.Digest}
+		ws.Stopped, ws.StoppedAt, _ = watchStopped(ctx, c.s, id)
+		if m, err := c.s.rounds.GetLastMsgForSubject(ctx, tickSubject(id)); err == nil {
+			if anchor, err := c.anchor(ctx, id); err == nil {
+				ws.LastTick = tickTime(m.Header, m.Time, rec.Every)
+				ws.LastRound = roundOf(anchor, rec.Every, ws.LastTick)
+			}
+		}
+		c.roundsDone(ctx, &ws)
+		out = append(out, ws)
+	}
+	return out, nil
+}
+
+// anchor is the time of watch id's clock message, to the second.
+func (c *Client) anchor(ctx context.Context, id string) (time.Time, error) {
+	return clockAnchor(ctx, c.s, id)
+}
+
+func clockAnchor(ctx context.Context, s *setup, id string) (time.Time, error) {
+	m, err := s.rounds.GetLastMsgForSubject(ctx, clockSubject(id))
+	if err != nil {
+		return time.Time{}, err
+	}
+	if m.Header.Get("Nats-Schedule") == "" {
+		// Stopped: the clock message is the stop mark; the first one is
+		// gone (MaxMsgsPerSubject keeps the last few).
+		first, err := s.rounds.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(clockSubject(id)))
+		if err != nil {
+			return time.Time{}, err
+		}
+		m = first
+	}
+	return m.Time.Round(time.Second), nil
+}
+
+// roundsDone fills what the done marks of ws's rounds say: the newest
+// complete round, its counts and owners, and how many rounds were late.
+func (c *Client) roundsDone(ctx context.Context, ws *WatchStatus) {
+	info, err := c.s.wresults.Info(ctx, jetstream.WithSubjectFilter(wresultsPrefix+ws.ID+".*.*.done"))
+	if err != nil {
+		return
+	}
+	perRound := map[uint64]uint64{}
+	for subj := range info.State.Subjects {
+		if r, _, done, ok := parseWResult(ws.ID, subj); ok && done {
+			perRound[r]++
+		}
+	}
+	for r, n := range perRound {
+		if n >= ws.Chunks && r > ws.Complete {
+			ws.Complete = r
+		}
+	}
+	late := map[uint64]bool{}
+	owners := map[string]bool{}
+	// The done marks of the last few complete rounds (each is a read).
+	var complete []uint64
+	for r, n := range perRound {
+		if n >= ws.Chunks {
+			complete = append(complete, r)
+		}
+	}
+	slices.Sort(complete)
+	complete = complete[max(0, len(complete)-lsRounds):]
+	for _, r := range complete {
+		for ch := uint64(0); ch < ws.Chunks; ch++ {
+			m, err := c.s.wresults.GetLastMsgForSubject(ctx, wdoneSubject(ws.ID, r, ch))
+			if err != nil {
+				continue
+			}
+			var d chunkDone
+			if json.Unmarshal(m.Data, &d) != nil {
+				continue
+			}
+			if !d.Due.IsZero() && d.End.After(d.Due.Add(ws.Every)) {
+				late[r] = true
+			}
+			if r == ws.Complete {
+				ws.Up += d.Up
+				ws.Down += d.Down + d.Error
+				owners[d.Worker] = true
+			}
+		}
+	}
+	ws.Late = len(late)
+	for o := range owners {
+		ws.Owners = append(ws.Owners, o)
+	}
+	slices.Sort(ws.Owners)
+}
+
+// FollowOptions say what Follow passes on; every callback is called from
+// one goroutine.
+type FollowOptions struct {
+	// Result, when set, receives each stored Result once per round.
+	Result func(round uint64, r job.Result)
+	// Change, when set, receives each change event once.
+	Change func(Event)
+	// RoundEnd, when set, is called once every chunk of a round is done.
+	RoundEnd func(watch.Round)
+	// FromStart replays what the server holds; else only what is stored
+	// from now on.
+	FromStart bool
+	// Dropped, when set, counts what was refused on the way.
+	Dropped *Dropped
+}
+
+// Follow streams watch id's results, round ends and change events until
+// ctx is done or the watch is stopped and its last round is done.
+func (c *Client) Follow(ctx context.Context, id string, o FollowOptions) error {
+	rec, err := c.LookupWatch(ctx, id)
+	if err != nil {
+		return err
+	}
+	// At most the default target limit: the record is read from the bus,
+	// and a bit per target is kept per round.
+	set, order, err := rec.sweepRecord().visit(target.DefaultMaxTargets)
+	if err != nil {
+		return err
+	}
+	chk := &checker{rec: rec.sweepRecord(), set: set, order: order}
+	drop := o.Dropped
+	if drop == nil {
+		drop = new(Dropped)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	msgs := make(chan jetstream.Msg, 256)
+	deliver := jetstream.DeliverNewPolicy
+	if o.FromStart {
+		deliver = jetstream.DeliverAllPolicy
+	}
+	follow := func(st string, filter string) (jetstream.MessagesContext, error) {
+		cons, err := c.s.js.OrderedConsumer(ctx, st, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{filter}, DeliverPolicy: deliver,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("watch %s: %w", id, err)
+		}
+		it, err := cons.Messages(jetstream.PullMaxMessages(256))
+		if err != nil {
+			return nil, fmt.Errorf("watch %s: %w", id, err)
+		}
+		go func() {
+			for {
+				m, err := it.Next()
+				if err != nil {
+					if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+						return
+					}
+					continue
+				}
+				select {
+				case msgs <- m:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+		return it, nil
+	}
+	if o.Result != nil || o.RoundEnd != nil {
+		it, err := follow(WatchResultsStream, wresultsPrefix+id+".>")
+		if err != nil {
+			return err
+		}
+		defer it.Stop()
+	}
+	if o.Change != nil {
+		it, err := follow(EventsStream, eventSubject(id))
+		if err != nil {
+			return err
+		}
+		defer it.Stop()
+	}
+	type roundSeen struct {
+		seen  bitmap
+		done  map[uint64]chunkDone
+		ended bool
+	}
+	rounds := map[uint64]*roundSeen{}
+	events := map[string]bool{}
+	get := func(n uint64) *roundSeen {
+		r := rounds[n]
+		if r == nil {
+			if len(rounds) >= 1024 { // a bound: forget the oldest
+				oldest := n
+				for k := range rounds {
+					oldest = min(oldest, k)
+				}
+				delete(rounds, oldest)
+			}
+			r = &roundSeen{done: map[uint64]chunkDone{}}
+			if o.Result != nil {
+				r.seen = newBitmap(rec.Total)
+			}
+			rounds[n] = r
+		}
+		return r
+	}
+	check := time.NewTicker(2 * time.Second)
+	defer check.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-check.C:
+			stopped, at, err := watchStopped(ctx, c.s, id)
+			if err != nil || !stopped || time.Since(at) < 2*WorkerTTL+rec.Every {
+				continue
+			}
+			pending := false
+			for _, r := range rounds {
+				pending = pending || !r.ended
+			}
+			if !pending || time.Since(at) > 2*(2*WorkerTTL+rec.Every) {
+				return nil
+			}
+		case m := <-msgs:
+			subj := m.Subject()
+			if subj == eventSubject(id) {
+				var ev Event
+				if json.Unmarshal(m.Data(), &ev) != nil || ev.Watch != id || ev.ID == "" {
+					drop.Malformed.Add(1)
+					continue
+				}
+				if events[ev.ID] {
+					continue
+				}
+				if len(events) >= 1<<20 {
+					clear(events)
+				}
+				events[ev.ID] = true
+				o.Change(ev)
+				continue
+			}
+			n, ch, done, ok := parseWResult(id, subj)
+			if !ok || ch >= rec.Chunks || n == 0 {
+				drop.Malformed.Add(1)
+				continue
+			}
+			r := get(n)
+			if done {
+				var d chunkDone
+				if json.Unmarshal(m.Data(), &d) != nil {
+					drop.Malformed.Add(1)
+					continue
+				}
+				r.done[ch] = d
+				if uint64(len(r.done)) == rec.Chunks && !r.ended {
+					r.ended = true
+					if o.RoundEnd != nil {
+						o.RoundEnd(roundOfDone(rec, n, r.done))
+					}
+				}
+				continue
+			}
+			if o.Result == nil {
+				continue
+			}
+			rs, err := decodeBatch(m.Data())
+			if err != nil {
+				drop.Malformed.Add(1)
+				continue
+			}
+			for i := range rs {
+				k, err := chk.check(ch, &rs[i])
+				if err != nil {
+					if errors.Is(err, errForged) {
+						drop.Forged.Add(1)
+					} else {
+						drop.Invalid.Add(1)
+					}
+					continue
+				}
+				if r.seen.get(k) {
+					continue
+				}
+				r.seen.set(k)
+				o.Result(n, rs[i])
+			}
+		}
+	}
+}
+
+// roundOfDone is round n as its done marks tell it.
+func roundOfDone(rec WatchRecord, n uint64, done map[uint64]chunkDone) watch.Round {
+	rd := watch.Round{Watch: rec.ID, N: n, Targets: int(rec.Total)}
+	for _, d := range done {
+		rd.Up += d.Up
+		rd.Down += d.Down
+		rd.Error += d.Error
+		if rd.Due.IsZero() || !d.Due.IsZero() && d.Due.Before(rd.Due) {
+			rd.Due = d.Due
+		}
+		if rd.Start.IsZero() || d.Start.Before(rd.Start) {
+			rd.Start = d.Start
+		}
+		if d.End.After(rd.End) {
+			rd.End = d.End
+		}
+	}
+	// Late: it ended after the next round was due (as watch ls counts).
+	rd.Late = !rd.Due.IsZero() && rd.End.After(rd.Due.Add(rec.Every))
+	return rd
+}

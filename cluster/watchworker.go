@@ -1,0 +1,591 @@
+package cluster
+
+// A worker's side of cluster watches (see watch.go): every tick of every
+// watch reaches every worker; each polls the chunks it owns by rendezvous
+// hashing over the live workers, and takes over the unfinished chunks of
+// open rounds whose owner left.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/fanout/fanout/engine"
+	"github.com/fanout/fanout/internal/backoff"
+	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/target"
+	"github.com/fanout/fanout/watch"
+)
+
+// Event is a change of a watched target's state, as published on
+// fanout.events.<watch> (JSON), its ID the message id.
+type Event struct {
+	ID         string     `json:"id"`
+	Watch      string     `json:"watch"`
+	Round      uint64     `json:"round"`
+	Kind       watch.Kind `json:"change"`
+	Result     job.Result `json:"result"`
+	PrevStatus job.Status `json:"prev_status,omitempty"`
+	PrevClass  job.Class  `json:"prev_class,omitempty"`
+}
+
+// Change is the event as the watch package's Change.
+func (e Event) Change() watch.Change {
+	return watch.Change{ID: e.ID, Watch: e.Watch, Round: e.Round, Kind: e.Kind, Result: e.Result,
+		PrevStatus: e.PrevStatus, PrevClass: e.PrevClass}
+}
+
+// watchScanEvery is how often a worker looks for open rounds' chunks that
+// lost their owner.
+const watchScanEvery = time.Second
+
+// watchRun is a watch as one worker runs it: rebuilt once, its job kept
+// across rounds (an ssh job keeps its connections), its open rounds, and
+// the last stored state of the chunks it polled.
+type watchRun struct {
+	sr     *sweepRun // set, order, job, checker; err: this worker's refusal
+	rec    WatchRecord
+	anchor time.Time
+
+	mu     sync.Mutex
+	rounds map[uint64]*openRound
+	state  map[uint64]*chunkState // chunk -> its statuses in state.round
+	// last is, per chunk, closed when this worker's latest run of it has
+	// published its changes: the next round's run of the chunk waits for
+	// it, so that changes are reckoned round after round.
+	last map[uint64]chan struct{}
+}
+
+// openRound is a round ticked and not yet complete.
+type openRound struct {
+	n       uint64
+	due     time.Time
+	seen    time.Time
+	started map[uint64]bool // chunks this worker started
+}
+
+// chunkState is a chunk's stored statuses in one round, by position in the
+// chunk (codeNone: unknown).
+type chunkState struct {
+	round uint64
+	codes []stateCode
+}
+
+type stateCode struct {
+	status job.Status
+	class  job.Class
+}
+
+// watchLoop follows every watch's ticks until ctx is done.
+func (w *Worker) watchLoop(ctx context.Context) {
+	runs := map[string]*watchRun{}
+	defer func() {
+		for _, wr := range runs {
+			wr.close()
+		}
+	}()
+	ticks := make(chan jetstream.Msg, 64)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		w.followTicks(ctx, ticks)
+	}()
+	scan := time.NewTicker(watchScanEvery)
+	defer scan.Stop()
+	var live liveCache
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-ticks:
+			id, ok := strings.CutPrefix(m.Subject(), roundsPrefix)
+			id, ok2 := strings.CutSuffix(id, ".tick")
+			if !ok || !ok2 || !ValidSweepID(id) {
+				continue
+			}
+			// A tick already on its way when the watch was stopped
+			// starts nothing.
+			if stopped, _, err := watchStopped(ctx, w.s, id); err != nil || stopped {
+				continue
+			}
+			wr := w.watchRunFor(ctx, runs, id)
+			if wr == nil {
+				continue
+			}
+			meta, err := m.Metadata()
+			if err != nil {
+				continue
+			}
+			due := tickTime(m.Headers(), meta.Timestamp, wr.rec.Every)
+			n := roundOf(wr.anchor, wr.rec.Every, due)
+			wr.mu.Lock()
+			if wr.rounds[n] == nil {
+				wr.rounds[n] = &openRound{n: n, due: due, seen: time.Now(), started: map[uint64]bool{}}
+			}
+			wr.mu.Unlock()
+			w.startOwned(ctx, &wg, wr, n, live.get(ctx, w, wr.rec.Spec.Job), false)
+		case <-scan.C:
+			for id, wr := range runs {
+				// A stopped watch starts no round (see the tick above); the
+				// rounds open when it stopped finish.
+				if stopped, _, err := watchStopped(ctx, w.s, id); err == nil && stopped && wr.openRounds() == 0 || wr.idle() {
+					if stopped {
+						w.opts.Logf("watch %s: stopped", id)
+					}
+					wr.close()
+					delete(runs, id)
+					continue
+				}
+				wr.mu.Lock()
+				open := make([]uint64, 0, len(wr.rounds))
+				for n := range wr.rounds {
+					open = append(open, n)
+				}
+				wr.mu.Unlock()
+				slices.Sort(open) // a chunk's rounds in order (see watchRun.last)
+				for _, n := range open {
+					w.startOwned(ctx, &wg, wr, n, live.get(ctx, w, wr.rec.Spec.Job), true)
+				}
+			}
+		}
+	}
+}
+
+// followTicks sends every tick stored from now on to ticks: an ordered
+// consumer, which survives server restarts.
+func (w *Worker) followTicks(ctx context.Context, ticks chan<- jetstream.Msg) {
+	fails := 0
+	for ctx.Err() == nil {
+		cons, err := w.s.js.OrderedConsumer(ctx, RoundsStream, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{roundsPrefix + "*.tick"}, DeliverPolicy: jetstream.DeliverNewPolicy,
+		})
+		if err == nil {
+			var it jetstream.MessagesContext
+			if it, err = cons.Messages(); err == nil {
+				stop := context.AfterFunc(ctx, it.Stop)
+				for {
+					m, err := it.Next()
+					if err != nil {
+						break
+					}
+					fails = 0
+					select {
+					case ticks <- m:
+					case <-ctx.Done():
+					}
+				}
+				stop()
+				it.Stop()
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		fails++
+		if err != nil {
+			w.opts.Logf("watch ticks: %v", err)
+		}
+		backoff.Sleep(ctx, fetchRetry.Delay(fails))
+	}
+}
+
+// watchRunFor is the cached run of watch id, rebuilt from its record the
+// first time; nil when it cannot run here (logged once).
+func (w *Worker) watchRunFor(ctx context.Context, runs map[string]*watchRun, id string) *watchRun {
+	if wr, ok := runs[id]; ok {
+		if wr.sr.err != nil {
+			return nil
+		}
+		return wr
+	}
+	if stopped, _, err := watchStopped(ctx, w.s, id); err != nil || stopped {
+		return nil
+	}
+	rec, err := getWatch(ctx, w.s, id)
+	if err != nil {
+		w.logSweep(id, "watch %s: %v", id, err)
+		return nil
+	}
+	anchor, err := clockAnchor(ctx, w.s, id)
+	if err != nil {
+		w.logSweep(id, "watch %s: its clock: %v", id, err)
+		return nil
+	}
+	if len(runs) >= 256 {
+		w.logSweep(id, "watch %s: this worker already runs %d watches; left to others", id, len(runs))
+		return nil
+	}
+	srec := rec.sweepRecord()
+	sr, err := w.rebuildFor(ctx, srec, true)
+	var leave *leaveError
+	switch {
+	case errors.As(err, &leave):
+		w.logSweep(id, "worker %s: watch %s %s: left to other workers", w.opts.Name, id, leave.Error())
+		sr = &sweepRun{rec: srec, err: leave}
+	case err != nil:
+		w.logSweep(id, "watch %s: %v", id, err)
+		return nil
+	}
+	wr := &watchRun{sr: sr, rec: rec, anchor: anchor, rounds: map[uint64]*openRound{}, state: map[uint64]*chunkState{}, last: map[uint64]chan struct{}{}}
+	runs[id] = wr
+	if sr.err != nil {
+		return nil
+	}
+	w.opts.Logf("worker %s: watch %s: %s every %v, %d targets in %d chunks", w.opts.Name, id, rec.Spec.Job, rec.Every, rec.Total, rec.Chunks)
+	return wr
+}
+
+func (wr *watchRun) close() {
+	wr.mu.Lock()
+	defer wr.mu.Unlock()
+	if c, ok := wr.sr.job.(io.Closer); ok && c != nil {
+		_ = c.Close()
+	}
+	wr.sr.job = nil
+}
+
+func (wr *watchRun) openRounds() int {
+	wr.mu.Lock()
+	defer wr.mu.Unlock()
+	return len(wr.rounds)
+}
+
+// idle: no round open for long; forget the watch (a refused one is
+// retried then).
+func (wr *watchRun) idle() bool {
+	wr.mu.Lock()
+	defer wr.mu.Unlock()
+	return wr.sr.err != nil && len(wr.rounds) == 0
+}
+
+// keepOpen is how long a round stays open for takeovers: long enough for a
+// dead owner's heartbeat to expire, and a few rounds.
+func (wr *watchRun) keepOpen() time.Duration {
+	return 2*WorkerTTL + 3*wr.rec.Every
+}
+
+// startOwned starts the chunks of round n this worker owns among live and
+// has not started; with scan, first drops the round when it is complete or
+// too old, and asks the server which chunks are done (a dead owner's
+// unfinished chunks are then this worker's if it weighs most among those
+// alive).
+func (w *Worker) startOwned(ctx context.Context, wg *sync.WaitGroup, wr *watchRun, n uint64, live []string, scan bool) {
+	wr.mu.Lock()
+	rd := wr.rounds[n]
+	wr.mu.Unlock()
+	if rd == nil || wr.sr.job == nil {
+		return
+	}
+	var done map[uint64]bool
+	if scan {
+		var err error
+		done, err = w.chunksDone(ctx, wr.rec, n)
+		if err != nil {
+			return
+		}
+		if uint64(len(done)) >= wr.rec.Chunks || time.Since(rd.seen) > wr.keepOpen() {
+			wr.mu.Lock()
+			if uint64(len(done)) < wr.rec.Chunks {
+				w.opts.Logf("watch %s round %d: %d of %d chunks not done after %v; given up", wr.rec.ID, n, wr.rec.Chunks-uint64(len(done)), wr.rec.Chunks, wr.keepOpen())
+			}
+			delete(wr.rounds, n)
+			wr.mu.Unlock()
+			return
+		}
+	}
+	for c := uint64(0); c < wr.rec.Chunks; c++ {
+		if done[c] || Owner(wr.rec.ID, c, live) != w.opts.Name {
+			continue
+		}
+		wr.mu.Lock()
+		if rd.started[c] {
+			wr.mu.Unlock()
+			continue
+		}
+		rd.started[c] = true
+		prev, mine := wr.last[c], make(chan struct{})
+		wr.last[c] = mine
+		wr.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(mine)
+			if err := w.runChunk(ctx, wr, rd, c, prev); err != nil && ctx.Err() == nil {
+				w.opts.Logf("watch %s round %d chunk %d: %v; retried", wr.rec.ID, n, c, err)
+				wr.mu.Lock()
+				rd.started[c] = false // the next scan runs it again
+				wr.mu.Unlock()
+			}
+		}()
+	}
+}
+
+// chunksDone are the chunks of round n whose done mark is stored.
+func (w *Worker) chunksDone(ctx context.Context, rec WatchRecord, n uint64) (map[uint64]bool, error) {
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	info, err := w.s.wresults.Info(ictx, jetstream.WithSubjectFilter(fmt.Sprintf("%s%s.%d.*.done", wresultsPrefix, rec.ID, n)))
+	if err != nil {
+		return nil, err
+	}
+	done := make(map[uint64]bool, len(info.State.Subjects))
+	for subj := range info.State.Subjects {
+		if r, c, d, ok := parseWResult(rec.ID, subj); ok && d && r == n && c < rec.Chunks {
+			done[c] = true
+		}
+	}
+	return done, nil
+}
+
+// liveCache reads the live workers that run a kind at most once per scan.
+type liveCache struct {
+	at    time.Time
+	beats []Heartbeat
+}
+
+func (l *liveCache) get(ctx context.Context, w *Worker, kind string) []string {
+	if time.Since(l.at) > watchScanEvery/2 {
+		c := &Client{nc: w.nc, s: w.s}
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		beats, err := c.Workers(lctx)
+		cancel()
+		if err == nil || len(l.beats) == 0 {
+			l.beats, l.at = beats, time.Now()
+		}
+	}
+	var out []string
+	for _, h := range l.beats {
+		if slices.Contains(h.Allow, kind) && h.Name != w.opts.Name {
+			out = append(out, h.Name)
+		}
+	}
+	// This worker is alive, whatever the bucket says yet.
+	if w.allow[kind] {
+		out = append(out, w.opts.Name)
+	}
+	return out
+}
+
+// runChunk polls chunk c of round rd, stores its results (one per index,
+// whoever else ran it too), publishes the changes its stored results make,
+// then the chunk's done mark.
+func (w *Worker) runChunk(ctx context.Context, wr *watchRun, rd *openRound, c uint64, prev <-chan struct{}) error {
+	rec := wr.rec
+	lo := c * rec.ChunkSize
+	hi := min(lo+rec.ChunkSize, rec.Total)
+	sr := wr.sr
+	opts := rec.Spec.EngineOptions()
+	opts.Concurrency = w.opts.Concurrency
+	if rec.Spec.Concurrency > 0 && rec.Spec.Concurrency < opts.Concurrency {
+		opts.Concurrency = rec.Spec.Concurrency
+	}
+	opts.Gate, opts.Pacer = w.gate, sr.rate
+	wr.mu.Lock()
+	j := sr.job
+	wr.mu.Unlock()
+	if j == nil {
+		return nil
+	}
+	if _, batch := j.(job.Batcher); batch {
+		w.batchMu.Lock()
+		defer w.batchMu.Unlock()
+		opts.Concurrency = int(min(uint64(opts.Concurrency), hi-lo))
+	}
+	start := time.Now()
+	results := make([]job.Result, 0, hi-lo)
+	var cnt engine.Counters
+	w.outstanding.Add(int64(hi - lo))
+	err := engine.Run(ctx, sr.set, target.Slice(sr.order, lo, hi), j, opts, &cnt, func(r job.Result) {
+		r.Worker = w.opts.Name
+		results = append(results, r)
+		w.outstanding.Add(-1)
+	})
+	w.outstanding.Add(-int64(hi-lo) + int64(len(results)))
+	if err != nil {
+		return err
+	}
+	if uint64(len(results)) != hi-lo {
+		return fmt.Errorf("%d results of %d targets", len(results), hi-lo)
+	}
+	var mine []job.Result
+	pub := &chunkPublisher{w: w, t: task{Sweep: rec.ID, Chunk: c, Lo: lo, Hi: hi, Job: rec.Spec.Job}, sr: sr,
+		subject: func(slot int) string { return wresultSubject(rec.ID, rd.n, c, slot) },
+		stream:  w.s.wresults,
+		stored:  func(rs []job.Result) { mine = append(mine, rs...) },
+	}
+	if err := pub.publish(ctx, results); err != nil {
+		return fmt.Errorf("publish results: %w", err)
+	}
+	w.resultsDone.Add(int64(len(mine)))
+	if prev != nil {
+		select {
+		case <-prev:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err := w.publishChanges(ctx, wr, rd.n, c, mine, len(mine) == len(results)); err != nil {
+		return err
+	}
+	d := chunkDone{Worker: w.opts.Name, Start: start, End: time.Now(), Due: rd.due}
+	for _, r := range results {
+		switch r.Status {
+		case job.Up:
+			d.Up++
+		case job.Down:
+			d.Down++
+		default:
+			d.Error++
+		}
+	}
+	b, _ := json.Marshal(d)
+	subj := wdoneSubject(rec.ID, rd.n, c)
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err = w.s.js.PublishMsg(pctx, &nats.Msg{Subject: subj, Data: b, Header: nats.Header{"Nats-Msg-Id": []string{subj}}},
+		jetstream.WithMsgTTL(rec.Retention), jetstream.WithRetryAttempts(20), jetstream.WithRetryWait(250*time.Millisecond))
+	var apiErr *jetstream.APIError
+	if err != nil && !errors.As(err, &apiErr) { // refused: another run marked it first
+		return fmt.Errorf("done mark: %w", err)
+	}
+	w.tasksDone.Add(1)
+	return nil
+}
+
+// publishChanges publishes the changes the results this worker stored for
+// chunk c of round n make against the chunk's stored state in round n-1
+// (kept from this worker's own run of it, else read back from the
+// server), each once (its event id is the message id). whole says mine
+// holds every index of the chunk: the state is then kept for the next
+// round.
+func (w *Worker) publishChanges(ctx context.Context, wr *watchRun, n, c uint64, mine []job.Result, whole bool) error {
+	rec := wr.rec
+	lo := c * rec.ChunkSize
+	hi := min(lo+rec.ChunkSize, rec.Total)
+	wr.mu.Lock()
+	prev := wr.state[c]
+	wr.mu.Unlock()
+	// The chunk's last stored state: round n-1's, or the newest of the few
+	// before it (a round not stored at all: the watch was stopped, or no
+	// worker was there).
+	for back := uint64(1); back <= 4 && back < n && (prev == nil || prev.round != n-back); back++ {
+		if st := w.storedState(ctx, wr, n-back, c); st != nil {
+			prev = st
+			break
+		}
+	}
+	if prev != nil && prev.round >= n {
+		prev = nil
+	}
+	next := &chunkState{round: n, codes: make([]stateCode, hi-lo)}
+	for _, r := range mine {
+		k, ok := target.Position(wr.sr.order, r.Index)
+		if !ok || k < lo || k >= hi {
+			continue
+		}
+		cur := stateCode{r.Status, r.Class}
+		next.codes[k-lo] = cur
+		var was stateCode
+		if prev != nil {
+			was = prev.codes[k-lo]
+		}
+		kind, changed := changeOf(was, cur)
+		if !changed {
+			continue
+		}
+		ev := Event{ID: watch.EventID(rec.ID, n, watch.Key(wr.sr.set.At(r.Index))), Watch: rec.ID, Round: n, Kind: kind,
+			Result: r, PrevStatus: was.status, PrevClass: was.class}
+		b, err := json.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		if _, err := w.s.js.PublishMsgAsync(&nats.Msg{Subject: eventSubject(rec.ID), Data: b,
+			Header: nats.Header{"Nats-Msg-Id": []string{ev.ID}}}, jetstream.WithMsgTTL(rec.Retention)); err != nil {
+			return fmt.Errorf("publish change: %w", err)
+		}
+	}
+	select {
+	case <-w.s.js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(30 * time.Second):
+		return errors.New("changes not acknowledged by the server after 30s")
+	}
+	wr.mu.Lock()
+	if whole {
+		wr.state[c] = next
+	} else {
+		delete(wr.state, c) // read back next round
+	}
+	wr.mu.Unlock()
+	return nil
+}
+
+// storedState reads chunk c's stored results of round n back from the
+// server (nil: none stored, as in a watch's first round).
+func (w *Worker) storedState(ctx context.Context, wr *watchRun, n, c uint64) *chunkState {
+	if n == 0 {
+		return nil
+	}
+	rec := wr.rec
+	lo := c * rec.ChunkSize
+	hi := min(lo+rec.ChunkSize, rec.Total)
+	st := &chunkState{round: n, codes: make([]stateCode, hi-lo)}
+	found := false
+	for slot := 0; slot < int(hi-lo)+1; slot++ {
+		gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		m, err := w.s.wresults.GetLastMsgForSubject(gctx, wresultSubject(rec.ID, n, c, slot))
+		cancel()
+		if err != nil {
+			break
+		}
+		rs, err := decodeBatch(m.Data)
+		if err != nil {
+			continue
+		}
+		for i := range rs {
+			k, err := wr.sr.chk.check(c, &rs[i])
+			if err != nil {
+				continue
+			}
+			st.codes[k-lo] = stateCode{rs[i].Status, rs[i].Class}
+			found = true
+		}
+	}
+	if !found {
+		return nil
+	}
+	return st
+}
+
+// changeOf is the change from state was (zero: unknown, a first round) to
+// cur, as the local watch reports them with --confirm 1/1: a target down
+// (or in error) when first seen or after being up, up after being down, or
+// down for another reason.
+func changeOf(was, cur stateCode) (watch.Kind, bool) {
+	switch {
+	case was.status == "" && cur.status == job.Up:
+		return "", false
+	case was.status == "" || was.status == job.Up && cur.status != job.Up:
+		if cur.status == job.Up {
+			return "", false
+		}
+		return watch.Down, true
+	case was.status != job.Up && cur.status == job.Up:
+		return watch.Up, true
+	case was.status != job.Up && cur.status != job.Up && was.class != cur.class:
+		return watch.Class, true
+	}
+	return "", false
+}
