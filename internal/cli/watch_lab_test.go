@@ -42,7 +42,7 @@ func TestWatchExactChanges(t *testing.T) {
 	const table = "watchexact"
 	t.Cleanup(func() { exec.Command("nft", "delete", "table", "inet", table).Run() })
 
-	w := startWatch(t, "watch", "ping", "--every", "2s", "-o", "jsonl", "127.0.0.0/16")
+	w := startWatch(t, "watch", "ping", "--every", "2s", "-o", "jsonl", "--all-addresses", "127.0.0.0/16")
 	w.waitErr(t, "round 1:")
 	if out, _ := w.lines(); len(out) != 0 {
 		t.Fatalf("round 1 of live targets printed changes: %v", out[:min(len(out), 5)])
@@ -129,7 +129,7 @@ func TestWatchPingCountMatching(t *testing.T) {
 	}
 }`)
 	r := fanout(t, "", "watch", "ping", "--count", "5", "--interval", "10ms", "--timeout", "1s", "--every", "1m",
-		"--rounds", "1", "--spread=false", "--all", "--loss-threshold", "30", "-o", "jsonl", "127.0.0.0/16")
+		"--rounds", "1", "--spread=false", "--all", "--loss-threshold", "30", "-o", "jsonl", "--all-addresses", "127.0.0.0/16")
 	if r.code != 1 {
 		t.Fatalf("exit %d, want 1 (some down); stderr:\n%s", r.code, r.stderr)
 	}

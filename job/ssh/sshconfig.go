@@ -84,7 +84,16 @@ func jumpSpec(hops []sshconfig.Jump) string {
 // settings resolves t's settings: the target's port and user, then -p and
 // -l, then -o, then the config files, then the defaults, as `ssh -l user
 // -p port user@host:port` would.
-func (j *Job) settings(t target.Target) (hostSettings, error) { return j.resolve(j.query(t)) }
+func (j *Job) settings(t target.Target) (hostSettings, error) {
+	hs, err := j.resolve(j.query(t))
+	if err == nil && t.Host != "" && t.Addr.IsValid() {
+		// A name with its address (an inventory's ansible_host): the
+		// config is the name's, the address is where to connect, as
+		// Ansible hands it to ssh.
+		hs.hostname = t.Addr.String()
+	}
+	return hs, err
+}
 
 // query is what t is resolved for.
 func (j *Job) query(t target.Target) sshconfig.Query {
