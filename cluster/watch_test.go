@@ -299,6 +299,12 @@ func TestWatchOnCluster(t *testing.T) {
 	log.mu.Lock()
 	downs := map[string]int{}
 	for _, e := range log.events {
+		if e.Kind == watch.Class {
+			// A refused connect starved of CPU past its 1s timeout on a
+			// loaded machine is a timeout: the target stays down, its
+			// class changes. The states must not.
+			continue
+		}
 		if e.Kind != watch.Down || e.Round != 1 {
 			t.Errorf("change %s %s in round %d: nothing changed after round 1", e.ID, e.Kind, e.Round)
 		}
