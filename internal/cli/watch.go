@@ -9,6 +9,7 @@ package cli
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -51,6 +52,10 @@ type watchFlags struct {
 	// Not flags: set by check, before the job command's RunE runs.
 	rules      watch.Options // Confirm, Flap, LossThreshold
 	targetTime time.Duration // the longest a target may take
+	// recordOptions, when set by the job command, are the job options the
+	// watch is known by in --db, where they differ from those it runs with
+	// (ssh: how connections are kept between rounds is not the watch).
+	recordOptions json.RawMessage
 	// setups are the watch's extensions, one per registered extension,
 	// bound to this command (watchExtensions).
 	setups []func(*watchSetup) error
@@ -60,9 +65,16 @@ type watchFlags struct {
 // the watch's extensions (the store's history, metrics) so that they add
 // their Observers, set the watch's id and first round, and closers.
 type watchSetup struct {
-	cmd     *cobra.Command
-	f       *sweepFlags
-	plan    *plan
+	cmd    *cobra.Command
+	f      *sweepFlags
+	plan   *plan
+	stderr io.Writer // safe from several goroutines
+	// spec is the watch as --db knows it: plan.spec, with the job
+	// options of watchFlags.recordOptions when set.
+	spec fanout.Spec
+	// lists, with --db and a spec that reads lists, are the copies of the
+	// lists each round polled (watchext.go).
+	lists   *listCopies
 	opts    *watch.Options // Watch, FirstRound, Observers...
 	closers []func() error // run after the watch, in order
 	// usesDB is set by the extension that records the watch in --db; --db
@@ -138,7 +150,7 @@ on usage errors (nothing sent), 130 interrupted.`,
 			return exitCode(ExitUsage)
 		},
 	}
-	for _, newJob := range []func() *cobra.Command{newPingCmd, newTCPCmd, newExecCmd, newSSHCmd} {
+	for _, newJob := range []func() *cobra.Command{newPingCmd, newTCPCmd, newExecCmd, newWatchSSHCmd} {
 		cmd.AddCommand(watchJob(newJob()))
 	}
 	return cmd
@@ -285,7 +297,12 @@ func runWatch(cmd *cobra.Command, f *sweepFlags, spec fanout.Spec, wf *watchFlag
 	opts.Engine = p.opts
 	opts.Order = p.spec.Order
 	opts.Warn = func(err error) { fmt.Fprintf(stderr, "fanout: warning: %s\n", output.SafeLines(err.Error())) }
-	reload, err := listReloader(p)
+	var lists *listCopies // with --db, the lists each round polled
+	if f.db != "" && p.spec.Listed() > 0 {
+		lists = newListCopies(f.db, p)
+		defer lists.Close()
+	}
+	reload, err := listReloader(p, lists)
 	if err != nil {
 		return usageError(err)
 	}
@@ -312,7 +329,10 @@ func runWatch(cmd *cobra.Command, f *sweepFlags, spec fanout.Spec, wf *watchFlag
 	if !f.quiet {
 		opts.Observers = append(opts.Observers, summary)
 	}
-	setup := &watchSetup{cmd: cmd, f: f, plan: p, opts: &opts}
+	setup := &watchSetup{cmd: cmd, f: f, plan: p, stderr: stderr, spec: p.spec, lists: lists, opts: &opts}
+	if wf.recordOptions != nil {
+		setup.spec.JobOptions = wf.recordOptions
+	}
 	for _, s := range wf.setups {
 		if err := s(setup); err != nil {
 			closeAll(setup.closers)
@@ -443,7 +463,9 @@ func (o *onRoundEnd) RoundEnd(r watch.Round)  { o.f(r) }
 // listReloader re-reads the plan's @FILE lists: it returns a new Set when
 // their bytes changed since the last read, nil when they did not. nil when
 // the spec has no @FILE (or reads standard input, which is read once).
-func listReloader(p *plan) (func() (target.Set, error), error) {
+// With copies, the lists re-read are copied for the rounds that poll them,
+// and read again, even unchanged, while a copy could not be kept.
+func listReloader(p *plan, copies *listCopies) (func() (target.Set, error), error) {
 	var files []string
 	for _, t := range append(append([]string(nil), p.spec.Targets...), p.spec.Excludes...) {
 		if t == "-" {
@@ -477,10 +499,15 @@ func listReloader(p *plan) (func() (target.Set, error), error) {
 		if err != nil {
 			return nil, fmt.Errorf("re-read targets: %w", err)
 		}
-		if sum == last {
+		if sum == last && !copies.isStale() {
 			return nil, nil
 		}
-		set, err := p.spec.SetFor(p.job, fanout.Lists(target.OpenList(nil)))
+		read, done := fanout.Lists(target.OpenList(nil)), func(bool) {}
+		if copies != nil {
+			read, done = copies.reading(read)
+		}
+		set, err := p.spec.SetFor(p.job, read)
+		done(err == nil)
 		if err != nil {
 			return nil, fmt.Errorf("re-read targets: %w", err)
 		}
