@@ -58,6 +58,9 @@ func watchMetrics(cmd *cobra.Command) func(*watchSetup) error {
 func watchHistory(cmd *cobra.Command) func(*watchSetup) error {
 	ws := &watchStoreFlags{}
 	addWatchStoreFlags(cmd.Flags(), ws)
+	if f := cmd.Flags().Lookup("db"); f != nil {
+		f.Usage = "record every round (a sweep each) in this SQLite file; the same watch started again with it continues its round numbering (fanout results --watch, history, diff, report read it)"
+	}
 	return func(s *watchSetup) error {
 		if s.f.db == "" {
 			return nil
