@@ -25,6 +25,7 @@ import (
 
 	"github.com/fanout/fanout/internal/testwait"
 	"github.com/fanout/fanout/job"
+	"github.com/fanout/fanout/store"
 )
 
 // writeFile writes s to path by renaming it into place: a round never
@@ -396,5 +397,54 @@ func TestWatchDiskFull(t *testing.T) {
 	}
 	if k := keptRounds(t, db); k != "kept: rounds 1 to 4" {
 		t.Errorf("%s, want rounds 1 to 4 (2 and 3 not, or not fully, recorded)", k)
+	}
+}
+
+// A watch with --db over @FILE stores, with each round, the list as that
+// round polled it: the file changed after round 1 gives round 2 and 3 the
+// new list, round 1 keeps the old one, and each round's results are its
+// list's hosts.
+func TestWatchDBReloadedList(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	hosts := filepath.Join(dir, "hosts")
+	writeFile(t, hosts, "h1\nh2\n")
+	db := filepath.Join(dir, "w.db")
+	w := startWatch(t, "watch", "exec", "--every", "1h", "--spread=false", "--db", db, "@"+hosts, "--", "true")
+	w.waitErr(t, "round 1:")
+	writeFile(t, hosts, "h1\nh3\nh4\n")
+	w.cmd.Process.Signal(syscall.SIGHUP)
+	w.waitErr(t, "round 2:")
+	w.cmd.Process.Signal(syscall.SIGHUP)
+	w.waitErr(t, "round 3:")
+	w.cmd.Process.Signal(syscall.SIGTERM)
+	if code := w.wait(t); code != 130 {
+		t.Fatalf("exit %d, want 130", code)
+	}
+	st, err := store.OpenExisting(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for n, want := range map[uint64]string{1: "h1\nh2\n", 2: "h1\nh3\nh4\n", 3: "h1\nh3\nh4\n"} {
+		ri, err := st.Round(1, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := st.List(ri.Sweep, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(r)
+		if err != nil || string(b) != want {
+			t.Errorf("round %d's stored list %q (%v), want %q", n, b, err, want)
+		}
+		var got []string
+		for _, res := range roundResults(t, db, n) {
+			got = append(got, res.Host)
+		}
+		if strings.Join(got, "\n")+"\n" != want {
+			t.Errorf("round %d's results: %q, want %q", n, got, want)
+		}
 	}
 }
