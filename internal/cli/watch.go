@@ -136,12 +136,22 @@ removed. SIGHUP re-reads them at once and starts a round. Standard input
 round's targets in flight finish and are printed, the summary follows, and
 fanout exits 130 (a second signal kills it).
 
+--db FILE records every round as a sweep of the watch (fanout results
+--watch/--round, history, diff, report read them), pruned by --keep AGE and
+--keep-rounds N; the same watch started again with the same FILE continues
+its round numbering, and its id in FILE is the watch's id. --metrics ADDR
+serves Prometheus metrics at http://ADDR/metrics (per-target series up to
+--metrics-targets targets). watch ssh keeps each host's connection between
+rounds and opens a session per round (--reconnect: a connection per round;
+--max-connections bounds them, default -c).
+
 Exit status: 0 when every target of the last round was up, 1 otherwise, 2
 on usage errors (nothing sent), 130 interrupted.`,
 		Example: `  fanout watch ping --every 30s 10.0.0.0/16
   fanout watch ping --every 1m --count 5 --interval 200ms --loss-threshold 20 @hosts.txt
   fanout watch tcp --every 30s -p 22,443 --confirm 2/3 -o jsonl @hosts.txt
   fanout watch ssh --every 5m @hosts.txt -- cat /etc/debian_version
+  fanout watch ping --every 30s --db fleet.db --keep 7d --metrics 127.0.0.1:9108 10.0.0.0/16
   fanout watch exec --every 1m --rounds 10 web[01-20] -- curl -fsS http://{}/health`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
