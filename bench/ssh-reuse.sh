@@ -53,6 +53,7 @@ tmp=$(mktemp -d /tmp/sshr.XXXX) # short: ControlPath sockets live under it
 SSHD_PID=
 WATCH_PID=
 cleanup() {
+	set +e
 	[ -n "$WATCH_PID" ] && kill "$WATCH_PID" 2>/dev/null
 	# pssh's ControlPersist masters, by pid (their command names our dir)
 	for p in $(pgrep -f "$tmp/cm/" 2>/dev/null); do kill "$p" 2>/dev/null; done
@@ -178,8 +179,8 @@ for r in $(seq "$ROUNDS"); do
 		'{ w = $0; sub(/.* in /, "", w); sub(/s,.*/, "", w); print r, w, $5, c, b }' >>"$tmp/watch.rounds"
 	c0=$c1; b0=$b1
 done
-kill "$WATCH_PID" 2>/dev/null
-wait "$WATCH_PID" 2>/dev/null
+kill "$WATCH_PID" 2>/dev/null || true
+wait "$WATCH_PID" 2>/dev/null || true
 WATCH_PID=
 [ "$(wc -l <"$tmp/watch.rounds")" = "$ROUNDS" ] || { echo "  fanout watch ssh did not finish its rounds:"; tail -5 "$tmp/watch.err"; }
 report "fanout watch ssh" "$tmp/watch.rounds" | tee "$tmp/watch"

@@ -182,17 +182,18 @@ local scrape per wall spid=
 for scrape in 0 1; do
 	: >"$work/m.err"
 	# One round more than measured: round 12 is read while the watch runs.
-	timeout 180 "$FANOUT" watch ping --every 2s --rounds 13 --metrics 127.0.0.1:19109 "@$work/t10k" >/dev/null 2>"$work/m.err" &
+	timeout 180 "$FANOUT" watch ping --every 2s --rounds 13 --metrics 127.0.0.1:0 "@$work/t10k" >/dev/null 2>"$work/m.err" &
 	local mpid=$!
 	pids+=("$mpid")
 	if ! wait_round "$work/m.err" 2 60; then
 		echo "  round 2 never came:"; tail -3 "$work/m.err"; kill "$mpid" 2>/dev/null; return
 	fi
 	local c2; c2=$(cpu "$mpid")
+	local url; url=$(sed -n 's/^fanout: metrics at //p' "$work/m.err")
 	if [ $scrape = 1 ]; then
 		: >"$work/scrapes"
 		(while kill -0 "$mpid" 2>/dev/null && ! grep -q "^round 12:" "$work/m.err"; do
-			curl -s -o "$work/scrape.txt" -w '%{time_total}\n' http://127.0.0.1:19109/metrics >>"$work/scrapes"
+			curl -s -o "$work/scrape.txt" -w '%{time_total}\n' "$url" >>"$work/scrapes"
 			sleep 0.5
 		done) &
 		spid=$!
