@@ -12,12 +12,27 @@
 # (b) blackbox_exporter (one HTTP /probe per target per scrape, module icmp)
 #     at 1,000 loopback targets, scraped 5 times, beside a 10-round fanout
 #     watch of the same 1,000: exporter CPU per probe vs fanout CPU per
-#     target-round (want < 0.05x), and targets each reported down.
+#     target-round (want < 0.05x), and targets each reported down;
+# (c) SSH polling cost: bench/ssh-reuse.sh (1,000 hosts on one real OpenSSH
+#     sshd, the bench/ssh.sh set-up, 5 rounds back to back): fanout watch
+#     ssh beside asyncssh keeping its connections and pssh with OpenSSH
+#     ControlPersist: rounds 2-5 machine cost vs round 1 (want <= 0.30),
+#     client CPU per host-round vs asyncssh's (want <= 0.2x), round wall vs
+#     asyncssh's (want <= 1x), and pssh's round wall vs fanout's (want >= 3x);
+# (d) metrics: a ping watch of 10,000 lab targets every 2 s (per-target
+#     series on), 12 rounds, scraped every 0.5 s: scrape time (want under
+#     50 ms) and the watch's CPU per round with scrapes vs without, in all
+#     and per scrape (want a scrape under 2% of a round).
 #
 # Bounded: (a) 51 rounds of 5 s (about 4-5 minutes, cut at 15), (b) 5,000
-# probes and 10 rounds of 1 s (cut at 5 minutes). ROUNDS=N shortens (a). (b) needs
-# apt-get install -y prometheus-blackbox-exporter curl, run before entering
-# the lab (it has no network); without them (b) is skipped.
+# probes and 10 rounds of 1 s (cut at 5 minutes), (c) as bench/ssh-reuse.sh
+# bounds each tool, (d) two runs of 12 rounds of 2 s (each cut at 3
+# minutes). ROUNDS=N shortens (a); SSH_N=N and SSH_ROUNDS=R set (c)'s hosts
+# and rounds (default 1000 and 5);
+# PARTS="a b c d" chooses. (b) and (d) need curl, (b)
+# prometheus-blackbox-exporter, (c) python3-asyncssh and pssh: apt-get
+# install -y them before entering the lab (it has no network); without them
+# those parts, or anchors, are skipped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,7 +53,9 @@ trap cleanup EXIT
 FANOUT=${FANOUT_BIN:-$work/fanout}
 [ -n "${FANOUT_BIN:-}" ] || go build -o "$FANOUT" ./cmd/fanout || exit 1
 ROUNDS=${ROUNDS:-50}
+PARTS=${PARTS:-a b c d}
 HZ=$(getconf CLK_TCK)
+part() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 
 echo "== bench/watch.sh $(date -u +%FT%TZ) on $(nproc) cores, lab namespace $FANOUT_LAB"
 echo "uptime at start: $(uptime)"
@@ -60,6 +77,7 @@ wait_round() {
 	done
 }
 
+part_a() {
 echo
 echo "(a) steady state: watch ping --every 5s of 127.0.0.0/16, $ROUNDS rounds"
 /usr/bin/time -f "%e %U %S %M" -o "$work/time1" "$FANOUT" ping -q 127.0.0.0/16 >/dev/null 2>&1
@@ -92,13 +110,16 @@ if wait_round "$work/rounds" 5 120; then
 else
 	echo "  round 5 never came; stderr:"; tail -3 "$work/rounds"
 fi
+kill "$wpid" 2>/dev/null
+}
 
+part_b() {
 echo
 echo "(b) blackbox_exporter (module icmp, one /probe per target per scrape) vs fanout watch, 1,000 loopback targets"
 if ! command -v prometheus-blackbox-exporter >/dev/null || ! command -v curl >/dev/null; then
 	# The lab namespace has no network: install before entering it.
 	echo "  skipped: apt-get install -y prometheus-blackbox-exporter curl (outside the lab), then run again"
-	exit 0
+	return
 fi
 # 1,000 live lab addresses: 127.0.1.0 - 127.0.4.231
 seq 0 999 | awk '{ printf "127.0.%d.%d\n", 1 + int($1 / 256), $1 % 256 }' >"$work/targets"
@@ -116,7 +137,7 @@ bpid=$!
 pids+=("$bpid")
 i=0
 until curl -fs http://127.0.0.1:19115/metrics >/dev/null; do
-	sleep 0.1; i=$((i + 1)); [ $i -lt 100 ] || { echo "  exporter did not start:"; tail -3 "$work/bb.log"; exit 1; }
+	sleep 0.1; i=$((i + 1)); [ $i -lt 100 ] || { echo "  exporter did not start:"; tail -3 "$work/bb.log"; return; }
 done
 bb0=$(cpu "$bpid")
 : >"$work/bb.out"
@@ -139,4 +160,74 @@ fw_ms=$(echo "scale=4; $fw_cpu * 1000 / 10000" | bc)
 printf '  blackbox_exporter: %d probes, %s ms exporter CPU per probe, %d probes reported down\n' "$probes" "$bb_ms" "$bb_down"
 printf '  fanout watch:      10000 target-rounds (10 rounds, start-up included), %s ms CPU per target-round, %d changes (down) printed\n' "$fw_ms" "$(grep -c . "$work/fw.out")"
 printf '  fanout / blackbox_exporter CPU: %sx (want < 0.05)\n' "$(ratio "$fw_ms" "$bb_ms")"
+kill "$bpid" 2>/dev/null
+}
+
+part_c() {
+echo
+echo "(c) SSH polling cost: bench/ssh-reuse.sh ${SSH_N:-1000} (fanout watch ssh beside asyncssh kept and pssh ControlPersist)"
+FANOUT_BIN=$FANOUT ROUNDS=${SSH_ROUNDS:-5} bash bench/ssh-reuse.sh "${SSH_N:-1000}" 2>&1 | sed 's/^/  /'
+}
+
+part_d() {
+echo
+echo "(d) metrics: watch ping of 10,000 lab targets every 2s, 12 rounds, per-target series on; without, then with scrapes every 0.5s"
+if ! command -v curl >/dev/null; then
+	echo "  skipped: apt-get install -y curl (outside the lab), then run again"
+	return
+fi
+# 10,000 live lab addresses: 127.0.1.0 - 127.0.40.15
+seq 0 9999 | awk '{ printf "127.0.%d.%d\n", 1 + int($1 / 256), $1 % 256 }' >"$work/t10k"
+local scrape per wall spid=
+for scrape in 0 1; do
+	: >"$work/m.err"
+	# One round more than measured: round 12 is read while the watch runs.
+	"$FANOUT" watch ping --every 2s --rounds 13 --metrics 127.0.0.1:0 "@$work/t10k" >/dev/null 2>"$work/m.err" &
+	local mpid=$! # fanout's own pid: its CPU is read from /proc
+	pids+=("$mpid")
+	(sleep 180; kill "$mpid" 2>/dev/null) &
+	pids+=($!)
+	if ! wait_round "$work/m.err" 2 60; then
+		echo "  round 2 never came:"; tail -3 "$work/m.err"; kill "$mpid" 2>/dev/null; return
+	fi
+	local c2; c2=$(cpu "$mpid")
+	local url; url=$(sed -n 's/^fanout: metrics at //p' "$work/m.err")
+	if [ $scrape = 1 ]; then
+		: >"$work/scrapes"
+		(while kill -0 "$mpid" 2>/dev/null && ! grep -q "^round 12:" "$work/m.err"; do
+			curl -s -o "$work/scrape.txt" -w '%{time_total}\n' "$url" >>"$work/scrapes"
+			sleep 0.5
+		done) &
+		spid=$!
+		pids+=("$spid")
+	fi
+	if ! wait_round "$work/m.err" 12 120; then
+		echo "  round 12 never came:"; tail -3 "$work/m.err"; kill "$mpid" 2>/dev/null; return
+	fi
+	local c12; c12=$(cpu "$mpid")
+	kill "$mpid" 2>/dev/null
+	wait "$mpid" 2>/dev/null
+	per[$scrape]=$(echo "scale=4; ($c12 - $c2) / 10" | bc)
+	# round N: ... changes in W s, ...: rounds 3-12's wall
+	wall[$scrape]=$(awk '/^round ([3-9]|1[0-2]):/ { w = $0; sub(/.* in /, "", w); sub(/s.*/, "", w); s += w; n++ } END { if (n) printf "%.3f", s / n }' "$work/m.err")
+done
+wait "$spid" 2>/dev/null
+local n ms_med ms_max series
+n=$(grep -c . "$work/scrapes")
+ms_med=$(sort -n "$work/scrapes" | awk '{ a[NR] = $1 } END { if (NR) printf "%.1f", 1000 * a[int((NR + 1) / 2)] }')
+ms_max=$(sort -n "$work/scrapes" | awk 'END { if (NR) printf "%.1f", 1000 * $1 }')
+series=$(grep -c '^fanout_up{' "$work/scrape.txt")
+printf '  scrape of %d fanout_up series: median %s ms, max %s ms, %d scrapes (want under 50 ms)\n' "$series" "$ms_med" "$ms_max" "$n"
+# Rounds 3-12 are measured: 10 rounds of 2 s.
+printf '  watch CPU per round: %s s without scrapes, %s s with %s scrapes a round: +%s%%, +%s%% a scrape (want under 2%%)\n' \
+	"${per[0]}" "${per[1]}" "$(echo "scale=1; $n / 10" | bc)" \
+	"$(echo "scale=2; 100 * (${per[1]} - ${per[0]}) / ${per[0]}" | bc)" \
+	"$(echo "scale=2; 100 * (${per[1]} - ${per[0]}) / ${per[0]} / ($n / 10)" | bc)"
+printf '  round wall (rounds 3-12): %s s without, %s s with\n' "${wall[0]}" "${wall[1]}"
+}
+
+for p in a b c d; do
+	part $p && part_$p
+done
+echo
 echo "uptime at end: $(uptime)"

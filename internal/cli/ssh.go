@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -15,6 +16,13 @@ import (
 )
 
 func init() { register(newSSHCmd) }
+
+// newSSHCmd is fanout ssh: one round, no connection kept.
+func newSSHCmd() *cobra.Command { return sshCmd(false) }
+
+// newWatchSSHCmd is the ssh job of fanout watch ssh: it keeps each host's
+// connection between rounds (--reconnect, --max-connections).
+func newWatchSSHCmd() *cobra.Command { return sshCmd(true) }
 
 // sshFlags are the ssh command's own flags.
 type sshFlags struct {
@@ -46,7 +54,18 @@ func (s *sshFlags) keep(concurrency int) {
 	}
 }
 
-func newSSHCmd() *cobra.Command {
+// keepIdle is how long a connection kept between rounds every apart may
+// sit unused: a host's turn moves within its round (--spread, a reloaded
+// list), so two of its turns can be up to two intervals apart; never less
+// than the pool's default.
+func keepIdle(every time.Duration) time.Duration {
+	if every > jobssh.DefaultIdleTimeout/2 {
+		return 2 * every
+	}
+	return jobssh.DefaultIdleTimeout
+}
+
+func sshCmd(watching bool) *cobra.Command {
 	s := &sshFlags{}
 	var f *sweepFlags
 	cmd := &cobra.Command{
@@ -123,6 +142,16 @@ be stricter than a worker's own policy.`,
 			// Retries are the job's: connection failures only, never a
 			// command that ran (the engine would retry a command timeout).
 			s.cfg.Retries, f.retries = f.retries, 0
+			if wf := watchOf(cmd); watching && wf != nil {
+				// The watch's store records the job as it polls, not how
+				// it keeps its connections (--reconnect, --every may
+				// change between runs of the same watch).
+				wf.recordOptions = jobOptions(s.cfg)
+				s.keep(f.concurrency)
+				if s.cfg.KeepConnections {
+					s.cfg.IdleTimeout = keepIdle(wf.every)
+				}
+			}
 			s.out.apply(f)
 			return runSweep(cmd, f, fanout.Spec{
 				Job:        jobssh.Kind,
@@ -153,10 +182,12 @@ be stricter than a worker's own policy.`,
 	out := fl.Lookup("output")
 	out.Value = &formatOrOption{format: out.Value, options: &s.options}
 	out.Usage = "result format text, jsonl or csv; or an ssh option Key=Value"
-	// One round: nothing to keep a connection for (fanout watch ssh does).
 	s.addKeepFlags(fl)
-	for _, name := range []string{"reconnect", "max-connections"} {
-		refuseFlag(fl.Lookup(name), "fanout ssh runs one round and keeps no connection; connections are kept between the rounds of fanout watch ssh")
+	if !watching {
+		// One round: nothing to keep a connection for (fanout watch ssh does).
+		for _, name := range []string{"reconnect", "max-connections"} {
+			refuseFlag(fl.Lookup(name), "fanout ssh runs one round and keeps no connection; connections are kept between the rounds of fanout watch ssh")
+		}
 	}
 	return cmd
 }

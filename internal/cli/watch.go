@@ -9,6 +9,7 @@ package cli
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -51,6 +52,10 @@ type watchFlags struct {
 	// Not flags: set by check, before the job command's RunE runs.
 	rules      watch.Options // Confirm, Flap, LossThreshold
 	targetTime time.Duration // the longest a target may take
+	// recordOptions, when set by the job command, are the job options the
+	// watch is known by in --db, where they differ from those it runs with
+	// (ssh: how connections are kept between rounds is not the watch).
+	recordOptions json.RawMessage
 	// setups are the watch's extensions, one per registered extension,
 	// bound to this command (watchExtensions).
 	setups []func(*watchSetup) error
@@ -60,9 +65,16 @@ type watchFlags struct {
 // the watch's extensions (the store's history, metrics) so that they add
 // their Observers, set the watch's id and first round, and closers.
 type watchSetup struct {
-	cmd     *cobra.Command
-	f       *sweepFlags
-	plan    *plan
+	cmd    *cobra.Command
+	f      *sweepFlags
+	plan   *plan
+	stderr io.Writer // safe from several goroutines
+	// spec is the watch as --db knows it: plan.spec, with the job
+	// options of watchFlags.recordOptions when set.
+	spec fanout.Spec
+	// lists, with --db and a spec that reads lists, are the copies of the
+	// lists each round polled (watchext.go).
+	lists   *listCopies
 	opts    *watch.Options // Watch, FirstRound, Observers...
 	closers []func() error // run after the watch, in order
 	// usesDB is set by the extension that records the watch in --db; --db
@@ -124,6 +136,15 @@ removed. SIGHUP re-reads them at once and starts a round. Standard input
 round's targets in flight finish and are printed, the summary follows, and
 fanout exits 130 (a second signal kills it).
 
+--db FILE records every round as a sweep of the watch (fanout results
+--watch/--round, history, diff, report read them), pruned by --keep AGE and
+--keep-rounds N; the same watch started again with the same FILE continues
+its round numbering, and its id in FILE is the watch's id. --metrics ADDR
+serves Prometheus metrics at http://ADDR/metrics (per-target series up to
+--metrics-targets targets). watch ssh keeps each host's connection between
+rounds and opens a session per round (--reconnect: a connection per round;
+--max-connections bounds them, default -c).
+
 --server URL runs the watch on a cluster (fanout server, fanout worker)
 instead: the server fires its rounds, each worker polls its share of the
 targets, and the watch goes on until fanout watch stop --server URL ID,
@@ -138,6 +159,7 @@ on usage errors (nothing sent), 130 interrupted.`,
   fanout watch ping --every 1m --count 5 --interval 200ms --loss-threshold 20 @hosts.txt
   fanout watch tcp --every 30s -p 22,443 --confirm 2/3 -o jsonl @hosts.txt
   fanout watch ssh --every 5m @hosts.txt -- cat /etc/debian_version
+  fanout watch ping --every 30s --db fleet.db --keep 7d --metrics 127.0.0.1:9108 10.0.0.0/16
   fanout watch exec --every 1m --rounds 10 web[01-20] -- curl -fsS http://{}/health`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -146,7 +168,7 @@ on usage errors (nothing sent), 130 interrupted.`,
 			return exitCode(ExitUsage)
 		},
 	}
-	for _, newJob := range []func() *cobra.Command{newPingCmd, newTCPCmd, newExecCmd, newSSHCmd} {
+	for _, newJob := range []func() *cobra.Command{newPingCmd, newTCPCmd, newExecCmd, newWatchSSHCmd} {
 		cmd.AddCommand(watchJob(newJob()))
 	}
 	cmd.AddCommand(newWatchStopCmd(), newWatchLsCmd(), newWatchEventsCmd()) // cluster watches (cwatch.go)
@@ -288,7 +310,12 @@ func runWatch(cmd *cobra.Command, f *sweepFlags, spec fanout.Spec, wf *watchFlag
 	opts.Engine = p.opts
 	opts.Order = p.spec.Order
 	opts.Warn = func(err error) { fmt.Fprintf(stderr, "fanout: warning: %s\n", output.SafeLines(err.Error())) }
-	reload, err := listReloader(p)
+	var lists *listCopies // with --db, the lists each round polled
+	if f.db != "" && p.spec.Listed() > 0 {
+		lists = newListCopies(f.db, p)
+		defer lists.Close()
+	}
+	reload, err := listReloader(p, lists)
 	if err != nil {
 		return usageError(err)
 	}
@@ -315,7 +342,10 @@ func runWatch(cmd *cobra.Command, f *sweepFlags, spec fanout.Spec, wf *watchFlag
 	if !f.quiet {
 		opts.Observers = append(opts.Observers, summary)
 	}
-	setup := &watchSetup{cmd: cmd, f: f, plan: p, opts: &opts}
+	setup := &watchSetup{cmd: cmd, f: f, plan: p, stderr: stderr, spec: p.spec, lists: lists, opts: &opts}
+	if wf.recordOptions != nil {
+		setup.spec.JobOptions = wf.recordOptions
+	}
 	for _, s := range wf.setups {
 		if err := s(setup); err != nil {
 			closeAll(setup.closers)
@@ -446,7 +476,9 @@ func (o *onRoundEnd) RoundEnd(r watch.Round)  { o.f(r) }
 // listReloader re-reads the plan's @FILE lists: it returns a new Set when
 // their bytes changed since the last read, nil when they did not. nil when
 // the spec has no @FILE (or reads standard input, which is read once).
-func listReloader(p *plan) (func() (target.Set, error), error) {
+// With copies, the lists re-read are copied for the rounds that poll them,
+// and read again, even unchanged, while a copy could not be kept.
+func listReloader(p *plan, copies *listCopies) (func() (target.Set, error), error) {
 	var files []string
 	for _, t := range append(append([]string(nil), p.spec.Targets...), p.spec.Excludes...) {
 		if t == "-" {
@@ -480,10 +512,15 @@ func listReloader(p *plan) (func() (target.Set, error), error) {
 		if err != nil {
 			return nil, fmt.Errorf("re-read targets: %w", err)
 		}
-		if sum == last {
+		if sum == last && !copies.isStale() {
 			return nil, nil
 		}
-		set, err := p.spec.SetFor(p.job, fanout.Lists(target.OpenList(nil)))
+		read, done := fanout.Lists(target.OpenList(nil)), func(bool) {}
+		if copies != nil {
+			read, done = copies.reading(read)
+		}
+		set, err := p.spec.SetFor(p.job, read)
+		done(err == nil)
 		if err != nil {
 			return nil, fmt.Errorf("re-read targets: %w", err)
 		}

@@ -7,7 +7,9 @@ import (
 
 // Bad watch input exits 2 before any round, naming the flag: --every zero,
 // negative or shorter than --timeout (or than ping's --count x --interval),
-// a bad --confirm or --flap, --all with --alive, cluster flags, --db.
+// a bad --confirm or --flap, --all with --alive, cluster flags, a bad
+// --keep, --keep-rounds or --metrics-targets without what they need, a
+// --metrics address that is not one, a --db file that cannot be opened.
 func TestWatchBadInput(t *testing.T) {
 	cases := []struct {
 		args []string
@@ -32,7 +34,14 @@ func TestWatchBadInput(t *testing.T) {
 		{[]string{"watch", "ping", "--rounds", "-1", "127.0.0.1"}, "--rounds -1: want", false},
 		{[]string{"watch", "exec", "127.0.0.1"}, "no command given", true},
 		{[]string{"watch", "ping", "--every", "1m"}, "no targets given", true},
-		{[]string{"watch", "exec", "--db", "x.db", "127.0.0.1", "--", "true"}, "--db: this build does not record a watch's history", true},
+		{[]string{"watch", "exec", "--db", "x.db", "--keep", "3x", "127.0.0.1", "--", "true"}, `--keep 3x: unknown unit "x"`, false},
+		{[]string{"watch", "exec", "--db", "x.db", "--keep", "-1d", "127.0.0.1", "--", "true"}, "--keep -1d: want a duration with a unit", false},
+		{[]string{"watch", "exec", "--keep-rounds", "3", "127.0.0.1", "--", "true"}, "--keep-rounds needs --db", false},
+		{[]string{"watch", "exec", "--db", "x.db", "--keep-rounds", "-1", "127.0.0.1", "--", "true"}, "--keep-rounds -1: want", false},
+		{[]string{"watch", "exec", "--metrics", "nope", "127.0.0.1", "--", "true"}, `--metrics: metrics address "nope": want HOST:PORT`, true},
+		{[]string{"watch", "exec", "--metrics-targets", "5", "127.0.0.1", "--", "true"}, "--metrics-targets needs --metrics", false},
+		{[]string{"watch", "ssh", "--max-connections", "-1", "127.0.0.1", "--", "true"}, "--max-connections -1: want", false},
+		{[]string{"watch", "exec", "--db", "/nonexistent-dir/x.db", "127.0.0.1", "--", "true"}, "--db: ", true},
 	}
 	for _, c := range cases {
 		o := runIn(c.args...)

@@ -45,8 +45,14 @@ func addWatchStoreFlags(fs *pflag.FlagSet, f *watchStoreFlags) {
 // watch.Observer) and the watch's next round number. Its complaints (a full
 // disk) go to stderr, once per round.
 func (f *watchStoreFlags) openWatchStore(db string, spec fanout.Spec, every time.Duration, stderr io.Writer) (*store.WatchRecorder, uint64, error) {
+	return f.openWatchStoreLists(db, spec, every, stderr, nil)
+}
+
+// openWatchStoreLists is openWatchStore for a spec that reads lists: lists
+// gives the ones round n polled (store.WatchOptions.Lists).
+func (f *watchStoreFlags) openWatchStoreLists(db string, spec fanout.Spec, every time.Duration, stderr io.Writer, lists func(uint64) ([]io.Reader, error)) (*store.WatchRecorder, uint64, error) {
 	rec, next, err := store.OpenWatch(db, spec, every, store.WatchOptions{
-		Keep: time.Duration(f.keep), KeepRounds: f.keepRounds, Version: version(),
+		Keep: time.Duration(f.keep), KeepRounds: f.keepRounds, Version: version(), Lists: lists,
 		OnError: func(_ uint64, err error) { fmt.Fprintf(stderr, "fanout: %v\n", err) },
 	})
 	if err != nil {
