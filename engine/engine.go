@@ -34,6 +34,13 @@ type Options struct {
 	// Pacer, when set, is the start rate shared by every Run that uses it
 	// (a sweep's --rate over a worker's tasks of it), in place of Rate.
 	Pacer *Pacer
+	// PaceSlack lets a start come up to this much before its rate token's
+	// time, so that a paced sweep sleeps about once per PaceSlack instead
+	// of once per target (a watch's --spread paces tens of thousands of
+	// starts a second, where a sleep per start cost half again the CPU of
+	// the round). 0: every start waits for its token. Over any window T at
+	// most burst + Rate*(T+PaceSlack) targets start.
+	PaceSlack time.Duration
 	// Stop, when closed, ends the sweep gently: no target starts after it
 	// (a wait for a slot or a rate token ends at once), and the targets in
 	// flight finish with their real Result, their ctx untouched. Run then

@@ -216,7 +216,11 @@ func itoa(i int) string {
 
 func TestRate(t *testing.T) {
 	// Not parallel: a rate test wants the CPU it measures.
-	for _, batch := range []bool{false, true} {
+	for _, tc := range []struct {
+		batch bool
+		slack time.Duration
+	}{{false, 0}, {true, 0}, {false, 50 * time.Millisecond}, {true, 50 * time.Millisecond}} {
+		batch := tc.batch
 		const n, perSec = 200, 200.0
 		var (
 			mu     sync.Mutex
@@ -236,20 +240,20 @@ func TestRate(t *testing.T) {
 			}}
 		}
 		begin := time.Now()
-		got, err := collect(t, context.Background(), n, j, Options{Rate: perSec}, nil)
+		got, err := collect(t, context.Background(), n, j, Options{Rate: perSec, PaceSlack: tc.slack}, nil)
 		if err != nil || len(got) != n {
 			t.Fatalf("batch=%v: %d Results, err %v", batch, len(got), err)
 		}
 		// The limiter holds each start back: the k-th (from 1) cannot come
-		// before (k-burst)/perSec, however the machine schedules. A busy
+		// before (k-burst)/perSec (less PaceSlack), however the machine schedules. A busy
 		// machine only delays starts, so this holds under load; no upper
 		// bound, which would measure the machine (and a window count would
 		// too: starts held up together are stamped together).
 		sort.Slice(starts, func(a, b int) bool { return starts[a].Before(starts[b]) })
 		for k := burst(perSec) + 1; k <= len(starts); k++ {
-			earliest := time.Duration(float64(k-burst(perSec)) / perSec * float64(time.Second))
+			earliest := time.Duration(float64(k-burst(perSec))/perSec*float64(time.Second)) - tc.slack
 			if at := starts[k-1].Sub(begin); at < earliest-5*time.Millisecond {
-				t.Fatalf("batch=%v: start %d at %v, rate %v/s (burst %d) allows it at %v at the soonest", batch, k, at, perSec, burst(perSec), earliest)
+				t.Fatalf("batch=%v slack=%v: start %d at %v, rate %v/s (burst %d) allows it at %v at the soonest", batch, tc.slack, k, at, perSec, burst(perSec), earliest)
 			}
 		}
 	}

@@ -154,7 +154,7 @@ func (s *sweep) acquire(ctx context.Context) error {
 		// Reserve+sleep, not Wait: Wait fails at once when ctx has a
 		// deadline nearer than the token, which would end the sweep early.
 		res := s.pace.lim.Reserve()
-		if d := res.Delay(); d > 0 && !backoff.Sleep(ctx, d) {
+		if d := res.Delay(); d > s.opts.PaceSlack && !backoff.Sleep(ctx, d) {
 			res.Cancel()
 			s.release()
 			return ctx.Err()
