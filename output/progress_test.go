@@ -3,6 +3,7 @@ package output
 import (
 	"bytes"
 	"fmt"
+	"github.com/fanout/fanout/internal/golden"
 	"strings"
 	"sync"
 	"testing"
@@ -52,7 +53,7 @@ func TestProgressGolden(t *testing.T) {
 	for done < total {
 		step(time.Second, 3000, 120)
 	}
-	golden(t, "progress.golden", out.String())
+	golden.Check(t, "progress.golden", out.String())
 }
 
 // TestETANeverZeroWhileWorkRemains: however few targets are left and however

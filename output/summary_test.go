@@ -2,6 +2,7 @@ package output
 
 import (
 	"fmt"
+	"github.com/fanout/fanout/internal/golden"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -58,7 +59,7 @@ func TestSummaryGolden(t *testing.T) {
 	empty.Add(job.Result{Status: job.Up})
 	section("no RTT, no time", empty, 0, false, 0)
 
-	golden(t, "summary.golden", out.String())
+	golden.Check(t, "summary.golden", out.String())
 }
 
 // TestSummaryBoundsHostileKinds: classes and exit statuses from the bus

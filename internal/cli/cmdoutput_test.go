@@ -1,34 +1,13 @@
 package cli_test
 
 import (
-	"flag"
+	"github.com/fanout/fanout/internal/golden"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files of testdata/ from the current output")
-
-// golden compares got with testdata/name (go test -update rewrites it).
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test -run %s -update writes it)", err, t.Name())
-	}
-	if got != string(want) {
-		t.Errorf("output differs from %s (go test -update rewrites it)\n--- got ---\n%s--- want ---\n%s", path, got, want)
-	}
-}
 
 // execScript prints two lines and a stderr line on 127.0.0.1, fails with
 // exit 2 and some output on 127.0.0.2 and 127.0.0.4, prints nothing on
@@ -56,7 +35,7 @@ func TestExecTextGolden(t *testing.T) {
 			t.Errorf("%v: exit %d, want 1", args, r.code)
 		}
 	}
-	golden(t, "exec-text.golden", got.String())
+	golden.Check(t, "exec-text.golden", got.String())
 
 	r := fanout(t, "", append([]string{"exec", "-c", "1", "127.0.0.1-4"}, execScript...)...)
 	if !regexp.MustCompile(`^4 targets in [0-9.]+s: up 2, down 2 \(exit status 2: 2 hosts\), errors 0; [0-9.]+ targets/s\n$`).MatchString(r.stderr[strings.LastIndex(r.stderr, "4 targets"):]) {

@@ -1,4 +1,6 @@
-package output
+// Package golden compares a test's output with a file under testdata/;
+// `go test -update` rewrites the files from the current output.
+package golden
 
 import (
 	"flag"
@@ -9,8 +11,8 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files of testdata/ from the current output")
 
-// golden compares got with testdata/name (go test -update rewrites it).
-func golden(t *testing.T, name, got string) {
+// Check compares got with testdata/name, or writes it there with -update.
+func Check(t testing.TB, name, got string) {
 	t.Helper()
 	path := filepath.Join("testdata", name)
 	if *update {
@@ -21,7 +23,7 @@ func golden(t *testing.T, name, got string) {
 	}
 	want, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v (go test ./output -run %s -update writes it)", err, t.Name())
+		t.Fatalf("%v (go test -run %s -update writes it)", err, t.Name())
 	}
 	if got != string(want) {
 		t.Errorf("output differs from %s (go test -update rewrites it)\n--- got ---\n%s--- want ---\n%s", path, got, want)
