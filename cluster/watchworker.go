@@ -133,8 +133,16 @@ func (w *Worker) watchLoop(ctx context.Context) {
 			if wr.rounds[n] == nil {
 				wr.rounds[n] = &openRound{n: n, due: due, seen: time.Now(), started: map[uint64]bool{}}
 			}
+			older := wr.openBefore(n)
 			wr.mu.Unlock()
-			w.startOwned(ctx, &wg, wr, n, live.get(ctx, w, wr.rec.Spec.Job), false)
+			// A chunk's rounds start in order (see watchRun.last): the
+			// open rounds' chunks that lost their owner first, then the
+			// new round's, all by the same view of the live workers.
+			alive := live.get(ctx, w, wr.rec.Spec.Job)
+			for _, o := range older {
+				w.startOwned(ctx, &wg, wr, o, alive, true)
+			}
+			w.startOwned(ctx, &wg, wr, n, alive, false)
 		case <-scan.C:
 			for id, wr := range runs {
 				// A stopped watch starts no round (see the tick above); the
@@ -148,14 +156,11 @@ func (w *Worker) watchLoop(ctx context.Context) {
 					continue
 				}
 				wr.mu.Lock()
-				open := make([]uint64, 0, len(wr.rounds))
-				for n := range wr.rounds {
-					open = append(open, n)
-				}
+				open := wr.openBefore(^uint64(0))
 				wr.mu.Unlock()
-				slices.Sort(open) // a chunk's rounds in order (see watchRun.last)
+				alive := live.get(ctx, w, wr.rec.Spec.Job)
 				for _, n := range open {
-					w.startOwned(ctx, &wg, wr, n, live.get(ctx, w, wr.rec.Spec.Job), true)
+					w.startOwned(ctx, &wg, wr, n, alive, true)
 				}
 			}
 		}
@@ -255,6 +260,19 @@ func (wr *watchRun) close() {
 	wr.sr.job = nil
 }
 
+// openBefore are the open rounds before n, oldest first (a chunk's rounds
+// in order: see watchRun.last). wr.mu is held.
+func (wr *watchRun) openBefore(n uint64) []uint64 {
+	open := make([]uint64, 0, len(wr.rounds))
+	for r := range wr.rounds {
+		if r < n {
+			open = append(open, r)
+		}
+	}
+	slices.Sort(open)
+	return open
+}
+
 func (wr *watchRun) openRounds() int {
 	wr.mu.Lock()
 	defer wr.mu.Unlock()
@@ -273,6 +291,12 @@ func (wr *watchRun) idle() bool {
 // dead owner's heartbeat to expire, and a few rounds.
 func (wr *watchRun) keepOpen() time.Duration {
 	return 2*WorkerTTL + 3*wr.rec.Every
+}
+
+// lookBack is how many rounds back a chunk's last stored state is looked
+// for: every round that can still be open (keepOpen), and one more.
+func (wr *watchRun) lookBack() uint64 {
+	return min(uint64(wr.keepOpen()/wr.rec.Every)+2, 64)
 }
 
 // startOwned starts the chunks of round n this worker owns among live and
@@ -476,10 +500,11 @@ func (w *Worker) publishChanges(ctx context.Context, wr *watchRun, n, c uint64, 
 	wr.mu.Lock()
 	prev := wr.state[c]
 	wr.mu.Unlock()
-	// The chunk's last stored state: round n-1's, or the newest of the few
-	// before it (a round not stored at all: the watch was stopped, or no
-	// worker was there).
-	for back := uint64(1); back <= 4 && back < n && (prev == nil || prev.round != n-back); back++ {
+	// The chunk's last stored state: round n-1's, or the newest before it
+	// (a round not stored at all: the watch was stopped, no worker was
+	// there, or its owner died and the rounds it left were given up), as
+	// far back as a round can stay open.
+	for back := uint64(1); back <= wr.lookBack() && back < n && (prev == nil || prev.round != n-back); back++ {
 		if st := w.storedState(ctx, wr, n-back, c); st != nil {
 			prev = st
 			break
