@@ -120,7 +120,7 @@ done
 echo
 echo "(d) scale: 1,048,576 targets, every one live"
 echo "  (127.16.0.0/12: the lab's 127.0.0.0/12 holds its dead 127.1.0.0/16; every 127.x answers alike)"
-run "fanout ping -q --alive 127.16.0.0/12" 1048576 "$FANOUT" ping -q --alive 127.16.0.0/12
+run "fanout ping -q --alive --all-addresses 127.16.0.0/12" 1048576 "$FANOUT" ping -q --alive --all-addresses 127.16.0.0/12
 echo "  the floor's /16 time x 16 = $(echo "$floor_wall * 16" | bc) s on this machine now"
 echo "  fanout /12 wall $WALL s (want < 10 s); peak RSS /16 $(echo "scale=1; $fanout16_rss / 1024" | bc) MB, /12 $(echo "scale=1; $RSS / 1024" | bc) MB (want < 50 MB, flat in N)"
 echo "  fping: refuses ranges over 131,072 addresses (and holds 33 MB for a /16, see (a))"
