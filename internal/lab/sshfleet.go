@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/fanout/fanout/internal/testwait"
 )
 
 // SSHFleetOptions shape an SSH fleet. Every field is optional.
@@ -38,6 +40,12 @@ type SSHFleetOptions struct {
 	// Rewrite, when set, replaces the command a host runs (so that one
 	// command line gives each test host its own behaviour).
 	Rewrite func(host netip.Addr, cmd string) string
+	// HandshakeTimeout bounds a connection's handshake on the fleet's side
+	// (a client that stalls is dropped); default 30s, and testwait.Hang
+	// from StartSSHFleetT: thousands of handshakes at once on a loaded
+	// machine take longer than 30s, and a test's fleet must not be the
+	// one to give up.
+	HandshakeTimeout time.Duration
 }
 
 // Fleet is an in-process SSH server that plays one host per loopback
@@ -118,6 +126,9 @@ func StartSSHFleet(ctx context.Context, opts SSHFleetOptions) (*Fleet, error) {
 // StartSSHFleetT starts a fleet stopped at the end of t.
 func StartSSHFleetT(t testing.TB, opts SSHFleetOptions) *Fleet {
 	t.Helper()
+	if opts.HandshakeTimeout <= 0 {
+		opts.HandshakeTimeout = testwait.Hang
+	}
 	f, err := StartSSHFleet(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
@@ -260,7 +271,11 @@ func (f *Fleet) serve(c net.Conn) {
 	case noAuth:
 		cfg = f.goodNA
 	}
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	hs := f.opts.HandshakeTimeout
+	if hs <= 0 {
+		hs = 30 * time.Second
+	}
+	_ = c.SetDeadline(time.Now().Add(hs))
 	sc, chans, reqs, err := ssh.NewServerConn(c, cfg)
 	if err != nil {
 		return
