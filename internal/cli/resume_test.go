@@ -105,7 +105,7 @@ func TestResumeAfterKill(t *testing.T) {
 	// yet a Result).
 	kind, wantStatus, wantClass, endCode := []string{"tcp", "-p", strconv.Itoa(closedPort(t))}, job.Down, job.ClassRefused, 1
 	if lab.InLab() {
-		// Every lab target answers: a timeout only a hang reaches, so that
+		// Every lab target answers: a timeout far beyond a reply's delay, so that
 		// a reply starved of CPU on a loaded machine is not a host down.
 		kind, wantStatus, wantClass, endCode = []string{"ping", "--timeout", "20s"}, job.Up, job.ClassNone, 0
 	}
