@@ -14,8 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -24,85 +22,6 @@ import (
 	"github.com/fanout/fanout/internal/lab"
 	"github.com/fanout/fanout/internal/testwait"
 )
-
-// countingProxy forwards every connection made to it, on any loopback
-// address at its port, to upstream(the address dialled), and counts what it
-// accepts: the server side's count of TCP connections (sshd does not count
-// them). Drop closes every connection open through it, as a server that
-// drops them would (job/ssh's pool tests have its twin).
-type countingProxy struct {
-	port     int
-	accepted atomic.Int64
-	mu       sync.Mutex
-	open     map[net.Conn]bool
-}
-
-func startCountingProxy(t *testing.T, upstream func(local netip.Addr) string) *countingProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "0.0.0.0:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &countingProxy{port: ln.Addr().(*net.TCPAddr).Port, open: map[net.Conn]bool{}}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); p.Drop(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.accepted.Add(1)
-			local := c.LocalAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
-			up, err := net.Dial("tcp", upstream(local))
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.open[c], p.open[up] = true, true
-			p.mu.Unlock()
-			wg.Add(2)
-			go p.pipe(&wg, up, c)
-			go p.pipe(&wg, c, up)
-		}
-	}()
-	return p
-}
-
-func (p *countingProxy) pipe(wg *sync.WaitGroup, dst, src net.Conn) {
-	defer wg.Done()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				break
-			}
-		}
-		if err != nil {
-			break
-		}
-	}
-	src.Close()
-	dst.Close()
-	p.mu.Lock()
-	delete(p.open, src)
-	delete(p.open, dst)
-	p.mu.Unlock()
-}
-
-// Drop closes every connection open through the proxy.
-func (p *countingProxy) Drop() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for c := range p.open {
-		c.Close()
-		delete(p.open, c)
-	}
-}
 
 // clientKey writes a new ed25519 key to dir/id and returns its path and
 // public key.
@@ -288,11 +207,11 @@ func TestWatchSSHKeptConnectionsLab(t *testing.T) {
 	fleet := lab.StartSSHFleetT(t, lab.SSHFleetOptions{})
 	for _, reconnect := range []bool{false, true} {
 		t.Run(fmt.Sprint("reconnect=", reconnect), func(t *testing.T) {
-			proxy := startCountingProxy(t, func(local netip.Addr) string { return fleet.Addr(local.String()) })
+			proxy := lab.StartProxyT(t, func(local netip.Addr) string { return fleet.Addr(local.String()) })
 			dir := t.TempDir()
 			key, _ := clientKey(t, dir)
 			kh := filepath.Join(dir, "known_hosts")
-			if err := os.WriteFile(kh, []byte("[*]:"+strconv.Itoa(proxy.port)+" "+string(ssh.MarshalAuthorizedKey(fleet.HostKey))), 0o600); err != nil {
+			if err := os.WriteFile(kh, []byte("[*]:"+strconv.Itoa(proxy.Port)+" "+string(ssh.MarshalAuthorizedKey(fleet.HostKey))), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			var hosts strings.Builder
@@ -301,8 +220,8 @@ func TestWatchSSHKeptConnectionsLab(t *testing.T) {
 			}
 			hf := filepath.Join(dir, "hosts")
 			writeFile(t, hf, hosts.String())
-			flags := []string{"ssh", "-F", "none", "--no-agent", "-i", key, "--known-hosts", kh, "-p", strconv.Itoa(proxy.port)}
-			keptSSHRounds(t, flags, hf, n, proxy.accepted.Load, proxy.Drop, func(string) string { return "hello world\n" }, reconnect)
+			flags := []string{"ssh", "-F", "none", "--no-agent", "-i", key, "--known-hosts", kh, "-p", strconv.Itoa(proxy.Port)}
+			keptSSHRounds(t, flags, hf, n, proxy.Accepted.Load, proxy.Drop, func(string) string { return "hello world\n" }, reconnect)
 		})
 	}
 }
@@ -316,9 +235,9 @@ func TestWatchSSHKeptConnectionsOpenSSH(t *testing.T) {
 	key, pub := clientKey(t, dir)
 	port, hostKey := startSSHD(t, pub)
 	up := fmt.Sprintf("127.0.0.1:%d", port)
-	proxy := startCountingProxy(t, func(netip.Addr) string { return up })
+	proxy := lab.StartProxyT(t, func(netip.Addr) string { return up })
 	kh := filepath.Join(dir, "known_hosts")
-	if err := os.WriteFile(kh, []byte("[*]:"+strconv.Itoa(proxy.port)+" "+string(ssh.MarshalAuthorizedKey(hostKey))), 0o600); err != nil {
+	if err := os.WriteFile(kh, []byte("[*]:"+strconv.Itoa(proxy.Port)+" "+string(ssh.MarshalAuthorizedKey(hostKey))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var hosts strings.Builder
@@ -327,6 +246,6 @@ func TestWatchSSHKeptConnectionsOpenSSH(t *testing.T) {
 	}
 	hf := filepath.Join(dir, "hosts")
 	writeFile(t, hf, hosts.String())
-	flags := []string{"ssh", "-F", "none", "--no-agent", "-i", key, "--known-hosts", kh, "-l", "root", "-p", strconv.Itoa(proxy.port)}
-	keptSSHRounds(t, flags, hf, n, proxy.accepted.Load, proxy.Drop, func(string) string { return "hello world\n" }, false)
+	flags := []string{"ssh", "-F", "none", "--no-agent", "-i", key, "--known-hosts", kh, "-l", "root", "-p", strconv.Itoa(proxy.Port)}
+	keptSSHRounds(t, flags, hf, n, proxy.Accepted.Load, proxy.Drop, func(string) string { return "hello world\n" }, false)
 }

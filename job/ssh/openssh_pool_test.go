@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/fanout/fanout/internal/lab"
 	"github.com/fanout/fanout/internal/testwait"
 	"github.com/fanout/fanout/job"
 	"github.com/fanout/fanout/target"
@@ -26,8 +27,8 @@ func TestOpenSSHKeptConnections(t *testing.T) {
 	home := newHome(t, "")
 	d := startSSHD(t, []ssh.PublicKey{home.pub})
 	up := fmt.Sprintf("127.0.0.1:%d", d.port)
-	proxy := startProxy(t, func(netip.Addr) string { return up })
-	known := fmt.Sprintf("[*]:%d %s", proxy.port, ssh.MarshalAuthorizedKey(d.hostKey))
+	proxy := lab.StartProxyT(t, func(netip.Addr) string { return up })
+	known := fmt.Sprintf("[*]:%d %s", proxy.Port, ssh.MarshalAuthorizedKey(d.hostKey))
 	if err := os.WriteFile(filepath.Join(home.dir, ".ssh", "known_hosts"), []byte(known), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +38,7 @@ func TestOpenSSHKeptConnections(t *testing.T) {
 	}
 	targets := make([]target.Target, hosts)
 	for i := range targets {
-		targets[i] = target.Target{Index: uint64(i), Addr: host(i), Port: uint16(proxy.port)}
+		targets[i] = target.Target{Index: uint64(i), Addr: host(i), Port: uint16(proxy.Port)}
 	}
 	round := func(n int) {
 		t.Helper()
@@ -64,9 +65,7 @@ func TestOpenSSHKeptConnections(t *testing.T) {
 	}
 	j.Close()
 	testwait.For(t, "Close to close every kept connection", func() bool {
-		proxy.mu.Lock()
-		defer proxy.mu.Unlock()
-		return len(proxy.frozen) == 0
+		return proxy.Open() == 0
 	})
 }
 
@@ -80,14 +79,14 @@ func TestOpenSSHKeptConnectionAnswersClientAlive(t *testing.T) {
 	home := newHome(t, "")
 	d := startSSHD(t, []ssh.PublicKey{home.pub}, "ClientAliveInterval 1", "ClientAliveCountMax 1")
 	up := fmt.Sprintf("127.0.0.1:%d", d.port)
-	proxy := startProxy(t, func(netip.Addr) string { return up })
-	known := fmt.Sprintf("[*]:%d %s", proxy.port, ssh.MarshalAuthorizedKey(d.hostKey))
+	proxy := lab.StartProxyT(t, func(netip.Addr) string { return up })
+	known := fmt.Sprintf("[*]:%d %s", proxy.Port, ssh.MarshalAuthorizedKey(d.hostKey))
 	if err := os.WriteFile(filepath.Join(home.dir, ".ssh", "known_hosts"), []byte(known), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	j := newJob(t, Config{Command: "echo hello world", KeepConnections: true, ConnectTimeout: testwait.Hang}, rootEnv(home))
 	j.pool.tick = 100 * time.Millisecond
-	tg := []target.Target{{Addr: host(1), Port: uint16(proxy.port)}}
+	tg := []target.Target{{Addr: host(1), Port: uint16(proxy.Port)}}
 	for round := 1; round <= 2; round++ {
 		if r := run(t, j, tg, 1)[0]; r.Status != job.Up {
 			t.Fatalf("round %d: %s/%s %q", round, r.Status, r.Class, r.Error)

@@ -2,11 +2,8 @@ package ssh
 
 import (
 	"context"
-	"net"
 	"net/netip"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,104 +14,6 @@ import (
 	"github.com/fanout/fanout/job"
 	"github.com/fanout/fanout/target"
 )
-
-// tcpProxy forwards every connection made to it, on any loopback address
-// at its port, to upstream(the address dialled), and counts what it
-// accepts: the server side's count of TCP connections, for a server (sshd)
-// that does not count them itself. Drop closes every connection open
-// through it (a server that drops them); Freeze makes those open go silent
-// (a peer gone: bytes are taken and never delivered).
-type tcpProxy struct {
-	port     int
-	Accepted atomic.Int64
-	mu       sync.Mutex
-	frozen   map[net.Conn]bool // every connection open, client and upstream side
-}
-
-func startProxy(t *testing.T, upstream func(local netip.Addr) string) *tcpProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "0.0.0.0:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &tcpProxy{port: ln.Addr().(*net.TCPAddr).Port, frozen: map[net.Conn]bool{}}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		p.Drop()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.Accepted.Add(1)
-			local := c.LocalAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
-			up, err := net.Dial("tcp", upstream(local))
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.frozen[c], p.frozen[up] = false, false
-			p.mu.Unlock()
-			wg.Add(2)
-			go p.pipe(&wg, up, c)
-			go p.pipe(&wg, c, up)
-		}
-	}()
-	return p
-}
-
-func (p *tcpProxy) pipe(wg *sync.WaitGroup, dst, src net.Conn) {
-	defer wg.Done()
-	defer func() {
-		src.Close()
-		dst.Close()
-		p.mu.Lock()
-		delete(p.frozen, src)
-		delete(p.frozen, dst)
-		p.mu.Unlock()
-	}()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		p.mu.Lock()
-		silent := p.frozen[src]
-		p.mu.Unlock()
-		if n > 0 && !silent {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// Drop closes every connection open through the proxy.
-func (p *tcpProxy) Drop() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for c := range p.frozen {
-		c.Close()
-		delete(p.frozen, c)
-	}
-}
-
-// Freeze makes every connection open through the proxy silent.
-func (p *tcpProxy) Freeze() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for c := range p.frozen {
-		p.frozen[c] = true
-	}
-}
 
 func fleetKeyLine(f *lab.Fleet) []byte { return ssh.MarshalAuthorizedKey(f.HostKey) }
 
@@ -191,8 +90,8 @@ func TestDroppedConnectionRedialled(t *testing.T) {
 	t.Parallel()
 	const n = 10
 	fleet := lab.StartSSHFleetT(t, lab.SSHFleetOptions{})
-	proxy := startProxy(t, func(local netip.Addr) string { return fleet.Addr(local.String()) })
-	home := newHome(t, "[*]:"+strconv.Itoa(proxy.port)+" "+string(fleetKeyLine(fleet)))
+	proxy := lab.StartProxyT(t, func(local netip.Addr) string { return fleet.Addr(local.String()) })
+	home := newHome(t, "[*]:"+strconv.Itoa(proxy.Port)+" "+string(fleetKeyLine(fleet)))
 	for _, seen := range []bool{true, false} {
 		j := newJob(t, Config{Command: "hostname", KeepConnections: true, ConnectTimeout: testwait.Hang}, home.env())
 		if !seen {
@@ -200,7 +99,7 @@ func TestDroppedConnectionRedialled(t *testing.T) {
 		} else {
 			j.pool.tick = 10 * time.Millisecond
 		}
-		targets := fleetTargets(n, proxy.port)
+		targets := fleetTargets(n, proxy.Port)
 		before := proxy.Accepted.Load()
 		rounds(t, j, targets, 1, n, nil)
 		proxy.Drop()
@@ -225,18 +124,18 @@ func TestDroppedConnectionRedialled(t *testing.T) {
 func TestSilentPeerFound(t *testing.T) {
 	t.Parallel()
 	fleet := lab.StartSSHFleetT(t, lab.SSHFleetOptions{})
-	proxy := startProxy(t, func(local netip.Addr) string { return fleet.Addr(local.String()) })
-	home := newHome(t, "[*]:"+strconv.Itoa(proxy.port)+" "+string(fleetKeyLine(fleet)))
+	proxy := lab.StartProxyT(t, func(local netip.Addr) string { return fleet.Addr(local.String()) })
+	home := newHome(t, "[*]:"+strconv.Itoa(proxy.Port)+" "+string(fleetKeyLine(fleet)))
 
 	j := newJob(t, Config{Command: "hostname", KeepConnections: true, ConnectTimeout: testwait.Hang}, home.env())
 	j.pool.tick, j.pool.keepalive, j.pool.wait = 10*time.Millisecond, 20*time.Millisecond, 200*time.Millisecond
-	rounds(t, j, fleetTargets(3, proxy.port), 1, 3, nil)
+	rounds(t, j, fleetTargets(3, proxy.Port), 1, 3, nil)
 	proxy.Freeze()
 	testwait.For(t, "keepalives to find the silent connections", func() bool { return j.pool.idle() == 0 })
 
 	j2 := newJob(t, Config{Command: "hostname", KeepConnections: true, ConnectTimeout: 2 * time.Second}, home.env())
 	j2.pool.tick = time.Hour
-	tg := fleetTargets(1, proxy.port)
+	tg := fleetTargets(1, proxy.Port)
 	rounds(t, j2, tg, 1, 1, nil)
 	before := proxy.Accepted.Load()
 	proxy.Freeze()
