@@ -1,16 +1,13 @@
 package cli_test
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -40,80 +37,12 @@ func clientKey(t *testing.T, dir string) (string, ssh.PublicKey) {
 	return path, sp
 }
 
-const sshdPath = "/usr/sbin/sshd"
-
 // startSSHD runs a real OpenSSH sshd -D -e on a free loopback port, trusting
 // key, and returns its port and host key.
 func startSSHD(t *testing.T, key ssh.PublicKey) (int, ssh.PublicKey) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("a real sshd needs root (it checks its own files and users); CI runs as root")
-	}
-	if _, err := os.Stat(sshdPath); err != nil {
-		t.Skip("no " + sshdPath + " (apt-get install openssh-server)")
-	}
-	if err := os.MkdirAll("/run/sshd", 0o755); err != nil { // privilege separation dir
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	blk, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "host_ed25519"), pem.EncodeToMemory(blk), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	hostPub, _ := ssh.NewPublicKey(priv.Public())
-	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), ssh.MarshalAuthorizedKey(key), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	conf := fmt.Sprintf(`Port %d
-ListenAddress 127.0.0.1
-HostKey %s/host_ed25519
-PidFile %s/sshd.pid
-AuthorizedKeysFile %s/authorized_keys
-StrictModes no
-UsePAM no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PubkeyAuthentication yes
-PermitRootLogin prohibit-password
-MaxStartups 200
-MaxSessions 100
-LogLevel ERROR
-`, port, dir, dir, dir)
-	cf := filepath.Join(dir, "sshd_config")
-	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var log bytes.Buffer
-	cmd := exec.Command(sshdPath, "-D", "-e", "-f", cf)
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("sshd log:\n%s", log.String())
-		}
-	})
-	testwait.For(t, fmt.Sprintf("sshd to listen on %d", port), func() bool {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	return port, hostPub
+	d := lab.StartSSHD(t, lab.SSHDOptions{Keys: []ssh.PublicKey{key}})
+	return d.Port, d.HostKey
 }
 
 // sshRound is one result line of fanout watch --all -o jsonl.

@@ -1,12 +1,10 @@
 package ssh
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +14,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/fanout/fanout/internal/lab"
 	"github.com/fanout/fanout/internal/testwait"
 	"github.com/fanout/fanout/job"
 	"github.com/fanout/fanout/target"
@@ -29,17 +28,7 @@ type sshd struct {
 	dir     string
 }
 
-const sshdPath = "/usr/sbin/sshd"
-
-func needSSHD(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("interop with OpenSSH needs root (sshd checks its own files and users); CI runs as root")
-	}
-	if _, err := os.Stat(sshdPath); err != nil {
-		t.Skip("no " + sshdPath + " (apt-get install openssh-server)")
-	}
-}
+func needSSHD(t *testing.T) { t.Helper(); lab.NeedSSHD(t) }
 
 func freePort(t testing.TB) int { return closedPort(t) }
 
@@ -54,76 +43,8 @@ func startSSHD(t *testing.T, keys []ssh.PublicKey, extra ...string) *sshd {
 // ca signs for principals, when ca is set.
 func startSSHDCert(t *testing.T, keys []ssh.PublicKey, ca ssh.Signer, principals []string, extra ...string) *sshd {
 	t.Helper()
-	needSSHD(t)
-	if err := os.MkdirAll("/run/sshd", 0o755); err != nil { // privilege separation dir
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	writeKey(t, filepath.Join(dir, "host_ed25519"), priv, "")
-	hostPub, _ := ssh.NewPublicKey(priv.Public())
-	if ca != nil {
-		cert := &ssh.Certificate{Key: hostPub, CertType: ssh.HostCert, KeyId: "test host",
-			ValidPrincipals: principals, ValidBefore: ssh.CertTimeInfinity}
-		if err := cert.SignCert(rand.Reader, ca); err != nil {
-			t.Fatal(err)
-		}
-		cf := filepath.Join(dir, "host_ed25519-cert.pub")
-		if err := os.WriteFile(cf, ssh.MarshalAuthorizedKey(cert), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		extra = append(extra, "HostCertificate "+cf)
-	}
-	var ak bytes.Buffer
-	for _, k := range keys {
-		ak.Write(ssh.MarshalAuthorizedKey(k))
-	}
-	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), ak.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	port := freePort(t)
-	conf := fmt.Sprintf(`Port %d
-ListenAddress 127.0.0.1
-HostKey %s/host_ed25519
-PidFile %s/sshd.pid
-AuthorizedKeysFile %s/authorized_keys
-StrictModes no
-UsePAM no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PubkeyAuthentication yes
-PermitRootLogin prohibit-password
-AllowTcpForwarding yes
-MaxStartups 200
-MaxSessions 100
-LogLevel ERROR
-%s
-`, port, dir, dir, dir, strings.Join(extra, "\n"))
-	cf := filepath.Join(dir, "sshd_config")
-	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var log bytes.Buffer
-	cmd := exec.Command(sshdPath, "-D", "-e", "-f", cf)
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("sshd log:\n%s", log.String())
-		}
-	})
-	testwait.For(t, fmt.Sprintf("sshd to listen on %d", port), func() bool {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	return &sshd{port: port, hostKey: hostPub, dir: dir}
+	d := lab.StartSSHD(t, lab.SSHDOptions{Keys: keys, CA: ca, Principals: principals, Extra: extra})
+	return &sshd{port: d.Port, hostKey: d.HostKey, dir: d.Dir}
 }
 
 func (s *sshd) knownHosts() string {
