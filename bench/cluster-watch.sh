@@ -11,12 +11,24 @@
 # target: at least 2.5x shorter with 3 workers than with 1. Each trial is
 # bounded: ROUNDS + 2 intervals, then the watch is stopped.
 #
+# Then (PARTS "ssh"): watch ssh on the cluster against the in-process fleet
+# (internal/lab/cmd/sshfleet) with every banner held 50 ms: SSH_N (default
+# 2000) hosts, 3 workers -c 100, every SSH_EVERY (default 10) seconds, for
+# ROUNDS rounds: the fleet's count of TCP connections accepted after round 1
+# and at the end (kept connections: no new one while membership holds), and
+# the workers' CPU per host-round over rounds 2..ROUNDS beside round 1's.
+# PARTS (default "tcp ssh") picks the parts.
+#
 # Everything runs on loopback inside a network namespace this script
 # creates; nothing leaves the machine. Needs iptables (apt-get install -y
 # iptables) for the NFQUEUE rule.
 set -eu
 N=${1:-30000}
 ROUNDS=${ROUNDS:-5}
+PARTS=${PARTS:-tcp ssh}
+SSH_N=${SSH_N:-2000}
+SSH_EVERY=${SSH_EVERY:-10}
+want() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 NS=fanout-cwatchbench
 PORT=7777
@@ -49,7 +61,7 @@ waitlog() { # file pattern seconds: wait for pattern in file
 }
 
 echo "== build"
-(cd "$ROOT" && go build -o "$T/fanout" ./cmd/fanout && go build -o "$T/fleet" ./bench/clusterfleet)
+(cd "$ROOT" && go build -o "$T/fanout" ./cmd/fanout && go build -o "$T/fleet" ./bench/clusterfleet && go build -o "$T/sshfleet" ./internal/lab/cmd/sshfleet)
 F=$T/fanout
 echo "uptime before: $(uptime)"
 
@@ -109,14 +121,77 @@ shortest() { # workers -> the shortest on-time interval, in $T/every-$1
 	echo "$every" >"$T/every-$w"
 }
 
-echo
-echo "== shortest on-time interval: a tcp watch of $N targets, SYN-ACK held 50 ms, -c 100 per worker"
-for w in 1 3 6; do
-	shortest $w
-	printf '%d worker(s): every %ss (ideal %.1fs)\n' $w "$(cat "$T/every-$w")" "$(echo "$N / (2000 * $w)" | bc -l)"
-done
-E1=$(cat "$T/every-1") E3=$(cat "$T/every-3") E6=$(cat "$T/every-6")
-R3=$(echo "$E1 / $E3" | bc -l)
-printf 'interval 1 vs 3 workers: %.2fx shorter (target >= 2.50x): %s\n' "$R3" "$(echo "$R3 >= 2.5" | bc -l | sed 's/1/PASS/;s/0/FAIL/')"
-printf 'interval 1 vs 6 workers: %.2fx shorter\n' "$(echo "$E1 / $E6" | bc -l)"
+if want tcp; then
+	echo
+	echo "== shortest on-time interval: a tcp watch of $N targets, SYN-ACK held 50 ms, -c 100 per worker"
+	for w in 1 3 6; do
+		shortest $w
+		printf '%d worker(s): every %ss (ideal %.1fs)\n' $w "$(cat "$T/every-$w")" "$(echo "$N / (2000 * $w)" | bc -l)"
+	done
+	E1=$(cat "$T/every-1") E3=$(cat "$T/every-3") E6=$(cat "$T/every-6")
+	R3=$(echo "$E1 / $E3" | bc -l)
+	printf 'interval 1 vs 3 workers: %.2fx shorter (target >= 2.50x): %s\n' "$R3" "$(echo "$R3 >= 2.5" | bc -l | sed 's/1/PASS/;s/0/FAIL/')"
+	printf 'interval 1 vs 6 workers: %.2fx shorter\n' "$(echo "$E1 / $E6" | bc -l)"
+fi
+
+# cpu PIDS...: user+system seconds of the processes so far.
+cpu() {
+	_t=0
+	for _p in "$@"; do
+		_t=$(echo "$_t + $(awk '{ print $14 + $15 }' "/proc/$_p/stat")" | bc)
+	done
+	echo "scale=3; $_t / $(getconf CLK_TCK)" | bc
+}
+# accepted: the fleet's count of TCP connections so far.
+accepted() {
+	kill -USR1 "$SSHFLEET"
+	_before=$(grep -c "sshfleet: accepted" "$T/sshfleet.log" || true)
+	_polls=0
+	until [ "$(grep -c "sshfleet: accepted" "$T/sshfleet.log" || true)" -gt "$_before" ]; do
+		_polls=$((_polls + 1))
+		[ $_polls -le 200 ] || break
+		sleep 0.05
+	done
+	grep "sshfleet: accepted" "$T/sshfleet.log" | tail -1 | awk '{ print $3 }' | tr -d ,
+}
+if want ssh; then
+	echo
+	echo "== watch ssh on the cluster: $SSH_N fleet hosts, banner held 50 ms, 3 workers -c 100, every ${SSH_EVERY}s, $ROUNDS rounds"
+	ssh-keygen -q -t ed25519 -N '' -f "$T/id"
+	bg ip netns exec "$NS" "$T/sshfleet" -listen 0.0.0.0:2200 -handshake-delay 50ms -known-hosts "$T/known" -authorized-keys "$T/id.pub" -for 15m >"$T/sshfleet.log" 2>&1
+	SSHFLEET=$LAST
+	waitlog "$T/sshfleet.log" "listening on port" 20 || { cat "$T/sshfleet.log" >&2; exit 1; }
+	p=4420
+	bg ip netns exec "$NS" "$F" server --listen 127.0.0.1:$p --store "$T/store-ssh" 2>"$T/server-ssh.log"
+	srv=$LAST
+	waitlog "$T/server-ssh.log" "ready on" 30 || { cat "$T/server-ssh.log" >&2; exit 1; }
+	ws=""
+	for i in 1 2 3; do
+		bg ip netns exec "$NS" "$F" worker --server nats://127.0.0.1:$p -c 100 --name "s$i" --allow ssh \
+			-F none --no-agent --identity "$T/id" --known-hosts "$T/known" 2>"$T/worker-ssh-$i.log"
+		ws="$ws $LAST"
+		waitlog "$T/worker-ssh-$i.log" "pulling tasks" 30 || { cat "$T/worker-ssh-$i.log" >&2; exit 1; }
+	done
+	last=$((SSH_N - 1))
+	hosts="127.2.0.0-127.2.$((last >> 8 & 255)).$((last & 255))"
+	id=$(ns "$F" watch ssh --server nats://127.0.0.1:$p --every "${SSH_EVERY}s" -p 2200 -l bench --detach "$hosts" -- echo hello world 2>"$T/submit-ssh.log") || { cat "$T/submit-ssh.log" >&2; exit 1; }
+	bg ip netns exec "$NS" "$F" watch events --server nats://127.0.0.1:$p "$id" >/dev/null 2>"$T/events-ssh.log"
+	ev=$LAST
+	waitlog "$T/events-ssh.log" "^round 1:" $((SSH_EVERY * 3 + 60)) || { echo "round 1 never ended" >&2; cat "$T/events-ssh.log" >&2; exit 1; }
+	c1=$(cpu $ws)
+	a1=$(accepted)
+	waitlog "$T/events-ssh.log" "^round $ROUNDS:" $(((ROUNDS + 2) * SSH_EVERY + 60)) || { echo "round $ROUNDS never ended" >&2; cat "$T/events-ssh.log" >&2; exit 1; }
+	c2=$(cpu $ws)
+	a2=$(accepted)
+	stop "$ev"
+	ns "$F" watch stop --server nats://127.0.0.1:$p "$id" 2>/dev/null || true
+	grep "^round" "$T/events-ssh.log" | sed "s/^/    /"
+	for x in $ws; do stop "$x"; done
+	stop "$srv"
+	stop "$SSHFLEET"
+	echo "connections accepted by the fleet: $a1 after round 1, $a2 after round $ROUNDS (want $SSH_N and $SSH_N: kept)"
+	printf 'workers CPU: round 1 %.3f ms per host; rounds 2-%d %.3f ms per host-round (%.2fx round 1)\n' \
+		"$(echo "$c1 * 1000 / $SSH_N" | bc -l)" "$ROUNDS" "$(echo "($c2 - $c1) * 1000 / ($SSH_N * ($ROUNDS - 1))" | bc -l)" \
+		"$(echo "($c2 - $c1) / ($ROUNDS - 1) / $c1" | bc -l)"
+fi
 echo "uptime after: $(uptime)"

@@ -291,3 +291,21 @@ func TestClusterAuth(t *testing.T) {
 		t.Fatalf("status with FANOUT_TOKEN: %v\n%s", err, out)
 	}
 }
+
+// An ssh sweep or watch submitted to a cluster runs with the workers' keys:
+// the submitter needs none, and builds no ssh job that would look for them
+// (a HOME without keys and no agent: submitted all the same).
+func TestClusterSSHSubmitterNeedsNoKeys(t *testing.T) {
+	t.Parallel()
+	url, _ := testServer(t)
+	env := []string{"HOME=" + t.TempDir(), "SSH_AUTH_SOCK="}
+	for _, args := range [][]string{
+		{"ssh", "--server", url, "--detach", "127.0.0.1", "--", "true"},
+		{"watch", "ssh", "--every", "2s", "--server", url, "--detach", "127.0.0.1", "--", "true"},
+	} {
+		p := startFanout(t, env, args...)
+		if code := p.wait(t, testwait.Hang); code != 0 {
+			t.Errorf("fanout %s: exit %d, want 0 (submitted); stderr:\n%s", strings.Join(args, " "), code, p.errText())
+		}
+	}
+}

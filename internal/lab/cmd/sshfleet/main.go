@@ -10,6 +10,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -25,9 +26,13 @@ func main() {
 	known := flag.String("known-hosts", "", "write a known_hosts line trusting the fleet on every address to FILE")
 	authorized := flag.String("authorized-keys", "", "accept only these client keys (default: any key)")
 	life := flag.Duration("for", 15*time.Minute, "stop after this long (a bench must not leave it running)")
+	delay := flag.Duration("handshake-delay", 0, "hold every connection's banner this long (a distant host)")
 	flag.Parse()
 
 	opts := lab.SSHFleetOptions{Listen: *listen}
+	if *delay > 0 {
+		opts.HandshakeDelay = func(netip.Addr) time.Duration { return *delay }
+	}
 	if *authorized != "" {
 		data, err := os.ReadFile(*authorized)
 		if err != nil {
@@ -65,7 +70,7 @@ func main() {
 	for {
 		select {
 		case <-usr:
-			fmt.Printf("sshfleet: peak open connections %d\n", f.PeakActive.Swap(0))
+			fmt.Printf("sshfleet: accepted %d, peak open connections %d\n", f.Accepted.Load(), f.PeakActive.Swap(0))
 			continue
 		case <-ctx.Done():
 		}
