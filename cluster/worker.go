@@ -191,19 +191,19 @@ func NewWorker(ctx context.Context, nc *nats.Conn, o WorkerOptions) (*Worker, er
 
 // Heartbeat is what a worker publishes in the workers bucket.
 type Heartbeat struct {
-	Name        string         `json:"name"`
-	Host        string         `json:"host"`
-	PID         int            `json:"pid"`
-	Allow       []string       `json:"allow"`
+	Name        string            `json:"name"`
+	Host        string            `json:"host"`
+	PID         int               `json:"pid"`
+	Allow       []string          `json:"allow"`
 	Tags        map[string]string `json:"tags,omitempty"`
-	Concurrency int            `json:"concurrency"`
-	InFlight    int64          `json:"in_flight"`   // targets running now
-	Outstanding int64          `json:"outstanding"` // targets of held tasks not finished
-	Sweeps      map[string]int `json:"sweeps"`      // tasks held, per sweep
-	TasksDone   int64          `json:"tasks_done"`
-	ResultsDone int64          `json:"results_done"`
-	Started     time.Time      `json:"started"`
-	Seen        time.Time      `json:"seen"`
+	Concurrency int               `json:"concurrency"`
+	InFlight    int64             `json:"in_flight"`   // targets running now
+	Outstanding int64             `json:"outstanding"` // targets of held tasks not finished
+	Sweeps      map[string]int    `json:"sweeps"`      // tasks held, per sweep
+	TasksDone   int64             `json:"tasks_done"`
+	ResultsDone int64             `json:"results_done"`
+	Started     time.Time         `json:"started"`
+	Seen        time.Time         `json:"seen"`
 }
 
 func (w *Worker) heartbeat(ctx context.Context) {
