@@ -561,6 +561,11 @@ type FollowOptions struct {
 	FromStart bool
 	// Dropped, when set, counts what was refused on the way.
 	Dropped *Dropped
+	// WholeRounds (without FromStart) passes on only the rounds ticked
+	// after Follow started, whose every result it sees; First, when set,
+	// is told the first such round's number before anything else.
+	WholeRounds bool
+	First       func(round uint64)
 }
 
 // Follow streams watch id's results, round ends and change events until
@@ -631,6 +636,19 @@ func (c *Client) Follow(ctx context.Context, id string, o FollowOptions) error {
 		}
 		defer it.Stop()
 	}
+	// Rounds ticked before the consumers started may have stored results
+	// they do not deliver: with WholeRounds, those are dropped.
+	var skip uint64
+	if o.WholeRounds && !o.FromStart {
+		if m, err := c.s.rounds.GetLastMsgForSubject(ctx, tickSubject(id)); err == nil {
+			if anchor, err := c.anchor(ctx, id); err == nil {
+				skip = roundOf(anchor, rec.Every, tickTime(m.Header, m.Time, rec.Every))
+			}
+		}
+	}
+	if o.First != nil {
+		o.First(skip + 1)
+	}
 	type roundSeen struct {
 		seen  bitmap
 		done  map[uint64]chunkDone
@@ -695,6 +713,9 @@ func (c *Client) Follow(ctx context.Context, id string, o FollowOptions) error {
 			n, ch, done, ok := parseWResult(id, subj)
 			if !ok || ch >= rec.Chunks || n == 0 {
 				drop.Malformed.Add(1)
+				continue
+			}
+			if n <= skip {
 				continue
 			}
 			r := get(n)

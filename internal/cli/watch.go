@@ -286,6 +286,9 @@ func runWatch(cmd *cobra.Command, f *sweepFlags, spec fanout.Spec, wf *watchFlag
 	if f.cluster != nil && f.cluster.server != "" {
 		return runClusterWatch(cmd, f, spec, wf) // cwatch.go
 	}
+	if _, err := f.cluster.tags(); err != nil { // --on without --server
+		return err
+	}
 	// The rounds' summaries and the signal handler both write to stderr.
 	stderr := &lockedWriter{w: cmd.ErrOrStderr()}
 	// 1. Everything the user typed is checked before any traffic.
