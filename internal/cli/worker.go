@@ -44,6 +44,11 @@ lists the job kinds it runs: by default every kind but exec and ssh, because
 exec runs arbitrary local commands here and ssh logs in elsewhere with this
 worker's keys. Tasks of other kinds are left to other workers.
 
+--tags KEY=VALUE,... (dc=paris,rack=3) are published with the worker's
+heartbeat: a sweep or watch submitted with --on dc=paris runs only on the
+workers that have every tag it names (a watch's chunks are shared out among
+those alone); the others leave it.
+
 An ssh sweep runs here with this worker's own OpenSSH setup, never the
 submitter's: the ssh config (--ssh-config, default ~/.ssh/config then
 /etc/ssh/ssh_config), keys (the agent unless --no-agent, --identity, the
