@@ -199,6 +199,13 @@ func TestClusterWatchRules(t *testing.T) {
 	waitFor(t, "the blip polled", testwait.Hang, func() bool { _, err := os.Stat(blip); return os.IsNotExist(err) })
 	f0, a0 := roundLines(fg), roundLines(at)
 	waitFor(t, "three more rounds followed", testwait.Hang, func() bool { return roundLines(fg) >= f0+3 && roundLines(at) >= a0+3 })
+	// Pinned to a tag no live worker has: warned, as with no worker at all.
+	nw := fanout(t, "", "watch", "exec", "--server", url, "--on", "dc=nowhere", "--every", "1s", "--detach", "127.0.0.1", "--", "true")
+	if nw.code != 0 || !strings.Contains(nw.stderr, `warning: no live worker runs job kind "exec" with tags dc=nowhere (2 live workers)`) {
+		t.Errorf("watch --on dc=nowhere: exit %d, want 0 and the no-worker warning:\n%s", nw.code, nw.stderr)
+	} else if st := fanout(t, "", "watch", "stop", "--server", url, strings.TrimSpace(nw.stdout)); st.code != 0 {
+		t.Errorf("watch stop: exit %d: %s", st.code, st.stderr)
+	}
 	row := lsRow(t, url, id)
 	if on, workers := row[len(row)-4], row[len(row)-3]; on != "dc=paris" || workers != "tagged" {
 		t.Errorf("watch ls row %v: want ON dc=paris, WORKERS tagged", row)
