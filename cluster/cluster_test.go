@@ -107,8 +107,13 @@ func roleWorker() int {
 	if a := os.Getenv("FANOUT_CLUSTER_ALLOW"); a != "" {
 		allow = strings.Split(a, ",")
 	}
+	tags, err := ParseTags(os.Getenv("FANOUT_CLUSTER_TAGS"))
+	if err != nil {
+		fmt.Println("error:", err)
+		return 1
+	}
 	o := WorkerOptions{
-		Name: os.Getenv("FANOUT_CLUSTER_NAME"), Concurrency: c, Allow: allow, AckWait: 2 * time.Second, Logf: logf,
+		Name: os.Getenv("FANOUT_CLUSTER_NAME"), Concurrency: c, Allow: allow, AckWait: 2 * time.Second, Logf: logf, Tags: tags,
 	}
 	if l := os.Getenv("FANOUT_CLUSTER_SSH"); l != "" {
 		// The worker's own ssh settings, as fanout worker's flags give them.

@@ -42,6 +42,9 @@ type Record struct {
 	// Retention is how long the server keeps the spec, tasks and results
 	// (per-message TTLs); a task not run by then is dropped.
 	Retention time.Duration `json:"retention_ns,omitempty"`
+	// On pins the sweep to the workers whose tags include all of these
+	// (--on dc=paris); none: any worker.
+	On map[string]string `json:"on,omitempty"`
 
 	Digest   string `json:"-"` // SHA-256 (hex) of the record as stored
 	Revision uint64 `json:"-"` // its revision in the sweeps bucket
@@ -90,6 +93,9 @@ func decodeRecord(id string, b []byte) (Record, error) {
 	}
 	if rec.Retention < 0 || rec.Retention > MaxRetention {
 		return Record{}, fmt.Errorf("sweep %s: bad record: retention %v", id, rec.Retention)
+	}
+	if err := CheckTags(rec.On); err != nil {
+		return Record{}, fmt.Errorf("sweep %s: bad record: on: %w", id, err)
 	}
 	if err := rec.Spec.Standalone(); err != nil {
 		return Record{}, fmt.Errorf("sweep %s: %w", id, err)
@@ -151,6 +157,8 @@ type SubmitOptions struct {
 	// Retention is how long the server keeps the sweep (spec, tasks,
 	// results); default DefaultRetention, at most MaxRetention.
 	Retention time.Duration
+	// On pins the sweep to the workers tagged with all of these (ParseTags).
+	On map[string]string
 }
 
 // Submit puts spec into the sweeps bucket and publishes its tasks. n is
@@ -190,6 +198,9 @@ func (c *Client) Submit(ctx context.Context, spec spec.Spec, n uint64, o SubmitO
 	if ret < time.Second || ret > MaxRetention {
 		return Record{}, fmt.Errorf("retention %v: want 1s to %v", ret, MaxRetention)
 	}
+	if err := CheckTags(o.On); err != nil {
+		return Record{}, fmt.Errorf("on: %w", err)
+	}
 	size := o.TaskSize
 	if size == 0 {
 		size = TaskSize(spec.Job, n)
@@ -197,7 +208,7 @@ func (c *Client) Submit(ctx context.Context, spec spec.Spec, n uint64, o SubmitO
 	h, _ := os.Hostname()
 	rec := Record{
 		ID: id, Spec: spec, Total: n, TaskSize: size, Tasks: n/size + min(n%size, 1),
-		Submitted: time.Now().UTC(), Submitter: fmt.Sprintf("%s-%d", h, os.Getpid()), Retention: ret,
+		Submitted: time.Now().UTC(), Submitter: fmt.Sprintf("%s-%d", h, os.Getpid()), Retention: ret, On: o.On,
 	}
 	b, err := json.Marshal(rec)
 	if err != nil {

@@ -88,6 +88,9 @@ type WatchRecord struct {
 	Owner     string        `json:"owner"` // who submitted it (host-pid)
 	// Retention is how long each round's results and events are kept.
 	Retention time.Duration `json:"retention_ns"`
+	// On pins the watch to the workers whose tags include all of these
+	// (--on dc=paris): its chunks are shared out among those alone.
+	On map[string]string `json:"on,omitempty"`
 
 	Digest   string `json:"-"`
 	Revision uint64 `json:"-"`
@@ -97,7 +100,7 @@ type WatchRecord struct {
 // and the publisher: same targets, chunks as tasks.
 func (r WatchRecord) sweepRecord() Record {
 	return Record{ID: r.ID, Spec: r.Spec, Total: r.Total, TaskSize: r.ChunkSize, Tasks: r.Chunks,
-		Submitted: r.Created, Submitter: r.Owner, Retention: r.Retention, Digest: r.Digest, Revision: r.Revision}
+		Submitted: r.Created, Submitter: r.Owner, Retention: r.Retention, On: r.On, Digest: r.Digest, Revision: r.Revision}
 }
 
 func decodeWatchRecord(id string, b []byte) (WatchRecord, error) {
@@ -118,6 +121,9 @@ func decodeWatchRecord(id string, b []byte) (WatchRecord, error) {
 	case r.Total == 0 && r.Chunks == 0:
 	case r.ChunkSize == 0 || r.Chunks != r.Total/r.ChunkSize+min(r.Total%r.ChunkSize, 1):
 		return r, fmt.Errorf("watch %s: bad record: %d chunks of %d do not make %d targets", id, r.Chunks, r.ChunkSize, r.Total)
+	}
+	if err := CheckTags(r.On); err != nil {
+		return r, fmt.Errorf("watch %s: bad record: on: %w", id, err)
 	}
 	if err := r.Spec.Standalone(); err != nil {
 		return r, fmt.Errorf("watch %s: %w", id, err)
@@ -241,6 +247,8 @@ type WatchOptions struct {
 	Every     time.Duration // whole seconds, at least MinWatchEvery
 	Retention time.Duration // of each round's results; default DefaultWatchRetention
 	ChunkSize uint64        // default WatchChunkSize
+	// On pins the watch to the workers tagged with all of these (ParseTags).
+	On map[string]string
 }
 
 // SubmitWatch puts the watch's record into the watches bucket (write-once)
@@ -276,6 +284,9 @@ func (c *Client) SubmitWatch(ctx context.Context, sp spec.Spec, n uint64, o Watc
 	if !ValidSweepID(id) {
 		return WatchRecord{}, fmt.Errorf("watch id %q: want letters, digits, - and _", id)
 	}
+	if err := CheckTags(o.On); err != nil {
+		return WatchRecord{}, fmt.Errorf("on: %w", err)
+	}
 	size := o.ChunkSize
 	if size == 0 {
 		size = WatchChunkSize(sp.Job, n)
@@ -285,7 +296,7 @@ func (c *Client) SubmitWatch(ctx context.Context, sp spec.Spec, n uint64, o Watc
 	}
 	h, _ := os.Hostname()
 	rec := WatchRecord{ID: id, Spec: sp, Every: o.Every, Total: n, ChunkSize: size, Chunks: n/size + min(n%size, 1),
-		Created: time.Now().UTC(), Owner: fmt.Sprintf("%s-%d", h, os.Getpid()), Retention: ret}
+		Created: time.Now().UTC(), Owner: fmt.Sprintf("%s-%d", h, os.Getpid()), Retention: ret, On: o.On}
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return WatchRecord{}, err
@@ -550,6 +561,11 @@ type FollowOptions struct {
 	FromStart bool
 	// Dropped, when set, counts what was refused on the way.
 	Dropped *Dropped
+	// WholeRounds (without FromStart) passes on only the rounds ticked
+	// after Follow started, whose every result it sees; First, when set,
+	// is told the first such round's number before anything else.
+	WholeRounds bool
+	First       func(round uint64)
 }
 
 // Follow streams watch id's results, round ends and change events until
@@ -620,6 +636,19 @@ func (c *Client) Follow(ctx context.Context, id string, o FollowOptions) error {
 		}
 		defer it.Stop()
 	}
+	// Rounds ticked before the consumers started may have stored results
+	// they do not deliver: with WholeRounds, those are dropped.
+	var skip uint64
+	if o.WholeRounds && !o.FromStart {
+		if m, err := c.s.rounds.GetLastMsgForSubject(ctx, tickSubject(id)); err == nil {
+			if anchor, err := c.anchor(ctx, id); err == nil {
+				skip = roundOf(anchor, rec.Every, tickTime(m.Header, m.Time, rec.Every))
+			}
+		}
+	}
+	if o.First != nil {
+		o.First(skip + 1)
+	}
 	type roundSeen struct {
 		seen  bitmap
 		done  map[uint64]chunkDone
@@ -684,6 +713,9 @@ func (c *Client) Follow(ctx context.Context, id string, o FollowOptions) error {
 			n, ch, done, ok := parseWResult(id, subj)
 			if !ok || ch >= rec.Chunks || n == 0 {
 				drop.Malformed.Add(1)
+				continue
+			}
+			if n <= skip {
 				continue
 			}
 			r := get(n)

@@ -138,7 +138,7 @@ func (w *Worker) watchLoop(ctx context.Context) {
 			// A chunk's rounds start in order (see watchRun.last): the
 			// open rounds' chunks that lost their owner first, then the
 			// new round's, all by the same view of the live workers.
-			alive := live.get(ctx, w, wr.rec.Spec.Job)
+			alive := live.get(ctx, w, wr.rec)
 			for _, o := range older {
 				w.startOwned(ctx, &wg, wr, o, alive, true)
 			}
@@ -158,7 +158,7 @@ func (w *Worker) watchLoop(ctx context.Context) {
 				wr.mu.Lock()
 				open := wr.openBefore(^uint64(0))
 				wr.mu.Unlock()
-				alive := live.get(ctx, w, wr.rec.Spec.Job)
+				alive := live.get(ctx, w, wr.rec)
 				for _, n := range open {
 					w.startOwned(ctx, &wg, wr, n, alive, true)
 				}
@@ -372,13 +372,15 @@ func (w *Worker) chunksDone(ctx context.Context, rec WatchRecord, n uint64) (map
 	return done, nil
 }
 
-// liveCache reads the live workers that run a kind at most once per scan.
+// liveCache reads the live workers at most once per scan; get picks those
+// that may run a watch: its kind allowed, its tags (On) theirs.
 type liveCache struct {
 	at    time.Time
 	beats []Heartbeat
 }
 
-func (l *liveCache) get(ctx context.Context, w *Worker, kind string) []string {
+func (l *liveCache) get(ctx context.Context, w *Worker, rec WatchRecord) []string {
+	kind := rec.Spec.Job
 	if time.Since(l.at) > watchScanEvery/2 {
 		c := &Client{nc: w.nc, s: w.s}
 		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -390,12 +392,12 @@ func (l *liveCache) get(ctx context.Context, w *Worker, kind string) []string {
 	}
 	var out []string
 	for _, h := range l.beats {
-		if slices.Contains(h.Allow, kind) && h.Name != w.opts.Name {
+		if slices.Contains(h.Allow, kind) && h.Name != w.opts.Name && TagsMatch(h.Tags, rec.On) {
 			out = append(out, h.Name)
 		}
 	}
 	// This worker is alive, whatever the bucket says yet.
-	if w.allow[kind] {
+	if w.allow[kind] && TagsMatch(w.opts.Tags, rec.On) {
 		out = append(out, w.opts.Name)
 	}
 	return out

@@ -101,6 +101,9 @@ type WorkerOptions struct {
 	// host's connection between rounds, job/ssh.KeepForRounds). A kind
 	// without one runs its rounds with the options as confined.
 	Rounds map[string]func(options json.RawMessage) (json.RawMessage, error)
+	// Tags are published in the heartbeat: sweeps and watches pinned to
+	// tags (--on) run only on the workers that have them all (ParseTags).
+	Tags map[string]string
 }
 
 // Worker pulls tasks and runs them with the local engine.
@@ -161,6 +164,9 @@ func NewWorker(ctx context.Context, nc *nats.Conn, o WorkerOptions) (*Worker, er
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
 	}
+	if err := CheckTags(o.Tags); err != nil {
+		return nil, fmt.Errorf("worker tags: %w", err)
+	}
 	allow := map[string]bool{}
 	for _, k := range o.Allow {
 		allow[k] = true
@@ -185,18 +191,19 @@ func NewWorker(ctx context.Context, nc *nats.Conn, o WorkerOptions) (*Worker, er
 
 // Heartbeat is what a worker publishes in the workers bucket.
 type Heartbeat struct {
-	Name        string         `json:"name"`
-	Host        string         `json:"host"`
-	PID         int            `json:"pid"`
-	Allow       []string       `json:"allow"`
-	Concurrency int            `json:"concurrency"`
-	InFlight    int64          `json:"in_flight"`   // targets running now
-	Outstanding int64          `json:"outstanding"` // targets of held tasks not finished
-	Sweeps      map[string]int `json:"sweeps"`      // tasks held, per sweep
-	TasksDone   int64          `json:"tasks_done"`
-	ResultsDone int64          `json:"results_done"`
-	Started     time.Time      `json:"started"`
-	Seen        time.Time      `json:"seen"`
+	Name        string            `json:"name"`
+	Host        string            `json:"host"`
+	PID         int               `json:"pid"`
+	Allow       []string          `json:"allow"`
+	Tags        map[string]string `json:"tags,omitempty"`
+	Concurrency int               `json:"concurrency"`
+	InFlight    int64             `json:"in_flight"`   // targets running now
+	Outstanding int64             `json:"outstanding"` // targets of held tasks not finished
+	Sweeps      map[string]int    `json:"sweeps"`      // tasks held, per sweep
+	TasksDone   int64             `json:"tasks_done"`
+	ResultsDone int64             `json:"results_done"`
+	Started     time.Time         `json:"started"`
+	Seen        time.Time         `json:"seen"`
 }
 
 func (w *Worker) heartbeat(ctx context.Context) {
@@ -208,7 +215,7 @@ func (w *Worker) heartbeat(ctx context.Context) {
 	}
 	w.mu.Unlock()
 	b, _ := json.Marshal(Heartbeat{
-		Name: w.opts.Name, Host: h, PID: os.Getpid(), Allow: w.opts.Allow,
+		Name: w.opts.Name, Host: h, PID: os.Getpid(), Allow: w.opts.Allow, Tags: w.opts.Tags,
 		Concurrency: w.opts.Concurrency, InFlight: w.inFlight.Load(), Outstanding: w.outstanding.Load(),
 		Sweeps: sw, TasksDone: w.tasksDone.Load(), ResultsDone: w.resultsDone.Load(),
 		Started: w.started, Seen: time.Now(),
@@ -223,7 +230,11 @@ func (w *Worker) heartbeat(ctx context.Context) {
 // Run pulls and runs tasks until ctx is done. Tasks still running then are
 // handed back (nak) so other workers take them at once.
 func (w *Worker) Run(ctx context.Context) error {
-	w.opts.Logf("worker %s: pulling tasks (-c %d, allow %s)", w.opts.Name, w.opts.Concurrency, strings.Join(w.opts.Allow, ","))
+	tags := ""
+	if len(w.opts.Tags) > 0 {
+		tags = ", tags " + FormatTags(w.opts.Tags)
+	}
+	w.opts.Logf("worker %s: pulling tasks (-c %d, allow %s%s)", w.opts.Name, w.opts.Concurrency, strings.Join(w.opts.Allow, ","), tags)
 	var wg sync.WaitGroup
 	defer w.closeJobs() // after every task has returned (defers run last first)
 	defer wg.Wait()
@@ -616,6 +627,9 @@ func (w *Worker) rebuildFor(ctx context.Context, rec Record, rounds bool) (*swee
 	spec := rec.Spec
 	if !w.allow[spec.Job] {
 		return nil, &leaveError{fmt.Errorf("is job kind %q, not allowed here (--allow %s)", spec.Job, strings.Join(w.opts.Allow, ","))}
+	}
+	if !TagsMatch(w.opts.Tags, rec.On) {
+		return nil, &leaveError{pinnedError(w.opts.Name, w.opts.Tags, rec.On)}
 	}
 	if spec.StdinDigest() != "" {
 		e, err := w.s.sweeps.Get(ctx, rec.ID+stdinKeySuffix)

@@ -20,6 +20,7 @@ import (
 	"github.com/fanout/fanout/job"
 	"github.com/fanout/fanout/store"
 	"github.com/fanout/fanout/target"
+	"github.com/fanout/fanout/watch"
 )
 
 func init() { register(newAttachCmd) }
@@ -29,9 +30,10 @@ func newAttachCmd() *cobra.Command {
 	var creds cluster.Credentials
 	var dbSweep int64
 	var wantDigest, server string
+	af := &attachWatchFlags{}
 	cmd := &cobra.Command{
-		Use:   "attach [--server URL] SWEEP [flags]",
-		Short: "Stream the results of a sweep submitted to a cluster",
+		Use:   "attach [--server URL] SWEEP|WATCH [flags]",
+		Short: "Stream the results of a sweep submitted to a cluster, or follow a cluster watch",
 		Long: `Re-attach to a sweep submitted with --server (and --detach, or whose submitter
 stopped): stream its results, each target once, with the same outputs,
 progress bar, summary and exit status as the job command would have had.
@@ -47,10 +49,21 @@ checked against the target at their index; the others are dropped and
 counted.
 
 The server is --server, as for every cluster command; the older form
-'fanout attach URL SWEEP' still works, with a warning.`,
+'fanout attach URL SWEEP' still works, with a warning.
+
+A watch (fanout watch JOB --server) is followed from its next round on: its
+changes as the workers publish them (as fanout watch events prints them),
+--all every result too. With --confirm N/M, --flap K/M, --alive, --dead or
+--db FILE, this command reads every result of every round and reckons the
+changes itself by the rules of a local watch (fanout watch --help); --db
+keeps the rounds in FILE as a local watch's --db does (--keep,
+--keep-rounds; fanout history, results --watch and diff read them). The
+first round followed reports the targets down then, as a watch's first
+round does.`,
 		Example: `  id=$(fanout ping 10.0.0.0/16 --server nats://127.0.0.1:4222 --detach)
   fanout attach --server nats://127.0.0.1:4222 "$id" --digest SHA256 -o jsonl --output-file results.jsonl
-  fanout attach --server nats://127.0.0.1:4222 "$id" --db sweeps.db   # submitted with --db sweeps.db`,
+  fanout attach --server nats://127.0.0.1:4222 "$id" --db sweeps.db   # submitted with --db sweeps.db
+  fanout attach --server nats://127.0.0.1:4222 "$watch" --confirm 2/3 --db fleet.db --keep 7d`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 || len(args) > 2 {
 				return usageErrorf("attach: want one sweep id (fanout attach [--server URL] SWEEP), got %d arguments", len(args))
@@ -72,23 +85,21 @@ The server is --server, as for every cluster command; the older form
 			if wantDigest != "" && !isDigest(wantDigest) {
 				return usageErrorf("--digest %q: want the 64 hex digits printed at submission (sha256 ...)", wantDigest)
 			}
+			if err := af.check(); err != nil {
+				return err
+			}
 			// What --db says of this sweep: the store sweep that recorded it
-			// and the digest its submitter noted.
+			// and the digest its submitter noted (id may be a watch: then
+			// --db keeps its rounds, below).
 			var noted int64
+			var notedDigest string
 			if f.db != "" {
-				var notedDigest string
 				var err error
 				if noted, notedDigest, err = notedSweep(f.db, id, dbSweep); err != nil {
 					return usageError(err)
 				}
-				switch {
-				case wantDigest == "":
-					wantDigest = notedDigest
-				case notedDigest != "" && notedDigest != wantDigest:
+				if wantDigest != "" && notedDigest != "" && notedDigest != wantDigest {
 					return usageErrorf("--digest %s: %s noted sweep %s with digest %s", wantDigest, f.db, id, notedDigest)
-				}
-				if wantDigest == "" {
-					return usageErrorf("--db %s: the file notes no digest for sweep %s: give --digest SHA256 (printed when it was submitted), so that what is saved there is the spec that was submitted", f.db, id)
 				}
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -100,13 +111,32 @@ The server is --server, as for every cluster command; the older form
 			}
 			defer closeConn()
 			rec, err := client.Lookup(ctx, id)
-			if errors.Is(err, cluster.ErrNoSweep) && f.db == "" {
-				if _, werr := client.LookupWatch(ctx, id); werr == nil {
-					return attachWatch(ctx, cmd, client, id, f) // cwatch.go
+			if errors.Is(err, cluster.ErrNoSweep) && noted == 0 {
+				if wrec, werr := client.LookupWatch(ctx, id); werr == nil {
+					switch {
+					case wantDigest != "" && wrec.Digest != wantDigest:
+						return fmt.Errorf("watch %s: %w: its SHA-256 is %s, the one submitted %s; nothing followed", id, cluster.ErrSpecChanged, wrec.Digest, wantDigest)
+					case cmd.Flags().Changed("db-sweep"):
+						return usageErrorf("--db-sweep: %s is a watch: --db keeps its rounds as a watch of the file", id)
+					}
+					return attachWatch(ctx, cmd, client, wrec, f, af) // cwatch.go
 				}
 			}
 			if err != nil {
 				return usageError(err)
+			}
+			for _, name := range watchOnly {
+				if cmd.Flags().Changed(name) {
+					return usageErrorf("--%s: for a cluster watch; %s is a sweep", name, id)
+				}
+			}
+			if f.db != "" {
+				if wantDigest == "" {
+					wantDigest = notedDigest
+				}
+				if wantDigest == "" {
+					return usageErrorf("--db %s: the file notes no digest for sweep %s: give --digest SHA256 (printed when it was submitted), so that what is saved there is the spec that was submitted", f.db, id)
+				}
 			}
 			limit := uint64(target.DefaultMaxTargets)
 			switch {
@@ -155,14 +185,20 @@ The server is --server, as for every cluster command; the older form
 	fl.StringVar(&server, "server", "", "cluster URL nats://HOST:PORT (or env FANOUT_SERVER; default "+cluster.DefaultURL+")")
 	fl.StringVarP(&f.output, "output", "o", "text", "result format: text, jsonl or csv")
 	fl.StringVar(&f.outputFile, "output-file", "", "write results to FILE instead of stdout")
-	fl.BoolVar(&f.alive, "alive", false, "show only targets that are up")
-	fl.BoolVar(&f.dead, "dead", false, "show only targets that are not up")
+	fl.BoolVar(&f.alive, "alive", false, "show only targets that are up (a watch: each round's, instead of the changes)")
+	fl.BoolVar(&f.dead, "dead", false, "show only targets that are not up (a watch: each round's, instead of the changes)")
 	fl.StringVar(&f.progress, "progress", "auto", "progress bar on stderr: auto (when a terminal), always, never")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no summary on stderr")
 	fl.StringVar(&wantDigest, "digest", "", "the sweep's SHA-256 as printed when it was submitted: refuse a spec on the server that differs")
-	fl.StringVar(&f.db, "db", "", "record the results in this SQLite file; continues the submitter's record of the sweep there, skipping what it holds (needs the digest: noted there by the submitter, or --digest)")
+	fl.StringVar(&f.db, "db", "", "record the results in this SQLite file; a sweep: continues the submitter's record of it there, skipping what it holds (needs the digest: noted there by the submitter, or --digest); a watch: keeps its rounds as a local watch's --db does")
 	fl.Int64Var(&dbSweep, "db-sweep", 0, "with --db: the sweep id in the file to continue (default: the one noted for this cluster sweep, else the newest unfinished one with the same targets and job)")
+	fl.BoolVar(&af.all, "all", false, "a watch: print every result of every round too")
+	fl.StringVar(&af.confirm, "confirm", "1/1", "a watch: report a change once the new state held in N of the last M rounds, as N/M (reckoned here from every result)")
+	fl.StringVar(&af.flap, "flap", fmt.Sprintf("%d/%d", watch.DefaultFlapChanges, watch.DefaultFlapRounds), "a watch: flapping is more than K changes in the last M rounds, as K/M, or off (with --confirm, --alive, --dead or --db)")
+	addWatchStoreFlags(fl, &af.store)
 	addCredFlags(fl, &creds)
+	exclusive(cmd, "all", "alive")
+	exclusive(cmd, "all", "dead")
 	// Only the output flags are bound; the others keep values fill accepts.
 	f.concurrency, f.maxTargets = 1, 1
 	return cmd

@@ -2,7 +2,9 @@ package cli_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -110,7 +112,12 @@ func TestClusterWatchUsage(t *testing.T) {
 		want string
 	}{
 		{[]string{"--rounds", "3"}, "--rounds with --server"},
-		{[]string{"--confirm", "2/3"}, "--confirm with --server"},
+		{[]string{"--spread=false"}, "--spread with --server"},
+		{[]string{"--confirm", "2/3", "--detach"}, "--detach with --confirm"},
+		{[]string{"--db", "x.db", "--detach"}, "--detach with --confirm"},
+		{[]string{"--confirm", "3/2"}, "--confirm: confirm \"3/2\""},
+		{[]string{"--on", "dc"}, `--on: tags "dc": "dc": want KEY=VALUE`},
+		{[]string{"--on", "dc=a,dc=b"}, `key "dc" given twice`},
 		{[]string{"--every", "1500ms"}, "whole seconds"},
 		{[]string{"--every", "10s", "--retention", "5s"}, "--retention 5s"},
 	} {
@@ -122,5 +129,152 @@ func TestClusterWatchUsage(t *testing.T) {
 		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, r.code, r.stderr, tc.want)
 		}
+	}
+}
+
+// TestClusterTagsUsage: bad --tags and --on are usage errors (exit 2)
+// before any connection; --on needs --server.
+func TestClusterTagsUsage(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"worker", "--server", "nats://127.0.0.1:1", "--tags", "dc"}, `--tags: tags "dc": "dc": want KEY=VALUE`},
+		{[]string{"worker", "--server", "nats://127.0.0.1:1", "--tags", "dc=par is"}, "want KEY=VALUE"},
+		{[]string{"tcp", "-p", "1", "--on", "dc=paris", "127.0.0.1"}, "--on dc=paris needs --server URL"},
+		{[]string{"watch", "tcp", "-p", "1", "--every", "2s", "--on", "dc=paris", "127.0.0.1"}, "--on dc=paris needs --server URL"},
+		{[]string{"ping", "--server", "nats://127.0.0.1:1", "--on", "=x", "127.0.0.1"}, "--on: tags"},
+	} {
+		r := fanout(t, "", tc.args...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, r.code, r.stderr, tc.want)
+		}
+	}
+}
+
+// roundLines counts the round summary lines a follower printed on stderr.
+func roundLines(p *bgProc) int {
+	n := 0
+	for _, l := range strings.Split(p.errText(), "\n") {
+		if strings.HasPrefix(l, "round ") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestClusterWatchRules: a cluster watch followed with --confirm 2/3 does
+// not report a one-round blip (the follower reckons the changes from every
+// result, as a local watch does), while attach with --db (the default 1/1)
+// reports it down and up, and keeps the rounds in a file that fanout
+// history reads. The watch is pinned to the one worker tagged for it, which
+// watch ls shows.
+func TestClusterWatchRules(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	blip := filepath.Join(dir, "blip")
+	db := filepath.Join(dir, "watch.db")
+	url, _ := testServer(t)
+	testWorker(t, url, "tagged", "--allow", "exec", "--tags", "dc=paris,rack=3")
+	testWorker(t, url, "other", "--allow", "exec", "--tags", "dc=lyon")
+	// Up, but down once, the first time it runs after the test creates
+	// the blip file.
+	script := "if [ -e " + blip + " ]; then rm -f " + blip + "; exit 1; fi"
+	fg := startFanout(t, nil, "watch", "exec", "--server", url, "--on", "dc=paris", "--every", "1s", "--timeout", "1s",
+		"--confirm", "2/3", "--all", "-o", "jsonl", "127.0.0.1", "--", "sh", "-c", script)
+	var id string
+	waitFor(t, "the watch submitted", testwait.Hang, func() bool {
+		m := regexp.MustCompile(`watch (\S+) submitted`).FindStringSubmatch(fg.errText())
+		if m != nil {
+			id = m[1]
+		}
+		return m != nil
+	})
+	at := startFanout(t, nil, "attach", "--server", url, id, "--db", db, "--keep-rounds", "50", "-o", "jsonl")
+	waitFor(t, "both followers: a round", testwait.Hang, func() bool { return roundLines(fg) >= 1 && roundLines(at) >= 1 })
+	if err := os.WriteFile(blip, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the blip polled", testwait.Hang, func() bool { _, err := os.Stat(blip); return os.IsNotExist(err) })
+	f0, a0 := roundLines(fg), roundLines(at)
+	waitFor(t, "three more rounds followed", testwait.Hang, func() bool { return roundLines(fg) >= f0+3 && roundLines(at) >= a0+3 })
+	// Pinned to a tag no live worker has: warned, as with no worker at all.
+	nw := fanout(t, "", "watch", "exec", "--server", url, "--on", "dc=nowhere", "--every", "1s", "--detach", "127.0.0.1", "--", "true")
+	if nw.code != 0 || !strings.Contains(nw.stderr, `warning: no live worker runs job kind "exec" with tags dc=nowhere (2 live workers)`) {
+		t.Errorf("watch --on dc=nowhere: exit %d, want 0 and the no-worker warning:\n%s", nw.code, nw.stderr)
+	} else if st := fanout(t, "", "watch", "stop", "--server", url, strings.TrimSpace(nw.stdout)); st.code != 0 {
+		t.Errorf("watch stop: exit %d: %s", st.code, st.stderr)
+	}
+	row := lsRow(t, url, id)
+	if on, workers := row[len(row)-4], row[len(row)-3]; on != "dc=paris" || workers != "tagged" {
+		t.Errorf("watch ls row %v: want ON dc=paris, WORKERS tagged", row)
+	}
+	for _, p := range []*bgProc{fg, at} {
+		_ = p.cmd.Process.Signal(syscall.SIGINT)
+		if code := p.wait(t, testwait.Hang); code != 130 {
+			t.Errorf("interrupted: exit %d, want 130:\n%s", code, p.errText())
+		}
+	}
+	type line struct {
+		Change string `json:"change"`
+		Status string `json:"status"`
+		Round  uint64 `json:"round"`
+		Worker string `json:"worker"`
+	}
+	read := func(p *bgProc) []line {
+		b, _ := os.ReadFile(p.stdout)
+		var out []line
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if l == "" {
+				continue
+			}
+			var x line
+			if err := json.Unmarshal([]byte(l), &x); err != nil {
+				t.Fatalf("line %q: %v", l, err)
+			}
+			out = append(out, x)
+		}
+		return out
+	}
+	downs := 0
+	for _, l := range read(fg) {
+		if l.Change != "" {
+			t.Errorf("--confirm 2/3: change %+v reported, want none (a one-round blip)", l)
+		}
+		if l.Worker != "tagged" {
+			t.Errorf("result %+v: want every result from worker tagged (--on dc=paris)", l)
+		}
+		if l.Status == "down" {
+			downs++
+		}
+	}
+	if downs != 1 {
+		t.Errorf("--all: %d down results, want the blip's one", downs)
+	}
+	var changes []string
+	for _, l := range read(at) {
+		changes = append(changes, l.Change)
+	}
+	if strings.Join(changes, ",") != "down,up" {
+		t.Errorf("attach (1/1): changes %v, want down then up", changes)
+	}
+	h := fanout(t, "", "history", db, "127.0.0.1", "-o", "jsonl")
+	if h.code != 0 {
+		t.Fatalf("history: exit %d: %s", h.code, h.stderr)
+	}
+	var spans []string
+	for _, l := range strings.Split(strings.TrimSpace(h.stdout), "\n") {
+		var sp struct {
+			Status string `json:"status"`
+			Rounds int    `json:"rounds"`
+		}
+		if err := json.Unmarshal([]byte(l), &sp); err != nil {
+			t.Fatalf("history line %q: %v", l, err)
+		}
+		spans = append(spans, fmt.Sprintf("%s:%d", sp.Status, sp.Rounds))
+	}
+	if len(spans) != 3 || !strings.HasPrefix(spans[0], "up:") || spans[1] != "down:1" || !strings.HasPrefix(spans[2], "up:") {
+		t.Errorf("history of the attached watch: spans %v, want up, down for 1 round, up", spans)
 	}
 }

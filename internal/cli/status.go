@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fanout/fanout/cluster"
+	"github.com/fanout/fanout/output"
 )
 
 func init() { register(newStatusCmd) }
@@ -86,15 +87,15 @@ the same fields.`,
 			if len(st.Sweeps) == 0 {
 				fmt.Fprintf(tw, "(no sweeps)\n")
 			}
-			fmt.Fprintf(tw, "\nWORKER\tHOST\tLAST SEEN\tIN FLIGHT\tCONCURRENCY\tTASKS HELD\tTASKS DONE\tRESULTS\tALLOW\n")
+			fmt.Fprintf(tw, "\nWORKER\tHOST\tLAST SEEN\tIN FLIGHT\tCONCURRENCY\tTASKS HELD\tTASKS DONE\tRESULTS\tALLOW\tTAGS\n")
 			for _, w := range st.Workers {
 				held := 0
 				for _, n := range w.Sweeps {
 					held += n
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s ago\t%d\t%d\t%d\t%d\t%d\t%s\n", w.Name, w.Host,
+				fmt.Fprintf(tw, "%s\t%s\t%s ago\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", w.Name, w.Host,
 					time.Since(w.Seen).Round(100*time.Millisecond), w.InFlight, w.Concurrency, held,
-					w.TasksDone, w.ResultsDone, strings.Join(w.Allow, ","))
+					w.TasksDone, w.ResultsDone, strings.Join(w.Allow, ","), output.Safe(cluster.FormatTags(w.Tags)))
 			}
 			if len(st.Workers) == 0 {
 				fmt.Fprintf(tw, "(no live workers)\n")

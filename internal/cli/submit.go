@@ -28,6 +28,7 @@ type clusterFlags struct {
 	detach    bool
 	retention time.Duration
 	creds     cluster.Credentials
+	pin       string // --on TAGS
 }
 
 func addClusterFlags(cmd *cobra.Command) *clusterFlags {
@@ -36,8 +37,25 @@ func addClusterFlags(cmd *cobra.Command) *clusterFlags {
 	fl.StringVar(&cf.server, "server", "", "run the sweep on a fanout cluster at nats://HOST:PORT (see fanout server, fanout worker); -c and --rate then apply per worker")
 	fl.BoolVar(&cf.detach, "detach", false, "with --server: submit, print the sweep id and return (fanout attach streams the results)")
 	fl.DurationVar(&cf.retention, "retention", cluster.DefaultRetention, "with --server: how long the server keeps the sweep's spec, tasks and results (at most "+shortDuration(cluster.MaxRetention)+"); a task no worker ran by then is dropped")
+	fl.StringVar(&cf.pin, "on", "", "with --server: run only on the workers tagged with all of these, as KEY=VALUE,... (fanout worker --tags)")
 	addCredFlags(fl, &cf.creds)
 	return cf
+}
+
+// tags reads --on: nil without it; a bad one (or one without --server) is a
+// usage error.
+func (cf *clusterFlags) tags() (map[string]string, error) {
+	if cf == nil || cf.pin == "" {
+		return nil, nil
+	}
+	if cf.server == "" {
+		return nil, usageErrorf("--on %s needs --server URL: it picks the cluster's workers that run the job", cf.pin)
+	}
+	on, err := cluster.ParseTags(cf.pin)
+	if err != nil {
+		return nil, usageErrorf("--on: %v", err)
+	}
+	return on, nil
 }
 
 // addCredFlags binds the cluster credential flags; empty ones are read from
@@ -96,6 +114,10 @@ func (cf *clusterFlags) apply(ctx context.Context, cmd *cobra.Command, p *plan, 
 	if cf == nil {
 		return false, nil
 	}
+	on, err := cf.tags()
+	if err != nil {
+		return false, err
+	}
 	if cf.server == "" {
 		if cf.detach {
 			return false, usageErrorf("--detach needs --server URL: a local sweep cannot outlive this command")
@@ -115,7 +137,7 @@ func (cf *clusterFlags) apply(ctx context.Context, cmd *cobra.Command, p *plan, 
 		return false, &exitError{code: ExitSomeNotUp, err: err}
 	}
 	submit := func(ctx context.Context) (cluster.Record, error) {
-		rec, err := client.Submit(ctx, p.spec, p.order.Len(), cluster.SubmitOptions{Retention: cf.retention})
+		rec, err := client.Submit(ctx, p.spec, p.order.Len(), cluster.SubmitOptions{Retention: cf.retention, On: on})
 		if err != nil {
 			return rec, err
 		}
@@ -216,7 +238,7 @@ func warnNoWorker(ctx context.Context, client *cluster.Client, rec cluster.Recor
 		return
 	}
 	for _, w := range ws {
-		if slices.Contains(w.Allow, kind) {
+		if slices.Contains(w.Allow, kind) && cluster.TagsMatch(w.Tags, rec.On) {
 			return
 		}
 	}
@@ -224,8 +246,13 @@ func warnNoWorker(ctx context.Context, client *cluster.Client, rec cluster.Recor
 	if !slices.Contains(cluster.DefaultAllow(), kind) {
 		how += " --allow " + kind // exec and ssh are off unless a worker opts in
 	}
-	fmt.Fprintf(stderr, "fanout: warning: no live worker runs job kind %q (%d live workers); the sweep waits for one (its tasks are dropped after %s): %s\n",
-		kind, len(ws), shortDuration(rec.Retention), how)
+	tagged := ""
+	if len(rec.On) > 0 {
+		tagged = " with tags " + cluster.FormatTags(rec.On)
+		how += " --tags " + cluster.FormatTags(rec.On)
+	}
+	fmt.Fprintf(stderr, "fanout: warning: no live worker runs job kind %q%s (%d live workers); the sweep waits for one (its tasks are dropped after %s): %s\n",
+		kind, tagged, len(ws), shortDuration(rec.Retention), how)
 }
 
 // shortDuration writes whole hours or minutes without the zeros of

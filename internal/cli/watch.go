@@ -150,8 +150,12 @@ instead: the server fires its rounds, each worker polls its share of the
 targets, and the watch goes on until fanout watch stop --server URL ID,
 whoever submitted it. --detach prints its id and returns; else its changes
 print here until Ctrl-C. fanout watch events follows one, fanout watch ls
-lists them. --every is then whole seconds; --rounds, --confirm, --flap,
---alive, --dead, --db and --spread are not taken.
+lists them, fanout attach --server URL ID follows one again. --on
+KEY=VALUE,... pins it to the workers started with those --tags. --every is
+then whole seconds; --rounds and --spread are not taken. --confirm, --flap,
+--alive, --dead, --db and --metrics apply to the changes followed here:
+this command then reads every result of every round and reckons the changes
+by the rules above, instead of printing those the workers publish (1/1).
 
 Exit status: 0 when every target of the last round was up, 1 otherwise, 2
 on usage errors (nothing sent), 130 interrupted.`,
@@ -285,6 +289,9 @@ func (wf *watchFlags) check(cmd *cobra.Command) error {
 func runWatch(cmd *cobra.Command, f *sweepFlags, spec fanout.Spec, wf *watchFlags) error {
 	if f.cluster != nil && f.cluster.server != "" {
 		return runClusterWatch(cmd, f, spec, wf) // cwatch.go
+	}
+	if _, err := f.cluster.tags(); err != nil { // --on without --server
+		return err
 	}
 	// The rounds' summaries and the signal handler both write to stderr.
 	stderr := &lockedWriter{w: cmd.ErrOrStderr()}

@@ -29,6 +29,7 @@ func newWorkerCmd() *cobra.Command {
 		creds   cluster.Credentials
 		ackWait time.Duration
 		local   jobssh.Local // this worker's own ssh files and policy
+		tags    string
 	)
 	cmd := &cobra.Command{
 		Use:   "worker [--server URL] [flags]",
@@ -42,6 +43,11 @@ tasks go to the others after the ack wait).
 lists the job kinds it runs: by default every kind but exec and ssh, because
 exec runs arbitrary local commands here and ssh logs in elsewhere with this
 worker's keys. Tasks of other kinds are left to other workers.
+
+--tags KEY=VALUE,... (dc=paris,rack=3) are published with the worker's
+heartbeat: a sweep or watch submitted with --on dc=paris runs only on the
+workers that have every tag it names (a watch's chunks are shared out among
+those alone); the others leave it.
 
 An ssh sweep runs here with this worker's own OpenSSH setup, never the
 submitter's: the ssh config (--ssh-config, default ~/.ssh/config then
@@ -67,6 +73,10 @@ resumes when it is accepted again. See SECURITY.md.`,
 			stderr := cmd.ErrOrStderr()
 			if o.Concurrency < 1 {
 				return usageErrorf("--concurrency %d: want 1 or more", o.Concurrency)
+			}
+			var err error
+			if o.Tags, err = cluster.ParseTags(tags); err != nil {
+				return usageErrorf("--tags: %v", err)
 			}
 			if allow != "" {
 				o.Allow = nil
@@ -139,6 +149,7 @@ resumes when it is accepted again. See SECURITY.md.`,
 	fl.IntVarP(&o.Concurrency, "concurrency", "c", engine.DefaultConcurrency, "targets in flight at most on this worker")
 	fl.StringVar(&o.Name, "name", "", "worker name shown in status and results (default HOST-PID)")
 	fl.StringVar(&allow, "allow", "", "job kinds this worker runs, comma-separated (default: all but exec and ssh)")
+	fl.StringVar(&tags, "tags", "", "this worker's tags, KEY=VALUE,... (dc=paris,rack=3): sweeps and watches submitted with --on run only on the workers that have them")
 	fl.StringVarP(&local.SSHConfig, "ssh-config", "F", "", `ssh sweeps: ssh config file, instead of ~/.ssh/config and /etc/ssh/ssh_config ("none" for none)`)
 	fl.StringArrayVarP(&local.Identities, "identity", "i", nil, "ssh sweeps: identity file (repeatable), tried after the agent's keys")
 	fl.BoolVar(&local.NoAgent, "no-agent", false, "ssh sweeps: do not use the ssh-agent")
