@@ -30,7 +30,6 @@ type sshd struct {
 
 func needSSHD(t *testing.T) { t.Helper(); lab.NeedSSHD(t) }
 
-func freePort(t testing.TB) int { return closedPort(t) }
 
 // startSSHD runs sshd -D -e with a config trusting keys; extra lines are
 // appended to its config.
