@@ -329,7 +329,7 @@ func TestCrashAfterCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 7; i++ {
-		if _, err := s.db.Exec(`INSERT INTO results(sweep_idx, host, status) VALUES(?, 'h', 'up')`, id<<idxBits|int64(i)); err != nil {
+		if _, err := s.db.Exec(`INSERT INTO results(sweep_idx, host, code) VALUES(?, 'h', 1)`, id<<idxBits|int64(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
