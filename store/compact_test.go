@@ -222,8 +222,8 @@ func TestMigrateToCompact(t *testing.T) {
 	old.Close()
 
 	s := mustOpen(t, path)
-	if v, _ := s.Schema(); v != SchemaVersion {
-		t.Fatalf("schema %d after migration, want %d", v, SchemaVersion)
+	if v, _ := s.Schema(); v != currentVersion() {
+		t.Fatalf("schema %d after migration, want %d", v, currentVersion())
 	}
 	checkResults(t, s, id, want)
 	var hosts []string

@@ -141,8 +141,8 @@ func TestMigrateToCounts(t *testing.T) {
 	old.Close()
 
 	s := mustOpen(t, path)
-	if v, _ := s.Schema(); v != SchemaVersion {
-		t.Fatalf("schema %d after migration, want %d", v, SchemaVersion)
+	if v, _ := s.Schema(); v != currentVersion() {
+		t.Fatalf("schema %d after migration, want %d", v, currentVersion())
 	}
 	c, err := s.Counts(1)
 	if err != nil {

@@ -139,8 +139,8 @@ func TestUnstampedStore(t *testing.T) {
 		}
 		return
 	}
-	if a, v := header(); a != applicationID || v != SchemaVersion {
-		t.Fatalf("new file: application_id %#x user_version %d, want %#x %d", a, v, applicationID, SchemaVersion)
+	if a, v := header(); a != applicationID || v != int64(currentVersion()) {
+		t.Fatalf("new file: application_id %#x user_version %d, want %#x %d", a, v, applicationID, currentVersion())
 	}
 	rawDB(t, path, `PRAGMA application_id=0`, `PRAGMA user_version=0`)
 
@@ -161,8 +161,8 @@ func TestUnstampedStore(t *testing.T) {
 		t.Errorf("after stamping: sweep %+v, %v", sw, err)
 	}
 	s.Close()
-	if a, v := header(); a != applicationID || v != SchemaVersion {
-		t.Errorf("after Open: application_id %#x user_version %d, want %#x %d", a, v, applicationID, SchemaVersion)
+	if a, v := header(); a != applicationID || v != int64(currentVersion()) {
+		t.Errorf("after Open: application_id %#x user_version %d, want %#x %d", a, v, applicationID, currentVersion())
 	}
 }
 
