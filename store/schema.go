@@ -165,7 +165,7 @@ var compactSchema = `CREATE TABLE statuses(
 		worker        TEXT,                 -- NULL locally
 		rtt_stddev_ns INTEGER NOT NULL DEFAULT 0
 	);
-	INSERT INTO results7 SELECT sweep_idx, fanout_ipv4(host), fanout_ipv4(addr), port,
+	INSERT INTO results7 SELECT sweep_idx, fanout_ipv4(host), CASE WHEN addr IS NULL THEN NULL ELSE fanout_ipv4(addr) END, port,
 		(SELECT code FROM statuses s WHERE s.status = r.status AND s.class = COALESCE(r.class, '')),
 		error, rtt_ns, sent, NULLIF(recv, sent), NULLIF(rtt_min_ns, rtt_ns), NULLIF(rtt_avg_ns, rtt_ns),
 		NULLIF(rtt_max_ns, rtt_ns), exit_code, stdout, stderr, truncated, attempts, start_ns, end_ns, worker,
