@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -267,6 +268,18 @@ func TestMigrateToCompact(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkResults(t, s, id, want)
+	// Old rows and new ones in one sweep, ordered by target as diff merges
+	// them: an IPv4 host migrated as text would sort after the integers.
+	var byTarget []string
+	if err := s.ResultsByTarget(context.Background(), id, func(r job.Result) error {
+		byTarget = append(byTarget, r.Host)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.IsSortedFunc(byTarget, CompareHosts) {
+		t.Errorf("ResultsByTarget after migration: %q, not in CompareHosts order", byTarget)
+	}
 }
 
 // TestStatusesReread: a reader that meets a code added after it read the
