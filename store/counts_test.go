@@ -14,7 +14,7 @@ import (
 // scanCounts tallies sweep id's rows themselves, as the old Counts did.
 func scanCounts(t *testing.T, s *Store, id int64) map[string]uint64 {
 	t.Helper()
-	rows, err := s.db.Query(`SELECT status || '/' || COALESCE(class, ''), COUNT(*) FROM results WHERE ` + inSweep(id) + ` GROUP BY 1`)
+	rows, err := s.db.Query(`SELECT status || '/' || COALESCE(class, ''), COUNT(*) FROM result_rows WHERE ` + inSweep(id) + ` GROUP BY 1`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,8 +141,8 @@ func TestMigrateToCounts(t *testing.T) {
 	old.Close()
 
 	s := mustOpen(t, path)
-	if v, _ := s.Schema(); v != SchemaVersion {
-		t.Fatalf("schema %d after migration, want %d", v, SchemaVersion)
+	if v, _ := s.Schema(); v != currentVersion() {
+		t.Fatalf("schema %d after migration, want %d", v, currentVersion())
 	}
 	c, err := s.Counts(1)
 	if err != nil {
@@ -208,7 +208,7 @@ func TestColumnsMatchTable(t *testing.T) {
 			}
 		case c.keep:
 			t.Errorf("%s: keep, but the table has a default (%s)", name, dflt)
-		case dflt == "NULL" && c.dflt != nil, dflt == "0" && c.dflt != int64(0), dflt != "NULL" && dflt != "0":
+		case dflt == "NULL" && c.dflt != nil, dflt != "NULL" && fmt.Sprint(c.dflt) != dflt:
 			t.Errorf("%s: writer's default %v, table's %s", name, c.dflt, dflt)
 		}
 		i++

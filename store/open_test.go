@@ -139,8 +139,8 @@ func TestUnstampedStore(t *testing.T) {
 		}
 		return
 	}
-	if a, v := header(); a != applicationID || v != SchemaVersion {
-		t.Fatalf("new file: application_id %#x user_version %d, want %#x %d", a, v, applicationID, SchemaVersion)
+	if a, v := header(); a != applicationID || v != int64(currentVersion()) {
+		t.Fatalf("new file: application_id %#x user_version %d, want %#x %d", a, v, applicationID, currentVersion())
 	}
 	rawDB(t, path, `PRAGMA application_id=0`, `PRAGMA user_version=0`)
 
@@ -161,8 +161,8 @@ func TestUnstampedStore(t *testing.T) {
 		t.Errorf("after stamping: sweep %+v, %v", sw, err)
 	}
 	s.Close()
-	if a, v := header(); a != applicationID || v != SchemaVersion {
-		t.Errorf("after Open: application_id %#x user_version %d, want %#x %d", a, v, applicationID, SchemaVersion)
+	if a, v := header(); a != applicationID || v != int64(currentVersion()) {
+		t.Errorf("after Open: application_id %#x user_version %d, want %#x %d", a, v, applicationID, currentVersion())
 	}
 }
 
@@ -329,7 +329,7 @@ func TestCrashAfterCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 7; i++ {
-		if _, err := s.db.Exec(`INSERT INTO results(sweep_idx, host, status) VALUES(?, 'h', 'up')`, id<<idxBits|int64(i)); err != nil {
+		if _, err := s.db.Exec(`INSERT INTO results(sweep_idx, host, code) VALUES(?, 'h', 1)`, id<<idxBits|int64(i)); err != nil {
 			t.Fatal(err)
 		}
 	}

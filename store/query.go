@@ -22,13 +22,13 @@ func (q Query) where() (string, []any) {
 		args    []any
 	)
 	if len(q.Status) > 0 {
-		clauses = append(clauses, "status IN ("+placeholders(len(q.Status))+")")
+		clauses = append(clauses, "code IN (SELECT code FROM statuses WHERE status IN ("+placeholders(len(q.Status))+"))")
 		for _, s := range q.Status {
 			args = append(args, string(s))
 		}
 	}
 	if len(q.Class) > 0 {
-		clauses = append(clauses, "class IN ("+placeholders(len(q.Class))+")")
+		clauses = append(clauses, "code IN (SELECT code FROM statuses WHERE class IN ("+placeholders(len(q.Class))+"))")
 		for _, c := range q.Class {
 			args = append(args, string(c))
 		}
@@ -51,6 +51,9 @@ var resultCols = func() string {
 	}
 	return strings.Join(cols, ", ")
 }()
+
+// upCodes is SQL for the codes of up Results.
+const upCodes = `(SELECT code FROM statuses WHERE status='up')`
 
 // Results calls fn with sweep id's Results that match q, in index order,
 // streaming (a /8 is never held in memory). fn's error stops the scan.
@@ -78,13 +81,13 @@ func (s *Store) ResultsByTarget(ctx context.Context, id int64, fn func(job.Resul
 
 // Slowest returns up to n of sweep id's up Results with the longest RTT.
 func (s *Store) Slowest(ctx context.Context, id int64, n int) ([]job.Result, error) {
-	return s.collect(ctx, id, `SELECT `+resultCols+` FROM results WHERE `+inSweep(id)+` AND status='up' AND rtt_ns>0
+	return s.collect(ctx, id, `SELECT `+resultCols+` FROM results WHERE `+inSweep(id)+` AND code IN `+upCodes+` AND rtt_ns>0
 		ORDER BY rtt_ns DESC, sweep_idx LIMIT ?`, n)
 }
 
 // Failing returns up to n of sweep id's Results that are not up, in index order.
 func (s *Store) Failing(ctx context.Context, id int64, n int) ([]job.Result, error) {
-	return s.collect(ctx, id, `SELECT `+resultCols+` FROM results WHERE `+inSweep(id)+` AND status<>'up'
+	return s.collect(ctx, id, `SELECT `+resultCols+` FROM results WHERE `+inSweep(id)+` AND code NOT IN `+upCodes+`
 		ORDER BY sweep_idx LIMIT ?`, n)
 }
 
@@ -102,6 +105,10 @@ func (s *Store) collect(ctx context.Context, id int64, q string, n int) ([]job.R
 }
 
 func (s *Store) scan(ctx context.Context, kind, q string, args []any, fn func(job.Result) error) error {
+	statuses, err := s.statuses(ctx)
+	if err != nil {
+		return err
+	}
 	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return s.describe("read results from", err)
@@ -115,15 +122,20 @@ func (s *Store) scan(ctx context.Context, kind, q string, args []any, fn func(jo
 		nulls  = make([]sql.NullInt64, len(cols))
 		blobs  = make([][]byte, len(cols))
 		isBlob = make([]bool, len(cols))
+		hosts  = make([]hostOf, len(cols))
 		dest   []any
 	)
 	for i, c := range cols {
-		switch c.Field.Kind {
-		case job.KindString:
+		switch {
+		case c.dec == asHost:
+			dest = append(dest, &hosts[i])
+		case c.dec != asKind:
+			dest = append(dest, &ints[i])
+		case c.Field.Kind == job.KindString:
 			dest = append(dest, &strs[i])
-		case job.KindOptInt:
+		case c.Field.Kind == job.KindOptInt:
 			dest = append(dest, &nulls[i])
-		case job.KindBytes:
+		case c.Field.Kind == job.KindBytes:
 			dest = append(dest, &blobs[i], &isBlob[i])
 		default:
 			dest = append(dest, &ints[i])
@@ -136,6 +148,19 @@ func (s *Store) scan(ctx context.Context, kind, q string, args []any, fn func(jo
 		}
 		r = job.Result{Job: kind}
 		for i, c := range cols {
+			switch c.dec {
+			case asHost:
+				strs[i] = string(hosts[i])
+			case asStatus, asClass:
+				sc, err := statuses.get(ints[i])
+				if err != nil {
+					return err
+				}
+				strs[i] = string(sc.status)
+				if c.dec == asClass {
+					strs[i] = string(sc.class)
+				}
+			}
 			switch p := c.Field.Ptr(&r); c.Field.Kind {
 			case job.KindUint:
 				*p.(*uint64) = uint64(ints[i])
@@ -189,21 +214,29 @@ type Point struct {
 // Points calls fn with every Result of sweep id in its light form, in storage
 // order: a full scan that reads a fraction of each row.
 func (s *Store) Points(ctx context.Context, id int64, fn func(Point) error) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT sweep_idx & 1099511627775, host, COALESCE(addr, host), status, COALESCE(class, ''), rtt_ns FROM results WHERE `+inSweep(id))
+	statuses, err := s.statuses(ctx)
+	if err != nil {
+		return err
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT sweep_idx & 1099511627775, host, COALESCE(addr, host), code, rtt_ns FROM results WHERE `+inSweep(id))
 	if err != nil {
 		return s.describe("read results from", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var (
-			p             Point
-			idx, rtt      int64
-			status, class string
+			p              Point
+			idx, code, rtt int64
+			host, addr     hostOf
 		)
-		if err := rows.Scan(&idx, &p.Host, &p.Addr, &status, &class, &rtt); err != nil {
+		if err := rows.Scan(&idx, &host, &addr, &code, &rtt); err != nil {
 			return s.describe("read results from", err)
 		}
-		p.Index, p.Status, p.Class, p.RTT = uint64(idx), job.Status(status), job.Class(class), time.Duration(rtt)
+		sc, err := statuses.get(code)
+		if err != nil {
+			return err
+		}
+		p.Index, p.Host, p.Addr, p.Status, p.Class, p.RTT = uint64(idx), string(host), string(addr), sc.status, sc.class, time.Duration(rtt)
 		if err := fn(p); err != nil {
 			return err
 		}

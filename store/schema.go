@@ -118,7 +118,74 @@ var migrations = append([]string{
 		host, COALESCE(addr, host) AS addr, port, status, class, error, rtt_ns, sent, recv,
 		rtt_min_ns, rtt_avg_ns, rtt_max_ns, exit_code, stdout, stderr, truncated, attempts,
 		start_ns, end_ns, worker, rtt_stddev_ns FROM results;`,
+
+	// 7: compact results (what --db costs a sweep is per row and per bound
+	// value): see compactSchema.
+	compactSchema,
 }, testMigrations...)
+
+// compactSchema is schema step 7: results rows hold what a view cannot
+// derive. An IPv4 host or addr is an INTEGER (a.b.c.d is a<<24|b<<16|c<<8|d:
+// an integer binds without the copy a string costs), status and class are
+// one code (statuses), and a value equal to another column is NULL
+// (rtt_min/avg/max equal to rtt_ns, recv equal to sent); attempts defaults
+// to 1, code to up's. An up ping Result binds 6 values of 21. result_rows
+// shows rows as schema 6 stored them. Old rows are copied over, their IPv4
+// hosts made integers by fanout_ipv4 (a function of fanout's, registered
+// with the driver: the view and the tables never name it, so sqlite3 reads
+// the file without it).
+var compactSchema = `CREATE TABLE statuses(
+		code   INTEGER PRIMARY KEY,
+		status TEXT NOT NULL,
+		class  TEXT NOT NULL DEFAULT '',    -- '' when up
+		UNIQUE(status, class)
+	);
+	INSERT INTO statuses(code, status, class) VALUES(1, 'up', ''), (2, 'down', ''), (3, 'down', 'timeout'), (4, 'error', '');
+	INSERT OR IGNORE INTO statuses(status, class) SELECT DISTINCT status, COALESCE(class, '') FROM results;
+	CREATE TABLE results7(
+		sweep_idx     INTEGER PRIMARY KEY,
+		host          NOT NULL,             -- TEXT, or an IPv4 address as an INTEGER (no type: no conversion)
+		addr,                               -- NULL: same as host; TEXT or INTEGER as host
+		port          INTEGER NOT NULL DEFAULT 0,
+		code          INTEGER NOT NULL DEFAULT 1, -- statuses.code: status and class (1: up)
+		error         TEXT,
+		rtt_ns        INTEGER NOT NULL DEFAULT 0,
+		sent          INTEGER NOT NULL DEFAULT 0,
+		recv          INTEGER,              -- NULL: same as sent
+		rtt_min_ns    INTEGER,              -- NULL: same as rtt_ns
+		rtt_avg_ns    INTEGER,              -- NULL: same as rtt_ns
+		rtt_max_ns    INTEGER,              -- NULL: same as rtt_ns
+		exit_code     INTEGER,
+		stdout        BLOB,
+		stderr        BLOB,
+		truncated     INTEGER NOT NULL DEFAULT 0,
+		attempts      INTEGER NOT NULL DEFAULT 1,
+		start_ns      INTEGER NOT NULL DEFAULT 0,
+		end_ns        INTEGER NOT NULL DEFAULT 0,
+		worker        TEXT,                 -- NULL locally
+		rtt_stddev_ns INTEGER NOT NULL DEFAULT 0
+	);
+	INSERT INTO results7 SELECT sweep_idx, fanout_ipv4(host), CASE WHEN addr IS NULL THEN NULL ELSE fanout_ipv4(addr) END, port,
+		(SELECT code FROM statuses s WHERE s.status = r.status AND s.class = COALESCE(r.class, '')),
+		error, rtt_ns, sent, NULLIF(recv, sent), NULLIF(rtt_min_ns, rtt_ns), NULLIF(rtt_avg_ns, rtt_ns),
+		NULLIF(rtt_max_ns, rtt_ns), exit_code, stdout, stderr, truncated, attempts, start_ns, end_ns, worker,
+		rtt_stddev_ns FROM results r;
+	DROP VIEW result_rows;
+	DROP TABLE results;
+	ALTER TABLE results7 RENAME TO results;
+	CREATE VIEW result_rows AS SELECT sweep_idx>>40 AS sweep, sweep_idx&1099511627775 AS idx, sweep_idx,
+		` + hostText("host") + ` AS host, ` + hostText("COALESCE(addr, host)") + ` AS addr, port,
+		s.status AS status, NULLIF(s.class, '') AS class, error, rtt_ns, sent, COALESCE(recv, sent) AS recv,
+		COALESCE(rtt_min_ns, rtt_ns) AS rtt_min_ns, COALESCE(rtt_avg_ns, rtt_ns) AS rtt_avg_ns,
+		COALESCE(rtt_max_ns, rtt_ns) AS rtt_max_ns, exit_code, stdout, stderr, truncated, attempts,
+		start_ns, end_ns, worker, rtt_stddev_ns FROM results JOIN statuses s USING (code);`
+
+// hostText is SQL for the text of a host or addr column x: an IPv4
+// address stored as an integer in dotted form, text as it is.
+func hostText(x string) string {
+	return `CASE WHEN typeof(` + x + `)='integer' THEN ((` + x + `)>>24)||'.'||(((` + x + `)>>16)&255)||'.'||(((` + x +
+		`)>>8)&255)||'.'||((` + x + `)&255) ELSE ` + x + ` END`
+}
 
 // watchSchema is schema step 5: a watch, and its rounds, each a sweep.
 const watchSchema = `CREATE TABLE watches(
@@ -150,7 +217,7 @@ const watchSchema = `CREATE TABLE watches(
 	);`
 
 // SchemaVersion is the schema this fanout writes.
-const SchemaVersion = 6
+const SchemaVersion = 7
 
 // column is one column of results and how a Writer takes it from a Result.
 type column struct {
@@ -160,40 +227,46 @@ type column struct {
 	// the column has none and is always written.
 	dflt any
 	keep bool
+	// holds are the job.Fields columns it stores, when not just name
+	// (code holds status and class).
+	holds []string
 }
 
 // bindOpts are what a column's value needs beside the Result.
 type bindOpts struct {
-	sweep     int64 // the key is sweep<<idxBits | index
-	maxOutput int   // bytes of stdout and of stderr kept
+	sweep     int64  // the key is sweep<<idxBits | index
+	maxOutput int    // bytes of stdout and of stderr kept
+	codes     *codes // status and class -> code, the batch's pairs interned
 }
 
-// columns are results' columns as a Writer fills them, in order: the one
-// place that says how a job.Result is stored. NULL means the zero value
-// (addr: same as host), so that a row holds only what a Result has.
-// columns are spelled out where the store keeps a field its own way (the
-// key, addr NULL when it is the host, bounded output, boxed statuses); every
-// other column of ResultColumns is bound as its Kind says (fieldColumns), so
-// a field added to job.Fields is stored once its migration adds the column.
+// columns are results' columns as a Writer fills them, in the table's
+// order. They are spelled out where the store keeps a field its own way
+// (compactSchema): the key, an IPv4 host as an integer, addr NULL when it is
+// the host, status and class as one code, recv and the RTT statistics NULL
+// when equal to sent and rtt_ns, attempts defaulting to 1, bounded output.
+// Every other column of ResultColumns is bound as its Kind says
+// (fieldColumns), so a field added to job.Fields is stored once its
+// migration adds the column. A row holds and binds only what a Result has:
+// an up ping Result binds 6 values (TestCompactRows).
 var columns = fieldColumns([]column{
 	{name: "sweep_idx", value: func(r *job.Result, o *bindOpts) any { return o.sweep<<idxBits | int64(r.Index) }, keep: true},
-	{name: "host", value: func(r *job.Result, _ *bindOpts) any { return r.Host }, keep: true},
+	{name: "host", value: func(r *job.Result, _ *bindOpts) any { return hostValue(r.Host) }, keep: true},
 	{name: "addr", value: func(r *job.Result, _ *bindOpts) any {
 		if r.Addr == r.Host {
 			return nil
 		}
-		return r.Addr
+		return hostValue(r.Addr)
 	}},
 	{name: "port", value: func(r *job.Result, _ *bindOpts) any { return int64(r.Port) }, dflt: int64(0)},
-	{name: "status", value: func(r *job.Result, _ *bindOpts) any { return boxStatus(r.Status) }, keep: true},
-	{name: "class", value: func(r *job.Result, _ *bindOpts) any { return nullString(string(r.Class)) }},
+	{name: "code", value: func(r *job.Result, o *bindOpts) any { return o.codes.code(r.Status, r.Class) },
+		dflt: int64(upCode), holds: []string{"status", "class"}},
 	{name: "error", value: func(r *job.Result, _ *bindOpts) any { return nullString(r.Error) }},
 	{name: "rtt_ns", value: func(r *job.Result, _ *bindOpts) any { return int64(r.RTT) }, dflt: int64(0)},
 	{name: "sent", value: func(r *job.Result, _ *bindOpts) any { return int64(r.Sent) }, dflt: int64(0)},
-	{name: "recv", value: func(r *job.Result, _ *bindOpts) any { return int64(r.Recv) }, dflt: int64(0)},
-	{name: "rtt_min_ns", value: func(r *job.Result, _ *bindOpts) any { return int64(r.RTTMin) }, dflt: int64(0)},
-	{name: "rtt_avg_ns", value: func(r *job.Result, _ *bindOpts) any { return int64(r.RTTAvg) }, dflt: int64(0)},
-	{name: "rtt_max_ns", value: func(r *job.Result, _ *bindOpts) any { return int64(r.RTTMax) }, dflt: int64(0)},
+	{name: "recv", value: func(r *job.Result, _ *bindOpts) any { return unless(r.Recv == r.Sent, int64(r.Recv)) }},
+	{name: "rtt_min_ns", value: func(r *job.Result, _ *bindOpts) any { return unless(r.RTTMin == r.RTT, int64(r.RTTMin)) }},
+	{name: "rtt_avg_ns", value: func(r *job.Result, _ *bindOpts) any { return unless(r.RTTAvg == r.RTT, int64(r.RTTAvg)) }},
+	{name: "rtt_max_ns", value: func(r *job.Result, _ *bindOpts) any { return unless(r.RTTMax == r.RTT, int64(r.RTTMax)) }},
 	{name: "exit_code", value: func(r *job.Result, _ *bindOpts) any {
 		if r.ExitCode == nil {
 			return nil
@@ -208,23 +281,26 @@ var columns = fieldColumns([]column{
 		}
 		return int64(0)
 	}, dflt: int64(0)},
-	{name: "attempts", value: func(r *job.Result, _ *bindOpts) any { return int64(r.Attempts) }, dflt: int64(0)},
+	{name: "attempts", value: func(r *job.Result, _ *bindOpts) any { return int64(r.Attempts) }, dflt: int64(1)},
 	{name: "start_ns", value: func(r *job.Result, _ *bindOpts) any { return unixNano(r.Start) }, dflt: int64(0)},
 	{name: "end_ns", value: func(r *job.Result, _ *bindOpts) any { return unixNano(r.End) }, dflt: int64(0)},
 	{name: "worker", value: func(r *job.Result, _ *bindOpts) any { return nullString(r.Worker) }},
 })
 
 // fieldColumns is cs and, after them, a column for every field of
-// ResultColumns that cs does not name, bound by the field's Kind: integers,
+// ResultColumns that cs does not hold, bound by the field's Kind: integers,
 // durations (ns), bools and times (Unix ns) NOT NULL DEFAULT 0, strings and
 // bytes NULL when empty.
 func fieldColumns(cs []column) []column {
-	named := map[string]bool{}
+	held := map[string]bool{}
 	for _, c := range cs {
-		named[c.name] = true
+		held[c.name] = true
+		for _, h := range c.holds {
+			held[h] = true
+		}
 	}
 	for _, rc := range ResultColumns() {
-		if named[rc.Name] {
+		if held[rc.Field.Column] {
 			continue
 		}
 		f := rc.Field
@@ -267,19 +343,71 @@ func fieldColumns(cs []column) []column {
 	return cs
 }
 
-// The statuses boxed once: a status boxed per Result is garbage per Result.
-var upBox, downBox, errorBox any = string(job.Up), string(job.Down), string(job.Error)
+// upCode is the code of status up (no class): the default, so that a batch
+// of up Results binds no code.
+const upCode = 1
 
-func boxStatus(st job.Status) any {
-	switch st {
-	case job.Up:
-		return upBox
-	case job.Down:
-		return downBox
-	case job.Error:
-		return errorBox
+// unless is v, or NULL when same (v equals the column NULL stands for).
+func unless(same bool, v int64) any {
+	if same {
+		return nil
 	}
-	return string(st)
+	return v
+}
+
+// hostValue is how a host or addr is stored: a dotted-quad IPv4 address
+// in its canonical form (what target sets produce) as an integer, anything
+// else as text. hostOf reads either back.
+func hostValue(h string) any {
+	if v, ok := parseIPv4(h); ok {
+		return v
+	}
+	return h
+}
+
+// parseIPv4 is h as an integer if h is a.b.c.d with each part in 0-255
+// and no leading zero (so that formatting it gives h back).
+func parseIPv4(h string) (int64, bool) {
+	if len(h) < 7 || len(h) > 15 {
+		return 0, false
+	}
+	var v, part int64
+	digits, dots := 0, 0
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		switch {
+		case c >= '0' && c <= '9':
+			if digits > 0 && part == 0 {
+				return 0, false // a leading zero
+			}
+			part = part*10 + int64(c-'0')
+			digits++
+			if part > 255 {
+				return 0, false
+			}
+		case c == '.' && digits > 0 && dots < 3:
+			v, part, digits = v<<8|part, 0, 0
+			dots++
+		default:
+			return 0, false
+		}
+	}
+	if dots != 3 || digits == 0 {
+		return 0, false
+	}
+	return v<<8 | part, true
+}
+
+// formatIPv4 is the dotted form of v, an address parseIPv4 made.
+func formatIPv4(v int64) string {
+	b := make([]byte, 0, 15)
+	for shift := 24; shift >= 0; shift -= 8 {
+		b = strconv.AppendInt(b, v>>shift&255, 10)
+		if shift > 0 {
+			b = append(b, '.')
+		}
+	}
+	return string(b)
 }
 
 // nullString is s, or NULL when empty.
@@ -304,15 +432,46 @@ func currentVersion() int { return len(migrations) }
 // ResultColumn is a column of the results table and the field of
 // job.Result it holds.
 type ResultColumn struct {
-	Name  string     // column of results
+	Name  string     // column of results (status and class: code)
 	Field *job.Field // the field of job.Fields it holds
 	read  string     // what reads it back (select list expressions)
+	dec   decoding   // how scan turns what it read into the field
+}
+
+// decoding is how scan turns a column it read into a field.
+type decoding uint8
+
+const (
+	asKind   decoding = iota // as the field's Kind says
+	asHost                   // text, or an IPv4 address as an integer (hostOf)
+	asStatus                 // the status of a code (statuses)
+	asClass                  // the class of a code
+)
+
+// storedAs is how the store keeps the fields that columns spells out, by
+// their job.Fields column, where reading them back is more than reading
+// their column: which column holds it, the SQL that reads it, how scan
+// decodes it.
+var storedAs = map[string]struct {
+	col, read string
+	dec       decoding
+}{
+	"sweep_idx":  {read: fmt.Sprintf("sweep_idx & %d", uint64(maxIdx))}, // the key: sweep<<idxBits | index
+	"host":       {read: "host", dec: asHost},
+	"addr":       {read: "COALESCE(addr, host)", dec: asHost}, // NULL: the same as host
+	"status":     {col: "code", read: "code", dec: asStatus},
+	"class":      {col: "code", read: "code", dec: asClass},
+	"recv":       {read: "COALESCE(recv, sent)"},
+	"rtt_min_ns": {read: "COALESCE(rtt_min_ns, rtt_ns)"},
+	"rtt_avg_ns": {read: "COALESCE(rtt_avg_ns, rtt_ns)"},
+	"rtt_max_ns": {read: "COALESCE(rtt_max_ns, rtt_ns)"},
 }
 
 // ResultColumns are the columns of the results table that hold Result
-// fields: one per field of job.Fields with a Column, in the table's order.
-// A writer binds them, Results reads them back (TestResultFieldsStore
-// checks both). The job kind is not among them: it is the sweep's.
+// fields: one per field of job.Fields with a Column, in the table's order
+// (status and class are both in code). A writer binds them, Results reads
+// them back (TestResultFieldsStore checks both). The job kind is not among
+// them: it is the sweep's.
 func ResultColumns() []ResultColumn { return resultColumns }
 
 var resultColumns = func() []ResultColumn {
@@ -324,18 +483,20 @@ var resultColumns = func() []ResultColumn {
 			continue
 		}
 		c := ResultColumn{Name: f.Column, Field: f}
-		switch {
-		case f.Column == "sweep_idx": // the key: sweep<<idxBits | index
-			c.read = fmt.Sprintf("sweep_idx & %d", uint64(maxIdx))
-		case f.Column == "addr": // NULL: the same as host
-			c.read = "COALESCE(addr, host)"
-		case f.Kind == job.KindString:
+		if as, ok := storedAs[f.Column]; ok {
+			if as.col != "" {
+				c.Name = as.col
+			}
+			c.read, c.dec = as.read, as.dec
+			cs = append(cs, c)
+			continue
+		}
+		switch f.Kind {
+		case job.KindString:
 			c.read = "COALESCE(" + f.Column + ", '')"
-		case f.Kind == job.KindOptInt:
-			c.read = f.Column
-		case f.Kind == job.KindBytes: // NULL (absent) told from empty, which scans as nil
+		case job.KindBytes: // NULL (absent) told from empty, which scans as nil
 			c.read = f.Column + ", " + f.Column + " IS NOT NULL"
-		default: // integers, NOT NULL DEFAULT 0: numbers, durations (ns), bools, times (Unix ns, 0 when zero)
+		default: // integers, NOT NULL DEFAULT 0: numbers, durations (ns), bools, times (Unix ns, 0 when zero); an optional int
 			c.read = f.Column
 		}
 		cs = append(cs, c)

@@ -8,24 +8,27 @@
 // kill -9 of fanout; a power cut may roll back the last batches (never
 // corrupt the file), and resume redoes what they held.
 //
-// The file is plain SQLite, readable with sqlite3 (schema version 5):
+// The file is plain SQLite, readable with sqlite3 (schema version 7):
 //
 //	sweeps(id, job, spec, total, state, reason, created_ns)  -- spec: spec.Spec as JSON
 //	lists(sweep, list, part, data)  -- the lines of the spec's "-" and @FILE targets
 //	runs(sweep, run, version, start_ns, last_ns, end_ns, state, reason)
-//	results(sweep_idx, host, addr, port, status, class, error, rtt_ns, sent, recv,
+//	results(sweep_idx, host, addr, port, code, error, rtt_ns, sent, recv,
 //	        rtt_min_ns, rtt_avg_ns, rtt_max_ns, exit_code, stdout, stderr, truncated,
-//	        attempts, start_ns, end_ns, worker)
+//	        attempts, start_ns, end_ns, worker, rtt_stddev_ns)  -- compact: see compactSchema
+//	statuses(code, status, class)  -- results.code
 //	result_counts(sweep, status, class, n)  -- kept as Results are written
-//	result_rows: results with sweep_idx split into sweep and idx, addr filled in
+//	result_rows(sweep, idx, sweep_idx, host, addr, port, status, class, error,
+//	        rtt_ns, sent, recv, rtt_min_ns, rtt_avg_ns, rtt_max_ns, exit_code,
+//	        stdout, stderr, truncated, attempts, start_ns, end_ns, worker,
+//	        rtt_stddev_ns)  -- results spelled out: what to query
 //	watches(id, key, spec, every_ns, keep_ns, keep_rounds, created_ns)
 //	rounds(watch, round, sweep, due_ns, start_ns, end_ns, late, targets, up, down, error, changes)
 //	  -- round n of a watch is a sweep (see watch.go)
 //
 // for example: sqlite3 scan.db "SELECT host, rtt_ns/1e6 FROM result_rows
-// WHERE sweep=1 AND status='up' ORDER BY rtt_ns DESC LIMIT 10". In results
-// a NULL addr means "same as host" (result_rows shows the host there); NULL
-// class, error and worker mean empty. The header
+// WHERE sweep=1 AND status='up' ORDER BY rtt_ns DESC LIMIT 10". In
+// result_rows NULL class, error and worker mean empty. The header
 // says whose the file is: application_id 0x666e6f75 ("fnou"), user_version
 // the schema version (also in fanout_meta, where older fanouts read it).
 //

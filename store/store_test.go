@@ -289,7 +289,7 @@ func TestBadFiles(t *testing.T) {
 	}{
 		{"text file", text, "is not a fanout database (not an SQLite file)"},
 		{"other sqlite", other, "is not a fanout database (an SQLite file of another program"},
-		{"newer schema", newer, fmt.Sprintf("has schema version 99, newer than this fanout understands (%d)", SchemaVersion)},
+		{"newer schema", newer, fmt.Sprintf("has schema version 99, newer than this fanout understands (%d)", currentVersion())},
 		{"directory", dir, "is a directory"},
 	}
 	if os.Geteuid() != 0 { // root writes anywhere
@@ -329,6 +329,14 @@ func TestReadOnlyFileForNewSweep(t *testing.T) {
 
 // TestMigrations builds a version-1 database the way an old fanout did, with
 // a sweep in it, and checks that Open migrates it and keeps the data.
+// TestSchemaVersion: SchemaVersion is the last migration of a release
+// build (the test build adds its extra field's after it).
+func TestSchemaVersion(t *testing.T) {
+	if got := currentVersion() - len(testMigrations); got != SchemaVersion {
+		t.Errorf("%d migrations, SchemaVersion %d: bump it with a step", got, SchemaVersion)
+	}
+}
+
 func TestMigrations(t *testing.T) {
 	t.Parallel()
 	path := tmpDB(t)
@@ -351,8 +359,8 @@ func TestMigrations(t *testing.T) {
 	old.Close()
 
 	s := mustOpen(t, path)
-	if v, _ := s.Schema(); v != SchemaVersion {
-		t.Fatalf("schema after migration = %d, want %d", v, SchemaVersion)
+	if v, _ := s.Schema(); v != currentVersion() {
+		t.Fatalf("schema after migration = %d, want %d", v, currentVersion())
 	}
 	sw, err := s.Sweep(1)
 	if err != nil {

@@ -796,7 +796,7 @@ func (s *Store) History(ctx context.Context, w int64, host string, port int) ([]
 			// First round, or the host moved: look it up in the whole round.
 			got, idx = got[:0], idx[:0]
 			err = s.scan(ctx, sw.Spec.Job, `SELECT `+resultCols+` FROM results WHERE `+inSweep(rd.Sweep)+
-				` AND (host=? OR addr=?) ORDER BY sweep_idx`, []any{host, host}, func(r job.Result) error {
+				` AND (host IN (?, ?) OR addr IN (?, ?)) ORDER BY sweep_idx`, []any{host, hostValue(host), host, hostValue(host)}, func(r job.Result) error {
 				if match(&r) {
 					got = append(got, r)
 					idx = append(idx, r.Index)
@@ -843,17 +843,19 @@ func (s *Store) Uptimes(ctx context.Context, w int64, maxRounds int) ([]Uptime, 
 		if rd.Sweep == 0 {
 			continue
 		}
-		rows, err := s.db.QueryContext(ctx, `SELECT host, port, status='up' FROM results WHERE `+inSweep(rd.Sweep))
+		rows, err := s.db.QueryContext(ctx, `SELECT host, port, code IN `+upCodes+` FROM results WHERE `+inSweep(rd.Sweep))
 		if err != nil {
 			return nil, s.describe("read results from", err)
 		}
 		for rows.Next() {
 			var k key
+			var host hostOf
 			var up bool
-			if err := rows.Scan(&k.host, &k.port, &up); err != nil {
+			if err := rows.Scan(&host, &k.port, &up); err != nil {
 				rows.Close()
 				return nil, s.describe("read results from", err)
 			}
+			k.host = string(host)
 			i, ok := at[k]
 			if !ok {
 				i = len(out)

@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"math/bits"
 	"reflect"
 	"strings"
 	"sync"
@@ -17,7 +18,7 @@ import (
 
 const (
 	// defaultBatch is the Results per transaction, and per insert statement:
-	// 1,024 rows of 21 columns bind 21,504 values, under SQLite's 32,766.
+	// 1,024 rows of 21 columns bind 21,504 values at most, under SQLite's 32,766.
 	defaultBatch = 1024
 	queued       = 6 // full batches waiting for the writer at most
 )
@@ -56,9 +57,10 @@ type WriterOptions struct {
 // A transaction inserts its batch with one multi-row INSERT (batches cut
 // short by the commit interval use a few statements of power-of-two sizes),
 // and adds the batch to the sweep's stored counts. The INSERT names the
-// columns that some Result of the batch fills: a column at its default in
-// every row (a ping has no output, a tcp connect no RTT statistics) is left
-// to the default, as SQLite's and the driver's cost is per bound value.
+// columns that some Result of the batch (or of the one before) fills: a
+// column at its default in every row (a ping has no output, a tcp connect no
+// RTT statistics, an up Result no status code) is left to the default, as
+// SQLite's and the driver's cost is per bound value (see columns).
 type Writer struct {
 	s     *Store
 	sweep int64
@@ -85,8 +87,8 @@ type Writer struct {
 	// own statements, run through conn.Raw, since database/sql's checks
 	// of each of a statement's 21,504 arguments cost more than the insert.
 	inserts map[insertKey]driver.Stmt
-	vals    []any               // the rows' column values, row after row, reused
 	args    []driver.NamedValue // the statement's values, reused
+	cols    colSet              // the columns the last insert named
 	tally   tally               // the batch's counts, reused
 
 	closing atomic.Bool   // Close is waiting: commit at normal priority
@@ -146,7 +148,8 @@ func (s *Store) NewWriter(id int64, o WriterOptions) (*Writer, error) {
 	if err != nil {
 		return nil, s.describe("write results to", err)
 	}
-	w := &Writer{s: s, sweep: id, o: o, conn: conn, bind: bindOpts{sweep: id, maxOutput: o.MaxOutput},
+	w := &Writer{s: s, sweep: id, o: o, conn: conn,
+		bind:    bindOpts{sweep: id, maxOutput: o.MaxOutput, codes: &codes{of: map[statusKey]int64{}}},
 		batches: make(chan []job.Result, queued), free: make(chan []job.Result, queued+2), done: make(chan struct{}),
 		ckptStop: make(chan struct{}), ckptDone: make(chan struct{})}
 	if err := conn.QueryRowContext(ctx, `SELECT COALESCE(MAX(run),0) FROM runs WHERE sweep=?`, id).Scan(&w.run); err != nil {
@@ -164,6 +167,9 @@ func (s *Store) NewWriter(id int64, o WriterOptions) (*Writer, error) {
 	_, err = conn.ExecContext(ctx, `PRAGMA cache_size=-8192`)
 	if err == nil {
 		_, err = conn.ExecContext(ctx, `PRAGMA wal_autocheckpoint=0`)
+	}
+	if err == nil {
+		err = w.loadCodes(ctx)
 	}
 	if err == nil {
 		err = conn.Raw(func(dc any) error { return w.prepare(dc) })
@@ -196,6 +202,8 @@ func (w *Writer) prepare(dc any) error {
 		{&w.tx.lastRun, "UPDATE runs SET last_ns=? WHERE sweep=? AND run=?"},
 		{&w.tx.count, `INSERT INTO result_counts(sweep, status, class, n) VALUES(?, ?, ?, ?)
 			ON CONFLICT(sweep, status, class) DO UPDATE SET n = n + excluded.n`},
+		{&w.bind.codes.add, `INSERT OR IGNORE INTO statuses(status, class) VALUES(?, ?)`},
+		{&w.bind.codes.get, `SELECT code FROM statuses WHERE status=? AND class=?`},
 	} {
 		var err error
 		if *s.st, err = p.PrepareContext(ctx, s.q); err != nil {
@@ -203,6 +211,24 @@ func (w *Writer) prepare(dc any) error {
 		}
 	}
 	return nil
+}
+
+// loadCodes reads the statuses table into the writer's codes.
+func (w *Writer) loadCodes(ctx context.Context) error {
+	rows, err := w.conn.QueryContext(ctx, `SELECT code, status, class FROM statuses`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var code int64
+		var st, cl string
+		if err := rows.Scan(&code, &st, &cl); err != nil {
+			return err
+		}
+		w.bind.codes.of[statusKey{job.Status(st), job.Class(cl)}] = code
+	}
+	return rows.Err()
 }
 
 // checkpointEvery is how often the WAL is copied into the database while a
@@ -280,7 +306,8 @@ func (w *Writer) Close() error {
 
 func (w *Writer) closeStmts() {
 	w.conn.Raw(func(any) error {
-		for _, st := range []driver.Stmt{w.tx.begin, w.tx.commit, w.tx.rollback, w.tx.lastRun, w.tx.count} {
+		for _, st := range []driver.Stmt{w.tx.begin, w.tx.commit, w.tx.rollback, w.tx.lastRun, w.tx.count,
+			w.bind.codes.add, w.bind.codes.get} {
 			if st != nil {
 				st.Close()
 			}
@@ -392,8 +419,12 @@ func (w *Writer) transaction(dc any, b []job.Result, rowByRow bool) (n uint64, e
 	defer func() {
 		if err != nil {
 			w.exec(w.tx.rollback) // fails harmlessly when SQLite rolled back already
+			w.bind.codes.rollback()
 		}
 	}()
+	if err := w.bind.codes.intern(b); err != nil {
+		return 0, err
+	}
 	w.tally.reset()
 	if rowByRow {
 		for i := range b {
@@ -439,41 +470,84 @@ func (w *Writer) transaction(dc any, b []job.Result, rowByRow bool) (n uint64, e
 	if err := w.exec(w.tx.commit); err != nil {
 		return 0, err
 	}
+	w.bind.codes.commit()
 	return n, nil
 }
 
 // insertRows runs the insert of rows (a power of two of them) and returns
-// the rows inserted.
+// the rows inserted. It names the columns the last insert named, binding
+// each row's values as it goes; a column this batch fills that the last did
+// not makes it bind them again (rarely: a sweep's Results are alike). A
+// column named but at its default in every row is bound all the same, and
+// left out of the next insert.
 func (w *Writer) insertRows(dc any, rows []job.Result) (uint64, error) {
-	w.vals = w.vals[:0]
-	var cols colSet
-	for i := range rows {
-		for c := range columns {
-			v := columns[c].value(&rows[i], &w.bind)
-			w.vals = append(w.vals, v)
-			if columns[c].keep || v != columns[c].dflt {
-				cols |= 1 << c
-			}
-		}
+	cols := w.cols
+	used := w.bindRows(rows, cols)
+	if used&^cols != 0 {
+		cols |= used
+		w.bindRows(rows, cols)
 	}
+	w.cols = used
 	st, err := w.insertStmt(dc, insertKey{cols, len(rows)})
 	if err != nil {
 		return 0, err
 	}
-	w.args = w.args[:0]
-	for i, v := range w.vals {
-		if cols&(1<<(i%len(columns))) != 0 {
-			w.args = append(w.args, driver.NamedValue{Ordinal: len(w.args) + 1, Value: v})
-		}
-	}
 	res, err := st.(driver.StmtExecContext).ExecContext(context.Background(), w.args)
-	clear(w.vals) // drop the Results' strings and outputs
-	clear(w.args)
+	w.unbind()
 	if err != nil {
 		return 0, fmt.Errorf("index %d: %w", rows[0].Index, err)
 	}
 	n, err := res.RowsAffected()
 	return uint64(n), err
+}
+
+// bindRows sets w.args to the values of rows in columns cols, and returns
+// the columns that some row fills (a value other than the default).
+func (w *Writer) bindRows(rows []job.Result, cols colSet) (used colSet) {
+	n := len(rows) * bits.OnesCount32(uint32(cols))
+	if cap(w.args) < n {
+		w.args = make([]driver.NamedValue, n)
+	}
+	w.args = w.args[:n]
+	k := 0
+	for i := range rows {
+		for c := range columns {
+			col := &columns[c]
+			v := col.value(&rows[i], &w.bind)
+			if col.keep || !isDefault(v, col.dflt) {
+				used |= 1 << c
+			}
+			if cols&(1<<c) != 0 {
+				// Field by field: a NamedValue copied whole is a bulk
+				// write barrier while the GC marks.
+				a := &w.args[k]
+				a.Ordinal, a.Value = k+1, v
+				k++
+			}
+		}
+	}
+	return used
+}
+
+// unbind drops the values of w.args (the Results' strings and outputs).
+func (w *Writer) unbind() {
+	for i := range w.args {
+		w.args[i].Value = nil
+	}
+}
+
+// isDefault is v == d (a column's default: nil or an int64), without the
+// runtime's generic comparison for the common case, integers: it is called
+// for every column of every Result.
+func isDefault(v, d any) bool {
+	switch x := v.(type) {
+	case nil:
+		return d == nil
+	case int64:
+		y, ok := d.(int64)
+		return ok && x == y
+	}
+	return false
 }
 
 // insertStmt returns the insert k, preparing it on first use.

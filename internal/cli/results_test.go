@@ -171,7 +171,9 @@ func TestStoreBadInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := raw.Exec(`UPDATE fanout_meta SET value='7' WHERE key='schema_version'`); err != nil {
+	// One past what this fanout writes: a file of a later fanout.
+	newerVersion := strconv.Itoa(store.SchemaVersion + 1)
+	if _, err := raw.Exec(`UPDATE fanout_meta SET value=? WHERE key='schema_version'`, newerVersion); err != nil {
 		t.Fatal(err)
 	}
 	raw.Close()
@@ -183,7 +185,7 @@ func TestStoreBadInput(t *testing.T) {
 	}{
 		{[]string{"results", text}, 2, text + " is not a fanout database (not an SQLite file)"},
 		{[]string{"tcp", "-p", "9", "--db", text, "127.0.0.1"}, 2, "--db: " + text + " is not a fanout database"},
-		{[]string{"sweeps", newer}, 2, "has schema version 7, newer than this fanout understands"},
+		{[]string{"sweeps", newer}, 2, "has schema version " + newerVersion + ", newer than this fanout understands"},
 		{[]string{"results", filepath.Join(dir, "missing.db")}, 2, "no such file or directory"},
 		{[]string{"results", db, "--sweep", "9"}, 2, "sweep 9 in " + db + ": no such sweep (known: 1;"},
 		{[]string{"results", db, "--sweep", "x"}, 2, `sweep "x": want a sweep id`},
