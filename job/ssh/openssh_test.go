@@ -30,7 +30,6 @@ type sshd struct {
 
 func needSSHD(t *testing.T) { t.Helper(); lab.NeedSSHD(t) }
 
-
 // startSSHD runs sshd -D -e with a config trusting keys; extra lines are
 // appended to its config.
 func startSSHD(t *testing.T, keys []ssh.PublicKey, extra ...string) *sshd {
