@@ -413,13 +413,17 @@ func Owner(watch string, chunk uint64, workers []string) string {
 
 // chunkDone is what a chunk's done mark says.
 type chunkDone struct {
-	Worker string    `json:"worker"`
-	Up     int       `json:"up"`
-	Down   int       `json:"down"`
-	Error  int       `json:"error"`
-	Start  time.Time `json:"start"`
-	End    time.Time `json:"end"`
-	Due    time.Time `json:"due"`
+	Worker string `json:"worker"`
+	// Changes is how many change events the chunk's run published (and
+	// had acknowledged) before this mark: a follower prints them all
+	// before the round's end.
+	Changes int       `json:"changes,omitempty"`
+	Up      int       `json:"up"`
+	Down    int       `json:"down"`
+	Error   int       `json:"error"`
+	Start   time.Time `json:"start"`
+	End     time.Time `json:"end"`
+	Due     time.Time `json:"due"`
 }
 
 // WatchStatus is one watch as `fanout watch ls` shows it.
@@ -570,6 +574,12 @@ type FollowOptions struct {
 
 // Follow streams watch id's results, round ends and change events until
 // ctx is done or the watch is stopped and its last round is done.
+// followEventWait is how long a follower waits for a round's change
+// events once its done marks are all in, before it ends the round without
+// them (a chunk run twice may publish other events than those its mark
+// counts, deduplicated away by their ids).
+const followEventWait = 10 * time.Second
+
 func (c *Client) Follow(ctx context.Context, id string, o FollowOptions) error {
 	rec, err := c.LookupWatch(ctx, id)
 	if err != nil {
@@ -650,9 +660,11 @@ func (c *Client) Follow(ctx context.Context, id string, o FollowOptions) error {
 		o.First(skip + 1)
 	}
 	type roundSeen struct {
-		seen  bitmap
-		done  map[uint64]chunkDone
-		ended bool
+		seen     bitmap
+		done     map[uint64]chunkDone
+		ended    bool
+		events   int       // distinct change events of the round received
+		complete time.Time // every done mark in, the round's events not yet
 	}
 	rounds := map[uint64]*roundSeen{}
 	events := map[string]bool{}
@@ -674,6 +686,28 @@ func (c *Client) Follow(ctx context.Context, id string, o FollowOptions) error {
 		}
 		return r
 	}
+	// endRound ends round n once every chunk's done mark is in and, when
+	// changes are followed, the change events the marks count (each
+	// chunk's events are acknowledged before its mark is published, but
+	// they come through another consumer): a round's changes are all
+	// delivered before its end. force ends it without them (events that a
+	// second run of a chunk deduplicated away, or that expired).
+	endRound := func(n uint64, r *roundSeen, force bool) {
+		if r.ended || uint64(len(r.done)) < rec.Chunks {
+			return
+		}
+		rd := roundOfDone(rec, n, r.done)
+		if o.Change != nil && r.events < rd.Changes && !force {
+			if r.complete.IsZero() {
+				r.complete = time.Now()
+			}
+			return
+		}
+		r.ended = true
+		if o.RoundEnd != nil {
+			o.RoundEnd(rd)
+		}
+	}
 	check := time.NewTicker(2 * time.Second)
 	defer check.Stop()
 	for {
@@ -681,6 +715,11 @@ func (c *Client) Follow(ctx context.Context, id string, o FollowOptions) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-check.C:
+			for n, r := range rounds {
+				if !r.ended && !r.complete.IsZero() && time.Since(r.complete) > followEventWait {
+					endRound(n, r, true)
+				}
+			}
 			stopped, at, err := watchStopped(ctx, c.s, id)
 			if err != nil || !stopped || time.Since(at) < 2*WorkerTTL+rec.Every {
 				continue
@@ -708,6 +747,11 @@ func (c *Client) Follow(ctx context.Context, id string, o FollowOptions) error {
 				}
 				events[ev.ID] = true
 				o.Change(ev)
+				if (o.Result != nil || o.RoundEnd != nil) && ev.Round > skip {
+					r := get(ev.Round)
+					r.events++
+					endRound(ev.Round, r, false)
+				}
 				continue
 			}
 			n, ch, done, ok := parseWResult(id, subj)
@@ -726,12 +770,7 @@ func (c *Client) Follow(ctx context.Context, id string, o FollowOptions) error {
 					continue
 				}
 				r.done[ch] = d
-				if uint64(len(r.done)) == rec.Chunks && !r.ended {
-					r.ended = true
-					if o.RoundEnd != nil {
-						o.RoundEnd(roundOfDone(rec, n, r.done))
-					}
-				}
+				endRound(n, r, false)
 				continue
 			}
 			if o.Result == nil {
@@ -769,6 +808,7 @@ func roundOfDone(rec WatchRecord, n uint64, done map[uint64]chunkDone) watch.Rou
 		rd.Up += d.Up
 		rd.Down += d.Down
 		rd.Error += d.Error
+		rd.Changes += max(d.Changes, 0)
 		if rd.Due.IsZero() || !d.Due.IsZero() && d.Due.Before(rd.Due) {
 			rd.Due = d.Due
 		}

@@ -26,10 +26,13 @@ type watchLog struct {
 	owner  map[uint64]map[uint64]string // round -> index -> worker
 	ended  map[uint64]watch.Round
 	events []Event
+	// early: rounds that ended before all their change events came
+	// (round -> events seen at its end), which Follow must never do.
+	early map[uint64]int
 }
 
 func newWatchLog() *watchLog {
-	return &watchLog{owner: map[uint64]map[uint64]string{}, ended: map[uint64]watch.Round{}}
+	return &watchLog{owner: map[uint64]map[uint64]string{}, ended: map[uint64]watch.Round{}, early: map[uint64]int{}}
 }
 
 func (l *watchLog) opts() FollowOptions {
@@ -45,8 +48,17 @@ func (l *watchLog) opts() FollowOptions {
 		},
 		RoundEnd: func(rd watch.Round) {
 			l.mu.Lock()
+			defer l.mu.Unlock()
 			l.ended[rd.N] = rd
-			l.mu.Unlock()
+			seen := 0
+			for _, e := range l.events {
+				if e.Round == rd.N {
+					seen++
+				}
+			}
+			if seen < rd.Changes {
+				l.early[rd.N] = seen
+			}
 		},
 		Change: func(e Event) {
 			l.mu.Lock()
@@ -293,6 +305,14 @@ func TestWatchOnCluster(t *testing.T) {
 	log.waitRound(t, maxRound)
 	counts := storedWatchCounts(t, ctx, c, rec.ID)
 	checkRounds(t, counts, 1, maxRound, n)
+	log.mu.Lock()
+	for r, seen := range log.early {
+		t.Errorf("round %d ended with %d of its %d change events delivered, want all of them first", r, seen, log.ended[r].Changes)
+	}
+	if rd := log.ended[1]; rd.Changes < n-1 {
+		t.Errorf("round 1: %d changes counted by its done marks, want %d or more", rd.Changes, n-1)
+	}
+	log.mu.Unlock()
 
 	// The changes: round 1 reports every refused target down once, and
 	// nothing else changes.

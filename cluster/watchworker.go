@@ -461,10 +461,11 @@ func (w *Worker) runChunk(ctx context.Context, wr *watchRun, rd *openRound, c ui
 			return ctx.Err()
 		}
 	}
-	if err := w.publishChanges(ctx, wr, rd.n, c, mine, len(mine) == len(results)); err != nil {
+	changes, err := w.publishChanges(ctx, wr, rd.n, c, mine, len(mine) == len(results))
+	if err != nil {
 		return err
 	}
-	d := chunkDone{Worker: w.opts.Name, Start: start, End: time.Now(), Due: rd.due}
+	d := chunkDone{Worker: w.opts.Name, Start: start, End: time.Now(), Due: rd.due, Changes: changes}
 	for _, r := range results {
 		switch r.Status {
 		case job.Up:
@@ -495,7 +496,7 @@ func (w *Worker) runChunk(ctx context.Context, wr *watchRun, rd *openRound, c ui
 // server), each once (its event id is the message id). whole says mine
 // holds every index of the chunk: the state is then kept for the next
 // round.
-func (w *Worker) publishChanges(ctx context.Context, wr *watchRun, n, c uint64, mine []job.Result, whole bool) error {
+func (w *Worker) publishChanges(ctx context.Context, wr *watchRun, n, c uint64, mine []job.Result, whole bool) (int, error) {
 	rec := wr.rec
 	lo := c * rec.ChunkSize
 	hi := min(lo+rec.ChunkSize, rec.Total)
@@ -516,6 +517,7 @@ func (w *Worker) publishChanges(ctx context.Context, wr *watchRun, n, c uint64, 
 		prev = nil
 	}
 	next := &chunkState{round: n, codes: make([]stateCode, hi-lo)}
+	published := 0
 	for _, r := range mine {
 		k, ok := target.Position(wr.sr.order, r.Index)
 		if !ok || k < lo || k >= hi {
@@ -535,19 +537,20 @@ func (w *Worker) publishChanges(ctx context.Context, wr *watchRun, n, c uint64, 
 			Result: r, PrevStatus: was.status, PrevClass: was.class}
 		b, err := json.Marshal(ev)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if _, err := w.s.js.PublishMsgAsync(&nats.Msg{Subject: eventSubject(rec.ID), Data: b,
 			Header: nats.Header{"Nats-Msg-Id": []string{ev.ID}}}, jetstream.WithMsgTTL(rec.Retention)); err != nil {
-			return fmt.Errorf("publish change: %w", err)
+			return 0, fmt.Errorf("publish change: %w", err)
 		}
+		published++
 	}
 	select {
 	case <-w.s.js.PublishAsyncComplete():
 	case <-ctx.Done():
-		return ctx.Err()
+		return 0, ctx.Err()
 	case <-time.After(30 * time.Second):
-		return errors.New("changes not acknowledged by the server after 30s")
+		return 0, errors.New("changes not acknowledged by the server after 30s")
 	}
 	wr.mu.Lock()
 	if whole {
@@ -556,7 +559,7 @@ func (w *Worker) publishChanges(ctx context.Context, wr *watchRun, n, c uint64, 
 		delete(wr.state, c) // read back next round
 	}
 	wr.mu.Unlock()
-	return nil
+	return published, nil
 }
 
 // storedState reads chunk c's stored results of round n back from the
