@@ -3,11 +3,13 @@ package cli_test
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -32,14 +34,19 @@ func clusterRoundsDone(p *bgProc) int {
 // processes against the lab fleet: once both workers are alive (so that
 // membership holds from round 1), round 1 opens one TCP connection per host
 // (counted where the fleet accepts them) and later rounds none: each worker
-// keeps its job, and so its hosts' connections, round after round. Every
-// round reaches every host, up, with its output.
+// keeps its job, and so its hosts' connections, round after round, and a
+// round that overran is not polled twice at once (round 2's run of a chunk
+// waits for round 1's: it dialled every host again while round 1 held the
+// connections). Every round reaches every host, up, with its output.
 func TestClusterWatchSSHKeepsConnections(t *testing.T) {
 	t.Parallel()
 	const n = 30
 	dir := t.TempDir()
 	key, pub := clientKey(t, dir)
-	fleet := lab.StartSSHFleetT(t, lab.SSHFleetOptions{AuthorizedKeys: []ssh.PublicKey{pub}})
+	// Handshakes slower than the interval: round 1 overruns, and round 2
+	// is due while round 1 still holds every host's connection.
+	fleet := lab.StartSSHFleetT(t, lab.SSHFleetOptions{AuthorizedKeys: []ssh.PublicKey{pub},
+		HandshakeDelay: func(netip.Addr) time.Duration { return 1500 * time.Millisecond }})
 	kh := filepath.Join(dir, "known_hosts")
 	if err := os.WriteFile(kh, []byte("[*]:"+strconv.Itoa(fleet.Port)+" "+string(ssh.MarshalAuthorizedKey(fleet.HostKey))), 0o600); err != nil {
 		t.Fatal(err)
