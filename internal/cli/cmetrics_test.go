@@ -270,3 +270,60 @@ func TestClusterMetricsAddrInUse(t *testing.T) {
 		}
 	}
 }
+
+// kill -9 one of two workers mid-watch: once its heartbeat expires, the
+// other takes over its unfinished chunks of the open rounds, and counts
+// them (fanout_worker_watch_takeovers_total); the server's view shows one
+// live worker, rounds complete again polled by that one alone, and the
+// rounds of the outage late.
+func TestClusterMetricsTakeover(t *testing.T) {
+	t.Parallel()
+	url, srv := testServer(t, "--metrics", "127.0.0.1:0")
+	smetrics := "http://" + servedAt(t, srv, `metrics on http://(\S+)/metrics`) + "/metrics"
+	w1 := testWorker(t, url, "w1", "--metrics", "127.0.0.1:0")
+	m1 := "http://" + servedAt(t, w1, `metrics on http://(\S+)/metrics`) + "/metrics"
+	w2 := testWorker(t, url, "w2")
+	waitFor(t, "the server to see both workers", testwait.Hang, func() bool {
+		v, _ := metricValue(scrapeMetrics(t, smetrics), "fanout_cluster_workers", nil)
+		return v == 2
+	})
+	sub := fanout(t, "", "watch", "tcp", "-p", "1", "--every", "1s", "--timeout", "1s", "--server", url, "--detach", "127.0.0.1-64")
+	if sub.code != 0 {
+		t.Fatalf("watch --detach: exit %d: %s", sub.code, sub.stderr)
+	}
+	id := strings.TrimSpace(sub.stdout)
+	w := map[string]string{"watch": id}
+	var killedAt float64
+	waitFor(t, "round 2 complete, polled by both", testwait.Hang, func() bool {
+		f := scrapeMetrics(t, smetrics)
+		r, _ := metricValue(f, "fanout_cluster_watch_complete_round", w)
+		o, _ := metricValue(f, "fanout_cluster_watch_owners", w)
+		killedAt = r
+		return r >= 2 && o == 2
+	})
+	if v, ok := metricValue(scrapeMetrics(t, m1), "fanout_worker_watch_takeovers_total", w); ok && v != 0 {
+		t.Fatalf("w1 took over %v chunks before any worker died", v)
+	}
+	w2.kill()
+	waitFor(t, "w1 to take over w2's chunks", testwait.Hang, func() bool {
+		v, _ := metricValue(scrapeMetrics(t, m1), "fanout_worker_watch_takeovers_total", w)
+		return v > 0
+	})
+	waitFor(t, "rounds complete again, polled by w1 alone", testwait.Hang, func() bool {
+		f := scrapeMetrics(t, smetrics)
+		r, _ := metricValue(f, "fanout_cluster_watch_complete_round", w)
+		o, _ := metricValue(f, "fanout_cluster_watch_owners", w)
+		n, _ := metricValue(f, "fanout_cluster_workers", nil)
+		return r > killedAt+2 && o == 1 && n == 1
+	})
+	f := scrapeMetrics(t, smetrics)
+	if v, _ := metricValue(f, "fanout_cluster_watch_late_rounds", w); v < 1 {
+		t.Errorf("server: %v late rounds among the last 10, want the outage's (w2's chunks done a heartbeat TTL late)", v)
+	}
+	if v, _ := metricValue(f, "fanout_cluster_watch_targets", map[string]string{"watch": id, "status": "down"}); v != 64 {
+		t.Errorf("server: %v targets down in the newest complete round, want 64", v)
+	}
+	if st := fanout(t, "", "watch", "stop", "--server", url, id); st.code != 0 {
+		t.Fatalf("watch stop: exit %d: %s", st.code, st.stderr)
+	}
+}
