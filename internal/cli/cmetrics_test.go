@@ -5,7 +5,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -79,7 +81,8 @@ func servedAt(t *testing.T, p *bgProc, re string) string {
 	return m[1]
 }
 
-// fanout server --metrics and fanout worker --metrics, scraped while a
+// fanout server --metrics and fanout worker --metrics, scraped after a
+// sweep (its tasks, targets and refused errors, summed over workers), while a
 // cluster watch of 300 refused tcp targets (150 chunks of 2) runs on two
 // workers, then once it is stopped and its rounds done: every exposition
 // parses; each worker polled, every round it saw tick, exactly the chunks
@@ -124,6 +127,35 @@ func TestClusterMetrics(t *testing.T) {
 		v, _ := metricValue(scrapeMetrics(t, smetrics), "fanout_cluster_workers", nil)
 		return v == 2
 	})
+	// A sweep first: its tasks, targets and errors, summed over workers.
+	sw := fanout(t, "", "tcp", "-p", "1", "--server", url, "--progress", "never", "-o", "jsonl", "127.0.0.1-50")
+	tasks := regexp.MustCompile(`50 targets in (\d+) tasks`).FindStringSubmatch(sw.stderr)
+	if sw.code != 1 || tasks == nil {
+		t.Fatalf("sweep: exit %d, want 1 (every target refused), and its task count: %s", sw.code, sw.stderr)
+	}
+	var sweep map[string]float64
+	// A task is counted once acked, just after its results reach the
+	// submitter.
+	waitFor(t, "the workers to count the sweep's tasks", testwait.Hang, func() bool {
+		sweep = map[string]float64{}
+		for _, name := range workers {
+			f := scrapeMetrics(t, wmetrics[name])
+			for _, k := range []string{"fanout_worker_tasks_total", "fanout_worker_task_results_published_total", "fanout_worker_task_duration_seconds"} {
+				v, _ := metricValue(f, k, nil)
+				sweep[k] += v
+			}
+			v, _ := metricValue(f, "fanout_worker_task_targets_total", map[string]string{"status": "down"})
+			sweep["down"] += v
+			v, _ = metricValue(f, "fanout_worker_task_errors_total", map[string]string{"class": "refused"})
+			sweep["refused"] += v
+		}
+		return sweep["fanout_worker_tasks_total"] >= atof(tasks[1])
+	})
+	if want := map[string]float64{"fanout_worker_tasks_total": atof(tasks[1]), "fanout_worker_task_duration_seconds": atof(tasks[1]),
+		"fanout_worker_task_results_published_total": 50, "down": 50, "refused": 50}; fmt.Sprint(sweep) != fmt.Sprint(want) {
+		t.Errorf("sweep of 50 refused targets in %s tasks, summed over workers: %v, want %v", tasks[1], sweep, want)
+	}
+
 	sub := fanout(t, "", "watch", "tcp", "-p", "1", "--every", "1s", "--timeout", "1s", "--server", url, "--detach", "127.0.0.1-127.0.1.44")
 	if sub.code != 0 {
 		t.Fatalf("watch --detach: exit %d: %s", sub.code, sub.stderr)
@@ -326,4 +358,9 @@ func TestClusterMetricsTakeover(t *testing.T) {
 	if st := fanout(t, "", "watch", "stop", "--server", url, id); st.code != 0 {
 		t.Fatalf("watch stop: exit %d: %s", st.code, st.stderr)
 	}
+}
+
+func atof(s string) float64 {
+	f, _ := strconv.ParseFloat(s, 64)
+	return f
 }
