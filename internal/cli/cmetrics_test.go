@@ -2,10 +2,10 @@ package cli_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
