@@ -106,16 +106,6 @@ func classLabel(c job.Class) string {
 	return string(c)
 }
 
-func statusLabel(s job.Status) string {
-	switch s {
-	case job.Up:
-		return "up"
-	case job.Down:
-		return "down"
-	}
-	return "error"
-}
-
 // forgetAfter is how many stopped watches a worker's metrics keep series
 // for: a stopped watch's series go when more than this many stopped since.
 const forgetAfter = 16
