@@ -41,6 +41,7 @@ type ServerOptions struct {
 	LocalCreds bool
 	StateDir   string                           // for LocalCreds; default DefaultStateDir()
 	Logf       func(format string, args ...any) // server log lines; nil: silent
+	Monitor    string                           // NATS's monitoring endpoint, PORT or HOST:PORT (metrics.go); "": off
 }
 
 // ErrNeedsAuth is returned when a server would listen beyond loopback
@@ -91,6 +92,7 @@ type Server struct {
 
 	stop context.CancelFunc
 	bg   sync.WaitGroup
+	self nkeys.KeyPair // the server's own admin (setUp, ServerMetrics); nil without auth
 }
 
 // StartServer starts an embedded server and returns once it accepts
@@ -232,6 +234,9 @@ func StartServer(o ServerOptions) (*Server, error) {
 		}
 		opts.Routes = routes
 	}
+	if err := monitorOptions(opts, o.Monitor); err != nil {
+		return nil, err
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("nats server: %w", err)
@@ -245,7 +250,7 @@ func StartServer(o ServerOptions) (*Server, error) {
 		return nil, fmt.Errorf("nats server on %s: not ready after 10s", net.JoinHostPort(host, strconv.Itoa(port)))
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	s := &Server{ns: ns, URL: ns.ClientURL(), stop: stop}
+	s := &Server{ns: ns, URL: ns.ClientURL(), stop: stop, self: self}
 	if local != nil {
 		actual := ns.Addr().(*net.TCPAddr).Port
 		if err := local.save(o.StateDir, actual); err != nil {

@@ -132,6 +132,7 @@ func (w *Worker) watchLoop(ctx context.Context) {
 			wr.mu.Lock()
 			if wr.rounds[n] == nil {
 				wr.rounds[n] = &openRound{n: n, due: due, seen: time.Now(), started: map[uint64]bool{}}
+				w.opts.Metrics.round(id)
 			}
 			older := wr.openBefore(n)
 			wr.mu.Unlock()
@@ -150,6 +151,7 @@ func (w *Worker) watchLoop(ctx context.Context) {
 				if stopped, _, err := watchStopped(ctx, w.s, id); err == nil && stopped && wr.openRounds() == 0 || wr.idle() {
 					if stopped {
 						w.opts.Logf("watch %s: stopped", id)
+						w.opts.Metrics.watchStopped(id)
 					}
 					wr.close()
 					delete(runs, id)
@@ -333,9 +335,14 @@ func (w *Worker) startOwned(ctx context.Context, wg *sync.WaitGroup, wr *watchRu
 			continue
 		}
 		wr.mu.Lock()
-		if rd.started[c] {
+		started, tried := rd.started[c]
+		if started {
 			wr.mu.Unlock()
 			continue
+		}
+		if scan && !tried {
+			// Not this worker's when the round ticked (a retry is tried).
+			w.opts.Metrics.takeover(wr.rec.ID)
 		}
 		rd.started[c] = true
 		prev, mine := wr.last[c], make(chan struct{})
@@ -347,6 +354,7 @@ func (w *Worker) startOwned(ctx context.Context, wg *sync.WaitGroup, wr *watchRu
 			defer close(mine)
 			if err := w.runChunk(ctx, wr, rd, c, prev); err != nil && ctx.Err() == nil {
 				w.opts.Logf("watch %s round %d chunk %d: %v; retried", wr.rec.ID, n, c, err)
+				w.opts.Metrics.chunkFailed(wr.rec.ID)
 				wr.mu.Lock()
 				rd.started[c] = false // the next scan runs it again
 				wr.mu.Unlock()
@@ -417,6 +425,17 @@ func (w *Worker) runChunk(ctx context.Context, wr *watchRun, rd *openRound, c ui
 		opts.Concurrency = rec.Spec.Concurrency
 	}
 	opts.Gate, opts.Pacer = w.gate, sr.rate
+	// This worker's run of the chunk's round before ends first: its changes
+	// are reckoned round after round, and a round that overran does not
+	// poll the same hosts twice at once (an ssh job's pool lends a host's
+	// connection to one run: a second would dial another).
+	if prev != nil {
+		select {
+		case <-prev:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	wr.mu.Lock()
 	j := sr.job
 	wr.mu.Unlock()
@@ -454,13 +473,6 @@ func (w *Worker) runChunk(ctx context.Context, wr *watchRun, rd *openRound, c ui
 		return fmt.Errorf("publish results: %w", err)
 	}
 	w.resultsDone.Add(int64(len(mine)))
-	if prev != nil {
-		select {
-		case <-prev:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 	changes, err := w.publishChanges(ctx, wr, rd.n, c, mine, len(mine) == len(results))
 	if err != nil {
 		return err
@@ -487,6 +499,7 @@ func (w *Worker) runChunk(ctx context.Context, wr *watchRun, rd *openRound, c ui
 		return fmt.Errorf("done mark: %w", err)
 	}
 	w.tasksDone.Add(1)
+	w.opts.Metrics.chunk(rec.ID, d, rec.Every, results, len(mine))
 	return nil
 }
 
@@ -518,6 +531,7 @@ func (w *Worker) publishChanges(ctx context.Context, wr *watchRun, n, c uint64, 
 	}
 	next := &chunkState{round: n, codes: make([]stateCode, hi-lo)}
 	published := 0
+	var kinds map[watch.Kind]int // published, for the metrics
 	for _, r := range mine {
 		k, ok := target.Position(wr.sr.order, r.Index)
 		if !ok || k < lo || k >= hi {
@@ -544,6 +558,10 @@ func (w *Worker) publishChanges(ctx context.Context, wr *watchRun, n, c uint64, 
 			return 0, fmt.Errorf("publish change: %w", err)
 		}
 		published++
+		if kinds == nil {
+			kinds = map[watch.Kind]int{}
+		}
+		kinds[kind]++
 	}
 	select {
 	case <-w.s.js.PublishAsyncComplete():
@@ -552,6 +570,7 @@ func (w *Worker) publishChanges(ctx context.Context, wr *watchRun, n, c uint64, 
 	case <-time.After(30 * time.Second):
 		return 0, errors.New("changes not acknowledged by the server after 30s")
 	}
+	w.opts.Metrics.changed(rec.ID, kinds)
 	wr.mu.Lock()
 	if whole {
 		wr.state[c] = next

@@ -104,6 +104,8 @@ type WorkerOptions struct {
 	// Tags are published in the heartbeat: sweeps and watches pinned to
 	// tags (--on) run only on the workers that have them all (ParseTags).
 	Tags map[string]string
+	// Metrics, when set, counts what this worker runs (NewWorkerMetrics).
+	Metrics *WorkerMetrics
 }
 
 // Worker pulls tasks and runs them with the local engine.
@@ -182,11 +184,13 @@ func NewWorker(ctx context.Context, nc *nats.Conn, o WorkerOptions) (*Worker, er
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s/%s: %w", TasksStream, WorkerConsumer, err)
 	}
-	return &Worker{
+	w := &Worker{
 		opts: o, nc: nc, s: s, cons: cons, gate: engine.NewGate(o.Concurrency), allow: allow,
 		sweeps: map[string]*sweepRun{}, active: map[string]int{}, refused: map[string]time.Time{},
 		started: time.Now(),
-	}, nil
+	}
+	o.Metrics.attach(w)
+	return w, nil
 }
 
 // Heartbeat is what a worker publishes in the workers bucket.
@@ -463,6 +467,8 @@ func (w *Worker) runTask(ctx context.Context, t task, sr *sweepRun, msg jetstrea
 	}()
 	buf := make([]job.Result, 0, min(flushEvery, t.Hi-t.Lo)) // grown once, not by doubling
 	var got int64
+	var byStatus [3]int // for the metrics
+	var byClass map[string]int
 	lastFlush := time.Now()
 	var c engine.Counters
 	stopInflight := w.trackInflight(tctx, &c)
@@ -470,6 +476,15 @@ func (w *Worker) runTask(ctx context.Context, t task, sr *sweepRun, msg jetstrea
 		r.Worker = w.opts.Name
 		buf = append(buf, r)
 		got++
+		if w.opts.Metrics != nil {
+			byStatus[statusIndex(r.Status)]++
+			if r.Status != job.Up {
+				if byClass == nil {
+					byClass = map[string]int{}
+				}
+				byClass[classLabel(r.Class)]++
+			}
+		}
 		w.outstanding.Add(-1)
 		if len(buf) >= flushEvery || time.Since(lastFlush) > time.Second {
 			batches <- buf
@@ -490,11 +505,13 @@ func (w *Worker) runTask(ctx context.Context, t task, sr *sweepRun, msg jetstrea
 		// Interrupted (worker stopping): hand the task back whole; what ran
 		// will run again, and what was published is not published twice.
 		_ = msg.Nak()
+		w.opts.Metrics.handedBack()
 		return got
 	}
 	if perr != nil {
 		w.opts.Logf("task %s/%d: publish results: %v; the task will be redelivered", t.Sweep, t.Chunk, perr)
 		_ = msg.Nak()
+		w.opts.Metrics.handedBack()
 		return got
 	}
 	stop()
@@ -506,6 +523,7 @@ func (w *Worker) runTask(ctx context.Context, t task, sr *sweepRun, msg jetstrea
 	}
 	w.tasksDone.Add(1)
 	w.resultsDone.Add(got)
+	w.opts.Metrics.task(t1.Sub(t0), byStatus, byClass, got)
 	if w.opts.Verbose {
 		w.opts.Logf("task %s/%d: %d targets run in %v, results published and task acked in %v",
 			t.Sweep, t.Chunk, got, t1.Sub(t0).Round(time.Millisecond), time.Since(t1).Round(time.Millisecond))

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"os/user"
@@ -24,6 +25,7 @@ func newServerCmd() *cobra.Command {
 	var usersFile, addUser, role, seedOut string
 	var passwordStdin bool
 	var verbose bool
+	var metrics string
 	cmd := &cobra.Command{
 		Use:   "server [flags]",
 		Short: "Run an embedded NATS JetStream server for distributed sweeps",
@@ -53,12 +55,27 @@ With --tls-cert and --tls-key, clients and routes between servers use TLS.
 Several servers form one NATS cluster with --cluster-listen and --routes;
 routes authenticate with the token, or TLS. Users who already run NATS with
 JetStream can skip this command and point --server at their own cluster.
-See SECURITY.md.`,
+See SECURITY.md.
+
+--metrics ADDR serves Prometheus metrics of the cluster as this server sees
+it at http://ADDR/metrics, read when scraped (at most every 2 s): per watch
+the newest round ticked and complete, late rounds among the last 10, up and
+down in the newest complete round (from its chunks' done marks, as fanout
+watch ls reads them), whether it is stopped; the live workers; each
+JetStream stream's messages and bytes. Workers serve what they ran
+(fanout worker --metrics).
+
+--monitor ADDR turns on NATS's own monitoring endpoint (/varz, /connz,
+/jsz, ...; PORT alone or an empty host: 127.0.0.1). NATS serves it
+read-only, over plain HTTP and WITHOUT authentication: anyone who reaches
+it sees the server's connections (client names and addresses), subjects and
+streams. Keep it on loopback, or behind a firewall or proxy of your own.`,
 		Example: `  fanout server
   fanout server --add-user rack1 --role worker --users users.json
   fanout server --add-user alice --role submitter --users users.json
   fanout server --listen 0.0.0.0:4222 --users users.json --tls-cert cert.pem --tls-key key.pem
   export FANOUT_TOKEN=$(fanout server --gen-token)
+  fanout server --metrics 127.0.0.1:9108 --monitor 8222
   fanout server --listen 0.0.0.0:4222 --cluster-listen 0.0.0.0:6222 --routes nats://peer1:6222,nats://peer2:6222 --name a`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -98,6 +115,16 @@ See SECURITY.md.`,
 				o.Users = users
 			}
 			o.LocalCreds = true
+			var ms *cluster.MetricsServer
+			if metrics != "" {
+				// Listening first: an address in use is a usage error
+				// before the server starts.
+				var err error
+				if ms, err = cluster.ListenMetrics(metrics); err != nil {
+					return usageErrorf("--metrics: %w", err)
+				}
+				defer ms.Close()
+			}
 			if verbose {
 				o.Logf = func(f string, a ...any) { fmt.Fprintf(stderr, "fanout server: "+f+"\n", a...) }
 			}
@@ -111,7 +138,7 @@ or users with roles: fanout server --add-user NAME --role worker|submitter|admin
 then fanout server --users FILE, and each user --nkey-seed NAME.nk.
 Add --tls-cert FILE --tls-key FILE to encrypt the traffic`, err, o.Listen)
 			}
-			if errors.Is(err, cluster.ErrServerOptions) {
+			if errors.Is(err, cluster.ErrServerOptions) || errors.Is(err, cluster.ErrMetricsAddr) {
 				return usageError(err)
 			}
 			if err != nil {
@@ -124,6 +151,18 @@ Add --tls-cert FILE --tls-key FILE to encrypt the traffic`, err, o.Listen)
 			fmt.Fprintf(stderr, "fanout server: ready on %s in %.1f ms (JetStream file store %s)\n",
 				s.URL, float64(s.StartUp.Microseconds())/1000, dir)
 			fmt.Fprintf(stderr, "fanout server: %s\n", authSummary(o, s))
+			if ms != nil {
+				sm := cluster.NewServerMetrics(s)
+				defer sm.Close()
+				ms.Registry.MustRegister(sm)
+				fmt.Fprintf(stderr, "fanout server: metrics on http://%s/metrics\n", ms.Addr())
+			}
+			if a := s.MonitorAddr(); a != nil {
+				fmt.Fprintf(stderr, "fanout server: NATS monitoring on http://%s/ (read-only, unauthenticated)\n", a)
+				if h, _, _ := net.SplitHostPort(a.String()); !cluster.IsLoopback(h) {
+					fmt.Fprintf(stderr, "fanout server: warning: the NATS monitoring endpoint listens beyond loopback on %s without authentication: anyone who reaches it sees this server's connections, subjects and streams\n", a)
+				}
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			<-ctx.Done()
@@ -151,6 +190,8 @@ Add --tls-cert FILE --tls-key FILE to encrypt the traffic`, err, o.Listen)
 	fl.BoolVar(&genToken, "gen-token", false, "print a new random token and exit")
 	fl.StringVar(&genNkey, "gen-nkey", "", "write a new nkey seed to FILE (mode 0600) and exit")
 	fl.BoolVarP(&verbose, "verbose", "v", false, "log the NATS server's notices")
+	fl.StringVar(&metrics, "metrics", "", "serve Prometheus metrics of the cluster (watches' rounds, workers, streams) at http://ADDR/metrics (HOST:PORT)")
+	fl.StringVar(&o.Monitor, "monitor", "", "turn on NATS's monitoring endpoint on PORT or HOST:PORT (default host 127.0.0.1); read-only and unauthenticated")
 	return cmd
 }
 

@@ -30,6 +30,7 @@ func newWorkerCmd() *cobra.Command {
 		ackWait time.Duration
 		local   jobssh.Local // this worker's own ssh files and policy
 		tags    string
+		metrics string
 	)
 	cmd := &cobra.Command{
 		Use:   "worker [--server URL] [flags]",
@@ -63,10 +64,20 @@ Credentials: on this machine, a loopback server's own (found by themselves);
 elsewhere a worker-role user of the server's users file (--nkey-seed FILE),
 or the cluster's token. If the server goes away or refuses the credentials
 for a while, the worker retries with backoff, says so once a minute, and
-resumes when it is accepted again. See SECURITY.md.`,
+resumes when it is accepted again. See SECURITY.md.
+
+--metrics ADDR serves Prometheus metrics of what this worker ran at
+http://ADDR/metrics: per cluster watch, the rounds it saw tick, the chunks it
+polled (late, failed and retried, taken over from a dead owner), their
+targets by status and errors by class, the results and change events it
+published, a histogram of chunk durations; and its sweep tasks (run, handed
+back, targets by status, errors by class, results, durations). Each worker
+serves its own: scrape them all, and the server's (fanout server --metrics)
+for the cluster's view.`,
 		Example: `  fanout worker
   fanout worker --server tls://nats.example:4222 --tls-ca ca.pem --nkey-seed rack1.nk -c 2000 --name rack1-a
   fanout worker --allow ping,tcp,exec
+  fanout worker --metrics 127.0.0.1:9109
   fanout worker --allow ssh --ssh-config /etc/fanout/ssh_config --identity /etc/fanout/id_ed25519 --known-hosts /etc/fanout/known_hosts`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -117,6 +128,17 @@ resumes when it is accepted again. See SECURITY.md.`,
 			if err != nil {
 				return err
 			}
+			if metrics != "" {
+				// Listening first: an address in use is a usage error
+				// before the worker connects.
+				ms, err := cluster.ListenMetrics(metrics)
+				if err != nil {
+					return usageErrorf("--metrics: %w", err)
+				}
+				defer ms.Close()
+				o.Metrics = cluster.NewWorkerMetrics(ms.Registry)
+				fmt.Fprintf(stderr, "%s fanout: metrics on http://%s/metrics\n", time.Now().Format("15:04:05"), ms.Addr())
+			}
 			// A lasting trouble (server gone, credentials refused) repeats
 			// the same line on every retry: it is logged once a minute.
 			logf := cluster.QuietRepeats(func(f string, a ...any) {
@@ -159,6 +181,7 @@ resumes when it is accepted again. See SECURITY.md.`,
 	fl.DurationVar(&ackWait, "ack-wait", cluster.DefaultAckWait, "how long a task of a dead worker waits before redelivery (when this worker creates the shared consumer)")
 	_ = fl.MarkHidden("ack-wait")
 	fl.BoolVarP(&o.Verbose, "verbose", "v", false, "log each task: targets, run and publish times")
+	fl.StringVar(&metrics, "metrics", "", "serve Prometheus metrics of what this worker runs at http://ADDR/metrics (HOST:PORT)")
 	addCredFlags(fl, &creds)
 	return cmd
 }
