@@ -86,7 +86,7 @@ type stateCode struct {
 }
 
 // watchLoop follows every watch's ticks until ctx is done.
-func (w *Worker) watchLoop(ctx context.Context) {
+func (w *Worker) watchLoop(ctx context.Context, ready func()) {
 	runs := map[string]*watchRun{}
 	defer func() {
 		for _, wr := range runs {
@@ -99,7 +99,7 @@ func (w *Worker) watchLoop(ctx context.Context) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		w.followTicks(ctx, ticks)
+		w.followTicks(ctx, ticks, ready)
 	}()
 	scan := time.NewTicker(watchScanEvery)
 	defer scan.Stop()
@@ -114,21 +114,32 @@ func (w *Worker) watchLoop(ctx context.Context) {
 			if !ok || !ok2 || !ValidSweepID(id) {
 				continue
 			}
-			// A tick already on its way when the watch was stopped
-			// starts nothing.
-			if stopped, _, err := watchStopped(ctx, w.s, id); err != nil || stopped {
+			meta, err := m.Metadata()
+			if err != nil {
+				continue
+			}
+			// A tick stored after the watch was stopped starts nothing;
+			// one stored before it does, however late this worker reads
+			// it (the other workers started their share of that round),
+			// unless the watch stopped long ago (a worker starting reads
+			// the last tick of every watch).
+			stopped, at, err := watchStopped(ctx, w.s, id)
+			if err != nil || stopped && (!meta.Timestamp.Before(at) || time.Since(at) > 2*WorkerTTL) {
 				continue
 			}
 			wr := w.watchRunFor(ctx, runs, id)
 			if wr == nil {
 				continue
 			}
-			meta, err := m.Metadata()
-			if err != nil {
-				continue
-			}
 			due := tickTime(m.Headers(), meta.Timestamp, wr.rec.Every)
+			if time.Since(due) > wr.keepOpen() {
+				continue // a round given up already
+			}
 			n := roundOf(wr.anchor, wr.rec.Every, due)
+			// A tick read late (the last one, read when this worker
+			// started following, or one it lagged behind): some of the
+			// round's chunks may be done already.
+			lateTick := time.Since(due) > wr.rec.Every/2
 			wr.mu.Lock()
 			if wr.rounds[n] == nil {
 				wr.rounds[n] = &openRound{n: n, due: due, seen: time.Now(), started: map[uint64]bool{}}
@@ -143,7 +154,7 @@ func (w *Worker) watchLoop(ctx context.Context) {
 			for _, o := range older {
 				w.startOwned(ctx, &wg, wr, o, alive, true)
 			}
-			w.startOwned(ctx, &wg, wr, n, alive, false)
+			w.startOwned(ctx, &wg, wr, n, alive, lateTick)
 		case <-scan.C:
 			for id, wr := range runs {
 				// A stopped watch starts no round (see the tick above); the
@@ -169,17 +180,23 @@ func (w *Worker) watchLoop(ctx context.Context) {
 	}
 }
 
-// followTicks sends every tick stored from now on to ticks: an ordered
-// consumer, which survives server restarts.
-func (w *Worker) followTicks(ctx context.Context, ticks chan<- jetstream.Msg) {
+// followTicks sends every watch's last tick, then every tick stored from
+// then on, to ticks: an ordered consumer, which survives server restarts
+// (and then sends the last ticks again: their rounds are known, or given
+// up). ready is called once it follows.
+func (w *Worker) followTicks(ctx context.Context, ticks chan<- jetstream.Msg, ready func()) {
 	fails := 0
 	for ctx.Err() == nil {
+		// From the last tick of each watch on: a worker that starts (or
+		// comes back) mid-round takes its share of that round, which the
+		// others, seeing its heartbeat, leave to it.
 		cons, err := w.s.js.OrderedConsumer(ctx, RoundsStream, jetstream.OrderedConsumerConfig{
-			FilterSubjects: []string{roundsPrefix + "*.tick"}, DeliverPolicy: jetstream.DeliverNewPolicy,
+			FilterSubjects: []string{roundsPrefix + "*.tick"}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
 		})
 		if err == nil {
 			var it jetstream.MessagesContext
 			if it, err = cons.Messages(); err == nil {
+				ready()
 				stop := context.AfterFunc(ctx, it.Stop)
 				for {
 					m, err := it.Next()
@@ -215,9 +232,6 @@ func (w *Worker) watchRunFor(ctx context.Context, runs map[string]*watchRun, id 
 			return nil
 		}
 		return wr
-	}
-	if stopped, _, err := watchStopped(ctx, w.s, id); err != nil || stopped {
-		return nil
 	}
 	rec, err := getWatch(ctx, w.s, id)
 	if err != nil {

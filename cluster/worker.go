@@ -242,9 +242,20 @@ func (w *Worker) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer w.closeJobs() // after every task has returned (defers run last first)
 	defer wg.Wait()
+	// The first heartbeat waits until the worker follows the watches' ticks
+	// (or a while): the others give a live worker its share of each round,
+	// so it must not look alive before it can see the rounds.
+	following := make(chan struct{})
+	var once sync.Once
+	ready := func() { once.Do(func() { close(following) }) }
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		select {
+		case <-following:
+		case <-time.After(10 * time.Second):
+		case <-ctx.Done():
+		}
 		t := time.NewTicker(heartbeatEvery)
 		defer t.Stop()
 		for {
@@ -263,7 +274,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		w.watchLoop(ctx) // cluster watches (watchworker.go)
+		w.watchLoop(ctx, ready) // cluster watches (watchworker.go)
 	}()
 	// Hold only what the worker can start soon: fetch another task while
 	// fewer targets than 1.5x the concurrency are outstanding, so the next
