@@ -244,52 +244,65 @@ func TestAddressInUse(t *testing.T) {
 
 // TestScrapeNeverBlocksRound: while a scrape is held inside the collector,
 // whole rounds go through the Exporter; the scrape then answers with the
-// snapshot it started from or a later one.
+// snapshot it started from or a later one, plain or gzipped.
 func TestScrapeNeverBlocksRound(t *testing.T) {
 	t.Parallel()
-	e, err := Listen("127.0.0.1:0", Options{MaxTargets: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	inside, release := make(chan struct{}), make(chan struct{})
-	first := true
-	e.collectHook = func() {
-		if first { // only the first scrape is held (Collect runs once per scrape)
-			first = false
-			close(inside)
-			<-release
-		}
-	}
-	d := tcpDriver(t, 9, "127.0.0.1-4", e)
-	round(t, d)
-	done := make(chan map[string]*dto.MetricFamily, 1)
-	go func() {
-		resp, err := http.Get("http://" + e.Addr().String() + "/metrics")
-		if err != nil {
-			done <- nil
-			return
-		}
-		defer resp.Body.Close()
-		p := expfmt.NewTextParser(model.UTF8Validation)
-		fams, _ := p.TextToMetricFamilies(resp.Body)
-		done <- fams
-	}()
-	testwait.Recv(t, "the scrape inside the collector", inside)
-	for i := 0; i < 3; i++ {
-		round(t, d) // would hang here if a round waited on the scrape
-	}
-	close(release)
-	fams, _ := testwait.Recv(t, "the held scrape's answer", done)
-	if fams == nil {
-		t.Fatal("the held scrape failed")
-	}
-	if n := len(series(fams, "fanout_up")); n != 4 {
-		t.Fatalf("held scrape: %d fanout_up series, want 4", n)
-	}
-	fams, _ = scrape(t, e)
-	if got := series(fams, "fanout_watch_rounds_total")["watch=7"]; got != 4 {
-		t.Fatalf("rounds after the held scrape: %v, want 4", got)
+	for _, ae := range []string{"", "gzip"} {
+		t.Run("Accept-Encoding="+ae, func(t *testing.T) {
+			t.Parallel()
+			e, err := Listen("127.0.0.1:0", Options{MaxTargets: 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			inside, release := make(chan struct{}), make(chan struct{})
+			first := true
+			e.collectHook = func() {
+				if first { // only the first scrape is held (Collect runs once per scrape)
+					first = false
+					close(inside)
+					<-release
+				}
+			}
+			d := tcpDriver(t, 9, "127.0.0.1-4", e)
+			round(t, d)
+			done := make(chan []byte, 1)
+			go func() {
+				req, _ := http.NewRequest("GET", "http://"+e.Addr().String()+"/metrics", nil)
+				if ae != "" {
+					req.Header.Set("Accept-Encoding", ae)
+				}
+				tr := &http.Transport{DisableCompression: true}
+				defer tr.CloseIdleConnections()
+				resp, err := (&http.Client{Transport: tr}).Do(req)
+				if err != nil {
+					done <- nil
+					return
+				}
+				defer resp.Body.Close()
+				body, _ := io.ReadAll(resp.Body)
+				done <- body
+			}()
+			testwait.Recv(t, "the scrape inside the collector", inside)
+			for i := 0; i < 3; i++ {
+				round(t, d) // would hang here if a round waited on the scrape
+			}
+			close(release)
+			body, _ := testwait.Recv(t, "the held scrape's answer", done)
+			if body == nil {
+				t.Fatal("the held scrape failed")
+			}
+			if ae == "gzip" {
+				body = gunzip(t, body)
+			}
+			if n := len(series(parse(t, body), "fanout_up")); n != 4 {
+				t.Fatalf("held scrape: %d fanout_up series, want 4", n)
+			}
+			fams, _ := scrape(t, e)
+			if got := series(fams, "fanout_watch_rounds_total")["watch=7"]; got != 4 {
+				t.Fatalf("rounds after the held scrape: %v, want 4", got)
+			}
+		})
 	}
 }
 
