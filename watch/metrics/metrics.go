@@ -12,7 +12,9 @@
 // takes a lock the round needs, so a scrape never holds a round, and a round
 // never holds a scrape. Scrapes between rounds see the last finished round;
 // targets that left the set are gone from the next snapshot, and so are
-// their series.
+// their series. The per-target series bypass the registry (series.go): each
+// target's label set is escaped once, the round's text written once, and
+// gzipped once for the scrapes that ask for gzip.
 package metrics
 
 import (
