@@ -313,8 +313,8 @@ func TestAppendSeconds(t *testing.T) {
 
 // TestProcessMetrics: the process collector serves client_golang's process
 // metrics (but the namespace's network counters) with the same values.
+// Not parallel: the other tests open and close sockets.
 func TestProcessMetrics(t *testing.T) {
-	t.Parallel()
 	gather := func(c prometheus.Collector) map[string]float64 {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(c)
@@ -345,7 +345,7 @@ func TestProcessMetrics(t *testing.T) {
 		case "process_resident_memory_bytes", "process_virtual_memory_bytes":
 			tol = 0.2*v + 64<<20
 		case "process_open_fds":
-			tol = 8 // other tests of the package open and close sockets
+			tol = 16 // a listener's connections closing meanwhile
 		case "process_start_time_seconds":
 			tol = 1.0 / userHZ
 		}
