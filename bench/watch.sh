@@ -27,7 +27,8 @@
 # Bounded: (a) 51 rounds of 5 s (about 4-5 minutes, cut at 15), (b) 5,000
 # probes and 10 rounds of 1 s (cut at 5 minutes), (c) as bench/ssh-reuse.sh
 # bounds each tool, (d) two runs of 12 rounds of 2 s (each cut at 3
-# minutes). ROUNDS=N shortens (a); SSH_N=N and SSH_ROUNDS=R set (c)'s hosts
+# minutes). ROUNDS=N shortens (a); SCRAPE_GZIP=1 makes (d)'s scrapes ask
+# for gzip, as Prometheus does; SSH_N=N and SSH_ROUNDS=R set (c)'s hosts
 # and rounds (default 1000 and 5);
 # PARTS="a b c d" chooses. (b) and (d) need curl, (b)
 # prometheus-blackbox-exporter, (c) python3-asyncssh and pssh: apt-get
@@ -64,6 +65,9 @@ echo "uptime at start: $(uptime)"
 cpu() { awk -v hz="$HZ" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat"; }
 # hwm PID: peak RSS of PID so far, kB.
 hwm() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+# rss_split PID: resident memory now, anonymous (the Go heap and runtime)
+# and file-backed (the binary's pages), MB: what a peak is made of.
+rss_split() { awk '/^RssAnon:/ { a = $2 } /^RssFile:/ { f = $2 } END { printf "anon %.1f MB, file %.1f MB", a / 1024, f / 1024 }' "/proc/$1/status"; }
 ratio() { echo "scale=3; $1 / $2" | bc; }
 
 # wait_round FILE N LIMIT: waits until FILE has the summary line of round N
@@ -92,14 +96,17 @@ pids+=($!)
 if wait_round "$work/rounds" 5 120; then
 	cpu5=$(cpu "$wpid")
 	rss5=$(hwm "$wpid")
+	split5=$(rss_split "$wpid")
 	if wait_round "$work/rounds" "$ROUNDS" 600; then
 		cpuN=$(cpu "$wpid")
 		rssN=$(hwm "$wpid")
+		splitN=$(rss_split "$wpid")
 		late=$(grep -c "late by" "$work/rounds")
 		per_round=$(echo "scale=3; ($cpuN - $cpu5) / ($ROUNDS - 5)" | bc)
 		printf '  one-shot fanout ping -q 127.0.0.0/16:  %6.2f s wall, %6.3f s cpu, %6.1f MB peak\n' "$wall1" "$once_cpu" "$(echo "scale=1; $rss1 / 1024" | bc)"
 		printf '  watch, peak RSS at round 5: %6.1f MB, at round %d: %6.1f MB: %sx (want <= 1.05)\n' \
 			"$(echo "scale=1; $rss5 / 1024" | bc)" "$ROUNDS" "$(echo "scale=1; $rssN / 1024" | bc)" "$(ratio "$rssN" "$rss5")"
+		printf '  resident at round 5: %s; at round %d: %s\n' "$split5" "$ROUNDS" "$splitN"
 		printf '  watch CPU per round (rounds 6-%d): %6.3f s, %sx a one-shot sweep (want <= 1.10)\n' \
 			"$ROUNDS" "$per_round" "$(ratio "$per_round" "$once_cpu")"
 		printf '  changes printed (live targets reported down or other): %d (want 0); late rounds: %d of %d\n' \
@@ -195,7 +202,7 @@ for scrape in 0 1; do
 	if [ $scrape = 1 ]; then
 		: >"$work/scrapes"
 		(while kill -0 "$mpid" 2>/dev/null && ! grep -q "^round 12:" "$work/m.err"; do
-			curl -s -o "$work/scrape.txt" -w '%{time_total}\n' "$url" >>"$work/scrapes"
+			curl -s ${SCRAPE_GZIP:+--compressed} -o "$work/scrape.txt" -w '%{time_total}\n' "$url" >>"$work/scrapes"
 			sleep 0.5
 		done) &
 		spid=$!

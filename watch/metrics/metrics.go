@@ -12,14 +12,17 @@
 // takes a lock the round needs, so a scrape never holds a round, and a round
 // never holds a scrape. Scrapes between rounds see the last finished round;
 // targets that left the set are gone from the next snapshot, and so are
-// their series.
+// their series. The per-target series bypass the registry (series.go): each
+// target's label set is escaped once, the round's text written once, and
+// gzipped once for the scrapes that ask for gzip.
 package metrics
 
 import (
-	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"net"
 	"net/http"
 	"strconv"
@@ -65,10 +68,11 @@ type Exporter struct {
 
 	// The observer's goroutine alone: the round being observed.
 	watch   string
-	perT    bool           // this round gets per-target series
-	samples []sample       // this round's targets
-	at      map[string]int // target label -> its sample
+	perT    bool       // this round gets per-target series
+	samples []sample   // this round's targets
+	table   labelTable // the targets' label sets, across rounds
 	rttObs  prometheus.Observer
+	errC    map[job.Class]prometheus.Counter // errs by class, for e.watch
 
 	snap atomic.Pointer[snapshot] // the last finished round's, for scrapes
 
@@ -78,21 +82,6 @@ type Exporter struct {
 }
 
 var _ watch.Observer = (*Exporter)(nil)
-
-type sample struct {
-	target string
-	up     bool
-	rtt    float64 // seconds; 0 when none was measured
-}
-
-// snapshot is one finished round's per-target values; immutable once
-// published, its metrics built by the first scrape that needs them.
-type snapshot struct {
-	watch    string
-	samples  []sample
-	once     sync.Once
-	rendered []byte
-}
 
 // Listen listens on addr (host:port; port 0 picks one) and serves /metrics
 // there from a goroutine of its own, at once: the address in use is an error
@@ -135,7 +124,7 @@ func unwrapOp(err error) error {
 }
 
 func newExporter(o Options) *Exporter {
-	e := &Exporter{o: o, reg: prometheus.NewRegistry(), at: map[string]int{}}
+	e := &Exporter{o: o, reg: prometheus.NewRegistry(), errC: map[job.Class]prometheus.Counter{}}
 	w := []string{"watch"}
 	e.rounds = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fanout_watch_rounds_total",
 		Help: "Rounds the watch finished."}, w)
@@ -155,7 +144,7 @@ func newExporter(o Options) *Exporter {
 		Help:    "Round-trip (connect, reply) times of the results that were up.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 17)}, w)
 	e.reg.MustRegister(e.rounds, e.late, e.targets, e.last, e.changes, e.errs, e.duration, e.rtt,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), newProcessCollector())
 	return e
 }
 
@@ -176,11 +165,17 @@ func (e *Exporter) Close() error {
 
 // RoundStart begins collecting the round's per-target samples.
 func (e *Exporter) RoundStart(r watch.Round) {
-	e.watch = strings.ToValidUTF8(r.Watch, "\uFFFD")
+	if w := strings.ToValidUTF8(r.Watch, "\uFFFD"); w != e.watch || e.rttObs == nil {
+		e.watch = w
+		e.rttObs = e.rtt.WithLabelValues(w)
+		clear(e.errC)
+	}
 	e.perT = e.o.MaxTargets > 0 && r.Targets <= e.o.MaxTargets
-	e.samples = make([]sample, 0, min(max(r.Targets, 0), e.o.MaxTargets))
-	clear(e.at)
-	e.rttObs = e.rtt.WithLabelValues(e.watch)
+	e.samples = nil
+	if e.perT {
+		e.samples = make([]sample, 0, min(max(r.Targets, 0), e.o.MaxTargets))
+		e.table.startRound(e.watch)
+	}
 }
 
 // knownClasses bound the class label: a result from elsewhere (a cluster
@@ -199,39 +194,36 @@ func (e *Exporter) Result(_ uint64, r job.Result) {
 		e.rttObs.Observe(r.RTT.Seconds())
 	}
 	if !up {
-		cl := r.Class
-		if !knownClasses[cl] {
-			cl = "other"
+		c := e.errC[r.Class]
+		if c == nil {
+			cl := r.Class
+			if !knownClasses[cl] {
+				cl = "other"
+			}
+			c = e.errs.WithLabelValues(e.watch, string(cl))
+			if len(e.errC) < 64 { // classes a job made up share "other", uncached
+				e.errC[r.Class] = c
+			}
 		}
-		e.errs.WithLabelValues(e.watch, string(cl)).Inc()
+		c.Inc()
 	}
 	if !e.perT {
 		return
 	}
-	t := targetLabel(r)
-	s := sample{target: t, up: up}
+	i := e.table.lookup(&r)
+	s := sample{lset: e.table.lset[i], up: up}
 	if up && r.RTT > 0 {
-		s.rtt = r.RTT.Seconds()
+		s.rtt = int64(r.RTT)
 	}
-	if i, ok := e.at[t]; ok {
-		e.samples[i] = s
+	if k := e.table.cur[i]; k >= 0 {
+		e.samples[k] = s // a target reported twice: its last result
 		return
 	}
 	if len(e.samples) >= e.o.MaxTargets {
 		return
 	}
-	e.at[t] = len(e.samples)
+	e.table.cur[i] = int32(len(e.samples))
 	e.samples = append(e.samples, s)
-}
-
-// targetLabel is the target as given, with its port when it has one; valid
-// UTF-8, as label values must be.
-func targetLabel(r job.Result) string {
-	t := r.Host
-	if r.Port != 0 {
-		t = net.JoinHostPort(strings.Trim(t, "[]"), strconv.Itoa(r.Port))
-	}
-	return strings.ToValidUTF8(t, "\uFFFD")
 }
 
 // kinds bound the kind label to the contract's kinds.
@@ -262,20 +254,22 @@ func (e *Exporter) RoundEnd(r watch.Round) {
 	if !r.End.IsZero() && !r.Start.IsZero() {
 		e.duration.WithLabelValues(w).Observe(r.End.Sub(r.Start).Seconds())
 	}
-	s := &snapshot{watch: w}
+	s := &snapshot{}
 	if e.perT {
 		s.samples = e.samples
+		e.table.compact(e.samples)
 	}
 	e.snap.Store(s)
 	e.samples, e.perT = nil, false
-	clear(e.at)
 }
 
-// serveMetrics answers a scrape in Prometheus' text format: the registry's
-// families (a few hundred series), then the per-target families, rendered
-// once per snapshot and copied to every scrape of it. A registry holding
-// 20,000 per-target series instead spent most of a scrape sorting, checking
-// and encoding them anew each time (and gzip on top).
+// serveMetrics answers a scrape in Prometheus' text format: the per-target
+// families of the last finished round (rendered once for every scrape of
+// it), then the registry's (a few dozen series, gathered anew). With
+// Accept-Encoding: gzip, as Prometheus asks, the answer is one gzip member
+// whose head is the round's text deflated once, and whose tail deflates the
+// registry's text for this scrape: a scrape without gzip pays nothing for
+// it, one with gzip compresses the round once.
 func (e *Exporter) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	s := e.snap.Load()
 	mfs, err := e.reg.Gather()
@@ -286,46 +280,79 @@ func (e *Exporter) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "gather metrics: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
-	format := expfmt.NewFormat(expfmt.TypeTextPlain)
-	w.Header().Set("Content-Type", string(format))
-	bw := bufio.NewWriterSize(w, 64<<10)
-	enc := expfmt.NewEncoder(bw, format)
+	reg := bufPool.Get().(*bytes.Buffer)
+	defer putBuf(reg)
+	reg.Reset()
+	enc := expfmt.NewEncoder(reg, textFormat)
 	for _, mf := range mfs {
 		if err := enc.Encode(mf); err != nil {
+			http.Error(w, "encode metrics: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+	}
+	h := w.Header()
+	h.Set("Content-Type", string(textFormat))
+	h.Set("Vary", "Accept-Encoding")
+	if !acceptsGzip(r.Header.Values("Accept-Encoding")) {
+		per := s.rendered()
+		h.Set("Content-Length", strconv.Itoa(len(per)+reg.Len()))
+		if _, err := w.Write(per); err == nil {
+			w.Write(reg.Bytes())
+		}
+		return
+	}
+	head := s.gzipped()
+	tail := bufPool.Get().(*bytes.Buffer)
+	defer putBuf(tail)
+	tail.Reset()
+	fw := getFlate(tail)
+	fw.Write(reg.Bytes())
+	fw.Close() // the final block
+	flatePool.Put(fw)
+	var trailer [8]byte
+	binary.LittleEndian.PutUint32(trailer[:4], crc32.Update(head.crc, crc32.IEEETable, reg.Bytes()))
+	binary.LittleEndian.PutUint32(trailer[4:], head.size+uint32(reg.Len())) // ISIZE: the length mod 2^32
+	h.Set("Content-Encoding", "gzip")
+	h.Set("Content-Length", strconv.Itoa(len(gzipHeader)+len(head.data)+tail.Len()+len(trailer)))
+	for _, b := range [][]byte{gzipHeader, head.data, tail.Bytes(), trailer[:]} {
+		if _, err := w.Write(b); err != nil {
 			return // the client went away
 		}
 	}
-	if s != nil {
-		bw.Write(s.text())
+}
+
+var textFormat = expfmt.NewFormat(expfmt.TypeTextPlain)
+
+// gzipHeader is a gzip member's header (RFC 1952): deflate, no flags, no
+// time, operating system unknown.
+var gzipHeader = []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255}
+
+// acceptsGzip reads Accept-Encoding: gzip listed with a q above 0
+// (Prometheus sends "gzip").
+func acceptsGzip(vals []string) bool {
+	for _, v := range vals {
+		for part := range strings.SplitSeq(v, ",") {
+			name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+			if !strings.EqualFold(strings.TrimSpace(name), "gzip") {
+				continue
+			}
+			q, ok := strings.CutPrefix(strings.ReplaceAll(strings.TrimSpace(params), " ", ""), "q=")
+			if !ok {
+				return true
+			}
+			if f, err := strconv.ParseFloat(q, 64); err == nil && f > 0 {
+				return true
+			}
+		}
 	}
-	bw.Flush()
+	return false
 }
 
-// text renders the snapshot's per-target families, once.
-func (s *snapshot) text() []byte {
-	s.once.Do(func() {
-		var b bytes.Buffer
-		b.Grow(len(s.samples) * (60 + 2*len(s.watch)))
-		w := labelEscaper.Replace(s.watch)
-		b.WriteString("# HELP fanout_up Whether the target was up in the watch's last finished round (1) or not (0), as blackbox_exporter's probe_success.\n# TYPE fanout_up gauge\n")
-		for _, x := range s.samples {
-			v := "0"
-			if x.up {
-				v = "1"
-			}
-			fmt.Fprintf(&b, "fanout_up{target=\"%s\",watch=\"%s\"} %s\n", labelEscaper.Replace(x.target), w, v)
-		}
-		b.WriteString("# HELP fanout_rtt_seconds The target's round-trip (connect, reply) time in the watch's last finished round; absent when it measured none.\n# TYPE fanout_rtt_seconds gauge\n")
-		for _, x := range s.samples {
-			if x.rtt > 0 {
-				fmt.Fprintf(&b, "fanout_rtt_seconds{target=\"%s\",watch=\"%s\"} %s\n", labelEscaper.Replace(x.target), w,
-					strconv.FormatFloat(x.rtt, 'g', -1, 64))
-			}
-		}
-		s.rendered = b.Bytes()
-	})
-	return s.rendered
-}
+// bufPool holds the scrapes' buffers for the registry's text.
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// labelEscaper escapes a label value for the text format.
-var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+func putBuf(b *bytes.Buffer) {
+	if b.Cap() <= 1<<20 {
+		bufPool.Put(b)
+	}
+}

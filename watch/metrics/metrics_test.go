@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"sort"
@@ -243,52 +244,65 @@ func TestAddressInUse(t *testing.T) {
 
 // TestScrapeNeverBlocksRound: while a scrape is held inside the collector,
 // whole rounds go through the Exporter; the scrape then answers with the
-// snapshot it started from or a later one.
+// snapshot it started from or a later one, plain or gzipped.
 func TestScrapeNeverBlocksRound(t *testing.T) {
 	t.Parallel()
-	e, err := Listen("127.0.0.1:0", Options{MaxTargets: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	inside, release := make(chan struct{}), make(chan struct{})
-	first := true
-	e.collectHook = func() {
-		if first { // only the first scrape is held (Collect runs once per scrape)
-			first = false
-			close(inside)
-			<-release
-		}
-	}
-	d := tcpDriver(t, 9, "127.0.0.1-4", e)
-	round(t, d)
-	done := make(chan map[string]*dto.MetricFamily, 1)
-	go func() {
-		resp, err := http.Get("http://" + e.Addr().String() + "/metrics")
-		if err != nil {
-			done <- nil
-			return
-		}
-		defer resp.Body.Close()
-		p := expfmt.NewTextParser(model.UTF8Validation)
-		fams, _ := p.TextToMetricFamilies(resp.Body)
-		done <- fams
-	}()
-	testwait.Recv(t, "the scrape inside the collector", inside)
-	for i := 0; i < 3; i++ {
-		round(t, d) // would hang here if a round waited on the scrape
-	}
-	close(release)
-	fams, _ := testwait.Recv(t, "the held scrape's answer", done)
-	if fams == nil {
-		t.Fatal("the held scrape failed")
-	}
-	if n := len(series(fams, "fanout_up")); n != 4 {
-		t.Fatalf("held scrape: %d fanout_up series, want 4", n)
-	}
-	fams, _ = scrape(t, e)
-	if got := series(fams, "fanout_watch_rounds_total")["watch=7"]; got != 4 {
-		t.Fatalf("rounds after the held scrape: %v, want 4", got)
+	for _, ae := range []string{"", "gzip"} {
+		t.Run("Accept-Encoding="+ae, func(t *testing.T) {
+			t.Parallel()
+			e, err := Listen("127.0.0.1:0", Options{MaxTargets: 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			inside, release := make(chan struct{}), make(chan struct{})
+			first := true
+			e.collectHook = func() {
+				if first { // only the first scrape is held (Collect runs once per scrape)
+					first = false
+					close(inside)
+					<-release
+				}
+			}
+			d := tcpDriver(t, 9, "127.0.0.1-4", e)
+			round(t, d)
+			done := make(chan []byte, 1)
+			go func() {
+				req, _ := http.NewRequest("GET", "http://"+e.Addr().String()+"/metrics", nil)
+				if ae != "" {
+					req.Header.Set("Accept-Encoding", ae)
+				}
+				tr := &http.Transport{DisableCompression: true}
+				defer tr.CloseIdleConnections()
+				resp, err := (&http.Client{Transport: tr}).Do(req)
+				if err != nil {
+					done <- nil
+					return
+				}
+				defer resp.Body.Close()
+				body, _ := io.ReadAll(resp.Body)
+				done <- body
+			}()
+			testwait.Recv(t, "the scrape inside the collector", inside)
+			for i := 0; i < 3; i++ {
+				round(t, d) // would hang here if a round waited on the scrape
+			}
+			close(release)
+			body, _ := testwait.Recv(t, "the held scrape's answer", done)
+			if body == nil {
+				t.Fatal("the held scrape failed")
+			}
+			if ae == "gzip" {
+				body = gunzip(t, body)
+			}
+			if n := len(series(parse(t, body), "fanout_up")); n != 4 {
+				t.Fatalf("held scrape: %d fanout_up series, want 4", n)
+			}
+			fams, _ := scrape(t, e)
+			if got := series(fams, "fanout_watch_rounds_total")["watch=7"]; got != 4 {
+				t.Fatalf("rounds after the held scrape: %v, want 4", got)
+			}
+		})
 	}
 }
 
@@ -352,14 +366,82 @@ func BenchmarkScrape10k(b *testing.B) {
 	}
 }
 
-func feed10k(e *Exporter, n uint64) {
-	e.RoundStart(watch.Round{Watch: "1", N: n, Targets: 10000})
-	for i := 0; i < 10000; i++ {
-		r := job.Result{Host: fmt.Sprintf("10.0.%d.%d", i/256, i%256), Status: job.Up, RTT: time.Duration(i) * time.Microsecond}
+// BenchmarkServe10k: the server's side of a scrape of a 10,000-target watch,
+// without HTTP: "first" is the first scrape of a round (which renders it),
+// "again" a later one, with and without gzip.
+func BenchmarkServe10k(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		gzip  bool
+		first bool
+	}{{"plain/first", false, true}, {"plain/again", false, false}, {"gzip/first", true, true}, {"gzip/again", true, false}} {
+		b.Run(c.name, func(b *testing.B) {
+			e := newExporter(Options{MaxTargets: DefaultMaxTargets})
+			feed10k(e, 1)
+			req := httptest.NewRequest("GET", "/metrics", nil)
+			if c.gzip {
+				req.Header.Set("Accept-Encoding", "gzip")
+			}
+			w := &discard{h: http.Header{}}
+			e.serveMetrics(w, req)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if c.first {
+					b.StopTimer()
+					feed10k(e, uint64(i+2))
+					b.StartTimer()
+				}
+				w.n = 0
+				e.serveMetrics(w, req)
+			}
+			b.ReportMetric(float64(w.n), "bytes/scrape")
+		})
+	}
+	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
+		b.Logf("load average: %s", strings.TrimSpace(string(la)))
+	}
+}
+
+// BenchmarkRound10k: what observing a round of 10,000 targets costs the
+// round (RoundStart, 10,000 Results, RoundEnd), per-target series on.
+func BenchmarkRound10k(b *testing.B) {
+	e := newExporter(Options{MaxTargets: DefaultMaxTargets})
+	rs := results10k()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		feed(e, uint64(i+1), rs)
+	}
+}
+
+// discard is a ResponseWriter that counts what it is given.
+type discard struct {
+	h http.Header
+	n int
+}
+
+func (d *discard) Header() http.Header         { return d.h }
+func (d *discard) WriteHeader(int)             {}
+func (d *discard) Write(p []byte) (int, error) { d.n += len(p); return len(p), nil }
+
+func results10k() []job.Result {
+	rs := make([]job.Result, 10000)
+	for i := range rs {
+		r := job.Result{Host: fmt.Sprintf("10.0.%d.%d", i/256, i%256), Status: job.Up, RTT: time.Duration(i+1) * 1234 * time.Nanosecond}
 		if i%7 == 0 {
 			r.Status, r.Class, r.RTT = job.Down, job.ClassTimeout, 0
 		}
+		rs[i] = r
+	}
+	return rs
+}
+
+func feed(e *Exporter, n uint64, rs []job.Result) {
+	e.RoundStart(watch.Round{Watch: "1", N: n, Targets: len(rs)})
+	for _, r := range rs {
 		e.Result(n, r)
 	}
 	e.RoundEnd(watch.Round{Watch: "1", N: n, Up: 8571, Down: 1429})
 }
+
+func feed10k(e *Exporter, n uint64) { feed(e, n, results10k()) }
