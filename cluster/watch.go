@@ -572,14 +572,14 @@ type FollowOptions struct {
 	First       func(round uint64)
 }
 
-// Follow streams watch id's results, round ends and change events until
-// ctx is done or the watch is stopped and its last round is done.
 // followEventWait is how long a follower waits for a round's change
 // events once its done marks are all in, before it ends the round without
 // them (a chunk run twice may publish other events than those its mark
 // counts, deduplicated away by their ids).
 const followEventWait = 10 * time.Second
 
+// Follow streams watch id's results, round ends and change events until
+// ctx is done or the watch is stopped and its last round is done.
 func (c *Client) Follow(ctx context.Context, id string, o FollowOptions) error {
 	rec, err := c.LookupWatch(ctx, id)
 	if err != nil {
@@ -591,10 +591,10 @@ func (c *Client) Follow(ctx context.Context, id string, o FollowOptions) error {
 	if err != nil {
 		return err
 	}
-	chk := &checker{rec: rec.sweepRecord(), set: set, order: order}
-	drop := o.Dropped
-	if drop == nil {
-		drop = new(Dropped)
+	f := &follower{rec: rec, o: o, chk: &checker{rec: rec.sweepRecord(), set: set, order: order},
+		drop: o.Dropped, rounds: map[uint64]*roundSeen{}, events: map[string]bool{}}
+	if f.drop == nil {
+		f.drop = new(Dropped)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -648,65 +648,15 @@ func (c *Client) Follow(ctx context.Context, id string, o FollowOptions) error {
 	}
 	// Rounds ticked before the consumers started may have stored results
 	// they do not deliver: with WholeRounds, those are dropped.
-	var skip uint64
 	if o.WholeRounds && !o.FromStart {
 		if m, err := c.s.rounds.GetLastMsgForSubject(ctx, tickSubject(id)); err == nil {
 			if anchor, err := c.anchor(ctx, id); err == nil {
-				skip = roundOf(anchor, rec.Every, tickTime(m.Header, m.Time, rec.Every))
+				f.skip = roundOf(anchor, rec.Every, tickTime(m.Header, m.Time, rec.Every))
 			}
 		}
 	}
 	if o.First != nil {
-		o.First(skip + 1)
-	}
-	type roundSeen struct {
-		seen     bitmap
-		done     map[uint64]chunkDone
-		ended    bool
-		events   int       // distinct change events of the round received
-		complete time.Time // every done mark in, the round's events not yet
-	}
-	rounds := map[uint64]*roundSeen{}
-	events := map[string]bool{}
-	get := func(n uint64) *roundSeen {
-		r := rounds[n]
-		if r == nil {
-			if len(rounds) >= 1024 { // a bound: forget the oldest
-				oldest := n
-				for k := range rounds {
-					oldest = min(oldest, k)
-				}
-				delete(rounds, oldest)
-			}
-			r = &roundSeen{done: map[uint64]chunkDone{}}
-			if o.Result != nil {
-				r.seen = newBitmap(rec.Total)
-			}
-			rounds[n] = r
-		}
-		return r
-	}
-	// endRound ends round n once every chunk's done mark is in and, when
-	// changes are followed, the change events the marks count (each
-	// chunk's events are acknowledged before its mark is published, but
-	// they come through another consumer): a round's changes are all
-	// delivered before its end. force ends it without them (events that a
-	// second run of a chunk deduplicated away, or that expired).
-	endRound := func(n uint64, r *roundSeen, force bool) {
-		if r.ended || uint64(len(r.done)) < rec.Chunks {
-			return
-		}
-		rd := roundOfDone(rec, n, r.done)
-		if o.Change != nil && r.events < rd.Changes && !force {
-			if r.complete.IsZero() {
-				r.complete = time.Now()
-			}
-			return
-		}
-		r.ended = true
-		if o.RoundEnd != nil {
-			o.RoundEnd(rd)
-		}
+		o.First(f.skip + 1)
 	}
 	check := time.NewTicker(2 * time.Second)
 	defer check.Stop()
@@ -715,89 +665,174 @@ func (c *Client) Follow(ctx context.Context, id string, o FollowOptions) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-check.C:
-			for n, r := range rounds {
-				if !r.ended && !r.complete.IsZero() && time.Since(r.complete) > followEventWait {
-					endRound(n, r, true)
-				}
-			}
+			f.expire()
 			stopped, at, err := watchStopped(ctx, c.s, id)
 			if err != nil || !stopped || time.Since(at) < 2*WorkerTTL+rec.Every {
 				continue
 			}
-			pending := false
-			for _, r := range rounds {
-				pending = pending || !r.ended
-			}
-			if !pending || time.Since(at) > 2*(2*WorkerTTL+rec.Every) {
+			if !f.pending() || time.Since(at) > 2*(2*WorkerTTL+rec.Every) {
 				return nil
 			}
 		case m := <-msgs:
-			subj := m.Subject()
-			if subj == eventSubject(id) {
-				var ev Event
-				if json.Unmarshal(m.Data(), &ev) != nil || ev.Watch != id || ev.ID == "" {
-					drop.Malformed.Add(1)
-					continue
-				}
-				if events[ev.ID] {
-					continue
-				}
-				if len(events) >= 1<<20 {
-					clear(events)
-				}
-				events[ev.ID] = true
-				o.Change(ev)
-				if (o.Result != nil || o.RoundEnd != nil) && ev.Round > skip {
-					r := get(ev.Round)
-					r.events++
-					endRound(ev.Round, r, false)
-				}
-				continue
-			}
-			n, ch, done, ok := parseWResult(id, subj)
-			if !ok || ch >= rec.Chunks || n == 0 {
-				drop.Malformed.Add(1)
-				continue
-			}
-			if n <= skip {
-				continue
-			}
-			r := get(n)
-			if done {
-				var d chunkDone
-				if json.Unmarshal(m.Data(), &d) != nil {
-					drop.Malformed.Add(1)
-					continue
-				}
-				r.done[ch] = d
-				endRound(n, r, false)
-				continue
-			}
-			if o.Result == nil {
-				continue
-			}
-			rs, err := decodeBatch(m.Data())
-			if err != nil {
-				drop.Malformed.Add(1)
-				continue
-			}
-			for i := range rs {
-				k, err := chk.check(ch, &rs[i])
-				if err != nil {
-					if errors.Is(err, errForged) {
-						drop.Forged.Add(1)
-					} else {
-						drop.Invalid.Add(1)
-					}
-					continue
-				}
-				if r.seen.get(k) {
-					continue
-				}
-				r.seen.set(k)
-				o.Result(n, rs[i])
+			if m.Subject() == eventSubject(id) {
+				f.event(m.Data())
+			} else {
+				f.stored(m.Subject(), m.Data())
 			}
 		}
+	}
+}
+
+// follower is what Follow keeps: the rounds open, the events seen.
+type follower struct {
+	rec    WatchRecord
+	o      FollowOptions
+	chk    *checker
+	drop   *Dropped
+	skip   uint64 // rounds up to skip are not passed on (WholeRounds)
+	rounds map[uint64]*roundSeen
+	events map[string]bool
+}
+
+// roundSeen is a round as a follower has seen it so far.
+type roundSeen struct {
+	seen     bitmap
+	done     map[uint64]chunkDone
+	ended    bool
+	events   int       // distinct change events of the round received
+	complete time.Time // every done mark in, the round's events not yet
+}
+
+// round is round n's record, made on first sight (at most 1,024 kept:
+// the oldest is forgotten).
+func (f *follower) round(n uint64) *roundSeen {
+	r := f.rounds[n]
+	if r == nil {
+		if len(f.rounds) >= 1024 {
+			oldest := n
+			for k := range f.rounds {
+				oldest = min(oldest, k)
+			}
+			delete(f.rounds, oldest)
+		}
+		r = &roundSeen{done: map[uint64]chunkDone{}}
+		if f.o.Result != nil {
+			r.seen = newBitmap(f.rec.Total)
+		}
+		f.rounds[n] = r
+	}
+	return r
+}
+
+// endRound ends round n once every chunk's done mark is in and, when
+// changes are followed, the change events the marks count (each chunk's
+// events are acknowledged before its mark is published, but they come
+// through another consumer): a round's changes are all delivered before
+// its end. force ends it without them (events that a second run of a chunk
+// deduplicated away, or that expired).
+func (f *follower) endRound(n uint64, r *roundSeen, force bool) {
+	if r.ended || uint64(len(r.done)) < f.rec.Chunks {
+		return
+	}
+	rd := roundOfDone(f.rec, n, r.done)
+	if f.o.Change != nil && r.events < rd.Changes && !force {
+		if r.complete.IsZero() {
+			r.complete = time.Now()
+		}
+		return
+	}
+	r.ended = true
+	if f.o.RoundEnd != nil {
+		f.o.RoundEnd(rd)
+	}
+}
+
+// expire ends the rounds whose events are overdue (followEventWait).
+func (f *follower) expire() {
+	for n, r := range f.rounds {
+		if !r.ended && !r.complete.IsZero() && time.Since(r.complete) > followEventWait {
+			f.endRound(n, r, true)
+		}
+	}
+}
+
+// pending: a round seen has not ended.
+func (f *follower) pending() bool {
+	for _, r := range f.rounds {
+		if !r.ended {
+			return true
+		}
+	}
+	return false
+}
+
+// event passes a change event on, once.
+func (f *follower) event(data []byte) {
+	var ev Event
+	if json.Unmarshal(data, &ev) != nil || ev.Watch != f.rec.ID || ev.ID == "" {
+		f.drop.Malformed.Add(1)
+		return
+	}
+	if f.events[ev.ID] {
+		return
+	}
+	if len(f.events) >= 1<<20 {
+		clear(f.events)
+	}
+	f.events[ev.ID] = true
+	f.o.Change(ev)
+	if (f.o.Result != nil || f.o.RoundEnd != nil) && ev.Round > f.skip {
+		r := f.round(ev.Round)
+		r.events++
+		f.endRound(ev.Round, r, false)
+	}
+}
+
+// stored takes a message of the watch results stream: a batch of a
+// chunk's results (each index passed on once per round) or its done mark.
+func (f *follower) stored(subject string, data []byte) {
+	n, ch, done, ok := parseWResult(f.rec.ID, subject)
+	if !ok || ch >= f.rec.Chunks || n == 0 {
+		f.drop.Malformed.Add(1)
+		return
+	}
+	if n <= f.skip {
+		return
+	}
+	r := f.round(n)
+	if done {
+		var d chunkDone
+		if json.Unmarshal(data, &d) != nil {
+			f.drop.Malformed.Add(1)
+			return
+		}
+		r.done[ch] = d
+		f.endRound(n, r, false)
+		return
+	}
+	if f.o.Result == nil {
+		return
+	}
+	rs, err := decodeBatch(data)
+	if err != nil {
+		f.drop.Malformed.Add(1)
+		return
+	}
+	for i := range rs {
+		k, err := f.chk.check(ch, &rs[i])
+		if err != nil {
+			if errors.Is(err, errForged) {
+				f.drop.Forged.Add(1)
+			} else {
+				f.drop.Invalid.Add(1)
+			}
+			continue
+		}
+		if r.seen.get(k) {
+			continue
+		}
+		r.seen.set(k)
+		f.o.Result(n, rs[i])
 	}
 }
 
