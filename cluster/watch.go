@@ -141,7 +141,7 @@ func (s *setup) ensureWatch(ctx context.Context, update bool) error {
 	var err error
 	s.watches, err = bucket(ctx, s.js, update, jetstream.KeyValueConfig{
 		Bucket: WatchesBucket, Description: "fanout watches: spec, interval, owner",
-		Storage: jetstream.FileStorage, History: 1, TTL: resultsMaxAge,
+		Storage: jetstream.FileStorage, History: 1, TTL: resultsMaxAge, Replicas: s.replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("kv %s: %w", WatchesBucket, err)
@@ -152,7 +152,7 @@ func (s *setup) ensureWatch(ctx context.Context, update bool) error {
 		// A schedule message is stored as a subject rollup (the server adds
 		// the header), which needs AllowRollup.
 		AllowMsgSchedules: true, AllowRollup: true, AllowMsgTTL: true,
-		MaxMsgsPerSubject: 64, MaxAge: resultsMaxAge,
+		MaxMsgsPerSubject: 64, MaxAge: resultsMaxAge, Replicas: s.replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", RoundsStream, err)
@@ -161,7 +161,7 @@ func (s *setup) ensureWatch(ctx context.Context, update bool) error {
 		Name: WatchResultsStream, Description: "fanout watch results, one message per (watch, round, chunk, batch)",
 		Subjects: []string{wresultsPrefix + ">"}, Storage: jetstream.FileStorage,
 		MaxMsgsPerSubject: 1, Discard: jetstream.DiscardNew, DiscardNewPerSubject: true,
-		MaxAge: resultsMaxAge, Duplicates: 2 * time.Minute, AllowMsgTTL: true,
+		MaxAge: resultsMaxAge, Duplicates: 2 * time.Minute, AllowMsgTTL: true, Replicas: s.replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", WatchResultsStream, err)
@@ -169,7 +169,7 @@ func (s *setup) ensureWatch(ctx context.Context, update bool) error {
 	s.events, err = stream(ctx, s.js, update, jetstream.StreamConfig{
 		Name: EventsStream, Description: "fanout watch change events, one per (watch, round, target)",
 		Subjects: []string{eventsPrefix + ">"}, Storage: jetstream.FileStorage,
-		MaxAge: resultsMaxAge, Duplicates: 10 * time.Minute, AllowMsgTTL: true,
+		MaxAge: resultsMaxAge, Duplicates: 10 * time.Minute, AllowMsgTTL: true, Replicas: s.replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", EventsStream, err)
