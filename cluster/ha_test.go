@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -319,4 +321,103 @@ func storedEvents(t *testing.T, ctx context.Context, c *Client, id string) []Eve
 		out = append(out, e)
 	}
 	return out
+}
+
+// TestReplicasFor: the replica count is the one given, or 3 when the routes
+// name two peers or more besides this server, else 1; a count a single
+// server cannot hold, or beyond JetStream's, is refused before listening.
+func TestReplicasFor(t *testing.T) {
+	t.Parallel()
+	self := "127.0.0.1:6301"
+	for _, tc := range []struct {
+		name string
+		o    ServerOptions
+		want int
+		err  string
+	}{
+		{"single server", ServerOptions{}, 1, ""},
+		{"two peers", ServerOptions{ClusterListen: self, Routes: []string{"nats://127.0.0.1:6302", "nats://127.0.0.1:6303"}}, 3, ""},
+		{"one list for all, self included", ServerOptions{ClusterListen: self, Routes: []string{"nats://" + self + ",nats://127.0.0.1:6302,nats://127.0.0.1:6303"}}, 3, ""},
+		{"one peer", ServerOptions{ClusterListen: self, Routes: []string{"nats://" + self, "nats://127.0.0.1:6302"}}, 1, ""},
+		{"the same peer twice", ServerOptions{ClusterListen: self, Routes: []string{"127.0.0.1:6302", "nats://127.0.0.1:6302"}}, 1, ""},
+		{"given", ServerOptions{ClusterListen: self, Routes: []string{"nats://127.0.0.1:6302"}, Replicas: 2}, 2, ""},
+		{"given five", ServerOptions{ClusterListen: self, Replicas: 5}, 5, ""},
+		{"six", ServerOptions{ClusterListen: self, Replicas: 6}, 0, "replicas 6: want 1 to 5"},
+		{"negative", ServerOptions{Replicas: -1}, 0, "replicas -1"},
+		{"three without a cluster", ServerOptions{Replicas: 3}, 0, "without a cluster"},
+	} {
+		got, err := replicasFor(tc.o, tc.o.ClusterListen != "" || len(tc.o.Routes) > 0)
+		switch {
+		case tc.err == "" && (err != nil || got != tc.want):
+			t.Errorf("%s: %d, %v; want %d", tc.name, got, err, tc.want)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%s: %d, %v; want an error saying %q", tc.name, got, err, tc.err)
+		}
+	}
+	// Refused by StartServer before it listens, as a usage error.
+	if _, err := StartServer(ServerOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Replicas: 3}); !errors.Is(err, ErrServerOptions) {
+		t.Errorf("a single server with 3 replicas: %v, want ErrServerOptions", err)
+	}
+}
+
+// TestCheckServers: --server takes one URL or several, comma-separated;
+// anything else is refused naming the entry (its password redacted).
+func TestCheckServers(t *testing.T) {
+	t.Parallel()
+	for _, ok := range []string{"nats://127.0.0.1:4222", "nats://a:4222,nats://b:4222, nats://c:4222", "tls://a:4222", "127.0.0.1:4222"} {
+		if err := CheckServers(ok); err != nil {
+			t.Errorf("CheckServers(%q): %v", ok, err)
+		}
+	}
+	for in, want := range map[string]string{
+		"":                                   "no URL",
+		",":                                  "no URL",
+		"http://a:80":                        `scheme "http"`,
+		"nats://a:4222,nats://u:secret@:1/x": `"nats://u:xxxxx@:1/x"`,
+	} {
+		err := CheckServers(in)
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "secret") {
+			t.Errorf("CheckServers(%q): %v, want an error saying %s", in, err, want)
+		}
+	}
+	if got := redact("nats://a:1,nats://u:secret@b:2"); got != "nats://a:1,nats://u:xxxxx@b:2" {
+		t.Errorf("redact of a list: %q", got)
+	}
+}
+
+// TestRoutesAuthenticate: a clustered server's route port listens where
+// told (loopback) and refuses a peer without the token or with another.
+func TestRoutesAuthenticate(t *testing.T) {
+	t.Parallel()
+	rp := freePort(t)
+	s, err := StartServer(ServerOptions{Listen: "127.0.0.1:0", ClusterListen: fmt.Sprintf("127.0.0.1:%d", rp),
+		Routes: []string{fmt.Sprintf("nats://127.0.0.1:%d", freePort(t))}, StoreDir: t.TempDir(), Creds: Credentials{Token: testToken}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	if a := s.ns.ClusterAddr(); a == nil || !a.IP.IsLoopback() || a.Port != rp {
+		t.Errorf("route listener on %v, want 127.0.0.1:%d", s.ns.ClusterAddr(), rp)
+	}
+	for name, connect := range map[string]string{
+		"no credentials":  `CONNECT {"verbose":false,"pedantic":false,"name":"intruder"}`,
+		"another token":   `CONNECT {"verbose":false,"pedantic":false,"user":"fanout","pass":"not-the-cluster-token","name":"intruder"}`,
+		"the client form": `CONNECT {"verbose":false,"pedantic":false,"auth_token":"` + testToken + `x","name":"intruder"}`,
+	} {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", rp), 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(testwait.Hang))
+		r := bufio.NewReader(c)
+		if info, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(info, "INFO ") {
+			t.Fatalf("%s: route INFO: %q, %v", name, info, err)
+		}
+		fmt.Fprintf(c, "%s\r\nPING\r\n", connect)
+		line, _ := r.ReadString('\n')
+		if !strings.Contains(line, "Authorization Violation") {
+			t.Errorf("route with %s: %q, want an authorization violation", name, line)
+		}
+		c.Close()
+	}
 }

@@ -152,7 +152,7 @@ The server is --server, as for every cluster command; the older form
 	}
 	fl := cmd.Flags()
 	fl.SortFlags = false
-	fl.StringVar(&server, "server", "", "cluster URL nats://HOST:PORT (or env FANOUT_SERVER; default "+cluster.DefaultURL+")")
+	fl.StringVar(&server, "server", "", serverFlagHelp)
 	fl.StringVarP(&f.output, "output", "o", "text", "result format: text, jsonl or csv")
 	fl.StringVar(&f.outputFile, "output-file", "", "write results to FILE instead of stdout")
 	fl.BoolVar(&f.alive, "alive", false, "show only targets that are up")

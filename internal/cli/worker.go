@@ -116,6 +116,9 @@ resumes when it is accepted again. See SECURITY.md.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			url := serverURL(server)
+			if err := cluster.CheckServers(url); err != nil {
+				return usageError(err)
+			}
 			nc, err := cluster.Connect(ctx, url, creds, "fanout worker "+o.Name, logf)
 			if err != nil {
 				return err
@@ -135,7 +138,7 @@ resumes when it is accepted again. See SECURITY.md.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&server, "server", "", "cluster URL nats://HOST:PORT (or env FANOUT_SERVER; default "+cluster.DefaultURL+")")
+	fl.StringVar(&server, "server", "", serverFlagHelp)
 	fl.IntVarP(&o.Concurrency, "concurrency", "c", engine.DefaultConcurrency, "targets in flight at most on this worker")
 	fl.StringVar(&o.Name, "name", "", "worker name shown in status and results (default HOST-PID)")
 	fl.StringVar(&allow, "allow", "", "job kinds this worker runs, comma-separated (default: all but exec and ssh)")
