@@ -3,13 +3,14 @@ package cluster
 import (
 	"bufio"
 	"context"
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,6 +28,13 @@ type haCluster struct {
 	*testCluster
 	names   []string
 	servers map[string]*proc
+	env     map[string][]string // each server's, to start it again
+}
+
+// restart starts server name again, on its store.
+func (hc *haCluster) restart(name string) {
+	hc.servers[name] = startProc(hc.t, hc.env[name]...)
+	hc.servers[name].waitLine(hc.t, "set up R3", testwait.Hang)
 }
 
 func newHACluster(t *testing.T) *haCluster {
@@ -36,7 +44,7 @@ func newHACluster(t *testing.T) *haCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hc := &haCluster{testCluster: &testCluster{t: t, dir: t.TempDir(), token: token}, servers: map[string]*proc{}}
+	hc := &haCluster{testCluster: &testCluster{t: t, dir: t.TempDir(), token: token}, servers: map[string]*proc{}, env: map[string][]string{}}
 	var ports, routePorts, urls, routes []string
 	for i := 0; i < n; i++ {
 		ports = append(ports, fmt.Sprint(freePort(t)))
@@ -50,10 +58,11 @@ func newHACluster(t *testing.T) *haCluster {
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("s%d", i)
 		hc.names = append(hc.names, name)
-		hc.servers[name] = startProc(t, "FANOUT_CLUSTER_ROLE=server", "FANOUT_CLUSTER_LISTEN=127.0.0.1:"+ports[i],
-			"FANOUT_CLUSTER_STORE="+filepath.Join(hc.dir, name), "FANOUT_CLUSTER_SERVER_NAME="+name,
-			"FANOUT_CLUSTER_ROUTE_LISTEN=127.0.0.1:"+routePorts[i], "FANOUT_CLUSTER_ROUTES="+strings.Join(routes, ","),
-			"FANOUT_CLUSTER_TOKEN="+token, "FANOUT_CLUSTER_LOG=1")
+		hc.env[name] = []string{"FANOUT_CLUSTER_ROLE=server", "FANOUT_CLUSTER_LISTEN=127.0.0.1:" + ports[i],
+			"FANOUT_CLUSTER_STORE=" + filepath.Join(hc.dir, name), "FANOUT_CLUSTER_SERVER_NAME=" + name,
+			"FANOUT_CLUSTER_ROUTE_LISTEN=127.0.0.1:" + routePorts[i], "FANOUT_CLUSTER_ROUTES=" + strings.Join(routes, ","),
+			"FANOUT_CLUSTER_TOKEN=" + token, "FANOUT_CLUSTER_LOG=1"}
+		hc.servers[name] = startProc(t, hc.env[name]...)
 	}
 	for _, name := range hc.names {
 		hc.servers[name].waitLine(t, "ready", testwait.Hang)
@@ -138,9 +147,18 @@ func TestHAKillStreamLeaderMidWatch(t *testing.T) {
 		}
 	}()
 	port := ln.Addr().(*net.TCPAddr).Port
+	var workers []*proc
 	for _, name := range []string{"wa", "wb", "wc"} {
-		hc.worker(name, 100, "tcp,clustertest-sleep")
+		workers = append(workers, hc.worker(name, 100, "tcp,clustertest-sleep"))
 	}
+	t.Cleanup(func() { // before the workers are killed: where each one was
+		if t.Failed() {
+			for _, w := range workers {
+				_ = w.cmd.Process.Signal(syscall.SIGQUIT)
+			}
+			time.Sleep(2 * time.Second) // for the dumps to reach the output
+		}
+	})
 	const n = 513 // the listener, and 512 addresses that refuse
 	sp := spec.Spec{Job: "tcp", JobOptions: json.RawMessage(fmt.Sprintf(`{"ports":[%d]}`, port)),
 		Targets: []string{"127.0.0.1", "127.1.0.0/23"}, Timeout: time.Second}
@@ -280,6 +298,11 @@ func TestHAKillStreamLeaderMidWatch(t *testing.T) {
 		t.Errorf("%d targets reported down, want %d (every one but the listener)", len(downs), n-1)
 	}
 	t.Logf("rounds %v stored; %d changes; sweep by %v", rounds, len(events), k.workers)
+
+	// The killed server, started again on its store, catches up: every
+	// stream is current on three servers again.
+	hc.restart(victim)
+	checkReplicas(t, ctx, c)
 }
 
 // storedEvents reads every change event stored for watch id.
