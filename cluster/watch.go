@@ -38,6 +38,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/fanout/fanout/internal/backoff"
 	"github.com/fanout/fanout/job"
 	"github.com/fanout/fanout/spec"
 	"github.com/fanout/fanout/target"
@@ -577,26 +578,29 @@ func (c *Client) Follow(ctx context.Context, id string, o FollowOptions) error {
 	if o.FromStart {
 		deliver = jetstream.DeliverAllPolicy
 	}
-	follow := func(st string, filter string) (jetstream.MessagesContext, error) {
-		cons, err := c.s.js.OrderedConsumer(ctx, st, jetstream.OrderedConsumerConfig{
+	follow := func(st string, filter string) error {
+		// A follower: replaced when it stalls after a server of the
+		// cluster died, resuming where it was.
+		f := newFollower(c.s.js, st, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{filter}, DeliverPolicy: deliver,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("watch %s: %w", id, err)
-		}
-		it, err := cons.Messages(jetstream.PullMaxMessages(256))
-		if err != nil {
-			return nil, fmt.Errorf("watch %s: %w", id, err)
+		}, jetstream.PullMaxMessages(256))
+		if err := f.open(ctx); err != nil {
+			return fmt.Errorf("watch %s: %w", id, err)
 		}
 		go func() {
+			defer f.Stop()
+			fails := 0
 			for {
-				m, err := it.Next()
+				m, err := f.Next(ctx)
 				if err != nil {
-					if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+					if ctx.Err() != nil || errors.Is(err, nats.ErrConnectionClosed) {
 						return
 					}
+					fails++
+					backoff.Sleep(ctx, collectRetry.Delay(fails))
 					continue
 				}
+				fails = 0
 				select {
 				case msgs <- m:
 				case <-ctx.Done():
@@ -604,21 +608,18 @@ func (c *Client) Follow(ctx context.Context, id string, o FollowOptions) error {
 				}
 			}
 		}()
-		return it, nil
+		return nil
 	}
+	// The followers end with ctx, cancelled on return.
 	if o.Result != nil || o.RoundEnd != nil {
-		it, err := follow(WatchResultsStream, wresultsPrefix+id+".>")
-		if err != nil {
+		if err := follow(WatchResultsStream, wresultsPrefix+id+".>"); err != nil {
 			return err
 		}
-		defer it.Stop()
 	}
 	if o.Change != nil {
-		it, err := follow(EventsStream, eventSubject(id))
-		if err != nil {
+		if err := follow(EventsStream, eventSubject(id)); err != nil {
 			return err
 		}
-		defer it.Stop()
 	}
 	type roundSeen struct {
 		seen  bitmap

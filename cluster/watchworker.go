@@ -168,74 +168,32 @@ func (w *Worker) watchLoop(ctx context.Context) {
 }
 
 // followTicks sends every tick stored from now on to ticks: an ordered
-// consumer, which survives server restarts. A consumer found stalled (see
-// ticksStalled) is replaced by one that resumes after the last tick
-// passed on, as is one that failed: no tick is skipped or passed twice.
+// consumer, which survives server restarts, and is replaced when it stalls
+// (see follower: the worker would keep its heartbeat and poll none of its
+// chunks again).
 func (w *Worker) followTicks(ctx context.Context, ticks chan<- jetstream.Msg) {
+	f := newFollower(w.s.js, RoundsStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{roundsPrefix + "*.tick"}, DeliverPolicy: jetstream.DeliverNewPolicy,
+	})
+	defer f.Stop()
 	fails := 0
-	var last uint64 // stream sequence of the last tick passed on
 	for ctx.Err() == nil {
-		cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{roundsPrefix + "*.tick"}, DeliverPolicy: jetstream.DeliverNewPolicy}
-		if last > 0 {
-			cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, last+1
-		}
-		cons, err := w.s.js.OrderedConsumer(ctx, RoundsStream, cfg)
-		if err == nil {
-			var it jetstream.MessagesContext
-			if it, err = cons.Messages(); err == nil {
-				stop := context.AfterFunc(ctx, it.Stop)
-				for {
-					m, err := it.Next(jetstream.NextMaxWait(ticksQuiet))
-					if errors.Is(err, nats.ErrTimeout) {
-						if w.ticksStalled(ctx, cons) {
-							w.opts.Logf("watch ticks: the consumer stalled (its server gone?); following again after tick %d", last)
-							break
-						}
-						continue
-					}
-					if err != nil {
-						break
-					}
-					fails = 0
-					if meta, err := m.Metadata(); err == nil {
-						last = meta.Sequence.Stream
-					}
-					select {
-					case ticks <- m:
-					case <-ctx.Done():
-					}
-				}
-				stop()
-				it.Stop()
-			}
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		fails++
+		m, err := f.Next(ctx)
 		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, nats.ErrConnectionClosed) {
+				return
+			}
+			fails++
 			w.opts.Logf("watch ticks: %v", err)
+			backoff.Sleep(ctx, fetchRetry.Delay(fails))
+			continue
 		}
-		backoff.Sleep(ctx, fetchRetry.Delay(fails))
+		fails = 0
+		select {
+		case ticks <- m:
+		case <-ctx.Done():
+		}
 	}
-}
-
-// ticksQuiet is how long followTicks waits for a tick before it checks
-// that its consumer still delivers.
-const ticksQuiet = 5 * time.Second
-
-// ticksStalled reports whether the ordered consumer cons no longer
-// delivers: gone from the server (it lived on a server of the cluster that
-// died, and nats.go did not notice) or holding ticks it has not delivered
-// for ticksQuiet. Quiet with nothing pending is not stalled: no watch runs.
-func (w *Worker) ticksStalled(ctx context.Context, cons jetstream.Consumer) bool {
-	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	info, err := cons.Info(ictx)
-	if err != nil {
-		return ctx.Err() == nil
-	}
-	return info.NumPending > 0
 }
 
 // watchRunFor is the cached run of watch id, rebuilt from its record the
