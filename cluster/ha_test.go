@@ -168,6 +168,24 @@ func TestHAKillStreamLeaderMidWatch(t *testing.T) {
 	}
 	log := newWatchLog()
 	go func() { _ = c.Follow(ctx, rec.ID, log.opts()) }()
+	t.Cleanup(func() { // on failure: did the schedule go on firing?
+		if !t.Failed() {
+			return
+		}
+		dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer dcancel()
+		if m, err := c.s.rounds.GetLastMsgForSubject(dctx, tickSubject(rec.ID)); err == nil {
+			t.Logf("last tick: seq %d stored %v, next %s", m.Sequence, m.Time.Format("15:04:05.000"), m.Header.Get("Nats-Schedule-Next"))
+		} else {
+			t.Logf("last tick: %v", err)
+		}
+		if m, err := c.s.rounds.GetLastMsgForSubject(dctx, clockSubject(rec.ID)); err == nil {
+			t.Logf("clock: seq %d stored %v, headers %v", m.Sequence, m.Time.Format("15:04:05.000"), m.Header)
+		}
+		if info, err := c.s.rounds.Info(dctx); err == nil && info.Cluster != nil {
+			t.Logf("rounds stream: leader %q, replicas %+v, state %+v", info.Cluster.Leader, info.Cluster.Replicas, info.State)
+		}
+	})
 	before := log.waitRound(t, 2)
 
 	// A sweep running when the server dies.
