@@ -440,9 +440,12 @@ func ensureMode(ctx context.Context, nc *nats.Conn, update bool, replicas int) (
 			return s, err
 		}
 		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.Code != 503 {
+		if errors.As(err, &apiErr) && apiErr.Code != 503 && apiErr.ErrorCode != jetstream.JSErrCodeStreamNotFound {
 			return nil, err // a real refusal (permissions, config), not "not ready"
 		}
+		// Not found right after "already in use": another party (a server
+		// of the cluster setting up) is creating it, and its replicas are
+		// not placed yet. Try again.
 		backoff.Sleep(ctx, 200*time.Millisecond) // a poll until JetStream is ready
 	}
 }
