@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"time"
 
@@ -9,12 +11,15 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// follower reads a stream through an ordered consumer, and replaces the
-// consumer when it stalls. nats.go's ordered consumer recreates itself
-// after a server restart, but one that lived on a server of a cluster that
-// died (kill -9) can wait on it for good: the reader then never sees
-// another message while the cluster goes on. A replacement resumes after
-// the last message returned, so none is skipped or returned twice.
+// follower reads a stream in order through a consumer of its own (an
+// ephemeral pull consumer, in memory, one replica, no acks: what nats.go's
+// ordered consumer makes), and replaces the consumer whenever it fails or
+// stalls, resuming after the last message returned, so none is skipped or
+// returned twice. nats.go's ordered consumer does its own replacing, but
+// after a kill -9 of a server of the cluster it was seen to wait for good:
+// on a consumer that lived on the dead server, or in its own retry loop,
+// which no context interrupts. The reader then never saw another message
+// while the cluster went on.
 type follower struct {
 	js     jetstream.JetStream
 	stream string
@@ -38,7 +43,7 @@ func newFollower(js jetstream.JetStream, stream string, cfg jetstream.OrderedCon
 // Next returns the next message, waiting until ctx is done. Errors other
 // than ctx's and nats.ErrConnectionClosed (final) are those of creating the
 // consumer or of the iterator; the caller may call Next again (after a
-// pause).
+// pause), which starts another consumer.
 func (f *follower) Next(ctx context.Context) (jetstream.Msg, error) {
 	for {
 		if f.js.Conn().IsClosed() {
@@ -62,24 +67,35 @@ func (f *follower) Next(ctx context.Context) (jetstream.Msg, error) {
 			}
 			continue
 		case err != nil:
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				f.Stop() // a new iterator next time
-			}
+			f.Stop() // missed heartbeats, a reconnect, a deleted consumer
 			return nil, err
 		}
-		if meta, err := m.Metadata(); err == nil {
-			f.last = meta.Sequence.Stream
+		meta, err := m.Metadata()
+		if err != nil || meta.Sequence.Stream <= f.last {
+			continue // not a stream message, or one already returned
 		}
+		f.last = meta.Sequence.Stream
 		return m, nil
 	}
 }
 
 func (f *follower) open(ctx context.Context) error {
-	cfg := f.cfg
+	name := make([]byte, 8)
+	_, _ = rand.Read(name)
+	cfg := jetstream.ConsumerConfig{
+		Name: "fanout_" + hex.EncodeToString(name), FilterSubjects: f.cfg.FilterSubjects,
+		DeliverPolicy: f.cfg.DeliverPolicy, OptStartSeq: f.cfg.OptStartSeq, OptStartTime: f.cfg.OptStartTime,
+		AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, Replicas: 1,
+		// One left behind (its reader gone, or replaced while its server
+		// was unreachable) is deleted by the server.
+		InactiveThreshold: 2 * time.Minute,
+	}
 	if f.last > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, f.last+1, nil
 	}
-	cons, err := f.js.OrderedConsumer(ctx, f.stream, cfg)
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cons, err := f.js.CreateConsumer(cctx, f.stream, cfg)
 	if err != nil {
 		return err
 	}
@@ -104,11 +120,19 @@ func (f *follower) stalled(ctx context.Context) bool {
 	return info.NumPending > 0
 }
 
-// Stop ends the current consumer; a later Next starts another one where
-// this one was.
+// Stop ends the current consumer (deleted in the background, or by the
+// server once inactive); a later Next starts another one where this one
+// was.
 func (f *follower) Stop() {
-	if f.it != nil {
-		f.it.Stop()
-		f.it, f.cons = nil, nil
+	if f.it == nil {
+		return
 	}
+	f.it.Stop()
+	js, stream, name := f.js, f.stream, f.cons.CachedInfo().Name
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = js.DeleteConsumer(ctx, stream, name)
+	}()
+	f.it, f.cons = nil, nil
 }
