@@ -256,12 +256,26 @@ func TestHAKillStreamLeaderMidWatch(t *testing.T) {
 		}
 	}
 	sort.Slice(rounds, func(i, j int) bool { return rounds[i] < rounds[j] })
-	for _, r := range rounds {
-		log.waitFor(t, fmt.Sprintf("round %d", r), func(rd watch.Round) bool { return rd.N == r })
-	}
-	counts := storedWatchCounts(t, ctx, c, rec.ID)
+	// What the cluster stored, read from the stream itself (a round's last
+	// results may still be on their way: read until complete or a hang).
+	var counts map[[2]uint64]int
+	testwait.For(t, "every stored round complete", func() bool {
+		counts = storedWatchCounts(t, ctx, c, rec.ID)
+		for _, r := range rounds {
+			for i := uint64(0); i < n; i++ {
+				if counts[[2]uint64{r, i}] == 0 {
+					return false
+				}
+			}
+		}
+		return true
+	})
 	for _, r := range rounds {
 		checkRounds(t, counts, r, r, n)
+	}
+	// And what a follower of the watch saw: each of those rounds ended.
+	for _, r := range rounds {
+		log.waitFor(t, fmt.Sprintf("round %d", r), func(rd watch.Round) bool { return rd.N == r })
 	}
 
 	// The gap: between consecutive stored rounds, by their due times.
