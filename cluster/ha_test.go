@@ -159,6 +159,13 @@ func TestHAKillStreamLeaderMidWatch(t *testing.T) {
 			time.Sleep(2 * time.Second) // for the dumps to reach the output
 		}
 	})
+	// Each worker follows the ticks from its start (new ticks only): a
+	// watch submitted before all three do would leave the late one's
+	// chunks of the first rounds undone.
+	testwait.For(t, "the three workers following ticks", func() bool {
+		info, err := c.s.rounds.Info(ctx)
+		return err == nil && info.State.Consumers >= 3
+	})
 	const n = 513 // the listener, and 512 addresses that refuse
 	sp := spec.Spec{Job: "tcp", JobOptions: json.RawMessage(fmt.Sprintf(`{"ports":[%d]}`, port)),
 		Targets: []string{"127.0.0.1", "127.1.0.0/23"}, Timeout: time.Second}
