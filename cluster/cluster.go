@@ -171,6 +171,9 @@ func Connect(ctx context.Context, serverURL string, creds Credentials, name stri
 	if err := creds.Check(); err != nil {
 		return nil, err
 	}
+	if err := CheckServers(serverURL); err != nil {
+		return nil, err
+	}
 	creds, err := creds.local(serverURL)
 	if err != nil {
 		return nil, err
@@ -261,6 +264,37 @@ func clearTextSecret(connected string, isTLS bool, creds Credentials) string {
 	return ""
 }
 
+// CheckServers checks a server URL, or several separated by commas (the
+// servers of one cluster: a client connects to one of them and moves to
+// another when it fails), each nats:// or tls:// with a host.
+func CheckServers(list string) error {
+	n := 0
+	for _, p := range strings.Split(list, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		n++
+		s := p
+		if !strings.Contains(s, "://") {
+			s = "nats://" + s
+		}
+		u, err := url.Parse(s)
+		if err != nil || u.Host == "" || u.Path != "" && u.Path != "/" {
+			return fmt.Errorf("server %q: want nats://HOST:PORT (several: nats://a:4222,nats://b:4222)", redact(p))
+		}
+		switch u.Scheme {
+		case "nats", "tls", "ws", "wss":
+		default:
+			return fmt.Errorf("server %q: scheme %q, want nats:// or tls://", redact(p), u.Scheme)
+		}
+	}
+	if n == 0 {
+		return fmt.Errorf("server %q: no URL, want nats://HOST:PORT", list)
+	}
+	return nil
+}
+
 // connectError says what to do about a failed connection.
 func connectError(serverURL string, err error) error {
 	var unknownCA x509.UnknownAuthorityError
@@ -281,8 +315,16 @@ func isAuthError(err error) bool {
 	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked)
 }
 
-// redact drops a password from a URL for messages.
+// redact drops the passwords from a URL, or a comma-separated list of
+// them, for messages.
 func redact(s string) string {
+	if strings.Contains(s, ",") {
+		parts := strings.Split(s, ",")
+		for i, p := range parts {
+			parts[i] = redact(strings.TrimSpace(p))
+		}
+		return strings.Join(parts, ",")
+	}
 	u, err := url.Parse(s)
 	if err != nil || u.User == nil {
 		return s
@@ -361,11 +403,12 @@ func QuietRepeats(logf func(string, ...any), every time.Duration) func(string, .
 
 // setup holds the buckets and streams every party needs.
 type setup struct {
-	js      jetstream.JetStream
-	sweeps  jetstream.KeyValue
-	workers jetstream.KeyValue
-	tasks   jetstream.Stream
-	results jetstream.Stream
+	js       jetstream.JetStream
+	replicas int // copies of each stream and bucket asked for (0: the server's default)
+	sweeps   jetstream.KeyValue
+	workers  jetstream.KeyValue
+	tasks    jetstream.Stream
+	results  jetstream.Stream
 	// watches (watch.go)
 	watches  jetstream.KeyValue
 	rounds   jetstream.Stream
@@ -380,45 +423,51 @@ type setup struct {
 // answers nothing until it has a meta leader, so each attempt is short and
 // is repeated until ctx is done.
 func ensure(ctx context.Context, nc *nats.Conn) (*setup, error) {
-	return ensureMode(ctx, nc, false)
+	return ensureMode(ctx, nc, false, 0)
 }
 
 // ensureMode is ensure; with update, existing buckets and streams are
-// brought to the current configuration (the server does it at start).
-func ensureMode(ctx context.Context, nc *nats.Conn, update bool) (*setup, error) {
+// brought to the current configuration (the server does it at start), with
+// replicas copies of each (0: the server's default, one; a client that
+// creates a missing one leaves the count to the servers, which bring it to
+// theirs).
+func ensureMode(ctx context.Context, nc *nats.Conn, update bool, replicas int) (*setup, error) {
 	for {
 		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		s, err := ensureOnce(actx, nc, update)
+		s, err := ensureOnce(actx, nc, update, replicas)
 		cancel()
 		if err == nil || ctx.Err() != nil {
 			return s, err
 		}
 		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.Code != 503 {
+		if errors.As(err, &apiErr) && apiErr.Code != 503 && apiErr.ErrorCode != jetstream.JSErrCodeStreamNotFound {
 			return nil, err // a real refusal (permissions, config), not "not ready"
 		}
+		// Not found right after "already in use": another party (a server
+		// of the cluster setting up) is creating it, and its replicas are
+		// not placed yet. Try again.
 		backoff.Sleep(ctx, 200*time.Millisecond) // a poll until JetStream is ready
 	}
 }
 
-func ensureOnce(ctx context.Context, nc *nats.Conn, update bool) (*setup, error) {
+func ensureOnce(ctx context.Context, nc *nats.Conn, update bool, replicas int) (*setup, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
 	}
-	s := &setup{js: js}
+	s := &setup{js: js, replicas: replicas}
 	s.sweeps, err = bucket(ctx, js, update, jetstream.KeyValueConfig{
 		Bucket: SweepsBucket, Description: "fanout sweeps: spec and task layout",
 		Storage: jetstream.FileStorage, History: 1, TTL: resultsMaxAge,
 		// Per-key TTLs: each sweep's record expires with its retention.
-		LimitMarkerTTL: time.Minute,
+		LimitMarkerTTL: time.Minute, Replicas: replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kv %s: %w", SweepsBucket, err)
 	}
 	s.workers, err = bucket(ctx, js, update, jetstream.KeyValueConfig{
 		Bucket: WorkersBucket, Description: "fanout worker heartbeats",
-		Storage: jetstream.FileStorage, History: 1, TTL: WorkerTTL,
+		Storage: jetstream.FileStorage, History: 1, TTL: WorkerTTL, Replicas: replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kv %s: %w", WorkersBucket, err)
@@ -429,7 +478,7 @@ func ensureOnce(ctx context.Context, nc *nats.Conn, update bool) (*setup, error)
 		Storage: jetstream.FileStorage, Duplicates: 10 * time.Minute,
 		// Tasks expire with their sweep's retention (per-message TTL), and
 		// within MaxRetention whatever their publisher said.
-		AllowMsgTTL: true, MaxAge: resultsMaxAge,
+		AllowMsgTTL: true, MaxAge: resultsMaxAge, Replicas: replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", TasksStream, err)
@@ -442,6 +491,7 @@ func ensureOnce(ctx context.Context, nc *nats.Conn, update bool) (*setup, error)
 		MaxMsgsPerSubject: 1, Discard: jetstream.DiscardNew, DiscardNewPerSubject: true,
 		MaxAge: resultsMaxAge, Duplicates: 2 * time.Minute,
 		AllowMsgTTL: true, // results expire with their sweep's retention
+		Replicas:    replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", ResultsStream, err)

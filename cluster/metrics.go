@@ -410,7 +410,7 @@ func (m *ServerMetrics) client(ctx context.Context) (*Client, error) {
 	}
 	// Not ensureMode's wait: a clustered server's JetStream may not be
 	// ready yet, and the next scrape tries again.
-	s, err := ensureOnce(ctx, m.nc, false)
+	s, err := ensureOnce(ctx, m.nc, false, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -17,6 +17,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
+
+	"github.com/fanout/fanout/internal/backoff"
 )
 
 // ServerOptions configure an embedded NATS server with JetStream.
@@ -39,9 +41,14 @@ type ServerOptions struct {
 	// Without it such a server accepts any local user as admin: tests and
 	// embedders only; `fanout server` always sets it.
 	LocalCreds bool
-	StateDir   string                           // for LocalCreds; default DefaultStateDir()
-	Logf       func(format string, args ...any) // server log lines; nil: silent
-	Monitor    string                           // NATS's monitoring endpoint, PORT or HOST:PORT (metrics.go); "": off
+	StateDir   string // for LocalCreds; default DefaultStateDir()
+	// Replicas is how many servers of the cluster keep a copy of each
+	// stream and bucket (JetStream's Raft replicas), 1 to MaxReplicas; 0:
+	// 3 when Routes name two peers or more, else 1. Every server of a
+	// cluster must agree (each brings the streams to its value at start).
+	Replicas int
+	Logf     func(format string, args ...any) // server log lines; nil: silent
+	Monitor  string                           // NATS's monitoring endpoint, PORT or HOST:PORT (metrics.go); "": off
 }
 
 // ErrNeedsAuth is returned when a server would listen beyond loopback
@@ -90,17 +97,57 @@ type Server struct {
 	SeedFile    string
 	SeedCreated bool
 
-	stop context.CancelFunc
-	bg   sync.WaitGroup
-	self nkeys.KeyPair // the server's own admin (setUp, ServerMetrics); nil without auth
+	// Replicas is how many copies of each stream and bucket it keeps.
+	Replicas int
+
+	ctx       context.Context
+	stop      context.CancelFunc
+	bg        sync.WaitGroup
+	setUpDone chan struct{}
+	self      nkeys.KeyPair // the server's own admin (setUp, ServerMetrics); nil without auth
 }
 
 // StartServer starts an embedded server and returns once it accepts
 // connections and (for a single server) holds the cluster's buckets and
-// streams; a server with routes creates them as soon as its cluster has a
-// JetStream leader.
+// streams; a server with routes creates them (with o.Replicas copies) as
+// soon as its cluster has a JetStream leader: SetUp tells when.
 func StartServer(o ServerOptions) (*Server, error) {
 	t0 := time.Now()
+	p, err := planServer(o)
+	if err != nil {
+		return nil, err
+	}
+	opts, self, err := p.natsOptions()
+	if err != nil {
+		return nil, err
+	}
+	s, err := startNATS(o, opts, p.local)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.startSetUp(o, self, p.replicas, p.clustered); err != nil {
+		return nil, err
+	}
+	s.StartUp = time.Since(t0)
+	return s, nil
+}
+
+// serverPlan is what StartServer checked and decided before it listens.
+type serverPlan struct {
+	o          ServerOptions
+	host, name string
+	port       int
+	clientAuth bool // clients must authenticate
+	clustered  bool
+	tlsOn      bool
+	local      *localSeed
+	replicas   int
+	dir        string
+}
+
+// planServer checks the options, refusing what would listen unprotected or
+// be silently ignored, and settles the defaults.
+func planServer(o ServerOptions) (*serverPlan, error) {
 	host, port, err := splitListen(o.Listen, DefaultPort)
 	if err != nil {
 		return nil, err
@@ -114,64 +161,141 @@ func StartServer(o ServerOptions) (*Server, error) {
 	if err := checkUsers(o.Users); err != nil {
 		return nil, optErr("users: %v", err)
 	}
-	clientAuth := o.Creds.Authenticated() || len(o.Users) > 0
-	if !IsLoopback(host) && !clientAuth {
+	p := &serverPlan{o: o, host: host, port: port, tlsOn: o.Creds.TLSCert != ""}
+	p.clientAuth = o.Creds.Authenticated() || len(o.Users) > 0
+	if !IsLoopback(host) && !p.clientAuth {
 		return nil, fmt.Errorf("%s: %w", net.JoinHostPort(host, strconv.Itoa(port)), ErrNeedsAuth)
 	}
-	clustered := o.ClusterListen != "" || len(o.Routes) > 0
-	tlsOn := o.Creds.TLSCert != ""
-	var local *localSeed
-	if o.LocalCreds && !clientAuth {
-		if local, err = prepareLocalSeed(o.StateDir, port); err != nil {
+	if o.Creds.NkeySeed != "" && o.Creds.Token != "" && len(o.Users) == 0 {
+		return nil, optErr("give a token or an nkey seed, not both")
+	}
+	p.clustered = o.ClusterListen != "" || len(o.Routes) > 0
+	if p.replicas, err = replicasFor(o, p.clustered); err != nil {
+		return nil, err
+	}
+	if o.LocalCreds && !p.clientAuth {
+		if p.local, err = prepareLocalSeed(o.StateDir, port); err != nil {
 			return nil, err
 		}
-		clientAuth = true
+		p.clientAuth = true
 	}
-	if clustered && clientAuth && o.Creds.Token == "" && !tlsOn {
+	if p.clustered && p.clientAuth && o.Creds.Token == "" && !p.tlsOn {
 		// A route is a peer server that sees every message: once clients
 		// must authenticate, so must routes, on loopback too.
 		return nil, optErr("routes between servers need a shared token (--token) or TLS (--tls-cert, --tls-key)")
 	}
-	dir := o.StoreDir
-	if dir == "" {
-		dir = DefaultStoreDir()
+	p.dir = o.StoreDir
+	if p.dir == "" {
+		p.dir = DefaultStoreDir()
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("store %q: %w", dir, err)
+	if err := os.MkdirAll(p.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("store %q: %w", p.dir, err)
 	}
-	name := o.Name
-	if name == "" {
+	p.name = o.Name
+	if p.name == "" {
 		h, _ := os.Hostname()
-		name = keySafe(fmt.Sprintf("%s-%d", h, port))
+		p.name = keySafe(fmt.Sprintf("%s-%d", h, port))
 	}
+	return p, nil
+}
+
+// MaxReplicas is the most copies JetStream keeps of a stream.
+const MaxReplicas = 5
+
+// replicasFor is how many copies of each stream and bucket the cluster
+// keeps: o.Replicas, or by default 3 when the routes name two peers or more
+// besides this server (a cluster of three or more, which outlives one of
+// them), else 1.
+func replicasFor(o ServerOptions, clustered bool) (int, error) {
+	switch {
+	case o.Replicas < 0 || o.Replicas > MaxReplicas:
+		return 0, optErr("replicas %d: want 1 to %d (0: derived from the routes)", o.Replicas, MaxReplicas)
+	case o.Replicas > 1 && !clustered:
+		return 0, optErr("replicas %d without a cluster: a single server keeps one copy (give --routes to its peers)", o.Replicas)
+	case o.Replicas > 0:
+		return o.Replicas, nil
+	}
+	routes, err := parseRoutes(o.Routes)
+	if err != nil {
+		return 0, err
+	}
+	self := ""
+	if o.ClusterListen != "" {
+		if h, p, err := splitListen(o.ClusterListen, 6222); err == nil {
+			self = net.JoinHostPort(h, strconv.Itoa(p))
+		}
+	}
+	peers := map[string]bool{}
+	for _, r := range routes {
+		if r.Host != self { // a routes list shared by all servers names this one too
+			peers[r.Host] = true
+		}
+	}
+	if len(peers) >= 2 {
+		return 3, nil
+	}
+	return 1, nil
+}
+
+// natsOptions are the NATS server's options: listeners, users and their
+// permissions, TLS, routes. self is the admin the server sets itself up as
+// (nil when clients need no credentials).
+func (p *serverPlan) natsOptions() (*server.Options, nkeys.KeyPair, error) {
+	port := p.port
 	if port == 0 {
 		port = server.RANDOM_PORT // NATS reads 0 as its default, 4222
 	}
 	opts := &server.Options{
-		ServerName: name,
+		ServerName: p.name,
 		// An embedded server listens on 0.0.0.0 unless Host is set.
-		Host:      host,
+		Host:      p.host,
 		Port:      port,
 		JetStream: true,
-		StoreDir:  dir,
+		StoreDir:  p.dir,
 		NoSigs:    true,
-		NoLog:     o.Logf == nil,
+		NoLog:     p.o.Logf == nil,
 	}
+	self, err := p.authOptions(opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	if p.tlsOn {
+		c := p.o.Creds
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{
+			CertFile: c.TLSCert, KeyFile: c.TLSKey, CaFile: c.TLSCA, Verify: c.TLSCA != "",
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("tls: %w", err)
+		}
+		opts.TLSConfig, opts.TLS, opts.TLSTimeout = tc, true, 2
+	}
+	if p.clustered {
+		if err := p.clusterOptions(opts); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := monitorOptions(opts, p.o.Monitor); err != nil {
+		return nil, nil, err
+	}
+	return opts, self, nil
+}
+
+// authOptions sets who may connect: the token, nkeys, users with their
+// roles' permissions, and the server's own in-process admin.
+func (p *serverPlan) authOptions(opts *server.Options) (nkeys.KeyPair, error) {
+	o := p.o
 	if o.Creds.Token != "" && len(o.Users) == 0 {
 		opts.Authorization = o.Creds.Token
 	}
 	if o.Creds.NkeySeed != "" {
-		if o.Creds.Token != "" && len(o.Users) == 0 {
-			return nil, optErr("give a token or an nkey seed, not both")
-		}
 		pub, err := nkeyPublic(o.Creds.NkeySeed)
 		if err != nil {
 			return nil, err
 		}
 		opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: pub})
 	}
-	if local != nil {
-		opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: local.pub})
+	if p.local != nil {
+		opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: p.local.pub})
 	}
 	for _, u := range o.Users {
 		perms := rolePermissions(u.Role)
@@ -181,62 +305,61 @@ func StartServer(o ServerOptions) (*Server, error) {
 			opts.Users = append(opts.Users, &server.User{Username: u.Name, Password: u.Password, Permissions: perms})
 		}
 	}
+	if !p.clientAuth {
+		return nil, nil
+	}
 	// The server sets up the buckets and streams itself, as an admin only
 	// this process can be: an nkey whose seed never leaves memory, allowed
 	// on in-process connections only.
-	var self nkeys.KeyPair
-	if clientAuth {
-		if self, err = nkeys.CreateUser(); err != nil {
-			return nil, err
-		}
-		pub, _ := self.PublicKey()
-		opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: pub, AllowedConnectionTypes: map[string]struct{}{"IN_PROCESS": {}}})
-	}
-	if tlsOn {
-		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{
-			CertFile: o.Creds.TLSCert, KeyFile: o.Creds.TLSKey, CaFile: o.Creds.TLSCA,
-			Verify: o.Creds.TLSCA != "",
-		})
-		if err != nil {
-			return nil, fmt.Errorf("tls: %w", err)
-		}
-		opts.TLSConfig, opts.TLS, opts.TLSTimeout = tc, true, 2
-	}
-	if clustered {
-		ch, cp, err := splitListen(o.ClusterListen, 6222)
-		if err != nil {
-			return nil, err
-		}
-		if !IsLoopback(ch) && o.Creds.Token == "" && !tlsOn {
-			return nil, fmt.Errorf("cluster %s: %w (routes authenticate with --token, or TLS)", net.JoinHostPort(ch, strconv.Itoa(cp)), ErrNeedsAuth)
-		}
-		routes, err := parseRoutes(o.Routes)
-		if err != nil {
-			return nil, err
-		}
-		opts.Cluster = server.ClusterOpts{Name: "fanout", Host: ch, Port: cp}
-		if o.Creds.Token != "" {
-			opts.Cluster.Username, opts.Cluster.Password = "fanout", o.Creds.Token
-			for _, r := range routes {
-				if r.User == nil {
-					r.User = url.UserPassword("fanout", o.Creds.Token)
-				}
-			}
-		}
-		if tlsOn {
-			// Routes carry every message and the route token: with client
-			// TLS on they are encrypted too, each server proving itself with
-			// the same certificate to its peers.
-			if opts.Cluster.TLSConfig, err = routeTLS(o.Creds); err != nil {
-				return nil, err
-			}
-			opts.Cluster.TLSTimeout = 2
-		}
-		opts.Routes = routes
-	}
-	if err := monitorOptions(opts, o.Monitor); err != nil {
+	self, err := nkeys.CreateUser()
+	if err != nil {
 		return nil, err
 	}
+	pub, _ := self.PublicKey()
+	opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: pub, AllowedConnectionTypes: map[string]struct{}{"IN_PROCESS": {}}})
+	return self, nil
+}
+
+// clusterOptions sets the route listener (where told, loopback by default)
+// and the routes to peers, authenticated with the token or TLS.
+func (p *serverPlan) clusterOptions(opts *server.Options) error {
+	o := p.o
+	ch, cp, err := splitListen(o.ClusterListen, 6222)
+	if err != nil {
+		return err
+	}
+	if !IsLoopback(ch) && o.Creds.Token == "" && !p.tlsOn {
+		return fmt.Errorf("cluster %s: %w (routes authenticate with --token, or TLS)", net.JoinHostPort(ch, strconv.Itoa(cp)), ErrNeedsAuth)
+	}
+	routes, err := parseRoutes(o.Routes)
+	if err != nil {
+		return err
+	}
+	opts.Cluster = server.ClusterOpts{Name: "fanout", Host: ch, Port: cp}
+	if o.Creds.Token != "" {
+		opts.Cluster.Username, opts.Cluster.Password = "fanout", o.Creds.Token
+		for _, r := range routes {
+			if r.User == nil {
+				r.User = url.UserPassword("fanout", o.Creds.Token)
+			}
+		}
+	}
+	if p.tlsOn {
+		// Routes carry every message and the route token: with client
+		// TLS on they are encrypted too, each server proving itself with
+		// the same certificate to its peers.
+		if opts.Cluster.TLSConfig, err = routeTLS(o.Creds); err != nil {
+			return err
+		}
+		opts.Cluster.TLSTimeout = 2
+	}
+	opts.Routes = routes
+	return nil
+}
+
+// startNATS starts the NATS server of opts and waits until it accepts
+// connections; a seed the server made is saved once its port is known.
+func startNATS(o ServerOptions, opts *server.Options, local *localSeed) (*Server, error) {
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("nats server: %w", err)
@@ -247,10 +370,10 @@ func StartServer(o ServerOptions) (*Server, error) {
 	ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
 		ns.Shutdown()
-		return nil, fmt.Errorf("nats server on %s: not ready after 10s", net.JoinHostPort(host, strconv.Itoa(port)))
+		return nil, fmt.Errorf("nats server on %s: not ready after 10s", net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port)))
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	s := &Server{ns: ns, URL: ns.ClientURL(), stop: stop, self: self}
+	s := &Server{ns: ns, URL: ns.ClientURL(), stop: stop, ctx: ctx, setUpDone: make(chan struct{})}
 	if local != nil {
 		actual := ns.Addr().(*net.TCPAddr).Port
 		if err := local.save(o.StateDir, actual); err != nil {
@@ -259,30 +382,56 @@ func StartServer(o ServerOptions) (*Server, error) {
 		}
 		s.SeedFile, s.SeedCreated = local.path, local.created
 	}
-	if clustered {
-		s.bg.Add(1)
-		go func() {
-			defer s.bg.Done()
-			if err := s.setUp(ctx, self); err != nil && ctx.Err() == nil && o.Logf != nil {
-				o.Logf("error: setting up fanout's buckets and streams: %v", err)
-			}
-		}()
-	} else {
-		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := s.setUp(sctx, self)
-		cancel()
-		if err != nil {
-			s.Shutdown()
-			return nil, fmt.Errorf("nats server on %s: setting up fanout's buckets and streams: %w", s.URL, err)
-		}
-	}
-	s.StartUp = time.Since(t0)
 	return s, nil
 }
 
+// startSetUp creates the buckets and streams: at once on a single server;
+// on a cluster in the background, until done, since it needs a JetStream
+// meta leader and enough peers for the replicas, which may start later.
+func (s *Server) startSetUp(o ServerOptions, self nkeys.KeyPair, replicas int, clustered bool) error {
+	s.Replicas, s.self = replicas, self
+	if !clustered {
+		sctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+		err := s.setUp(sctx, self, replicas)
+		cancel()
+		if err != nil {
+			s.Shutdown()
+			return fmt.Errorf("nats server on %s: setting up fanout's buckets and streams: %w", s.URL, err)
+		}
+		close(s.setUpDone)
+		return nil
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		say := func(string, ...any) {}
+		if o.Logf != nil {
+			say = QuietRepeats(o.Logf, logEvery)
+		}
+		for fails := 1; s.ctx.Err() == nil; fails++ {
+			err := s.setUp(s.ctx, self, replicas)
+			if err == nil {
+				close(s.setUpDone)
+				return
+			}
+			if s.ctx.Err() == nil {
+				// Another server's set-up racing ours, or too few peers
+				// up yet for the replicas: try again.
+				say("error: setting up fanout's buckets and streams (R%d): %v; retrying", replicas, err)
+				backoff.Sleep(s.ctx, reconnectRetry.Delay(fails))
+			}
+		}
+	}()
+	return nil
+}
+
+// SetUp is closed once the server has set up (or brought up to date) the
+// buckets and streams.
+func (s *Server) SetUp() <-chan struct{} { return s.setUpDone }
+
 // setUp creates (or brings up to date) the buckets and streams, over an
 // in-process connection as the server's own admin.
-func (s *Server) setUp(ctx context.Context, self nkeys.KeyPair) error {
+func (s *Server) setUp(ctx context.Context, self nkeys.KeyPair, replicas int) error {
 	opts := []nats.Option{nats.InProcessServer(s.ns), nats.Name("fanout server"), nats.MaxReconnects(-1)}
 	if self != nil {
 		pub, _ := self.PublicKey()
@@ -293,7 +442,7 @@ func (s *Server) setUp(ctx context.Context, self nkeys.KeyPair) error {
 		return err
 	}
 	defer nc.Close()
-	_, err = ensureMode(ctx, nc, true)
+	_, err = ensureMode(ctx, nc, true, replicas)
 	return err
 }
 

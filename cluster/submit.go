@@ -475,26 +475,22 @@ func (c *Client) Collect(ctx context.Context, id string, o CollectOptions) error
 	seen := newBitmap(rec.Total) // by position in the order
 	var done uint64
 	fails := 0 // reads failed in a row
-	cons, err := c.s.js.OrderedConsumer(ctx, ResultsStream, jetstream.OrderedConsumerConfig{
+	// A streamReader: replaced when it stalls after a server of the cluster
+	// died, resuming where it was.
+	it := newStreamReader(c.s.js, ResultsStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{resultsPrefix + id + ".>"},
-	})
-	if err != nil {
+	}, jetstream.PullMaxMessages(64))
+	if err := it.open(ctx); err != nil {
 		return fmt.Errorf("sweep %s: results consumer: %w", id, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(64))
-	if err != nil {
-		return fmt.Errorf("sweep %s: results: %w", id, err)
-	}
 	defer it.Stop()
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
 	for done < rec.Total {
-		msg, err := it.Next()
+		msg, err := it.Next(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			if errors.Is(err, nats.ErrConnectionClosed) {
 				return err
 			}
 			// Server gone for a while: the ordered consumer recreates itself

@@ -38,6 +38,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/fanout/fanout/internal/backoff"
 	"github.com/fanout/fanout/job"
 	"github.com/fanout/fanout/spec"
 	"github.com/fanout/fanout/target"
@@ -147,7 +148,7 @@ func (s *setup) ensureWatch(ctx context.Context, update bool) error {
 	var err error
 	s.watches, err = bucket(ctx, s.js, update, jetstream.KeyValueConfig{
 		Bucket: WatchesBucket, Description: "fanout watches: spec, interval, owner",
-		Storage: jetstream.FileStorage, History: 1, TTL: resultsMaxAge,
+		Storage: jetstream.FileStorage, History: 1, TTL: resultsMaxAge, Replicas: s.replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("kv %s: %w", WatchesBucket, err)
@@ -158,7 +159,7 @@ func (s *setup) ensureWatch(ctx context.Context, update bool) error {
 		// A schedule message is stored as a subject rollup (the server adds
 		// the header), which needs AllowRollup.
 		AllowMsgSchedules: true, AllowRollup: true, AllowMsgTTL: true,
-		MaxMsgsPerSubject: 64, MaxAge: resultsMaxAge,
+		MaxMsgsPerSubject: 64, MaxAge: resultsMaxAge, Replicas: s.replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", RoundsStream, err)
@@ -167,7 +168,7 @@ func (s *setup) ensureWatch(ctx context.Context, update bool) error {
 		Name: WatchResultsStream, Description: "fanout watch results, one message per (watch, round, chunk, batch)",
 		Subjects: []string{wresultsPrefix + ">"}, Storage: jetstream.FileStorage,
 		MaxMsgsPerSubject: 1, Discard: jetstream.DiscardNew, DiscardNewPerSubject: true,
-		MaxAge: resultsMaxAge, Duplicates: 2 * time.Minute, AllowMsgTTL: true,
+		MaxAge: resultsMaxAge, Duplicates: 2 * time.Minute, AllowMsgTTL: true, Replicas: s.replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", WatchResultsStream, err)
@@ -175,7 +176,7 @@ func (s *setup) ensureWatch(ctx context.Context, update bool) error {
 	s.events, err = stream(ctx, s.js, update, jetstream.StreamConfig{
 		Name: EventsStream, Description: "fanout watch change events, one per (watch, round, target)",
 		Subjects: []string{eventsPrefix + ">"}, Storage: jetstream.FileStorage,
-		MaxAge: resultsMaxAge, Duplicates: 10 * time.Minute, AllowMsgTTL: true,
+		MaxAge: resultsMaxAge, Duplicates: 10 * time.Minute, AllowMsgTTL: true, Replicas: s.replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", EventsStream, err)
@@ -603,26 +604,29 @@ func (c *Client) Follow(ctx context.Context, id string, o FollowOptions) error {
 	if o.FromStart {
 		deliver = jetstream.DeliverAllPolicy
 	}
-	follow := func(st string, filter string) (jetstream.MessagesContext, error) {
-		cons, err := c.s.js.OrderedConsumer(ctx, st, jetstream.OrderedConsumerConfig{
+	follow := func(st string, filter string) error {
+		// A streamReader: replaced when it stalls after a server of the
+		// cluster died, resuming where it was.
+		f := newStreamReader(c.s.js, st, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{filter}, DeliverPolicy: deliver,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("watch %s: %w", id, err)
-		}
-		it, err := cons.Messages(jetstream.PullMaxMessages(256))
-		if err != nil {
-			return nil, fmt.Errorf("watch %s: %w", id, err)
+		}, jetstream.PullMaxMessages(256))
+		if err := f.open(ctx); err != nil {
+			return fmt.Errorf("watch %s: %w", id, err)
 		}
 		go func() {
+			defer f.Stop()
+			fails := 0
 			for {
-				m, err := it.Next()
+				m, err := f.Next(ctx)
 				if err != nil {
-					if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+					if ctx.Err() != nil || errors.Is(err, nats.ErrConnectionClosed) {
 						return
 					}
+					fails++
+					backoff.Sleep(ctx, collectRetry.Delay(fails))
 					continue
 				}
+				fails = 0
 				select {
 				case msgs <- m:
 				case <-ctx.Done():
@@ -630,21 +634,18 @@ func (c *Client) Follow(ctx context.Context, id string, o FollowOptions) error {
 				}
 			}
 		}()
-		return it, nil
+		return nil
 	}
+	// The followers end with ctx, cancelled on return.
 	if o.Result != nil || o.RoundEnd != nil {
-		it, err := follow(WatchResultsStream, wresultsPrefix+id+".>")
-		if err != nil {
+		if err := follow(WatchResultsStream, wresultsPrefix+id+".>"); err != nil {
 			return err
 		}
-		defer it.Stop()
 	}
 	if o.Change != nil {
-		it, err := follow(EventsStream, eventSubject(id))
-		if err != nil {
+		if err := follow(EventsStream, eventSubject(id)); err != nil {
 			return err
 		}
-		defer it.Stop()
 	}
 	// Rounds ticked before the consumers started may have stored results
 	// they do not deliver: with WholeRounds, those are dropped.

@@ -181,46 +181,34 @@ func (w *Worker) watchLoop(ctx context.Context, ready func()) {
 }
 
 // followTicks sends every watch's last tick, then every tick stored from
-// then on, to ticks: an ordered consumer, which survives server restarts
-// (and then sends the last ticks again: their rounds are known, or given
-// up). ready is called once it follows.
+// then on, to ticks (a worker that starts, or comes back, mid-round takes
+// its share of that round, which the others, seeing its heartbeat, leave
+// to it), through a streamReader: replaced when it stalls (the worker would
+// keep its heartbeat and poll none of its chunks again), resuming after
+// the last tick read. ready is called once it follows.
 func (w *Worker) followTicks(ctx context.Context, ticks chan<- jetstream.Msg, ready func()) {
+	f := newStreamReader(w.s.js, RoundsStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{roundsPrefix + "*.tick"}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
+	})
+	f.opened = ready
+	defer f.Stop()
 	fails := 0
 	for ctx.Err() == nil {
-		// From the last tick of each watch on: a worker that starts (or
-		// comes back) mid-round takes its share of that round, which the
-		// others, seeing its heartbeat, leave to it.
-		cons, err := w.s.js.OrderedConsumer(ctx, RoundsStream, jetstream.OrderedConsumerConfig{
-			FilterSubjects: []string{roundsPrefix + "*.tick"}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
-		})
-		if err == nil {
-			var it jetstream.MessagesContext
-			if it, err = cons.Messages(); err == nil {
-				ready()
-				stop := context.AfterFunc(ctx, it.Stop)
-				for {
-					m, err := it.Next()
-					if err != nil {
-						break
-					}
-					fails = 0
-					select {
-					case ticks <- m:
-					case <-ctx.Done():
-					}
-				}
-				stop()
-				it.Stop()
-			}
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		fails++
+		m, err := f.Next(ctx)
 		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, nats.ErrConnectionClosed) {
+				return
+			}
+			fails++
 			w.opts.Logf("watch ticks: %v", err)
+			backoff.Sleep(ctx, fetchRetry.Delay(fails))
+			continue
 		}
-		backoff.Sleep(ctx, fetchRetry.Delay(fails))
+		fails = 0
+		select {
+		case ticks <- m:
+		case <-ctx.Done():
+		}
 	}
 }
 

@@ -357,7 +357,12 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		cancel()
 		if err := batch.Error(); err != nil && ctx.Err() == nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+			// No responders while the consumer's leader is re-elected
+			// (a server of the cluster died): back off, as for a fetch
+			// that failed outright, not a busy loop of log lines.
 			w.opts.Logf("fetch: %v", err)
+			fetchFails++
+			backoff.Sleep(ctx, fetchRetry.Delay(fetchFails))
 		}
 	}
 	return nil

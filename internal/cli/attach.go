@@ -182,7 +182,7 @@ round does.`,
 	}
 	fl := cmd.Flags()
 	fl.SortFlags = false
-	fl.StringVar(&server, "server", "", "cluster URL nats://HOST:PORT (or env FANOUT_SERVER; default "+cluster.DefaultURL+")")
+	fl.StringVar(&server, "server", "", serverFlagHelp)
 	fl.StringVarP(&f.output, "output", "o", "text", "result format: text, jsonl or csv")
 	fl.StringVar(&f.outputFile, "output-file", "", "write results to FILE instead of stdout")
 	fl.BoolVar(&f.alive, "alive", false, "show only targets that are up (a watch: each round's, instead of the changes)")

@@ -235,7 +235,7 @@ type watchClusterFlags struct {
 
 func (wc *watchClusterFlags) add(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.StringVar(&wc.server, "server", "", "cluster URL nats://HOST:PORT (or env FANOUT_SERVER; default "+cluster.DefaultURL+")")
+	fl.StringVar(&wc.server, "server", "", serverFlagHelp)
 	addCredFlags(fl, &wc.creds)
 }
 

@@ -53,9 +53,13 @@ bcrypt hash of the password read from stdin instead.
 
 With --tls-cert and --tls-key, clients and routes between servers use TLS.
 Several servers form one NATS cluster with --cluster-listen and --routes;
-routes authenticate with the token, or TLS. Users who already run NATS with
-JetStream can skip this command and point --server at their own cluster.
-See SECURITY.md.
+routes authenticate with the token, or TLS, on loopback too. JetStream then
+keeps every stream and bucket on --replicas servers (default 3 when --routes
+names two peers or more, else 1; give every server the same), so the cluster
+goes on when one of three servers dies: give clients all the servers,
+--server nats://a:4222,nats://b:4222,nats://c:4222, and they move to another
+when theirs fails. Users who already run NATS with JetStream can skip this
+command and point --server at their own cluster. See SECURITY.md.
 
 --metrics ADDR serves Prometheus metrics of the cluster as this server sees
 it at http://ADDR/metrics, read when scraped (at most every 2 s): per watch
@@ -76,7 +80,8 @@ streams. Keep it on loopback, or behind a firewall or proxy of your own.`,
   fanout server --listen 0.0.0.0:4222 --users users.json --tls-cert cert.pem --tls-key key.pem
   export FANOUT_TOKEN=$(fanout server --gen-token)
   fanout server --metrics 127.0.0.1:9108 --monitor 8222
-  fanout server --listen 0.0.0.0:4222 --cluster-listen 0.0.0.0:6222 --routes nats://peer1:6222,nats://peer2:6222 --name a`,
+  fanout server --listen 0.0.0.0:4222 --cluster-listen 0.0.0.0:6222 --routes nats://peer1:6222,nats://peer2:6222 --name a
+  fanout worker --server nats://a:4222,nats://peer1:4222,nats://peer2:4222`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
@@ -165,6 +170,16 @@ Add --tls-cert FILE --tls-key FILE to encrypt the traffic`, err, o.Listen)
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if o.ClusterListen != "" || len(o.Routes) > 0 {
+				fmt.Fprintf(stderr, "fanout server: cluster: streams and buckets on %d servers (--replicas %d), set up once enough peers have joined\n", s.Replicas, s.Replicas)
+				go func() {
+					select {
+					case <-s.SetUp():
+						fmt.Fprintf(stderr, "fanout server: cluster: streams and buckets set up, %d replicas\n", s.Replicas)
+					case <-ctx.Done():
+					}
+				}()
+			}
 			<-ctx.Done()
 			fmt.Fprintln(stderr, "fanout server: shutting down")
 			s.Shutdown()
@@ -177,6 +192,7 @@ Add --tls-cert FILE --tls-key FILE to encrypt the traffic`, err, o.Listen)
 	fl.StringVar(&o.Name, "name", "", "server name, unique within a cluster (default HOST-PORT)")
 	fl.StringVar(&o.ClusterListen, "cluster-listen", "", "address HOST:PORT for routes from peer servers (default 127.0.0.1:6222 with --routes)")
 	fl.StringSliceVar(&o.Routes, "routes", nil, "peer servers' cluster addresses: nats://HOST:PORT,...")
+	fl.IntVar(&o.Replicas, "replicas", 0, fmt.Sprintf("servers of the cluster that keep a copy of each stream and bucket, 1-%d; the same on every server (default 3 when --routes names two peers or more, else 1)", cluster.MaxReplicas))
 	fl.StringVar(&o.Creds.Token, "token", "", fmt.Sprintf("token clients must present, at least %d characters; every holder is an admin (prefer env FANOUT_TOKEN: ps shows flags). With --users: only routes use it", cluster.MinTokenLen))
 	fl.StringVar(&o.Creds.NkeySeed, "nkey-seed", "", "nkey seed FILE whose public key clients must prove, as admins (or env FANOUT_NKEY_SEED)")
 	fl.StringVar(&usersFile, "users", "", "users FILE (JSON): each user's name, role (worker, submitter, admin) and nkey or bcrypt password hash")
@@ -194,6 +210,9 @@ Add --tls-cert FILE --tls-key FILE to encrypt the traffic`, err, o.Listen)
 	fl.StringVar(&o.Monitor, "monitor", "", "turn on NATS's monitoring endpoint on PORT or HOST:PORT (default host 127.0.0.1); read-only and unauthenticated")
 	return cmd
 }
+
+// serverFlagHelp describes every cluster command's --server.
+const serverFlagHelp = "cluster URL nats://HOST:PORT, or the servers of one cluster comma-separated (a client moves to another when its server fails) (or env FANOUT_SERVER; default " + cluster.DefaultURL + ")"
 
 // authSummary says once, in plain words, who may connect and as what.
 func authSummary(o cluster.ServerOptions, s *cluster.Server) string {

@@ -104,7 +104,7 @@ the same fields.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&server, "server", "", "cluster URL nats://HOST:PORT (or env FANOUT_SERVER; default "+cluster.DefaultURL+")")
+	fl.StringVar(&server, "server", "", serverFlagHelp)
 	fl.StringVarP(&format, "output", "o", "text", "text, json or jsonl")
 	addCredFlags(fl, &creds)
 	return cmd

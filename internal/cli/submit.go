@@ -34,7 +34,7 @@ type clusterFlags struct {
 func addClusterFlags(cmd *cobra.Command) *clusterFlags {
 	cf := &clusterFlags{}
 	fl := cmd.Flags()
-	fl.StringVar(&cf.server, "server", "", "run the sweep on a fanout cluster at nats://HOST:PORT (see fanout server, fanout worker); -c and --rate then apply per worker")
+	fl.StringVar(&cf.server, "server", "", "run the sweep on a fanout cluster at nats://HOST:PORT, or at any of its servers, comma-separated (see fanout server, fanout worker); -c and --rate then apply per worker")
 	fl.BoolVar(&cf.detach, "detach", false, "with --server: submit, print the sweep id and return (fanout attach streams the results)")
 	fl.DurationVar(&cf.retention, "retention", cluster.DefaultRetention, "with --server: how long the server keeps the sweep's spec, tasks and results (at most "+shortDuration(cluster.MaxRetention)+"); a task no worker ran by then is dropped")
 	fl.StringVar(&cf.pin, "on", "", "with --server: run only on the workers tagged with all of these, as KEY=VALUE,... (fanout worker --tags)")
@@ -84,6 +84,9 @@ func dialCluster(ctx context.Context, url string, creds cluster.Credentials, std
 	creds, err := clusterCreds(creds)
 	if err != nil {
 		return nil, nil, err
+	}
+	if err := cluster.CheckServers(url); err != nil {
+		return nil, nil, usageError(err)
 	}
 	logf := func(f string, a ...any) { fmt.Fprintf(stderr, "fanout: "+f+"\n", a...) }
 	nc, err := cluster.Connect(ctx, url, creds, "fanout "+commandName(), logf)

@@ -141,7 +141,7 @@ tasks they hold. A local database (--db) keeps its own copy.`,
 			return failed
 		},
 	}
-	cmd.Flags().StringVar(&server, "server", "", "cluster URL nats://HOST:PORT (or env FANOUT_SERVER; default "+cluster.DefaultURL+")")
+	cmd.Flags().StringVar(&server, "server", "", serverFlagHelp)
 	addCredFlags(cmd.Flags(), &creds)
 	return cmd
 }

@@ -148,6 +148,9 @@ for the cluster's view.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			url := serverURL(server)
+			if err := cluster.CheckServers(url); err != nil {
+				return usageError(err)
+			}
 			nc, err := cluster.Connect(ctx, url, creds, "fanout worker "+o.Name, logf)
 			if err != nil {
 				return err
@@ -167,7 +170,7 @@ for the cluster's view.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&server, "server", "", "cluster URL nats://HOST:PORT (or env FANOUT_SERVER; default "+cluster.DefaultURL+")")
+	fl.StringVar(&server, "server", "", serverFlagHelp)
 	fl.IntVarP(&o.Concurrency, "concurrency", "c", engine.DefaultConcurrency, "targets in flight at most on this worker")
 	fl.StringVar(&o.Name, "name", "", "worker name shown in status and results (default HOST-PID)")
 	fl.StringVar(&allow, "allow", "", "job kinds this worker runs, comma-separated (default: all but exec and ssh)")
