@@ -80,6 +80,7 @@ var flagRanges = map[string]flagRange{
 	"every":           {min: 0, max: noMax, above: true},
 	"rounds":          {min: 1, max: math.MaxUint64, zero: "until interrupted"},
 	"loss-threshold":  {min: 0, max: 100, zero: "no loss changes"},
+	"replicas":        {min: 1, max: cluster.MaxReplicas, zero: "3 when --routes names two peers or more, else 1"},
 }
 
 // rangeOf is the range of cmd's flag name, and whether one is declared.
