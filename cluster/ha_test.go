@@ -133,21 +133,7 @@ func TestHAKillStreamLeaderMidWatch(t *testing.T) {
 	c := hc.client(ctx)
 	checkReplicas(t, ctx, c)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	port := ln.Addr().(*net.TCPAddr).Port
+	port := closingListener(t)
 	var workers []*proc
 	for _, name := range []string{"wa", "wb", "wc"} {
 		workers = append(workers, hc.worker(name, 100, "tcp,clustertest-sleep"))
