@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -12,30 +13,24 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/fanout/fanout/cluster"
 )
 
 func init() { register(newServerCmd) }
 
-func newServerCmd() *cobra.Command {
-	var o cluster.ServerOptions
-	var genToken bool
-	var genNkey string
-	var usersFile, addUser, role, seedOut string
-	var passwordStdin bool
-	var verbose bool
-	var metrics string
-	cmd := &cobra.Command{
-		Use:   "server [flags]",
-		Short: "Run an embedded NATS JetStream server for distributed sweeps",
-		Long: `Run the NATS server (with JetStream, file storage) that fanout workers pull
+// serverLongHead and serverLongTail frame the server's help around the local
+// seed file's path, which depends on the machine.
+const serverLongHead = `Run the NATS server (with JetStream, file storage) that fanout workers pull
 tasks from and submitters send sweeps to. It listens on 127.0.0.1:4222 unless
 told otherwise.
 
 Clients always authenticate. Given no credentials, the server makes an nkey
 for the user running it and keeps its seed in a file only that user can read
-(` + cluster.LocalSeedFile("", cluster.DefaultPort) + ` for port 4222), where that
+(`
+
+const serverLongTail = ` for port 4222), where that
 user's fanout commands on this machine find it: other local users cannot
 connect. Listening on any other address requires credentials given here:
 a token (every holder is an admin), an nkey seed, or a users file (--users)
@@ -73,120 +68,55 @@ JetStream stream's messages and bytes. Workers serve what they ran
 /jsz, ...; PORT alone or an empty host: 127.0.0.1). NATS serves it
 read-only, over plain HTTP and WITHOUT authentication: anyone who reaches
 it sees the server's connections (client names and addresses), subjects and
-streams. Keep it on loopback, or behind a firewall or proxy of your own.`,
-		Example: `  fanout server
+streams. Keep it on loopback, or behind a firewall or proxy of your own.`
+
+const serverExample = `  fanout server
   fanout server --add-user rack1 --role worker --users users.json
   fanout server --add-user alice --role submitter --users users.json
   fanout server --listen 0.0.0.0:4222 --users users.json --tls-cert cert.pem --tls-key key.pem
   export FANOUT_TOKEN=$(fanout server --gen-token)
   fanout server --metrics 127.0.0.1:9108 --monitor 8222
   fanout server --listen 0.0.0.0:4222 --cluster-listen 0.0.0.0:6222 --routes nats://peer1:6222,nats://peer2:6222 --name a
-  fanout worker --server nats://a:4222,nats://peer1:4222,nats://peer2:4222`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
-			if genToken {
-				tok, err := cluster.GenToken()
-				if err != nil {
-					return err
-				}
-				fmt.Fprintln(stdout, tok)
-				return nil
-			}
-			if genNkey != "" {
-				pub, err := cluster.GenNkeySeed(genNkey)
-				if err != nil {
-					return usageError(err)
-				}
-				fmt.Fprintf(stderr, "fanout: wrote nkey seed %s (public key %s); give every server, worker and submitter --nkey-seed %s\n", genNkey, pub, genNkey)
-				return nil
-			}
-			if addUser != "" {
-				return addServerUser(cmd, usersFile, addUser, role, seedOut, passwordStdin)
-			}
-			if role != "" || seedOut != "" || passwordStdin {
-				return usageErrorf("--role, --seed-out and --password-stdin go with --add-user NAME")
-			}
-			o.Creds = o.Creds.FromEnv()
-			o.Creds.User, o.Creds.Password = "", "" // client-side only
-			if usersFile != "" {
-				users, err := cluster.ReadUsers(usersFile)
-				if err != nil {
-					return usageError(err)
-				}
-				if len(users) == 0 {
-					return usageErrorf("users file %s: no users", usersFile)
-				}
-				o.Users = users
-			}
-			o.LocalCreds = true
-			var ms *cluster.MetricsServer
-			if metrics != "" {
-				// Listening first: an address in use is a usage error
-				// before the server starts.
-				var err error
-				if ms, err = cluster.ListenMetrics(metrics); err != nil {
-					return usageErrorf("--metrics: %w", err)
-				}
-				defer ms.Close()
-			}
-			if verbose {
-				o.Logf = func(f string, a ...any) { fmt.Fprintf(stderr, "fanout server: "+f+"\n", a...) }
-			}
-			s, err := cluster.StartServer(o)
-			if errors.Is(err, cluster.ErrNeedsAuth) {
-				return usageErrorf(`%v.
+  fanout worker --server nats://a:4222,nats://peer1:4222,nats://peer2:4222`
+
+// serverNeedsAuthHelp follows the error of a server told to listen beyond
+// loopback without credentials (%v the error, %s the address).
+const serverNeedsAuthHelp = `%v.
 Create a token and give it to the server, the workers and the submitters:
   export FANOUT_TOKEN=$(fanout server --gen-token)
   fanout server --listen %s            (reads FANOUT_TOKEN; or --token TOKEN)
 or users with roles: fanout server --add-user NAME --role worker|submitter|admin --users FILE,
 then fanout server --users FILE, and each user --nkey-seed NAME.nk.
-Add --tls-cert FILE --tls-key FILE to encrypt the traffic`, err, o.Listen)
-			}
-			if errors.Is(err, cluster.ErrServerOptions) || errors.Is(err, cluster.ErrMetricsAddr) {
-				return usageError(err)
-			}
-			if err != nil {
-				return err
-			}
-			dir := o.StoreDir
-			if dir == "" {
-				dir = cluster.DefaultStoreDir()
-			}
-			fmt.Fprintf(stderr, "fanout server: ready on %s in %.1f ms (JetStream file store %s)\n",
-				s.URL, float64(s.StartUp.Microseconds())/1000, dir)
-			fmt.Fprintf(stderr, "fanout server: %s\n", authSummary(o, s))
-			if ms != nil {
-				sm := cluster.NewServerMetrics(s)
-				defer sm.Close()
-				ms.Registry.MustRegister(sm)
-				fmt.Fprintf(stderr, "fanout server: metrics on http://%s/metrics\n", ms.Addr())
-			}
-			if a := s.MonitorAddr(); a != nil {
-				fmt.Fprintf(stderr, "fanout server: NATS monitoring on http://%s/ (read-only, unauthenticated)\n", a)
-				if h, _, _ := net.SplitHostPort(a.String()); !cluster.IsLoopback(h) {
-					fmt.Fprintf(stderr, "fanout server: warning: the NATS monitoring endpoint listens beyond loopback on %s without authentication: anyone who reaches it sees this server's connections, subjects and streams\n", a)
-				}
-			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			if o.ClusterListen != "" || len(o.Routes) > 0 {
-				fmt.Fprintf(stderr, "fanout server: cluster: streams and buckets on %d servers (--replicas %d), set up once enough peers have joined\n", s.Replicas, s.Replicas)
-				go func() {
-					select {
-					case <-s.SetUp():
-						fmt.Fprintf(stderr, "fanout server: cluster: streams and buckets set up, %d replicas\n", s.Replicas)
-					case <-ctx.Done():
-					}
-				}()
-			}
-			<-ctx.Done()
-			fmt.Fprintln(stderr, "fanout server: shutting down")
-			s.Shutdown()
-			return nil
-		},
+Add --tls-cert FILE --tls-key FILE to encrypt the traffic`
+
+// serverFlags holds fanout server's command line: the server's options and
+// what the command does besides running it.
+type serverFlags struct {
+	o                        cluster.ServerOptions
+	genToken                 bool
+	genNkey                  string
+	usersFile, addUser, role string
+	seedOut                  string
+	passwordStdin, verbose   bool
+	metrics                  string
+}
+
+func newServerCmd() *cobra.Command {
+	var f serverFlags
+	cmd := &cobra.Command{
+		Use:     "server [flags]",
+		Short:   "Run an embedded NATS JetStream server for distributed sweeps",
+		Long:    serverLongHead + cluster.LocalSeedFile("", cluster.DefaultPort) + serverLongTail,
+		Example: serverExample,
+		Args:    cobra.NoArgs,
+		RunE:    func(cmd *cobra.Command, args []string) error { return f.run(cmd) },
 	}
-	fl := cmd.Flags()
+	f.register(cmd.Flags())
+	return cmd
+}
+
+func (f *serverFlags) register(fl *pflag.FlagSet) {
+	o := &f.o
 	fl.StringVar(&o.Listen, "listen", "127.0.0.1:4222", "client address HOST:PORT (beyond loopback needs --token, --nkey-seed or --users)")
 	fl.StringVar(&o.StoreDir, "store", "", "JetStream file storage directory (default "+cluster.DefaultStoreDir()+")")
 	fl.StringVar(&o.Name, "name", "", "server name, unique within a cluster (default HOST-PORT)")
@@ -195,20 +125,142 @@ Add --tls-cert FILE --tls-key FILE to encrypt the traffic`, err, o.Listen)
 	fl.IntVar(&o.Replicas, "replicas", 0, fmt.Sprintf("servers of the cluster that keep a copy of each stream and bucket, 1-%d; the same on every server (default 3 when --routes names two peers or more, else 1)", cluster.MaxReplicas))
 	fl.StringVar(&o.Creds.Token, "token", "", fmt.Sprintf("token clients must present, at least %d characters; every holder is an admin (prefer env FANOUT_TOKEN: ps shows flags). With --users: only routes use it", cluster.MinTokenLen))
 	fl.StringVar(&o.Creds.NkeySeed, "nkey-seed", "", "nkey seed FILE whose public key clients must prove, as admins (or env FANOUT_NKEY_SEED)")
-	fl.StringVar(&usersFile, "users", "", "users FILE (JSON): each user's name, role (worker, submitter, admin) and nkey or bcrypt password hash")
-	fl.StringVar(&addUser, "add-user", "", "add user NAME to the --users FILE (created if missing) and exit")
-	fl.StringVar(&role, "role", "", "with --add-user: worker, submitter or admin")
-	fl.StringVar(&seedOut, "seed-out", "", "with --add-user: write the new user's nkey seed to FILE (default NAME.nk; mode 0600)")
-	fl.BoolVar(&passwordStdin, "password-stdin", false, "with --add-user: store a bcrypt hash of the password read from stdin instead of making an nkey")
+	fl.StringVar(&f.usersFile, "users", "", "users FILE (JSON): each user's name, role (worker, submitter, admin) and nkey or bcrypt password hash")
+	fl.StringVar(&f.addUser, "add-user", "", "add user NAME to the --users FILE (created if missing) and exit")
+	fl.StringVar(&f.role, "role", "", "with --add-user: worker, submitter or admin")
+	fl.StringVar(&f.seedOut, "seed-out", "", "with --add-user: write the new user's nkey seed to FILE (default NAME.nk; mode 0600)")
+	fl.BoolVar(&f.passwordStdin, "password-stdin", false, "with --add-user: store a bcrypt hash of the password read from stdin instead of making an nkey")
 	fl.StringVar(&o.Creds.TLSCert, "tls-cert", "", "TLS certificate FILE (enables TLS for clients and routes)")
 	fl.StringVar(&o.Creds.TLSKey, "tls-key", "", "TLS key FILE")
 	fl.StringVar(&o.Creds.TLSCA, "tls-ca", "", "CA FILE: require client certificates signed by it (needs --tls-cert; routes verify peers with it)")
-	fl.BoolVar(&genToken, "gen-token", false, "print a new random token and exit")
-	fl.StringVar(&genNkey, "gen-nkey", "", "write a new nkey seed to FILE (mode 0600) and exit")
-	fl.BoolVarP(&verbose, "verbose", "v", false, "log the NATS server's notices")
-	fl.StringVar(&metrics, "metrics", "", "serve Prometheus metrics of the cluster (watches' rounds, workers, streams) at http://ADDR/metrics (HOST:PORT)")
+	fl.BoolVar(&f.genToken, "gen-token", false, "print a new random token and exit")
+	fl.StringVar(&f.genNkey, "gen-nkey", "", "write a new nkey seed to FILE (mode 0600) and exit")
+	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log the NATS server's notices")
+	fl.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics of the cluster (watches' rounds, workers, streams) at http://ADDR/metrics (HOST:PORT)")
 	fl.StringVar(&o.Monitor, "monitor", "", "turn on NATS's monitoring endpoint on PORT or HOST:PORT (default host 127.0.0.1); read-only and unauthenticated")
-	return cmd
+}
+
+// run does what the flags ask: one of the commands that exit at once
+// (--gen-token, --gen-nkey, --add-user), or a server until a signal.
+func (f *serverFlags) run(cmd *cobra.Command) error {
+	if done, err := f.runOnce(cmd); done {
+		return err
+	}
+	if err := f.resolveAuth(); err != nil {
+		return err
+	}
+	var ms *cluster.MetricsServer
+	if f.metrics != "" {
+		// Listening first: an address in use is a usage error before the
+		// server starts.
+		var err error
+		if ms, err = cluster.ListenMetrics(f.metrics); err != nil {
+			return usageErrorf("--metrics: %w", err)
+		}
+		defer ms.Close()
+	}
+	stderr := cmd.ErrOrStderr()
+	if f.verbose {
+		f.o.Logf = func(format string, a ...any) { fmt.Fprintf(stderr, "fanout server: "+format+"\n", a...) }
+	}
+	s, err := cluster.StartServer(f.o)
+	if errors.Is(err, cluster.ErrNeedsAuth) {
+		return usageErrorf(serverNeedsAuthHelp, err, f.o.Listen)
+	}
+	if errors.Is(err, cluster.ErrServerOptions) || errors.Is(err, cluster.ErrMetricsAddr) {
+		return usageError(err)
+	}
+	if err != nil {
+		return err
+	}
+	if ms != nil {
+		sm := cluster.NewServerMetrics(s)
+		defer sm.Close()
+		ms.Registry.MustRegister(sm)
+	}
+	announceServer(stderr, f.o, s, ms)
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if f.o.ClusterListen != "" || len(f.o.Routes) > 0 {
+		fmt.Fprintf(stderr, "fanout server: cluster: streams and buckets on %d servers (--replicas %d), set up once enough peers have joined\n", s.Replicas, s.Replicas)
+		go func() {
+			select {
+			case <-s.SetUp():
+				fmt.Fprintf(stderr, "fanout server: cluster: streams and buckets set up, %d replicas\n", s.Replicas)
+			case <-ctx.Done():
+			}
+		}()
+	}
+	<-ctx.Done()
+	fmt.Fprintln(stderr, "fanout server: shutting down")
+	s.Shutdown()
+	return nil
+}
+
+// runOnce runs --gen-token, --gen-nkey or --add-user, the commands that do
+// their one thing and exit; done is false when none was given.
+func (f *serverFlags) runOnce(cmd *cobra.Command) (done bool, err error) {
+	switch {
+	case f.genToken:
+		tok, err := cluster.GenToken()
+		if err != nil {
+			return true, err
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), tok)
+		return true, nil
+	case f.genNkey != "":
+		pub, err := cluster.GenNkeySeed(f.genNkey)
+		if err != nil {
+			return true, usageError(err)
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "fanout: wrote nkey seed %s (public key %s); give every server, worker and submitter --nkey-seed %s\n", f.genNkey, pub, f.genNkey)
+		return true, nil
+	case f.addUser != "":
+		return true, addServerUser(cmd, f.usersFile, f.addUser, f.role, f.seedOut, f.passwordStdin)
+	case f.role != "" || f.seedOut != "" || f.passwordStdin:
+		return true, usageErrorf("--role, --seed-out and --password-stdin go with --add-user NAME")
+	}
+	return false, nil
+}
+
+// resolveAuth completes the server's credentials from the environment and
+// the users file.
+func (f *serverFlags) resolveAuth() error {
+	f.o.Creds = f.o.Creds.FromEnv()
+	f.o.Creds.User, f.o.Creds.Password = "", "" // client-side only
+	if f.usersFile != "" {
+		users, err := cluster.ReadUsers(f.usersFile)
+		if err != nil {
+			return usageError(err)
+		}
+		if len(users) == 0 {
+			return usageErrorf("users file %s: no users", f.usersFile)
+		}
+		f.o.Users = users
+	}
+	f.o.LocalCreds = true
+	return nil
+}
+
+// announceServer says on stderr where the server listens, who may connect,
+// and where its metrics and NATS monitoring are.
+func announceServer(stderr io.Writer, o cluster.ServerOptions, s *cluster.Server, ms *cluster.MetricsServer) {
+	dir := o.StoreDir
+	if dir == "" {
+		dir = cluster.DefaultStoreDir()
+	}
+	fmt.Fprintf(stderr, "fanout server: ready on %s in %.1f ms (JetStream file store %s)\n",
+		s.URL, float64(s.StartUp.Microseconds())/1000, dir)
+	fmt.Fprintf(stderr, "fanout server: %s\n", authSummary(o, s))
+	if ms != nil {
+		fmt.Fprintf(stderr, "fanout server: metrics on http://%s/metrics\n", ms.Addr())
+	}
+	if a := s.MonitorAddr(); a != nil {
+		fmt.Fprintf(stderr, "fanout server: NATS monitoring on http://%s/ (read-only, unauthenticated)\n", a)
+		if h, _, _ := net.SplitHostPort(a.String()); !cluster.IsLoopback(h) {
+			fmt.Fprintf(stderr, "fanout server: warning: the NATS monitoring endpoint listens beyond loopback on %s without authentication: anyone who reaches it sees this server's connections, subjects and streams\n", a)
+		}
+	}
 }
 
 // serverFlagHelp describes every cluster command's --server.
