@@ -214,7 +214,7 @@ func TestThreeServerCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := newCollector()
-	if err := reader.Collect(ctx, rec.ID, CollectOptions{Counters: &k.c, Emit: k.emit}); err != nil {
+	if err := reader.Collect(ctx, rec.ID, k.opts()); err != nil {
 		t.Fatal(err)
 	}
 	exactlyOnce(t, "read through the third server", k.counts, n)

@@ -345,6 +345,25 @@ func (k *collector) emit(r job.Result) {
 	k.workers[r.Worker]++
 }
 
+// opts is a Collect that counts its results into k.
+func (k *collector) opts() CollectOptions { return k.opts() }
+
+// submitCollecting submits sp through a new client of tc and collects it in
+// the background into a new collector, until ctx is done; the channel gets
+// Collect's error.
+func (tc *testCluster) submitCollecting(t *testing.T, ctx context.Context, sp spec.Spec) (*Client, Record, *collector, <-chan error) {
+	t.Helper()
+	c := tc.client(ctx)
+	rec, err := submit(ctx, c, sp, SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := newCollector()
+	errc := make(chan error, 1)
+	go func() { errc <- c.Collect(ctx, rec.ID, k.opts()) }()
+	return c, rec, k, errc
+}
+
 func (k *collector) have(i uint64) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -391,14 +410,7 @@ func TestKillWorkerMidSweep(t *testing.T) {
 	tc.worker("w3", 40, "")
 	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang)
 	defer cancel()
-	c := tc.client(ctx)
-	rec, err := submit(ctx, c, sleepSpec(n, 15), SubmitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := newCollector()
-	errc := make(chan error, 1)
-	go func() { errc <- c.Collect(ctx, rec.ID, CollectOptions{Counters: &k.c, Emit: k.emit}) }()
+	c, rec, k, errc := tc.submitCollecting(t, ctx, sleepSpec(n, 15))
 	waitDone(t, k, n, 0.25, testwait.Hang)
 	w1.kill() // with tasks in hand: they come back after AckWait
 	if err := <-errc; err != nil {
@@ -420,14 +432,7 @@ func TestRestartServerMidSweep(t *testing.T) {
 	tc.worker("w2", 50, "")
 	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang)
 	defer cancel()
-	c := tc.client(ctx)
-	rec, err := submit(ctx, c, sleepSpec(n, 15), SubmitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := newCollector()
-	errc := make(chan error, 1)
-	go func() { errc <- c.Collect(ctx, rec.ID, CollectOptions{Counters: &k.c, Emit: k.emit}) }()
+	c, rec, k, errc := tc.submitCollecting(t, ctx, sleepSpec(n, 15))
 	waitDone(t, k, n, 0.3, testwait.Hang)
 	tc.server.kill()
 	// Down for a while: a span of the scenario, not a wait for an event (a
@@ -502,7 +507,7 @@ func TestWorkerLeavesKindItDoesNotAllow(t *testing.T) {
 	refuser.waitLine(t, `is job kind "clustertest-sleep", not allowed here (--allow exec,tcp): leaving its tasks to other workers`, testwait.Hang)
 	tc.worker("taker", 50, "clustertest-sleep")
 	k := newCollector()
-	if err := c.Collect(ctx, rec.ID, CollectOptions{Counters: &k.c, Emit: k.emit}); err != nil {
+	if err := c.Collect(ctx, rec.ID, k.opts()); err != nil {
 		t.Fatal(err)
 	}
 	exactlyOnce(t, "submitter", k.counts, n)

@@ -26,6 +26,56 @@ import (
 
 const testToken = "0123456789abcdef-test-token"
 
+// startUsersServer starts a server on loopback that knows users, shut down
+// at the end of t.
+func startUsersServer(t *testing.T, users []User) *Server {
+	t.Helper()
+	s := startUsersServer(t, users)
+	return s
+}
+
+// connectClient connects to url as name with creds (closed at the end of t)
+// and makes a Client of the connection.
+func connectClient(t *testing.T, ctx context.Context, url string, creds Credentials, name string, logf func(string, ...any)) *Client {
+	t.Helper()
+	nc, err := Connect(ctx, url, creds, name, logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	c, err := NewClient(ctx, nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// permissionLog is a logf that keeps what it logs, to check afterwards that
+// no permission error reached the async error handler.
+type permissionLog struct {
+	t    *testing.T
+	mu   sync.Mutex
+	errs []string
+}
+
+func (l *permissionLog) logf(f string, a ...any) {
+	l.mu.Lock()
+	l.errs = append(l.errs, fmt.Sprintf(f, a...))
+	l.mu.Unlock()
+	l.t.Logf(f, a...)
+}
+
+// check fails the test on any permission error logged.
+func (l *permissionLog) check() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range l.errs {
+		if strings.Contains(strings.ToLower(e), "permission") {
+			l.t.Errorf("a permitted flow hit a permission error: %s", e)
+		}
+	}
+}
+
 // roleUsers writes an nkey seed per role and returns the users and seeds.
 func roleUsers(t *testing.T) ([]User, map[Role]string) {
 	t.Helper()
@@ -129,24 +179,12 @@ func refused(t *testing.T, v *violations, what, subject string, call func(ctx co
 func TestRolePermissions(t *testing.T) {
 	t.Parallel()
 	users, seeds := roleUsers(t)
-	s, err := StartServer(ServerOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Users: users})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
+	s := startUsersServer(t, users)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
 	// A sweep submitted by the submitter, for the attackers to aim at.
-	sub, err := Connect(ctx, s.URL, Credentials{NkeySeed: seeds[RoleSubmitter]}, "submitter", t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	client, err := NewClient(ctx, sub)
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := connectClient(t, ctx, s.URL, Credentials{NkeySeed: seeds[RoleSubmitter]}, "submitter", t.Logf)
 	rec, err := submit(ctx, client, sleepSpec(10, 0), SubmitOptions{})
 	if err != nil {
 		t.Fatalf("submitter submits: %v", err)
@@ -227,15 +265,7 @@ func TestRolePermissions(t *testing.T) {
 
 	// None of it got through: the admin sees the sweep as submitted, and
 	// no forged result or heartbeat.
-	adm, err := Connect(ctx, s.URL, Credentials{NkeySeed: seeds[RoleAdmin]}, "admin", t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer adm.Close()
-	ac, err := NewClient(ctx, adm)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ac := connectClient(t, ctx, s.URL, Credentials{NkeySeed: seeds[RoleAdmin]}, "admin", t.Logf)
 	if _, err := ac.Lookup(ctx, "evil"); !errors.Is(err, ErrNoSweep) {
 		t.Errorf("sweep evil: %v, want ErrNoSweep", err)
 	}
@@ -281,22 +311,12 @@ func TestRolesRunASweep(t *testing.T) {
 		t.Fatal(err)
 	}
 	users = append(users, User{Name: "alice", Role: RoleSubmitter, Password: string(hash)})
-	s, err := StartServer(ServerOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Users: users})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
+	s := startUsersServer(t, users)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	var errMu sync.Mutex
-	var asyncErrs []string
-	logf := func(f string, a ...any) {
-		errMu.Lock()
-		asyncErrs = append(asyncErrs, fmt.Sprintf(f, a...))
-		errMu.Unlock()
-		t.Logf(f, a...)
-	}
+	plog := &permissionLog{t: t}
+	logf := plog.logf
 	wnc, err := Connect(ctx, s.URL, Credentials{NkeySeed: seeds[RoleWorker]}, "worker", logf)
 	if err != nil {
 		t.Fatal(err)
@@ -314,22 +334,14 @@ func TestRolesRunASweep(t *testing.T) {
 	if _, err := Connect(ctx, s.URL, Credentials{User: "alice", Password: pw + "x"}, "alice", t.Logf); err == nil {
 		t.Error("wrong password accepted")
 	}
-	snc, err := Connect(ctx, s.URL, Credentials{User: "alice", Password: pw}, "alice", logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer snc.Close()
-	c, err := NewClient(ctx, snc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := connectClient(t, ctx, s.URL, Credentials{User: "alice", Password: pw}, "alice", logf)
 	const n = 300
 	rec, err := submit(ctx, c, sleepSpec(n, 1), SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	k := newCollector()
-	if err := c.Collect(ctx, rec.ID, CollectOptions{Counters: &k.c, Emit: k.emit}); err != nil {
+	if err := c.Collect(ctx, rec.ID, k.opts()); err != nil {
 		t.Fatal(err)
 	}
 	exactlyOnce(t, "collected", k.counts, n)
@@ -340,13 +352,7 @@ func TestRolesRunASweep(t *testing.T) {
 	if len(st.Sweeps) != 1 || !st.Sweeps[0].Complete || len(st.Workers) != 1 {
 		t.Errorf("status: %+v, want the sweep complete and worker w", st)
 	}
-	errMu.Lock()
-	defer errMu.Unlock()
-	for _, e := range asyncErrs {
-		if strings.Contains(strings.ToLower(e), "permission") {
-			t.Errorf("a permitted flow hit a permission error: %s", e)
-		}
-	}
+	plog.check()
 }
 
 func TestUsersFile(t *testing.T) {

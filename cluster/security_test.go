@@ -169,7 +169,12 @@ type sshLab struct {
 	dir, key, known, conf, user string
 }
 
-func newSSHLab(t *testing.T) *sshLab {
+func newSSHLab(t *testing.T) *sshLab { return newSSHLabOn(t, "127.0.0.1:0", "127.0.0.1") }
+
+// newSSHLabOn is an sshLab whose fleet listens on listen (lab's default when
+// empty: every 127.x.y.z is a host) and whose known_hosts trusts its key on
+// the hosts matching pattern.
+func newSSHLabOn(t *testing.T, listen, pattern string) *sshLab {
 	t.Helper()
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -180,13 +185,13 @@ func newSSHLab(t *testing.T) *sshLab {
 		t.Fatal(err)
 	}
 	l := &sshLab{dir: t.TempDir(), user: "fanout"}
-	l.fleet = lab.StartSSHFleetT(t, lab.SSHFleetOptions{Listen: "127.0.0.1:0", AuthorizedKeys: []ssh.PublicKey{sshPub}})
+	l.fleet = lab.StartSSHFleetT(t, lab.SSHFleetOptions{Listen: listen, AuthorizedKeys: []ssh.PublicKey{sshPub}})
 	block, err := ssh.MarshalPrivateKey(priv, "security test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	l.key, l.known, l.conf = filepath.Join(l.dir, "id_ed25519"), filepath.Join(l.dir, "known_hosts"), filepath.Join(l.dir, "ssh_config")
-	line := fmt.Sprintf("[127.0.0.1]:%d %s", l.fleet.Port, ssh.MarshalAuthorizedKey(l.fleet.HostKey))
+	line := fmt.Sprintf("[%s]:%d %s", pattern, l.fleet.Port, ssh.MarshalAuthorizedKey(l.fleet.HostKey))
 	for f, data := range map[string]string{l.key: string(pem.EncodeToMemory(block)), l.known: line, l.conf: "GlobalKnownHostsFile none\n"} {
 		if err := os.WriteFile(f, []byte(data), 0o600); err != nil {
 			t.Fatal(err)
@@ -349,7 +354,7 @@ func TestSecurityWorkersReadNoFileASpecNames(t *testing.T) {
 		t.Errorf("submitted targets %q, want the file's lines", got)
 	}
 	k := newCollector()
-	if err := c.Collect(ctx, good.ID, CollectOptions{Counters: &k.c, Emit: k.emit}); err != nil {
+	if err := c.Collect(ctx, good.ID, k.opts()); err != nil {
 		t.Fatal(err)
 	}
 	exactlyOnce(t, "inlined sweep", k.counts, 3)

@@ -31,7 +31,7 @@ func TestShuffledShardThroughCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := newCollector()
-	if err := c.Collect(ctx, rec.ID, CollectOptions{Counters: &k.c, Emit: k.emit}); err != nil {
+	if err := c.Collect(ctx, rec.ID, k.opts()); err != nil {
 		t.Fatal(err)
 	}
 	byPos := map[uint64]int{}

@@ -2,26 +2,15 @@ package cluster
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
-	"github.com/fanout/fanout/internal/lab"
 	"github.com/fanout/fanout/internal/testwait"
 	"github.com/fanout/fanout/job"
 	sshjob "github.com/fanout/fanout/job/ssh"
-	"github.com/fanout/fanout/spec"
 )
 
 // An ssh sweep spread over two worker processes: each rebuilds the job from
@@ -32,51 +21,18 @@ import (
 func TestSSHSweepThroughCluster(t *testing.T) {
 	t.Parallel()
 	const n = 300
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sshPub, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fleet := lab.StartSSHFleetT(t, lab.SSHFleetOptions{AuthorizedKeys: []ssh.PublicKey{sshPub}})
-
-	dir := t.TempDir()
-	block, err := ssh.MarshalPrivateKey(priv, "cluster test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(dir, "id_ed25519")
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	knownFile := filepath.Join(dir, "known_hosts")
-	line := fmt.Sprintf("[127.4.*]:%d %s", fleet.Port, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(fleet.HostKey))))
-	if err := os.WriteFile(knownFile, []byte(line+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	// The workers' own settings: their config file, key and known_hosts.
-	confFile := filepath.Join(dir, "ssh_config")
-	if err := os.WriteFile(confFile, []byte("GlobalKnownHostsFile none\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	local, _ := json.Marshal(sshjob.Local{SSHConfig: confFile, Identities: []string{keyFile}, NoAgent: true, KnownHosts: []string{knownFile}})
-	opts, err := json.Marshal(sshjob.Config{
-		Command: "hostname", User: "fanout", Port: fleet.Port, NoDefaultIdentities: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec := spec.Spec{Job: sshjob.Kind, JobOptions: opts, Targets: []string{fmt.Sprintf("127.4.0.0-127.4.%d.%d", (n-1)>>8, (n-1)&255)}}
+	l := newSSHLabOn(t, "", "127.4.*")
+	local := l.local("", "")
+	sp := l.spec(sshjob.Config{Command: "hostname", NoDefaultIdentities: true})
+	sp.Targets = []string{fmt.Sprintf("127.4.0.0-127.4.%d.%d", (n-1)>>8, (n-1)&255)}
 
 	tc := newTestCluster(t)
-	tc.worker("w1", 64, "ssh", "FANOUT_CLUSTER_SSH="+string(local))
-	tc.worker("w2", 64, "ssh", "FANOUT_CLUSTER_SSH="+string(local))
+	tc.worker("w1", 64, "ssh", local)
+	tc.worker("w2", 64, "ssh", local)
 	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang)
 	defer cancel()
 	c := tc.client(ctx)
-	rec, err := submit(ctx, c, spec, SubmitOptions{})
+	rec, err := submit(ctx, c, sp, SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,45 +69,14 @@ func TestSSHSweepThroughCluster(t *testing.T) {
 func TestSSHWatchKeepsConnections(t *testing.T) {
 	t.Parallel()
 	const n = 60
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sshPub, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fleet := lab.StartSSHFleetT(t, lab.SSHFleetOptions{AuthorizedKeys: []ssh.PublicKey{sshPub}})
-	dir := t.TempDir()
-	block, err := ssh.MarshalPrivateKey(priv, "cluster test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(dir, "id_ed25519")
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	knownFile := filepath.Join(dir, "known_hosts")
-	line := fmt.Sprintf("[127.4.*]:%d %s", fleet.Port, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(fleet.HostKey))))
-	if err := os.WriteFile(knownFile, []byte(line+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	confFile := filepath.Join(dir, "ssh_config")
-	if err := os.WriteFile(confFile, []byte("GlobalKnownHostsFile none\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	local, _ := json.Marshal(sshjob.Local{SSHConfig: confFile, Identities: []string{keyFile}, NoAgent: true, KnownHosts: []string{knownFile}})
-	opts, err := json.Marshal(sshjob.Config{
-		Command: "hostname", User: "fanout", Port: fleet.Port, NoDefaultIdentities: true, KeepConnections: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp := spec.Spec{Job: sshjob.Kind, JobOptions: opts, Targets: []string{fmt.Sprintf("127.4.0.0-127.4.0.%d", n-1)}}
+	l := newSSHLabOn(t, "", "127.4.*")
+	fleet, local := l.fleet, l.local("", "")
+	sp := l.spec(sshjob.Config{Command: "hostname", NoDefaultIdentities: true, KeepConnections: true})
+	sp.Targets = []string{fmt.Sprintf("127.4.0.0-127.4.0.%d", n-1)}
 
 	tc := newTestCluster(t)
-	tc.worker("w1", 64, "ssh", "FANOUT_CLUSTER_SSH="+string(local))
-	tc.worker("w2", 64, "ssh", "FANOUT_CLUSTER_SSH="+string(local))
+	tc.worker("w1", 64, "ssh", local)
+	tc.worker("w2", 64, "ssh", local)
 	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang)
 	defer cancel()
 	c := tc.client(ctx)

@@ -110,7 +110,7 @@ func TestPinnedToTags(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := newCollector()
-	if err := c.Collect(ctx, rec.ID, CollectOptions{Counters: &k.c, Emit: k.emit}); err != nil {
+	if err := c.Collect(ctx, rec.ID, k.opts()); err != nil {
 		t.Fatal(err)
 	}
 	exactlyOnce(t, "submitter", k.counts, n)
