@@ -15,6 +15,7 @@ import (
 
 	"github.com/fanout/fanout"
 	"github.com/fanout/fanout/engine"
+	"github.com/fanout/fanout/internal/lab"
 	"github.com/fanout/fanout/job"
 	_ "github.com/fanout/fanout/job/tcp"
 	"github.com/fanout/fanout/target"
@@ -143,20 +144,7 @@ func (j *countJob) Run(ctx context.Context, t fanout.Target) fanout.Result {
 
 func TestSweep(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	ln := lab.ClosingListener(t, "127.0.0.1:0")
 	set, err := target.Parse([]string{"127.0.0.0/25"}, target.ParseOptions{})
 	if err != nil {
 		t.Fatal(err)

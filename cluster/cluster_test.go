@@ -346,7 +346,7 @@ func (k *collector) emit(r job.Result) {
 }
 
 // opts is a Collect that counts its results into k.
-func (k *collector) opts() CollectOptions { return k.opts() }
+func (k *collector) opts() CollectOptions { return CollectOptions{Counters: &k.c, Emit: k.emit} }
 
 // submitCollecting submits sp through a new client of tc and collects it in
 // the background into a new collector, until ctx is done; the channel gets

@@ -2,13 +2,14 @@ package cli_test
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/fanout/fanout/internal/lab"
 )
 
 // TestInventoryTCP: tcp without -p checks each inventory host on its
@@ -20,22 +21,8 @@ func TestInventoryTCP(t *testing.T) {
 	var ports []string
 	accepted := make(chan struct{}, 100)
 	for range 2 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				accepted <- struct{}{}
-				c.Close()
-			}
-		}()
-		ports = append(ports, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+		ln := lab.ClosingListenerFunc(t, "127.0.0.1:0", func() { accepted <- struct{}{} })
+		ports = append(ports, strconv.Itoa(lab.Port(ln)))
 	}
 	dir := t.TempDir()
 	ini := filepath.Join(dir, "hosts.ini")

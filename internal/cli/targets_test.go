@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/fanout/fanout/internal/lab"
 	"github.com/fanout/fanout/job"
 	"github.com/fanout/fanout/store"
 )
@@ -23,23 +23,8 @@ import (
 // the jobs that take them use them.
 func TestTargetsJobTakes(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	accepted := make(chan struct{}, 100)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- struct{}{}
-			c.Close()
-		}
-	}()
-	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	port := strconv.Itoa(lab.Port(lab.ClosingListenerFunc(t, "127.0.0.1:0", func() { accepted <- struct{}{} })))
 	ran := t.TempDir()
 	mark := []string{"--", "touch", ran + "/{index}"}
 	const are = "(targets are hosts, addresses, CIDRs, ranges, node-sets)"

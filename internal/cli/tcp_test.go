@@ -1,7 +1,6 @@
 package cli_test
 
 import (
-	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,37 +11,12 @@ import (
 )
 
 // listen starts a listener on addr that accepts and closes, for the test's
+// listen runs a listener on addr that accepts and closes, for the test's
 // lifetime, and returns its port.
-func listen(t *testing.T, addr string) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+func listen(t *testing.T, addr string) int { return lab.Port(lab.ClosingListener(t, addr)) }
 
 // closedPort is a port nothing listens on (bound, then released).
-func closedPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	return p
-}
+func closedPort(t *testing.T) int { return lab.ClosedPort(t) }
 
 func TestTCPLoopback(t *testing.T) {
 	t.Parallel()

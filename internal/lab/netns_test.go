@@ -41,21 +41,7 @@ func TestLabTCP(t *testing.T) {
 	Require(t)
 	t.Parallel()
 	// Listening on every address: each live 127.x answers, as the design says.
-	ln, err := net.Listen("tcp4", "0.0.0.0:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() }) // not defer: parallel subtests run after return
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	port := strconv.Itoa(Port(ClosingListener(t, "0.0.0.0:0"))) // closed at the end of the test: parallel subtests run after return
 	tests := []struct {
 		addr string
 		want string // "up", "refused", "timeout"

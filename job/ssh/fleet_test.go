@@ -98,15 +98,7 @@ func at(i int, port int) target.Target {
 }
 
 // closedPort is a loopback port nothing listens on.
-func closedPort(t testing.TB) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	return p
-}
+func closedPort(t testing.TB) int { return lab.ClosedPort(t) }
 
 func TestConformance(t *testing.T) {
 	const (

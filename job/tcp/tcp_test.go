@@ -28,36 +28,10 @@ func TestMain(m *testing.M) { lab.Main(m) }
 var lo = netip.MustParseAddr("127.0.0.1")
 
 // listen returns the port of a listener on 127.0.0.1 that accepts and closes.
-func listen(t *testing.T) uint16 {
-	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return uint16(ln.Addr().(*net.TCPAddr).Port)
-}
+func listen(t *testing.T) uint16 { return uint16(lab.ClosingPort(t)) }
 
 // closedPort returns a port on 127.0.0.1 where nothing listens.
-func closedPort(t *testing.T) uint16 {
-	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := uint16(ln.Addr().(*net.TCPAddr).Port)
-	ln.Close()
-	return p
-}
+func closedPort(t *testing.T) uint16 { return uint16(lab.ClosedPort(t)) }
 
 // blackhole returns a port on 127.0.0.1 whose SYNs go unanswered: a listener
 // that never accepts, its accept queue filled, drops further SYNs (as a
@@ -183,21 +157,7 @@ func TestUnreachable(t *testing.T) {
 func TestLab(t *testing.T) {
 	lab.Require(t)
 	t.Parallel()
-	ln, err := net.Listen("tcp4", "0.0.0.0:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	open := uint16(ln.Addr().(*net.TCPAddr).Port)
+	open := uint16(lab.Port(lab.ClosingListener(t, "0.0.0.0:0")))
 	j, _ := tcp.New(tcp.Config{Ports: []int{int(open)}})
 	tests := []struct {
 		addr   string

@@ -21,30 +21,13 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/fanout/fanout"
+	"github.com/fanout/fanout/internal/lab"
 	"github.com/fanout/fanout/internal/testwait"
 	"github.com/fanout/fanout/job"
 	_ "github.com/fanout/fanout/job/tcp"
 	"github.com/fanout/fanout/watch"
 	"github.com/fanout/fanout/watch/watchtest"
 )
-
-func listen(t *testing.T, addr string) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return ln
-}
 
 // tcpDriver polls targets on port: 127.0.0.1 answers while a listener is
 // there, the other addresses refuse.
@@ -152,7 +135,7 @@ func TestScrape(t *testing.T) {
 		t.Fatalf("fanout_up before any round: %v", series(fams, "fanout_up"))
 	}
 
-	ln := listen(t, "127.0.0.1:0")
+	ln := lab.ClosingListener(t, "127.0.0.1:0")
 	addr := ln.Addr().String()
 	port := ln.Addr().(*net.TCPAddr).Port
 	d := tcpDriver(t, port, "127.0.0.1-4", e)
@@ -160,8 +143,7 @@ func TestScrape(t *testing.T) {
 	round(t, d) // 1: .1 up
 	ln.Close()
 	round(t, d) // 2: .1 down
-	ln = listen(t, addr)
-	defer ln.Close()
+	ln = lab.ClosingListener(t, addr)
 	round(t, d) // 3: .1 up again
 
 	fams, body := scrape(t, e)
