@@ -1,13 +1,14 @@
 package output
 
 import (
-	"bytes"
 	"fmt"
-	"github.com/fanout/fanout/internal/golden"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fanout/fanout/internal/golden"
+	"github.com/fanout/fanout/internal/lab"
 
 	"github.com/fanout/fanout/internal/testwait"
 )
@@ -86,7 +87,7 @@ func TestETANeverZeroWhileWorkRemains(t *testing.T) {
 // line last.
 func TestTerminalNeverTears(t *testing.T) {
 	t.Parallel()
-	var screen syncBuffer
+	var screen lab.SyncBuffer
 	tm := NewTerminal(&screen)
 	stdout, stderr := tm.Writer(&screen), tm.Writer(&screen)
 	tick := make(chan time.Time)
@@ -183,28 +184,11 @@ func replay(s string) []string {
 	return lines
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestProgressTicks: the line loop draws a frame at start and on each tick,
 // at the injected clock's time, and stop ends it.
 func TestProgressTicks(t *testing.T) {
 	t.Parallel()
-	var screen syncBuffer
+	var screen lab.SyncBuffer
 	tm := NewTerminal(&screen)
 	tick := make(chan time.Time)
 	var mu sync.Mutex

@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -365,7 +364,7 @@ func runUntilDrawn(t *testing.T, want, name string, args ...string) (int, string
 	flag := filepath.Join(t.TempDir(), "drawn")
 	args = append(args, "sh", "-c", `while [ ! -e "$0" ]; do sleep 0.05; done`, flag)
 	cmd := exec.Command(name, args...)
-	var out syncBuffer
+	var out lab.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -383,24 +382,6 @@ func runUntilDrawn(t *testing.T, want, name string, args ...string) (int, string
 		t.Fatal(err)
 	}
 	return 0, out.String()
-}
-
-// syncBuffer is written by exec's copying goroutines while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestClosedStdout: when the reader of stdout goes away (| head -1), fanout
@@ -533,7 +514,7 @@ func TestProgressOnTerminal(t *testing.T) {
 	flag := filepath.Join(t.TempDir(), "drawn")
 	line := fanoutBin(t) + ` exec 127.0.0.1 -- sh -c 'while [ ! -e "$0" ]; do sleep 0.05; done; echo done' ` + flag
 	cmd := exec.Command("script", "-qec", line, "/dev/null")
-	var out syncBuffer
+	var out lab.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -177,7 +176,7 @@ func TestMainLifecycle(t *testing.T) {
 				}
 			}
 			cmd.Env = append(env, "LAB_HELPER="+tc.mode)
-			out := new(syncBuffer)
+			out := new(SyncBuffer)
 			cmd.Stdout, cmd.Stderr = out, out
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
@@ -202,22 +201,4 @@ func TestMainLifecycle(t *testing.T) {
 			}
 		})
 	}
-}
-
-// syncBuffer is written by exec's copying goroutine while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
