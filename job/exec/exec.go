@@ -37,7 +37,6 @@ package exec
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -100,13 +99,7 @@ var Traits = job.Traits{
 }
 
 func init() {
-	job.Register(Kind, Traits, func(options json.RawMessage) (job.Job, error) {
-		var c Config
-		if err := job.DecodeOptions(Kind, options, &c); err != nil {
-			return nil, err
-		}
-		return New(c)
-	})
+	job.Register(Kind, Traits, job.Decoded(Kind, New))
 }
 
 // New checks cfg and looks the command up in PATH, so that a missing command

@@ -25,7 +25,6 @@ package ssh
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -58,13 +57,7 @@ var Traits = job.Traits{
 }
 
 func init() {
-	job.Register(Kind, Traits, func(options json.RawMessage) (job.Job, error) {
-		var c Config
-		if err := job.DecodeOptions(Kind, options, &c); err != nil {
-			return nil, err
-		}
-		return New(c, DefaultEnv())
-	})
+	job.Register(Kind, Traits, job.Decoded(Kind, func(c Config) (*Job, error) { return New(c, DefaultEnv()) }))
 }
 
 // Env is what the job takes from the process that builds it, apart from its

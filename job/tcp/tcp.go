@@ -17,7 +17,6 @@ package tcp
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -54,24 +53,12 @@ var _ job.Job = (*Job)(nil)
 var Traits = job.Traits{
 	TaskSize: [2]uint64{128, 1024}, FDsPerTarget: 1,
 	// An inventory's ansible_port is a host's port when there is no -p.
-	Takes: target.Takes{VarPort: true, Note: "its ports come from -p"},
-	Expander: func(options json.RawMessage) (job.Expander, error) {
-		var c Config
-		if err := job.DecodeOptions(Kind, options, &c); err != nil {
-			return nil, err
-		}
-		return New(c)
-	},
+	Takes:    target.Takes{VarPort: true, Note: "its ports come from -p"},
+	Expander: job.DecodedExpander(Kind, New),
 }
 
 func init() {
-	job.Register(Kind, Traits, func(options json.RawMessage) (job.Job, error) {
-		var c Config
-		if err := job.DecodeOptions(Kind, options, &c); err != nil {
-			return nil, err
-		}
-		return New(c)
-	})
+	job.Register(Kind, Traits, job.Decoded(Kind, New))
 }
 
 // New checks cfg: each port in 1-65535. Without ports, every target must
