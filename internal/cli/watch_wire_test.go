@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,6 +22,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/fanout/fanout/internal/lab"
 	"github.com/fanout/fanout/internal/testwait"
 	"github.com/fanout/fanout/job"
 	"github.com/fanout/fanout/store"
@@ -207,23 +207,9 @@ func TestWatchKeepRounds(t *testing.T) {
 // exits 2 before any round, nothing sent.
 func TestWatchMetrics(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	accepted := make(chan struct{}, 100)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-			accepted <- struct{}{}
-		}
-	}()
-	port := ln.Addr().(*net.TCPAddr).Port
+	ln := lab.ClosingListenerFunc(t, "127.0.0.1:0", func() { accepted <- struct{}{} })
+	port := lab.Port(ln)
 	// 127.0.0.1 is up; 127.0.0.2-4 refuse (nothing listens there).
 	w := startWatch(t, "watch", "tcp", "-p", strconv.Itoa(port), "--every", "1s", "--timeout", "1s", "--metrics", "127.0.0.1:0", "127.0.0.1-4")
 	w.waitErr(t, "round 2:")

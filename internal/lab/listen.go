@@ -13,8 +13,8 @@ func ClosingListener(t testing.TB, addr string) net.Listener {
 	return ClosingListenerFunc(t, addr, nil)
 }
 
-// ClosingListenerFunc is ClosingListener calling onAccept, when not nil, on
-// each connection before it closes it.
+// ClosingListenerFunc is ClosingListener calling onAccept, when not nil,
+// after each connection it closes.
 func ClosingListenerFunc(t testing.TB, addr string, onAccept func()) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
@@ -28,10 +28,10 @@ func ClosingListenerFunc(t testing.TB, addr string, onAccept func()) net.Listene
 			if err != nil {
 				return
 			}
+			c.Close()
 			if onAccept != nil {
 				onAccept()
 			}
-			c.Close()
 		}
 	}()
 	return ln
