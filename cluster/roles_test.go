@@ -30,7 +30,11 @@ const testToken = "0123456789abcdef-test-token"
 // at the end of t.
 func startUsersServer(t *testing.T, users []User) *Server {
 	t.Helper()
-	s := startUsersServer(t, users)
+	s, err := StartServer(ServerOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Users: users})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
 	return s
 }
 
