@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -239,31 +240,13 @@ func TestInterrupt(t *testing.T) {
 }
 
 func testInterrupt(t *testing.T, sig syscall.Signal) {
-	dir := t.TempDir()
-	// A sleep under a name of its own, to find survivors in /proc.
-	sleep := filepath.Join(dir, "sleep-fanout-test")
-	path, err := exec.LookPath("sleep")
-	if err != nil {
-		t.Skip("no sleep command")
-	}
-	if err := os.Symlink(path, sleep); err != nil {
-		t.Fatal(err)
-	}
+	sleep := namedSleep(t, "sleep-fanout-test")
 	// The sleeps outlast testwait.Hang: only fanout's kill ends them, so
 	// fanout exiting at all shows it did not wait for them.
 	script := `case "$1" in 127.0.0.1) echo quick;; *) "$2" 3600;; esac`
 	killSurvivors(t, sleep)
 	cmd := exec.Command(fanoutBin(t), "exec", "-o", "jsonl", "127.0.0.1-5", "--", "sh", "-c", script, "sh", "{}", sleep)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
+	stdout, stderr := startPiped(t, cmd)
 
 	// Wait for the quick target's Result, then for the sleeps to be running.
 	lines := make(chan string)
@@ -282,6 +265,7 @@ func testInterrupt(t *testing.T, sig syscall.Signal) {
 	if err := cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
+	var err error
 	testwait.Returns(t, fmt.Sprintf("fanout to exit after %v", sig), func() {
 		for l := range lines {
 			out = append(out, l)
@@ -384,34 +368,49 @@ func runUntilDrawn(t *testing.T, want, name string, args ...string) (int, string
 	return 0, out.String()
 }
 
+// namedSleep is the sleep command under a name of its own, in a temporary
+// directory, to find survivors in /proc.
+func namedSleep(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep command")
+	}
+	sleep := filepath.Join(t.TempDir(), name)
+	if err := os.Symlink(path, sleep); err != nil {
+		t.Fatal(err)
+	}
+	return sleep
+}
+
+// startPiped starts cmd with its stdout on a pipe and its stderr in a
+// buffer; the process is killed at the end of the test.
+func startPiped(t *testing.T, cmd *exec.Cmd) (io.ReadCloser, *bytes.Buffer) {
+	t.Helper()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := new(bytes.Buffer)
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return stdout, stderr
+}
+
 // TestClosedStdout: when the reader of stdout goes away (| head -1), fanout
 // does not die of SIGPIPE leaving its commands behind: the next write fails,
 // the sweep stops, the commands are killed, and it exits 1 without noise.
 func TestClosedStdout(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	sleep := filepath.Join(dir, "sleep-fanout-pipe")
-	path, err := exec.LookPath("sleep")
-	if err != nil {
-		t.Skip("no sleep command")
-	}
-	if err := os.Symlink(path, sleep); err != nil {
-		t.Fatal(err)
-	}
+	sleep := namedSleep(t, "sleep-fanout-pipe")
 	// The long sleeps outlast testwait.Hang: only fanout's kill ends them.
 	script := `case "$1" in 127.0.0.1) echo first;; 127.0.0.2) "$2" 1; echo second;; *) "$2" 3600;; esac`
 	killSurvivors(t, sleep)
 	cmd := exec.Command(fanoutBin(t), "exec", "127.0.0.1-5", "--", "sh", "-c", script, "sh", "{}", sleep)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
+	stdout, stderr := startPiped(t, cmd)
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil || !strings.Contains(line, "127.0.0.1") {
 		t.Fatalf("first line %q, %v", line, err)
