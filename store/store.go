@@ -287,11 +287,11 @@ func (s *Store) cannotUpgrade(version, target int) error {
 
 // walMode switches the file to WAL (persistent: once per file). The switch
 // does not wait on SQLite's busy handler, so a concurrent opener retries.
-func (s *Store) walMode() error {
+func (s *Store) walMode(q queryer) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var mode string
-		err := s.db.QueryRow(`PRAGMA journal_mode=WAL`).Scan(&mode)
+		err := q.QueryRowContext(ctxBG(), `PRAGMA journal_mode=WAL`).Scan(&mode)
 		if err == nil {
 			return nil
 		}
