@@ -6,7 +6,9 @@
 //
 // Durability: WAL with synchronous=NORMAL. A committed batch survives a
 // kill -9 of fanout; a power cut may roll back the last batches (never
-// corrupt the file), and resume redoes what they held.
+// corrupt the file), and resume redoes what they held. A new file is made
+// without fsync (see create): the first checkpoint of its first sweep
+// syncs it, so a power cut before that may leave a file to delete.
 //
 // The file is plain SQLite, readable with sqlite3 (schema version 7):
 //
