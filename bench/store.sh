@@ -9,6 +9,9 @@
 # ROUNDS (default 11) pairs of runs; TARGETS (default 127.0.0.0/16).
 # IDLE_AB=1 adds a third run per round: --db committing at normal priority
 # (FANOUT_STORE_NOIDLE=1), to see whether the SCHED_IDLE commit thread pays.
+# BASE_BIN=PATH (a fanout built from another commit, e.g. main's) adds its
+# own pair of runs to every round, interleaved with the others, and prints
+# its ratio beside this one's: before and after a change under the same load.
 # PROFILE=DIR writes a CPU profile of the warm-up runs, without and with --db,
 # to DIR/plain.prof and DIR/db.prof, and prints where the CPU went.
 # fanout is built with -tags fanout_debug (its hooks act only on those
@@ -29,6 +32,11 @@ trap 'rm -rf "$work"' EXIT
 FANOUT=${FANOUT_BIN:-$work/fanout}
 IDLE_AB=${IDLE_AB:-0}
 PROFILE=${PROFILE:-}
+BASE_BIN=${BASE_BIN:-}
+if [ -n "$BASE_BIN" ] && [ ! -x "$BASE_BIN" ]; then
+	echo "store.sh: BASE_BIN=$BASE_BIN is not an executable" >&2
+	exit 2
+fi
 [ -n "${FANOUT_BIN:-}" ] || go build -tags fanout_debug -o "$FANOUT" ./cmd/fanout || exit 1
 
 echo "== bench/store.sh $(date -u +%FT%TZ) on $(nproc) cores, lab namespace $FANOUT_LAB"
@@ -41,20 +49,21 @@ echo "sweep: fanout ping -q -o jsonl --output-file /dev/null $TARGETS (x$ROUNDS 
 one() {
 	local name=$1
 	shift
-	local env=()
+	local env=() bin=$FANOUT
 	[ "$name" = db-noidle ] && env=(FANOUT_STORE_NOIDLE=1)
+	case $name in *-base) bin=$BASE_BIN ;; esac
 	# Wall time from the shell's microsecond clock: GNU time's %e has 10 ms
 	# steps, 2% of this sweep.
 	local t0=$EPOCHREALTIME
-	env "${env[@]}" /usr/bin/time -f "%e %U %S %M" -o "$work/time" "$FANOUT" ping -q -o jsonl --output-file /dev/null "$@" "$TARGETS" 2>"$work/err"
+	env "${env[@]}" /usr/bin/time -f "%e %U %S %M" -o "$work/time" "$bin" ping -q -o jsonl --output-file /dev/null "$@" "$TARGETS" 2>"$work/err"
 	local code=$? t1=$EPOCHREALTIME
 	read -r _ user sys rss < <(tail -1 "$work/time")
 	local wall; wall=$(echo "${t1/./} - ${t0/./}" | bc | awk '{printf "%.4f", $1/1e6}')
 	echo "$wall" >>"$work/$name"
 	echo "$user + $sys" | bc >>"$work/$name.cpu"
 	local stored=""
-	if [ "$name" != plain ] && [ "$name" != warmup ]; then
-		stored=$("$FANOUT" sweeps -o jsonl "$work/bench.db" | tail -1 | sed -E 's/.*"done":([0-9]+).*"up":([0-9]+).*/\1 stored, \2 up/')
+	if [ "${name%-base}" != plain ] && [ "$name" != warmup ]; then
+		stored=$("$bin" sweeps -o jsonl "$work/bench.db" | tail -1 | sed -E 's/.*"done":([0-9]+).*"up":([0-9]+).*/\1 stored, \2 up/')
 	fi
 	printf '  %-8s %7.3f s wall %6.2f s cpu %7.1f MB peak  exit %s  %s\n' \
 		"$name" "$wall" "$(echo "$user + $sys" | bc)" "$(echo "scale=1; $rss / 1024" | bc)" "$code" "$stored"
@@ -88,6 +97,16 @@ for i in $(seq "$ROUNDS"); do
 		rm -f "$work"/bench.db*
 		one db-noidle --db "$work/bench.db"
 	fi
+	if [ -n "$BASE_BIN" ]; then
+		rm -f "$work"/bench.db*
+		if [ $((i % 2)) = 1 ]; then
+			one db-base --db "$work/bench.db"
+			one plain-base
+		else
+			one plain-base
+			one db-base --db "$work/bench.db"
+		fi
+	fi
 done
 plain=$(median "$work/plain")
 db=$(median "$work/db")
@@ -101,5 +120,12 @@ printf 'median cpu without --db: %.2f s, with: %.2f s, ratio %.3f\n' "$plaincpu"
 if [ "$IDLE_AB" = 1 ]; then
 	noidle=$(median "$work/db-noidle")
 	echo "median with --db, commits at normal priority: ${noidle} s, ratio $(echo "scale=3; $noidle / $plain" | bc | sed 's/^\./0./') (vs $(echo "scale=3; $db / $plain" | bc | sed 's/^\./0./') on the idle thread)"
+fi
+if [ -n "$BASE_BIN" ]; then
+	pb=$(median "$work/plain-base")
+	dbb=$(median "$work/db-base")
+	echo "BASE_BIN $BASE_BIN: median without --db ${pb} s, with ${dbb} s, ratio $(echo "scale=3; $dbb / $pb" | bc | sed 's/^\./0./')"
+	printf 'BASE_BIN median cpu without --db: %.2f s, with: %.2f s, ratio %.3f\n' "$(median "$work/plain-base.cpu")" "$(median "$work/db-base.cpu")" \
+		"$(echo "scale=3; $(median "$work/db-base.cpu") / $(median "$work/plain-base.cpu")" | bc)"
 fi
 echo "uptime at end: $(uptime)"

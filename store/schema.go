@@ -5,6 +5,7 @@ import (
 
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
 	"math"
 	"strconv"
@@ -124,6 +125,53 @@ var migrations = append([]string{
 	compactSchema,
 }, testMigrations...)
 
+// freshSchema makes a new file at schema version freshVersion in one step:
+// the tables as migrations 1 to freshVersion leave them, without building
+// and copying the older ones (TestFreshSchema checks both give the same
+// schema). It is what a first --db sweep pays before its first Result.
+var freshSchema = `CREATE TABLE fanout_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+	CREATE TABLE sweeps(
+		id         INTEGER PRIMARY KEY,
+		job        TEXT NOT NULL,
+		spec       TEXT NOT NULL,           -- fanout.Spec as JSON: what resume rebuilds the sweep from
+		total      INTEGER NOT NULL,        -- targets the sweep visits
+		state      TEXT NOT NULL,           -- running | finished | interrupted
+		reason     TEXT NOT NULL DEFAULT '',
+		created_ns INTEGER NOT NULL
+	);
+	CREATE TABLE runs(
+		sweep    INTEGER NOT NULL,
+		run      INTEGER NOT NULL,
+		version  TEXT NOT NULL DEFAULT '',
+		start_ns INTEGER NOT NULL,
+		last_ns  INTEGER NOT NULL,          -- last commit: the end of a run that was killed
+		end_ns   INTEGER,
+		state    TEXT NOT NULL,
+		reason   TEXT NOT NULL DEFAULT '',
+		PRIMARY KEY(sweep, run)
+	);
+	CREATE TABLE lists(
+		sweep INTEGER NOT NULL,
+		list  INTEGER NOT NULL,             -- k-th "-" or @FILE entry of the spec (targets, then excludes)
+		part  INTEGER NOT NULL,
+		data  BLOB NOT NULL,
+		PRIMARY KEY(sweep, list, part)
+	);
+	CREATE TABLE result_counts(
+		sweep  INTEGER NOT NULL,
+		status TEXT NOT NULL,
+		class  TEXT NOT NULL DEFAULT '',    -- '' when up
+		n      INTEGER NOT NULL,
+		PRIMARY KEY(sweep, status, class)
+	) WITHOUT ROWID;
+	` + watchSchema + `
+	` + statusesSchema + `CREATE TABLE results` + resultsColumns + `;
+	` + resultRowsView
+
+// freshVersion is the schema freshSchema makes; later migrations (the
+// test build's) run after it.
+const freshVersion = 7
+
 // compactSchema is schema step 7: results rows hold what a view cannot
 // derive. An IPv4 host or addr is an INTEGER (a.b.c.d is a<<24|b<<16|c<<8|d:
 // an integer binds without the copy a string costs), status and class are
@@ -134,15 +182,30 @@ var migrations = append([]string{
 // hosts made integers by fanout_ipv4 (a function of fanout's, registered
 // with the driver: the view and the tables never name it, so sqlite3 reads
 // the file without it).
-var compactSchema = `CREATE TABLE statuses(
+var compactSchema = statusesSchema + `INSERT OR IGNORE INTO statuses(status, class) SELECT DISTINCT status, COALESCE(class, '') FROM results;
+	CREATE TABLE results7` + resultsColumns + `;
+	INSERT INTO results7 SELECT sweep_idx, fanout_ipv4(host), CASE WHEN addr IS NULL THEN NULL ELSE fanout_ipv4(addr) END, port,
+		(SELECT code FROM statuses s WHERE s.status = r.status AND s.class = COALESCE(r.class, '')),
+		error, rtt_ns, sent, NULLIF(recv, sent), NULLIF(rtt_min_ns, rtt_ns), NULLIF(rtt_avg_ns, rtt_ns),
+		NULLIF(rtt_max_ns, rtt_ns), exit_code, stdout, stderr, truncated, attempts, start_ns, end_ns, worker,
+		rtt_stddev_ns FROM results r;
+	DROP VIEW result_rows;
+	DROP TABLE results;
+	ALTER TABLE results7 RENAME TO results;
+	` + resultRowsView
+
+// statusesSchema creates statuses with the codes every file has.
+const statusesSchema = `CREATE TABLE statuses(
 		code   INTEGER PRIMARY KEY,
 		status TEXT NOT NULL,
 		class  TEXT NOT NULL DEFAULT '',    -- '' when up
 		UNIQUE(status, class)
 	);
 	INSERT INTO statuses(code, status, class) VALUES(1, 'up', ''), (2, 'down', ''), (3, 'down', 'timeout'), (4, 'error', '');
-	INSERT OR IGNORE INTO statuses(status, class) SELECT DISTINCT status, COALESCE(class, '') FROM results;
-	CREATE TABLE results7(
+	`
+
+// resultsColumns are the columns of results since schema 7 (compactSchema).
+const resultsColumns = `(
 		sweep_idx     INTEGER PRIMARY KEY,
 		host          NOT NULL,             -- TEXT, or an IPv4 address as an INTEGER (no type: no conversion)
 		addr,                               -- NULL: same as host; TEXT or INTEGER as host
@@ -164,16 +227,10 @@ var compactSchema = `CREATE TABLE statuses(
 		end_ns        INTEGER NOT NULL DEFAULT 0,
 		worker        TEXT,                 -- NULL locally
 		rtt_stddev_ns INTEGER NOT NULL DEFAULT 0
-	);
-	INSERT INTO results7 SELECT sweep_idx, fanout_ipv4(host), CASE WHEN addr IS NULL THEN NULL ELSE fanout_ipv4(addr) END, port,
-		(SELECT code FROM statuses s WHERE s.status = r.status AND s.class = COALESCE(r.class, '')),
-		error, rtt_ns, sent, NULLIF(recv, sent), NULLIF(rtt_min_ns, rtt_ns), NULLIF(rtt_avg_ns, rtt_ns),
-		NULLIF(rtt_max_ns, rtt_ns), exit_code, stdout, stderr, truncated, attempts, start_ns, end_ns, worker,
-		rtt_stddev_ns FROM results r;
-	DROP VIEW result_rows;
-	DROP TABLE results;
-	ALTER TABLE results7 RENAME TO results;
-	CREATE VIEW result_rows AS SELECT sweep_idx>>40 AS sweep, sweep_idx&1099511627775 AS idx, sweep_idx,
+	)`
+
+// resultRowsView is the view result_rows since schema 7.
+var resultRowsView = `CREATE VIEW result_rows AS SELECT sweep_idx>>40 AS sweep, sweep_idx&1099511627775 AS idx, sweep_idx,
 		` + hostText("host") + ` AS host, ` + hostText("COALESCE(addr, host)") + ` AS addr, port,
 		s.status AS status, NULLIF(s.class, '') AS class, error, rtt_ns, sent, COALESCE(recv, sent) AS recv,
 		COALESCE(rtt_min_ns, rtt_ns) AS rtt_min_ns, COALESCE(rtt_avg_ns, rtt_ns) AS rtt_avg_ns,
@@ -539,26 +596,60 @@ func (s *Store) setup(target int, writer bool) error {
 	if !writer && !id.needsWrite(target) {
 		return nil
 	}
-	if err := s.walMode(); err != nil {
+	if id.version == 0 && target >= freshVersion {
+		return s.create(target)
+	}
+	if err := s.walMode(s.db); err != nil {
 		return err
 	}
 	if !id.needsWrite(target) {
 		return nil
 	}
-	return s.migrate(target)
+	conn, err := s.db.Conn(ctxBG())
+	if err != nil {
+		return s.describe("open", err)
+	}
+	defer conn.Close()
+	return s.migrate(conn, target)
 }
 
-// migrate brings the file's schema to version target and stamps it, in one
-// immediate transaction: two processes opening a new file at once do not
-// both create it.
-func (s *Store) migrate(target int) error {
+// create makes a new (empty) file a fanout database at schema version
+// target, without an fsync: the file holds nothing yet, and the first
+// checkpoint of the sweep that writes it (or its close) syncs it with its
+// first Results. A kill -9 loses nothing the process wrote (the kernel
+// has it); a power cut before that first checkpoint may leave a file
+// that holds no sweep, or that SQLite refuses: the sweep it was to hold
+// never had a committed Result on disk. Syncing here took three fsyncs
+// (rollback journal, its directory, the file) and a fourth for the WAL's
+// header, 20-40 ms before a sweep's first target on a shared disk.
+func (s *Store) create(target int) error {
 	ctx := ctxBG()
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return s.describe("open", err)
 	}
 	defer conn.Close()
-	tx, err := conn.BeginTx(ctx, nil) // BEGIN IMMEDIATE (the DSN's _txlock)
+	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous=OFF`); err != nil {
+		return s.describe("open", err)
+	}
+	// Back to the DSN's NORMAL before the pool hands the connection out
+	// again; if that fails, the connection is not reused.
+	defer func() {
+		if _, err := conn.ExecContext(ctx, `PRAGMA synchronous=NORMAL`); err != nil {
+			conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	if err := s.walMode(conn); err != nil {
+		return err
+	}
+	return s.migrate(conn, target)
+}
+
+// migrate brings the file's schema to version target and stamps it, in one
+// immediate transaction: two processes opening a new file at once do not
+// both create it. A new file is made at freshVersion in one step.
+func (s *Store) migrate(conn *sql.Conn, target int) error {
+	tx, err := conn.BeginTx(ctxBG(), nil) // BEGIN IMMEDIATE (the DSN's _txlock)
 	if err != nil {
 		return s.describe("migrate", err)
 	}
@@ -569,6 +660,12 @@ func (s *Store) migrate(target int) error {
 		return err
 	}
 	version := id.version
+	if version == 0 && target >= freshVersion {
+		if _, err := tx.Exec(freshSchema); err != nil {
+			return s.describe(fmt.Sprintf("create schema version %d in", freshVersion), err)
+		}
+		version = freshVersion
+	}
 	for ; version < target; version++ {
 		if _, err := tx.Exec(migrations[version]); err != nil {
 			return s.describe(fmt.Sprintf("migrate to schema version %d:", version+1), err)

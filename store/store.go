@@ -6,7 +6,9 @@
 //
 // Durability: WAL with synchronous=NORMAL. A committed batch survives a
 // kill -9 of fanout; a power cut may roll back the last batches (never
-// corrupt the file), and resume redoes what they held.
+// corrupt the file), and resume redoes what they held. A new file is made
+// without fsync (see create): the first checkpoint of its first sweep
+// syncs it, so a power cut before that may leave a file to delete.
 //
 // The file is plain SQLite, readable with sqlite3 (schema version 7):
 //
@@ -287,11 +289,11 @@ func (s *Store) cannotUpgrade(version, target int) error {
 
 // walMode switches the file to WAL (persistent: once per file). The switch
 // does not wait on SQLite's busy handler, so a concurrent opener retries.
-func (s *Store) walMode() error {
+func (s *Store) walMode(q queryer) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var mode string
-		err := s.db.QueryRow(`PRAGMA journal_mode=WAL`).Scan(&mode)
+		err := q.QueryRowContext(ctxBG(), `PRAGMA journal_mode=WAL`).Scan(&mode)
 		if err == nil {
 			return nil
 		}
