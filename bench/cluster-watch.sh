@@ -180,8 +180,9 @@ cpu() {
 }
 # accepted: the fleet's count of TCP connections so far.
 accepted() {
-	kill -USR1 "$SSHFLEET"
+	# Counted before the signal: the fleet may print before grep reads.
 	_before=$(grep -c "sshfleet: accepted" "$T/sshfleet.log" || true)
+	kill -USR1 "$SSHFLEET"
 	_polls=0
 	until [ "$(grep -c "sshfleet: accepted" "$T/sshfleet.log" || true)" -gt "$_before" ]; do
 		_polls=$((_polls + 1))
