@@ -4,7 +4,8 @@
 # On the latency-bound fleet of bench/cluster.sh (bench/clusterfleet: every
 # SYN-ACK held 50 ms by an NFQUEUE verdict delay, inside a namespace of this
 # script), a tcp watch of N (default 30000) targets run by 1, 3 and 6
-# workers, each -c 100: the shortest interval (whole seconds) at which no
+# workers, each -c 100, each round's share started at once (--spread=false:
+# the capacity, not the pacing): the shortest interval (whole seconds) at which no
 # round is late (a round is late when it ends after the next one is due),
 # over rounds 2 to ROUNDS (default 5; round 1 is a warm-up). Intervals are
 # tried upwards from 70% of the ideal (N / (2000 x workers) seconds). The
@@ -123,7 +124,7 @@ uncluster() {
 # workers of a fresh cluster, were on time.
 trial() {
 	cluster "$1" "$1-$2"
-	id=$(ns "$F" watch tcp -p $PORT --every "${2}s" --timeout 1s --server "$URL" --detach "$TARGETS" 2>"$T/submit.log") || { cat "$T/submit.log" >&2; exit 1; }
+	id=$(ns "$F" watch tcp -p $PORT --every "${2}s" --timeout 1s --spread=false --server "$URL" --detach "$TARGETS" 2>"$T/submit.log") || { cat "$T/submit.log" >&2; exit 1; }
 	bg ip netns exec "$NS" "$F" watch events --server "$URL" "$id" >/dev/null 2>"$T/events-$id.log"
 	ev=$LAST
 	ok=0
@@ -215,7 +216,7 @@ if want ssh; then
 	done
 	last=$((SSH_N - 1))
 	hosts="127.2.0.0-127.2.$((last >> 8 & 255)).$((last & 255))"
-	id=$(ns "$F" watch ssh --server nats://127.0.0.1:$p --every "${SSH_EVERY}s" -p 2200 -l bench --detach "$hosts" -- echo hello world 2>"$T/submit-ssh.log") || { cat "$T/submit-ssh.log" >&2; exit 1; }
+	id=$(ns "$F" watch ssh --server nats://127.0.0.1:$p --every "${SSH_EVERY}s" --spread=false -p 2200 -l bench --detach "$hosts" -- echo hello world 2>"$T/submit-ssh.log") || { cat "$T/submit-ssh.log" >&2; exit 1; }
 	bg ip netns exec "$NS" "$F" watch events --server nats://127.0.0.1:$p "$id" >/dev/null 2>"$T/events-ssh.log"
 	ev=$LAST
 	waitlog "$T/events-ssh.log" "^round 1:" $((SSH_EVERY * 3 + 60)) || { echo "round 1 never ended" >&2; cat "$T/events-ssh.log" >&2; exit 1; }

@@ -44,6 +44,11 @@ func (e Event) Change() watch.Change {
 		PrevStatus: e.PrevStatus, PrevClass: e.PrevClass}
 }
 
+// spreadSlack is how early a spread round's start may come (engine
+// Options.PaceSlack), as in a local watch (watch.spreadSlack): starts in
+// small bursts, not a sleep per target.
+const spreadSlack = 10 * time.Millisecond
+
 // watchScanEvery is how often a worker looks for open rounds' chunks that
 // lost their owner.
 const watchScanEvery = time.Second
@@ -63,6 +68,9 @@ type watchRun struct {
 	// published its changes: the next round's run of the chunk waits for
 	// it, so that changes are reckoned round after round.
 	last map[uint64]chan struct{}
+	// over: a tick past the watch's last round (rec.Rounds) came; the run
+	// is closed once its open rounds are done.
+	over bool
 }
 
 // openRound is a round ticked and not yet complete.
@@ -71,6 +79,9 @@ type openRound struct {
 	due     time.Time
 	seen    time.Time
 	started map[uint64]bool // chunks this worker started
+	// pace, with a spread watch, smears the starts of the chunks this
+	// worker took when the round ticked over rec.Spread (nil: at once).
+	pace *engine.Pacer
 }
 
 // chunkState is a chunk's stored statuses in one round, by position in the
@@ -136,6 +147,14 @@ func (w *Worker) watchLoop(ctx context.Context, ready func()) {
 				continue // a round given up already
 			}
 			n := roundOf(wr.anchor, wr.rec.Every, due)
+			if wr.rec.ended(n) {
+				// Past the watch's last round: nothing starts; the run
+				// closes once its open rounds are done (the scan).
+				wr.mu.Lock()
+				wr.over = true
+				wr.mu.Unlock()
+				continue
+			}
 			// A tick read late (the last one, read when this worker
 			// started following, or one it lagged behind): some of the
 			// round's chunks may be done already.
@@ -159,9 +178,15 @@ func (w *Worker) watchLoop(ctx context.Context, ready func()) {
 			for id, wr := range runs {
 				// A stopped watch starts no round (see the tick above); the
 				// rounds open when it stopped finish.
-				if stopped, _, err := watchStopped(ctx, w.s, id); err == nil && stopped && wr.openRounds() == 0 || wr.idle() {
-					if stopped {
+				stopped, _, err := watchStopped(ctx, w.s, id)
+				stopped = err == nil && stopped
+				if ended := wr.ended(); (stopped || ended) && wr.openRounds() == 0 || wr.idle() {
+					switch {
+					case stopped:
 						w.opts.Logf("watch %s: stopped", id)
+						w.opts.Metrics.watchStopped(id)
+					case ended:
+						w.opts.Logf("watch %s: ended after round %d", id, wr.rec.Rounds)
 						w.opts.Metrics.watchStopped(id)
 					}
 					wr.close()
@@ -277,6 +302,17 @@ func (wr *watchRun) openBefore(n uint64) []uint64 {
 	return open
 }
 
+// ended: the watch's last round (rec.Rounds) is behind: a tick past it
+// came, or (that tick lost to a server restart) its time is long gone.
+func (wr *watchRun) ended() bool {
+	wr.mu.Lock()
+	defer wr.mu.Unlock()
+	if wr.rec.Rounds == 0 {
+		return false
+	}
+	return wr.over || time.Since(wr.anchor) > time.Duration(wr.rec.Rounds+1)*wr.rec.Every+wr.keepOpen()
+}
+
 func (wr *watchRun) openRounds() int {
 	wr.mu.Lock()
 	defer wr.mu.Unlock()
@@ -332,10 +368,29 @@ func (w *Worker) startOwned(ctx context.Context, wg *sync.WaitGroup, wr *watchRu
 			return
 		}
 	}
+	var owned []uint64
+	var targets uint64
 	for c := uint64(0); c < wr.rec.Chunks; c++ {
 		if done[c] || Owner(wr.rec.ID, c, live) != w.opts.Name {
 			continue
 		}
+		owned = append(owned, c)
+		targets += min((c+1)*wr.rec.ChunkSize, wr.rec.Total) - c*wr.rec.ChunkSize
+	}
+	if !scan && wr.rec.Spread > 0 && targets > 1 {
+		// The round's share, started over the spread (a --rate lower than
+		// that wins, as in a local watch); chunks taken later (a dead
+		// owner's, a retry) start at once, to end the round in time.
+		r := float64(targets) / wr.rec.Spread.Seconds()
+		if sp := wr.rec.Spec.Rate; sp <= 0 || r < sp {
+			wr.mu.Lock()
+			if rd.pace == nil {
+				rd.pace = engine.NewPacer(r)
+			}
+			wr.mu.Unlock()
+		}
+	}
+	for _, c := range owned {
 		wr.mu.Lock()
 		started, tried := rd.started[c]
 		if started {
@@ -347,6 +402,10 @@ func (w *Worker) startOwned(ctx context.Context, wg *sync.WaitGroup, wr *watchRu
 			w.opts.Metrics.takeover(wr.rec.ID)
 		}
 		rd.started[c] = true
+		var pace *engine.Pacer
+		if !scan {
+			pace = rd.pace
+		}
 		prev, mine := wr.last[c], make(chan struct{})
 		wr.last[c] = mine
 		wr.mu.Unlock()
@@ -354,7 +413,7 @@ func (w *Worker) startOwned(ctx context.Context, wg *sync.WaitGroup, wr *watchRu
 		go func() {
 			defer wg.Done()
 			defer close(mine)
-			if err := w.runChunk(ctx, wr, rd, c, prev); err != nil && ctx.Err() == nil {
+			if err := w.runChunk(ctx, wr, rd, c, prev, pace); err != nil && ctx.Err() == nil {
 				w.opts.Logf("watch %s round %d chunk %d: %v; retried", wr.rec.ID, n, c, err)
 				w.opts.Metrics.chunkFailed(wr.rec.ID)
 				wr.mu.Lock()
@@ -416,7 +475,9 @@ func (l *liveCache) get(ctx context.Context, w *Worker, rec WatchRecord) []strin
 // runChunk polls chunk c of round rd, stores its results (one per index,
 // whoever else ran it too), publishes the changes its stored results make,
 // then the chunk's done mark.
-func (w *Worker) runChunk(ctx context.Context, wr *watchRun, rd *openRound, c uint64, prev <-chan struct{}) error {
+//
+// pace, when set, is the round's spread (openRound.pace).
+func (w *Worker) runChunk(ctx context.Context, wr *watchRun, rd *openRound, c uint64, prev <-chan struct{}, pace *engine.Pacer) error {
 	rec := wr.rec
 	lo := c * rec.ChunkSize
 	hi := min(lo+rec.ChunkSize, rec.Total)
@@ -427,6 +488,9 @@ func (w *Worker) runChunk(ctx context.Context, wr *watchRun, rd *openRound, c ui
 		opts.Concurrency = rec.Spec.Concurrency
 	}
 	opts.Gate, opts.Pacer = w.gate, sr.rate
+	if pace != nil {
+		opts.Pacer, opts.PaceSlack = pace, spreadSlack
+	}
 	// This worker's run of the chunk's round before ends first: its changes
 	// are reckoned round after round, and a round that overran does not
 	// poll the same hosts twice at once (an ssh job's pool lends a host's
