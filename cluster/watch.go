@@ -493,7 +493,7 @@ type WatchStatus struct {
 	Stopped   bool      `json:"stopped"`
 	StoppedAt time.Time `json:"stopped_at,omitzero"`
 	// Ended: a watch of Rounds rounds is past its last one.
-	Ended bool `json:"ended,omitempty"`
+	Ended     bool      `json:"ended,omitempty"`
 	LastRound uint64    `json:"last_round"`  // the newest round ticked
 	LastTick  time.Time `json:"last_tick"`   // when it was due
 	Complete  uint64    `json:"complete"`    // the newest round whose every chunk is done

@@ -346,7 +346,7 @@ who submitted it.`,
 				case w.Stopped:
 					state = "stopped"
 				case w.Ended:
-					state = fmt.Sprintf("ended (%d rounds)", w.Rounds)
+					state = "ended" // after its --rounds
 				}
 				owners := strings.Join(w.Owners, ",")
 				if owners == "" {
