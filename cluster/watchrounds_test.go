@@ -156,9 +156,10 @@ func TestWatchSpreadSmearsEachWorkersShare(t *testing.T) {
 		spans[spread] = widest
 		t.Logf("spread %v: round 2's starts per worker over %v (%d workers)", spread, widest, len(first))
 	}
-	// Paced at share/spread a second, a worker's share takes the spread
-	// less one burst of the pacer (50 ms) to start: half of it is a bound
-	// that load cannot break (it only delays starts).
+	// Each chunk (here one target) starts at its place in the worker's
+	// share over the spread: the last of 50 about 2s x 49/50 after the
+	// first. Half of that is a bound load cannot break (it only delays
+	// the later starts).
 	if got := spans[2*time.Second]; got < time.Second {
 		t.Errorf("spread over 2s: a worker's share started within %v, want at least 1s", got)
 	}

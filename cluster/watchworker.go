@@ -44,11 +44,6 @@ func (e Event) Change() watch.Change {
 		PrevStatus: e.PrevStatus, PrevClass: e.PrevClass}
 }
 
-// spreadSlack is how early a spread round's start may come (engine
-// Options.PaceSlack), as in a local watch (watch.spreadSlack): starts in
-// small bursts, not a sleep per target.
-const spreadSlack = 10 * time.Millisecond
-
 // watchScanEvery is how often a worker looks for open rounds' chunks that
 // lost their owner.
 const watchScanEvery = time.Second
@@ -79,9 +74,6 @@ type openRound struct {
 	due     time.Time
 	seen    time.Time
 	started map[uint64]bool // chunks this worker started
-	// pace, with a spread watch, smears the starts of the chunks this
-	// worker took when the round ticked over rec.Spread (nil: at once).
-	pace *engine.Pacer
 }
 
 // chunkState is a chunk's stored statuses in one round, by position in the
@@ -252,6 +244,9 @@ func (w *Worker) watchRunFor(ctx context.Context, runs map[string]*watchRun, id 
 		return nil
 	}
 	anchor, err := clockAnchor(ctx, w.s, id)
+	if err != nil && rec.Rounds > 0 && errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil // ended after its rounds: its clock expired
+	}
 	if err != nil {
 		w.logSweep(id, "watch %s: its clock: %v", id, err)
 		return nil
@@ -377,20 +372,23 @@ func (w *Worker) startOwned(ctx context.Context, wg *sync.WaitGroup, wr *watchRu
 		owned = append(owned, c)
 		targets += min((c+1)*wr.rec.ChunkSize, wr.rec.Total) - c*wr.rec.ChunkSize
 	}
-	if !scan && wr.rec.Spread > 0 && targets > 1 {
-		// The round's share, started over the spread (a --rate lower than
-		// that wins, as in a local watch); chunks taken later (a dead
-		// owner's, a retry) start at once, to end the round in time.
-		r := float64(targets) / wr.rec.Spread.Seconds()
-		if sp := wr.rec.Spec.Rate; sp <= 0 || r < sp {
-			wr.mu.Lock()
-			if rd.pace == nil {
-				rd.pace = engine.NewPacer(r)
-			}
-			wr.mu.Unlock()
-		}
+	// With a spread, the share this worker takes as the round ticks starts
+	// over it, chunk after chunk, each at its place in the share (a chunk's
+	// targets start together: a few at a time over a round). The waits hold
+	// no slot of the worker's gate, which its sweeps share. A --rate lower
+	// than the spread's wins, as in a local watch; chunks taken later (a
+	// dead owner's, a retry) start at once, to end the round in time.
+	spread := !scan && wr.rec.Spread > 0 && targets > 1
+	if r := float64(targets) / wr.rec.Spread.Seconds(); spread && wr.rec.Spec.Rate > 0 && wr.rec.Spec.Rate < r {
+		spread = false
 	}
+	begin, before := time.Now(), uint64(0)
 	for _, c := range owned {
+		var at time.Time
+		if spread {
+			at = begin.Add(time.Duration(float64(wr.rec.Spread) * float64(before) / float64(targets)))
+		}
+		before += min((c+1)*wr.rec.ChunkSize, wr.rec.Total) - c*wr.rec.ChunkSize
 		wr.mu.Lock()
 		started, tried := rd.started[c]
 		if started {
@@ -402,10 +400,6 @@ func (w *Worker) startOwned(ctx context.Context, wg *sync.WaitGroup, wr *watchRu
 			w.opts.Metrics.takeover(wr.rec.ID)
 		}
 		rd.started[c] = true
-		var pace *engine.Pacer
-		if !scan {
-			pace = rd.pace
-		}
 		prev, mine := wr.last[c], make(chan struct{})
 		wr.last[c] = mine
 		wr.mu.Unlock()
@@ -413,7 +407,7 @@ func (w *Worker) startOwned(ctx context.Context, wg *sync.WaitGroup, wr *watchRu
 		go func() {
 			defer wg.Done()
 			defer close(mine)
-			if err := w.runChunk(ctx, wr, rd, c, prev, pace); err != nil && ctx.Err() == nil {
+			if err := w.runChunk(ctx, wr, rd, c, prev, at); err != nil && ctx.Err() == nil {
 				w.opts.Logf("watch %s round %d chunk %d: %v; retried", wr.rec.ID, n, c, err)
 				w.opts.Metrics.chunkFailed(wr.rec.ID)
 				wr.mu.Lock()
@@ -476,8 +470,8 @@ func (l *liveCache) get(ctx context.Context, w *Worker, rec WatchRecord) []strin
 // whoever else ran it too), publishes the changes its stored results make,
 // then the chunk's done mark.
 //
-// pace, when set, is the round's spread (openRound.pace).
-func (w *Worker) runChunk(ctx context.Context, wr *watchRun, rd *openRound, c uint64, prev <-chan struct{}, pace *engine.Pacer) error {
+// at, when set, is when the chunk is to start (a spread round's).
+func (w *Worker) runChunk(ctx context.Context, wr *watchRun, rd *openRound, c uint64, prev <-chan struct{}, at time.Time) error {
 	rec := wr.rec
 	lo := c * rec.ChunkSize
 	hi := min(lo+rec.ChunkSize, rec.Total)
@@ -488,9 +482,6 @@ func (w *Worker) runChunk(ctx context.Context, wr *watchRun, rd *openRound, c ui
 		opts.Concurrency = rec.Spec.Concurrency
 	}
 	opts.Gate, opts.Pacer = w.gate, sr.rate
-	if pace != nil {
-		opts.Pacer, opts.PaceSlack = pace, spreadSlack
-	}
 	// This worker's run of the chunk's round before ends first: its changes
 	// are reckoned round after round, and a round that overran does not
 	// poll the same hosts twice at once (an ssh job's pool lends a host's
@@ -501,6 +492,9 @@ func (w *Worker) runChunk(ctx context.Context, wr *watchRun, rd *openRound, c ui
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+	}
+	if !at.IsZero() && !backoff.Sleep(ctx, time.Until(at)) {
+		return ctx.Err()
 	}
 	wr.mu.Lock()
 	j := sr.job
