@@ -375,6 +375,10 @@ func (c *Client) SubmitWatch(ctx context.Context, sp spec.Spec, n uint64, o Watc
 	}
 	if o.Rounds > 0 {
 		clock.Header.Set("Nats-TTL", roundsClockTTL(o.Rounds, o.Every).String())
+	} else {
+		// Else the stream's MaxAge would remove it, and so end the watch,
+		// after MaxRetention.
+		clock.Header.Set("Nats-TTL", "never")
 	}
 	_, err = c.s.js.PublishMsg(ctx, clock)
 	if err != nil {

@@ -2,8 +2,10 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -165,5 +167,68 @@ func TestWatchSpreadSmearsEachWorkersShare(t *testing.T) {
 	}
 	if got := spans[0]; got >= time.Second {
 		t.Logf("no spread: a worker's share started over %v (a loaded machine)", got)
+	}
+}
+
+// TestWatchClockTTL: a watch's clock (its schedule message) expires after
+// its rounds, and never without: the stream's MaxAge would otherwise remove
+// it, and so end a watch that was to run until stopped, after MaxRetention.
+func TestWatchClockTTL(t *testing.T) {
+	t.Parallel()
+	s := startTestServer(t, Credentials{})
+	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang)
+	defer cancel()
+	c := testClient(t, ctx, s)
+	for _, tc := range []struct {
+		rounds uint64
+		want   string
+	}{{0, "never"}, {4, (5*time.Minute + 30*time.Second).String()}} {
+		rec, err := c.SubmitWatch(ctx, sleepSpec(10, 1), 10, WatchOptions{Every: time.Minute, Rounds: tc.rounds})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := c.s.rounds.GetLastMsgForSubject(ctx, clockSubject(rec.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.Header.Get("Nats-TTL"); got != tc.want {
+			t.Errorf("rounds %d: the clock's Nats-TTL %q, want %q", tc.rounds, got, tc.want)
+		}
+		if err := c.StopWatch(ctx, rec.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.SubmitWatch(ctx, sleepSpec(10, 1), 10, WatchOptions{Every: time.Hour, Rounds: MaxWatchRounds(time.Hour) + 1}); err == nil {
+		t.Errorf("rounds past MaxWatchRounds: submitted, want refused")
+	}
+}
+
+// TestDecodeWatchRecordRoundsAndSpread: a record from the bus is checked:
+// its rounds within what the streams keep, its spread within the interval.
+func TestDecodeWatchRecordRoundsAndSpread(t *testing.T) {
+	t.Parallel()
+	good := WatchRecord{ID: "w1", Spec: sleepSpec(10, 1), Every: 2 * time.Second, Total: 10, ChunkSize: 4, Chunks: 3, Retention: time.Hour,
+		Rounds: 10, Spread: time.Second}
+	for _, tc := range []struct {
+		name string
+		edit func(*WatchRecord)
+		want string
+	}{
+		{"good", func(*WatchRecord) {}, ""},
+		{"rounds past the streams' age", func(r *WatchRecord) { r.Rounds = MaxWatchRounds(r.Every) + 1 }, "rounds"},
+		{"rounds huge", func(r *WatchRecord) { r.Rounds = 1<<64 - 1 }, "rounds"},
+		{"spread past the interval", func(r *WatchRecord) { r.Spread = 3 * time.Second }, "spread"},
+		{"spread negative", func(r *WatchRecord) { r.Spread = -time.Second }, "spread"},
+	} {
+		r := good
+		tc.edit(&r)
+		b, _ := json.Marshal(r)
+		_, err := decodeWatchRecord("w1", b)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v, want an error saying %q", tc.name, err, tc.want)
+		}
 	}
 }
