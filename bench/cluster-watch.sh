@@ -4,16 +4,23 @@
 # On the latency-bound fleet of bench/cluster.sh (bench/clusterfleet: every
 # SYN-ACK held 50 ms by an NFQUEUE verdict delay, inside a namespace of this
 # script), a tcp watch of N (default 30000) targets run by 1, 3 and 6
-# workers, each -c 100: the shortest interval (whole seconds) at which no
+# workers, each -c 100, each round's share started at once (--spread=false:
+# the capacity, not the pacing): the shortest interval (whole seconds) at which no
 # round is late (a round is late when it ends after the next one is due),
 # over rounds 2 to ROUNDS (default 5; round 1 is a warm-up). Intervals are
 # tried upwards from 70% of the ideal (N / (2000 x workers) seconds). The
 # target: at least 2.5x shorter with 3 workers than with 1. Each trial is
 # bounded: ROUNDS + 2 intervals, then the watch is stopped.
 #
+# Each trial runs on a fresh cluster (a server on an empty store, new
+# workers), all killed and waited for after it: no trial inherits the
+# previous one's rounds still running or draining, nor its stored results.
+#
 # Then (PARTS "ssh"): watch ssh on the cluster against the in-process fleet
 # (internal/lab/cmd/sshfleet) with every banner held 50 ms: SSH_N (default
-# 2000) hosts, 3 workers -c 100, every SSH_EVERY (default 10) seconds, for
+# 2000) hosts, 3 workers -c 100 --max-connections SSH_N (each keeps a
+# connection to every host it owns, whatever its share), every SSH_EVERY
+# (default 10) seconds, for
 # ROUNDS rounds: the fleet's count of TCP connections accepted after round 1
 # and at the end (kept connections: no new one while membership holds), and
 # the workers' CPU per host-round over rounds 2..ROUNDS beside round 1's.
@@ -37,6 +44,7 @@ command -v iptables >/dev/null || { echo "cluster-watch.sh: needs iptables (apt-
 command -v bc >/dev/null || { echo "cluster-watch.sh: needs bc" >&2; exit 1; }
 [ "$N" -ge 1 ] && [ "$N" -le 65536 ] || { echo "cluster-watch.sh: N must be 1..65536" >&2; exit 2; }
 [ "$ROUNDS" -ge 2 ] && [ "$ROUNDS" -le 20 ] || { echo "cluster-watch.sh: ROUNDS must be 2..20" >&2; exit 2; }
+[ "$SSH_N" -ge 1 ] && [ "$SSH_N" -le 65536 ] || { echo "cluster-watch.sh: SSH_N must be 1..65536" >&2; exit 2; }
 
 T=$(mktemp -d)
 PIDS=""
@@ -50,7 +58,16 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 bg() { "$@" & PIDS="$PIDS $!"; LAST=$!; }
-stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+stop() { # pid: TERM, then KILL if it has not exited within 30 s; waited for
+	kill "$1" 2>/dev/null || true
+	_polls=0
+	while kill -0 "$1" 2>/dev/null && [ $_polls -lt 600 ]; do
+		_polls=$((_polls + 1))
+		sleep 0.05
+	done
+	kill -9 "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+}
 waitlog() { # file pattern seconds: wait for pattern in file
 	_polls=0
 	until grep -q "$2" "$1" 2>/dev/null; do
@@ -75,10 +92,40 @@ waitlog "$T/fleet.log" ready 20 || { echo "fleet not ready" >&2; cat "$T/fleet.l
 last=$((N - 1))
 TARGETS="127.0.0.0-127.$((last >> 16 & 255)).$((last >> 8 & 255)).$((last & 255))"
 
-# trial URL EVERY: 0 when rounds 2..ROUNDS of a watch every EVERY s were on time.
+# cluster W TAG: a fresh cluster for one trial: a server on an empty store
+# and W workers -c 100, each started and ready. Sets URL and CLUSTER (pids).
+cluster() {
+	_p=$((4400 + $1))
+	rm -rf "$T/store-$2"
+	bg ip netns exec "$NS" "$F" server --listen 127.0.0.1:$_p --store "$T/store-$2" 2>"$T/server-$2.log"
+	CLUSTER=$LAST
+	waitlog "$T/server-$2.log" "ready on" 30 || { cat "$T/server-$2.log" >&2; exit 1; }
+	_i=1
+	while [ $_i -le "$1" ]; do
+		bg ip netns exec "$NS" "$F" worker --server nats://127.0.0.1:$_p -c 100 --name "w$_i" 2>"$T/worker-$2-$_i.log"
+		CLUSTER="$LAST $CLUSTER" # workers first, the server last
+		waitlog "$T/worker-$2-$_i.log" "pulling tasks" 30 || { cat "$T/worker-$2-$_i.log" >&2; exit 1; }
+		_i=$((_i + 1))
+	done
+	URL=nats://127.0.0.1:$_p
+}
+
+# uncluster TAG: end the trial's cluster: every worker, then the server,
+# killed and waited for (kill waits for each process to exit: no round of
+# the trial's watch still runs, drains or stores anywhere), and its store
+# removed. The next trial starts from nothing.
+uncluster() {
+	for _x in $CLUSTER; do stop "$_x"; done
+	rm -rf "$T/store-$1"
+	CLUSTER=""
+}
+
+# trial W EVERY: 0 when rounds 2..ROUNDS of a watch every EVERY s, run by W
+# workers of a fresh cluster, were on time.
 trial() {
-	id=$(ns "$F" watch tcp -p $PORT --every "${2}s" --timeout 1s --server "$1" --detach "$TARGETS" 2>"$T/submit.log") || { cat "$T/submit.log" >&2; exit 1; }
-	bg ip netns exec "$NS" "$F" watch events --server "$1" "$id" >/dev/null 2>"$T/events-$id.log"
+	cluster "$1" "$1-$2"
+	id=$(ns "$F" watch tcp -p $PORT --every "${2}s" --timeout 1s --spread=false --server "$URL" --detach "$TARGETS" 2>"$T/submit.log") || { cat "$T/submit.log" >&2; exit 1; }
+	bg ip netns exec "$NS" "$F" watch events --server "$URL" "$id" >/dev/null 2>"$T/events-$id.log"
 	ev=$LAST
 	ok=0
 	if waitlog "$T/events-$id.log" "^round $ROUNDS:" $((($ROUNDS + 2) * $2 + 30)); then
@@ -91,39 +138,29 @@ trial() {
 		ok=1 # the rounds did not even end in time
 	fi
 	stop "$ev"
-	ns "$F" watch stop --server "$1" "$id" 2>/dev/null || true
+	ns "$F" watch stop --server "$URL" "$id" 2>/dev/null || true
+	uncluster "$1-$2"
 	grep "^round" "$T/events-$id.log" | sed "s/^/    /" >&2
 	return $ok
 }
 
 shortest() { # workers -> the shortest on-time interval, in $T/every-$1
-	w=$1 p=$((4400 + w))
-	bg ip netns exec "$NS" "$F" server --listen 127.0.0.1:$p --store "$T/store-$w" 2>"$T/server-$w.log"
-	srv=$LAST
-	waitlog "$T/server-$w.log" "ready on" 30 || { cat "$T/server-$w.log" >&2; exit 1; }
-	ws=""
-	i=1
-	while [ $i -le "$w" ]; do
-		bg ip netns exec "$NS" "$F" worker --server nats://127.0.0.1:$p -c 100 --name "w$i" 2>"$T/worker-$w-$i.log"
-		ws="$ws $LAST"
-		waitlog "$T/worker-$w-$i.log" "pulling tasks" 30 || { cat "$T/worker-$w-$i.log" >&2; exit 1; }
-		i=$((i + 1))
-	done
+	w=$1
 	every=$(echo "x = 0.7 * $N / (2000 * $w); scale=0; if (x < 1) 1 else (x + 0.999) / 1" | bc -l)
 	while :; do
-		echo "  $w workers, every ${every}s:" >&2
-		if trial nats://127.0.0.1:$p "$every"; then break; fi
+		echo "  $w workers, every ${every}s (load $(cut -d" " -f1-3 /proc/loadavg)):" >&2
+		if trial "$w" "$every"; then break; fi
 		[ "$every" -lt 120 ] || { echo "cluster-watch.sh: $w workers late even every ${every}s" >&2; exit 1; }
 		every=$(echo "scale=0; ($every * 5 + 3) / 4" | bc) # +25%, at least +1
 	done
-	for x in $ws; do stop "$x"; done
-	stop "$srv"
 	echo "$every" >"$T/every-$w"
 }
 
 if want tcp; then
 	echo
 	echo "== shortest on-time interval: a tcp watch of $N targets, SYN-ACK held 50 ms, -c 100 per worker"
+	echo "   (each trial on a fresh cluster: a new server on an empty store and new workers, all killed and"
+	echo "   waited for after the trial, so no trial inherits the last one's rounds, backlog or results)"
 	for w in 1 3 6; do
 		shortest $w
 		printf '%d worker(s): every %ss (ideal %.1fs)\n' $w "$(cat "$T/every-$w")" "$(echo "$N / (2000 * $w)" | bc -l)"
@@ -144,8 +181,9 @@ cpu() {
 }
 # accepted: the fleet's count of TCP connections so far.
 accepted() {
-	kill -USR1 "$SSHFLEET"
+	# Counted before the signal: the fleet may print before grep reads.
 	_before=$(grep -c "sshfleet: accepted" "$T/sshfleet.log" || true)
+	kill -USR1 "$SSHFLEET"
 	_polls=0
 	until [ "$(grep -c "sshfleet: accepted" "$T/sshfleet.log" || true)" -gt "$_before" ]; do
 		_polls=$((_polls + 1))
@@ -156,7 +194,11 @@ accepted() {
 }
 if want ssh; then
 	echo
-	echo "== watch ssh on the cluster: $SSH_N fleet hosts, banner held 50 ms, 3 workers -c 100, every ${SSH_EVERY}s, $ROUNDS rounds"
+	# Each worker keeps up to SSH_N connections (--max-connections): at
+	# least the hosts it owns (about SSH_N / 3, more while a worker is
+	# missing), so what is counted is reuse, not the LRU bound of -c.
+	KEEP=$SSH_N
+	echo "== watch ssh on the cluster: $SSH_N fleet hosts, banner held 50 ms, 3 workers -c 100 --max-connections $KEEP, every ${SSH_EVERY}s, $ROUNDS rounds"
 	ssh-keygen -q -t ed25519 -N '' -f "$T/id"
 	bg ip netns exec "$NS" "$T/sshfleet" -listen 0.0.0.0:2200 -handshake-delay 50ms -known-hosts "$T/known" -authorized-keys "$T/id.pub" -for 15m >"$T/sshfleet.log" 2>&1
 	SSHFLEET=$LAST
@@ -167,14 +209,14 @@ if want ssh; then
 	waitlog "$T/server-ssh.log" "ready on" 30 || { cat "$T/server-ssh.log" >&2; exit 1; }
 	ws=""
 	for i in 1 2 3; do
-		bg ip netns exec "$NS" "$F" worker --server nats://127.0.0.1:$p -c 100 --name "s$i" --allow ssh \
+		bg ip netns exec "$NS" "$F" worker --server nats://127.0.0.1:$p -c 100 --max-connections "$KEEP" --name "s$i" --allow ssh \
 			-F none --no-agent --identity "$T/id" --known-hosts "$T/known" 2>"$T/worker-ssh-$i.log"
 		ws="$ws $LAST"
 		waitlog "$T/worker-ssh-$i.log" "pulling tasks" 30 || { cat "$T/worker-ssh-$i.log" >&2; exit 1; }
 	done
 	last=$((SSH_N - 1))
 	hosts="127.2.0.0-127.2.$((last >> 8 & 255)).$((last & 255))"
-	id=$(ns "$F" watch ssh --server nats://127.0.0.1:$p --every "${SSH_EVERY}s" -p 2200 -l bench --detach "$hosts" -- echo hello world 2>"$T/submit-ssh.log") || { cat "$T/submit-ssh.log" >&2; exit 1; }
+	id=$(ns "$F" watch ssh --server nats://127.0.0.1:$p --every "${SSH_EVERY}s" --spread=false -p 2200 -l bench --detach "$hosts" -- echo hello world 2>"$T/submit-ssh.log") || { cat "$T/submit-ssh.log" >&2; exit 1; }
 	bg ip netns exec "$NS" "$F" watch events --server nats://127.0.0.1:$p "$id" >/dev/null 2>"$T/events-ssh.log"
 	ev=$LAST
 	waitlog "$T/events-ssh.log" "^round 1:" $((SSH_EVERY * 3 + 60)) || { echo "round 1 never ended" >&2; cat "$T/events-ssh.log" >&2; exit 1; }

@@ -92,6 +92,14 @@ type WatchRecord struct {
 	// On pins the watch to the workers whose tags include all of these
 	// (--on dc=paris): its chunks are shared out among those alone.
 	On map[string]string `json:"on,omitempty"`
+	// Rounds ends the watch after its round Rounds (0: until stopped): no
+	// worker starts a round numbered above it, and its clock expires
+	// (roundsClockTTL) shortly after.
+	Rounds uint64 `json:"rounds,omitempty"`
+	// Spread, when above 0, smears the starts of each worker's share of a
+	// round over that much of the interval (at most Every), as a local
+	// watch's --spread does over the whole round.
+	Spread time.Duration `json:"spread_ns,omitempty"`
 
 	Digest   string `json:"-"`
 	Revision uint64 `json:"-"`
@@ -116,6 +124,10 @@ func decodeWatchRecord(id string, b []byte) (WatchRecord, error) {
 		return r, fmt.Errorf("watch %s: bad record: every %v", id, r.Every)
 	case r.Retention <= 0 || r.Retention > MaxRetention:
 		return r, fmt.Errorf("watch %s: bad record: retention %v", id, r.Retention)
+	case r.Rounds > maxRounds(r.Every):
+		return r, fmt.Errorf("watch %s: bad record: %d rounds every %v, at most %d", id, r.Rounds, r.Every, maxRounds(r.Every))
+	case r.Spread < 0 || r.Spread > r.Every:
+		return r, fmt.Errorf("watch %s: bad record: spread over %v, want 0 to the interval %v", id, r.Spread, r.Every)
 	case r.ChunkSize > maxWatchChunk:
 		// A chunk's results are gathered in memory before they are stored.
 		return r, fmt.Errorf("watch %s: bad record: chunks of %d targets, at most %d", id, r.ChunkSize, maxWatchChunk)
@@ -132,6 +144,28 @@ func decodeWatchRecord(id string, b []byte) (WatchRecord, error) {
 	r.Digest = digest(b)
 	return r, nil
 }
+
+// maxRounds is the most rounds a watch every apart may be limited to: its
+// clock, which expires after them (roundsClockTTL), must not outlive the
+// stream's MaxAge, which would end it earlier.
+func maxRounds(every time.Duration) uint64 {
+	if every <= 0 || MaxRetention/every < 2 {
+		return 0
+	}
+	return uint64(MaxRetention/every) - 2
+}
+
+// roundsClockTTL is the TTL of the clock of a watch of rounds rounds every
+// apart: the server removes the schedule (and so stops ticking) half an
+// interval after round rounds+1 is due. That tick, which no worker starts
+// (past Rounds), tells the workers the watch ended; and round rounds's own
+// tick, however late the server fires it, comes before the clock expires.
+func roundsClockTTL(rounds uint64, every time.Duration) time.Duration {
+	return time.Duration(rounds+1)*every + every/2
+}
+
+// ended reports whether round n is past the watch's last (Rounds).
+func (r WatchRecord) ended(n uint64) bool { return r.Rounds > 0 && n > r.Rounds }
 
 // WatchChunkSize is the chunk size of a watch of n targets of kind: about
 // watchChunks chunks, each no larger than the kind's task size.
@@ -250,7 +284,18 @@ type WatchOptions struct {
 	ChunkSize uint64        // default WatchChunkSize
 	// On pins the watch to the workers tagged with all of these (ParseTags).
 	On map[string]string
+	// Rounds ends the watch after that many rounds (0: until StopWatch);
+	// at most MaxWatchRounds(Every).
+	Rounds uint64
+	// Spread smears each worker's share of a round over that much of the
+	// interval (0: all at once; at most Every).
+	Spread time.Duration
 }
+
+// MaxWatchRounds is the most rounds (WatchOptions.Rounds) a watch every
+// apart may be limited to: the rounds must end within the server's
+// MaxRetention.
+func MaxWatchRounds(every time.Duration) uint64 { return maxRounds(every) }
 
 // SubmitWatch puts the watch's record into the watches bucket (write-once)
 // and starts its clock: a message schedule that fires a tick every
@@ -288,6 +333,12 @@ func (c *Client) SubmitWatch(ctx context.Context, sp spec.Spec, n uint64, o Watc
 	if err := CheckTags(o.On); err != nil {
 		return WatchRecord{}, fmt.Errorf("on: %w", err)
 	}
+	if o.Rounds > maxRounds(o.Every) {
+		return WatchRecord{}, fmt.Errorf("rounds %d every %v: at most %d (the rounds must end within %v)", o.Rounds, o.Every, maxRounds(o.Every), MaxRetention)
+	}
+	if o.Spread < 0 || o.Spread > o.Every {
+		return WatchRecord{}, fmt.Errorf("spread over %v: want 0 to the interval %v", o.Spread, o.Every)
+	}
 	size := o.ChunkSize
 	if size == 0 {
 		size = WatchChunkSize(sp.Job, n)
@@ -297,7 +348,8 @@ func (c *Client) SubmitWatch(ctx context.Context, sp spec.Spec, n uint64, o Watc
 	}
 	h, _ := os.Hostname()
 	rec := WatchRecord{ID: id, Spec: sp, Every: o.Every, Total: n, ChunkSize: size, Chunks: n/size + min(n%size, 1),
-		Created: time.Now().UTC(), Owner: fmt.Sprintf("%s-%d", h, os.Getpid()), Retention: ret, On: o.On}
+		Created: time.Now().UTC(), Owner: fmt.Sprintf("%s-%d", h, os.Getpid()), Retention: ret, On: o.On,
+		Rounds: o.Rounds, Spread: o.Spread}
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return WatchRecord{}, err
@@ -309,15 +361,26 @@ func (c *Client) SubmitWatch(ctx context.Context, sp spec.Spec, n uint64, o Watc
 		return WatchRecord{}, fmt.Errorf("watch %s: %w", id, err)
 	}
 	rec.Digest = digest(b)
-	// The clock: the server fires a tick on the tick subject every interval.
-	_, err = c.s.js.PublishMsg(ctx, &nats.Msg{
+	// The clock: the server fires a tick on the tick subject every interval;
+	// with Rounds, the clock message expires after them (a schedule whose
+	// message is gone fires no more), so that the watch ends in the
+	// cluster, without any process of ours.
+	clock := &nats.Msg{
 		Subject: clockSubject(id), Data: []byte(id),
 		Header: nats.Header{
 			"Nats-Schedule":        []string{"@every " + o.Every.String()},
 			"Nats-Schedule-Target": []string{tickSubject(id)},
 			"Nats-Schedule-TTL":    []string{ret.String()},
 		},
-	})
+	}
+	if o.Rounds > 0 {
+		clock.Header.Set("Nats-TTL", roundsClockTTL(o.Rounds, o.Every).String())
+	} else {
+		// Else the stream's MaxAge would remove it, and so end the watch,
+		// after MaxRetention.
+		clock.Header.Set("Nats-TTL", "never")
+	}
+	_, err = c.s.js.PublishMsg(ctx, clock)
 	if err != nil {
 		return rec, fmt.Errorf("watch %s: start its clock: %w (the server must be nats-server 2.14 or later)", id, err)
 	}
@@ -433,6 +496,8 @@ type WatchStatus struct {
 	SHA256    string    `json:"sha256"`
 	Stopped   bool      `json:"stopped"`
 	StoppedAt time.Time `json:"stopped_at,omitzero"`
+	// Ended: a watch of Rounds rounds is past its last one.
+	Ended     bool      `json:"ended,omitempty"`
 	LastRound uint64    `json:"last_round"`  // the newest round ticked
 	LastTick  time.Time `json:"last_tick"`   // when it was due
 	Complete  uint64    `json:"complete"`    // the newest round whose every chunk is done
@@ -469,9 +534,40 @@ func (c *Client) Watches(ctx context.Context) ([]WatchStatus, error) {
 			}
 		}
 		c.roundsDone(ctx, &ws)
+		if rec.Rounds > 0 {
+			// The tick after the last round starts nothing; once the clock
+			// expired, the anchor is gone with it.
+			_, gone := c.clockGone(ctx, id)
+			ws.Ended = gone || ws.LastRound > rec.Rounds || ws.Complete >= rec.Rounds
+			ws.LastRound = min(ws.LastRound, rec.Rounds)
+			if ws.Ended && ws.LastRound == 0 {
+				ws.LastRound = ws.Complete
+			}
+		}
 		out = append(out, ws)
 	}
 	return out, nil
+}
+
+// clockGone reports whether watch id's clock message is gone (a watch of
+// Rounds rounds whose clock expired), and then when its last tick fired
+// (the zero time when none is kept).
+func (c *Client) clockGone(ctx context.Context, id string) (time.Time, bool) {
+	_, err := c.s.rounds.GetLastMsgForSubject(ctx, clockSubject(id))
+	if !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return time.Time{}, false
+	}
+	if m, err := c.s.rounds.GetLastMsgForSubject(ctx, tickSubject(id)); err == nil {
+		return m.Time, true
+	}
+	return time.Time{}, true
+}
+
+// roundComplete reports whether every chunk of round n of rec has its done
+// mark stored.
+func (c *Client) roundComplete(ctx context.Context, rec WatchRecord, n uint64) bool {
+	info, err := c.s.wresults.Info(ctx, jetstream.WithSubjectFilter(fmt.Sprintf("%s%s.%d.*.done", wresultsPrefix, rec.ID, n)))
+	return err == nil && uint64(len(info.State.Subjects)) >= rec.Chunks
 }
 
 // anchor is the time of watch id's clock message, to the second.
@@ -668,6 +764,18 @@ func (c *Client) Follow(ctx context.Context, id string, o FollowOptions) error {
 		case <-check.C:
 			f.expire()
 			stopped, at, err := watchStopped(ctx, c.s, id)
+			if err == nil && !stopped && rec.Rounds > 0 {
+				// A watch of Rounds rounds whose clock expired ended as if
+				// stopped at its last tick; followed after its last round
+				// was complete, there is nothing to wait for.
+				at, stopped = c.clockGone(ctx, id)
+				if stopped && !f.pending() && c.roundComplete(ctx, rec, rec.Rounds) {
+					return nil
+				}
+			}
+			if f.finished() {
+				return nil
+			}
 			if err != nil || !stopped || time.Since(at) < 2*WorkerTTL+rec.Every {
 				continue
 			}
@@ -679,6 +787,9 @@ func (c *Client) Follow(ctx context.Context, id string, o FollowOptions) error {
 				f.event(m.Data())
 			} else {
 				f.stored(m.Subject(), m.Data())
+			}
+			if f.finished() {
+				return nil
 			}
 		}
 	}
@@ -755,6 +866,16 @@ func (f *follower) expire() {
 			f.endRound(n, r, true)
 		}
 	}
+}
+
+// finished: the watch's last round (Rounds) has ended here, and every
+// round before it that was seen.
+func (f *follower) finished() bool {
+	if f.rec.Rounds == 0 {
+		return false
+	}
+	r := f.rounds[f.rec.Rounds]
+	return r != nil && r.ended && !f.pending()
 }
 
 // pending: a round seen has not ended.

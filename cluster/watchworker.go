@@ -63,6 +63,9 @@ type watchRun struct {
 	// published its changes: the next round's run of the chunk waits for
 	// it, so that changes are reckoned round after round.
 	last map[uint64]chan struct{}
+	// over: a tick past the watch's last round (rec.Rounds) came; the run
+	// is closed once its open rounds are done.
+	over bool
 }
 
 // openRound is a round ticked and not yet complete.
@@ -136,6 +139,14 @@ func (w *Worker) watchLoop(ctx context.Context, ready func()) {
 				continue // a round given up already
 			}
 			n := roundOf(wr.anchor, wr.rec.Every, due)
+			if wr.rec.ended(n) {
+				// Past the watch's last round: nothing starts; the run
+				// closes once its open rounds are done (the scan).
+				wr.mu.Lock()
+				wr.over = true
+				wr.mu.Unlock()
+				continue
+			}
 			// A tick read late (the last one, read when this worker
 			// started following, or one it lagged behind): some of the
 			// round's chunks may be done already.
@@ -159,9 +170,15 @@ func (w *Worker) watchLoop(ctx context.Context, ready func()) {
 			for id, wr := range runs {
 				// A stopped watch starts no round (see the tick above); the
 				// rounds open when it stopped finish.
-				if stopped, _, err := watchStopped(ctx, w.s, id); err == nil && stopped && wr.openRounds() == 0 || wr.idle() {
-					if stopped {
+				stopped, _, err := watchStopped(ctx, w.s, id)
+				stopped = err == nil && stopped
+				if ended := wr.ended(); (stopped || ended) && wr.openRounds() == 0 || wr.idle() {
+					switch {
+					case stopped:
 						w.opts.Logf("watch %s: stopped", id)
+						w.opts.Metrics.watchStopped(id)
+					case ended:
+						w.opts.Logf("watch %s: ended after round %d", id, wr.rec.Rounds)
 						w.opts.Metrics.watchStopped(id)
 					}
 					wr.close()
@@ -227,6 +244,9 @@ func (w *Worker) watchRunFor(ctx context.Context, runs map[string]*watchRun, id 
 		return nil
 	}
 	anchor, err := clockAnchor(ctx, w.s, id)
+	if err != nil && rec.Rounds > 0 && errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil // ended after its rounds: its clock expired
+	}
 	if err != nil {
 		w.logSweep(id, "watch %s: its clock: %v", id, err)
 		return nil
@@ -275,6 +295,17 @@ func (wr *watchRun) openBefore(n uint64) []uint64 {
 	}
 	slices.Sort(open)
 	return open
+}
+
+// ended: the watch's last round (rec.Rounds) is behind: a tick past it
+// came, or (that tick lost to a server restart) its time is long gone.
+func (wr *watchRun) ended() bool {
+	wr.mu.Lock()
+	defer wr.mu.Unlock()
+	if wr.rec.Rounds == 0 {
+		return false
+	}
+	return wr.over || time.Since(wr.anchor) > time.Duration(wr.rec.Rounds+1)*wr.rec.Every+wr.keepOpen()
 }
 
 func (wr *watchRun) openRounds() int {
@@ -332,10 +363,32 @@ func (w *Worker) startOwned(ctx context.Context, wg *sync.WaitGroup, wr *watchRu
 			return
 		}
 	}
+	var owned []uint64
+	var targets uint64
 	for c := uint64(0); c < wr.rec.Chunks; c++ {
 		if done[c] || Owner(wr.rec.ID, c, live) != w.opts.Name {
 			continue
 		}
+		owned = append(owned, c)
+		targets += min((c+1)*wr.rec.ChunkSize, wr.rec.Total) - c*wr.rec.ChunkSize
+	}
+	// With a spread, the share this worker takes as the round ticks starts
+	// over it, chunk after chunk, each at its place in the share (a chunk's
+	// targets start together: a few at a time over a round). The waits hold
+	// no slot of the worker's gate, which its sweeps share. A --rate lower
+	// than the spread's wins, as in a local watch; chunks taken later (a
+	// dead owner's, a retry) start at once, to end the round in time.
+	spread := !scan && wr.rec.Spread > 0 && targets > 1
+	if r := float64(targets) / wr.rec.Spread.Seconds(); spread && wr.rec.Spec.Rate > 0 && wr.rec.Spec.Rate < r {
+		spread = false
+	}
+	begin, before := time.Now(), uint64(0)
+	for _, c := range owned {
+		var at time.Time
+		if spread {
+			at = begin.Add(time.Duration(float64(wr.rec.Spread) * float64(before) / float64(targets)))
+		}
+		before += min((c+1)*wr.rec.ChunkSize, wr.rec.Total) - c*wr.rec.ChunkSize
 		wr.mu.Lock()
 		started, tried := rd.started[c]
 		if started {
@@ -354,7 +407,7 @@ func (w *Worker) startOwned(ctx context.Context, wg *sync.WaitGroup, wr *watchRu
 		go func() {
 			defer wg.Done()
 			defer close(mine)
-			if err := w.runChunk(ctx, wr, rd, c, prev); err != nil && ctx.Err() == nil {
+			if err := w.runChunk(ctx, wr, rd, c, prev, at); err != nil && ctx.Err() == nil {
 				w.opts.Logf("watch %s round %d chunk %d: %v; retried", wr.rec.ID, n, c, err)
 				w.opts.Metrics.chunkFailed(wr.rec.ID)
 				wr.mu.Lock()
@@ -416,7 +469,9 @@ func (l *liveCache) get(ctx context.Context, w *Worker, rec WatchRecord) []strin
 // runChunk polls chunk c of round rd, stores its results (one per index,
 // whoever else ran it too), publishes the changes its stored results make,
 // then the chunk's done mark.
-func (w *Worker) runChunk(ctx context.Context, wr *watchRun, rd *openRound, c uint64, prev <-chan struct{}) error {
+//
+// at, when set, is when the chunk is to start (a spread round's).
+func (w *Worker) runChunk(ctx context.Context, wr *watchRun, rd *openRound, c uint64, prev <-chan struct{}, at time.Time) error {
 	rec := wr.rec
 	lo := c * rec.ChunkSize
 	hi := min(lo+rec.ChunkSize, rec.Total)
@@ -437,6 +492,9 @@ func (w *Worker) runChunk(ctx context.Context, wr *watchRun, rd *openRound, c ui
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+	}
+	if !at.IsZero() && !backoff.Sleep(ctx, time.Until(at)) {
+		return ctx.Err()
 	}
 	wr.mu.Lock()
 	j := sr.job

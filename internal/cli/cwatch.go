@@ -25,12 +25,10 @@ import (
 	"github.com/fanout/fanout/watch"
 )
 
-// clusterWatchRefuses are the watch flags a cluster watch does not take
-// (yet), and why: they would be silently ignored otherwise.
-var clusterWatchRefuses = map[string]string{
-	"rounds": "a cluster watch runs until fanout watch stop",
-	"spread": "a cluster watch's chunks start when the round does",
-}
+// clusterWatchRefuses are the watch flags a cluster watch does not take,
+// and why: they would be silently ignored otherwise. (None today: --rounds
+// ends the watch in the cluster, --spread smears each worker's share.)
+var clusterWatchRefuses = map[string]string{}
 
 // followRules are the flags that make the follower of a cluster watch
 // apply the rules of a local watch itself (followFeed): it then reads every
@@ -67,6 +65,15 @@ func runClusterWatch(cmd *cobra.Command, f *sweepFlags, spec fanout.Spec, wf *wa
 	}
 	if wf.every < cluster.MinWatchEvery || wf.every%time.Second != 0 {
 		return usageErrorf("--every %v with --server: whole seconds, at least %v (the server's message schedules fire on the second)", wf.every, cluster.MinWatchEvery)
+	}
+	if most := cluster.MaxWatchRounds(wf.every); wf.rounds > most {
+		return usageErrorf("--rounds %d with --server and --every %v: at most %d (a cluster watch's rounds end within %s)", wf.rounds, wf.every, most, shortDuration(cluster.MaxRetention))
+	}
+	var spread time.Duration
+	if wf.spread {
+		// Over the interval less what one target may take, at least a
+		// tenth of it, as a local watch spreads its rounds.
+		spread = max(wf.every-wf.targetTime, wf.every/10)
 	}
 	retention := cluster.DefaultWatchRetention
 	if fl := cmd.Flags().Lookup("retention"); fl != nil && fl.Changed {
@@ -136,13 +143,20 @@ func runClusterWatch(cmd *cobra.Command, f *sweepFlags, spec fanout.Spec, wf *wa
 		return &exitError{code: ExitSomeNotUp, err: err}
 	}
 	defer closeConn()
-	rec, err := client.SubmitWatch(ctx, p.spec, p.order.Len(), cluster.WatchOptions{Every: wf.every, Retention: retention, On: on})
+	rec, err := client.SubmitWatch(ctx, p.spec, p.order.Len(), cluster.WatchOptions{Every: wf.every, Retention: retention, On: on,
+		Rounds: wf.rounds, Spread: spread})
 	if err != nil {
 		return &exitError{code: ExitSomeNotUp, err: err}
 	}
 	pinned := ""
 	if len(rec.On) > 0 {
 		pinned = ", on workers tagged " + cluster.FormatTags(rec.On)
+	}
+	if rec.Rounds > 0 {
+		pinned += fmt.Sprintf(", %d rounds", rec.Rounds)
+	}
+	if rec.Spread > 0 {
+		pinned += fmt.Sprintf(", each worker's share spread over %v", rec.Spread)
 	}
 	fmt.Fprintf(stderr, "fanout: watch %s submitted to %s: %d targets in %d chunks of %d, every %v%s, rounds kept %s; sha256 %s\n",
 		rec.ID, url, rec.Total, rec.Chunks, rec.ChunkSize, rec.Every, pinned, shortDuration(rec.Retention), rec.Digest)
@@ -152,10 +166,19 @@ func runClusterWatch(cmd *cobra.Command, f *sweepFlags, spec fanout.Spec, wf *wa
 		fmt.Fprintf(stderr, "fanout: follow it with: fanout watch events --server %s %s; stop it with: fanout watch stop --server %s %s\n", url, rec.ID, url, rec.ID)
 		return nil
 	}
+	// The last round followed: with --rounds, the exit status is that of
+	// a local watch (0: every target of the last round up).
+	var last watch.Round
+	ended := func(rd watch.Round) {
+		if rd.N >= last.N {
+			last = rd
+		}
+	}
 	if feed {
+		opts.Observers = append(opts.Observers, &onRoundEnd{ended})
 		err = followWithRules(ctx, client, rec, p.set, printer, opts, f.quiet, stderr)
 	} else {
-		err = followWatch(ctx, client, rec.ID, printer, wf.all, f.quiet, false, stderr)
+		err = followWatch(ctx, client, rec.ID, printer, wf.all, f.quiet, false, stderr, ended)
 	}
 	werr := printer.Close()
 	if cerr := closeAll(closers); werr == nil {
@@ -168,6 +191,14 @@ func runClusterWatch(cmd *cobra.Command, f *sweepFlags, spec fanout.Spec, wf *wa
 	}
 	if werr != nil {
 		return &exitError{code: ExitSomeNotUp, err: fmt.Errorf("write: %w", werr)}
+	}
+	if err == nil && rec.Rounds > 0 {
+		if !f.quiet {
+			fmt.Fprintf(stderr, "fanout: watch %s ended after round %d\n", rec.ID, rec.Rounds)
+		}
+		if last.N != rec.Rounds || last.Up < last.Targets {
+			return exitCode(ExitSomeNotUp)
+		}
 	}
 	return err
 }
@@ -192,8 +223,9 @@ func followWithRules(ctx context.Context, client *cluster.Client, rec cluster.Wa
 
 // followWatch prints watch id's changes (and results with all) through
 // printer, and a summary line per round on stderr unless quiet, until ctx
-// is done or the watch is stopped.
-func followWatch(ctx context.Context, client *cluster.Client, id string, printer *output.WatchWriter, all, quiet, fromStart bool, stderr io.Writer) error {
+// is done or the watch is stopped (or ended after its rounds). ended, when
+// set, is told each round's end.
+func followWatch(ctx context.Context, client *cluster.Client, id string, printer *output.WatchWriter, all, quiet, fromStart bool, stderr io.Writer, ended func(watch.Round)) error {
 	started := false
 	start := func(n uint64) {
 		if !started {
@@ -209,6 +241,9 @@ func followWatch(ctx context.Context, client *cluster.Client, id string, printer
 		},
 		RoundEnd: func(rd watch.Round) {
 			printer.RoundEnd(rd)
+			if ended != nil {
+				ended(rd)
+			}
 			if !quiet {
 				fmt.Fprintln(stderr, output.RoundLine(rd))
 			}
@@ -307,8 +342,11 @@ who submitted it.`,
 			fmt.Fprintf(tw, "WATCH\tJOB\tTARGETS\tEVERY\tLAST ROUND\tCOMPLETE\tUP\tDOWN\tLATE\tON\tWORKERS\tSTATE\tOWNER\n")
 			for _, w := range ws {
 				state := "running"
-				if w.Stopped {
+				switch {
+				case w.Stopped:
 					state = "stopped"
+				case w.Ended:
+					state = "ended" // after its --rounds
 				}
 				owners := strings.Join(w.Owners, ",")
 				if owners == "" {
@@ -354,7 +392,7 @@ result of every round too; --from-start replays what the server keeps.`,
 				return err
 			}
 			defer closeConn()
-			err = followWatch(ctx, client, args[0], printer, all, quiet, fromStart, cmd.ErrOrStderr())
+			err = followWatch(ctx, client, args[0], printer, all, quiet, fromStart, cmd.ErrOrStderr(), nil)
 			if werr := printer.Close(); err == nil && werr != nil {
 				err = fmt.Errorf("write: %w", werr)
 			}
@@ -396,7 +434,7 @@ func attachWatch(ctx context.Context, cmd *cobra.Command, client *cluster.Client
 		return usageError(fmt.Errorf("--output: %w", err))
 	}
 	if !usesFeed(cmd) {
-		err = followWatch(ctx, client, rec.ID, printer, af.all, f.quiet, false, stderr)
+		err = followWatch(ctx, client, rec.ID, printer, af.all, f.quiet, false, stderr, nil)
 	} else {
 		err = attachWithRules(ctx, client, rec, printer, f, af, stderr)
 	}

@@ -121,3 +121,35 @@ func TestClusterWatchSSHKeepsConnections(t *testing.T) {
 		}
 	}
 }
+
+// fanout worker --max-connections N: a worker keeps up to N of a watch
+// ssh's connections between rounds, beyond its -c: with -c 4 and 30 hosts,
+// round 1 opens one connection per host and later rounds none (by -c alone,
+// its pool kept 4 and redialled the rest every round: 120 over 4 rounds).
+func TestClusterWatchSSHWorkerMaxConnections(t *testing.T) {
+	t.Parallel()
+	const n = 30
+	dir := t.TempDir()
+	key, pub := clientKey(t, dir)
+	fleet := lab.StartSSHFleetT(t, lab.SSHFleetOptions{AuthorizedKeys: []ssh.PublicKey{pub}})
+	kh := filepath.Join(dir, "known_hosts")
+	if err := os.WriteFile(kh, []byte("[*]:"+strconv.Itoa(fleet.Port)+" "+string(ssh.MarshalAuthorizedKey(fleet.HostKey))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url, _ := testServer(t)
+	testWorker(t, url, "w1", "--allow", "ssh", "-c", "4", "--max-connections", strconv.Itoa(n),
+		"-F", "none", "--no-agent", "-i", key, "--known-hosts", kh)
+	sock, _ := countingAgent(t)
+	home := t.TempDir()
+	if err := os.Mkdir(filepath.Join(home, ".ssh"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sub := startFanout(t, []string{"HOME=" + home, "SSH_AUTH_SOCK=" + sock}, "watch", "ssh", "-p", strconv.Itoa(fleet.Port),
+		"--every", "1s", "--rounds", "4", "--server", url, fmt.Sprintf("127.2.0.1-%d", n), "--", "hostname")
+	if code := sub.wait(t, testwait.Hang); code != 0 {
+		t.Fatalf("watch ssh --server --rounds 4: exit %d: %s", code, sub.errText())
+	}
+	if got := fleet.Accepted.Load(); got != n {
+		t.Errorf("the fleet accepted %d connections over 4 rounds: want %d (one per host, kept)", got, n)
+	}
+}

@@ -3,6 +3,7 @@ package cli_test
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -111,8 +112,7 @@ func TestClusterWatchUsage(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--rounds", "3"}, "--rounds with --server"},
-		{[]string{"--spread=false"}, "--spread with --server"},
+		{[]string{"--rounds", "1000000"}, "--rounds 1000000 with --server and --every 2s: at most 302398"},
 		{[]string{"--confirm", "2/3", "--detach"}, "--detach with --confirm"},
 		{[]string{"--db", "x.db", "--detach"}, "--detach with --confirm"},
 		{[]string{"--confirm", "3/2"}, "--confirm: confirm \"3/2\""},
@@ -276,5 +276,71 @@ func TestClusterWatchRules(t *testing.T) {
 	}
 	if len(spans) != 3 || !strings.HasPrefix(spans[0], "up:") || spans[1] != "down:1" || !strings.HasPrefix(spans[2], "up:") {
 		t.Errorf("history of the attached watch: spans %v, want up, down for 1 round, up", spans)
+	}
+}
+
+// TestClusterWatchRounds: --rounds N with --server ends the watch in the
+// cluster after round N: the submitter following it exits then, 0 when
+// every target of round N was up and 1 otherwise, as a local watch does;
+// detached, the watch ends by itself (watch ls: ended, round N its last
+// complete one, none after), and watch events on it returns once it has
+// replayed it.
+func TestClusterWatchRounds(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	port := fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
+	url, _ := testServer(t)
+	testWorker(t, url, "w1", "-c", "20")
+	testWorker(t, url, "w2", "-c", "20")
+
+	up := startFanout(t, nil, "watch", "tcp", "-p", port, "--every", "1s", "--timeout", "1s", "--rounds", "3", "--server", url, "--all", "-o", "jsonl", "127.0.0.1")
+	if code := up.wait(t, testwait.Hang); code != 0 {
+		t.Errorf("--rounds 3, the target up: exit %d, want 0; stderr:\n%s", code, up.errText())
+	}
+	if e := up.errText(); !strings.Contains(e, "round 3:") || strings.Contains(e, "round 4:") || !strings.Contains(e, "ended after round 3") {
+		t.Errorf("--rounds 3: want rounds up to 3, none after, and the end said; stderr:\n%s", e)
+	}
+	if n := countLines(up.stdout); n != 3 {
+		t.Errorf("--rounds 3 --all: %d result lines, want 3", n)
+	}
+
+	down := startFanout(t, nil, "watch", "tcp", "-p", "1", "--every", "1s", "--timeout", "1s", "--rounds", "2", "--server", url, "127.0.0.1")
+	if code := down.wait(t, testwait.Hang); code != 1 {
+		t.Errorf("--rounds 2, the target refused: exit %d, want 1; stderr:\n%s", code, down.errText())
+	}
+
+	sub := fanout(t, "", "watch", "tcp", "-p", port, "--every", "1s", "--timeout", "1s", "--rounds", "2", "--server", url, "--detach", "127.0.0.1")
+	if sub.code != 0 {
+		t.Fatalf("watch --rounds 2 --detach: exit %d: %s", sub.code, sub.stderr)
+	}
+	id := strings.TrimSpace(sub.stdout)
+	var row []string
+	waitFor(t, "watch ls: ended", testwait.Hang, func() bool {
+		row = lsRow(t, url, id)
+		return row[len(row)-2] == "ended"
+	})
+	time.Sleep(3 * time.Second) // three intervals: a round would have ticked
+	if row = lsRow(t, url, id); row[4] != "2" || row[5] != "2" || row[len(row)-2] != "ended" {
+		t.Errorf("watch ls row %v: want last round 2, complete 2, ended", row)
+	}
+	ev := startFanout(t, nil, "watch", "events", "--server", url, "--from-start", "--all", id)
+	if code := ev.wait(t, testwait.Hang); code != 0 {
+		t.Errorf("watch events on an ended watch: exit %d, want 0 (it returns); stderr:\n%s", code, ev.errText())
+	}
+	if e := ev.errText(); !strings.Contains(e, "round 2:") || strings.Contains(e, "round 3:") {
+		t.Errorf("watch events --from-start: want rounds 1 and 2 alone; stderr:\n%s", e)
 	}
 }

@@ -152,7 +152,10 @@ whoever submitted it. --detach prints its id and returns; else its changes
 print here until Ctrl-C. fanout watch events follows one, fanout watch ls
 lists them, fanout attach --server URL ID follows one again. --on
 KEY=VALUE,... pins it to the workers started with those --tags. --every is
-then whole seconds; --rounds and --spread are not taken. --confirm, --flap,
+then whole seconds. --rounds N ends the watch in the cluster after round N
+(the server's clock for it expires; no round starts after; this command,
+when it follows, exits then as a local watch does); --spread starts each
+worker's share of a round over the interval. --confirm, --flap,
 --alive, --dead, --db and --metrics apply to the changes followed here:
 this command then reads every result of every round and reckons the changes
 by the rules above, instead of printing those the workers publish (1/1).

@@ -29,7 +29,7 @@ func TestWatchBadInput(t *testing.T) {
 		{[]string{"watch", "exec", "--flap", "5/4", "127.0.0.1", "--", "true"}, "--flap: flap \"5/4\"", true},
 		{[]string{"watch", "ping", "--loss-threshold", "101", "127.0.0.1"}, "--loss-threshold 101: want a number from 0 to 100", false},
 		{[]string{"watch", "ping", "--all", "--alive", "127.0.0.1"}, "--alive and --all: choose one", false},
-		{[]string{"watch", "tcp", "-p", "22", "--server", "nats://127.0.0.1:4222", "--rounds", "3", "127.0.0.1"}, "--rounds with --server: a cluster watch runs until fanout watch stop", true},
+		{[]string{"watch", "tcp", "-p", "22", "--server", "nats://127.0.0.1:4222", "--rounds", "20000", "127.0.0.1"}, "--rounds 20000 with --server and --every 1m0s: at most 10078", true},
 		{[]string{"watch", "ping", "--progress", "always", "127.0.0.1"}, "--progress:", false},
 		{[]string{"watch", "ping", "--rounds", "-1", "127.0.0.1"}, "--rounds -1: want", false},
 		{[]string{"watch", "exec", "127.0.0.1"}, "no command given", true},

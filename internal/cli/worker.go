@@ -32,6 +32,7 @@ func newWorkerCmd() *cobra.Command {
 		tags    string
 		metrics string
 	)
+	var maxConns int // --max-connections: ssh connections kept for watches
 	cmd := &cobra.Command{
 		Use:   "worker [--server URL] [flags]",
 		Short: "Run sweep tasks from a fanout cluster",
@@ -120,9 +121,13 @@ for the cluster's view.`,
 			o.AckWait = ackWait
 			o.Concurrency = fitConcurrency(stderr, o.Concurrency, 2)
 			// A cluster watch ssh keeps its hosts' connections between
-			// rounds, as many as -c.
+			// rounds, as many as --max-connections, else -c.
+			keep := maxConns
+			if keep == 0 {
+				keep = o.Concurrency
+			}
 			o.Rounds = map[string]func(json.RawMessage) (json.RawMessage, error){
-				jobssh.Kind: func(opts json.RawMessage) (json.RawMessage, error) { return jobssh.KeepForRounds(opts, o.Concurrency) },
+				jobssh.Kind: func(opts json.RawMessage) (json.RawMessage, error) { return jobssh.KeepForRounds(opts, keep) },
 			}
 			creds, err := clusterCreds(creds)
 			if err != nil {
@@ -181,6 +186,7 @@ for the cluster's view.`,
 	fl.StringArrayVar(&local.KnownHosts, "known-hosts", nil, "ssh sweeps: known_hosts file (repeatable; default: UserKnownHostsFile, else ~/.ssh/known_hosts)")
 	fl.StringVar(&local.HostKey, "host-key", "", "ssh sweeps: the widest host key policy a sweep gets: strict, accept-new or off (default: StrictHostKeyChecking of the ssh config, else strict)")
 	fl.StringVarP(&local.ProxyJump, "jump", "J", "", "ssh sweeps: reach every target through this bastion, [user@]host[:port]")
+	fl.IntVar(&maxConns, "max-connections", 0, "watch ssh: connections kept between rounds at most, the least recently used closed first (default: as many as -c; give at least the hosts this worker polls, or they are redialled each round)")
 	fl.DurationVar(&ackWait, "ack-wait", cluster.DefaultAckWait, "how long a task of a dead worker waits before redelivery (when this worker creates the shared consumer)")
 	_ = fl.MarkHidden("ack-wait")
 	fl.BoolVarP(&o.Verbose, "verbose", "v", false, "log each task: targets, run and publish times")
