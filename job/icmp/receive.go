@@ -35,16 +35,12 @@ type event struct {
 func (s *sweep) receiver(c *conn) {
 	defer s.wg.Done()
 	fam := family(c.v6)
-	bufSize := max(512, icmpHeaderLen+s.payload+128)
-	ms := make([]ipv4.Message, batchMax)
-	for i := range ms {
-		ms[i].Buffers = [][]byte{make([]byte, bufSize)}
-		ms[i].OOB = make([]byte, oobSize)
+	rb := s.spare.recv[fam]
+	if rb == nil {
+		rb = newRecvBufs(s.payload)
 	}
-	var (
-		evs []event
-		out []job.Result
-	)
+	defer func() { s.spare.recv[fam] = rb }()
+	ms := rb.msgs
 	for {
 		// The deadline wakes an idle receiver every reapTick to say the
 		// socket was empty: the reaper waits for that before timing out.
@@ -70,15 +66,15 @@ func (s *sweep) receiver(c *conn) {
 			continue
 		}
 		wall, mono := time.Now().UnixNano(), s.now()
-		evs = evs[:0]
+		rb.evs = rb.evs[:0]
 		for i := range ms[:n] {
 			if ev, ok := s.parse(c, &ms[i], arrival(&ms[i], wall, mono)); ok {
-				evs = append(evs, ev)
+				rb.evs = append(rb.evs, ev)
 			}
 		}
 		s.mu.Lock()
-		for _, ev := range evs {
-			out = s.apply(ev, out)
+		for _, ev := range rb.evs {
+			rb.out = s.apply(ev, rb.out)
 		}
 		if n < len(ms) {
 			// The read took all there was: every reply that arrived
@@ -86,8 +82,25 @@ func (s *sweep) receiver(c *conn) {
 			s.drained[fam] = t0
 		}
 		s.mu.Unlock()
-		out = s.deliver(out)
+		rb.out = s.deliver(rb.out)
 	}
+}
+
+// recvBufs are a receiver's messages and what it collects from them.
+type recvBufs struct {
+	msgs []ipv4.Message
+	evs  []event
+	out  []job.Result
+}
+
+func newRecvBufs(payload int) *recvBufs {
+	bufSize := max(512, icmpHeaderLen+payload+128)
+	ms := make([]ipv4.Message, batchMax)
+	for i := range ms {
+		ms[i].Buffers = [][]byte{make([]byte, bufSize)}
+		ms[i].OOB = make([]byte, oobSize)
+	}
+	return &recvBufs{msgs: ms}
 }
 
 // oobSize holds one SCM_TIMESTAMPNS control message.
