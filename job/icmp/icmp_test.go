@@ -810,3 +810,28 @@ func TestManyRequests(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// Sweeps one after another on one Job (a watch's rounds) reuse the tables
+// the first grew (spare.go): each still gets every reply, and no reply of
+// a sweep is taken for another's.
+func TestRepeatedSweepsReuseTables(t *testing.T) {
+	lab.Require(t)
+	j := newJob(t, Config{})
+	ts := cidr4(t, "127.0.0.0/18", 0)
+	for round := range 6 {
+		before := j.Stats()
+		res := runSweep(t, j, ts, 1<<14)
+		st := j.Stats()
+		if res.up != len(ts) {
+			t.Errorf("sweep %d: up %d down %d errors %d, want %d up; stats %+v", round, res.up, res.down, res.errs, len(ts), st)
+		}
+		if got := st.Replies - before.Replies; got != uint64(len(ts)) {
+			t.Errorf("sweep %d: %d replies counted, want %d; stats %+v", round, got, len(ts), st)
+		}
+	}
+	j.spareMu.Lock()
+	defer j.spareMu.Unlock()
+	if j.spare == nil || cap(j.spare.slots) == 0 {
+		t.Errorf("no tables left for the next sweep")
+	}
+}
