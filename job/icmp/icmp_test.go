@@ -232,7 +232,9 @@ func TestLiveSlash16(t *testing.T) {
 	ts := cidr4(t, "127.0.0.0/16", 0)
 	res := runSweep(t, j, ts, 1<<17)
 	if res.up != 65536 || res.down != 0 || res.errs != 0 {
-		t.Fatalf("up %d down %d errors %d, want 65536 up", res.up, res.down, res.errs)
+		// The stats say whether the missing replies came late, were not
+		// recognised, or never came.
+		t.Fatalf("up %d down %d errors %d, want 65536 up; in %v, stats %+v", res.up, res.down, res.errs, res.wall, j.Stats())
 	}
 	st := j.Stats()
 	if st.Sent != 65536 || st.Replies != 65536 {
