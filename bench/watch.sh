@@ -27,7 +27,11 @@
 # Bounded: (a) 51 rounds of 5 s (about 4-5 minutes, cut at 15), (b) 5,000
 # probes and 10 rounds of 1 s (cut at 5 minutes), (c) as bench/ssh-reuse.sh
 # bounds each tool, (d) two runs of 12 rounds of 2 s (each cut at 3
-# minutes). ROUNDS=N shortens (a); SCRAPE_GZIP=1 makes (d)'s scrapes ask
+# minutes). ROUNDS=N shortens (a); AB_BIN=PATH runs, in (a), a second
+# fanout binary's watch (an older build) at the same time on the same set,
+# and prints its peak RSS at round 5 and ROUNDS beside ours (both then
+# see each other's replies: (a)'s CPU figures are not a lone watch's);
+# SCRAPE_GZIP=1 makes (d)'s scrapes ask
 # for gzip, as Prometheus does; SSH_N=N and SSH_ROUNDS=R set (c)'s hosts
 # and rounds (default 1000 and 5);
 # PARTS="a b c d" chooses. (b) and (d) need curl, (b)
@@ -81,9 +85,26 @@ wait_round() {
 	done
 }
 
+# hwm_trace FILE PID OUT: until PID exits, appends "round peak_kB" to OUT
+# each time FILE gains a round summary line: the rounds where the peak rose.
+hwm_trace() {
+	local n last=0
+	while kill -0 "$2" 2>/dev/null; do
+		n=$(grep -c '^round [0-9]*:' "$1")
+		if [ "$n" != "$last" ]; then
+			last=$n
+			echo "$n $(hwm "$2")" >>"$3"
+		fi
+		sleep 0.2
+	done
+}
+
+# rises OUT: the rounds at which hwm_trace saw the peak grow, with it (MB).
+rises() { awk '$2 > p { if (p) printf " %d (%.1f)", $1, $2 / 1024; p = $2 }' "$1"; }
+
 part_a() {
 echo
-echo "(a) steady state: watch ping --every 5s of 127.0.0.0/16, $ROUNDS rounds"
+echo "(a) steady state: watch ping --every 5s of 127.0.0.0/16, $ROUNDS rounds${AB_BIN:+, beside a watch of $AB_BIN at the same time}"
 /usr/bin/time -f "%e %U %S %M" -o "$work/time1" "$FANOUT" ping -q 127.0.0.0/16 >/dev/null 2>&1
 read -r wall1 user1 sys1 rss1 < <(tail -1 "$work/time1")
 once_cpu=$(echo "$user1 + $sys1" | bc)
@@ -93,20 +114,46 @@ wpid=$!
 pids+=("$wpid")
 (sleep 900; kill "$wpid" 2>/dev/null) &
 pids+=($!)
+: >"$work/hwm"
+hwm_trace "$work/rounds" "$wpid" "$work/hwm" &
+pids+=($!)
+local bpid=
+if [ -n "${AB_BIN:-}" ]; then
+	"$AB_BIN" watch ping --every 5s --rounds $((ROUNDS + 1)) -o jsonl 127.0.0.0/16 >/dev/null 2>"$work/rounds.ab" &
+	bpid=$!
+	pids+=("$bpid")
+	(sleep 900; kill "$bpid" 2>/dev/null) &
+	pids+=($!)
+	: >"$work/hwm.ab"
+	hwm_trace "$work/rounds.ab" "$bpid" "$work/hwm.ab" &
+	pids+=($!)
+fi
 if wait_round "$work/rounds" 5 120; then
 	cpu5=$(cpu "$wpid")
 	rss5=$(hwm "$wpid")
 	split5=$(rss_split "$wpid")
+	[ -z "$bpid" ] || ! wait_round "$work/rounds.ab" 5 120 || rss5b=$(hwm "$bpid")
 	if wait_round "$work/rounds" "$ROUNDS" 600; then
 		cpuN=$(cpu "$wpid")
 		rssN=$(hwm "$wpid")
 		splitN=$(rss_split "$wpid")
+		[ -z "$bpid" ] || ! wait_round "$work/rounds.ab" "$ROUNDS" 120 || rssNb=$(hwm "$bpid")
 		late=$(grep -c "late by" "$work/rounds")
 		per_round=$(echo "scale=3; ($cpuN - $cpu5) / ($ROUNDS - 5)" | bc)
 		printf '  one-shot fanout ping -q 127.0.0.0/16:  %6.2f s wall, %6.3f s cpu, %6.1f MB peak\n' "$wall1" "$once_cpu" "$(echo "scale=1; $rss1 / 1024" | bc)"
 		printf '  watch, peak RSS at round 5: %6.1f MB, at round %d: %6.1f MB: %sx (want <= 1.05)\n' \
 			"$(echo "scale=1; $rss5 / 1024" | bc)" "$ROUNDS" "$(echo "scale=1; $rssN / 1024" | bc)" "$(ratio "$rssN" "$rss5")"
 		printf '  resident at round 5: %s; at round %d: %s\n' "$split5" "$ROUNDS" "$splitN"
+		printf '  peak RSS rose at rounds (MB):%s\n' "$(rises "$work/hwm")"
+		if [ -n "$bpid" ]; then
+			if [ -n "${rss5b:-}" ] && [ -n "${rssNb:-}" ]; then
+				printf '  AB_BIN watch, peak RSS at round 5: %6.1f MB, at round %d: %6.1f MB: %sx\n' \
+					"$(echo "scale=1; $rss5b / 1024" | bc)" "$ROUNDS" "$(echo "scale=1; $rssNb / 1024" | bc)" "$(ratio "$rssNb" "$rss5b")"
+				printf '  AB_BIN peak RSS rose at rounds (MB):%s\n' "$(rises "$work/hwm.ab")"
+			else
+				echo "  AB_BIN watch: round 5 or $ROUNDS never came:"; tail -3 "$work/rounds.ab"
+			fi
+		fi
 		printf '  watch CPU per round (rounds 6-%d): %6.3f s, %sx a one-shot sweep (want <= 1.10)\n' \
 			"$ROUNDS" "$per_round" "$(ratio "$per_round" "$once_cpu")"
 		printf '  changes printed (live targets reported down or other): %d (want 0); late rounds: %d of %d\n' \
@@ -117,7 +164,7 @@ if wait_round "$work/rounds" 5 120; then
 else
 	echo "  round 5 never came; stderr:"; tail -3 "$work/rounds"
 fi
-kill "$wpid" 2>/dev/null
+kill "$wpid" $bpid 2>/dev/null
 }
 
 part_b() {

@@ -153,9 +153,9 @@ func (s *sweep) acquire(ctx context.Context) error {
 	if s.pace != nil {
 		// Reserve+sleep, not Wait: Wait fails at once when ctx has a
 		// deadline nearer than the token, which would end the sweep early.
-		res := s.pace.lim.Reserve()
-		if d := res.Delay(); d > s.opts.PaceSlack && !backoff.Sleep(ctx, d) {
-			res.Cancel()
+		due := s.pace.reserve(time.Now())
+		if d := time.Until(due); d > s.opts.PaceSlack && !backoff.Sleep(ctx, d) {
+			s.pace.cancel(due)
 			s.release()
 			return ctx.Err()
 		}
@@ -379,18 +379,68 @@ func finish(r *job.Result, t target.Target, kind string, start time.Time) {
 	}
 }
 
+// Buffers is what Runs one after another reuse (see Options.Buffers).
+// Safe for concurrent use. The zero value is ready.
+type Buffers struct {
+	mu      sync.Mutex
+	lent    bool
+	gen     uint64 // the lending's number, carried by what is queued
+	results chan batched
+}
+
+// NewBuffers is an empty Buffers: the first Run that uses it fills it.
+func NewBuffers() *Buffers { return new(Buffers) }
+
+// batched is a batch job's Result queued for the engine, with the number of
+// the Run's lending of the queue: a job that emits after its RunBatch
+// returned must not reach the next Run that borrows the queue.
+type batched struct {
+	gen uint64
+	r   job.Result
+}
+
+// resultQueue is a queue of at least n Results: b's when b is set and
+// free (give it back with put), else a new one.
+func (b *Buffers) resultQueue(n int) (chan batched, uint64) {
+	if b == nil {
+		return make(chan batched, n), 0
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.lent {
+		return make(chan batched, n), 0
+	}
+	b.lent = true
+	b.gen++
+	if cap(b.results) < n {
+		b.results = make(chan batched, n)
+	}
+	return b.results, b.gen
+}
+
+// put takes back the queue resultQueue lent as gen (0: not lent).
+func (b *Buffers) put(gen uint64) {
+	if b == nil || gen == 0 {
+		return
+	}
+	b.mu.Lock()
+	b.lent = false
+	b.mu.Unlock()
+}
+
 // runBatch drives a Batcher: a feeder goroutine sends targets (each after a
 // slot and a rate token), the job runs in another, and emitted Results come
 // back to this goroutine, which frees their slots and alone calls emit. No
 // goroutine per target.
 func (s *sweep) runBatch(ctx, feed context.Context, kind string, b job.Batcher, emit func(job.Result)) error {
 	in := make(chan target.Target)
-	results := make(chan job.Result, s.resultBuf())
+	results, gen := s.opts.Buffers.resultQueue(s.resultBuf())
+	defer s.opts.Buffers.put(gen)
 	stop := make(chan struct{}) // closed once emitted Results are no longer read
 	jobEmit := func(r job.Result) {
 		// A job that emits after RunBatch returned must not block or panic.
 		select {
-		case results <- r:
+		case results <- batched{gen, r}:
 		case <-stop:
 		}
 	}
@@ -439,8 +489,10 @@ func (s *sweep) runBatch(ctx, feed context.Context, kind string, b job.Batcher, 
 	var batchErr error
 	for running := true; running; {
 		select {
-		case r := <-results:
-			s.batchResult(ctx, &r, kind, emit)
+		case b := <-results:
+			if b.gen == gen {
+				s.batchResult(ctx, &b.r, kind, emit)
+			}
 		case batchErr = <-batchDone:
 			running = false
 		}
@@ -450,8 +502,10 @@ func (s *sweep) runBatch(ctx, feed context.Context, kind string, b job.Batcher, 
 	// Emits made before RunBatch returned are queued: deliver them.
 	for drained := false; !drained; {
 		select {
-		case r := <-results:
-			s.batchResult(ctx, &r, kind, emit)
+		case b := <-results:
+			if b.gen == gen {
+				s.batchResult(ctx, &b.r, kind, emit)
+			}
 		default:
 			drained = true
 		}

@@ -107,3 +107,21 @@ func TestRoundLine(t *testing.T) {
 		t.Fatalf("%q, want %q", got, want)
 	}
 }
+
+// A Result the WatchWriter does not print (the default: changes only)
+// costs no allocation: a watch's every target-round goes through Result,
+// and a copy on the heap each time was most of a /16 watch's garbage.
+func TestWatchResultNotPrintedAllocatesNothing(t *testing.T) {
+	var buf bytes.Buffer
+	w, err := output.NewWatch("jsonl", &buf, output.WatchMode{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := job.Result{Index: 1, Host: "127.0.0.5", Job: "ping", Status: job.Up, Attempts: 1, Start: t0, End: t0}
+	if n := testing.AllocsPerRun(100, func() { w.Result(3, r) }); n != 0 {
+		t.Errorf("Result allocates %.1f times per call, want 0", n)
+	}
+	if buf.Len() != 0 {
+		t.Errorf("printed %q", buf.String())
+	}
+}

@@ -120,7 +120,7 @@ func Run(ctx context.Context, set target.Set, j job.Job, opts Options) (Stats, e
 	if opts.FirstRound == 0 {
 		opts.FirstRound = 1
 	}
-	w := &watcher{opts: opts, set: set, job: j,
+	w := &watcher{opts: opts, set: set, job: j, bufs: engine.NewBuffers(),
 		track: newTracker(set.Len(), rules{confirm: opts.Confirm, flap: opts.Flap, loss: opts.LossThreshold})}
 	err := w.loop(ctx)
 	return w.stats, err
@@ -134,6 +134,7 @@ type watcher struct {
 	job   job.Job
 	track *tracker
 	stats Stats
+	bufs  *engine.Buffers // the engine's, reused round after round
 }
 
 func (w *watcher) loop(ctx context.Context) error {
@@ -235,6 +236,11 @@ func (w *watcher) round(ctx context.Context, n uint64, due, start time.Time, lat
 	}
 	eopts := w.opts.Engine
 	eopts.Stop = w.opts.Stop
+	if eopts.Buffers == nil {
+		// Rounds reuse the engine's queues: a round's garbage stays small,
+		// so the heap's peak does not drift up with the rounds.
+		eopts.Buffers = w.bufs
+	}
 	if w.opts.Spread {
 		eopts.Rate = w.spreadRate(eopts.Rate, order.Len())
 		// Starts in small bursts, not a sleep per target: the CPU of a

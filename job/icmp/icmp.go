@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -46,6 +47,9 @@ type Config struct {
 type Job struct {
 	cfg   Config
 	stats counters
+
+	spareMu sync.Mutex
+	spare   *spare // what the last sweep grew, for the next (spare.go)
 }
 
 var (

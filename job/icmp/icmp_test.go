@@ -232,7 +232,9 @@ func TestLiveSlash16(t *testing.T) {
 	ts := cidr4(t, "127.0.0.0/16", 0)
 	res := runSweep(t, j, ts, 1<<17)
 	if res.up != 65536 || res.down != 0 || res.errs != 0 {
-		t.Fatalf("up %d down %d errors %d, want 65536 up", res.up, res.down, res.errs)
+		// The stats say whether the missing replies came late, were not
+		// recognised, or never came.
+		t.Fatalf("up %d down %d errors %d, want 65536 up; in %v, stats %+v", res.up, res.down, res.errs, res.wall, j.Stats())
 	}
 	st := j.Stats()
 	if st.Sent != 65536 || st.Replies != 65536 {
@@ -808,5 +810,30 @@ func TestManyRequests(t *testing.T) {
 	}
 	if st := j.Stats(); st.Duplicate != 0 || st.Late != 0 || st.Replies != 4*130 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// Sweeps one after another on one Job (a watch's rounds) reuse the tables
+// the first grew (spare.go): each still gets every reply, and no reply of
+// a sweep is taken for another's.
+func TestRepeatedSweepsReuseTables(t *testing.T) {
+	lab.Require(t)
+	j := newJob(t, Config{})
+	ts := cidr4(t, "127.0.0.0/18", 0)
+	for round := range 6 {
+		before := j.Stats()
+		res := runSweep(t, j, ts, 1<<14)
+		st := j.Stats()
+		if res.up != len(ts) {
+			t.Errorf("sweep %d: up %d down %d errors %d, want %d up; stats %+v", round, res.up, res.down, res.errs, len(ts), st)
+		}
+		if got := st.Replies - before.Replies; got != uint64(len(ts)) {
+			t.Errorf("sweep %d: %d replies counted, want %d; stats %+v", round, got, len(ts), st)
+		}
+	}
+	j.spareMu.Lock()
+	defer j.spareMu.Unlock()
+	if j.spare == nil || cap(j.spare.slots) == 0 {
+		t.Errorf("no tables left for the next sweep")
 	}
 }

@@ -35,22 +35,30 @@ type event struct {
 func (s *sweep) receiver(c *conn) {
 	defer s.wg.Done()
 	fam := family(c.v6)
-	bufSize := max(512, icmpHeaderLen+s.payload+128)
-	ms := make([]ipv4.Message, batchMax)
-	for i := range ms {
-		ms[i].Buffers = [][]byte{make([]byte, bufSize)}
-		ms[i].OOB = make([]byte, oobSize)
+	rb := s.spare.recv[fam]
+	if rb == nil {
+		rb = newRecvBufs(s.payload)
 	}
-	var (
-		evs []event
-		out []job.Result
-	)
+	defer func() { s.spare.recv[fam] = rb }()
+	ms := rb.msgs
+	rc := c.rawConn()
 	for {
 		// The deadline wakes an idle receiver every reapTick to say the
 		// socket was empty: the reaper waits for that before timing out.
 		t0 := s.now()
 		_ = c.pc.SetReadDeadline(s.epoch.Add(time.Duration(t0) + reapTick))
-		n, err := c.b.ReadBatch(ms, 0)
+		var (
+			n   int
+			err error
+		)
+		if rc != nil {
+			n, err = rb.mm.read(rc, ms)
+		} else {
+			n, err = c.b.ReadBatch(ms, 0)
+			for i := range ms[:n] {
+				rb.mm.from[i] = addrOf(ms[i].Addr)
+			}
+		}
 		if err != nil {
 			switch {
 			case errors.Is(err, net.ErrClosed):
@@ -70,15 +78,15 @@ func (s *sweep) receiver(c *conn) {
 			continue
 		}
 		wall, mono := time.Now().UnixNano(), s.now()
-		evs = evs[:0]
+		rb.evs = rb.evs[:0]
 		for i := range ms[:n] {
-			if ev, ok := s.parse(c, &ms[i], arrival(&ms[i], wall, mono)); ok {
-				evs = append(evs, ev)
+			if ev, ok := s.parseFrom(c, &ms[i], rb.mm.from[i], arrival(&ms[i], wall, mono)); ok {
+				rb.evs = append(rb.evs, ev)
 			}
 		}
 		s.mu.Lock()
-		for _, ev := range evs {
-			out = s.apply(ev, out)
+		for _, ev := range rb.evs {
+			rb.out = s.apply(ev, rb.out)
 		}
 		if n < len(ms) {
 			// The read took all there was: every reply that arrived
@@ -86,8 +94,26 @@ func (s *sweep) receiver(c *conn) {
 			s.drained[fam] = t0
 		}
 		s.mu.Unlock()
-		out = s.deliver(out)
+		rb.out = s.deliver(rb.out)
 	}
+}
+
+// recvBufs are a receiver's messages and what it collects from them.
+type recvBufs struct {
+	msgs []ipv4.Message
+	mm   *mmsg
+	evs  []event
+	out  []job.Result
+}
+
+func newRecvBufs(payload int) *recvBufs {
+	bufSize := max(512, icmpHeaderLen+payload+128)
+	ms := make([]ipv4.Message, batchMax)
+	for i := range ms {
+		ms[i].Buffers = [][]byte{make([]byte, bufSize)}
+		ms[i].OOB = make([]byte, oobSize)
+	}
+	return &recvBufs{msgs: ms, mm: newMmsg(ms)}
 }
 
 // oobSize holds one SCM_TIMESTAMPNS control message.
@@ -120,8 +146,14 @@ func arrival(m *ipv4.Message, wall, mono int64) int64 {
 // parse reads one message: an echo reply or an ICMP error quoting one of
 // our requests. Anything else is counted as foreign and dropped.
 func (s *sweep) parse(c *conn, m *ipv4.Message, at int64) (event, bool) {
+	return s.parseFrom(c, m, addrOf(m.Addr), at)
+}
+
+// parseFrom is parse of a message whose sender's address is from (what
+// the socket said; a raw IPv4 socket's is read from the IP header).
+func (s *sweep) parseFrom(c *conn, m *ipv4.Message, from netip.Addr, at int64) (event, bool) {
 	b := m.Buffers[0][:m.N]
-	var src netip.Addr
+	src := from
 	if c.raw && !c.v6 {
 		if len(b) < 20 || b[0]>>4 != 4 {
 			s.stats.foreign.Add(1)
@@ -129,8 +161,6 @@ func (s *sweep) parse(c *conn, m *ipv4.Message, at int64) (event, bool) {
 		}
 		src = netip.AddrFrom4([4]byte(b[12:16]))
 		b = b[int(b[0]&0x0f)*4:]
-	} else {
-		src = addrOf(m.Addr)
 	}
 	if len(b) < icmpHeaderLen {
 		s.stats.foreign.Add(1)

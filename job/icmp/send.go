@@ -39,18 +39,22 @@ type resend struct {
 func (s *sweep) sender(ctx context.Context) {
 	defer s.wg.Done()
 	var (
-		items    []item // taken from the intake; items[pos:] are to start
+		items    = s.spare.items // taken from the intake; items[pos:] are to start
 		pos      int
 		news     []fresh
 		out      []job.Result
 		batch    = make([]outgoing, 0, batchMax)
-		sendBufs = newSendBufs(s.payload)
+		sendBufs = s.spare.send
 		timer    = time.NewTimer(time.Hour)
 		ad       = addressing{sem: make(chan struct{}, resolvers)}
 		closed   bool
 	)
+	if sendBufs == nil {
+		sendBufs = newSendBufs(s.payload)
+	}
 	timer.Stop()
 	defer func() {
+		s.spare.items, s.spare.send = items, sendBufs
 		ad.wg.Wait() // lookups end with ctx, or have all come back
 		s.senderDone.Store(true)
 		s.checkDone()

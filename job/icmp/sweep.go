@@ -76,6 +76,10 @@ type sweep struct {
 	done       chan struct{} // closed by checkDone, from any goroutine
 	doneOnce   sync.Once
 	wg         sync.WaitGroup // the feed, sender, reaper and receivers; the sender adds receivers under mu
+
+	// spare holds the tables above while the sweep runs; its own fields
+	// the sender and each receiver fill as they end (spare.go).
+	spare *spare
 }
 
 // RunBatch pings every target received on in (Count requests each) and
@@ -107,6 +111,7 @@ func (j *Job) RunBatch(ctx context.Context, in <-chan target.Target, cfg job.Bat
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	j.putSpare(s)
 	return err
 }
 
@@ -139,6 +144,7 @@ func newSweep(j *Job, cfg job.BatchConfig, emit func(job.Result)) *sweep {
 		s.maxBatch = burst
 	}
 	s.words = (s.count + 63) / 64
+	j.takeSpare().use(s)
 	var kb [18]byte
 	_, _ = rand.Read(kb[:])
 	s.key = key{binary.LittleEndian.Uint64(kb[0:]), binary.LittleEndian.Uint64(kb[8:])}
