@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -803,5 +805,172 @@ func TestRendezvousShares(t *testing.T) {
 	}
 	if movedIn > chunks*35/100 || movedOut != share["b"] {
 		t.Errorf("d joining moved %d of %d, b leaving %d (its share %d)", movedIn, chunks, movedOut, share["b"])
+	}
+}
+
+// holdingProxy forwards connections from a loopback port to addr and
+// returns its URL; while hold is set, what addr sends back is held (the
+// server's acks do not reach the client).
+func holdingProxy(t *testing.T, addr string, hold *atomic.Bool) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", addr)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go func() { _, _ = io.Copy(s, c); s.Close() }()
+			go func() {
+				defer c.Close()
+				defer s.Close()
+				b := make([]byte, 32<<10)
+				for {
+					n, err := s.Read(b)
+					for hold.Load() {
+						time.Sleep(5 * time.Millisecond)
+					}
+					if n > 0 {
+						if _, err := c.Write(b[:n]); err != nil {
+							return
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return "nats://" + ln.Addr().String()
+}
+
+// TestWatchChangesWhileAcksAreLate: a first round of 6,000 targets down is
+// 6,000 change events from one chunk, published without waiting for each
+// ack; the server's acks are held back (a slow link, a loaded server) once
+// the client has 4,000 unacknowledged, its bound. The worker waits for
+// them: every change is stored once, before the chunk's done mark. (It
+// gave up after 200 ms, failing the chunk once its results were stored;
+// its retry stored no result, so published no change: the 2,000 left were
+// lost.)
+func TestWatchChangesWhileAcksAreLate(t *testing.T) {
+	t.Parallel()
+	s := startTestServer(t, Credentials{})
+	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang)
+	defer cancel()
+	var hold atomic.Bool
+	wnc, err := Connect(ctx, holdingProxy(t, strings.TrimPrefix(s.URL, "nats://"), &hold), Credentials{}, "w", t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wnc.Close()
+	w, err := NewWorker(ctx, wnc, WorkerOptions{Name: "w", Concurrency: 300, Allow: []string{"tcp"}, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = w.Run(wctx); close(done) }()
+	defer func() { stop(); <-done }()
+	nc, err := Connect(ctx, s.URL, Credentials{}, "submitter", t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c, err := NewClient(ctx, nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, "the worker alive", func() bool {
+		ws, err := c.Workers(ctx)
+		return err == nil && len(ws) == 1
+	})
+
+	// 127.1.0.0 onwards on a port nothing listens on: every target refuses.
+	const n = 6000
+	sp := spec.Spec{Job: "tcp", JobOptions: json.RawMessage(fmt.Sprintf(`{"ports":[%d]}`, freePort(t))),
+		Targets: []string{"127.1.0.0-127.1.23.111"}, Timeout: 5 * time.Second}
+	rec, err := c.SubmitWatch(ctx, sp, n, WatchOptions{Every: 3 * time.Second, ChunkSize: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := func() uint64 {
+		info, err := c.s.events.Info(ctx)
+		if err != nil {
+			return 0
+		}
+		return info.State.Msgs
+	}
+	// Hold the acks from the first change stored until the worker stops
+	// publishing (its bound reached), then a second: longer than the
+	// client's own wait for an ack (200 ms) when its bound is reached.
+	testwait.For(t, "round 1's first change stored", func() bool { return events() > 0 })
+	hold.Store(true)
+	last, since := events(), time.Now()
+	testwait.For(t, "the worker's changes stalled", func() bool {
+		if e := events(); e != last {
+			last, since = e, time.Now()
+		}
+		return time.Since(since) > time.Second
+	})
+	hold.Store(false)
+	t.Logf("the acks held with %d changes stored", last)
+	testwait.For(t, "round 1's done mark", func() bool {
+		_, err := c.s.wresults.GetLastMsgForSubject(ctx, wdoneSubject(rec.ID, 1, 0))
+		return err == nil
+	})
+	if err := c.StopWatch(ctx, rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	// Every change event stored so far: those of round 1 are all in.
+	info, err := c.s.events.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := c.s.js.OrderedConsumer(ctx, EventsStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{eventSubject(rec.ID)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Stop()
+	downs := map[string]int{}
+	for seq := uint64(0); seq < info.State.LastSeq; {
+		m, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e Event
+		if err := json.Unmarshal(m.Data(), &e); err != nil {
+			t.Fatal(err)
+		}
+		if e.Round == 1 && e.Kind == watch.Down {
+			downs[e.ID]++
+		}
+		meta, err := m.Metadata()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq = meta.Sequence.Stream
+	}
+	twice := 0
+	for _, k := range downs {
+		if k > 1 {
+			twice++
+		}
+	}
+	if len(downs) != n || twice > 0 {
+		t.Errorf("round 1: %d targets reported down (%d of them more than once), want all %d once", len(downs), twice, n)
 	}
 }
