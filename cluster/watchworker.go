@@ -44,6 +44,10 @@ func (e Event) Change() watch.Change {
 		PrevStatus: e.PrevStatus, PrevClass: e.PrevClass}
 }
 
+// changesAckWait bounds the wait for the server's acknowledgements of a
+// chunk's change events.
+const changesAckWait = 30 * time.Second
+
 // watchScanEvery is how often a worker looks for open rounds' chunks that
 // lost their owner.
 const watchScanEvery = time.Second
@@ -613,8 +617,15 @@ func (w *Worker) publishChanges(ctx context.Context, wr *watchRun, n, c uint64, 
 		if err != nil {
 			return 0, err
 		}
+		// Many chunks publish at once (a first round where most targets
+		// are down: one event per target): past the client's bound on
+		// unacknowledged publishes, wait for acks as long as the chunk's
+		// changes may take, not the default 200 ms (its error would fail
+		// the chunk after its results were stored, and its retry, storing
+		// none, publishes no changes: they would be lost).
 		if _, err := w.s.js.PublishMsgAsync(&nats.Msg{Subject: eventSubject(rec.ID), Data: b,
-			Header: nats.Header{"Nats-Msg-Id": []string{ev.ID}}}, jetstream.WithMsgTTL(rec.Retention)); err != nil {
+			Header: nats.Header{"Nats-Msg-Id": []string{ev.ID}}}, jetstream.WithMsgTTL(rec.Retention),
+			jetstream.WithStallWait(changesAckWait)); err != nil {
 			return 0, fmt.Errorf("publish change: %w", err)
 		}
 		published++
@@ -627,8 +638,8 @@ func (w *Worker) publishChanges(ctx context.Context, wr *watchRun, n, c uint64, 
 	case <-w.s.js.PublishAsyncComplete():
 	case <-ctx.Done():
 		return 0, ctx.Err()
-	case <-time.After(30 * time.Second):
-		return 0, errors.New("changes not acknowledged by the server after 30s")
+	case <-time.After(changesAckWait):
+		return 0, fmt.Errorf("changes not acknowledged by the server after %v", changesAckWait)
 	}
 	w.opts.Metrics.changed(rec.ID, kinds)
 	wr.mu.Lock()
