@@ -124,6 +124,11 @@ func (f *streamReader) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if f.last == 0 && cfg.DeliverPolicy == jetstream.DeliverNewPolicy {
+		// New from now: a replacement resumes from here, not from what is
+		// new then (deliveries of this one may be lost).
+		f.last = cons.CachedInfo().Delivered.Stream
+	}
 	f.cons, f.it, f.got = cons, it, 0
 	if f.opened != nil {
 		f.opened()

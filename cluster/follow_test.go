@@ -158,6 +158,14 @@ func (p *lossyProxy) cut() {
 func TestStreamReaderRereadsLostDeliveries(t *testing.T) {
 	t.Parallel()
 	s := startTestServer(t, Credentials{})
+	for _, deliver := range []jetstream.DeliverPolicy{jetstream.DeliverAllPolicy, jetstream.DeliverNewPolicy} {
+		t.Run(deliver.String(), func(t *testing.T) { testLostDeliveries(t, s, deliver) })
+	}
+}
+
+// testLostDeliveries: with deliver, a reader that lost deliveries returns
+// each message once, in order (messages 1-3 are stored before it starts).
+func testLostDeliveries(t *testing.T, s *Server, deliver jetstream.DeliverPolicy) {
 	ctx, cancel := context.WithTimeout(context.Background(), testwait.Hang)
 	defer cancel()
 	pnc, err := Connect(ctx, s.URL, Credentials{}, "publisher", t.Logf)
@@ -169,7 +177,9 @@ func TestStreamReaderRereadsLostDeliveries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pjs.CreateStream(ctx, jetstream.StreamConfig{Name: "LOSSTEST", Subjects: []string{"losstest.>"}}); err != nil {
+	stream := "LOSS" + strings.ToUpper(deliver.String())
+	subject := strings.ToLower(stream) + ".x"
+	if _, err := pjs.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{subject}}); err != nil {
 		t.Fatal(err)
 	}
 	proxy := newLossyProxy(t, strings.TrimPrefix(s.URL, "nats://"))
@@ -185,14 +195,18 @@ func TestStreamReaderRereadsLostDeliveries(t *testing.T) {
 	publish := func(from, to int) {
 		t.Helper()
 		for i := from; i <= to; i++ {
-			if _, err := pjs.Publish(ctx, "losstest.x", fmt.Appendf(nil, "%d", i)); err != nil {
+			if _, err := pjs.Publish(ctx, subject, fmt.Appendf(nil, "%d", i)); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	f := newStreamReader(rjs, "LOSSTEST", jetstream.OrderedConsumerConfig{FilterSubjects: []string{"losstest.>"}})
+	publish(1, 3)
+	f := newStreamReader(rjs, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: deliver})
 	f.quiet = 200 * time.Millisecond
 	defer f.Stop()
+	if err := f.open(ctx); err != nil {
+		t.Fatal(err)
+	}
 	next := func(want int) {
 		t.Helper()
 		for {
@@ -216,7 +230,7 @@ func TestStreamReaderRereadsLostDeliveries(t *testing.T) {
 		name := f.cons.CachedInfo().Name
 		publish(from, to)
 		testwait.For(t, fmt.Sprintf("messages %d-%d delivered by %s", from, to, name), func() bool {
-			ci, err := pjs.Consumer(ctx, "LOSSTEST", name)
+			ci, err := pjs.Consumer(ctx, stream, name)
 			if err != nil {
 				return false
 			}
@@ -228,11 +242,19 @@ func TestStreamReaderRereadsLostDeliveries(t *testing.T) {
 		proxy.dropping.Store(false)
 		testwait.For(t, "the reader connected again", func() bool { return rnc.Stats().Reconnects > before && rnc.IsConnected() })
 	}
-	publish(1, 3)
-	for i := 1; i <= 3; i++ {
-		next(i)
+	if deliver == jetstream.DeliverAllPolicy {
+		for i := 1; i <= 3; i++ {
+			next(i)
+		}
 	}
-	// The last messages lost: nothing pending on the consumer.
+	// The last messages lost (for DeliverNew, the first it would return):
+	// nothing pending on the consumer. (A Next that returns nothing first:
+	// the iterator pulls once asked for a message.)
+	qctx, qcancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	if _, err := f.Next(qctx); err != context.DeadlineExceeded {
+		t.Fatalf("nothing new stored: %v, want the caller's deadline", err)
+	}
+	qcancel()
 	lose(4, 5)
 	next(4)
 	next(5)

@@ -199,28 +199,6 @@ func TestHAKillStreamLeaderMidWatch(t *testing.T) {
 	})
 	before := log.waitRound(t, 2)
 
-	// kill -9 (below) the leader of the rounds stream, the hard case: its
-	// schedule, and likely the other streams' leadership, move.
-	var victim string
-	testwait.For(t, "a leader of "+RoundsStream, func() bool {
-		victim = leaderOf(ctx, c, RoundsStream)
-		return victim != ""
-	})
-
-	// A sweep running when the server dies, submitted and collected by a
-	// client connected to that server: results on their way to it when it
-	// dies are lost to the collector's consumer (no acks), which must read
-	// them again. Its Collect once waited for them for good (CI, session 7).
-	const sweepN = 30000
-	sc := hc.clientOn(ctx, victim)
-	srec, err := submit(ctx, sc, sleepSpec(sweepN, 40), SubmitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := newCollector()
-	collected := make(chan error, 1)
-	go func() { collected <- sc.Collect(ctx, srec.ID, CollectOptions{Counters: &k.c, Emit: k.emit}) }()
-	waitDone(t, k, sweepN, 0.1, testwait.Hang)
 	// The workers' durable consumer (which holds the tasks' acks) is
 	// replicated as its stream is.
 	cons, err := c.s.js.Consumer(ctx, TasksStream, WorkerConsumer)
@@ -231,14 +209,41 @@ func TestHAKillStreamLeaderMidWatch(t *testing.T) {
 		t.Errorf("consumer %s: cluster %+v, want a leader and 2 replicas", WorkerConsumer, ci.Cluster)
 	}
 
-	if l := leaderOf(ctx, c, RoundsStream); l != victim {
-		t.Logf("the rounds stream's leader moved from %s to %s unasked; killing %s, the sweep's client's server", victim, l, victim)
+	// kill -9 (below) the leader of the rounds stream, the hard case: its
+	// schedule, and likely the other streams' leadership, move.
+	var victim string
+	testwait.For(t, "a leader of "+RoundsStream, func() bool {
+		victim = leaderOf(ctx, c, RoundsStream)
+		return victim != ""
+	})
+	t.Logf("leaders before the kill: rounds %s, watch results %s, events %s, tasks %s, results %s",
+		victim, leaderOf(ctx, c, WatchResultsStream), leaderOf(ctx, c, EventsStream),
+		leaderOf(ctx, c, TasksStream), leaderOf(ctx, c, ResultsStream))
+
+	// A sweep running when the server dies, submitted and collected by a
+	// client connected to that server: results on their way to it when it
+	// dies are lost to the collector's consumer (no acks), which must read
+	// them again. Its Collect once waited for them for good (CI, session 7).
+	// At 100 starts a second per worker, it takes 10 s or more: it spans the
+	// kill and the election, and leaves the workers' slots to the watch.
+	const sweepN = 3000
+	sc := hc.clientOn(ctx, victim)
+	ssp := sleepSpec(sweepN, 40)
+	ssp.Rate = 100
+	srec, err := submit(ctx, sc, ssp, SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Logf("leaders before the kill: rounds %s, watch results %s, events %s, tasks %s, results %s; the sweep %d/%d collected",
-		leaderOf(ctx, c, RoundsStream), leaderOf(ctx, c, WatchResultsStream), leaderOf(ctx, c, EventsStream),
-		leaderOf(ctx, c, TasksStream), leaderOf(ctx, c, ResultsStream), k.c.Done.Load(), sweepN)
+	k := newCollector()
+	collected := make(chan error, 1)
+	go func() { collected <- sc.Collect(ctx, srec.ID, CollectOptions{Counters: &k.c, Emit: k.emit}) }()
+	waitDone(t, k, sweepN, 0.1, testwait.Hang)
+	if done := k.c.Done.Load(); done == sweepN {
+		t.Errorf("the sweep was collected before the kill: it no longer spans it")
+	}
 	hc.servers[victim].kill()
 	killed := time.Now()
+	sweepDone := k.c.Done.Load()
 	// Elected: the streams a round goes through have live leaders again
 	// (polled: the time observed bounds the true one from above).
 	testwait.For(t, "new stream leaders", func() bool {
@@ -250,7 +255,8 @@ func TestHAKillStreamLeaderMidWatch(t *testing.T) {
 		return true
 	})
 	election := time.Since(killed)
-	t.Logf("killed %s after round %d; new leaders after %v: rounds %s", victim, before, election, leaderOf(ctx, c, RoundsStream))
+	t.Logf("killed %s after round %d, the sweep %d/%d collected; new leaders after %v: rounds %s",
+		victim, before, sweepDone, sweepN, election, leaderOf(ctx, c, RoundsStream))
 
 	after := log.waitDueAfter(t, time.Now().Add(2*rec.Every))
 	select {
