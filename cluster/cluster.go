@@ -551,8 +551,21 @@ func notCreated(err error) error {
 	return err
 }
 
-// taskConsumer is the durable pull consumer every worker shares.
+// taskConsumer is the durable pull consumer every worker shares. A cluster
+// still placing its replicas answers 503 ("insufficient resources"): that
+// is tried again until ctx is done, as ensure does.
 func (s *setup) taskConsumer(ctx context.Context, ackWait time.Duration) (jetstream.Consumer, error) {
+	for {
+		c, err := s.taskConsumerOnce(ctx, ackWait)
+		var apiErr *jetstream.APIError
+		if err == nil || ctx.Err() != nil || !errors.As(err, &apiErr) || apiErr.Code != 503 {
+			return c, err
+		}
+		backoff.Sleep(ctx, 200*time.Millisecond) // a poll until the replicas are placed
+	}
+}
+
+func (s *setup) taskConsumerOnce(ctx context.Context, ackWait time.Duration) (jetstream.Consumer, error) {
 	if ackWait <= 0 {
 		ackWait = DefaultAckWait
 	}

@@ -20,6 +20,14 @@ import (
 // on a consumer that lived on the dead server, or in its own retry loop,
 // which no context interrupts. The reader then never saw another message
 // while the cluster went on.
+//
+// A consumer without acks counts a message delivered once sent: one in
+// flight when the connection died (the server the reader was connected to
+// was killed, with the message in its buffers) is lost to it, and its
+// iterator, reconnected, goes on with the next ones. The reader notices by
+// the consumer's sequence (a gap, or a consumer that delivered more than
+// the reader got) and starts another consumer after the last message
+// returned, as nats.go's ordered consumer does on a gap.
 type streamReader struct {
 	js     jetstream.JetStream
 	stream string
@@ -31,6 +39,7 @@ type streamReader struct {
 	cons jetstream.Consumer
 	it   jetstream.MessagesContext
 	last uint64 // stream sequence of the last message returned
+	got  uint64 // consumer sequence of the last message cons delivered here
 }
 
 // readerQuiet is how long a streamReader waits for a message before it checks
@@ -72,8 +81,19 @@ func (f *streamReader) Next(ctx context.Context) (jetstream.Msg, error) {
 			return nil, err
 		}
 		meta, err := m.Metadata()
-		if err != nil || meta.Sequence.Stream <= f.last {
-			continue // not a stream message, or one already returned
+		if err != nil {
+			continue // not a stream message
+		}
+		if meta.Sequence.Consumer != f.got+1 {
+			// Deliveries lost on the way (a connection that died): m may
+			// come after messages never returned. Read again from the last
+			// one returned.
+			f.Stop()
+			continue
+		}
+		f.got = meta.Sequence.Consumer
+		if meta.Sequence.Stream <= f.last {
+			continue // already returned
 		}
 		f.last = meta.Sequence.Stream
 		return m, nil
@@ -104,7 +124,12 @@ func (f *streamReader) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	f.cons, f.it = cons, it
+	if f.last == 0 && cfg.DeliverPolicy == jetstream.DeliverNewPolicy {
+		// New from now: a replacement resumes from here, not from what is
+		// new then (deliveries of this one may be lost).
+		f.last = cons.CachedInfo().Delivered.Stream
+	}
+	f.cons, f.it, f.got = cons, it, 0
 	if f.opened != nil {
 		f.opened()
 	}
@@ -112,8 +137,10 @@ func (f *streamReader) open(ctx context.Context) error {
 }
 
 // stalled reports whether the consumer no longer delivers: gone from the
-// server, or holding messages it has not delivered for f.quiet. Quiet with
-// nothing pending is not stalled: nothing was stored.
+// server, holding messages it has not delivered for f.quiet, or having
+// delivered messages that never arrived here (lost in flight: nothing comes
+// after them to show a gap). Quiet with nothing pending is not stalled:
+// nothing was stored.
 func (f *streamReader) stalled(ctx context.Context) bool {
 	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -121,7 +148,7 @@ func (f *streamReader) stalled(ctx context.Context) bool {
 	if err != nil {
 		return ctx.Err() == nil
 	}
-	return info.NumPending > 0
+	return info.NumPending > 0 || info.Delivered.Consumer > f.got
 }
 
 // Stop ends the current consumer (deleted in the background, or by the

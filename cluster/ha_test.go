@@ -7,8 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"syscall"
@@ -30,6 +30,22 @@ type haCluster struct {
 	names   []string
 	servers map[string]*proc
 	env     map[string][]string // each server's, to start it again
+	urls    map[string]string   // each server's client URL
+}
+
+// clientOn is a client connected to server name first (it learns the
+// others from it, and reconnects to them when name dies).
+func (hc *haCluster) clientOn(ctx context.Context, name string) *Client {
+	nc, err := Connect(ctx, hc.urls[name], Credentials{Token: hc.token}, "test-submitter-"+name, hc.t.Logf)
+	if err != nil {
+		hc.t.Fatal(err)
+	}
+	hc.t.Cleanup(nc.Close)
+	c, err := NewClient(ctx, nc)
+	if err != nil {
+		hc.t.Fatal(err)
+	}
+	return c
 }
 
 // restart starts server name again, on its store.
@@ -45,7 +61,7 @@ func newHACluster(t *testing.T) *haCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hc := &haCluster{testCluster: &testCluster{t: t, dir: t.TempDir(), token: token}, servers: map[string]*proc{}, env: map[string][]string{}}
+	hc := &haCluster{testCluster: &testCluster{t: t, dir: t.TempDir(), token: token}, servers: map[string]*proc{}, env: map[string][]string{}, urls: map[string]string{}}
 	var ports, routePorts, urls, routes []string
 	for i := 0; i < n; i++ {
 		ports = append(ports, fmt.Sprint(freePort(t)))
@@ -59,6 +75,7 @@ func newHACluster(t *testing.T) *haCluster {
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("s%d", i)
 		hc.names = append(hc.names, name)
+		hc.urls[name] = urls[i]
 		hc.env[name] = []string{"FANOUT_CLUSTER_ROLE=server", "FANOUT_CLUSTER_LISTEN=127.0.0.1:" + ports[i],
 			"FANOUT_CLUSTER_STORE=" + filepath.Join(hc.dir, name), "FANOUT_CLUSTER_SERVER_NAME=" + name,
 			"FANOUT_CLUSTER_ROUTE_LISTEN=127.0.0.1:" + routePorts[i], "FANOUT_CLUSTER_ROUTES=" + strings.Join(routes, ","),
@@ -182,22 +199,6 @@ func TestHAKillStreamLeaderMidWatch(t *testing.T) {
 	})
 	before := log.waitRound(t, 2)
 
-	// A sweep running when the server dies: only with FANOUT_TEST_HA_SWEEP=1.
-	// Its Collect once never returned after the kill (CI, session 7): a
-	// known bug, left open; the watch is what this test is for.
-	const sweepN = 30000
-	withSweep := os.Getenv("FANOUT_TEST_HA_SWEEP") == "1"
-	var srec Record
-	k := newCollector()
-	collected := make(chan error, 1)
-	if withSweep {
-		srec, err = submit(ctx, c, sleepSpec(sweepN, 40), SubmitOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		go func() { collected <- c.Collect(ctx, srec.ID, CollectOptions{Counters: &k.c, Emit: k.emit}) }()
-		waitDone(t, k, sweepN, 0.1, testwait.Hang)
-	}
 	// The workers' durable consumer (which holds the tasks' acks) is
 	// replicated as its stream is.
 	cons, err := c.s.js.Consumer(ctx, TasksStream, WorkerConsumer)
@@ -208,17 +209,41 @@ func TestHAKillStreamLeaderMidWatch(t *testing.T) {
 		t.Errorf("consumer %s: cluster %+v, want a leader and 2 replicas", WorkerConsumer, ci.Cluster)
 	}
 
-	// kill -9 the leader of the rounds stream, the hard case: its
+	// kill -9 (below) the leader of the rounds stream, the hard case: its
 	// schedule, and likely the other streams' leadership, move.
 	var victim string
 	testwait.For(t, "a leader of "+RoundsStream, func() bool {
 		victim = leaderOf(ctx, c, RoundsStream)
 		return victim != ""
 	})
-	t.Logf("leaders before the kill: rounds %s, watch results %s, events %s, tasks %s",
-		victim, leaderOf(ctx, c, WatchResultsStream), leaderOf(ctx, c, EventsStream), leaderOf(ctx, c, TasksStream))
+	t.Logf("leaders before the kill: rounds %s, watch results %s, events %s, tasks %s, results %s",
+		victim, leaderOf(ctx, c, WatchResultsStream), leaderOf(ctx, c, EventsStream),
+		leaderOf(ctx, c, TasksStream), leaderOf(ctx, c, ResultsStream))
+
+	// A sweep running when the server dies, submitted and collected by a
+	// client connected to that server: results on their way to it when it
+	// dies are lost to the collector's consumer (no acks), which must read
+	// them again. Its Collect once waited for them for good (CI, session 7).
+	// At 100 starts a second per worker, it takes 10 s or more: it spans the
+	// kill and the election, and leaves the workers' slots to the watch.
+	const sweepN = 3000
+	sc := hc.clientOn(ctx, victim)
+	ssp := sleepSpec(sweepN, 40)
+	ssp.Rate = 100
+	srec, err := submit(ctx, sc, ssp, SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := newCollector()
+	collected := make(chan error, 1)
+	go func() { collected <- sc.Collect(ctx, srec.ID, CollectOptions{Counters: &k.c, Emit: k.emit}) }()
+	waitDone(t, k, sweepN, 0.1, testwait.Hang)
+	if done := k.c.Done.Load(); done == sweepN {
+		t.Errorf("the sweep was collected before the kill: it no longer spans it")
+	}
 	hc.servers[victim].kill()
 	killed := time.Now()
+	sweepDone := k.c.Done.Load()
 	// Elected: the streams a round goes through have live leaders again
 	// (polled: the time observed bounds the true one from above).
 	testwait.For(t, "new stream leaders", func() bool {
@@ -230,21 +255,21 @@ func TestHAKillStreamLeaderMidWatch(t *testing.T) {
 		return true
 	})
 	election := time.Since(killed)
-	t.Logf("killed %s after round %d; new leaders after %v: rounds %s", victim, before, election, leaderOf(ctx, c, RoundsStream))
+	t.Logf("killed %s after round %d, the sweep %d/%d collected; new leaders after %v: rounds %s",
+		victim, before, sweepDone, sweepN, election, leaderOf(ctx, c, RoundsStream))
 
 	after := log.waitDueAfter(t, time.Now().Add(2*rec.Every))
-	if withSweep {
-		select {
-		case err := <-collected:
-			if err != nil {
-				t.Fatalf("the sweep submitted before the kill: %v", err)
-			}
-		case <-time.After(testwait.Hang):
-			t.Fatalf("the sweep submitted before the kill: not collected after %v", testwait.Hang)
+	select {
+	case err := <-collected:
+		if err != nil {
+			t.Fatalf("the sweep submitted before the kill: %v", err)
 		}
-		exactlyOnce(t, "sweep, submitter", k.counts, sweepN)
-		exactlyOnce(t, "sweep, stored on the cluster", storedCounts(t, ctx, c, srec.ID), sweepN)
+	case <-time.After(testwait.Hang):
+		dumpSweep(t, c, srec.ID, k)
+		t.Fatalf("the sweep submitted before the kill: not collected after %v (%d of %d)", testwait.Hang, k.c.Done.Load(), sweepN)
 	}
+	exactlyOnce(t, "sweep, submitter", k.counts, sweepN)
+	exactlyOnce(t, "sweep, stored on the cluster", storedCounts(t, ctx, c, srec.ID), sweepN)
 
 	if err := c.StopWatch(ctx, rec.ID); err != nil {
 		t.Fatal(err)
@@ -342,6 +367,58 @@ func TestHAKillStreamLeaderMidWatch(t *testing.T) {
 	// stream is current on three servers again.
 	hc.restart(victim)
 	checkReplicas(t, ctx, c)
+}
+
+// dumpSweep logs, for a sweep whose Collect did not return, what the test
+// process runs and where the sweep stands on the cluster: its stored
+// results, the consumers reading them and what each delivered, its tasks
+// left in the work queue and the workers' consumer, each with its leader.
+func dumpSweep(t *testing.T, c *Client, id string, k *collector) {
+	t.Helper()
+	var b strings.Builder
+	_ = pprof.Lookup("goroutine").WriteTo(&b, 2)
+	t.Logf("test process goroutines:\n%s", b.String())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	t.Logf("collector: %d of %d results", k.c.Done.Load(), k.c.Total.Load())
+	leader := func(ci *jetstream.ClusterInfo) string {
+		if ci == nil {
+			return "(none)"
+		}
+		return fmt.Sprintf("leader %q replicas %d", ci.Leader, len(ci.Replicas))
+	}
+	if info, err := c.s.results.Info(ctx, jetstream.WithSubjectFilter(resultsPrefix+id+".>")); err == nil {
+		t.Logf("results stream: %s, %d messages of the sweep, last seq %d", leader(info.Cluster), len(info.State.Subjects), info.State.LastSeq)
+	} else {
+		t.Logf("results stream: %v", err)
+	}
+	cl := c.s.results.ListConsumers(ctx)
+	for ci := range cl.Info() {
+		t.Logf("results consumer %s (filter %v): %s, delivered %+v, pending %d, waiting %d",
+			ci.Name, ci.Config.FilterSubjects, leader(ci.Cluster), ci.Delivered, ci.NumPending, ci.NumWaiting)
+	}
+	if err := cl.Err(); err != nil {
+		t.Logf("results consumers: %v", err)
+	}
+	if info, err := c.s.tasks.Info(ctx, jetstream.WithSubjectFilter(tasksPrefix+id+".>")); err == nil {
+		t.Logf("tasks stream: %s, %d tasks of the sweep left", leader(info.Cluster), info.State.Msgs)
+	} else {
+		t.Logf("tasks stream: %v", err)
+	}
+	if cons, err := c.s.js.Consumer(ctx, TasksStream, WorkerConsumer); err == nil {
+		ci := cons.CachedInfo()
+		t.Logf("workers' consumer: %s, delivered %+v, ack floor %+v, pending %d, ack pending %d, redelivered %d, waiting %d",
+			leader(ci.Cluster), ci.Delivered, ci.AckFloor, ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.NumWaiting)
+	} else {
+		t.Logf("workers' consumer: %v", err)
+	}
+	stored := 0
+	for _, n := range storedCounts(t, ctx, c, id) {
+		if n > 0 {
+			stored++
+		}
+	}
+	t.Logf("indexes stored on the cluster: %d", stored)
 }
 
 // storedEvents reads every change event stored for watch id.

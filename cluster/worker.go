@@ -594,17 +594,24 @@ func (w *Worker) sweep(ctx context.Context, t task) (*sweepRun, error) {
 		return sr, nil
 	}
 	w.mu.Unlock()
+	var value []byte
 	e, err := w.s.sweeps.GetRevision(ctx, t.Sweep, t.Rev)
+	if err == nil {
+		value = e.Value()
+	} else if errors.Is(err, jetstream.ErrKeyNotFound) {
+		// Maybe a replica without it yet: the leader says (see leaderGet).
+		value, err = leaderGet(ctx, w.nc, "KV_"+SweepsBucket, kvPre+SweepsBucket+"."+t.Sweep, t.Rev)
+	}
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, fmt.Errorf("sweep %q revision %d: %w (deleted, expired or rewritten)", t.Sweep, t.Rev, ErrNoSweep)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sweep %s: %w", t.Sweep, err)
 	}
-	if d := digest(e.Value()); d != t.SHA256 {
+	if d := digest(value); d != t.SHA256 {
 		return nil, fmt.Errorf("%w: sweep %s revision %d has digest %s, its task says %s", errBadTask, t.Sweep, t.Rev, d, t.SHA256)
 	}
-	rec, err := decodeRecord(t.Sweep, e.Value())
+	rec, err := decodeRecord(t.Sweep, value)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errBadTask, err)
 	}
@@ -666,14 +673,21 @@ func (w *Worker) rebuildFor(ctx context.Context, rec Record, rounds bool) (*swee
 		return nil, &leaveError{pinnedError(w.opts.Name, w.opts.Tags, rec.On)}
 	}
 	if spec.StdinDigest() != "" {
+		var stdin []byte
 		e, err := w.s.sweeps.Get(ctx, rec.ID+stdinKeySuffix)
+		if err == nil {
+			stdin = e.Value()
+		} else if errors.Is(err, jetstream.ErrKeyNotFound) {
+			// Maybe a replica without it yet: the leader says (see leaderGet).
+			stdin, err = leaderGet(ctx, w.nc, "KV_"+SweepsBucket, kvPre+SweepsBucket+"."+rec.ID+stdinKeySuffix, 0)
+		}
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			return nil, fmt.Errorf("sweep %s: its stdin is gone (the sweep is complete or expired): %w", rec.ID, ErrNoSweep)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("sweep %s: stdin: %w", rec.ID, err)
 		}
-		if spec, err = spec.JoinStdin(e.Value()); err != nil {
+		if spec, err = spec.JoinStdin(stdin); err != nil {
 			return nil, fmt.Errorf("%w: sweep %s: %v", errBadTask, rec.ID, err)
 		}
 	}
