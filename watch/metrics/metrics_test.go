@@ -142,9 +142,9 @@ func TestScrape(t *testing.T) {
 	target := func(i int) string { return fmt.Sprintf("target=127.0.0.%d:%d,watch=7", i, port) }
 	round(t, d) // 1: .1 up
 	ln.Close()
-	round(t, d) // 2: .1 down
-	ln = lab.ClosingListener(t, addr)
-	round(t, d) // 3: .1 up again
+	round(t, d)                  // 2: .1 down
+	lab.ClosingListener(t, addr) // closed by the test's cleanup
+	round(t, d)                  // 3: .1 up again
 
 	fams, body := scrape(t, e)
 	promtool(t, body)
