@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"runtime"
 	"syscall"
@@ -20,7 +21,15 @@ import (
 // allocates per Result. ns/op is wall time, which a loaded machine inflates:
 // compare cpu-ns/row.
 func BenchmarkWriter(b *testing.B) {
-	rows := pingSweep(1 << 16)
+	b.Run("ordered", func(b *testing.B) { benchmarkWriter(b, pingSweep(1<<16)) })
+	b.Run("shuffled", func(b *testing.B) {
+		rows := pingSweep(1 << 16)
+		rand.New(rand.NewPCG(1, 2)).Shuffle(len(rows), func(i, j int) { rows[i], rows[j] = rows[j], rows[i] })
+		b.Run("shuffled", func(b *testing.B) { benchmarkWriter(b, rows) })
+	})
+}
+
+func benchmarkWriter(b *testing.B, rows []job.Result) {
 	var cpu, sys time.Duration
 	var alloc uint64
 	var ms runtime.MemStats
