@@ -89,6 +89,9 @@ type Writer struct {
 	inserts map[insertKey]driver.Stmt
 	args    []driver.NamedValue // the statement's values, reused
 	cols    colSet              // the columns the last insert named
+	// prepares counts the inserts prepared: once per shape, not per
+	// batch (TestInsertPreparedOnce).
+	prepares int
 	tally   tally               // the batch's counts, reused
 
 	closing atomic.Bool   // Close is waiting: commit at normal priority
@@ -564,6 +567,7 @@ func (w *Writer) insertStmt(dc any, k insertKey) (driver.Stmt, error) {
 		return nil, err
 	}
 	w.inserts[k] = st
+	w.prepares++
 	return st, nil
 }
 
