@@ -92,7 +92,7 @@ type Writer struct {
 	// prepares counts the inserts prepared: once per shape, not per
 	// batch (TestInsertPreparedOnce).
 	prepares int
-	tally   tally               // the batch's counts, reused
+	tally    tally // the batch's counts, reused
 
 	closing atomic.Bool   // Close is waiting: commit at normal priority
 	written atomic.Uint64 // rows inserted (duplicates excluded)
