@@ -20,13 +20,13 @@
 #     client CPU per host-round vs asyncssh's (want <= 0.2x), round wall vs
 #     asyncssh's (want <= 1x), and pssh's round wall vs fanout's (want >= 3x);
 # (d) metrics: a ping watch of 10,000 lab targets every 2 s (per-target
-#     series on), 12 rounds, scraped every 0.5 s: scrape time (want under
+#     series on), D_ROUNDS (30) rounds, scraped every 0.5 s: scrape time (want under
 #     50 ms) and the watch's CPU per round with scrapes vs without, in all
 #     and per scrape (want a scrape under 2% of a round).
 #
 # Bounded: (a) 51 rounds of 5 s (about 4-5 minutes, cut at 15), (b) 5,000
 # probes and 10 rounds of 1 s (cut at 5 minutes), (c) as bench/ssh-reuse.sh
-# bounds each tool, (d) two runs of 12 rounds of 2 s (each cut at 3
+# bounds each tool, (d) two runs of D_ROUNDS (default 30) rounds of 2 s (each cut at
 # minutes). ROUNDS=N shortens (a); AB_BIN=PATH runs, in (a), a second
 # fanout binary's watch (an older build) at the same time on the same set,
 # and prints its peak RSS at round 5 and ROUNDS beside ours (both then
@@ -58,6 +58,8 @@ trap cleanup EXIT
 FANOUT=${FANOUT_BIN:-$work/fanout}
 [ -n "${FANOUT_BIN:-}" ] || go build -o "$FANOUT" ./cmd/fanout || exit 1
 ROUNDS=${ROUNDS:-50}
+# (d) rounds: D_ROUNDS (default 30); rounds 3..D_ROUNDS are measured.
+D_ROUNDS=${D_ROUNDS:-30}
 PARTS=${PARTS:-a b c d}
 HZ=$(getconf CLK_TCK)
 part() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
@@ -225,7 +227,7 @@ FANOUT_BIN=$FANOUT ROUNDS=${SSH_ROUNDS:-5} bash bench/ssh-reuse.sh "${SSH_N:-100
 
 part_d() {
 echo
-echo "(d) metrics: watch ping of 10,000 lab targets every 2s, 12 rounds, per-target series on; without, then with scrapes every 0.5s"
+echo "(d) metrics: watch ping of 10,000 lab targets every 2s, $D_ROUNDS rounds, per-target series on; without, then with scrapes every 0.5s"
 if ! command -v curl >/dev/null; then
 	echo "  skipped: apt-get install -y curl (outside the lab), then run again"
 	return
@@ -235,11 +237,11 @@ seq 0 9999 | awk '{ printf "127.0.%d.%d\n", 1 + int($1 / 256), $1 % 256 }' >"$wo
 local scrape per wall spid=
 for scrape in 0 1; do
 	: >"$work/m.err"
-	# One round more than measured: round 12 is read while the watch runs.
-	"$FANOUT" watch ping --every 2s --rounds 13 --metrics 127.0.0.1:0 "@$work/t10k" >/dev/null 2>"$work/m.err" &
+	# One round more than measured: round D_ROUNDS is read while the watch runs.
+	"$FANOUT" watch ping --every 2s --rounds $((D_ROUNDS + 1)) --metrics 127.0.0.1:0 "@$work/t10k" >/dev/null 2>"$work/m.err" &
 	local mpid=$! # fanout's own pid: its CPU is read from /proc
 	pids+=("$mpid")
-	(sleep 180; kill "$mpid" 2>/dev/null) &
+	(sleep $((D_ROUNDS * 2 + 120)); kill "$mpid" 2>/dev/null) &
 	pids+=($!)
 	if ! wait_round "$work/m.err" 2 60; then
 		echo "  round 2 never came:"; tail -3 "$work/m.err"; kill "$mpid" 2>/dev/null; return
@@ -248,22 +250,22 @@ for scrape in 0 1; do
 	local url; url=$(sed -n 's/^fanout: metrics at //p' "$work/m.err")
 	if [ $scrape = 1 ]; then
 		: >"$work/scrapes"
-		(while kill -0 "$mpid" 2>/dev/null && ! grep -q "^round 12:" "$work/m.err"; do
+		(while kill -0 "$mpid" 2>/dev/null && ! grep -q "^round $D_ROUNDS:" "$work/m.err"; do
 			curl -s ${SCRAPE_GZIP:+--compressed} -o "$work/scrape.txt" -w '%{time_total}\n' "$url" >>"$work/scrapes"
 			sleep 0.5
 		done) &
 		spid=$!
 		pids+=("$spid")
 	fi
-	if ! wait_round "$work/m.err" 12 120; then
-		echo "  round 12 never came:"; tail -3 "$work/m.err"; kill "$mpid" 2>/dev/null; return
+	if ! wait_round "$work/m.err" "$D_ROUNDS" $((D_ROUNDS * 2 + 100)); then
+		echo "  round $D_ROUNDS never came:"; tail -3 "$work/m.err"; kill "$mpid" 2>/dev/null; return
 	fi
 	local c12; c12=$(cpu "$mpid")
 	kill "$mpid" 2>/dev/null
 	wait "$mpid" 2>/dev/null
-	per[$scrape]=$(echo "scale=4; ($c12 - $c2) / 10" | bc)
-	# round N: ... changes in W s, ...: rounds 3-12's wall
-	wall[$scrape]=$(awk '/^round ([3-9]|1[0-2]):/ { w = $0; sub(/.* in /, "", w); sub(/s.*/, "", w); s += w; n++ } END { if (n) printf "%.3f", s / n }' "$work/m.err")
+	per[$scrape]=$(echo "scale=4; ($c12 - $c2) / ($D_ROUNDS - 2)" | bc)
+	# round N: ... changes in W s, ...: rounds 3-D_ROUNDS's wall
+	wall[$scrape]=$(awk -v last="$D_ROUNDS" '/^round [0-9]+:/ { r = $2; sub(/:/, "", r); if (r + 0 < 3 || r + 0 > last) next; w = $0; sub(/.* in /, "", w); sub(/s.*/, "", w); s += w; n++ } END { if (n) printf "%.3f", s / n }' "$work/m.err")
 done
 wait "$spid" 2>/dev/null
 local n ms_med ms_max series
@@ -272,12 +274,12 @@ ms_med=$(sort -n "$work/scrapes" | awk '{ a[NR] = $1 } END { if (NR) printf "%.1
 ms_max=$(sort -n "$work/scrapes" | awk 'END { if (NR) printf "%.1f", 1000 * $1 }')
 series=$(grep -c '^fanout_up{' "$work/scrape.txt")
 printf '  scrape of %d fanout_up series: median %s ms, max %s ms, %d scrapes (want under 50 ms)\n' "$series" "$ms_med" "$ms_max" "$n"
-# Rounds 3-12 are measured: 10 rounds of 2 s.
+# Rounds 3 to D_ROUNDS are measured.
 printf '  watch CPU per round: %s s without scrapes, %s s with %s scrapes a round: +%s%%, +%s%% a scrape (want under 2%%)\n' \
-	"${per[0]}" "${per[1]}" "$(echo "scale=1; $n / 10" | bc)" \
+	"${per[0]}" "${per[1]}" "$(echo "scale=1; $n / ($D_ROUNDS - 2)" | bc)" \
 	"$(echo "scale=2; 100 * (${per[1]} - ${per[0]}) / ${per[0]}" | bc)" \
-	"$(echo "scale=2; 100 * (${per[1]} - ${per[0]}) / ${per[0]} / ($n / 10)" | bc)"
-printf '  round wall (rounds 3-12): %s s without, %s s with\n' "${wall[0]}" "${wall[1]}"
+	"$(echo "scale=2; 100 * (${per[1]} - ${per[0]}) / ${per[0]} / ($n / ($D_ROUNDS - 2))" | bc)"
+printf '  round wall (rounds 3-%s): %s s without, %s s with\n' "$D_ROUNDS" "${wall[0]}" "${wall[1]}"
 }
 
 for p in a b c d; do
