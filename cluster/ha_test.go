@@ -17,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/fanout/fanout/internal/lab"
 	"github.com/fanout/fanout/internal/testwait"
 	"github.com/fanout/fanout/spec"
 	"github.com/fanout/fanout/watch"
@@ -150,7 +151,7 @@ func TestHAKillStreamLeaderMidWatch(t *testing.T) {
 	c := hc.client(ctx)
 	checkReplicas(t, ctx, c)
 
-	port := closingListener(t)
+	port := lab.ClosingPort(t)
 	var workers []*proc
 	for _, name := range []string{"wa", "wb", "wc"} {
 		workers = append(workers, hc.worker(name, 100, "tcp,clustertest-sleep"))

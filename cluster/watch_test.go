@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/fanout/fanout/internal/lab"
 	"github.com/fanout/fanout/internal/testwait"
 	"github.com/fanout/fanout/job"
 	_ "github.com/fanout/fanout/job/exec"
@@ -190,28 +191,6 @@ func storedWatch(t *testing.T, ctx context.Context, c *Client, id string) (map[[
 	return counts, done
 }
 
-// closingListener listens on a loopback port until the test ends,
-// closing every connection it accepts (a tcp target up), and returns the
-// port.
-func closingListener(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // checkRounds checks that every round in [from, to] has exactly one stored
 // result for every index.
 func checkRounds(t *testing.T, counts map[[2]uint64]int, from, to uint64, n int) {
@@ -301,7 +280,7 @@ func TestWatchOnCluster(t *testing.T) {
 	tc := newTestCluster(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	port := closingListener(t)
+	port := lab.ClosingPort(t)
 	workers := map[string]*proc{}
 	for _, name := range []string{"wa", "wb", "wc"} {
 		workers[name] = tc.worker(name, 300, "tcp")
