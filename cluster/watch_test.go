@@ -653,15 +653,7 @@ func TestWatchExecOnlyWhereAllowed(t *testing.T) {
 		go func() { _ = wk.Run(wctx); close(done) }()
 		defer func() { stop(); <-done }()
 	}
-	nc, err := Connect(ctx, s.URL, Credentials{}, "submitter", t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	c, err := NewClient(ctx, nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := connectClient(t, ctx, s.URL, Credentials{}, "submitter", t.Logf)
 	// Both workers are alive before the first tick.
 	testwait.For(t, "two live workers", func() bool {
 		ws, err := c.Workers(ctx)
@@ -891,15 +883,7 @@ func TestWatchChangesWhileAcksAreLate(t *testing.T) {
 	done := make(chan struct{})
 	go func() { _ = w.Run(wctx); close(done) }()
 	defer func() { stop(); <-done }()
-	nc, err := Connect(ctx, s.URL, Credentials{}, "submitter", t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	c, err := NewClient(ctx, nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := connectClient(t, ctx, s.URL, Credentials{}, "submitter", t.Logf)
 	testwait.For(t, "the worker alive", func() bool {
 		ws, err := c.Workers(ctx)
 		return err == nil && len(ws) == 1

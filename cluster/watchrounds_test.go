@@ -38,16 +38,7 @@ func runTestWorkers(t *testing.T, ctx context.Context, s *Server, c int, names .
 
 func testClient(t *testing.T, ctx context.Context, s *Server) *Client {
 	t.Helper()
-	nc, err := Connect(ctx, s.URL, Credentials{}, "submitter", t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	c, err := NewClient(ctx, nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return connectClient(t, ctx, s.URL, Credentials{}, "submitter", t.Logf)
 }
 
 // TestWatchRoundsEndInTheCluster: a watch of Rounds 3 ends by itself:
